@@ -1,0 +1,32 @@
+//! What can go wrong, in words a log line can carry.
+
+use nix::errno::Errno;
+
+/// An engine failure. A walk that ran also filled its `Stats`.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    /// `Walker::stop` was called.
+    #[error("stopped by procspy_walker_stop")]
+    Stopped,
+    /// The callback asked to end the walk.
+    #[error("a callback returned non-zero")]
+    Aborted,
+    /// The tables did not fit the caller's buffer.
+    #[error("buffer too small: {needed} bytes needed, capacity {capacity}")]
+    BufferTooSmall { needed: u64, capacity: u64 },
+    /// An argument is out of its range.
+    #[error("{0}")]
+    Invalid(&'static str),
+    /// A system call on `path` failed.
+    #[error("{path}: {}", .errno.desc())]
+    Io { path: String, errno: Errno },
+    /// Another walk holds this walker.
+    #[error("a walk on this walker is already running")]
+    Busy,
+}
+
+impl Error {
+    pub(crate) fn io(path: impl std::fmt::Display, errno: Errno) -> Self {
+        Error::Io { path: path.to_string(), errno }
+    }
+}

@@ -1,0 +1,13 @@
+//! The plain Rust API: a `Walker` over a proc root, closures for records,
+//! `Result<_, Error>`. Knows nothing of C.
+#![forbid(unsafe_code)]
+
+mod error;
+mod join;
+mod pace;
+mod walker;
+
+pub use error::Error;
+pub use join::Connection;
+pub use walker::{Socket, Stats, Walker};
+pub use crate::procfs::TableBuf;

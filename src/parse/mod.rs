@@ -1,0 +1,6 @@
+//! Pure parsers over bytes the kernel wrote: no I/O, no unsafe, and no read
+//! outside the input whatever its bytes.
+#![forbid(unsafe_code)]
+
+pub mod stat;
+pub mod tcp;

@@ -1,0 +1,263 @@
+//! Syscalls relative to a proc-root directory fd. This layer knows where
+//! things live under a proc root, not what they mean: no parsing here.
+//!
+//! Paths are built on the stack (`PidPath`) and directories are read with
+//! `getdents64` into a caller-owned buffer, so a warm walk allocates nothing.
+
+mod sys;
+mod table;
+
+use std::ffi::CStr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::fcntl::{openat, OFlag};
+use nix::sys::stat::{fstatat, FileStat, Mode};
+use nix::fcntl::AtFlags;
+
+pub use table::TableBuf;
+
+/// `getdents64` chunk size that lists most fd directories in one call.
+pub const DIRENT_BUF: usize = 64 * 1024;
+
+const DT_LNK: u8 = 10;
+
+/// An open proc root (normally `/proc`).
+#[derive(Debug)]
+pub struct ProcRoot {
+    dir: OwnedFd,
+}
+
+impl ProcRoot {
+    /// Opens `path` as a directory. A FIFO, a file or a missing path fails here,
+    /// without blocking (`O_DIRECTORY` is checked before any open side effect).
+    pub fn open(path: &[u8]) -> Result<Self, Errno> {
+        let dir = nix::fcntl::open(
+            path,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+            Mode::empty(),
+        )?;
+        // Opening a directory needs search rights only; listing it needs read.
+        let mut probe = [0u8; 512];
+        sys::getdents64(dir.as_fd(), &mut probe)?;
+        Ok(Self { dir })
+    }
+
+    /// Appends every numeric entry (a pid in `1..=i32::MAX`) of the root to
+    /// `out`. Symlinks (`self`, `thread-self`) and other names are passed over.
+    pub fn list_pids(&self, dents: &mut [u8], out: &mut Vec<i32>) -> Result<(), Errno> {
+        let dir = openat(
+            self.dir.as_fd(),
+            c".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        let mut list = DirList::new(dir.as_fd(), dents);
+        while let Some(entry) = list.next_entry()? {
+            if entry.d_type == DT_LNK {
+                continue;
+            }
+            if let Some(pid) = parse_pid(entry.name.to_bytes()) {
+                out.push(pid);
+            }
+        }
+        Ok(())
+    }
+
+    /// `stat()` of `PID/suffix`, following a final symlink (`ns/net` is one).
+    pub fn stat(&self, pid: i32, suffix: &[u8]) -> Result<FileStat, Errno> {
+        fstatat(self.dir.as_fd(), PidPath::new(pid, suffix)?.as_cstr(), AtFlags::empty())
+    }
+
+    /// Opens the directory `PID/suffix` for listing; a symlink there is refused.
+    pub fn open_dir(&self, pid: i32, suffix: &[u8]) -> Result<OwnedFd, Errno> {
+        openat(
+            self.dir.as_fd(),
+            PidPath::new(pid, suffix)?.as_cstr(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+    }
+
+    /// Opens the file `PID/suffix` for reading. `O_NONBLOCK` keeps a FIFO in
+    /// a hostile tree from hanging the open; proc files ignore it.
+    pub fn open_file(&self, pid: i32, suffix: &[u8]) -> Result<OwnedFd, Errno> {
+        openat(
+            self.dir.as_fd(),
+            PidPath::new(pid, suffix)?.as_cstr(),
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+            Mode::empty(),
+        )
+    }
+}
+
+/// `stat()` of an entry of an open directory, following a final symlink
+/// (a `PID/fd/N` link leads to the socket itself).
+pub fn stat_entry(dir: BorrowedFd<'_>, name: &CStr) -> Result<FileStat, Errno> {
+    fstatat(dir, name, AtFlags::empty())
+}
+
+/// Reads a whole file into `buf`, which grows (and stays grown) as needed,
+/// up to `limit` bytes. Returns the length read.
+pub fn read_all(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, limit: usize) -> Result<usize, Errno> {
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            if len >= limit {
+                return Err(Errno::EFBIG);
+            }
+            buf.resize((len * 2).max(4096).min(limit), 0);
+        }
+        match nix::unistd::read(fd, &mut buf[len..]) {
+            Ok(0) => return Ok(len),
+            Ok(n) => len += n,
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One entry of a directory listing.
+pub struct Dirent<'a> {
+    pub name: &'a CStr,
+    pub d_type: u8,
+}
+
+/// Lists a directory with `getdents64` into a borrowed buffer.
+pub struct DirList<'a, 'b> {
+    dir: BorrowedFd<'a>,
+    buf: &'b mut [u8],
+    len: usize,
+    off: usize,
+}
+
+impl<'a, 'b> DirList<'a, 'b> {
+    pub fn new(dir: BorrowedFd<'a>, buf: &'b mut [u8]) -> Self {
+        Self { dir, buf, len: 0, off: 0 }
+    }
+
+    /// The next entry other than `.` and `..`, or `None` at the end.
+    pub fn next_entry(&mut self) -> Result<Option<Dirent<'_>>, Errno> {
+        let (start, end) = loop {
+            if self.off >= self.len {
+                self.len = sys::getdents64(self.dir, self.buf)?;
+                self.off = 0;
+                if self.len == 0 {
+                    return Ok(None);
+                }
+            }
+            // struct linux_dirent64: ino u64, off i64, reclen u16, type u8, name.
+            let rec = &self.buf[self.off..self.len];
+            let reclen = rec.get(16..18).map_or(0, |b| usize::from(u16::from_ne_bytes([b[0], b[1]])));
+            if reclen < 20 || reclen > rec.len() {
+                return Err(Errno::EIO);
+            }
+            let Some(nul) = memchr::memchr(0, &rec[19..reclen]) else {
+                return Err(Errno::EIO);
+            };
+            let (start, end) = (self.off, self.off + 19 + nul);
+            self.off += reclen;
+            if !matches!(&self.buf[start + 19..end], b"." | b"..") {
+                break (start, end);
+            }
+        };
+        let name = CStr::from_bytes_until_nul(&self.buf[start + 19..=end]).map_err(|_| Errno::EIO)?;
+        Ok(Some(Dirent { name, d_type: self.buf[start + 18] }))
+    }
+}
+
+/// A pid: a decimal in `1..=i32::MAX`.
+pub fn parse_pid(name: &[u8]) -> Option<i32> {
+    parse_fd(name).filter(|&pid| pid > 0)
+}
+
+/// An fd number: a decimal in `0..=i32::MAX` with no sign, no leading zero
+/// and no junk.
+pub fn parse_fd(name: &[u8]) -> Option<i32> {
+    if name.is_empty() || name.len() > 10 || (name[0] == b'0' && name.len() > 1) {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &c in name {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + u64::from(c - b'0');
+    }
+    i32::try_from(v).ok()
+}
+
+/// `"PID/suffix\0"` on the stack.
+struct PidPath {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl PidPath {
+    fn new(pid: i32, suffix: &[u8]) -> Result<Self, Errno> {
+        let mut p = Self { buf: [0; 64], len: 0 };
+        let mut digits = [0u8; 10];
+        let mut n = pid.unsigned_abs();
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let need = digits.len() - i + 1 + suffix.len() + 1;
+        if pid <= 0 || need > p.buf.len() || suffix.contains(&0) {
+            return Err(Errno::EINVAL);
+        }
+        for &b in digits[i..].iter().chain(b"/").chain(suffix) {
+            p.buf[p.len] = b;
+            p.len += 1;
+        }
+        Ok(p)
+    }
+
+    fn as_cstr(&self) -> &CStr {
+        // The buffer is zeroed past `len` and holds no NUL before it.
+        CStr::from_bytes_until_nul(&self.buf[..=self.len]).unwrap_or(c"")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_names() {
+        assert_eq!(parse_pid(b"1"), Some(1));
+        assert_eq!(parse_pid(b"2147483647"), Some(i32::MAX));
+        assert_eq!(parse_fd(b"0"), Some(0));
+        assert_eq!(parse_pid(b"0"), None);
+        for bad in [&b""[..], b"00", b"01", b"2147483648", b"99999999999", b"12a", b"-1", b"self", b" 1"] {
+            assert_eq!(parse_pid(bad), None, "{:?}", bad);
+        }
+    }
+
+    #[test]
+    fn pid_paths() {
+        assert_eq!(PidPath::new(42, b"ns/net").unwrap().as_cstr(), c"42/ns/net");
+        assert_eq!(PidPath::new(i32::MAX, b"fd").unwrap().as_cstr(), c"2147483647/fd");
+        assert!(PidPath::new(0, b"fd").is_err());
+        assert!(PidPath::new(-5, b"fd").is_err());
+        assert!(PidPath::new(1, &[b'a'; 62]).is_err());
+        assert!(PidPath::new(1, &[b'a'; 61]).is_ok());
+    }
+
+    #[test]
+    fn read_all_grows_and_limits() {
+        let root = ProcRoot::open(b"/proc").unwrap();
+        let pid = std::process::id() as i32;
+        let fd = root.open_file(pid, b"stat").unwrap();
+        let mut buf = Vec::new();
+        let n = read_all(fd.as_fd(), &mut buf, 1 << 20).unwrap();
+        assert!(n > 20 && buf.len() >= n);
+        let fd = root.open_file(pid, b"maps").unwrap();
+        assert_eq!(read_all(fd.as_fd(), &mut Vec::new(), 8), Err(Errno::EFBIG));
+    }
+}
