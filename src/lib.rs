@@ -5,6 +5,7 @@
 //! API), which joins what `procfs` reads and `parse` understands.
 
 pub mod engine;
+pub mod ffi;
 pub mod parse;
 mod procfs;
 

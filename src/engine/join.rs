@@ -1,8 +1,271 @@
-//! Connections: the owner index joined with each namespace's tables.
+//! Connections, Scope's `Connections()`: first a host-wide owner index from
+//! every pid's fds, then each namespace's tables read once and joined
+//! against it. Reading the fds first closes the race between tables and fds
+//! that the walk only narrows: a socket in a table was open when its
+//! holder's fds were listed, unless it opened after that (owner `None`).
 
-/// Buffers of the join kept from walk to walk.
+use std::ffi::CStr;
+use std::ops::ControlFlow;
+
+use super::error::Error;
+use super::walker::{Socket, Stats, Table, Walker, TCP, TCP6, UDP, UDP6};
+use crate::parse::tcp::{parse_table, Conn, Dedup};
+use crate::procfs::TableBuf;
+
+/// Table bytes a walker's own scratch may grow to for one namespace.
+const OWN_TABLES_LIMIT: usize = 1 << 30;
+
+/// Which tables `connections` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Protocols {
+    pub tcp: bool,
+    pub udp: bool,
+}
+
+/// One table line, the namespace whose table listed it, and its owner.
+#[derive(Clone, Copy, Debug)]
+pub struct Connection<'a> {
+    pub conn: Conn,
+    /// 1 = TCP, 2 = UDP.
+    pub protocol: u8,
+    pub netns: u64,
+    /// The lowest pid holding the socket, and of its fds the lowest; `None`
+    /// where no holder is visible (TIME_WAIT, or opened after the fd scan).
+    pub owner: Option<Socket<'a>>,
+}
+
+/// The owner index and the join's scratch, kept from walk to walk.
 #[derive(Debug, Default)]
-pub(super) struct JoinState {}
+pub(super) struct JoinState {
+    index: Index,
+    /// The walker's own table scratch, for callers that lend none.
+    tables: Vec<u8>,
+    dedup: Dedup,
+}
 
-/// One table line with its owner.
-pub struct Connection {}
+/// Socket inode -> owner, host-wide.
+#[derive(Debug, Default)]
+struct Index {
+    /// Sorted by inode, then pid, then fd; then one entry per inode.
+    owners: Vec<Owner>,
+    procs: Vec<Proc>,
+    /// Every indexed process's name, each followed by a NUL.
+    names: Vec<u8>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Owner {
+    inode: u64,
+    pid: i32,
+    fd: i32,
+    proc: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Proc {
+    netns: u64,
+    start_time: u64,
+    pid: i32,
+    name_at: u32,
+}
+
+impl Index {
+    fn clear(&mut self) {
+        self.owners.clear();
+        self.procs.clear();
+        self.names.clear();
+    }
+
+    /// Keeps the lowest pid, then the lowest fd, of each inode's holders.
+    fn finish(&mut self) {
+        self.owners.sort_unstable_by_key(|o| (o.inode, o.pid, o.fd));
+        self.owners.dedup_by_key(|o| o.inode);
+    }
+
+    fn add(&mut self, s: &Socket<'_>) {
+        if self.procs.last().is_none_or(|p| p.pid != s.pid || p.netns != s.netns) {
+            self.procs.push(Proc {
+                netns: s.netns,
+                start_time: s.start_time,
+                pid: s.pid,
+                name_at: self.names.len() as u32,
+            });
+            self.names.extend_from_slice(s.name.to_bytes_with_nul());
+        }
+        let proc = (self.procs.len() - 1) as u32;
+        self.owners.push(Owner { inode: s.inode, pid: s.pid, fd: s.fd, proc });
+    }
+
+    fn owner(&self, inode: u64) -> Option<Socket<'_>> {
+        if inode == 0 {
+            return None;
+        }
+        let i = self.owners.binary_search_by_key(&inode, |o| o.inode).ok()?;
+        let o = self.owners[i];
+        let p = self.procs[o.proc as usize];
+        let name = CStr::from_bytes_until_nul(&self.names[p.name_at as usize..]).unwrap_or_default();
+        Some(Socket { inode, netns: p.netns, start_time: p.start_time, pid: o.pid, fd: o.fd, name })
+    }
+}
+
+impl Walker {
+    /// Every line of the chosen tables in every namespace that passes
+    /// `state_mask`, once, with its owner. `out` is the caller's scratch
+    /// (`None`: the walker's own); a namespace whose tables don't fit it is
+    /// skipped whole and the result is `BufferTooSmall`.
+    pub fn connections(
+        &self,
+        mut out: Option<&mut TableBuf<'_>>,
+        protocols: Protocols,
+        state_mask: u32,
+        stats: &mut Stats,
+        on_connection: &mut dyn FnMut(&Connection<'_>) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        if !protocols.tcp && !protocols.udp {
+            return Err(Error::Invalid("protocols must name TCP, UDP or both"));
+        }
+        if state_mask == 0 {
+            return Err(Error::Invalid("state_mask must not be 0"));
+        }
+        let tcp: &[Table] = if protocols.tcp { &[TCP, TCP6] } else { &[] };
+        let udp: &[Table] = if protocols.udp { &[UDP, UDP6] } else { &[] };
+        self.with_state(stats, |state, stats| {
+            self.group_by_netns(state, stats)?;
+            let groups = std::mem::take(&mut state.groups);
+            let JoinState { index, tables, dedup } = &mut state.join;
+            index.clear();
+            let indexed = groups.chunk_by(|a, b| a.0 == b.0).try_for_each(|group| {
+                if !self.tick(&mut state.scan.ticker, stats) {
+                    return Err(Error::Stopped);
+                }
+                self.scan_group(&mut state.scan, group, stats, &mut |_, _| {}, &mut |s| {
+                    index.add(s);
+                    ControlFlow::Continue(())
+                })
+            });
+            if indexed.is_ok() {
+                index.finish();
+            }
+            let mut too_small = None;
+            let joined = indexed.and_then(|()| {
+                groups.chunk_by(|a, b| a.0 == b.0).try_for_each(|group| {
+                    if self.stop.is_set() {
+                        return Err(Error::Stopped);
+                    }
+                    let spill = &mut state.scan.spill;
+                    let read = match out.as_deref_mut() {
+                        Some(buf) => {
+                            buf.clear();
+                            self.read_split(group, tcp, udp, buf, spill).map(|split| Tables {
+                                text: buf.filled(),
+                                split,
+                                needed: buf.needed(),
+                                overflowed: buf.overflowed(),
+                            })
+                        }
+                        None => self.read_own(group, tcp, udp, tables, spill),
+                    };
+                    let Some(read) = read else { return Ok(()) };
+                    stats.bytes_needed = stats.bytes_needed.max(read.needed);
+                    if read.overflowed {
+                        too_small = Some(out.as_ref().map_or(0, |b| b.capacity()));
+                        return Ok(());
+                    }
+                    stats.bytes_written = stats.bytes_written.max(read.text.len() as u64);
+                    let (text, split) = (read.text, read.split);
+                    dedup.clear();
+                    let netns = group[0].0;
+                    for (part, protocol) in [(&text[..split], 1), (&text[split..], 2)] {
+                        let parsed = parse_table(part, protocol, state_mask, dedup, |conn| {
+                            let c = Connection { conn: *conn, protocol, netns, owner: index.owner(conn.inode) };
+                            if self.stop.is_set() { ControlFlow::Break(()) } else { on_connection(&c) }
+                        });
+                        if parsed.is_err() {
+                            return Err(if self.stop.is_set() { Error::Stopped } else { Error::Aborted });
+                        }
+                    }
+                    Ok(())
+                })
+            });
+            state.groups = groups;
+            joined?;
+            match too_small {
+                Some(cap) => Err(Error::BufferTooSmall { needed: stats.bytes_needed, capacity: cap as u64 }),
+                None => Ok(()),
+            }
+        })
+    }
+
+    /// Reads the TCP tables then the UDP ones of `group` into `buf`; returns
+    /// the offset where UDP starts, or `None` if no pid could be read.
+    fn read_split(
+        &self,
+        group: &[(u64, i32)],
+        tcp: &[Table],
+        udp: &[Table],
+        buf: &mut TableBuf<'_>,
+        spill: &mut [u8],
+    ) -> Option<usize> {
+        let tcp_ok = tcp.is_empty() || self.read_group_tables(group, tcp, buf, spill);
+        let split = buf.written();
+        let udp_ok = udp.is_empty() || self.read_group_tables(group, udp, buf, spill);
+        (tcp_ok && udp_ok).then_some(split)
+    }
+
+    /// `read_split` into the walker's own scratch, grown until the tables fit.
+    fn read_own<'b>(
+        &self,
+        group: &[(u64, i32)],
+        tcp: &[Table],
+        udp: &[Table],
+        tables: &'b mut Vec<u8>,
+        spill: &mut [u8],
+    ) -> Option<Tables<'b>> {
+        loop {
+            let mut buf = TableBuf::from_init(tables);
+            let split = self.read_split(group, tcp, udp, &mut buf, spill)?;
+            let (written, needed, overflowed) = (buf.written(), buf.needed(), buf.overflowed());
+            if !overflowed || needed > OWN_TABLES_LIMIT as u64 {
+                return Some(Tables { text: &tables[..written], split, needed, overflowed });
+            }
+            // Tables grow under churn: leave room for some.
+            let needed = needed as usize;
+            tables.resize(needed + needed / 4 + 4096, 0);
+        }
+    }
+}
+
+/// One namespace's tables as read: TCP text before `split`, UDP after.
+struct Tables<'a> {
+    text: &'a [u8],
+    split: usize,
+    needed: u64,
+    overflowed: bool,
+}
+
+/// What `parse_tcp` saw: malformed lines are counted even when it fails.
+#[derive(Debug)]
+pub struct ParseOutcome {
+    pub malformed: u64,
+    pub result: Result<(), Error>,
+}
+
+/// Parses table text as `connections` does (one `Dedup` over the whole
+/// input), reporting every line as TCP with no namespace and no owner.
+pub fn parse_tcp(
+    text: &[u8],
+    state_mask: u32,
+    on_connection: &mut dyn FnMut(&Connection<'_>) -> ControlFlow<()>,
+) -> ParseOutcome {
+    if state_mask == 0 {
+        return ParseOutcome { malformed: 0, result: Err(Error::Invalid("state_mask must not be 0")) };
+    }
+    let mut dedup = Dedup::new();
+    let r = parse_table(text, 1, state_mask, &mut dedup, |conn| {
+        on_connection(&Connection { conn: *conn, protocol: 1, netns: 0, owner: None })
+    });
+    match r {
+        Ok(p) => ParseOutcome { malformed: p.malformed, result: Ok(()) },
+        Err(p) => ParseOutcome { malformed: p.malformed, result: Err(Error::Aborted) },
+    }
+}

@@ -8,6 +8,7 @@ mod pace;
 mod walker;
 
 pub use error::Error;
-pub use join::Connection;
+pub use join::{parse_tcp, Connection, ParseOutcome, Protocols};
+pub use crate::parse::tcp::Conn;
 pub use walker::{Socket, Stats, Walker};
 pub use crate::procfs::TableBuf;

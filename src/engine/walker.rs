@@ -20,7 +20,7 @@ use crate::parse::stat::parse_stat;
 use crate::procfs::{self, DirList, ProcRoot, TableBuf};
 
 /// The proc root a walker uses when none is named.
-pub const DEFAULT_PROC_ROOT: &[u8] = b"/proc";
+pub(crate) const DEFAULT_PROC_ROOT: &[u8] = b"/proc";
 
 /// A `stat` file longer than this is not a process's (a hostile tree).
 const STAT_LIMIT: usize = 4 << 20;
@@ -72,17 +72,17 @@ const V6_NO: u8 = 2;
 
 /// A kernel socket table under `PID/net/`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Table {
+pub(crate) struct Table {
     pub file: &'static [u8],
     pub v6: bool,
     /// 1 = TCP, 2 = UDP.
     pub protocol: u8,
 }
 
-pub const TCP: Table = Table { file: b"net/tcp", v6: false, protocol: 1 };
-pub const TCP6: Table = Table { file: b"net/tcp6", v6: true, protocol: 1 };
-pub const UDP: Table = Table { file: b"net/udp", v6: false, protocol: 2 };
-pub const UDP6: Table = Table { file: b"net/udp6", v6: true, protocol: 2 };
+pub(crate) const TCP: Table = Table { file: b"net/tcp", v6: false, protocol: 1 };
+pub(crate) const TCP6: Table = Table { file: b"net/tcp6", v6: true, protocol: 1 };
+pub(crate) const UDP: Table = Table { file: b"net/udp", v6: false, protocol: 2 };
+pub(crate) const UDP6: Table = Table { file: b"net/udp6", v6: true, protocol: 2 };
 
 /// Walks a proc root. Shared between threads: `stop` may run while a walk
 /// does; a second walk at the same time gets `Error::Busy`.
@@ -104,12 +104,18 @@ pub(super) struct State {
     pub pids: Vec<i32>,
     /// (netns, pid), sorted: each namespace's pids are contiguous.
     pub groups: Vec<(u64, i32)>,
+    pub scan: Scan,
+    pub join: JoinState,
+}
+
+/// What the fd scan of one pid needs.
+#[derive(Debug)]
+pub(super) struct Scan {
     pub dents: Vec<u8>,
     pub spill: Vec<u8>,
     pub stat: Vec<u8>,
     pub name: Vec<u8>,
     pub ticker: Ticker,
-    pub join: JoinState,
 }
 
 impl Walker {
@@ -122,11 +128,13 @@ impl Walker {
         let state = State {
             pids: Vec::new(),
             groups: Vec::new(),
-            dents: vec![0; procfs::DIRENT_BUF],
-            spill: vec![0; procfs::DIRENT_BUF],
-            stat: Vec::new(),
-            name: Vec::new(),
-            ticker: Ticker::default(),
+            scan: Scan {
+                dents: vec![0; procfs::DIRENT_BUF],
+                spill: vec![0; procfs::DIRENT_BUF],
+                stat: Vec::new(),
+                name: Vec::new(),
+                ticker: Ticker::default(),
+            },
             join: JoinState::default(),
         };
         Ok(Self {
@@ -263,7 +271,7 @@ impl Walker {
         state.pids.clear();
         state.groups.clear();
         self.root
-            .list_pids(&mut state.dents, &mut state.pids)
+            .list_pids(&mut state.scan.dents, &mut state.pids)
             .map_err(|e| Error::io(&self.root_path, e))?;
         for &pid in &state.pids {
             if self.stop.is_set() {
@@ -294,13 +302,13 @@ impl Walker {
     /// socket fd, with a tick (and `after_tick`) after every fd block.
     pub(super) fn scan_group(
         &self,
-        state: &mut State,
+        scan: &mut Scan,
         group: &[(u64, i32)],
         stats: &mut Stats,
         after_tick: &mut dyn FnMut(&[(u64, i32)], &mut [u8]),
         on_socket: &mut dyn FnMut(&Socket<'_>) -> ControlFlow<()>,
     ) -> Result<(), Error> {
-        let State { dents, spill, stat, name, ticker, .. } = state;
+        let Scan { dents, spill, stat, name, ticker } = scan;
         let block = self.fd_block();
         let mut in_block = 0u64;
         for (i, &(netns, pid)) in group.iter().enumerate() {
@@ -399,15 +407,15 @@ impl Walker {
         self.group_by_netns(state, stats)?;
         let groups = std::mem::take(&mut state.groups);
         let r = groups.chunk_by(|a, b| a.0 == b.0).try_for_each(|group| {
-            if !self.tick(&mut state.ticker, stats) {
+            if !self.tick(&mut state.scan.ticker, stats) {
                 return Err(Error::Stopped);
             }
-            self.read_group_tables(group, &[TCP, TCP6], out, &mut state.spill);
+            self.read_group_tables(group, &[TCP, TCP6], out, &mut state.scan.spill);
             // Re-read after each tick to narrow the race between the tables and the fds.
             let mut reread = |rest: &[(u64, i32)], spill: &mut [u8]| {
                 self.read_group_tables(rest, &[TCP, TCP6], out, spill);
             };
-            self.scan_group(state, group, stats, &mut reread, on_socket)
+            self.scan_group(&mut state.scan, group, stats, &mut reread, on_socket)
         });
         state.groups = groups;
         r?;

@@ -32,7 +32,7 @@ pub struct Conn {
 
 /// Key for sockets without an inode. It is the full tuple plus state, so two
 /// distinct inode-less sockets are never merged.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct TupleKey {
     protocol: u8,
     family: u8,
@@ -45,7 +45,7 @@ struct TupleKey {
 
 /// De-duplication state: lines with an inode are de-duplicated by inode (first reading wins);
 /// inode-0 lines by (protocol, family, local addr+port, remote addr+port, state), so distinct ones are never merged.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Dedup {
     inodes: HashSet<u64>,
     tuples: HashSet<TupleKey>,

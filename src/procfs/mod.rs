@@ -18,7 +18,7 @@ use nix::fcntl::AtFlags;
 pub use table::TableBuf;
 
 /// `getdents64` chunk size that lists most fd directories in one call.
-pub const DIRENT_BUF: usize = 64 * 1024;
+pub(crate) const DIRENT_BUF: usize = 64 * 1024;
 
 const DT_LNK: u8 = 10;
 

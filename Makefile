@@ -1,0 +1,124 @@
+# libprocspy. `make run` lists this host's connections with their processes;
+# `make test` runs every test. Both install what a fresh machine lacks first.
+
+CARGO      ?= cargo
+CC         ?= cc
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+RUN_ARGS   ?=
+FUZZ_SECONDS ?= 60
+
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+MAJOR   := $(word 1,$(subst ., ,$(VERSION)))
+REL     := target/release
+SO      := $(REL)/libprocspy.so
+A       := $(REL)/libprocspy.a
+B       := build
+HEADER  := include/procspy.h
+SRC     := $(shell find src -name '*.rs') Cargo.toml build.rs
+CWARN   := -Wall -Wextra -Werror
+CFLAGS_C := -std=c99 $(CWARN) -g -O1 -Iinclude -D_GNU_SOURCE
+NATIVE_LIBS = $(shell cat $(B)/native-static-libs)
+HARNESS := $(wildcard c-tests/*.c)
+VALGRIND := valgrind --quiet --error-exitcode=1 --leak-check=full \
+	--errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect
+
+DEPS_TEST := cbindgen deb:valgrind=valgrind deb:ip=iproute2 deb:pkg-config=pkg-config \
+	deb:nm=binutils deb:g++=g++ deb:ss=iproute2 deb:setpriv=util-linux
+
+.PHONY: all lib header deps test test-rust test-header test-abi test-c run install uninstall clean
+
+all: lib $(HEADER)
+
+deps:
+	@.ci/deps $(DEPS_TEST)
+
+lib: $(SO) $(A)
+
+# The SONAME link lets programs linked against the build tree run from it.
+$(SO) $(A) &: $(SRC)
+	$(CARGO) build --release --quiet
+	ln -sf libprocspy.so $(REL)/libprocspy.so.$(MAJOR)
+
+# The header is generated, never edited; `make header` after an ABI change.
+header:
+	@.ci/deps cbindgen
+	cbindgen --quiet --config cbindgen.toml --crate procspy --output $(HEADER)
+
+$(B)/native-static-libs: Cargo.toml
+	@mkdir -p $(B)
+	$(CARGO) rustc --release --quiet --lib --crate-type staticlib -- --print native-static-libs 2>&1 \
+	  | sed -n 's/.*native-static-libs: //p' | tail -n1 > $@
+
+# ---- examples: built against the header and library exactly as a user would
+
+$(B)/procspy: examples/procspy.c $(HEADER) $(SO)
+	@mkdir -p $(B)
+	$(CC) $(CFLAGS_C) -o $@ $< -L$(REL) -lprocspy -Wl,-rpath,'$$ORIGIN/../$(REL)'
+
+run: lib $(B)/procspy
+	@$(B)/procspy $(RUN_ARGS)
+
+# ---- tests
+
+test: deps test-header test-abi test-rust test-c
+	@echo "make test: all passed"
+
+test-rust:
+	$(CARGO) test --release --quiet
+
+test-header: lib
+	@.ci/deps cbindgen
+	cbindgen --quiet --config cbindgen.toml --crate procspy --verify --output $(HEADER)
+	@printf '#include "procspy.h"\nint main(void) { return procspy_version() == 0; }\n' > $(B)/header_alone.c
+	$(CC) -std=c99 -pedantic $(CWARN) -Iinclude -c $(B)/header_alone.c -o $(B)/header_alone_c.o
+	g++ -std=c++11 -pedantic $(CWARN) -Iinclude -x c++ -c $(B)/header_alone.c -o $(B)/header_alone_cc.o
+	@echo "header: fresh, compiles alone as C99 and C++11"
+
+test-abi: lib
+	nm -D --defined-only $(SO) | awk '{print $$3}' | sort | diff -u c-tests/abi/symbols.txt -
+	readelf -d $(SO) | grep -q 'Library soname: \[libprocspy.so.$(MAJOR)\]'
+	@echo "abi: exported symbols match c-tests/abi/symbols.txt; SONAME libprocspy.so.$(MAJOR)"
+
+$(B)/harness-so: $(HARNESS) c-tests/harness.h $(HEADER) $(SO)
+	@mkdir -p $(B)
+	$(CC) $(CFLAGS_C) -pthread -o $@ $(HARNESS) -L$(REL) -lprocspy -Wl,-rpath,'$$ORIGIN/../$(REL)'
+
+$(B)/harness-static: $(HARNESS) c-tests/harness.h $(HEADER) $(A) $(B)/native-static-libs
+	$(CC) $(CFLAGS_C) -pthread -o $@ $(HARNESS) $(A) $(NATIVE_LIBS)
+
+$(B)/harness-asan: $(HARNESS) c-tests/harness.h $(HEADER) $(A) $(B)/native-static-libs
+	$(CC) $(CFLAGS_C) -pthread -fsanitize=address,undefined -fno-omit-frame-pointer \
+	  -fno-sanitize-recover=all -o $@ $(HARNESS) $(A) $(NATIVE_LIBS)
+
+test-c: $(B)/harness-so $(B)/harness-static $(B)/harness-asan $(B)/procspy
+	$(B)/harness-so
+	$(B)/harness-static
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 $(B)/harness-asan
+	PROCSPY_TEST_UNDER_VALGRIND=1 $(VALGRIND) $(B)/harness-so
+	c-tests/cli.sh $(B)/procspy
+
+# ---- install
+
+$(B)/procspy.pc: procspy.pc.in Cargo.toml $(B)/native-static-libs
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|; s|@LIBS_PRIVATE@|$(NATIVE_LIBS)|' $< > $(B)/procspy.pc
+
+install: lib $(B)/procspy.pc
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)
+	install -m 0755 $(SO) $(DESTDIR)$(LIBDIR)/libprocspy.so.$(VERSION)
+	ln -sf libprocspy.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libprocspy.so.$(MAJOR)
+	ln -sf libprocspy.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libprocspy.so
+	install -m 0644 $(A) $(DESTDIR)$(LIBDIR)/libprocspy.a
+	install -m 0644 $(HEADER) $(DESTDIR)$(INCLUDEDIR)/procspy.h
+	install -m 0644 $(B)/procspy.pc $(DESTDIR)$(LIBDIR)/pkgconfig/procspy.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libprocspy.so* $(DESTDIR)$(LIBDIR)/libprocspy.a \
+	  $(DESTDIR)$(INCLUDEDIR)/procspy.h $(DESTDIR)$(LIBDIR)/pkgconfig/procspy.pc
+
+clean:
+	$(CARGO) clean --quiet
+	rm -rf $(B)

@@ -1,0 +1,60 @@
+//! Version, status names and the last error.
+
+use std::ffi::{c_char, c_int};
+
+use super::guard::{copy_last_error, guard_value};
+use super::types::procspy_status;
+
+/// "MAJOR.MINOR.PATCH" of the library; static.
+#[unsafe(no_mangle)]
+pub extern "C" fn procspy_version() -> *const c_char {
+    const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+    VERSION.as_ptr().cast()
+}
+
+/// A status as it is spelled in C, which is an int whatever the enum says.
+/// cbindgen:ignore
+pub type procspy_status_int = c_int;
+
+/// The name and meaning of a status; static, never NULL, also for values
+/// this version does not know.
+#[unsafe(no_mangle)]
+pub extern "C" fn procspy_status_str(status: procspy_status_int) -> *const c_char {
+    guard_value(c"PROCSPY_PANIC: an internal fault was caught at the boundary".as_ptr(), || {
+        use procspy_status::*;
+        let s = match status {
+            s if s == PROCSPY_OK as c_int => c"PROCSPY_OK: success",
+            s if s == PROCSPY_STOPPED as c_int => c"PROCSPY_STOPPED: procspy_walker_stop() was called",
+            s if s == PROCSPY_CALLBACK_ABORTED as c_int => c"PROCSPY_CALLBACK_ABORTED: a callback returned non-zero",
+            s if s == PROCSPY_BUFFER_TOO_SMALL as c_int => c"PROCSPY_BUFFER_TOO_SMALL: the buffer was too small",
+            s if s == PROCSPY_NULL_ARGUMENT as c_int => c"PROCSPY_NULL_ARGUMENT: a required pointer was NULL",
+            s if s == PROCSPY_INVALID_ARGUMENT as c_int => c"PROCSPY_INVALID_ARGUMENT: an argument was out of range",
+            s if s == PROCSPY_IO as c_int => c"PROCSPY_IO: the proc root could not be read",
+            s if s == PROCSPY_BUSY as c_int => c"PROCSPY_BUSY: a walk on this walker is already running",
+            s if s == PROCSPY_PANIC as c_int => c"PROCSPY_PANIC: an internal fault was caught at the boundary",
+            _ => c"unknown procspy_status",
+        };
+        s.as_ptr()
+    })
+}
+
+/// Copies this thread's last failure message ("which call: which path:
+/// which errno") into `buf`, at most `cap - 1` bytes and a NUL, and returns
+/// its full length, like snprintf. `buf` may be NULL when `cap` is 0. A
+/// successful call leaves the message as it was; "" before any failure.
+#[unsafe(no_mangle)]
+pub extern "C" fn procspy_last_error(buf: *mut c_char, cap: usize) -> usize {
+    guard_value(0, || {
+        copy_last_error(&mut |msg| {
+            if buf.is_null() || cap == 0 {
+                return;
+            }
+            let n = msg.len().min(cap - 1);
+            // SAFETY: the caller lends `cap` writable bytes at `buf`; n < cap.
+            unsafe {
+                std::ptr::copy_nonoverlapping(msg.as_ptr(), buf.cast::<u8>(), n);
+                *buf.add(n) = 0;
+            }
+        })
+    })
+}

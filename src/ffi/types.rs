@@ -1,0 +1,214 @@
+//! The public types of the C ABI, laid out as `procspy.h` shows them.
+
+use std::ffi::{c_char, c_int, c_void};
+
+use crate::engine::{Connection, Socket, Stats};
+
+/// The result of every call that can fail. Values are fixed; new ones are
+/// only ever appended. `procspy_status_str` names any value, known or not.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum procspy_status {
+    /// Success.
+    PROCSPY_OK = 0,
+    /// `procspy_walker_stop()` was called (before or during this walk).
+    PROCSPY_STOPPED = 1,
+    /// A callback returned non-zero.
+    PROCSPY_CALLBACK_ABORTED = 2,
+    /// The buffer was too small; `stats->bytes_needed` says how much is needed.
+    PROCSPY_BUFFER_TOO_SMALL = 3,
+    /// A pointer argument that must not be NULL was NULL.
+    PROCSPY_NULL_ARGUMENT = 4,
+    /// An argument was out of range.
+    PROCSPY_INVALID_ARGUMENT = 5,
+    /// The proc root (or, for single-pid calls, that pid's file) could not be read.
+    PROCSPY_IO = 6,
+    /// A walk on this walker is already running.
+    PROCSPY_BUSY = 7,
+    /// An internal fault was caught at the boundary; the walker stays usable.
+    PROCSPY_PANIC = 8,
+}
+
+/// TCP tables (`tcp`, `tcp6`), for `procspy_walker_connections`' `protocols`.
+pub const PROCSPY_PROTO_TCP: u32 = 1;
+/// UDP tables (`udp`, `udp6`), for `procspy_walker_connections`' `protocols`.
+pub const PROCSPY_PROTO_UDP: u32 = 2;
+
+/// Kernel state ESTABLISHED (UDP: a connected socket).
+pub const PROCSPY_STATE_ESTABLISHED: u8 = 1;
+/// Kernel state SYN_SENT.
+pub const PROCSPY_STATE_SYN_SENT: u8 = 2;
+/// Kernel state SYN_RECV.
+pub const PROCSPY_STATE_SYN_RECV: u8 = 3;
+/// Kernel state FIN_WAIT1.
+pub const PROCSPY_STATE_FIN_WAIT1: u8 = 4;
+/// Kernel state FIN_WAIT2.
+pub const PROCSPY_STATE_FIN_WAIT2: u8 = 5;
+/// Kernel state TIME_WAIT.
+pub const PROCSPY_STATE_TIME_WAIT: u8 = 6;
+/// Kernel state CLOSE (UDP: an unconnected socket).
+pub const PROCSPY_STATE_CLOSE: u8 = 7;
+/// Kernel state CLOSE_WAIT.
+pub const PROCSPY_STATE_CLOSE_WAIT: u8 = 8;
+/// Kernel state LAST_ACK.
+pub const PROCSPY_STATE_LAST_ACK: u8 = 9;
+/// Kernel state LISTEN.
+pub const PROCSPY_STATE_LISTEN: u8 = 10;
+/// Kernel state CLOSING.
+pub const PROCSPY_STATE_CLOSING: u8 = 11;
+/// Kernel state NEW_SYN_RECV.
+pub const PROCSPY_STATE_NEW_SYN_RECV: u8 = 12;
+
+/// State mask (`1u << state`) that lets every state through.
+pub const PROCSPY_STATES_ALL: u32 = u32::MAX;
+/// ESTABLISHED | FIN_WAIT1 | FIN_WAIT2 | CLOSE_WAIT: the seed's "connection".
+pub const PROCSPY_STATES_CONNECTED: u32 = (1 << 1) | (1 << 4) | (1 << 5) | (1 << 8);
+/// LISTEN only.
+pub const PROCSPY_STATES_LISTEN: u32 = 1 << 10;
+
+/// A walker over one proc root. Opaque; create with `procspy_walker_new`,
+/// free with `procspy_walker_free`.
+pub struct procspy_walker {
+    pub(crate) inner: crate::engine::Walker,
+}
+
+/// One socket file descriptor of one process. Lent to a callback: valid
+/// until it returns. May grow at its end in later versions.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct procspy_socket {
+    /// Socket inode = the `inode` column of /proc/net/tcp etc.
+    pub inode: u64,
+    /// Inode of the process's network namespace.
+    pub netns: u64,
+    /// Process start, clock ticks after boot (/proc/PID/stat field 22);
+    /// (pid, start_time) names a process across pid reuse.
+    pub start_time: u64,
+    /// Process id, as the calling process sees it.
+    pub pid: i32,
+    /// The file descriptor number.
+    pub fd: i32,
+    /// Process name (comm), NUL-terminated; valid during the callback only.
+    pub name: *const c_char,
+    /// Bytes before the NUL; names may hold any byte but NUL.
+    pub name_len: usize,
+}
+
+/// One line of a kernel socket table. Lent to a callback: valid until it
+/// returns. May grow at its end in later versions.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct procspy_connection {
+    /// Socket inode; 0 for sockets no longer owned (TIME_WAIT).
+    pub inode: u64,
+    /// Namespace whose table listed it; 0 from `procspy_parse_tcp`.
+    pub netns: u64,
+    /// `PROCSPY_PROTO_TCP` or `PROCSPY_PROTO_UDP`.
+    pub protocol: u8,
+    /// 4 or 6 (a v4-mapped address in tcp6 stays 6).
+    pub family: u8,
+    /// Kernel state number (`PROCSPY_STATE_*`).
+    pub state: u8,
+    /// Network byte order; IPv4 uses the first 4 bytes, the rest are zero.
+    pub local_addr: [u8; 16],
+    /// Network byte order; IPv4 uses the first 4 bytes, the rest are zero.
+    pub remote_addr: [u8; 16],
+    /// Host byte order.
+    pub local_port: u16,
+    /// Host byte order.
+    pub remote_port: u16,
+    /// Owner uid of the socket, as the calling process sees it.
+    pub uid: u32,
+    /// The process holding it, NULL if none is visible; if several hold
+    /// it, the one with the lowest pid (and of its fds the lowest).
+    pub owner: *const procspy_socket,
+}
+
+/// What a walk saw; filled by every walk, whatever it returns. The caller
+/// allocates it, so its layout is frozen for ABI 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct procspy_walk_stats {
+    /// Network namespaces seen (the seed's gauge).
+    pub namespaces: u64,
+    /// Pids examined.
+    pub processes: u64,
+    /// Pids that vanished or could not be read.
+    pub skipped: u64,
+    /// fd entries stat()ed.
+    pub fds: u64,
+    /// Socket fds found (walk: = records delivered).
+    pub sockets: u64,
+    /// walk: table bytes now in the buffer; connections: the most held at once.
+    pub bytes_written: u64,
+    /// walk: table bytes the walk produced; connections: the largest one
+    /// namespace needed. More than the capacity means too small.
+    pub bytes_needed: u64,
+    /// Rate-limit ticks passed (one per namespace and one per fd block),
+    /// whether or not they had to wait.
+    pub ticks: u64,
+    /// Wall time of the call.
+    pub elapsed_ns: u64,
+}
+
+/// Called once per socket fd, synchronously on the walking thread. The
+/// record lives until the callback returns. Return 0 to go on, non-zero to
+/// end the walk (it then returns `PROCSPY_CALLBACK_ABORTED`).
+pub type procspy_socket_fn =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, socket: *const procspy_socket) -> c_int>;
+
+/// Called once per table line, synchronously on the walking thread. The
+/// record (and its owner) lives until the callback returns. Return 0 to go
+/// on, non-zero to end the walk (`PROCSPY_CALLBACK_ABORTED`).
+pub type procspy_connection_fn = Option<
+    unsafe extern "C" fn(userdata: *mut c_void, connection: *const procspy_connection) -> c_int,
+>;
+
+impl From<&Socket<'_>> for procspy_socket {
+    fn from(s: &Socket<'_>) -> Self {
+        procspy_socket {
+            inode: s.inode,
+            netns: s.netns,
+            start_time: s.start_time,
+            pid: s.pid,
+            fd: s.fd,
+            name: s.name.as_ptr(),
+            name_len: s.name.to_bytes().len(),
+        }
+    }
+}
+
+impl procspy_connection {
+    /// The record of `c`, pointing at `owner` (which must outlive it).
+    pub(crate) fn new(c: &Connection<'_>, owner: Option<&procspy_socket>) -> Self {
+        procspy_connection {
+            inode: c.conn.inode,
+            netns: c.netns,
+            protocol: c.protocol,
+            family: c.conn.family,
+            state: c.conn.state,
+            local_addr: c.conn.local_addr,
+            remote_addr: c.conn.remote_addr,
+            local_port: c.conn.local_port,
+            remote_port: c.conn.remote_port,
+            uid: c.conn.uid,
+            owner: owner.map_or(std::ptr::null(), |o| o as *const _),
+        }
+    }
+}
+
+impl From<&Stats> for procspy_walk_stats {
+    fn from(s: &Stats) -> Self {
+        procspy_walk_stats {
+            namespaces: s.namespaces,
+            processes: s.processes,
+            skipped: s.skipped,
+            fds: s.fds,
+            sockets: s.sockets,
+            bytes_written: s.bytes_written,
+            bytes_needed: s.bytes_needed,
+            ticks: s.ticks,
+            elapsed_ns: s.elapsed_ns,
+        }
+    }
+}

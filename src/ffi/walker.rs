@@ -1,0 +1,253 @@
+//! The walker's entry points.
+
+use std::ffi::{c_char, c_void, CStr};
+use std::mem::MaybeUninit;
+use std::ops::ControlFlow;
+use std::time::Duration;
+
+use super::guard::{guard, Fail};
+use super::types::*;
+use crate::engine::{Connection, Protocols, Stats, TableBuf, Walker};
+
+/// The caller's buffer as uninitialised memory: `cap == 0` is an empty
+/// buffer whatever `buf` is.
+///
+/// # Safety
+/// `buf` must be NULL or valid for writes of `cap` bytes for `'a`.
+unsafe fn caller_buffer<'a>(buf: *mut u8, cap: usize) -> Result<&'a mut [MaybeUninit<u8>], Fail> {
+    if cap == 0 {
+        return Ok(&mut []);
+    }
+    if buf.is_null() {
+        return Err(Fail::Null("buf"));
+    }
+    if cap > isize::MAX as usize {
+        return Err(Fail::Invalid(format!("cap {cap} exceeds the address space")));
+    }
+    // SAFETY: the caller lends `cap` writable bytes; they are only written
+    // through read(2) and never read before that.
+    Ok(unsafe { std::slice::from_raw_parts_mut(buf.cast::<MaybeUninit<u8>>(), cap) })
+}
+
+/// Stores `stats` where the caller asked, if it did.
+fn put_stats(out: *mut procspy_walk_stats, stats: &Stats) {
+    // SAFETY: a non-NULL `out` points at a caller-allocated struct.
+    if let Some(out) = unsafe { out.as_mut() } {
+        *out = stats.into();
+    }
+}
+
+/// Calls `cb` with the record of `c`; `ControlFlow::Break` if it said stop.
+pub(crate) fn deliver_connection(
+    cb: unsafe extern "C" fn(*mut c_void, *const procspy_connection) -> std::ffi::c_int,
+    userdata: *mut c_void,
+    c: &Connection<'_>,
+) -> ControlFlow<()> {
+    let owner = c.owner.as_ref().map(procspy_socket::from);
+    let rec = procspy_connection::new(c, owner.as_ref());
+    // SAFETY: the caller's callback, given records that outlive the call.
+    if unsafe { cb(userdata, &rec) } == 0 { ControlFlow::Continue(()) } else { ControlFlow::Break(()) }
+}
+
+/// Creates a walker over `proc_root` (NULL: the host's proc root; any bytes
+/// but NUL). The root must be a readable directory, else `PROCSPY_IO`.
+/// `*out` is set to the new walker, or to NULL on every failure. Free it
+/// with `procspy_walker_free`.
+#[unsafe(no_mangle)]
+#[must_use]
+pub extern "C" fn procspy_walker_new(proc_root: *const c_char, out: *mut *mut procspy_walker) -> procspy_status {
+    guard("procspy_walker_new", || {
+        // SAFETY: a non-NULL `out` points at a writable pointer.
+        let out = unsafe { out.as_mut() }.ok_or(Fail::Null("out"))?;
+        *out = std::ptr::null_mut();
+        // SAFETY: a non-NULL `proc_root` is a NUL-terminated string.
+        let root = (!proc_root.is_null()).then(|| unsafe { CStr::from_ptr(proc_root) }.to_bytes());
+        let inner = Walker::new(root)?;
+        *out = Box::into_raw(Box::new(procspy_walker { inner }));
+        Ok(())
+    })
+}
+
+/// Frees a walker. NULL is a no-op. Must not race a walk on it, nor be
+/// called from one of its callbacks.
+#[unsafe(no_mangle)]
+pub extern "C" fn procspy_walker_free(walker: *mut procspy_walker) {
+    let _ = guard("procspy_walker_free", || {
+        if !walker.is_null() {
+            // SAFETY: `walker` came from `procspy_walker_new` and is freed once.
+            drop(unsafe { Box::from_raw(walker) });
+        }
+        Ok(())
+    });
+}
+
+/// Paces walks: a tick before each namespace and after every
+/// `fd_block_size` fd stats (0 = no per-fd limit), ticks `tick_ns` apart
+/// (0 = never wait, the default). Ticks fall on a fixed grid that starts
+/// one `tick_ns` after the change; a tick missed while busy is taken at
+/// once, as with a Go ticker. May be called during a walk (from its
+/// callback or another thread); takes effect at the next tick.
+#[unsafe(no_mangle)]
+#[must_use]
+pub extern "C" fn procspy_walker_set_rate_limit(
+    walker: *mut procspy_walker,
+    fd_block_size: u64,
+    tick_ns: u64,
+) -> procspy_status {
+    guard("procspy_walker_set_rate_limit", || {
+        // SAFETY: a non-NULL `walker` is a live walker.
+        let w = unsafe { walker.as_ref() }.ok_or(Fail::Null("walker"))?;
+        w.inner.set_rate_limit(fd_block_size, Duration::from_nanos(tick_ns));
+        Ok(())
+    })
+}
+
+/// Stops the walk in progress within one block of work, at once if it is
+/// waiting for a tick, and makes every later walk return `PROCSPY_STOPPED`
+/// at once. Final. Any thread, any time, also from a callback or a signal
+/// handler: it is async-signal-safe (one atomic store and one write(2) to
+/// an eventfd; no lock, no allocation). NULL is a no-op.
+#[unsafe(no_mangle)]
+pub extern "C" fn procspy_walker_stop(walker: *const procspy_walker) {
+    // No guard: nothing here can panic, and a guard is not async-signal-safe.
+    // SAFETY: a non-NULL `walker` is a live walker.
+    if let Some(w) = unsafe { walker.as_ref() } {
+        w.inner.stop();
+    }
+}
+
+/// Walks every pid: one `on_socket` call per socket fd (any socket family),
+/// namespace by namespace, synchronously on this thread. `buf` receives,
+/// per namespace, the tcp then tcp6 table text as the kernel wrote it, plus
+/// the re-reads after each rate-limit tick: whole files only.
+///
+/// `cap == 0` counts only (OK, `bytes_written` 0, `bytes_needed` set);
+/// `buf` NULL with `cap > 0` is `PROCSPY_NULL_ARGUMENT`. If the tables
+/// don't fit, every socket is still delivered, the buffer keeps the whole
+/// files before the first that did not fit, and the result is
+/// `PROCSPY_BUFFER_TOO_SMALL`. `stats` may be NULL. Results, first that
+/// applies: NULL_ARGUMENT, INVALID_ARGUMENT, BUSY, IO, STOPPED,
+/// CALLBACK_ABORTED, BUFFER_TOO_SMALL, OK.
+#[unsafe(no_mangle)]
+#[must_use]
+pub extern "C" fn procspy_walker_walk(
+    walker: *mut procspy_walker,
+    buf: *mut u8,
+    cap: usize,
+    on_socket: procspy_socket_fn,
+    userdata: *mut c_void,
+    stats: *mut procspy_walk_stats,
+) -> procspy_status {
+    guard("procspy_walker_walk", || {
+        put_stats(stats, &Stats::default());
+        // SAFETY: a non-NULL `walker` is a live walker.
+        let w = unsafe { walker.as_ref() }.ok_or(Fail::Null("walker"))?;
+        let cb = on_socket.ok_or(Fail::Null("on_socket"))?;
+        // SAFETY: the caller lends `cap` bytes at `buf` for this call.
+        let mut out = TableBuf::new(unsafe { caller_buffer(buf, cap) }?);
+        let mut st = Stats::default();
+        let r = w.inner.walk(&mut out, &mut st, &mut |s| {
+            let rec = procspy_socket::from(s);
+            // SAFETY: the caller's callback, given a record that outlives the call.
+            if unsafe { cb(userdata, &rec) } == 0 { ControlFlow::Continue(()) } else { ControlFlow::Break(()) }
+        });
+        put_stats(stats, &st);
+        Ok(r?)
+    })
+}
+
+/// The main job: every line of the chosen tables (`protocols`: a non-empty
+/// combination of `PROCSPY_PROTO_TCP` and `PROCSPY_PROTO_UDP`) in every
+/// namespace, that passes `state_mask` (`1u << state`, non-zero), once,
+/// with the process holding it. Builds a host-wide owner index from every
+/// pid's fds first (paced like a walk), then reads each namespace's tables
+/// once and joins them; the records of one namespace are contiguous.
+///
+/// `buf`/`cap` is scratch for one namespace's tables; `cap == 0` means the
+/// walker's own, whatever `buf` is. A namespace whose tables don't fit a
+/// caller's buffer is skipped before anything of it is delivered, the walk
+/// goes on, and the result is `PROCSPY_BUFFER_TOO_SMALL`
+/// (`stats->bytes_needed` is the size that makes every namespace fit).
+#[unsafe(no_mangle)]
+#[must_use]
+pub extern "C" fn procspy_walker_connections(
+    walker: *mut procspy_walker,
+    buf: *mut u8,
+    cap: usize,
+    protocols: u32,
+    state_mask: u32,
+    on_connection: procspy_connection_fn,
+    userdata: *mut c_void,
+    stats: *mut procspy_walk_stats,
+) -> procspy_status {
+    guard("procspy_walker_connections", || {
+        put_stats(stats, &Stats::default());
+        // SAFETY: a non-NULL `walker` is a live walker.
+        let w = unsafe { walker.as_ref() }.ok_or(Fail::Null("walker"))?;
+        let cb = on_connection.ok_or(Fail::Null("on_connection"))?;
+        // SAFETY: the caller lends `cap` bytes at `buf` for this call.
+        let mem = unsafe { caller_buffer(buf, cap) }?;
+        if protocols == 0 || protocols & !(PROCSPY_PROTO_TCP | PROCSPY_PROTO_UDP) != 0 {
+            return Err(Fail::Invalid(format!("protocols {protocols:#x}: use PROCSPY_PROTO_TCP, PROCSPY_PROTO_UDP or both")));
+        }
+        let protocols = Protocols { tcp: protocols & PROCSPY_PROTO_TCP != 0, udp: protocols & PROCSPY_PROTO_UDP != 0 };
+        let mut out = (!mem.is_empty()).then(|| TableBuf::new(mem));
+        let mut st = Stats::default();
+        let r = w.inner.connections(out.as_mut(), protocols, state_mask, &mut st, &mut |c| {
+            deliver_connection(cb, userdata, c)
+        });
+        put_stats(stats, &st);
+        Ok(r?)
+    })
+}
+
+/// The inode of `pid`'s network namespace (`PID/ns/net`, or `PID/net/dev`
+/// on kernels before 3.8), as the walker's proc root shows it. `pid` must be
+/// positive (`PROCSPY_INVALID_ARGUMENT`); a pid that can't be read is
+/// `PROCSPY_IO`. Safe to call during a walk.
+#[unsafe(no_mangle)]
+#[must_use]
+pub extern "C" fn procspy_walker_netns_of(walker: *const procspy_walker, pid: i32, out: *mut u64) -> procspy_status {
+    guard("procspy_walker_netns_of", || {
+        // SAFETY: non-NULL pointers are a live walker and a writable u64.
+        let (Some(w), Some(out)) = (unsafe { walker.as_ref() }, unsafe { out.as_mut() }) else {
+            return Err(Fail::Null(if walker.is_null() { "walker" } else { "out" }));
+        };
+        if pid <= 0 {
+            return Err(Fail::Invalid(format!("pid {pid} is not positive")));
+        }
+        *out = w.inner.netns_of(pid)?;
+        Ok(())
+    })
+}
+
+/// Reads `pid`'s tcp and tcp6 tables (tcp6 where it exists) into `buf`,
+/// whole files only. `*out_len` is set to the tables' full length: when it
+/// exceeds `cap` the result is `PROCSPY_BUFFER_TOO_SMALL` and `buf` holds
+/// the whole files that fit. `cap == 0` asks for the length only. Safe to
+/// call during a walk.
+#[unsafe(no_mangle)]
+#[must_use]
+pub extern "C" fn procspy_walker_read_tcp(
+    walker: *const procspy_walker,
+    pid: i32,
+    buf: *mut u8,
+    cap: usize,
+    out_len: *mut usize,
+) -> procspy_status {
+    guard("procspy_walker_read_tcp", || {
+        // SAFETY: non-NULL pointers are a live walker and a writable size_t.
+        let (Some(w), Some(out_len)) = (unsafe { walker.as_ref() }, unsafe { out_len.as_mut() }) else {
+            return Err(Fail::Null(if walker.is_null() { "walker" } else { "out_len" }));
+        };
+        *out_len = 0;
+        // SAFETY: the caller lends `cap` bytes at `buf` for this call.
+        let mut out = TableBuf::new(unsafe { caller_buffer(buf, cap) }?);
+        if pid <= 0 {
+            return Err(Fail::Invalid(format!("pid {pid} is not positive")));
+        }
+        let r = w.inner.read_tcp(pid, &mut out);
+        *out_len = usize::try_from(out.needed()).unwrap_or(usize::MAX);
+        r.map(drop).map_err(Fail::from)
+    })
+}
