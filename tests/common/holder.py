@@ -1,0 +1,47 @@
+"""A process holding known loopback sockets, for the integration tests.
+
+Usage: holder.py [NAME]. Brings lo up (it may run in a fresh network
+namespace), opens TCP listening and established pairs and UDP bound and
+connected sockets, v4 and v6, sets its comm to NAME, prints one line per
+socket fd: "fd inode proto family state local_port remote_port", then
+"ready", and exits when its stdin closes.
+"""
+import os
+import socket
+import subprocess
+import sys
+
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+held = []  # (socket, proto, state)
+
+
+def keep(s, proto, state):
+    held.append((s, proto, state))
+
+
+for fam, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+    lst = socket.socket(fam, socket.SOCK_STREAM)
+    lst.bind((host, 0))
+    lst.listen(8)
+    cli = socket.create_connection(lst.getsockname()[:2])
+    srv, _ = lst.accept()
+    keep(lst, "tcp", 10)
+    keep(cli, "tcp", 1)
+    keep(srv, "tcp", 1)
+    bound = socket.socket(fam, socket.SOCK_DGRAM)
+    bound.bind((host, 0))
+    conn = socket.socket(fam, socket.SOCK_DGRAM)
+    conn.connect(bound.getsockname()[:2])
+    keep(bound, "udp", 7)
+    keep(conn, "udp", 1)
+
+if len(sys.argv) > 1:
+    with open("/proc/self/comm", "wb") as f:
+        f.write(os.fsencode(sys.argv[1]))
+
+for s, proto, state in held:
+    fam = 4 if s.family == socket.AF_INET else 6
+    rport = s.getpeername()[1] if state == 1 else 0
+    print(s.fileno(), os.fstat(s.fileno()).st_ino, proto, fam, state, s.getsockname()[1], rport)
+print("ready", flush=True)
+sys.stdin.read()

@@ -1,0 +1,82 @@
+//! Real processes with real loopback sockets, in namespaces of their own.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::MetadataExt;
+use std::process::{Child, Command, Stdio};
+
+/// One socket fd a holder reported.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Held {
+    pub fd: i32,
+    pub inode: u64,
+    pub proto: u8,
+    pub family: u8,
+    pub state: u8,
+    pub local_port: u16,
+    pub remote_port: u16,
+}
+
+/// A python3 process holding TCP and UDP sockets, v4 and v6; killed on drop.
+pub struct Holder {
+    child: Child,
+    pub pid: i32,
+    pub netns: u64,
+    pub socks: Vec<Held>,
+}
+
+impl Holder {
+    /// In a new network namespace (`unshare -n`) or, with `new_netns`
+    /// false, in this one; `name` becomes its comm.
+    pub fn start(new_netns: bool, name: Option<&str>) -> Holder {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/holder.py");
+        let mut cmd = if new_netns {
+            let mut c = Command::new("unshare");
+            c.args(["-n", "python3", script]);
+            c
+        } else {
+            let mut c = Command::new("python3");
+            c.arg(script);
+            c
+        };
+        cmd.args(name).stdin(Stdio::piped()).stdout(Stdio::piped());
+        let mut child = cmd.spawn().expect("start holder.py");
+        let pid = child.id() as i32;
+        let mut socks = Vec::new();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        for line in out.lines() {
+            let line = line.unwrap();
+            if line == "ready" {
+                break;
+            }
+            let f: Vec<&str> = line.split(' ').collect();
+            socks.push(Held {
+                fd: f[0].parse().unwrap(),
+                inode: f[1].parse().unwrap(),
+                proto: if f[2] == "tcp" { 1 } else { 2 },
+                family: f[3].parse().unwrap(),
+                state: f[4].parse().unwrap(),
+                local_port: f[5].parse().unwrap(),
+                remote_port: f[6].parse().unwrap(),
+            });
+        }
+        assert_eq!(socks.len(), 10, "holder {pid} did not get ready");
+        let netns = std::fs::metadata(format!("/proc/{pid}/ns/net")).unwrap().ino();
+        Holder { child, pid, netns, socks }
+    }
+
+    /// This holder's start time, field 22 of its stat.
+    pub fn start_time(&self) -> u64 {
+        let stat = std::fs::read(format!("/proc/{}/stat", self.pid)).unwrap();
+        let close = stat.iter().rposition(|&c| c == b')').unwrap();
+        let tail = std::str::from_utf8(&stat[close + 2..]).unwrap();
+        tail.split(' ').nth(19).unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

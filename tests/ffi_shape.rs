@@ -1,0 +1,75 @@
+//! The shape of the C ABI: every entry point guarded, every public struct
+//! laid out as API.md says.
+
+use std::mem::{offset_of, size_of};
+
+use procspy::ffi::*;
+
+/// Entry points that may skip the guard, and why.
+const UNGUARDED: &[(&str, &str)] = &[("procspy_walker_stop", "async-signal-safe: no catch_unwind, no thread-local")];
+
+#[test]
+fn every_entry_point_runs_inside_the_guard() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/ffi");
+    let mut found = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let src = std::fs::read_to_string(&path).unwrap();
+        for (at, _) in src.match_indices("extern \"C\" fn ") {
+            let rest = &src[at + "extern \"C\" fn ".len()..];
+            let name = &rest[..rest.find('(').unwrap()];
+            // The body: from the first `{` after the signature to the next `\n}`.
+            let body = &rest[rest.find("{\n").unwrap()..];
+            let body = &body[..body.find("\n}").unwrap_or(body.len())];
+            found += 1;
+            if UNGUARDED.iter().any(|(n, _)| *n == name) {
+                continue;
+            }
+            assert!(name.starts_with("procspy_"), "{name} in {path:?} is not procspy_*");
+            let guarded = body.contains(&format!("guard(\"{name}\"")) || body.contains("guard_value(");
+            assert!(guarded, "{name} in {path:?} does not run inside guard()");
+        }
+    }
+    assert_eq!(found, 12, "entry points found");
+}
+
+#[test]
+fn public_structs_have_the_documented_layout() {
+    assert_eq!(size_of::<procspy_socket>(), 48);
+    assert_eq!(
+        [offset_of!(procspy_socket, inode), offset_of!(procspy_socket, netns), offset_of!(procspy_socket, start_time),
+         offset_of!(procspy_socket, pid), offset_of!(procspy_socket, fd), offset_of!(procspy_socket, name),
+         offset_of!(procspy_socket, name_len)],
+        [0, 8, 16, 24, 28, 32, 40]
+    );
+    assert_eq!(size_of::<procspy_connection>(), 72);
+    assert_eq!(
+        [offset_of!(procspy_connection, inode), offset_of!(procspy_connection, netns),
+         offset_of!(procspy_connection, protocol), offset_of!(procspy_connection, family),
+         offset_of!(procspy_connection, state), offset_of!(procspy_connection, local_addr),
+         offset_of!(procspy_connection, remote_addr), offset_of!(procspy_connection, local_port),
+         offset_of!(procspy_connection, remote_port), offset_of!(procspy_connection, uid),
+         offset_of!(procspy_connection, owner)],
+        [0, 8, 16, 17, 18, 19, 35, 52, 54, 56, 64]
+    );
+    assert_eq!(size_of::<procspy_walk_stats>(), 72);
+    assert_eq!(offset_of!(procspy_walk_stats, elapsed_ns), 64);
+    assert_eq!(size_of::<procspy_status>(), 4);
+}
+
+#[test]
+fn status_names_cover_every_value() {
+    let name = |s: i32| unsafe { std::ffi::CStr::from_ptr(procspy_status_str(s)) }.to_str().unwrap().to_owned();
+    for (i, s) in ["PROCSPY_OK", "PROCSPY_STOPPED", "PROCSPY_CALLBACK_ABORTED", "PROCSPY_BUFFER_TOO_SMALL",
+                   "PROCSPY_NULL_ARGUMENT", "PROCSPY_INVALID_ARGUMENT", "PROCSPY_IO", "PROCSPY_BUSY", "PROCSPY_PANIC"]
+        .iter()
+        .enumerate()
+    {
+        assert!(name(i as i32).starts_with(s), "{i}");
+    }
+    for unknown in [-1, 9, 1000, i32::MIN, i32::MAX] {
+        assert_eq!(name(unknown), "unknown procspy_status");
+    }
+    let version = unsafe { std::ffi::CStr::from_ptr(procspy_version()) };
+    assert_eq!(version.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+}

@@ -1,0 +1,189 @@
+//! The engine against real /proc: real processes, real sockets, real
+//! network namespaces (needs root, as CI has).
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::mem::MaybeUninit;
+use std::ops::ControlFlow;
+
+use common::Holder;
+use procspy::engine::Protocols;
+use procspy::{Error, Stats, TableBuf, Walker};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Rec {
+    pid: i32,
+    fd: i32,
+    inode: u64,
+    netns: u64,
+    start_time: u64,
+    name: Vec<u8>,
+}
+
+fn walk_all(w: &Walker, cap: usize) -> (Result<(), Error>, Vec<Rec>, Vec<u8>, Stats) {
+    let mut mem = vec![MaybeUninit::new(0u8); cap];
+    let mut out = TableBuf::new(&mut mem);
+    let mut stats = Stats::default();
+    let mut recs = Vec::new();
+    let r = w.walk(&mut out, &mut stats, &mut |s| {
+        recs.push(Rec {
+            pid: s.pid,
+            fd: s.fd,
+            inode: s.inode,
+            netns: s.netns,
+            start_time: s.start_time,
+            name: s.name.to_bytes().to_vec(),
+        });
+        ControlFlow::Continue(())
+    });
+    let text = out.filled().to_vec();
+    (r, recs, text, stats)
+}
+
+#[test]
+fn walk_delivers_every_socket_of_every_namespace() {
+    let hostile = "a) R 1 (x\ny";
+    let holders = [
+        Holder::start(true, None),
+        Holder::start(true, Some(hostile)),
+        Holder::start(true, None),
+        Holder::start(false, Some("root-ns holder")),
+    ];
+    let w = Walker::new(None).unwrap();
+    let (r, recs, text, stats) = walk_all(&w, 16 << 20);
+    assert_eq!(r, Ok(()));
+    assert_eq!(stats.sockets, recs.len() as u64);
+    assert!(stats.namespaces >= 4, "{stats:?}");
+    for h in &holders {
+        let mine: Vec<&Rec> = recs.iter().filter(|r| r.pid == h.pid).collect();
+        assert_eq!(mine.len(), h.socks.len(), "pid {} records {:?}", h.pid, mine);
+        let name = std::fs::read(format!("/proc/{}/comm", h.pid)).unwrap();
+        for s in &h.socks {
+            let rec = mine.iter().find(|r| r.fd == s.fd).unwrap_or_else(|| panic!("fd {} of {}", s.fd, h.pid));
+            assert_eq!(rec.inode, s.inode);
+            assert_eq!(rec.netns, h.netns);
+            assert_eq!(rec.start_time, h.start_time());
+            assert_eq!(rec.name, name.strip_suffix(b"\n").unwrap());
+        }
+        // The namespace's tables are in the buffer: its listening ports are there.
+        for s in h.socks.iter().filter(|s| s.state == 10) {
+            let port = format!(":{:04X} ", s.local_port);
+            assert!(text.windows(port.len()).any(|w| w == port.as_bytes()), "port {port}");
+        }
+    }
+    assert_eq!(holders[1].socks.len(), recs.iter().filter(|r| r.name == hostile.as_bytes()[..hostile.len().min(15)]).count());
+    // Records of one namespace are contiguous.
+    let mut seen = HashSet::new();
+    for pair in recs.windows(2) {
+        if pair[0].netns != pair[1].netns {
+            assert!(seen.insert(pair[0].netns), "namespace {} split", pair[0].netns);
+        }
+    }
+    assert!(!seen.contains(&recs.last().unwrap().netns));
+}
+
+#[test]
+fn too_small_buffer_keeps_whole_files_and_every_socket() {
+    let h = Holder::start(true, None);
+    let w = Walker::new(None).unwrap();
+    let (r, full, _, stats) = walk_all(&w, 0);
+    assert_eq!(r, Ok(()), "cap 0 counts only");
+    assert_eq!(stats.bytes_written, 0);
+    assert!(stats.bytes_needed > 0);
+    let (r, recs, text, stats) = walk_all(&w, 300);
+    assert!(matches!(r, Err(Error::BufferTooSmall { .. })), "{r:?}");
+    assert!(stats.bytes_needed > 300);
+    assert_eq!(text.len() as u64, stats.bytes_written);
+    assert!(text.is_empty() || text.ends_with(b"\n"));
+    let mine = |v: &[Rec]| v.iter().filter(|r| r.pid == h.pid).count();
+    assert_eq!(mine(&recs), h.socks.len());
+    assert_eq!(mine(&full), h.socks.len());
+}
+
+#[test]
+fn connections_join_every_table_line_to_its_owner() {
+    let holders = [Holder::start(true, Some("conn-a")), Holder::start(true, Some("conn-b")), Holder::start(true, None)];
+    let w = Walker::new(None).unwrap();
+    let mut stats = Stats::default();
+    let mut got: HashMap<(u64, u64), (u8, u8, u8, u16, u16, Option<(i32, i32)>)> = HashMap::new();
+    let mut dup = Vec::new();
+    let r = w.connections(None, Protocols { tcp: true, udp: true }, u32::MAX, &mut stats, &mut |c| {
+        let owner = c.owner.map(|o| (o.pid, o.fd));
+        let v = (c.protocol, c.conn.family, c.conn.state, c.conn.local_port, c.conn.remote_port, owner);
+        if got.insert((c.netns, c.conn.inode), v).is_some() && c.conn.inode != 0 {
+            dup.push((c.netns, c.conn.inode));
+        }
+        ControlFlow::Continue(())
+    });
+    assert_eq!(r, Ok(()));
+    assert!(dup.is_empty(), "delivered twice: {dup:?}");
+    for h in &holders {
+        for s in &h.socks {
+            let v = got.get(&(h.netns, s.inode)).unwrap_or_else(|| panic!("{s:?} of {} missing", h.pid));
+            assert_eq!(*v, (s.proto, s.family, s.state, s.local_port, s.remote_port, Some((h.pid, s.fd))), "{s:?}");
+        }
+        // Nothing else is listed in a namespace that only the holder uses.
+        assert_eq!(got.keys().filter(|k| k.0 == h.netns).count(), h.socks.len());
+    }
+
+    // Filters: LISTEN only, TCP only.
+    let mut listeners = Vec::new();
+    let r = w.connections(None, Protocols { tcp: true, udp: false }, 1 << 10, &mut stats, &mut |c| {
+        listeners.push((c.netns, c.conn.inode, c.conn.state, c.protocol));
+        ControlFlow::Continue(())
+    });
+    assert_eq!(r, Ok(()));
+    assert!(listeners.iter().all(|l| l.2 == 10 && l.3 == 1));
+    for h in &holders {
+        assert_eq!(listeners.iter().filter(|l| l.0 == h.netns).count(), 2);
+    }
+}
+
+#[test]
+fn connections_skip_a_namespace_that_does_not_fit() {
+    let _holders = [Holder::start(true, None), Holder::start(true, None)];
+    let w = Walker::new(None).unwrap();
+    let both = Protocols { tcp: true, udp: true };
+    let mut stats = Stats::default();
+    let mut count = |cap: usize, stats: &mut Stats| {
+        let mut mem = vec![MaybeUninit::new(0u8); cap];
+        let mut out = TableBuf::new(&mut mem);
+        let mut per_ns: HashMap<u64, usize> = HashMap::new();
+        let r = w.connections(Some(&mut out), both, u32::MAX, stats, &mut |c| {
+            *per_ns.entry(c.netns).or_default() += 1;
+            ControlFlow::Continue(())
+        });
+        (r, per_ns)
+    };
+    let (r, small) = count(64, &mut stats);
+    assert!(matches!(r, Err(Error::BufferTooSmall { .. })), "{r:?}");
+    assert!(small.is_empty(), "a namespace whose tables don't fit delivers nothing: {small:?}");
+    let needed = stats.bytes_needed as usize;
+    let (r, fit) = count(needed + 4096, &mut stats);
+    assert_eq!(r, Ok(()), "bytes_needed makes every namespace fit");
+    assert!(fit.len() >= 3);
+    assert!(stats.bytes_written <= stats.bytes_needed);
+}
+
+#[test]
+fn stop_ends_a_paced_walk_at_once_and_for_good() {
+    let _h = Holder::start(true, None);
+    let w = std::sync::Arc::new(Walker::new(None).unwrap());
+    w.set_rate_limit(0, std::time::Duration::from_secs(30));
+    let w2 = w.clone();
+    let t = std::thread::spawn(move || {
+        let t0 = std::time::Instant::now();
+        let (r, _, _, stats) = walk_all(&w2, 0);
+        (r, stats, t0.elapsed())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let (r, _, _, _) = walk_all(&w, 0);
+    assert_eq!(r, Err(Error::Busy), "a second walk on a busy walker");
+    w.stop();
+    let (r, stats, took) = t.join().unwrap();
+    assert_eq!(r, Err(Error::Stopped));
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+    assert_eq!(stats.ticks, 1);
+    assert_eq!(walk_all(&w, 0).0, Err(Error::Stopped));
+}
