@@ -9,7 +9,7 @@ use super::types::procspy_status;
 #[unsafe(no_mangle)]
 pub extern "C" fn procspy_version() -> *const c_char {
     const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
-    VERSION.as_ptr().cast()
+    guard_value(c"".as_ptr(), || VERSION.as_ptr().cast())
 }
 
 /// A status as it is spelled in C, which is an int whatever the enum says.

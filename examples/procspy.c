@@ -1,0 +1,604 @@
+/*
+ * procspy: list every socket on this host with the process holding it, in
+ * every network namespace.
+ *
+ * This is the project's command-line program and an example of the C API in
+ * include/procspy.h: one walker, one call to procspy_walker_connections (or
+ * procspy_walker_walk with --sockets), a callback that filters and prints
+ * each record while the record is valid, and a status that is always checked.
+ *
+ *   procspy                  every TCP and UDP socket, all states, table
+ *   procspy -tl              TCP listeners
+ *   procspy -n 4026532281    one network namespace
+ *   procspy -p 1234 --json   one process's connections, one JSON object a line
+ *   procspy --sockets        every socket fd: PID FD NETNS INODE NAME
+ *
+ * Build: make -C /work/main build/procspy (C99 + POSIX, links libprocspy.so).
+ */
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "procspy.h"
+
+/* Exit codes: 0 ok, 1 the library or the output failed, 2 bad usage. */
+enum { EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
+
+/* ---- options ---------------------------------------------------------- */
+
+enum state_filter { STATES_ALL, STATES_LISTENING, STATES_CONNECTED };
+
+struct options {
+    uint32_t protocols;        /* PROCSPY_PROTO_* bits; 0 until -t/-u: both */
+    enum state_filter states;
+    bool netns_set;
+    uint64_t netns;            /* -n: only this namespace */
+    bool pid_set;
+    int32_t pid;               /* -p: only this owner */
+    bool json;
+    bool sockets;              /* --sockets: socket fds instead of table lines */
+    bool conn_only_option;     /* one of -t -u -l -a -c was given */
+    const char *proc_root;     /* NULL: the library's default */
+};
+
+static void usage(FILE *out)
+{
+    fputs(
+        "Usage: procspy [OPTION]...\n"
+        "List every TCP and UDP socket on this host, in every network namespace,\n"
+        "with the process that holds it (by walking /proc; run as root to see all).\n"
+        "\n"
+        "  -t, --tcp             TCP sockets (tcp, tcp6)\n"
+        "  -u, --udp             UDP sockets (udp, udp6); default: -t and -u\n"
+        "  -l, --listening       only listening sockets: TCP LISTEN, UDP UNCONN\n"
+        "  -a, --all             sockets in every state (the default)\n"
+        "  -c, --connected       only connections: TCP ESTABLISHED, FIN_WAIT1,\n"
+        "                        FIN_WAIT2, CLOSE_WAIT; UDP ESTAB (connected)\n"
+        "                        (of -l, -a and -c the last one given counts)\n"
+        "  -n, --netns INODE     only the network namespace with this inode\n"
+        "                        (stat -L -c %i /proc/PID/ns/net)\n"
+        "  -p, --pid PID         only sockets owned by this process\n"
+        "      --json            one JSON object per line instead of a table\n"
+        "      --sockets         one line per socket file descriptor instead:\n"
+        "                        PID FD NETNS INODE NAME (-n, -p, --json apply)\n"
+        "      --proc DIR        read DIR instead of the host's /proc\n"
+        "  -h, --help            show this help and exit\n"
+        "  -V, --version         show the library version and exit\n"
+        "\n"
+        "Table: NETNS PROTO STATE LOCAL REMOTE PID FD NAME; '-' where no owner\n"
+        "is visible (TIME_WAIT sockets, or opened during the walk). UDP has no\n"
+        "states: UNCONN is an unconnected socket, ESTAB a connected one.\n"
+        "Process names are shown as plain ASCII: backslash, control bytes and\n"
+        "bytes >= 0x80 are escaped C-style (\\\\, \\n, \\t, \\xHH).\n"
+        "\n"
+        "JSON keys: netns proto (\"tcp\"/\"udp\") family (4/6) state state_name\n"
+        "local_addr local_port remote_addr remote_port inode uid pid fd name\n"
+        "start_time; pid, fd, name and start_time are null where no owner is\n"
+        "visible. With --sockets: pid fd netns inode name start_time.\n"
+        "Names are raw bytes: valid UTF-8 is kept as is, and each byte that is\n"
+        "not part of valid UTF-8 becomes \\u00XX (XX = the byte), so the output\n"
+        "is always valid JSON.\n"
+        "\n"
+        "The closing count line (\"N connections in M namespaces (K without a\n"
+        "visible owner)\", or \"N sockets in M namespaces\") goes to stderr,\n"
+        "so stdout holds only the records. M counts the namespaces listed.\n"
+        "\n"
+        "Exit status: 0 ok, 1 error, 2 bad usage, 130 interrupted.\n",
+        out);
+}
+
+/* Parses a whole decimal number into [min, max], or fails. */
+static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+
+    if (*s < '0' || *s > '9') /* strtoull would accept " -1" */
+        return false;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+static void bad_usage(const char *fmt, const char *arg)
+{
+    fputs("procspy: ", stderr);
+    fprintf(stderr, fmt, arg);
+    fputs("\nTry 'procspy --help' for more information.\n", stderr);
+    exit(EXIT_USAGE);
+}
+
+static void parse_options(int argc, char **argv, struct options *o)
+{
+    enum { OPT_JSON = 256, OPT_SOCKETS, OPT_PROC };
+    static const struct option longopts[] = {
+        { "tcp", no_argument, NULL, 't' },
+        { "udp", no_argument, NULL, 'u' },
+        { "listening", no_argument, NULL, 'l' },
+        { "all", no_argument, NULL, 'a' },
+        { "connected", no_argument, NULL, 'c' },
+        { "netns", required_argument, NULL, 'n' },
+        { "pid", required_argument, NULL, 'p' },
+        { "json", no_argument, NULL, OPT_JSON },
+        { "sockets", no_argument, NULL, OPT_SOCKETS },
+        { "proc", required_argument, NULL, OPT_PROC },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { NULL, 0, NULL, 0 },
+    };
+    uint64_t v;
+    int c;
+
+    memset(o, 0, sizeof *o);
+    opterr = 0; /* we word the errors ourselves */
+    while ((c = getopt_long(argc, argv, ":tulacn:p:hV", longopts, NULL)) != -1) {
+        switch (c) {
+        case 't': o->protocols |= PROCSPY_PROTO_TCP; o->conn_only_option = true; break;
+        case 'u': o->protocols |= PROCSPY_PROTO_UDP; o->conn_only_option = true; break;
+        case 'l': o->states = STATES_LISTENING; o->conn_only_option = true; break;
+        case 'a': o->states = STATES_ALL; o->conn_only_option = true; break;
+        case 'c': o->states = STATES_CONNECTED; o->conn_only_option = true; break;
+        case 'n':
+            if (!parse_u64(optarg, 1, UINT64_MAX, &v))
+                bad_usage("invalid namespace inode '%s'", optarg);
+            o->netns_set = true;
+            o->netns = v;
+            break;
+        case 'p':
+            if (!parse_u64(optarg, 1, INT32_MAX, &v))
+                bad_usage("invalid pid '%s'", optarg);
+            o->pid_set = true;
+            o->pid = (int32_t)v;
+            break;
+        case OPT_JSON: o->json = true; break;
+        case OPT_SOCKETS: o->sockets = true; break;
+        case OPT_PROC: o->proc_root = optarg; break;
+        case 'h':
+            usage(stdout);
+            exit(fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+        case 'V':
+            printf("procspy %s\n", procspy_version());
+            exit(fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+        case ':':
+            bad_usage("option '%s' needs an argument", argv[optind - 1]);
+            break;
+        default: /* '?' */
+            if (optopt != 0) {
+                char opt[3] = { '-', (char)optopt, '\0' };
+                bad_usage("unknown option '%s'", opt);
+            }
+            bad_usage("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        bad_usage("unexpected argument '%s'", argv[optind]);
+    if (o->sockets && o->conn_only_option)
+        bad_usage("%s", "--sockets lists socket fds: -t, -u, -l, -a and -c don't apply");
+    if (o->protocols == 0)
+        o->protocols = PROCSPY_PROTO_TCP | PROCSPY_PROTO_UDP;
+}
+
+/* ---- formatting ------------------------------------------------------- */
+
+static const char *state_name(uint8_t protocol, uint8_t state)
+{
+    static const char *const tcp[] = {
+        NULL, "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2",
+        "TIME_WAIT", "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING",
+        "NEW_SYN_RECV",
+    };
+
+    if (protocol == PROCSPY_PROTO_UDP) { /* like ss: UDP has no real states */
+        if (state == PROCSPY_STATE_CLOSE)
+            return "UNCONN";
+        if (state == PROCSPY_STATE_ESTABLISHED)
+            return "ESTAB";
+    }
+    if (state < sizeof tcp / sizeof tcp[0] && tcp[state] != NULL)
+        return tcp[state];
+    return "UNKNOWN";
+}
+
+static const char *proto_name(const procspy_connection *c)
+{
+    if (c->protocol == PROCSPY_PROTO_UDP)
+        return c->family == 6 ? "udp6" : "udp";
+    return c->family == 6 ? "tcp6" : "tcp";
+}
+
+/* The address alone ("127.0.0.1", "::1"); bytes are in network order. */
+static void format_addr(char out[INET6_ADDRSTRLEN], uint8_t family, const uint8_t addr[16])
+{
+    if (inet_ntop(family == 6 ? AF_INET6 : AF_INET, addr, out, INET6_ADDRSTRLEN) == NULL)
+        strcpy(out, "?");
+}
+
+/* "addr:port", IPv6 in brackets: "[::1]:8080". */
+static void format_endpoint(char out[INET6_ADDRSTRLEN + 8], uint8_t family,
+                            const uint8_t addr[16], uint16_t port)
+{
+    char a[INET6_ADDRSTRLEN];
+
+    format_addr(a, family, addr);
+    sprintf(out, family == 6 ? "[%s]:%u" : "%s:%u", a, (unsigned)port);
+}
+
+/* A process name for the table: plain printable ASCII, C-style escapes. */
+static void put_name_table(const char *name, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        unsigned char b = (unsigned char)name[i];
+
+        if (b == '\\') {
+            fputs("\\\\", stdout);
+        } else if (b == '\n') {
+            fputs("\\n", stdout);
+        } else if (b == '\t') {
+            fputs("\\t", stdout);
+        } else if (b < 0x20 || b >= 0x7f) {
+            char esc[4] = { '\\', 'x', hex[b >> 4], hex[b & 15] };
+            fwrite(esc, 1, sizeof esc, stdout);
+        } else {
+            putchar(b);
+        }
+    }
+}
+
+/*
+ * Length of the valid UTF-8 sequence at s[0..len), or 0 if it is not one
+ * (bad lead or continuation byte, overlong form, surrogate, > U+10FFFF,
+ * truncated). Follows the table in RFC 3629, section 4.
+ */
+static size_t utf8_sequence(const unsigned char *s, size_t len)
+{
+    unsigned char lo = 0x80, hi = 0xbf;
+    size_t n, i;
+
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf)
+        n = 2;
+    else if (s[0] >= 0xe0 && s[0] <= 0xef)
+        n = 3;
+    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+        n = 4;
+    else
+        return 0;
+    if (s[0] == 0xe0) lo = 0xa0;      /* no overlong 3-byte forms */
+    if (s[0] == 0xed) hi = 0x9f;      /* no surrogates */
+    if (s[0] == 0xf0) lo = 0x90;      /* no overlong 4-byte forms */
+    if (s[0] == 0xf4) hi = 0x8f;      /* nothing above U+10FFFF */
+    if (len < n || s[1] < lo || s[1] > hi)
+        return 0;
+    for (i = 2; i < n; i++)
+        if (s[i] < 0x80 || s[i] > 0xbf)
+            return 0;
+    return n;
+}
+
+/*
+ * A process name as a JSON string. Names are bytes, not text: valid UTF-8
+ * passes through, '"', '\\' and control characters are escaped, and every
+ * byte that is not part of valid UTF-8 is written as \u00XX of that byte
+ * (so byte 0xff reads back as U+00FF 'ÿ'). The output is always valid JSON.
+ */
+static void put_json_string(const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+
+    putchar('"');
+    while (i < len) {
+        unsigned char b = s[i];
+        size_t n;
+
+        if (b == '"' || b == '\\') {
+            putchar('\\');
+            putchar(b);
+            i++;
+        } else if (b == '\n') {
+            fputs("\\n", stdout);
+            i++;
+        } else if (b == '\t') {
+            fputs("\\t", stdout);
+            i++;
+        } else if (b < 0x20 || b == 0x7f) {
+            printf("\\u%04x", (unsigned)b);
+            i++;
+        } else if ((n = utf8_sequence(s + i, len - i)) > 0) {
+            fwrite(s + i, 1, n, stdout);
+            i += n;
+        } else {
+            printf("\\u%04x", (unsigned)b); /* a byte of invalid UTF-8 */
+            i++;
+        }
+    }
+    putchar('"');
+}
+
+/* ---- the walks -------------------------------------------------------- */
+
+/* What the callbacks share: the filters, and counts for the closing line. */
+struct context {
+    const struct options *opt;
+    uint32_t tcp_states, udp_states; /* state masks, 1u << state */
+    uint64_t rows, ownerless;
+    uint64_t *seen_netns;            /* namespaces listed, for the count */
+    size_t seen_len, seen_cap;
+    uint64_t last_netns;
+    bool out_of_memory;
+    bool write_failed;
+};
+
+/*
+ * Counts namespaces. The library delivers the records of one namespace
+ * together, so a new inode is nearly always a new namespace; the list
+ * check keeps the count right even if that ever changed.
+ */
+static bool note_netns(struct context *ctx, uint64_t netns)
+{
+    size_t i;
+
+    if (ctx->seen_len > 0 && netns == ctx->last_netns)
+        return true;
+    ctx->last_netns = netns;
+    for (i = 0; i < ctx->seen_len; i++)
+        if (ctx->seen_netns[i] == netns)
+            return true;
+    if (ctx->seen_len == ctx->seen_cap) {
+        size_t cap = ctx->seen_cap ? 2 * ctx->seen_cap : 64;
+        uint64_t *p = realloc(ctx->seen_netns, cap * sizeof *p);
+
+        if (p == NULL) {
+            ctx->out_of_memory = true;
+            return false;
+        }
+        ctx->seen_netns = p;
+        ctx->seen_cap = cap;
+    }
+    ctx->seen_netns[ctx->seen_len++] = netns;
+    return true;
+}
+
+/* Returns the callback's verdict: 0 to go on, 1 to end the walk. */
+static int row_done(struct context *ctx)
+{
+    ctx->rows++;
+    if (ferror(stdout)) {
+        ctx->write_failed = true;
+        return 1;
+    }
+    return 0;
+}
+
+static void print_connection_json(const procspy_connection *c)
+{
+    const procspy_socket *o = c->owner;
+    char local[INET6_ADDRSTRLEN], remote[INET6_ADDRSTRLEN];
+
+    format_addr(local, c->family, c->local_addr);
+    format_addr(remote, c->family, c->remote_addr);
+    printf("{\"netns\":%llu,\"proto\":\"%s\",\"family\":%u,\"state\":%u,"
+           "\"state_name\":\"%s\",\"local_addr\":\"%s\",\"local_port\":%u,"
+           "\"remote_addr\":\"%s\",\"remote_port\":%u,\"inode\":%llu,\"uid\":%lu,",
+           (unsigned long long)c->netns,
+           c->protocol == PROCSPY_PROTO_UDP ? "udp" : "tcp",
+           (unsigned)c->family, (unsigned)c->state, state_name(c->protocol, c->state),
+           local, (unsigned)c->local_port, remote, (unsigned)c->remote_port,
+           (unsigned long long)c->inode, (unsigned long)c->uid);
+    if (o == NULL) {
+        fputs("\"pid\":null,\"fd\":null,\"name\":null,\"start_time\":null}\n", stdout);
+        return;
+    }
+    printf("\"pid\":%ld,\"fd\":%ld,\"name\":", (long)o->pid, (long)o->fd);
+    put_json_string(o->name, o->name_len);
+    printf(",\"start_time\":%llu}\n", (unsigned long long)o->start_time);
+}
+
+static void print_connection_table(const procspy_connection *c)
+{
+    char local[INET6_ADDRSTRLEN + 8], remote[INET6_ADDRSTRLEN + 8];
+
+    format_endpoint(local, c->family, c->local_addr, c->local_port);
+    format_endpoint(remote, c->family, c->remote_addr, c->remote_port);
+    printf("%-10llu %-5s %-12s %-23s %-23s ", (unsigned long long)c->netns,
+           proto_name(c), state_name(c->protocol, c->state), local, remote);
+    if (c->owner == NULL) {
+        fputs("      - -     -\n", stdout);
+        return;
+    }
+    printf("%7ld %-5ld ", (long)c->owner->pid, (long)c->owner->fd);
+    put_name_table(c->owner->name, c->owner->name_len);
+    putchar('\n');
+}
+
+/* procspy_connection_fn: one table line; c and c->owner live until we return. */
+static int on_connection(void *userdata, const procspy_connection *c)
+{
+    struct context *ctx = userdata;
+    const struct options *opt = ctx->opt;
+    uint32_t states = c->protocol == PROCSPY_PROTO_UDP ? ctx->udp_states : ctx->tcp_states;
+
+    /* The library filters with one mask for both protocols; refine it. */
+    if (c->state >= 32 || !(states & (UINT32_C(1) << c->state)))
+        return 0;
+    if (opt->netns_set && c->netns != opt->netns)
+        return 0;
+    if (opt->pid_set && (c->owner == NULL || c->owner->pid != opt->pid))
+        return 0;
+    if (!note_netns(ctx, c->netns))
+        return 1;
+    if (c->owner == NULL)
+        ctx->ownerless++;
+    if (opt->json)
+        print_connection_json(c);
+    else
+        print_connection_table(c);
+    return row_done(ctx);
+}
+
+/* procspy_socket_fn: one socket fd; s lives until we return. */
+static int on_socket(void *userdata, const procspy_socket *s)
+{
+    struct context *ctx = userdata;
+    const struct options *opt = ctx->opt;
+
+    if (opt->netns_set && s->netns != opt->netns)
+        return 0;
+    if (opt->pid_set && s->pid != opt->pid)
+        return 0;
+    if (!note_netns(ctx, s->netns))
+        return 1;
+    if (opt->json) {
+        printf("{\"pid\":%ld,\"fd\":%ld,\"netns\":%llu,\"inode\":%llu,\"name\":",
+               (long)s->pid, (long)s->fd, (unsigned long long)s->netns,
+               (unsigned long long)s->inode);
+        put_json_string(s->name, s->name_len);
+        printf(",\"start_time\":%llu}\n", (unsigned long long)s->start_time);
+    } else {
+        printf("%7ld %-5ld %-10llu %-10llu ", (long)s->pid, (long)s->fd,
+               (unsigned long long)s->netns, (unsigned long long)s->inode);
+        put_name_table(s->name, s->name_len);
+        putchar('\n');
+    }
+    return row_done(ctx);
+}
+
+/* ---- main ------------------------------------------------------------- */
+
+/* Ctrl-C ends the walk cleanly: procspy_walker_stop is async-signal-safe. */
+static procspy_walker *volatile running_walker;
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+    procspy_walker_stop(running_walker);
+}
+
+static void set_signals(void (*handler)(int))
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = handler;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* Prints this thread's last library error, "procspy: <what failed>". */
+static void print_library_error(procspy_status status)
+{
+    size_t len = procspy_last_error(NULL, 0);
+    char *msg = malloc(len + 1);
+
+    if (msg != NULL && len > 0) {
+        (void)procspy_last_error(msg, len + 1);
+        fprintf(stderr, "procspy: %s\n", msg);
+    } else {
+        fprintf(stderr, "procspy: %s\n", procspy_status_str(status));
+    }
+    free(msg);
+}
+
+int main(int argc, char **argv)
+{
+    static char outbuf[1 << 20]; /* a walk can print 100k lines */
+    struct options opt;
+    struct context ctx;
+    procspy_walker *walker = NULL;
+    procspy_status status;
+    int rc = EXIT_SUCCESS;
+
+    parse_options(argc, argv, &opt);
+    setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
+
+    memset(&ctx, 0, sizeof ctx);
+    ctx.opt = &opt;
+    switch (opt.states) {
+    case STATES_ALL:
+        ctx.tcp_states = ctx.udp_states = PROCSPY_STATES_ALL;
+        break;
+    case STATES_LISTENING:
+        ctx.tcp_states = PROCSPY_STATES_LISTEN;
+        ctx.udp_states = UINT32_C(1) << PROCSPY_STATE_CLOSE;
+        break;
+    case STATES_CONNECTED:
+        ctx.tcp_states = PROCSPY_STATES_CONNECTED;
+        ctx.udp_states = UINT32_C(1) << PROCSPY_STATE_ESTABLISHED;
+        break;
+    }
+    if (!(opt.protocols & PROCSPY_PROTO_TCP))
+        ctx.tcp_states = 0;
+    if (!(opt.protocols & PROCSPY_PROTO_UDP))
+        ctx.udp_states = 0;
+
+    status = procspy_walker_new(opt.proc_root, &walker);
+    if (status != PROCSPY_OK) {
+        print_library_error(status);
+        return EXIT_FAILURE;
+    }
+
+    running_walker = walker;
+    set_signals(on_signal);
+    if (opt.sockets) {
+        if (!opt.json)
+            printf("%7s %-5s %-10s %-10s %s\n", "PID", "FD", "NETNS", "INODE", "NAME");
+        /* cap 0: count the TCP tables only; we want the socket records. */
+        status = procspy_walker_walk(walker, NULL, 0, on_socket, &ctx, NULL);
+    } else {
+        if (!opt.json)
+            printf("%-10s %-5s %-12s %-23s %-23s %7s %-5s %s\n", "NETNS", "PROTO",
+                   "STATE", "LOCAL", "REMOTE", "PID", "FD", "NAME");
+        /* NULL, 0: the walker's own scratch buffer, so every namespace fits. */
+        status = procspy_walker_connections(walker, NULL, 0, opt.protocols,
+                                            ctx.tcp_states | ctx.udp_states,
+                                            on_connection, &ctx, NULL);
+    }
+    set_signals(SIG_DFL);
+    running_walker = NULL;
+
+    if (fflush(stdout) != 0 || ctx.write_failed) {
+        fprintf(stderr, "procspy: writing the output failed: %s\n", strerror(errno));
+        rc = EXIT_FAILURE;
+    } else if (ctx.out_of_memory) {
+        fputs("procspy: out of memory\n", stderr);
+        rc = EXIT_FAILURE;
+    } else if (interrupted) {
+        fputs("procspy: interrupted\n", stderr);
+        rc = EXIT_INTERRUPTED;
+    } else if (status != PROCSPY_OK) {
+        /* Includes PROCSPY_BUFFER_TOO_SMALL, which the walker's own buffer
+         * never returns: some namespace would then be missing. */
+        print_library_error(status);
+        rc = EXIT_FAILURE;
+    } else if (opt.sockets) {
+        fprintf(stderr, "%llu sockets in %llu namespaces\n",
+                (unsigned long long)ctx.rows, (unsigned long long)ctx.seen_len);
+    } else {
+        fprintf(stderr, "%llu connections in %llu namespaces (%llu without a visible owner)\n",
+                (unsigned long long)ctx.rows, (unsigned long long)ctx.seen_len,
+                (unsigned long long)ctx.ownerless);
+    }
+
+    free(ctx.seen_netns);
+    procspy_walker_free(walker);
+    return rc;
+}
