@@ -576,7 +576,7 @@ int main(int argc, char **argv)
     running_walker = NULL;
 
     if (fflush(stdout) != 0 || ctx.write_failed) {
-        fprintf(stderr, "procspy: writing the output failed: %s\n", strerror(errno));
+        fputs("procspy: error writing the output\n", stderr);
         rc = EXIT_FAILURE;
     } else if (ctx.out_of_memory) {
         fputs("procspy: out of memory\n", stderr);

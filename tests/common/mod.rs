@@ -1,5 +1,8 @@
-//! Real processes with real loopback sockets, in namespaces of their own.
+//! Real processes with real loopback sockets, in namespaces of their own,
+//! and fake proc roots that lead to them.
 #![allow(dead_code)]
+
+pub mod fake;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;

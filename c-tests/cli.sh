@@ -1,0 +1,377 @@
+#!/usr/bin/env bash
+# Tests of the procspy command's output: c-tests/cli.sh build/procspy
+#
+# Needs root (it creates a network namespace), iproute2 and python3 (standard
+# library only). Loopback addresses only. Prints one line per check and ends
+# with "N passed, N failed"; exits non-zero if any check failed.
+set -euo pipefail
+
+BIN=${1:?usage: cli.sh PATH/TO/procspy}
+case $BIN in /*) ;; *) BIN=$PWD/$BIN ;; esac
+[ -x "$BIN" ] || { echo "cli.sh: $BIN is not executable" >&2; exit 2; }
+
+NS=procspy-cli-$$
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/procspy-cli.XXXXXX")
+HELPER_PID=
+NS_MADE=
+
+cleanup() {
+    if [ -n "$HELPER_PID" ]; then
+        kill "$HELPER_PID" 2>/dev/null || true
+        wait "$HELPER_PID" 2>/dev/null || true
+    fi
+    if [ -n "$NS_MADE" ]; then
+        ip netns del "$NS" 2>/dev/null || true
+    fi
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+PASSED=0
+FAILED=0
+pass() { PASSED=$((PASSED + 1)); echo "ok   - $1"; }
+fail() {
+    FAILED=$((FAILED + 1))
+    echo "FAIL - $1"
+    # What went wrong, indented; the caller leaves it in $TMP/why.
+    if [ -s "$TMP/why" ]; then sed 's/^/       | /' "$TMP/why" | head -n 40; fi
+}
+# check NAME COMMAND...: passes when COMMAND succeeds.
+check() {
+    local name=$1
+    shift
+    : > "$TMP/why"
+    if "$@" > "$TMP/why" 2>&1; then pass "$name"; else fail "$name"; fi
+}
+# same_lines EXPECTED_FILE ACTUAL_FILE: equal as sorted sets of lines.
+same_lines() {
+    if diff <(sort "$1") <(sort "$2"); then return 0; fi
+    echo "(< expected, > actual)"
+    return 1
+}
+# rows FILE: the table's data rows (no header) with runs of blanks squeezed.
+rows() { tail -n +2 "$1" | awk '{ $1 = $1; print }'; }
+
+# ---- options ---------------------------------------------------------------
+
+check "--help exits 0" "$BIN" --help
+"$BIN" --help > "$TMP/help" 2>&1 || true
+help_mentions_all() {
+    local opt missing=0
+    for opt in -t --tcp -u --udp -l --listening -a --all -c --connected -n --netns \
+               -p --pid --json --sockets --proc -h --help -V --version; do
+        if ! grep -q -e "$opt\\b" "$TMP/help"; then echo "missing: $opt"; missing=1; fi
+    done
+    return $missing
+}
+check "--help mentions every option" help_mentions_all
+
+exits_with() { # exits_with CODE COMMAND...
+    local want=$1 got=0
+    shift
+    "$@" > "$TMP/out" 2> "$TMP/err" || got=$?
+    cat "$TMP/err"
+    [ "$got" = "$want" ] || { echo "exit status $got, wanted $want"; return 1; }
+}
+check "an unknown long option exits 2" exits_with 2 "$BIN" --no-such-option
+check "an unknown short option exits 2 and names it" \
+    bash -c '"$0" -Z 2>&1 >/dev/null | grep -q -- "-Z"; [ "${PIPESTATUS[0]}" = 2 ]' "$BIN"
+check "a bad pid exits 2" exits_with 2 "$BIN" --pid abc
+check "a bad namespace inode exits 2" exits_with 2 "$BIN" -n 12x
+check "a stray argument exits 2" exits_with 2 "$BIN" extra
+check "--sockets with -l exits 2" exits_with 2 "$BIN" --sockets -l
+check "--version prints a version" \
+    bash -c '"$0" --version | grep -Eq "^procspy [0-9]+\.[0-9]+\.[0-9]+$"' "$BIN"
+check "-V prints the same version" \
+    bash -c '[ "$("$0" -V)" = "$("$0" --version)" ]' "$BIN"
+library_error() {
+    local got=0
+    "$BIN" --proc "$TMP/no-such-dir" > "$TMP/out" 2> "$TMP/err" || got=$?
+    cat "$TMP/err"
+    [ "$got" = 1 ] && grep -q "^procspy: .*no-such-dir" "$TMP/err"
+}
+check "an unreadable --proc exits 1 with the library's message" library_error
+
+# ---- root namespace sanity ---------------------------------------------------
+
+SUMMARY_RE='^[0-9]+ connections in [0-9]+ namespaces \([0-9]+ without a visible owner\)$'
+default_run() {
+    "$BIN" > "$TMP/all" 2> "$TMP/all.err" || { cat "$TMP/all.err"; return 1; }
+    head -n 1 "$TMP/all" | awk '{ $1 = $1; print }' \
+        | grep -qx 'NETNS PROTO STATE LOCAL REMOTE PID FD NAME' \
+        || { echo "header:"; head -n 1 "$TMP/all"; return 1; }
+    tail -n 1 "$TMP/all.err" | grep -Eq "$SUMMARY_RE" \
+        || { echo "closing line:"; cat "$TMP/all.err"; return 1; }
+    local n
+    n=$(tail -n 1 "$TMP/all.err" | cut -d' ' -f1)
+    [ "$n" = "$(($(wc -l < "$TMP/all") - 1))" ] \
+        || { echo "count $n vs $(wc -l < "$TMP/all") lines"; return 1; }
+}
+check "the default run exits 0 with a header and a closing count" default_run
+sockets_run() {
+    "$BIN" --sockets > "$TMP/s" 2> "$TMP/s.err" || { cat "$TMP/s.err"; return 1; }
+    head -n 1 "$TMP/s" | awk '{ $1 = $1; print }' | grep -qx 'PID FD NETNS INODE NAME' &&
+        tail -n 1 "$TMP/s.err" | grep -Eq '^[0-9]+ sockets in [0-9]+ namespaces$'
+}
+check "--sockets exits 0 with a header and a closing count" sockets_run
+
+# ---- a namespace of our own, with a process of known sockets ----------------
+
+ip netns add "$NS"
+NS_MADE=1
+ip netns exec "$NS" ip link set lo up
+NETNS=$(stat -L -c %i "/var/run/netns/$NS")
+
+# The helper: TCP listeners on 127.0.0.1 and [::1], an established v4
+# connection to itself (both ends), a connection closed first from the client
+# side (a TIME_WAIT line no process owns), a bound UDP socket and a connected
+# one. Then it gives itself a hostile name and reports its ports and fds.
+cat > "$TMP/helper.py" <<'EOF'
+import ctypes, socket, sys, time
+
+lv4 = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+lv4.bind(("127.0.0.1", 0))
+lv4.listen(8)
+lv6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+lv6.bind(("::1", 0))
+lv6.listen(8)
+cli = socket.create_connection(lv4.getsockname())
+srv, _ = lv4.accept()
+
+# The client closes first, so its end goes to TIME_WAIT (inode 0, no owner).
+tw = socket.create_connection(lv4.getsockname())
+tw_port = tw.getsockname()[1]
+tw_srv, _ = lv4.accept()
+tw.close()
+tw_srv.recv(1)
+tw_srv.close()
+
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+udp.bind(("127.0.0.1", 0))
+udpc = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+udpc.bind(("127.0.0.1", 0))
+udpc.connect(udp.getsockname())
+
+# comm holds at most 15 bytes; this is 13: newline, double quote,
+# backslash, ESC, an invalid UTF-8 byte, a closing parenthesis, and a
+# valid UTF-8 sequence (U+00E9).
+name = b'ev\nil"\\\x1b\xff)q\xc3\xa9'
+PR_SET_NAME = 15
+if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, ctypes.c_char_p(name), 0, 0, 0) != 0:
+    sys.exit("prctl failed")
+time.sleep(0.2)  # let the TIME_WAIT end settle
+print("ready", lv4.getsockname()[1], lv6.getsockname()[1],
+      cli.getsockname()[1], tw_port, udp.getsockname()[1], udpc.getsockname()[1],
+      lv4.fileno(), lv6.fileno(), cli.fileno(), srv.fileno(),
+      udp.fileno(), udpc.fileno(), flush=True)
+while True:
+    time.sleep(3600)
+EOF
+
+# `ip netns exec` execs the command, so $! is the python process itself.
+ip netns exec "$NS" python3 "$TMP/helper.py" > "$TMP/helper.out" 2> "$TMP/helper.err" &
+HELPER_PID=$!
+for _ in $(seq 1 100); do
+    grep -q '^ready' "$TMP/helper.out" 2>/dev/null && break
+    kill -0 "$HELPER_PID" 2>/dev/null || break
+    sleep 0.1
+done
+if ! grep -q '^ready' "$TMP/helper.out"; then
+    echo "cli.sh: the helper did not start:" >&2
+    cat "$TMP/helper.err" >&2
+    exit 1
+fi
+read -r _ LV4 LV6 CLI TW UDP UDPC FD_LV4 FD_LV6 FD_CLI FD_SRV FD_UDP FD_UDPC < "$TMP/helper.out"
+P=$HELPER_PID
+ESC_NAME='ev\nil"\\\x1b\xff)q\xc3\xa9' # the name as the table shows it (literal text)
+
+check "the helper lives in the namespace (inode $NETNS)" \
+    test "$(stat -L -c %i "/proc/$P/ns/net")" = "$NETNS"
+
+# The expected table rows, blanks squeezed.
+{
+    echo "$NETNS tcp LISTEN 127.0.0.1:$LV4 0.0.0.0:0 $P $FD_LV4 $ESC_NAME"
+    echo "$NETNS tcp6 LISTEN [::1]:$LV6 [::]:0 $P $FD_LV6 $ESC_NAME"
+    echo "$NETNS tcp ESTABLISHED 127.0.0.1:$CLI 127.0.0.1:$LV4 $P $FD_CLI $ESC_NAME"
+    echo "$NETNS tcp ESTABLISHED 127.0.0.1:$LV4 127.0.0.1:$CLI $P $FD_SRV $ESC_NAME"
+    echo "$NETNS tcp TIME_WAIT 127.0.0.1:$TW 127.0.0.1:$LV4 - - -"
+    echo "$NETNS udp UNCONN 127.0.0.1:$UDP 0.0.0.0:0 $P $FD_UDP $ESC_NAME"
+    echo "$NETNS udp ESTAB 127.0.0.1:$UDPC 127.0.0.1:$UDP $P $FD_UDPC $ESC_NAME"
+} > "$TMP/expected"
+expect() { grep -E "$1" "$TMP/expected" > "$TMP/want" || true; }
+
+# table_is ARGS... : the run exits 0 and its rows are exactly $TMP/want.
+table_is() {
+    "$BIN" "$@" > "$TMP/t" 2> "$TMP/t.err" || { cat "$TMP/t.err"; return 1; }
+    rows "$TMP/t" > "$TMP/got"
+    same_lines "$TMP/want" "$TMP/got"
+}
+
+expect .
+check "--netns: exactly the helper's seven rows" table_is --netns "$NETNS"
+summary_is_exact() {
+    "$BIN" -n "$NETNS" > /dev/null 2> "$TMP/t.err" || return 1
+    cat "$TMP/t.err"
+    [ "$(tail -n 1 "$TMP/t.err")" = "7 connections in 1 namespaces (1 without a visible owner)" ]
+}
+check "--netns: the closing line counts 7 rows, 1 namespace, 1 without owner" summary_is_exact
+default_has_ns() {
+    "$BIN" > "$TMP/all2" 2> /dev/null || return 1
+    rows "$TMP/all2" | grep "^$NETNS " > "$TMP/got" || true
+    same_lines "$TMP/expected" "$TMP/got"
+}
+check "a run over every namespace includes exactly these rows" default_has_ns
+
+expect ' (LISTEN|UNCONN) '
+check "-l: the listeners only (tcp, tcp6, udp UNCONN)" table_is -n "$NETNS" -l
+expect ' LISTEN '
+check "--listening -t: the TCP listeners only" table_is -n "$NETNS" --listening -t
+expect ' (ESTABLISHED|ESTAB) '
+check "--connected: the connections only (tcp ESTABLISHED, udp ESTAB)" table_is -n "$NETNS" --connected
+expect ' (tcp|tcp6) '
+check "--tcp: TCP rows only" table_is -n "$NETNS" --tcp
+expect ' udp '
+check "--udp: UDP rows only" table_is -n "$NETNS" --udp
+expect ' udp UNCONN '
+check "-u -l: the unconnected UDP socket only" table_is -n "$NETNS" -u -l
+expect " $P "
+check "-p: the helper's six owned rows, without the namespace filter" table_is -p "$P"
+check "--pid with -n: the same six rows" table_is --pid "$P" -n "$NETNS"
+: > "$TMP/want"
+check "-p of a pid that owns nothing in that namespace: no rows" table_is -n "$NETNS" -p "$$"
+expect .
+check "-c -a: every row again (the last of -l/-a/-c counts)" table_is -n "$NETNS" -c -a
+expect .
+check "--all: every row" table_is -n "$NETNS" --all
+
+ascii_rows() {
+    "$BIN" -p "$P" > "$TMP/t" 2> /dev/null || return 1
+    tail -n +2 "$TMP/t" > "$TMP/body"
+    [ "$(wc -l < "$TMP/body")" = 6 ] || { echo "not 6 lines:"; cat -A "$TMP/body"; return 1; }
+    if LC_ALL=C grep -n '[^ -~]' "$TMP/body"; then echo "non-printable bytes above"; return 1; fi
+    # The escaped name, byte for byte, closes every row.
+    while IFS= read -r line; do
+        [ "${line: -${#ESC_NAME}}" = "$ESC_NAME" ] || { echo "row: $line"; return 1; }
+    done < "$TMP/body"
+}
+check "table: the hostile name is escaped into printable ASCII" ascii_rows
+
+# ---- JSON ------------------------------------------------------------------
+
+cat > "$TMP/check_json.py" <<'EOF'
+import json, sys
+
+# Reads procspy --json output on stdin (bytes: it must be UTF-8) and checks it
+# against the helper: argv = mode netns pid ports... fds...
+mode = sys.argv[1]
+netns, pid = int(sys.argv[2]), int(sys.argv[3])
+lv4, lv6, cli, tw, udp, udpc, f_lv4, f_lv6, f_cli, f_srv, f_udp, f_udpc = map(int, sys.argv[4:16])
+raw = sys.stdin.buffer.read()
+lines = raw.decode("utf-8").splitlines()  # fails on invalid UTF-8
+objs = [json.loads(l) for l in lines]     # fails on invalid JSON
+# The invalid byte 0xff comes back as U+00FF (procspy's mapping); the
+# valid UTF-8 bytes c3 a9 pass through as U+00E9.
+name = 'ev\nil"\\\x1b\u00ff)q\u00e9'
+def fail(msg):
+    sys.exit(msg + "\n" + raw.decode("utf-8", "replace"))
+
+if mode == "connections":
+    keys = {"netns", "proto", "family", "state", "state_name", "local_addr", "local_port",
+            "remote_addr", "remote_port", "inode", "uid", "pid", "fd", "name", "start_time"}
+    for o in objs:
+        if set(o) != keys:
+            fail("keys %s" % sorted(o))
+    got = sorted((o["netns"], o["proto"], o["family"], o["state"], o["state_name"],
+                  o["local_addr"], o["local_port"], o["remote_addr"], o["remote_port"],
+                  o["pid"], o["fd"], o["name"]) for o in objs)
+    n = netns
+    want = sorted([
+        (n, "tcp", 4, 10, "LISTEN", "127.0.0.1", lv4, "0.0.0.0", 0, pid, f_lv4, name),
+        (n, "tcp", 6, 10, "LISTEN", "::1", lv6, "::", 0, pid, f_lv6, name),
+        (n, "tcp", 4, 1, "ESTABLISHED", "127.0.0.1", cli, "127.0.0.1", lv4, pid, f_cli, name),
+        (n, "tcp", 4, 1, "ESTABLISHED", "127.0.0.1", lv4, "127.0.0.1", cli, pid, f_srv, name),
+        (n, "tcp", 4, 6, "TIME_WAIT", "127.0.0.1", tw, "127.0.0.1", lv4, None, None, None),
+        (n, "udp", 4, 7, "UNCONN", "127.0.0.1", udp, "0.0.0.0", 0, pid, f_udp, name),
+        (n, "udp", 4, 1, "ESTAB", "127.0.0.1", udpc, "127.0.0.1", udp, pid, f_udpc, name),
+    ], key=repr)
+    got.sort(key=repr)
+    if got != want:
+        fail("got  %r\nwant %r" % (got, want))
+    for o in objs:
+        owned = o["pid"] is not None
+        if owned != (o["start_time"] is not None) or owned != (o["inode"] != 0):
+            fail("owner fields disagree: %r" % o)
+        if owned and (o["uid"] != 0 or o["start_time"] <= 0):
+            fail("uid/start_time: %r" % o)
+elif mode == "sockets":
+    for o in objs:
+        if set(o) != {"pid", "fd", "netns", "inode", "name", "start_time"}:
+            fail("keys %s" % sorted(o))
+        if (o["pid"], o["netns"], o["name"]) != (pid, netns, name):
+            fail("row %r" % o)
+    got = sorted(o["fd"] for o in objs)
+    want = sorted([f_lv4, f_lv6, f_cli, f_srv, f_udp, f_udpc])
+    if got != want:
+        fail("fds %r, want %r" % (got, want))
+print("%d objects ok" % len(objs))
+EOF
+json_is() { # json_is MODE ARGS...: the run's JSON matches the helper
+    local mode=$1
+    shift
+    "$BIN" "$@" > "$TMP/j" 2> "$TMP/j.err" || { cat "$TMP/j.err"; return 1; }
+    python3 "$TMP/check_json.py" "$mode" "$NETNS" "$P" $LV4 $LV6 $CLI $TW $UDP $UDPC \
+        $FD_LV4 $FD_LV6 $FD_CLI $FD_SRV $FD_UDP $FD_UDPC < "$TMP/j"
+}
+check "--json: every line parses (the brief's one-liner)" bash -c \
+    '"$0" --json -n "$1" | python3 -c "import json,sys; [json.loads(l) for l in sys.stdin]"' \
+    "$BIN" "$NETNS"
+check "--json -n: the seven rows, keys, owner nulls, the name round-trips" \
+    json_is connections --json -n "$NETNS"
+check "--json over every namespace parses" bash -c \
+    '"$0" --json | python3 -c "import json,sys; [json.loads(l) for l in sys.stdin.buffer]"' "$BIN"
+json_inode_matches_fd() {
+    "$BIN" --json -p "$P" -l -t > "$TMP/j" 2> /dev/null || return 1
+    python3 - "$P" "$TMP/j" <<'EOF'
+import json, os, sys
+pid, path = sys.argv[1], sys.argv[2]
+rows = [json.loads(l) for l in open(path, "rb")]
+assert len(rows) == 2, rows
+for o in rows:
+    link = os.readlink("/proc/%s/fd/%d" % (pid, o["fd"]))
+    assert link == "socket:[%d]" % o["inode"], (link, o)
+print("inodes match /proc/%s/fd" % pid)
+EOF
+}
+check "--json: inode and fd agree with /proc/PID/fd" json_inode_matches_fd
+
+# ---- sockets ---------------------------------------------------------------
+
+sockets_of_pid() {
+    "$BIN" --sockets -p "$P" > "$TMP/s" 2> "$TMP/s.err" || { cat "$TMP/s.err"; return 1; }
+    rows "$TMP/s" > "$TMP/got"
+    : > "$TMP/want"
+    local fd link
+    for fd in /proc/"$P"/fd/*; do
+        link=$(readlink "$fd") || continue
+        case $link in
+            socket:\[*\])
+                link=${link#socket:[}
+                echo "$P ${fd##*/} $NETNS ${link%]} $ESC_NAME" >> "$TMP/want" ;;
+        esac
+    done
+    [ "$(wc -l < "$TMP/want")" = 6 ] || { echo "helper has not 6 sockets"; return 1; }
+    same_lines "$TMP/want" "$TMP/got" &&
+        [ "$(tail -n 1 "$TMP/s.err")" = "6 sockets in 1 namespaces" ]
+}
+check "--sockets -p: the helper's six socket fds (PID FD NETNS INODE NAME)" sockets_of_pid
+check "--sockets -n: the same six" bash -c \
+    '"$0" --sockets -n "$1" | tail -n +2 | awk "{ \$1 = \$1; print }" | sort | diff - <(sort "$2")' \
+    "$BIN" "$NETNS" "$TMP/want"
+check "--sockets --json -p: valid JSON, the six fds, the name round-trips" \
+    json_is sockets --sockets --json -p "$P"
+
+# ---- end -------------------------------------------------------------------
+
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" = 0 ]

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Usage: fuzz/run.sh SECONDS — fuzzes every target for SECONDS each, prints
+# executions and exec/s per target, exits non-zero if any target crashed.
+set -uo pipefail
+
+secs=${1:-}
+[[ $secs =~ ^[0-9]+$ && $secs -gt 0 ]] || { echo "usage: $0 SECONDS" >&2; exit 2; }
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1  # the crate root, whatever the cwd
+
+if ! cargo +nightly --version >/dev/null 2>&1; then
+    echo "error: the nightly toolchain is missing; install it with:" >&2
+    echo "    rustup toolchain install nightly" >&2
+    exit 1
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "installing cargo-fuzz..." >&2
+    cargo install --locked cargo-fuzz || exit 1
+fi
+
+logs=$(mktemp -d) && trap 'rm -rf "$logs"' EXIT
+failed=()
+for t in parse_tcp parse_stat; do
+    mkdir -p "fuzz/corpus/$t"
+    # The first corpus dir receives new inputs; the seeds are only read.
+    cargo +nightly fuzz run "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
+        -max_total_time="$secs" -rss_limit_mb=2048 -print_final_stats=1 \
+        >"$logs/$t" 2>&1
+    rc=$?
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$logs/$t" | tail -n1)
+    rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$logs/$t" | tail -n1)
+    echo "$t: ${execs:-?} executions, ${rate:-?} exec/s"
+    if [[ $rc -ne 0 ]]; then
+        failed+=("$t")
+        # The panic message, the crash input and how to reproduce it.
+        grep -E "panicked at|^thread '|Test unit written to|^Base64:|cargo fuzz run" "$logs/$t" | head -n 12 | sed 's/^/    /'
+        echo "    (exit $rc; full log tail follows)"
+        tail -n 30 "$logs/$t" | sed 's/^/    | /'
+    fi
+done
+
+if [[ ${#failed[@]} -gt 0 ]]; then
+    echo "FAILED: ${failed[*]}" >&2
+    exit 1
+fi
