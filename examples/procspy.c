@@ -19,7 +19,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
-#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -139,11 +138,18 @@ static void parse_options(int argc, char **argv, struct options *o)
         { NULL, 0, NULL, 0 },
     };
     uint64_t v;
-    int c;
+    int c, at = optind;
 
     memset(o, 0, sizeof *o);
     opterr = 0; /* we word the errors ourselves */
-    while ((c = getopt_long(argc, argv, ":tulacn:p:hV", longopts, NULL)) != -1) {
+    /* '+': stop at the first operand, so argv[at] is the element in hand;
+     * ':': a missing argument returns ':' instead of '?'. */
+    while ((c = getopt_long(argc, argv, "+:tulacn:p:hV", longopts, NULL)) != -1) {
+        const char *arg = argv[at];
+        bool is_long = strncmp(arg, "--", 2) == 0;
+        char short_opt[3] = { '-', (char)optopt, '\0' };
+
+        at = optind;
         switch (c) {
         case 't': o->protocols |= PROCSPY_PROTO_TCP; o->conn_only_option = true; break;
         case 'u': o->protocols |= PROCSPY_PROTO_UDP; o->conn_only_option = true; break;
@@ -172,14 +178,14 @@ static void parse_options(int argc, char **argv, struct options *o)
             printf("procspy %s\n", procspy_version());
             exit(fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
         case ':':
-            bad_usage("option '%s' needs an argument", argv[optind - 1]);
+            bad_usage("option '%s' needs an argument", is_long ? arg : short_opt);
             break;
         default: /* '?' */
-            if (optopt != 0) {
-                char opt[3] = { '-', (char)optopt, '\0' };
-                bad_usage("unknown option '%s'", opt);
-            }
-            bad_usage("unknown option '%s'", argv[optind - 1]);
+            if (!is_long)
+                bad_usage("unknown option '%s'", short_opt);
+            if (optopt != 0) /* a known long option given "=value" */
+                bad_usage("option '%s' takes no argument", arg);
+            bad_usage("unknown or ambiguous option '%s'", arg);
         }
     }
     if (optind < argc)

@@ -1,7 +1,7 @@
 """A process holding known loopback sockets, for the integration tests.
 
-Usage: holder.py [NAME]. Brings lo up (it may run in a fresh network
-namespace), opens TCP listening and established pairs and UDP bound and
+Usage: holder.py [NAME]. Brings lo up where it can (it may run in a fresh
+network namespace), opens TCP listening and established pairs and UDP bound and
 connected sockets, v4 and v6, sets its comm to NAME, prints one line per
 socket fd: "fd inode proto family state local_port remote_port", then
 "ready", and exits when its stdin closes.
@@ -11,7 +11,8 @@ import socket
 import subprocess
 import sys
 
-subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+# In a fresh namespace lo is down; elsewhere it is up (and we may lack the right).
+subprocess.run(["ip", "link", "set", "lo", "up"], stderr=subprocess.DEVNULL)
 held = []  # (socket, proto, state)
 
 

@@ -32,16 +32,18 @@ impl Holder {
     /// In a new network namespace (`unshare -n`) or, with `new_netns`
     /// false, in this one; `name` becomes its comm.
     pub fn start(new_netns: bool, name: Option<&str>) -> Holder {
+        Self::start_with(if new_netns { &["unshare", "-n"] } else { &[] }, name)
+    }
+
+    /// Run through `prefix` (e.g. `unshare -n`, `setpriv ...`).
+    pub fn start_with(prefix: &[&str], name: Option<&str>) -> Holder {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/holder.py");
-        let mut cmd = if new_netns {
-            let mut c = Command::new("unshare");
-            c.args(["-n", "python3", script]);
-            c
-        } else {
-            let mut c = Command::new("python3");
-            c.arg(script);
-            c
-        };
+        // The system python, which an unprivileged user can run too.
+        let python = if std::path::Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" };
+        let mut argv: Vec<&str> = prefix.to_vec();
+        argv.extend([python, script]);
+        let mut cmd = Command::new(argv[0]);
+        cmd.args(&argv[1..]);
         cmd.args(name).stdin(Stdio::piped()).stdout(Stdio::piped());
         let mut child = cmd.spawn().expect("start holder.py");
         let pid = child.id() as i32;

@@ -1,0 +1,102 @@
+//! Running out of file descriptors, and running without privileges: a
+//! clear status or counted skips, and a walker that works again after.
+//! (Its own test binary: the fd limit is process-wide.)
+
+mod common;
+
+use std::mem::MaybeUninit;
+use std::ops::ControlFlow;
+
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
+use procspy::{Error, Stats, TableBuf, Walker};
+
+fn walk(w: &Walker) -> (Result<(), Error>, Vec<(i32, i32)>, Stats) {
+    let mut mem = vec![MaybeUninit::new(0u8); 1 << 20];
+    let mut out = TableBuf::new(&mut mem);
+    let mut stats = Stats::default();
+    let mut recs = Vec::new();
+    let r = w.walk(&mut out, &mut stats, &mut |s| {
+        recs.push((s.pid, s.fd));
+        ControlFlow::Continue(())
+    });
+    (r, recs, stats)
+}
+
+/// The lowest free fd number: a limit of it allows no new fd, of it + 1 one.
+fn lowest_free_fd() -> u64 {
+    let f = std::fs::File::open("/dev/null").unwrap();
+    std::os::fd::AsRawFd::as_raw_fd(&f) as u64
+}
+
+/// The fd limit is process-wide: tests here run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+#[test]
+fn fd_limit_gives_a_clear_status_or_counted_skips_then_recovers() {
+    let _serial = SERIAL.lock();
+    let h = common::Holder::start(true, None);
+    let w = Walker::new(None).unwrap();
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    let free = lowest_free_fd();
+    let mut limited = |limit: u64| {
+        setrlimit(Resource::RLIMIT_NOFILE, limit, hard).unwrap();
+        let r = walk(&w);
+        setrlimit(Resource::RLIMIT_NOFILE, soft, hard).unwrap();
+        r
+    };
+    // No fd at all: the proc root can't be listed.
+    let (r, _, _) = limited(free);
+    match r {
+        Err(Error::Io { errno, ref path }) => assert_eq!((errno, path.as_str()), (nix::errno::Errno::EMFILE, "/proc")),
+        other => panic!("no fd for the proc root listing: {other:?}"),
+    }
+    // One fd: the listing and each fd directory open, but a socket holder's
+    // stat can't be read beside its fd directory: skipped, counted.
+    let (r, recs, stats) = limited(free + 1);
+    assert_eq!(r, Ok(()), "out of fds per pid: skips, not an error");
+    assert!(recs.is_empty(), "{recs:?}");
+    assert!(stats.skipped >= 1 && stats.processes > stats.skipped, "{stats:?}");
+    // The case, RLIMIT_NOFILE 8: whatever fits, the rest counted.
+    let (r, _, stats) = limited(8);
+    assert!(matches!(r, Ok(()) | Err(Error::Io { .. })), "{r:?} {stats:?}");
+    // And the walker works again.
+    let (r, recs, _) = walk(&w);
+    assert_eq!(r, Ok(()));
+    assert_eq!(recs.iter().filter(|r| r.0 == h.pid).count(), h.socks.len(), "works again");
+}
+
+const NOBODY: &[&str] = &["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"];
+
+#[test]
+fn unprivileged_walk_sees_its_own_and_counts_the_rest() {
+    let _serial = SERIAL.lock();
+    let theirs = common::Holder::start(false, Some("root-holder"));
+    let mine = common::Holder::start_with(NOBODY, Some("nobody-holder"));
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(NOBODY[0])
+        .args(&NOBODY[1..])
+        .arg(&exe)
+        .args(["--exact", "unprivileged_child", "--ignored", "--nocapture", "--test-threads=1"])
+        .env("PROCSPY_TEST_MINE", mine.pid.to_string())
+        .env("PROCSPY_TEST_THEIRS", theirs.pid.to_string())
+        .env("PROCSPY_TEST_MINE_SOCKETS", mine.socks.len().to_string())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("1 passed"), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Runs as nobody, started by the test above.
+#[test]
+#[ignore = "run by unprivileged_walk_sees_its_own_and_counts_the_rest"]
+fn unprivileged_child() {
+    let var = |k: &str| std::env::var(k).unwrap().parse::<i32>().unwrap();
+    assert_eq!(nix::unistd::geteuid().as_raw(), 65534);
+    let w = Walker::new(None).unwrap();
+    let (r, recs, stats) = walk(&w);
+    println!("as nobody: {stats:?}");
+    assert_eq!(r, Ok(()));
+    assert_eq!(recs.iter().filter(|r| r.0 == var("PROCSPY_TEST_MINE")).count() as i32, var("PROCSPY_TEST_MINE_SOCKETS"));
+    assert_eq!(recs.iter().filter(|r| r.0 == var("PROCSPY_TEST_THEIRS")).count(), 0);
+    assert!(stats.skipped > 0 && stats.skipped < stats.processes, "{stats:?}");
+}
