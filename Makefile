@@ -28,7 +28,7 @@ VALGRIND := valgrind --quiet --error-exitcode=1 --leak-check=full \
 DEPS_TEST := cbindgen deb:valgrind=valgrind deb:ip=iproute2 deb:pkg-config=pkg-config \
 	deb:nm=binutils deb:g++=g++ deb:ss=iproute2 deb:setpriv=util-linux
 
-.PHONY: all lib header deps test test-rust test-header test-abi test-c run install uninstall clean
+.PHONY: all lib header deps test test-rust test-header test-abi test-c run install uninstall clean fuzz
 
 all: lib $(HEADER)
 
@@ -99,6 +99,10 @@ test-c: $(B)/harness-so $(B)/harness-static $(B)/harness-asan $(B)/procspy
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 $(B)/harness-asan
 	PROCSPY_TEST_UNDER_VALGRIND=1 $(VALGRIND) $(B)/harness-so
 	c-tests/cli.sh $(B)/procspy
+
+# Coverage-guided fuzzing of the parsers (nightly + cargo-fuzz; not part of test).
+fuzz:
+	fuzz/run.sh $(FUZZ_SECONDS)
 
 # ---- install
 

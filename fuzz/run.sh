@@ -17,7 +17,8 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install --locked cargo-fuzz || exit 1
 fi
 
-logs=$(mktemp -d) && trap 'rm -rf "$logs"' EXIT
+logs=fuzz/target/run-logs  # full libFuzzer output, kept for inspection
+mkdir -p "$logs"
 failed=()
 for t in parse_tcp parse_stat; do
     mkdir -p "fuzz/corpus/$t"
@@ -31,10 +32,16 @@ for t in parse_tcp parse_stat; do
     echo "$t: ${execs:-?} executions, ${rate:-?} exec/s"
     if [[ $rc -ne 0 ]]; then
         failed+=("$t")
-        # The panic message, the crash input and how to reproduce it.
-        grep -E "panicked at|^thread '|Test unit written to|^Base64:|cargo fuzz run" "$logs/$t" | head -n 12 | sed 's/^/    /'
-        echo "    (exit $rc; full log tail follows)"
-        tail -n 30 "$logs/$t" | sed 's/^/    | /'
+        # The panic message (up to 4 lines for assert_eq!'s left/right), then the input.
+        grep -m1 -A4 'panicked at' "$logs/$t" | sed 's/^/    /'
+        art=$(sed -n 's/.*Test unit written to //p' "$logs/$t" | tail -n1)
+        if [[ -f $art ]]; then
+            echo "    input: $art ($(wc -c <"$art") bytes), hex:"
+            od -An -v -tx1 "$art" | head -n 16 | sed 's/^/   /'
+            echo "    reproduce: cargo +nightly fuzz run $t $art"
+        else
+            echo "    no crash input found (exit $rc); see $logs/$t"
+        fi
     fi
 done
 
