@@ -33,6 +33,24 @@
 #define PROCSPY_PROTO_UDP 2
 
 /**
+ * `procspy_walker_set_source`: netlink `sock_diag` where it can be used
+ * (entering another namespace needs `CAP_SYS_ADMIN`), the text tables
+ * elsewhere. The default.
+ */
+#define PROCSPY_SOURCE_AUTO 0
+
+/**
+ * `procspy_walker_set_source`: the text tables under `PID/net/` only.
+ */
+#define PROCSPY_SOURCE_TEXT 1
+
+/**
+ * `procspy_walker_set_source`: netlink only; a namespace it can't be used
+ * for makes `procspy_walker_connections` fail with `PROCSPY_IO`.
+ */
+#define PROCSPY_SOURCE_NETLINK 2
+
+/**
  * Kernel state ESTABLISHED (UDP: a connected socket).
  */
 #define PROCSPY_STATE_ESTABLISHED 1
@@ -374,6 +392,20 @@ enum procspy_status procspy_walker_set_rate_limit(struct procspy_walker *walker,
                                                   uint64_t tick_ns);
 
 /**
+ * Chooses where `procspy_walker_connections` reads the kernel's socket
+ * tables: `PROCSPY_SOURCE_AUTO` (the default), `PROCSPY_SOURCE_TEXT` or
+ * `PROCSPY_SOURCE_NETLINK`; anything else is `PROCSPY_INVALID_ARGUMENT`.
+ * Netlink gives the same records as the text, for less work in the
+ * kernel, and uses no table buffer: a namespace read through it never
+ * makes `PROCSPY_BUFFER_TOO_SMALL` and adds nothing to the `bytes_*`
+ * stats. `procspy_walker_walk` always copies the text tables. Takes effect
+ * at the next call.
+ */
+PROCSPY_MUST_USE
+enum procspy_status procspy_walker_set_source(struct procspy_walker *walker,
+                                              uint32_t source);
+
+/**
  * Stops the walk in progress within one block of work, at once if it is
  * waiting for a tick, and makes every later walk return `PROCSPY_STOPPED`
  * at once. Final. Any thread, any time, also from a callback or a signal
@@ -412,8 +444,10 @@ enum procspy_status procspy_walker_walk(struct procspy_walker *walker,
  * pid's fds first (paced like a walk), then reads each namespace's tables
  * once and joins them; the records of one namespace are contiguous.
  *
- * `buf`/`cap` is scratch for one namespace's tables; `cap == 0` means the
- * walker's own, whatever `buf` is. A namespace whose tables don't fit a
+ * Tables come from netlink `sock_diag` or the text files, as
+ * `procspy_walker_set_source` chose (by default netlink where permitted).
+ * `buf`/`cap` is scratch for one namespace's text tables; `cap == 0` means
+ * the walker's own, whatever `buf` is. A namespace whose tables don't fit a
  * caller's buffer is skipped before anything of it is delivered, the walk
  * goes on, and the result is `PROCSPY_BUFFER_TOO_SMALL`
  * (`stats->bytes_needed` is the size that makes every namespace fit).

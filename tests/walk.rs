@@ -144,6 +144,8 @@ fn connections_join_every_table_line_to_its_owner() {
 fn connections_skip_a_namespace_that_does_not_fit() {
     let _holders = [Holder::start(true, None), Holder::start(true, None)];
     let w = Walker::new(None).unwrap();
+    // Only the text tables need the buffer.
+    w.set_source(procspy::engine::Source::Text);
     let both = Protocols { tcp: true, udp: true };
     let mut stats = Stats::default();
     let mut count = |cap: usize, stats: &mut Stats| {
@@ -186,4 +188,51 @@ fn stop_ends_a_paced_walk_at_once_and_for_good() {
     assert!(took < std::time::Duration::from_secs(5), "{took:?}");
     assert_eq!(stats.ticks, 1);
     assert_eq!(walk_all(&w, 0).0, Err(Error::Stopped));
+}
+
+#[test]
+fn netlink_and_text_give_the_same_records() {
+    use procspy::engine::{Conn, Source};
+    let holders = [Holder::start(true, Some("nl-a")), Holder::start(true, None), Holder::start(true, None)];
+    let ours: HashSet<u64> = holders.iter().map(|h| h.netns).collect();
+    let w = Walker::new(None).unwrap();
+    let both = Protocols { tcp: true, udp: true };
+    let mut collect = |source| {
+        w.set_source(source);
+        let mut stats = Stats::default();
+        let mut recs: Vec<(u64, u8, Conn, Option<(i32, i32)>)> = Vec::new();
+        let r = w.connections(None, both, u32::MAX, &mut stats, &mut |c| {
+            if ours.contains(&c.netns) {
+                recs.push((c.netns, c.protocol, c.conn, c.owner.map(|o| (o.pid, o.fd))));
+            }
+            ControlFlow::Continue(())
+        });
+        assert_eq!(r, Ok(()), "{source:?}");
+        recs.sort_by_key(|r| (r.0, r.2.inode));
+        (recs, stats)
+    };
+    let (text, text_stats) = collect(Source::Text);
+    let (netlink, nl_stats) = collect(Source::Netlink);
+    let (auto, _) = collect(Source::Auto);
+    assert_eq!(text.len(), 30);
+    assert_eq!(text, netlink, "record for record");
+    assert_eq!(text, auto);
+    assert!(text_stats.bytes_needed > 0);
+    assert_eq!(nl_stats.bytes_needed, 0, "netlink reads no table text");
+}
+
+#[test]
+fn tables_end_without_a_final_empty_read_and_lose_nothing() {
+    // Long tables: many 4 KiB seq_file reads, the last one short.
+    let h = Holder::start_big(300);
+    let w = Walker::new(None).unwrap();
+    let mut want = std::fs::read(format!("/proc/{}/net/tcp", h.pid)).unwrap();
+    want.extend(std::fs::read(format!("/proc/{}/net/tcp6", h.pid)).unwrap());
+    assert!(want.len() > 40_000, "{}", want.len());
+    for cap in [want.len(), want.len() + 1, 1 << 20] {
+        let mut mem = vec![MaybeUninit::new(0u8); cap];
+        let mut out = TableBuf::new(&mut mem);
+        assert_eq!(w.read_tcp(h.pid, &mut out), Ok(want.len() as u64));
+        assert_eq!(out.filled(), &want[..], "cap {cap}");
+    }
 }

@@ -7,10 +7,16 @@
 use std::ffi::CStr;
 use std::ops::ControlFlow;
 
+use std::os::fd::AsFd;
+use std::sync::atomic::Ordering;
+
+use nix::errno::Errno;
+
 use super::error::Error;
-use super::walker::{Socket, Stats, Table, Walker, TCP, TCP6, UDP, UDP6};
-use crate::parse::tcp::{parse_table, Conn, Dedup};
-use crate::procfs::TableBuf;
+use super::walker::{Socket, Source, Stats, Table, Walker, PROBE_NO, PROBE_UNKNOWN, PROBE_YES, TCP, TCP6, UDP, UDP6};
+use crate::parse::diag::{replies, Reply, Request, AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP};
+use crate::parse::tcp::{parse_table, Admit, Conn, Dedup};
+use crate::procfs::{HomeNetns, TableBuf};
 
 /// Table bytes a walker's own scratch may grow to for one namespace.
 const OWN_TABLES_LIMIT: usize = 1 << 30;
@@ -40,7 +46,20 @@ pub(super) struct JoinState {
     index: Index,
     /// The walker's own table scratch, for callers that lend none.
     tables: Vec<u8>,
+    /// Netlink replies land here.
+    diag: Vec<u8>,
     dedup: Dedup,
+}
+
+/// A kernel dump reply fits in 32 KiB.
+const DIAG_BUF: usize = 64 * 1024;
+
+/// Why a namespace's netlink dump did not finish.
+enum DiagStop {
+    /// Netlink can't be used there: read the text tables instead.
+    Unavailable(Errno),
+    /// The callback or a stop ended the walk.
+    Ended(Error),
 }
 
 /// Socket inode -> owner, host-wide.
@@ -132,7 +151,7 @@ impl Walker {
         self.with_state(stats, |state, stats| {
             self.group_by_netns(state, stats)?;
             let groups = std::mem::take(&mut state.groups);
-            let JoinState { index, tables, dedup } = &mut state.join;
+            let JoinState { index, tables, diag, dedup } = &mut state.join;
             index.clear();
             let indexed = groups.chunk_by(|a, b| a.0 == b.0).try_for_each(|group| {
                 if !self.tick(&mut state.scan.ticker, stats) {
@@ -147,10 +166,41 @@ impl Walker {
                 index.finish();
             }
             let mut too_small = None;
+            let source = self.source();
+            let home = match source {
+                Source::Text => None,
+                _ => match HomeNetns::open(&self.root) {
+                    Ok(home) => Some(home),
+                    Err(e) if source == Source::Netlink => {
+                        return Err(Error::io(format_args!("{}/thread-self/ns/net", self.root_path), e));
+                    }
+                    Err(_) => None,
+                },
+            };
+            if home.is_some() && diag.len() < DIAG_BUF {
+                diag.resize(DIAG_BUF, 0);
+            }
             let joined = indexed.and_then(|()| {
                 groups.chunk_by(|a, b| a.0 == b.0).try_for_each(|group| {
                     if self.stop.is_set() {
                         return Err(Error::Stopped);
+                    }
+                    dedup.clear();
+                    let netns = group[0].0;
+                    if let Some(home) = &home {
+                        let deliver = &mut |conn: &Conn, protocol: u8| {
+                            let c = Connection { conn: *conn, protocol, netns, owner: index.owner(conn.inode) };
+                            if self.stop.is_set() { ControlFlow::Break(()) } else { on_connection(&c) }
+                        };
+                        match self.dump_namespace(home, group, protocols, state_mask, dedup, diag, deliver) {
+                            Ok(()) => return Ok(()),
+                            Err(DiagStop::Ended(e)) => return Err(e),
+                            Err(DiagStop::Unavailable(e)) if source == Source::Netlink => {
+                                return Err(Error::io(format_args!("sock_diag in netns {netns}"), e));
+                            }
+                            // What was delivered stays in `dedup`: the text adds only the rest.
+                            Err(DiagStop::Unavailable(_)) => {}
+                        }
                     }
                     let spill = &mut state.scan.spill;
                     let read = match out.as_deref_mut() {
@@ -173,8 +223,6 @@ impl Walker {
                     }
                     stats.bytes_written = stats.bytes_written.max(read.text.len() as u64);
                     let (text, split) = (read.text, read.split);
-                    dedup.clear();
-                    let netns = group[0].0;
                     for (part, protocol) in [(&text[..split], 1), (&text[split..], 2)] {
                         let parsed = parse_table(part, protocol, state_mask, dedup, |conn| {
                             let c = Connection { conn: *conn, protocol, netns, owner: index.owner(conn.inode) };
@@ -194,6 +242,78 @@ impl Walker {
                 None => Ok(()),
             }
         })
+    }
+
+    /// Streams a namespace's sockets from netlink `sock_diag`, through the
+    /// same de-duplication and state mask as the text.
+    #[allow(clippy::too_many_arguments)]
+    fn dump_namespace(
+        &self,
+        home: &HomeNetns,
+        group: &[(u64, i32)],
+        protocols: Protocols,
+        state_mask: u32,
+        dedup: &mut Dedup,
+        buf: &mut [u8],
+        deliver: &mut dyn FnMut(&Conn, u8) -> ControlFlow<()>,
+    ) -> Result<(), DiagStop> {
+        let netns = group[0].0;
+        let ns = if netns == home.inode() {
+            None
+        } else {
+            let opened = group.iter().find_map(|&(_, pid)| self.root.open_pid_path(pid, b"ns/net").ok());
+            Some(opened.ok_or(DiagStop::Unavailable(Errno::ESRCH))?)
+        };
+        let sock = home.diag_socket(ns.as_ref().map(|f| f.as_fd())).map_err(DiagStop::Unavailable)?;
+        let mut seq = 0;
+        let mut dump = |request: fn(u32) -> Request, protocol: u8, dedup: &mut Dedup, buf: &mut [u8]| {
+            seq += 1;
+            sock.send(request(seq).bytes()).map_err(DiagStop::Unavailable)?;
+            loop {
+                let n = sock.recv(buf).map_err(DiagStop::Unavailable)?;
+                if n == 0 {
+                    return Err(DiagStop::Unavailable(Errno::EPIPE));
+                }
+                for reply in replies(&buf[..n], seq) {
+                    match reply {
+                        Reply::Sock(c) => {
+                            if dedup.admit(protocol, &c, state_mask) == Admit::Fresh && deliver(&c, protocol).is_break() {
+                                let e = if self.stop.is_set() { Error::Stopped } else { Error::Aborted };
+                                return Err(DiagStop::Ended(e));
+                            }
+                        }
+                        Reply::Done => return Ok(()),
+                        Reply::Error(e) => return Err(DiagStop::Unavailable(Errno::from_raw(e))),
+                        Reply::Skip => {}
+                    }
+                }
+            }
+        };
+        if protocols.tcp {
+            let both = self.tcp_both_probe.load(Ordering::Relaxed);
+            let mut done = false;
+            if both != PROBE_NO {
+                match dump(|s| Request::tcp_both(s), 1, dedup, buf) {
+                    Ok(()) => done = true,
+                    Err(DiagStop::Unavailable(_)) if both == PROBE_UNKNOWN => {}
+                    Err(e) => return Err(e),
+                }
+                self.tcp_both_probe.store(if done { PROBE_YES } else { PROBE_NO }, Ordering::Relaxed);
+            }
+            if !done {
+                dump(|s| Request::by_family(AF_INET, IPPROTO_TCP, s), 1, dedup, buf)?;
+                if !self.v6_absent() {
+                    dump(|s| Request::by_family(AF_INET6, IPPROTO_TCP, s), 1, dedup, buf)?;
+                }
+            }
+        }
+        if protocols.udp {
+            dump(|s| Request::by_family(AF_INET, IPPROTO_UDP, s), 2, dedup, buf)?;
+            if !self.v6_absent() {
+                dump(|s| Request::by_family(AF_INET6, IPPROTO_UDP, s), 2, dedup, buf)?;
+            }
+        }
+        Ok(())
     }
 
     /// Reads the TCP tables then the UDP ones of `group` into `buf`; returns

@@ -10,5 +10,5 @@ mod walker;
 pub use error::Error;
 pub use join::{parse_tcp, Connection, ParseOutcome, Protocols};
 pub use crate::parse::tcp::Conn;
-pub use walker::{Socket, Stats, Walker};
+pub use walker::{Socket, Source, Stats, Walker};
 pub use crate::procfs::TableBuf;

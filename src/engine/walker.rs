@@ -65,10 +65,11 @@ const NS_UNKNOWN: u8 = 0;
 const NS_NS_NET: u8 = 1; // Linux 3.8 and later
 const NS_NET_DEV: u8 = 2; // before 3.8 any per-namespace proc file would do
 
-/// Whether the v6 tables exist: probed once per walker.
-const V6_UNKNOWN: u8 = 0;
-const V6_YES: u8 = 1;
-const V6_NO: u8 = 2;
+/// What a walker probes once: whether v6 tables exist, whether the kernel
+/// takes the one-walk TCP dump.
+pub(super) const PROBE_UNKNOWN: u8 = 0;
+pub(super) const PROBE_YES: u8 = 1;
+pub(super) const PROBE_NO: u8 = 2;
 
 /// A kernel socket table under `PID/net/`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,17 +85,33 @@ pub(crate) const TCP6: Table = Table { file: b"net/tcp6", v6: true, protocol: 1 
 pub(crate) const UDP: Table = Table { file: b"net/udp", v6: false, protocol: 2 };
 pub(crate) const UDP6: Table = Table { file: b"net/udp6", v6: true, protocol: 2 };
 
+/// Where `connections` reads the kernel's socket tables from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Source {
+    /// Netlink `sock_diag` where it can be used (entering a namespace needs
+    /// `CAP_SYS_ADMIN`), the text tables elsewhere. The default.
+    Auto = 0,
+    /// The text tables under `PID/net/` only.
+    Text = 1,
+    /// Netlink only: a namespace it can't be used for is an error.
+    Netlink = 2,
+}
+
 /// Walks a proc root. Shared between threads: `stop` may run while a walk
 /// does; a second walk at the same time gets `Error::Busy`.
 #[derive(Debug)]
 pub struct Walker {
     pub(super) root: ProcRoot,
-    root_path: String,
+    pub(super) root_path: String,
     pub(super) stop: Stop,
     fd_block: AtomicU64,
     tick_ns: AtomicU64,
     ns_probe: AtomicU8,
     v6_probe: AtomicU8,
+    source: AtomicU8,
+    /// Whether the kernel takes the one-walk TCP dump (a `PROBE_*`).
+    pub(super) tcp_both_probe: AtomicU8,
     state: Mutex<State>,
 }
 
@@ -144,7 +161,9 @@ impl Walker {
             fd_block: AtomicU64::new(0),
             tick_ns: AtomicU64::new(0),
             ns_probe: AtomicU8::new(NS_UNKNOWN),
-            v6_probe: AtomicU8::new(V6_UNKNOWN),
+            v6_probe: AtomicU8::new(PROBE_UNKNOWN),
+            source: AtomicU8::new(Source::Auto as u8),
+            tcp_both_probe: AtomicU8::new(PROBE_UNKNOWN),
             state: Mutex::new(state),
         })
     }
@@ -155,6 +174,24 @@ impl Walker {
     pub fn set_rate_limit(&self, fd_block_size: u64, tick: Duration) {
         self.fd_block.store(fd_block_size, Ordering::Relaxed);
         self.tick_ns.store(tick.as_nanos().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+    }
+
+    /// Where `connections` reads the tables; takes effect at the next call.
+    pub fn set_source(&self, source: Source) {
+        self.source.store(source as u8, Ordering::Relaxed);
+    }
+
+    pub fn source(&self) -> Source {
+        match self.source.load(Ordering::Relaxed) {
+            1 => Source::Text,
+            2 => Source::Netlink,
+            _ => Source::Auto,
+        }
+    }
+
+    /// Whether the host has IPv6 tables, as far as the walker has seen.
+    pub(super) fn v6_absent(&self) -> bool {
+        self.v6_probe.load(Ordering::Relaxed) == PROBE_NO
     }
 
     /// Ends the walk in progress within one block of work and makes every
@@ -214,23 +251,23 @@ impl Walker {
     pub(super) fn append_tables(&self, pid: i32, tables: &[Table], out: &mut TableBuf<'_>, spill: &mut [u8]) -> Result<(), Errno> {
         let mark = out.mark();
         let r = tables.iter().try_for_each(|t| {
-            if t.v6 && self.v6_probe.load(Ordering::Relaxed) == V6_NO {
+            if t.v6 && self.v6_probe.load(Ordering::Relaxed) == PROBE_NO {
                 return Ok(());
             }
             match self.root.open_file(pid, t.file) {
                 Ok(fd) => {
                     if t.v6 {
-                        self.v6_probe.store(V6_YES, Ordering::Relaxed);
+                        self.v6_probe.store(PROBE_YES, Ordering::Relaxed);
                     }
                     out.append_file(fd.as_fd(), spill).map(drop)
                 }
                 // Missing v6 tables with the pid's net dir present: no IPv6 here.
                 Err(Errno::ENOENT)
                     if t.v6
-                        && self.v6_probe.load(Ordering::Relaxed) == V6_UNKNOWN
+                        && self.v6_probe.load(Ordering::Relaxed) == PROBE_UNKNOWN
                         && self.root.stat(pid, b"net").is_ok() =>
                 {
-                    self.v6_probe.store(V6_NO, Ordering::Relaxed);
+                    self.v6_probe.store(PROBE_NO, Ordering::Relaxed);
                     Ok(())
                 }
                 Err(e) => Err(e),

@@ -34,6 +34,16 @@ pub const PROCSPY_PROTO_TCP: u32 = 1;
 /// UDP tables (`udp`, `udp6`), for `procspy_walker_connections`' `protocols`.
 pub const PROCSPY_PROTO_UDP: u32 = 2;
 
+/// `procspy_walker_set_source`: netlink `sock_diag` where it can be used
+/// (entering another namespace needs `CAP_SYS_ADMIN`), the text tables
+/// elsewhere. The default.
+pub const PROCSPY_SOURCE_AUTO: u32 = 0;
+/// `procspy_walker_set_source`: the text tables under `PID/net/` only.
+pub const PROCSPY_SOURCE_TEXT: u32 = 1;
+/// `procspy_walker_set_source`: netlink only; a namespace it can't be used
+/// for makes `procspy_walker_connections` fail with `PROCSPY_IO`.
+pub const PROCSPY_SOURCE_NETLINK: u32 = 2;
+
 /// Kernel state ESTABLISHED (UDP: a connected socket).
 pub const PROCSPY_STATE_ESTABLISHED: u8 = 1;
 /// Kernel state SYN_SENT.

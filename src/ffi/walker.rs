@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::guard::{guard, Fail};
 use super::types::*;
-use crate::engine::{Connection, Protocols, Stats, TableBuf, Walker};
+use crate::engine::{Connection, Protocols, Source, Stats, TableBuf, Walker};
 
 /// The caller's buffer as uninitialised memory: `cap == 0` is an empty
 /// buffer whatever `buf` is.
@@ -102,6 +102,31 @@ pub extern "C" fn procspy_walker_set_rate_limit(
     })
 }
 
+/// Chooses where `procspy_walker_connections` reads the kernel's socket
+/// tables: `PROCSPY_SOURCE_AUTO` (the default), `PROCSPY_SOURCE_TEXT` or
+/// `PROCSPY_SOURCE_NETLINK`; anything else is `PROCSPY_INVALID_ARGUMENT`.
+/// Netlink gives the same records as the text, for less work in the
+/// kernel, and uses no table buffer: a namespace read through it never
+/// makes `PROCSPY_BUFFER_TOO_SMALL` and adds nothing to the `bytes_*`
+/// stats. `procspy_walker_walk` always copies the text tables. Takes effect
+/// at the next call.
+#[unsafe(no_mangle)]
+#[must_use]
+pub extern "C" fn procspy_walker_set_source(walker: *mut procspy_walker, source: u32) -> procspy_status {
+    guard("procspy_walker_set_source", || {
+        // SAFETY: a non-NULL `walker` is a live walker.
+        let w = unsafe { walker.as_ref() }.ok_or(Fail::Null("walker"))?;
+        let source = match source {
+            PROCSPY_SOURCE_AUTO => Source::Auto,
+            PROCSPY_SOURCE_TEXT => Source::Text,
+            PROCSPY_SOURCE_NETLINK => Source::Netlink,
+            other => return Err(Fail::Invalid(format!("source {other}: use a PROCSPY_SOURCE_* value"))),
+        };
+        w.inner.set_source(source);
+        Ok(())
+    })
+}
+
 /// Stops the walk in progress within one block of work, at once if it is
 /// waiting for a tick, and makes every later walk return `PROCSPY_STOPPED`
 /// at once. Final. Any thread, any time, also from a callback or a signal
@@ -163,8 +188,10 @@ pub extern "C" fn procspy_walker_walk(
 /// pid's fds first (paced like a walk), then reads each namespace's tables
 /// once and joins them; the records of one namespace are contiguous.
 ///
-/// `buf`/`cap` is scratch for one namespace's tables; `cap == 0` means the
-/// walker's own, whatever `buf` is. A namespace whose tables don't fit a
+/// Tables come from netlink `sock_diag` or the text files, as
+/// `procspy_walker_set_source` chose (by default netlink where permitted).
+/// `buf`/`cap` is scratch for one namespace's text tables; `cap == 0` means
+/// the walker's own, whatever `buf` is. A namespace whose tables don't fit a
 /// caller's buffer is skipped before anything of it is delivered, the walk
 /// goes on, and the result is `PROCSPY_BUFFER_TOO_SMALL`
 /// (`stats->bytes_needed` is the size that makes every namespace fit).

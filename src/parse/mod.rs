@@ -2,5 +2,6 @@
 //! outside the input whatever its bytes.
 #![forbid(unsafe_code)]
 
+pub mod diag;
 pub mod stat;
 pub mod tcp;

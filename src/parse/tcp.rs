@@ -62,6 +62,17 @@ impl Dedup {
         self.tuples.clear();
     }
 
+    /// Whether to deliver `c`: de-duplication comes before the mask, so a
+    /// socket that changed state between two reads is not reported just
+    /// because its later state passes.
+    pub fn admit(&mut self, protocol: u8, c: &Conn, state_mask: u32) -> Admit {
+        if !self.insert(protocol, c) {
+            return Admit::Duplicate;
+        }
+        let passes = 1u32.checked_shl(u32::from(c.state)).is_some_and(|bit| state_mask & bit != 0);
+        if passes { Admit::Fresh } else { Admit::Masked }
+    }
+
     /// Records `c`; returns false if it was already seen.
     fn insert(&mut self, protocol: u8, c: &Conn) -> bool {
         if c.inode != 0 {
@@ -77,6 +88,17 @@ impl Dedup {
             remote_port: c.remote_port,
         })
     }
+}
+
+/// What `Dedup::admit` says of a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admit {
+    /// New, and its state passes the mask: deliver it.
+    Fresh,
+    /// Seen before (in this or an earlier read).
+    Duplicate,
+    /// New, but its state does not pass the mask.
+    Masked,
 }
 
 /// What one parse call saw.
@@ -120,17 +142,13 @@ pub fn parse_table(
             }
             Line::Conn(c) => c,
         };
-        // Dedup before the mask: a socket that changed state between two
-        // reads must not be reported just because its later state passes.
-        if !dedup.insert(protocol, &conn) {
-            parsed.duplicates += 1;
-            continue;
-        }
-        let passes = 1u32
-            .checked_shl(u32::from(conn.state))
-            .is_some_and(|bit| state_mask & bit != 0);
-        if !passes {
-            continue;
+        match dedup.admit(protocol, &conn, state_mask) {
+            Admit::Duplicate => {
+                parsed.duplicates += 1;
+                continue;
+            }
+            Admit::Masked => continue,
+            Admit::Fresh => {}
         }
         parsed.delivered += 1;
         if f(&conn).is_break() {

@@ -4,6 +4,7 @@
 //! Paths are built on the stack (`PidPath`) and directories are read with
 //! `getdents64` into a caller-owned buffer, so a warm walk allocates nothing.
 
+mod netlink;
 mod sys;
 mod table;
 
@@ -15,6 +16,7 @@ use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::{fstatat, FileStat, Mode};
 use nix::fcntl::AtFlags;
 
+pub use netlink::HomeNetns;
 pub use table::TableBuf;
 
 /// `getdents64` chunk size that lists most fd directories in one call.
@@ -77,6 +79,17 @@ impl ProcRoot {
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
+    }
+
+    /// Opens `path` under the root (following symlinks, as `ns/net` is one),
+    /// for its fd rather than its content.
+    pub fn open_path(&self, path: &[u8]) -> Result<OwnedFd, Errno> {
+        openat(self.dir.as_fd(), path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+    }
+
+    /// Opens `PID/suffix` for its fd (a namespace to enter).
+    pub fn open_pid_path(&self, pid: i32, suffix: &[u8]) -> Result<OwnedFd, Errno> {
+        self.open_path(PidPath::new(pid, suffix)?.as_cstr().to_bytes())
     }
 
     /// Opens the file `PID/suffix` for reading. `O_NONBLOCK` keeps a FIFO in

@@ -8,6 +8,16 @@ use nix::errno::Errno;
 
 use super::sys;
 
+/// A read shorter than asked and shorter than this ends the file: no final
+/// read that can only return 0 (for a proc net table, that read walks the
+/// kernel's whole socket hash again). Why it is safe: a seq_file read stops
+/// short only at the end of the records, or when its own buffer (at least
+/// one 4096-byte page) cannot take the next record; the lines of
+/// tcp/tcp6/udp/udp6 are under 256 bytes, so a read that stopped on a full
+/// buffer returned more than 4096 - 256 bytes. A regular file (a fake
+/// tree) is at its end after any short read.
+const SHORT_READ_EOF: usize = 4096 - 256;
+
 /// A buffer that receives whole files only. Once one file does not fit,
 /// later files are counted but not stored, so the content is always a prefix
 /// of the full output made of whole files.
@@ -86,24 +96,25 @@ impl<'a> TableBuf<'a> {
         let mut len: u64 = 0;
         let mut spilled = self.overflowed;
         loop {
-            let n = if spilled || self.filled == self.buf.len() {
+            let (n, asked) = if spilled || self.filled == self.buf.len() {
                 let n = read_retry(|| nix::unistd::read(fd, spill))
                     .inspect_err(|_| self.filled = start)?;
                 if n > 0 && !spilled {
                     spilled = true;
                     self.filled = start;
                 }
-                n
+                (n, spill.len())
             } else {
-                let n = read_retry(|| sys::read_uninit(fd, &mut self.buf[self.filled..]))
-                    .inspect_err(|_| self.filled = start)?;
+                let space = &mut self.buf[self.filled..];
+                let asked = space.len();
+                let n = read_retry(|| sys::read_uninit(fd, space)).inspect_err(|_| self.filled = start)?;
                 self.filled += n;
-                n
+                (n, asked)
             };
-            if n == 0 {
+            len += n as u64;
+            if n == 0 || (n < asked && n < SHORT_READ_EOF) {
                 break;
             }
-            len += n as u64;
         }
         self.needed += len;
         self.overflowed |= spilled;

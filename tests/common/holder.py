@@ -36,6 +36,14 @@ for fam, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
     keep(bound, "udp", 7)
     keep(conn, "udp", 1)
 
+# Unreported extra listeners, to make the tables long.
+extra = [socket.socket(fam, socket.SOCK_STREAM)
+         for _ in range(int(os.environ.get("PROCSPY_HOLDER_EXTRA", "0")))
+         for fam in (socket.AF_INET, socket.AF_INET6)]
+for s in extra:
+    s.bind(("127.0.0.1" if s.family == socket.AF_INET else "::1", 0))
+    s.listen(1)
+
 if len(sys.argv) > 1:
     with open("/proc/self/comm", "wb") as f:
         f.write(os.fsencode(sys.argv[1]))

@@ -37,6 +37,16 @@ impl Holder {
 
     /// Run through `prefix` (e.g. `unshare -n`, `setpriv ...`).
     pub fn start_with(prefix: &[&str], name: Option<&str>) -> Holder {
+        Self::spawn(prefix, name, 0)
+    }
+
+    /// In a new network namespace, with `extra` unreported listeners per
+    /// family to make its tables long.
+    pub fn start_big(extra: usize) -> Holder {
+        Self::spawn(&["unshare", "-n"], None, extra)
+    }
+
+    fn spawn(prefix: &[&str], name: Option<&str>, extra: usize) -> Holder {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/holder.py");
         // The system python, which an unprivileged user can run too.
         let python = if std::path::Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" };
@@ -44,7 +54,8 @@ impl Holder {
         argv.extend([python, script]);
         let mut cmd = Command::new(argv[0]);
         cmd.args(&argv[1..]);
-        cmd.args(name).stdin(Stdio::piped()).stdout(Stdio::piped());
+        cmd.args(name).env("PROCSPY_HOLDER_EXTRA", extra.to_string());
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
         let mut child = cmd.spawn().expect("start holder.py");
         let pid = child.id() as i32;
         let mut socks = Vec::new();

@@ -1,0 +1,211 @@
+//! Netlink `sock_diag` messages: the dump requests, and the replies read as
+//! the same records the text tables give.
+
+use super::tcp::Conn;
+
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_DUMP: u16 = 0x300;
+/// The old inet_diag request: one walk of the TCP hash for both families.
+const TCPDIAG_GETSOCK: u16 = 18;
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const NLMSG_HDRLEN: usize = 16;
+/// `struct inet_diag_msg`.
+const DIAG_MSG_LEN: usize = 72;
+
+pub(crate) const AF_INET: u8 = 2;
+pub(crate) const AF_INET6: u8 = 10;
+pub(crate) const IPPROTO_TCP: u8 = 6;
+pub(crate) const IPPROTO_UDP: u8 = 17;
+
+/// The bytes of one dump request, every state asked for: dedup and the state
+/// mask apply afterwards, exactly as for the text.
+#[derive(Clone, Copy, Debug)]
+pub struct Request {
+    buf: [u8; NLMSG_HDRLEN + 60],
+    len: usize,
+}
+
+impl Request {
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    fn header(kind: u16, body: usize, seq: u32) -> Self {
+        let len = NLMSG_HDRLEN + body;
+        let mut buf = [0u8; NLMSG_HDRLEN + 60];
+        buf[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
+        buf[4..6].copy_from_slice(&kind.to_ne_bytes());
+        buf[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+        buf[8..12].copy_from_slice(&seq.to_ne_bytes());
+        Request { buf, len }
+    }
+
+    /// `TCPDIAG_GETSOCK` with a `struct inet_diag_req`: TCP, v4 and v6 at once.
+    pub fn tcp_both(seq: u32) -> Self {
+        let mut r = Self::header(TCPDIAG_GETSOCK, 60, seq);
+        // family 0 (both), src_len, dst_len, ext; sockid (48 zero bytes); states; dbs.
+        r.buf[NLMSG_HDRLEN + 52..NLMSG_HDRLEN + 56].copy_from_slice(&u32::MAX.to_ne_bytes());
+        r
+    }
+
+    /// `SOCK_DIAG_BY_FAMILY` with a `struct inet_diag_req_v2`.
+    pub fn by_family(family: u8, protocol: u8, seq: u32) -> Self {
+        let mut r = Self::header(SOCK_DIAG_BY_FAMILY, 56, seq);
+        r.buf[NLMSG_HDRLEN] = family;
+        r.buf[NLMSG_HDRLEN + 1] = protocol;
+        r.buf[NLMSG_HDRLEN + 4..NLMSG_HDRLEN + 8].copy_from_slice(&u32::MAX.to_ne_bytes());
+        r
+    }
+}
+
+/// One message of a dump reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reply {
+    Sock(Conn),
+    /// The dump is complete.
+    Done,
+    /// The kernel refused the request (a positive errno).
+    Error(i32),
+    /// A message of another sequence number, or one too short to read.
+    Skip,
+}
+
+/// Reads the messages of one `recv()` in order; stops at the first that
+/// does not fit the buffer.
+pub fn replies(buf: &[u8], seq: u32) -> impl Iterator<Item = Reply> + '_ {
+    let mut rest = buf;
+    std::iter::from_fn(move || {
+        let len = u32::from_ne_bytes(rest.get(0..4)?.try_into().ok()?) as usize;
+        if len < NLMSG_HDRLEN || len > rest.len() {
+            return None;
+        }
+        let (msg, tail) = rest.split_at(len);
+        rest = tail.get(len.next_multiple_of(4) - len..).unwrap_or(&[]);
+        let kind = u16::from_ne_bytes([msg[4], msg[5]]);
+        let msg_seq = u32::from_ne_bytes([msg[8], msg[9], msg[10], msg[11]]);
+        let body = &msg[NLMSG_HDRLEN..];
+        Some(match kind {
+            _ if msg_seq != seq => Reply::Skip,
+            NLMSG_DONE => Reply::Done,
+            NLMSG_ERROR => match body.get(0..4) {
+                Some(e) => Reply::Error(i32::from_ne_bytes([e[0], e[1], e[2], e[3]]).saturating_neg()),
+                None => Reply::Error(0),
+            },
+            _ => diag_msg(body).map_or(Reply::Skip, Reply::Sock),
+        })
+    })
+}
+
+/// `struct inet_diag_msg` as a table line: ports and addresses arrive in
+/// network order, the inode as 32 bits.
+fn diag_msg(b: &[u8]) -> Option<Conn> {
+    let b = b.get(..DIAG_MSG_LEN)?;
+    let family = match b[0] {
+        AF_INET => 4,
+        AF_INET6 => 6,
+        _ => return None,
+    };
+    let addr = |at: usize| {
+        let mut a = [0u8; 16];
+        let n = if family == 4 { 4 } else { 16 };
+        a[..n].copy_from_slice(&b[at..at + n]);
+        a
+    };
+    let u32_at = |at: usize| u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    Some(Conn {
+        inode: u64::from(u32_at(68)),
+        family,
+        state: b[1],
+        local_addr: addr(8),
+        remote_addr: addr(24),
+        local_port: u16::from_be_bytes([b[4], b[5]]),
+        remote_port: u16::from_be_bytes([b[6], b[7]]),
+        uid: u32_at(64),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(kind: u16, seq: u32, body: &[u8]) -> Vec<u8> {
+        let len = NLMSG_HDRLEN + body.len();
+        let mut v = Vec::new();
+        v.extend((len as u32).to_ne_bytes());
+        v.extend(kind.to_ne_bytes());
+        v.extend(2u16.to_ne_bytes());
+        v.extend(seq.to_ne_bytes());
+        v.extend(0u32.to_ne_bytes());
+        v.extend(body);
+        v.resize(len.next_multiple_of(4), 0);
+        v
+    }
+
+    fn diag(family: u8, state: u8, sport: u16, dport: u16, src: &[u8], dst: &[u8], uid: u32, inode: u32) -> Vec<u8> {
+        let mut b = vec![family, state, 0, 0];
+        b.extend(sport.to_be_bytes());
+        b.extend(dport.to_be_bytes());
+        let mut a = [0u8; 32];
+        a[..src.len()].copy_from_slice(src);
+        a[16..16 + dst.len()].copy_from_slice(dst);
+        b.extend(a);
+        b.extend([0u8; 4 + 8 + 12]); // if, cookie, expires, rqueue, wqueue
+        b.extend(uid.to_ne_bytes());
+        b.extend(inode.to_ne_bytes());
+        assert_eq!(b.len(), DIAG_MSG_LEN);
+        b
+    }
+
+    #[test]
+    fn requests_have_the_kernel_layout() {
+        let r = Request::tcp_both(7);
+        assert_eq!(r.bytes().len(), 76);
+        assert_eq!(&r.bytes()[0..4], &76u32.to_ne_bytes());
+        assert_eq!(&r.bytes()[4..6], &18u16.to_ne_bytes());
+        assert_eq!(&r.bytes()[6..8], &0x301u16.to_ne_bytes());
+        assert_eq!(&r.bytes()[8..12], &7u32.to_ne_bytes());
+        assert_eq!(r.bytes()[16], 0, "AF_UNSPEC: both families");
+        assert_eq!(&r.bytes()[68..72], &[0xff; 4], "every state");
+        let r = Request::by_family(AF_INET6, IPPROTO_UDP, 9);
+        assert_eq!(r.bytes().len(), 72);
+        assert_eq!(&r.bytes()[4..6], &20u16.to_ne_bytes());
+        assert_eq!(&r.bytes()[16..18], &[10, 17]);
+        assert_eq!(&r.bytes()[20..24], &[0xff; 4]);
+    }
+
+    #[test]
+    fn replies_read_as_table_lines() {
+        let mut buf = msg(20, 5, &diag(AF_INET, 10, 8080, 0, &[127, 0, 0, 1], &[], 1000, 4242));
+        let v6 = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1];
+        buf.extend(msg(20, 5, &diag(AF_INET6, 1, 40000, 8080, &v6, &v6, 0, 77)));
+        buf.extend(msg(20, 4, &diag(AF_INET, 1, 1, 2, &[1, 2, 3, 4], &[], 0, 1)));
+        buf.extend(msg(3, 5, &[0; 4]));
+        let got: Vec<Reply> = replies(&buf, 5).collect();
+        let mut lo = [0u8; 16];
+        lo[..4].copy_from_slice(&[127, 0, 0, 1]);
+        assert_eq!(got, vec![
+            Reply::Sock(Conn { inode: 4242, family: 4, state: 10, local_addr: lo, remote_addr: [0; 16], local_port: 8080, remote_port: 0, uid: 1000 }),
+            Reply::Sock(Conn { inode: 77, family: 6, state: 1, local_addr: v6, remote_addr: v6, local_port: 40000, remote_port: 8080, uid: 0 }),
+            Reply::Skip,
+            Reply::Done,
+        ]);
+    }
+
+    #[test]
+    fn errors_and_garbage() {
+        let buf = msg(2, 1, &(-22i32).to_ne_bytes());
+        assert_eq!(replies(&buf, 1).collect::<Vec<_>>(), vec![Reply::Error(22)]);
+        for cut in 0..buf.len() {
+            assert!(replies(&buf[..cut], 1).count() <= 1);
+        }
+        let short = msg(20, 1, &[2, 1, 0]);
+        assert_eq!(replies(&short, 1).collect::<Vec<_>>(), vec![Reply::Skip]);
+        let mut x = 0x2545F4914F6CDD1Du64;
+        for _ in 0..2000 {
+            let bytes: Vec<u8> = (0..97).map(|_| { x ^= x << 13; x ^= x >> 7; x ^= x << 17; x as u8 }).collect();
+            let _ = replies(&bytes, 1).count();
+        }
+    }
+}
