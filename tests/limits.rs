@@ -38,7 +38,7 @@ fn fd_limit_gives_a_clear_status_or_counted_skips_then_recovers() {
     let w = Walker::new(None).unwrap();
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
     let free = lowest_free_fd();
-    let mut limited = |limit: u64| {
+    let limited = |limit: u64| {
         setrlimit(Resource::RLIMIT_NOFILE, limit, hard).unwrap();
         let r = walk(&w);
         setrlimit(Resource::RLIMIT_NOFILE, soft, hard).unwrap();

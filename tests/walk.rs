@@ -1,6 +1,8 @@
 //! The engine against real /proc: real processes, real sockets, real
 //! network namespaces (needs root, as CI has).
 
+#![allow(clippy::type_complexity)] // tuples of record fields read best inline here
+
 mod common;
 
 use std::collections::{HashMap, HashSet};
@@ -148,7 +150,7 @@ fn connections_skip_a_namespace_that_does_not_fit() {
     w.set_source(procspy::engine::Source::Text);
     let both = Protocols { tcp: true, udp: true };
     let mut stats = Stats::default();
-    let mut count = |cap: usize, stats: &mut Stats| {
+    let count = |cap: usize, stats: &mut Stats| {
         let mut mem = vec![MaybeUninit::new(0u8); cap];
         let mut out = TableBuf::new(&mut mem);
         let mut per_ns: HashMap<u64, usize> = HashMap::new();
@@ -197,7 +199,7 @@ fn netlink_and_text_give_the_same_records() {
     let ours: HashSet<u64> = holders.iter().map(|h| h.netns).collect();
     let w = Walker::new(None).unwrap();
     let both = Protocols { tcp: true, udp: true };
-    let mut collect = |source| {
+    let collect = |source| {
         w.set_source(source);
         let mut stats = Stats::default();
         let mut recs: Vec<(u64, u8, Conn, Option<(i32, i32)>)> = Vec::new();

@@ -293,7 +293,7 @@ impl Walker {
             let both = self.tcp_both_probe.load(Ordering::Relaxed);
             let mut done = false;
             if both != PROBE_NO {
-                match dump(|s| Request::tcp_both(s), 1, dedup, buf) {
+                match dump(Request::tcp_both, 1, dedup, buf) {
                     Ok(()) => done = true,
                     Err(DiagStop::Unavailable(_)) if both == PROBE_UNKNOWN => {}
                     Err(e) => return Err(e),

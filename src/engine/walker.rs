@@ -85,6 +85,10 @@ pub(crate) const TCP6: Table = Table { file: b"net/tcp6", v6: true, protocol: 1 
 pub(crate) const UDP: Table = Table { file: b"net/udp", v6: false, protocol: 2 };
 pub(crate) const UDP6: Table = Table { file: b"net/udp6", v6: true, protocol: 2 };
 
+/// Called after each fd-block tick with the pids of the namespace not yet
+/// scanned and the spill buffer (the walk re-reads the tables there).
+pub(super) type AfterTick<'a> = dyn FnMut(&[(u64, i32)], &mut [u8]) + 'a;
+
 /// Where `connections` reads the kernel's socket tables from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -342,7 +346,7 @@ impl Walker {
         scan: &mut Scan,
         group: &[(u64, i32)],
         stats: &mut Stats,
-        after_tick: &mut dyn FnMut(&[(u64, i32)], &mut [u8]),
+        after_tick: &mut AfterTick<'_>,
         on_socket: &mut dyn FnMut(&Socket<'_>) -> ControlFlow<()>,
     ) -> Result<(), Error> {
         let Scan { dents, spill, stat, name, ticker } = scan;

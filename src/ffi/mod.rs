@@ -5,6 +5,9 @@
 //! and records the message `procspy_last_error` returns.
 #![deny(missing_docs)]
 #![allow(non_camel_case_types)]
+// Entry points take pointers from C, where nothing is `unsafe fn`; each
+// dereference is checked for NULL and justified where it is made.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 mod guard;
 mod info;

@@ -143,6 +143,7 @@ mod tests {
         v
     }
 
+    #[allow(clippy::too_many_arguments)] // one per field of the message
     fn diag(family: u8, state: u8, sport: u16, dport: u16, src: &[u8], dst: &[u8], uid: u32, inode: u32) -> Vec<u8> {
         let mut b = vec![family, state, 0, 0];
         b.extend(sport.to_be_bytes());
