@@ -26,9 +26,11 @@ VALGRIND := valgrind --quiet --error-exitcode=1 --leak-check=full \
 	--errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect
 
 DEPS_TEST := cbindgen deb:valgrind=valgrind deb:ip=iproute2 deb:pkg-config=pkg-config \
-	deb:nm=binutils deb:g++=g++ deb:ss=iproute2 deb:setpriv=util-linux
+	deb:nm=binutils deb:g++=g++ deb:ss=iproute2 deb:setpriv=util-linux deb:go=golang-go \
+	deb:/usr/bin/python3=python3
 
-.PHONY: all lib header deps test test-rust test-header test-abi test-c run install uninstall clean fuzz
+.PHONY: all lib header deps test test-rust test-header test-abi test-c test-clients run install uninstall \
+	clean fuzz FORCE
 
 all: lib $(HEADER)
 
@@ -63,7 +65,7 @@ run: lib $(B)/procspy
 
 # ---- tests
 
-test: deps test-header test-abi test-rust test-c
+test: deps test-header test-abi test-rust test-c test-clients
 	@echo "make test: all passed"
 
 test-rust:
@@ -104,11 +106,19 @@ test-c: $(B)/harness-so $(B)/harness-static $(B)/harness-asan $(B)/procspy
 fuzz:
 	fuzz/run.sh $(FUZZ_SECONDS)
 
+# Go (cgo), Python (ctypes), C++ clients, and an install used through pkg-config.
+test-clients: lib
+	c-tests/clients.sh
+
 # ---- install
 
-$(B)/procspy.pc: procspy.pc.in Cargo.toml $(B)/native-static-libs
+# Made afresh each time: it names PREFIX. -lgcc_s and -lc are left to the
+# compiler driver (there is no static libgcc_s).
+$(B)/procspy.pc: procspy.pc.in Cargo.toml $(B)/native-static-libs FORCE
 	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|' \
-	    -e 's|@VERSION@|$(VERSION)|; s|@LIBS_PRIVATE@|$(NATIVE_LIBS)|' $< > $(B)/procspy.pc
+	    -e 's|@VERSION@|$(VERSION)|; s|@LIBS_PRIVATE@|$(filter-out -lgcc_s -lc,$(NATIVE_LIBS))|' $< > $@
+
+FORCE:
 
 install: lib $(B)/procspy.pc
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)

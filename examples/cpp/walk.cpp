@@ -1,0 +1,324 @@
+// A C++17 client of libprocspy: a small RAII wrapper (the walker in a
+// unique_ptr with procspy_walker_free as its deleter, errors as exceptions
+// carrying the status and procspy_last_error) and walks driven by lambdas
+// through a trampoline. It checks something real: it opens its own
+// loopback listeners and a connected pair, and exits non-zero unless the
+// library finds each of them with this process's pid and the right fd.
+//
+//   g++ -std=c++17 -Wall -Wextra -Werror walk.cpp $(pkg-config --cflags --libs procspy)
+//   g++ -std=c++17 -Wall -Wextra -Werror -I../../include walk.cpp
+//       -L../../target/release -lprocspy -Wl,-rpath,$PWD/../../target/release   (one line)
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <exception>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <procspy.h>
+
+namespace procspy {
+
+class Error : public std::runtime_error {
+public:
+    Error(procspy_status status, const std::string &what)
+        : std::runtime_error(what), status_(status) {}
+    procspy_status status() const noexcept { return status_; }
+
+private:
+    procspy_status status_;
+};
+
+// Must run on the thread of the failing call (it does: callers throw at once).
+inline std::string last_error() {
+    std::vector<char> buf(procspy_last_error(nullptr, 0) + 1);
+    size_t n = procspy_last_error(buf.data(), buf.size());
+    return std::string(buf.data(), n < buf.size() ? n : buf.size() - 1);
+}
+
+inline const char *state_name(uint8_t state) {
+    static const char *const names[] = {"?", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1",
+                                        "FIN_WAIT2", "TIME_WAIT", "CLOSE", "CLOSE_WAIT", "LAST_ACK",
+                                        "LISTEN", "CLOSING", "NEW_SYN_RECV"};
+    return state < sizeof names / sizeof names[0] ? names[state] : "?";
+}
+
+inline void check(procspy_status s) {
+    if (s != PROCSPY_OK)
+        throw Error(s, last_error() + " (" + procspy_status_str(s) + ")");
+}
+
+class Walker {
+public:
+    // An empty root means the host's /proc.
+    explicit Walker(const std::string &proc_root = "") {
+        procspy_walker *w = nullptr;
+        check(procspy_walker_new(proc_root.empty() ? nullptr : proc_root.c_str(), &w));
+        w_.reset(w);
+    }
+
+    void set_rate_limit(uint64_t fd_block, uint64_t tick_ns) {
+        check(procspy_walker_set_rate_limit(w_.get(), fd_block, tick_ns));
+    }
+    void stop() const noexcept { procspy_walker_stop(w_.get()); }
+
+    // f(const procspy_socket &) -> bool (false ends the walk). An exception
+    // thrown by f ends the walk and is rethrown here, never unwinding
+    // through the library.
+    template <class F> procspy_walk_stats walk(F &&f) {
+        Call<F> call{f, nullptr, false};
+        procspy_walk_stats stats{};
+        finish(call, procspy_walker_walk(w_.get(), nullptr, 0, &Call<F>::template tramp<procspy_socket>,
+                                         &call, &stats));
+        return stats;
+    }
+
+    template <class F>
+    procspy_walk_stats connections(uint32_t protocols, uint32_t states, F &&f) {
+        Call<F> call{f, nullptr, false};
+        procspy_walk_stats stats{};
+        finish(call, procspy_walker_connections(w_.get(), nullptr, 0, protocols, states,
+                                                &Call<F>::template tramp<procspy_connection>,
+                                                &call, &stats));
+        return stats;
+    }
+
+private:
+    struct Free {
+        void operator()(procspy_walker *w) const noexcept { procspy_walker_free(w); }
+    };
+    std::unique_ptr<procspy_walker, Free> w_;
+
+    template <class F> struct Call {
+        F &f;
+        std::exception_ptr error;
+        bool declined;
+
+        template <class Rec> static int tramp(void *userdata, const Rec *rec) {
+            auto *self = static_cast<Call *>(userdata);
+            try {
+                if (self->f(*rec))
+                    return 0;
+                self->declined = true;
+            } catch (...) {
+                self->error = std::current_exception();
+            }
+            return 1;
+        }
+    };
+
+    template <class C> static void finish(const C &call, procspy_status s) {
+        if (s != PROCSPY_OK && !call.error) {
+            std::string msg = last_error();  // before anything else can fail on this thread
+            if (s == PROCSPY_CALLBACK_ABORTED && call.declined)
+                return;
+            throw Error(s, msg + " (" + procspy_status_str(s) + ")");
+        }
+        if (call.error)
+            std::rethrow_exception(call.error);
+    }
+};
+
+}  // namespace procspy
+
+namespace {
+
+// A socket this program holds: fd closed on destruction.
+struct Fd {
+    int fd = -1;
+    explicit Fd(int f) : fd(f) {}
+    Fd(Fd &&o) noexcept : fd(std::exchange(o.fd, -1)) {}
+    Fd(const Fd &) = delete;
+    ~Fd() {
+        if (fd >= 0)
+            close(fd);
+    }
+};
+
+uint64_t inode_of(int fd) {
+    struct stat st {};
+    if (fstat(fd, &st) != 0)
+        throw std::runtime_error("fstat failed");
+    return st.st_ino;
+}
+
+uint16_t port_of(int fd) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, reinterpret_cast<sockaddr *>(&ss), &len) != 0)
+        throw std::runtime_error("getsockname failed");
+    return ntohs(ss.ss_family == AF_INET ? reinterpret_cast<sockaddr_in *>(&ss)->sin_port
+                                         : reinterpret_cast<sockaddr_in6 *>(&ss)->sin6_port);
+}
+
+// Listens on 127.0.0.1 (family 4) or ::1 (family 6), any port; -1 if that family is unavailable.
+int listen_loopback(int family) {
+    int fd = socket(family == 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int rc;
+    if (family == 4) {
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        rc = bind(fd, reinterpret_cast<sockaddr *>(&a), sizeof a);
+    } else {
+        sockaddr_in6 a{};
+        a.sin6_family = AF_INET6;
+        a.sin6_addr = in6addr_loopback;
+        rc = bind(fd, reinterpret_cast<sockaddr *>(&a), sizeof a);
+    }
+    if (rc != 0 || listen(fd, 4) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int connect_v4(uint16_t port) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port);
+    if (fd < 0 || connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0)
+        throw std::runtime_error("connect to 127.0.0.1 failed");
+    return fd;
+}
+
+std::string addr_str(const procspy_connection &c, bool local) {
+    char buf[INET6_ADDRSTRLEN];
+    const uint8_t *a = local ? c.local_addr : c.remote_addr;
+    inet_ntop(c.family == 4 ? AF_INET : AF_INET6, a, buf, sizeof buf);
+    std::string s = c.family == 4 ? buf : "[" + std::string(buf) + "]";
+    return s + ":" + std::to_string(local ? c.local_port : c.remote_port);
+}
+
+struct Expect {
+    const char *what;
+    int fd;
+    uint64_t inode;
+    uint8_t state;
+    uint16_t local_port;
+    bool by_walk = false, by_connections = false;
+};
+
+int run() {
+    const pid_t pid = getpid();
+    std::vector<Fd> fds;
+    std::vector<Expect> want;
+
+    fds.emplace_back(listen_loopback(4));
+    if (fds.back().fd < 0)
+        throw std::runtime_error("cannot listen on 127.0.0.1");
+    const uint16_t port4 = port_of(fds.back().fd);
+    want.push_back({"listener 127.0.0.1", fds.back().fd, inode_of(fds.back().fd), PROCSPY_STATE_LISTEN, port4});
+    int l6 = listen_loopback(6);
+    if (l6 >= 0) {
+        fds.emplace_back(l6);
+        want.push_back({"listener [::1]", l6, inode_of(l6), PROCSPY_STATE_LISTEN, port_of(l6)});
+    } else {
+        std::printf("note: no IPv6 loopback, [::1] not checked\n");
+    }
+    fds.emplace_back(connect_v4(port4));
+    int client = fds.back().fd;
+    want.push_back({"client", client, inode_of(client), PROCSPY_STATE_ESTABLISHED, port_of(client)});
+    fds.emplace_back(accept4(want[0].fd, nullptr, nullptr, SOCK_CLOEXEC));
+    if (fds.back().fd < 0)
+        throw std::runtime_error("accept failed");
+    int server = fds.back().fd;
+    want.push_back({"accepted", server, inode_of(server), PROCSPY_STATE_ESTABLISHED, port4});
+
+    procspy::Walker w;
+    std::printf("libprocspy %s, pid %d\n", procspy_version(), static_cast<int>(pid));
+
+    // 1. Walk: every socket fd of every process; ours must be there with our pid.
+    size_t ours = 0;
+    procspy_walk_stats ws = w.walk([&](const procspy_socket &s) {
+        if (s.pid != pid)
+            return true;
+        ++ours;
+        for (auto &e : want)
+            if (e.inode == s.inode && e.fd == s.fd)
+                e.by_walk = true;
+        return true;
+    });
+    std::printf("walk: %llu socket fds in %llu processes, %llu namespaces; %zu are ours\n",
+                static_cast<unsigned long long>(ws.sockets), static_cast<unsigned long long>(ws.processes),
+                static_cast<unsigned long long>(ws.namespaces), ours);
+
+    // 2. Connections: every TCP line, with its owner.
+    std::map<uint64_t, std::string> lines;
+    procspy_walk_stats cs = w.connections(PROCSPY_PROTO_TCP, PROCSPY_STATES_ALL, [&](const procspy_connection &c) {
+        if (!c.owner || c.owner->pid != pid)
+            return true;
+        for (auto &e : want) {
+            if (e.inode == c.inode && c.owner->fd == e.fd && c.state == e.state && c.local_port == e.local_port) {
+                e.by_connections = true;
+                lines[c.inode] = addr_str(c, true) + " -> " + addr_str(c, false) + " " +
+                                 procspy::state_name(c.state) + ", pid " + std::to_string(c.owner->pid) + " fd " +
+                                 std::to_string(c.owner->fd) + " (" +
+                                 std::string(c.owner->name, c.owner->name_len) + ")";
+            }
+        }
+        return true;
+    });
+    std::printf("connections: %llu namespaces, %llu sockets\n",
+                static_cast<unsigned long long>(cs.namespaces), static_cast<unsigned long long>(cs.sockets));
+
+    // 3. A lambda that throws: the walk ends and the exception comes back here.
+    bool rethrown = false;
+    try {
+        w.walk([](const procspy_socket &) -> bool { throw std::logic_error("from the callback"); });
+    } catch (const std::logic_error &e) {
+        rethrown = std::string(e.what()) == "from the callback";
+    }
+
+    // 4. A bad proc root is an Error with the status and the library's message.
+    bool bad_root = false;
+    try {
+        procspy::Walker bad("/nonexistent/procspy-cpp");
+    } catch (const procspy::Error &e) {
+        bad_root = e.status() == PROCSPY_IO && std::string(e.what()).find("/nonexistent/procspy-cpp") != std::string::npos;
+        std::printf("bad root: %s\n", e.what());
+    }
+
+    int failures = 0;
+    for (const auto &e : want) {
+        bool ok = e.by_walk && e.by_connections;
+        failures += !ok;
+        std::printf("%s %-18s fd %d inode %llu: walk %s, connections %s%s\n", ok ? "ok  " : "FAIL", e.what, e.fd,
+                    static_cast<unsigned long long>(e.inode), e.by_walk ? "found" : "MISSING",
+                    e.by_connections ? "found: " : "MISSING", lines[e.inode].c_str());
+    }
+    if (!rethrown) {
+        ++failures;
+        std::printf("FAIL callback exception was not rethrown\n");
+    }
+    if (!bad_root) {
+        ++failures;
+        std::printf("FAIL bad proc root did not give PROCSPY_IO with its path\n");
+    }
+    std::printf("%s\n", failures ? "walk.cpp: FAILED" : "walk.cpp: all found");
+    return failures ? 1 : 0;
+}
+
+}  // namespace
+
+int main() {
+    try {
+        return run();
+    } catch (const std::exception &e) {
+        std::fprintf(stderr, "walk.cpp: %s\n", e.what());
+        return 1;
+    }
+}

@@ -1,0 +1,3 @@
+module procspy
+
+go 1.18

@@ -1,0 +1,464 @@
+// Package procspy is a Go binding of libprocspy, which maps every socket on
+// a Linux host to the process holding it, in every network namespace, by
+// walking /proc.
+//
+// Building: the package links with -lprocspy and includes <procspy.h>. For
+// an installed library (make install), nothing else is needed if it went to
+// a directory the compiler and the dynamic linker search (/usr/local after
+// ldconfig); otherwise point cgo at it:
+//
+//	CGO_CFLAGS="$(pkg-config --cflags procspy)" CGO_LDFLAGS="$(pkg-config --libs procspy)" go build
+//
+// and from the project's build tree (after make lib):
+//
+//	CGO_CFLAGS=-I$ROOT/include CGO_LDFLAGS="-L$ROOT/target/release -Wl,-rpath,$ROOT/target/release" go test
+//
+// Callbacks run synchronously on the calling goroutine, which stays on one
+// OS thread for the whole call; records are copied before the callback
+// sees them, so they may be kept.
+package procspy
+
+/*
+#cgo LDFLAGS: -lprocspy
+#include <stdint.h>
+#include <stdlib.h>
+#include <procspy.h>
+
+enum procspy_status procspy_go_walk(procspy_walker *walker, uintptr_t handle,
+                               procspy_walk_stats *stats);
+enum procspy_status procspy_go_connections(procspy_walker *walker, uint32_t protocols,
+                                      uint32_t state_mask, uintptr_t handle,
+                                      procspy_walk_stats *stats);
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"runtime"
+	"runtime/cgo"
+	"strings"
+	"sync"
+	"time"
+	"unsafe"
+)
+
+// Version is the library's "MAJOR.MINOR.PATCH".
+func Version() string { return C.GoString(C.procspy_version()) }
+
+// Status is a procspy_status. Every Status is also an error, so the
+// sentinels below work with errors.Is on the *Error a call returns.
+type Status int
+
+// The library's statuses (values fixed by the ABI).
+const (
+	StatusOK              Status = C.PROCSPY_OK
+	StatusStopped         Status = C.PROCSPY_STOPPED
+	StatusCallbackAborted Status = C.PROCSPY_CALLBACK_ABORTED
+	StatusBufferTooSmall  Status = C.PROCSPY_BUFFER_TOO_SMALL
+	StatusNullArgument    Status = C.PROCSPY_NULL_ARGUMENT
+	StatusInvalidArgument Status = C.PROCSPY_INVALID_ARGUMENT
+	StatusIO              Status = C.PROCSPY_IO
+	StatusBusy            Status = C.PROCSPY_BUSY
+	StatusPanic           Status = C.PROCSPY_PANIC
+)
+
+// Sentinels for errors.Is.
+var (
+	ErrStopped         error = StatusStopped
+	ErrCallbackAborted error = StatusCallbackAborted
+	ErrBufferTooSmall  error = StatusBufferTooSmall
+	ErrNullArgument    error = StatusNullArgument
+	ErrInvalidArgument error = StatusInvalidArgument
+	ErrIO              error = StatusIO
+	ErrBusy            error = StatusBusy
+	ErrPanic           error = StatusPanic
+	// ErrClosed is returned by calls on a Walker after Close.
+	ErrClosed = errors.New("procspy: walker is closed")
+)
+
+// String is procspy_status_str: "PROCSPY_BUSY: a walk on this walker is already running".
+func (s Status) String() string {
+	return C.GoString(C.procspy_status_str(C.procspy_status(s)))
+}
+
+func (s Status) Error() string { return "procspy: " + s.String() }
+
+// Error is a failed call: its status and the library's message for it
+// (procspy_last_error, taken on the OS thread that made the call).
+type Error struct {
+	Status  Status
+	Message string // "procspy_walker_new: /nope: No such file or directory"
+}
+
+func (e *Error) Error() string {
+	if e.Message == "" {
+		return e.Status.Error()
+	}
+	name := e.Status.String()
+	if i := strings.IndexByte(name, ':'); i > 0 {
+		name = name[:i]
+	}
+	return "procspy: " + e.Message + " (" + name + ")"
+}
+
+// Unwrap makes errors.Is(err, procspy.ErrBusy) and the like work.
+func (e *Error) Unwrap() error { return e.Status }
+
+// lastError must run on the OS thread of the failing call.
+func lastError() string {
+	n := C.procspy_last_error(nil, 0)
+	if n == 0 {
+		return ""
+	}
+	buf := make([]byte, int(n)+1)
+	n = C.procspy_last_error((*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)))
+	if int(n) < len(buf) {
+		buf = buf[:n]
+	} else {
+		buf = buf[:len(buf)-1]
+	}
+	return string(buf)
+}
+
+// Protocol selects socket tables for Connections; combine with |.
+type Protocol uint32
+
+// Protocols (each covers IPv4 and IPv6).
+const (
+	TCP Protocol = C.PROCSPY_PROTO_TCP
+	UDP Protocol = C.PROCSPY_PROTO_UDP
+)
+
+func (p Protocol) String() string {
+	switch p {
+	case TCP:
+		return "tcp"
+	case UDP:
+		return "udp"
+	case TCP | UDP:
+		return "tcp|udp"
+	}
+	return fmt.Sprintf("Protocol(%d)", uint32(p))
+}
+
+// State is a kernel socket state number (include/net/tcp_states.h).
+type State uint8
+
+// Kernel socket states. UDP: ESTABLISHED is a connected socket, Close an
+// unconnected one.
+const (
+	Established State = C.PROCSPY_STATE_ESTABLISHED
+	SynSent     State = C.PROCSPY_STATE_SYN_SENT
+	SynRecv     State = C.PROCSPY_STATE_SYN_RECV
+	FinWait1    State = C.PROCSPY_STATE_FIN_WAIT1
+	FinWait2    State = C.PROCSPY_STATE_FIN_WAIT2
+	TimeWait    State = C.PROCSPY_STATE_TIME_WAIT
+	Close       State = C.PROCSPY_STATE_CLOSE
+	CloseWait   State = C.PROCSPY_STATE_CLOSE_WAIT
+	LastAck     State = C.PROCSPY_STATE_LAST_ACK
+	Listen      State = C.PROCSPY_STATE_LISTEN
+	Closing     State = C.PROCSPY_STATE_CLOSING
+	NewSynRecv  State = C.PROCSPY_STATE_NEW_SYN_RECV
+)
+
+var stateNames = [...]string{
+	Established: "ESTABLISHED", SynSent: "SYN_SENT", SynRecv: "SYN_RECV",
+	FinWait1: "FIN_WAIT1", FinWait2: "FIN_WAIT2", TimeWait: "TIME_WAIT",
+	Close: "CLOSE", CloseWait: "CLOSE_WAIT", LastAck: "LAST_ACK",
+	Listen: "LISTEN", Closing: "CLOSING", NewSynRecv: "NEW_SYN_RECV",
+}
+
+// String is the kernel's name of the state, as ss prints it.
+func (s State) String() string {
+	if int(s) < len(stateNames) && stateNames[s] != "" {
+		return stateNames[s]
+	}
+	return fmt.Sprintf("State(%d)", uint8(s))
+}
+
+// Mask is the StateMask holding only s.
+func (s State) Mask() StateMask {
+	if s >= 32 {
+		return 0
+	}
+	return StateMask(1) << s
+}
+
+// StateMask selects states for Connections: bit 1<<state.
+type StateMask uint32
+
+// Common masks.
+const (
+	StatesAll       StateMask = C.PROCSPY_STATES_ALL
+	StatesConnected StateMask = C.PROCSPY_STATES_CONNECTED // ESTABLISHED, FIN_WAIT1/2, CLOSE_WAIT
+	StatesListen    StateMask = C.PROCSPY_STATES_LISTEN
+)
+
+// States builds a mask from states.
+func States(states ...State) StateMask {
+	var m StateMask
+	for _, s := range states {
+		m |= s.Mask()
+	}
+	return m
+}
+
+// Has reports whether s is in m.
+func (m StateMask) Has(s State) bool { return m&s.Mask() != 0 }
+
+// Socket is one socket file descriptor of one process (procspy_socket).
+type Socket struct {
+	Inode     uint64 // socket inode: the inode column of /proc/net/tcp etc.
+	Netns     uint64 // inode of the process's network namespace
+	StartTime uint64 // clock ticks after boot; (Pid, StartTime) names a process
+	Pid       int
+	Fd        int
+	Name      string // comm; any bytes but NUL
+}
+
+// Connection is one line of a kernel socket table (procspy_connection).
+type Connection struct {
+	Inode    uint64 // 0 for sockets no longer owned (TIME_WAIT)
+	Netns    uint64 // namespace whose table listed it
+	Protocol Protocol
+	Family   int // 4 or 6 (a v4-mapped address in tcp6 stays 6)
+	State    State
+	Local    netip.AddrPort // IPv4 as a 4-byte Addr, IPv6 (also v4-mapped) as 16
+	Remote   netip.AddrPort
+	UID      uint32
+	Owner    *Socket // nil if no holder is visible
+}
+
+// Stats is what a walk saw (procspy_walk_stats).
+type Stats struct {
+	Namespaces   uint64
+	Processes    uint64
+	Skipped      uint64
+	Fds          uint64
+	Sockets      uint64
+	BytesWritten uint64
+	BytesNeeded  uint64
+	Ticks        uint64
+	Elapsed      time.Duration
+}
+
+func goStats(s *C.procspy_walk_stats) Stats {
+	return Stats{
+		Namespaces:   uint64(s.namespaces),
+		Processes:    uint64(s.processes),
+		Skipped:      uint64(s.skipped),
+		Fds:          uint64(s.fds),
+		Sockets:      uint64(s.sockets),
+		BytesWritten: uint64(s.bytes_written),
+		BytesNeeded:  uint64(s.bytes_needed),
+		Ticks:        uint64(s.ticks),
+		Elapsed:      time.Duration(s.elapsed_ns),
+	}
+}
+
+func goSocket(s *C.procspy_socket) Socket {
+	return Socket{
+		Inode:     uint64(s.inode),
+		Netns:     uint64(s.netns),
+		StartTime: uint64(s.start_time),
+		Pid:       int(s.pid),
+		Fd:        int(s.fd),
+		Name:      C.GoStringN(s.name, C.int(s.name_len)),
+	}
+}
+
+func goAddr(family C.uint8_t, b *[16]C.uint8_t, port C.uint16_t) netip.AddrPort {
+	var a [16]byte
+	for i := range a {
+		a[i] = byte(b[i])
+	}
+	if family == 4 {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{a[0], a[1], a[2], a[3]}), uint16(port))
+	}
+	return netip.AddrPortFrom(netip.AddrFrom16(a), uint16(port))
+}
+
+func goConnection(c *C.procspy_connection) Connection {
+	conn := Connection{
+		Inode:    uint64(c.inode),
+		Netns:    uint64(c.netns),
+		Protocol: Protocol(c.protocol),
+		Family:   int(c.family),
+		State:    State(c.state),
+		Local:    goAddr(c.family, &c.local_addr, c.local_port),
+		Remote:   goAddr(c.family, &c.remote_addr, c.remote_port),
+		UID:      uint32(c.uid),
+	}
+	if c.owner != nil {
+		o := goSocket(c.owner)
+		conn.Owner = &o
+	}
+	return conn
+}
+
+// Walker walks one proc root. It is safe for concurrent use: one walk at a
+// time runs (a concurrent one fails with ErrBusy), and Stop and Close may
+// be called from any goroutine.
+type Walker struct {
+	mu     sync.Mutex
+	p      *C.procspy_walker
+	active int // calls in flight; the walker is freed when Close finds or leaves it 0
+	closed bool
+}
+
+// New creates a walker over procRoot ("" = the host's /proc).
+func New(procRoot string) (*Walker, error) {
+	var croot *C.char
+	if procRoot != "" {
+		if strings.IndexByte(procRoot, 0) >= 0 {
+			return nil, &Error{Status: StatusInvalidArgument, Message: "procspy.New: proc root contains a NUL byte"}
+		}
+		croot = C.CString(procRoot)
+		defer C.free(unsafe.Pointer(croot))
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var p *C.procspy_walker
+	if st := C.procspy_walker_new(croot, &p); st != C.PROCSPY_OK {
+		return nil, &Error{Status: Status(st), Message: lastError()}
+	}
+	w := &Walker{p: p}
+	runtime.SetFinalizer(w, (*Walker).Close)
+	return w, nil
+}
+
+func (w *Walker) enter() (*C.procspy_walker, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil, ErrClosed
+	}
+	w.active++
+	return w.p, nil
+}
+
+func (w *Walker) exit() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.active--
+	if w.closed && w.active == 0 && w.p != nil {
+		C.procspy_walker_free(w.p)
+		w.p = nil
+	}
+}
+
+// Close stops any walk in progress and frees the walker (at once, or when
+// the calls still running on it return). Later calls return ErrClosed.
+func (w *Walker) Close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
+	w.closed = true
+	runtime.SetFinalizer(w, nil)
+	C.procspy_walker_stop(w.p)
+	if w.active == 0 {
+		C.procspy_walker_free(w.p)
+		w.p = nil
+	}
+}
+
+// Stop ends the walk in progress within one block of work (at once if it
+// is waiting for a tick), and makes every later walk fail with ErrStopped.
+// Final. Safe from any goroutine, also from a callback.
+func (w *Walker) Stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		C.procspy_walker_stop(w.p)
+	}
+}
+
+// call runs f with the walker on one locked OS thread, so that a failure's
+// message is read from the thread that left it.
+func (w *Walker) call(f func(*C.procspy_walker) C.enum_procspy_status) error {
+	p, err := w.enter()
+	if err != nil {
+		return err
+	}
+	defer w.exit()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if st := f(p); st != C.PROCSPY_OK {
+		return &Error{Status: Status(st), Message: lastError()}
+	}
+	return nil
+}
+
+// SetRateLimit paces walks: a tick before each namespace and after every
+// fdBlock fd stats (0 = no per-fd limit), ticks tick apart (0 = never wait).
+// May be called during a walk; takes effect at the next tick.
+func (w *Walker) SetRateLimit(fdBlock uint64, tick time.Duration) error {
+	if tick < 0 {
+		return &Error{Status: StatusInvalidArgument, Message: "procspy.SetRateLimit: negative tick"}
+	}
+	return w.call(func(p *C.procspy_walker) C.enum_procspy_status {
+		return C.procspy_walker_set_rate_limit(p, C.uint64_t(fdBlock), C.uint64_t(tick))
+	})
+}
+
+// NetnsOf is the inode of pid's network namespace.
+func (w *Walker) NetnsOf(pid int) (uint64, error) {
+	var out C.uint64_t
+	if pid <= 0 || pid > 1<<31-1 {
+		return 0, &Error{Status: StatusInvalidArgument, Message: fmt.Sprintf("procspy.NetnsOf: pid %d out of range", pid)}
+	}
+	err := w.call(func(p *C.procspy_walker) C.enum_procspy_status {
+		return C.procspy_walker_netns_of(p, C.int32_t(pid), &out)
+	})
+	return uint64(out), err
+}
+
+// walkState travels to the callbacks through a cgo.Handle.
+type walkState struct {
+	onSocket     func(Socket) bool
+	onConnection func(Connection) bool
+	declined     bool // the callback returned false
+	panicked     bool
+	panicValue   interface{}
+}
+
+func (w *Walker) run(st *walkState, f func(*C.procspy_walker, C.uintptr_t, *C.procspy_walk_stats) C.enum_procspy_status) (Stats, error) {
+	h := cgo.NewHandle(st)
+	defer h.Delete()
+	var cstats C.procspy_walk_stats
+	err := w.call(func(p *C.procspy_walker) C.enum_procspy_status {
+		return f(p, C.uintptr_t(h), &cstats)
+	})
+	if st.panicked {
+		panic(st.panicValue)
+	}
+	if st.declined && errors.Is(err, ErrCallbackAborted) {
+		err = nil // the caller asked to stop: not a failure
+	}
+	return goStats(&cstats), err
+}
+
+// Walk calls fn once per socket fd of every process, namespace by
+// namespace, synchronously. fn returns false to end the walk early (Walk
+// then returns a nil error). A panic in fn aborts the walk and is re-raised
+// by Walk. fn may call Stop, but not Close.
+func (w *Walker) Walk(fn func(Socket) bool) (Stats, error) {
+	return w.run(&walkState{onSocket: fn},
+		func(p *C.procspy_walker, h C.uintptr_t, s *C.procspy_walk_stats) C.enum_procspy_status {
+			return C.procspy_go_walk(p, h, s)
+		})
+}
+
+// Connections calls fn once per line of the chosen tables (protocols: TCP,
+// UDP or both) whose state is in states, in every namespace, with the
+// process holding it. Early end and panics as for Walk.
+func (w *Walker) Connections(protocols Protocol, states StateMask, fn func(Connection) bool) (Stats, error) {
+	return w.run(&walkState{onConnection: fn},
+		func(p *C.procspy_walker, h C.uintptr_t, s *C.procspy_walk_stats) C.enum_procspy_status {
+			return C.procspy_go_connections(p, C.uint32_t(protocols), C.uint32_t(states), h, s)
+		})
+}

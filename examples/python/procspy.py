@@ -1,0 +1,417 @@
+"""libprocspy for Python: which process owns each socket, in every network
+namespace. Standard library only (ctypes).
+
+    import procspy
+    with procspy.Walker() as w:
+        for c in w.connections(protocols=procspy.TCP, states=procspy.STATES_LISTEN):
+            print(c.local_addr, c.local_port, c.owner and c.owner.pid)
+
+The library is loaded from, in order: the path in env PROCSPY_LIB; the
+project's build tree (../../target/release/libprocspy.so from this file);
+ctypes.util.find_library("procspy"); "libprocspy.so.0".
+"""
+
+import ctypes
+import ctypes.util
+import enum
+import ipaddress
+import os
+import threading
+from dataclasses import dataclass
+from typing import Callable, Optional, Union
+
+__all__ = [
+    "Walker", "Socket", "Connection", "Stats", "State", "Status", "ProcspyError",
+    "TCP", "UDP", "STATES_ALL", "STATES_CONNECTED", "STATES_LISTEN", "states",
+    "version", "LIBRARY_PATH",
+]
+
+
+def _load():
+    env = os.environ.get("PROCSPY_LIB")
+    if env:
+        return ctypes.CDLL(env), env
+    here = os.path.dirname(os.path.abspath(__file__))
+    tree = os.path.normpath(os.path.join(here, "..", "..", "target", "release", "libprocspy.so"))
+    if os.path.exists(tree):
+        return ctypes.CDLL(tree), tree
+    found = ctypes.util.find_library("procspy")
+    name = found or "libprocspy.so.0"
+    return ctypes.CDLL(name), name
+
+
+_lib, LIBRARY_PATH = _load()
+
+
+# ---- the C types, field for field as in procspy.h ------------------------
+
+class _CSocket(ctypes.Structure):
+    _fields_ = [
+        ("inode", ctypes.c_uint64),
+        ("netns", ctypes.c_uint64),
+        ("start_time", ctypes.c_uint64),
+        ("pid", ctypes.c_int32),
+        ("fd", ctypes.c_int32),
+        ("name", ctypes.c_void_p),        # const char *, not NUL-scanned: name_len says
+        ("name_len", ctypes.c_size_t),
+    ]
+
+
+class _CConnection(ctypes.Structure):
+    _fields_ = [
+        ("inode", ctypes.c_uint64),
+        ("netns", ctypes.c_uint64),
+        ("protocol", ctypes.c_uint8),
+        ("family", ctypes.c_uint8),
+        ("state", ctypes.c_uint8),
+        ("local_addr", ctypes.c_uint8 * 16),
+        ("remote_addr", ctypes.c_uint8 * 16),
+        ("local_port", ctypes.c_uint16),
+        ("remote_port", ctypes.c_uint16),
+        ("uid", ctypes.c_uint32),
+        ("owner", ctypes.POINTER(_CSocket)),
+    ]
+
+
+class _CWalkStats(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name in (
+        "namespaces", "processes", "skipped", "fds", "sockets",
+        "bytes_written", "bytes_needed", "ticks", "elapsed_ns")]
+
+
+# C struct name -> ctypes type, for the layout test (test_procspy.py).
+C_STRUCTS = {
+    "procspy_socket": _CSocket,
+    "procspy_connection": _CConnection,
+    "procspy_walk_stats": _CWalkStats,
+}
+
+_SOCKET_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(_CSocket))
+_CONNECTION_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(_CConnection))
+_status = ctypes.c_int  # enum procspy_status; any int comes back as is
+_walker_p = ctypes.c_void_p
+
+
+def _fn(name, restype, *argtypes):
+    f = getattr(_lib, name)
+    f.restype, f.argtypes = restype, list(argtypes)
+    return f
+
+
+_version = _fn("procspy_version", ctypes.c_char_p)
+_status_str = _fn("procspy_status_str", ctypes.c_char_p, ctypes.c_int)
+_c_last_error = _fn("procspy_last_error", ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t)
+_walker_new = _fn("procspy_walker_new", _status, ctypes.c_char_p, ctypes.POINTER(_walker_p))
+_walker_free = _fn("procspy_walker_free", None, _walker_p)
+_set_rate_limit = _fn("procspy_walker_set_rate_limit", _status, _walker_p,
+                      ctypes.c_uint64, ctypes.c_uint64)
+_walker_stop = _fn("procspy_walker_stop", None, _walker_p)
+_walker_walk = _fn("procspy_walker_walk", _status, _walker_p, ctypes.c_void_p, ctypes.c_size_t,
+                   _SOCKET_FN, ctypes.c_void_p, ctypes.POINTER(_CWalkStats))
+_walker_connections = _fn("procspy_walker_connections", _status, _walker_p, ctypes.c_void_p,
+                          ctypes.c_size_t, ctypes.c_uint32, ctypes.c_uint32, _CONNECTION_FN,
+                          ctypes.c_void_p, ctypes.POINTER(_CWalkStats))
+_netns_of = _fn("procspy_walker_netns_of", _status, _walker_p, ctypes.c_int32,
+                ctypes.POINTER(ctypes.c_uint64))
+
+
+# ---- Python types --------------------------------------------------------
+
+class Status(enum.IntEnum):
+    OK = 0
+    STOPPED = 1
+    CALLBACK_ABORTED = 2
+    BUFFER_TOO_SMALL = 3
+    NULL_ARGUMENT = 4
+    INVALID_ARGUMENT = 5
+    IO = 6
+    BUSY = 7
+    PANIC = 8
+
+
+class State(enum.IntEnum):
+    """Kernel socket states (include/net/tcp_states.h)."""
+    ESTABLISHED = 1   # UDP: a connected socket
+    SYN_SENT = 2
+    SYN_RECV = 3
+    FIN_WAIT1 = 4
+    FIN_WAIT2 = 5
+    TIME_WAIT = 6
+    CLOSE = 7         # UDP: an unconnected socket
+    CLOSE_WAIT = 8
+    LAST_ACK = 9
+    LISTEN = 10
+    CLOSING = 11
+    NEW_SYN_RECV = 12
+
+    def mask(self) -> int:
+        return 1 << int(self)
+
+
+TCP = 1
+UDP = 2
+STATES_ALL = 0xFFFFFFFF
+STATES_CONNECTED = State.ESTABLISHED.mask() | State.FIN_WAIT1.mask() | \
+    State.FIN_WAIT2.mask() | State.CLOSE_WAIT.mask()
+STATES_LISTEN = State.LISTEN.mask()
+
+
+def states(*which: State) -> int:
+    """The state mask holding the given states."""
+    m = 0
+    for s in which:
+        m |= 1 << int(s)
+    return m
+
+
+def version() -> str:
+    return _version().decode()
+
+
+def status_str(status: int) -> str:
+    return _status_str(int(status)).decode()
+
+
+class ProcspyError(Exception):
+    """A call failed: .status (Status, or int for values this module does not
+    know) and .message (procspy_last_error on the failing thread)."""
+
+    def __init__(self, status: int, message: str = ""):
+        try:
+            status = Status(status)
+        except ValueError:
+            pass
+        self.status = status
+        self.message = message
+        super().__init__(status, message)
+
+    def __str__(self):
+        name = self.status.name if isinstance(self.status, Status) else str(self.status)
+        return f"{self.message or status_str(self.status)} (PROCSPY_{name})"
+
+
+def _last_error() -> str:
+    n = _c_last_error(None, 0)
+    if n == 0:
+        return ""
+    buf = ctypes.create_string_buffer(n + 1)
+    _c_last_error(buf, n + 1)
+    return buf.raw[:n].decode("utf-8", "backslashreplace")
+
+
+def _check(status: int):
+    # Same Python thread = same OS thread as the call, so last_error is ours.
+    if status != Status.OK:
+        raise ProcspyError(status, _last_error())
+
+
+@dataclass(frozen=True)
+class Socket:
+    """One socket file descriptor of one process."""
+    inode: int
+    netns: int
+    start_time: int   # clock ticks after boot; (pid, start_time) names a process
+    pid: int
+    fd: int
+    name: str         # comm, decoded with os.fsdecode (undecodable bytes round-trip)
+
+    @property
+    def name_bytes(self) -> bytes:
+        return os.fsencode(self.name)
+
+    @classmethod
+    def _from_c(cls, s: _CSocket) -> "Socket":
+        name = ctypes.string_at(s.name, s.name_len) if s.name else b""
+        return cls(s.inode, s.netns, s.start_time, s.pid, s.fd, os.fsdecode(name))
+
+
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+
+
+def _addr(family: int, raw) -> IPAddress:
+    b = bytes(raw)
+    return ipaddress.IPv4Address(b[:4]) if family == 4 else ipaddress.IPv6Address(b)
+
+
+def _state(v: int):
+    try:
+        return State(v)
+    except ValueError:
+        return v
+
+
+@dataclass(frozen=True)
+class Connection:
+    """One line of a kernel socket table, with the process holding it."""
+    inode: int                 # 0 for sockets no longer owned (TIME_WAIT)
+    netns: int                 # the namespace whose table listed it
+    protocol: int              # TCP or UDP
+    family: int                # 4 or 6 (a v4-mapped address in tcp6 stays 6)
+    state: State               # an int if this module does not know the number
+    local_addr: IPAddress
+    local_port: int
+    remote_addr: IPAddress
+    remote_port: int
+    uid: int
+    owner: Optional[Socket]    # None if no holder is visible
+
+    @classmethod
+    def _from_c(cls, c: _CConnection) -> "Connection":
+        owner = Socket._from_c(c.owner.contents) if c.owner else None
+        return cls(c.inode, c.netns, c.protocol, c.family, _state(c.state),
+                   _addr(c.family, c.local_addr), c.local_port,
+                   _addr(c.family, c.remote_addr), c.remote_port, c.uid, owner)
+
+
+@dataclass(frozen=True)
+class Stats:
+    namespaces: int
+    processes: int
+    skipped: int
+    fds: int
+    sockets: int
+    bytes_written: int
+    bytes_needed: int
+    ticks: int
+    elapsed_ns: int
+
+    @classmethod
+    def _from_c(cls, s: _CWalkStats) -> "Stats":
+        return cls(*(getattr(s, f) for f, _ in _CWalkStats._fields_))
+
+
+class Walker:
+    """A walker over one proc root (None: the host's /proc). A context
+    manager. Thread-safe: one walk runs at a time (another one raises
+    ProcspyError BUSY); stop() and close() may be called from any thread."""
+
+    def __init__(self, proc_root: Union[str, bytes, os.PathLike, None] = None):
+        self._lock = threading.Lock()
+        self._active = 0
+        self._closed = True
+        self._p = None
+        self.last_stats: Optional[Stats] = None
+        root = None if proc_root is None else os.fsencode(proc_root)
+        if root is not None and b"\0" in root:
+            raise ProcspyError(Status.INVALID_ARGUMENT, "proc root contains a NUL byte")
+        p = _walker_p()
+        _check(_walker_new(root, ctypes.byref(p)))
+        self._p, self._closed = p, False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            if getattr(self, "_lock", None) is not None:
+                self.close()
+        except Exception:  # interpreter shutdown: module globals may be gone
+            pass
+
+    def close(self):
+        """Stops any walk in progress and frees the walker, now or when the
+        calls still running on it return."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            _walker_stop(self._p)
+            if self._active == 0:
+                _walker_free(self._p)
+                self._p = None
+
+    def stop(self):
+        """Ends the walk in progress soon, and every later one at once. Final."""
+        with self._lock:
+            if not self._closed:
+                _walker_stop(self._p)
+
+    def _enter(self):
+        with self._lock:
+            if self._closed:
+                raise ValueError("procspy: walker is closed")
+            self._active += 1
+            return self._p
+
+    def _exit(self):
+        with self._lock:
+            self._active -= 1
+            if self._closed and self._active == 0 and self._p is not None:
+                _walker_free(self._p)
+                self._p = None
+
+    def set_rate_limit(self, fd_block: int = 0, tick: float = 0.0):
+        """A tick before each namespace and after every fd_block fd stats
+        (0: none), tick seconds apart (0: never wait)."""
+        if tick < 0 or fd_block < 0:
+            raise ProcspyError(Status.INVALID_ARGUMENT, "negative rate limit")
+        p = self._enter()
+        try:
+            _check(_set_rate_limit(p, fd_block, int(round(tick * 1e9))))
+        finally:
+            self._exit()
+
+    def netns_of(self, pid: int) -> int:
+        out = ctypes.c_uint64()
+        p = self._enter()
+        try:
+            _check(_netns_of(p, pid, ctypes.byref(out)))
+        finally:
+            self._exit()
+        return out.value
+
+    def _run(self, make_fn, convert, call, callback):
+        records = [] if callback is None else None
+        state = {"exc": None, "declined": False}
+
+        def tramp(_userdata, rec):
+            try:
+                r = convert(rec.contents)
+                if callback is None:
+                    records.append(r)
+                elif callback(r) is False:
+                    state["declined"] = True
+                    return 1
+                return 0
+            except BaseException as e:  # never unwinds into C; re-raised below
+                state["exc"] = e
+                return 1
+
+        c_fn = make_fn(tramp)  # kept alive until the call returns
+        stats = _CWalkStats()
+        p = self._enter()
+        try:
+            status = call(p, c_fn, ctypes.byref(stats))
+            message = _last_error() if status != Status.OK else ""
+        finally:
+            self._exit()
+        self.last_stats = Stats._from_c(stats)
+        if state["exc"] is not None:
+            exc, state["exc"] = state["exc"], None
+            raise exc
+        if status == Status.CALLBACK_ABORTED and state["declined"]:
+            status = Status.OK
+        if status != Status.OK:
+            raise ProcspyError(status, message)
+        return records if callback is None else self.last_stats
+
+    def walk(self, callback: Optional[Callable[[Socket], Optional[bool]]] = None):
+        """Every socket fd of every process, namespace by namespace. Without
+        a callback: a list of Socket. With one: calls it per Socket (return
+        False to end the walk early) and returns the Stats. An exception in
+        the callback ends the walk and is re-raised here. Stats of the last
+        walk are in .last_stats."""
+        return self._run(_SOCKET_FN, Socket._from_c,
+                         lambda p, fn, st: _walker_walk(p, None, 0, fn, None, st), callback)
+
+    def connections(self, protocols: int = TCP | UDP, states: int = STATES_ALL,
+                    callback: Optional[Callable[[Connection], Optional[bool]]] = None):
+        """Every line of the chosen tables (TCP, UDP or TCP|UDP) in every
+        namespace whose state is in the mask, with its owner. List or
+        callback, as for walk()."""
+        return self._run(_CONNECTION_FN, Connection._from_c,
+                         lambda p, fn, st: _walker_connections(p, None, 0, protocols, states,
+                                                               fn, None, st), callback)

@@ -1,0 +1,300 @@
+"""Tests of procspy.py against the real library, real /proc and real
+loopback sockets. Run: python3 -m unittest -v (in this directory).
+
+Env: PROCSPY_LIB (the library to load), PROCSPY_INCLUDE (the directory of
+procspy.h for the layout check; default ../../include), PROCSPY_HARNESS
+(the C harness binary; default ../../build/harness-so), CC (default cc)."""
+
+import ctypes
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+from ipaddress import ip_address
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import procspy  # noqa: E402
+from procspy import ProcspyError, State, Status, Walker  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def own_socket_inodes():
+    """fd -> socket inode, for every socket fd of this process."""
+    out = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            link = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            out[int(name)] = int(link[len("socket:["):-1])
+    return out
+
+
+def has_ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+class Sockets:
+    """A v4 and (where possible) a v6 listener, an established pair, a UDP socket."""
+
+    def __init__(self):
+        self.all = []
+        self.l4 = self._add(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+        self.l4.bind(("127.0.0.1", 0))
+        self.l4.listen()
+        self.l6 = None
+        if has_ipv6_loopback():
+            self.l6 = self._add(socket.socket(socket.AF_INET6, socket.SOCK_STREAM))
+            self.l6.bind(("::1", 0))
+            self.l6.listen()
+        self.client = self._add(socket.create_connection(self.l4.getsockname()))
+        self.server = self._add(self.l4.accept()[0])
+        self.udp = self._add(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        self.udp.bind(("127.0.0.1", 0))
+
+    def _add(self, s):
+        self.all.append(s)
+        return s
+
+    def close(self):
+        for s in self.all:
+            s.close()
+
+
+class SocketsTest(unittest.TestCase):
+    def setUp(self):
+        self.s = Sockets()
+        self.addCleanup(self.s.close)
+        self.w = Walker()
+        self.addCleanup(self.w.close)
+        self.pid = os.getpid()
+
+    def test_walk_finds_own_sockets(self):
+        netns = self.w.netns_of(self.pid)
+        before = own_socket_inodes()
+        mine = {s.fd: s for s in self.w.walk() if s.pid == self.pid}
+        self.assertEqual({fd: s.inode for fd, s in mine.items()}, before)
+        for sock in self.s.all:
+            rec = mine.get(sock.fileno())
+            self.assertIsNotNone(rec, f"fd {sock.fileno()} not found")
+            self.assertEqual(rec.inode, os.fstat(sock.fileno()).st_ino)
+            self.assertEqual(rec.netns, netns)
+            self.assertGreater(rec.start_time, 0)
+        with open("/proc/self/comm", "rb") as f:
+            comm = f.read().rstrip(b"\n")
+        self.assertEqual(next(iter(mine.values())).name_bytes, comm)
+        st = self.w.last_stats
+        self.assertGreaterEqual(st.sockets, len(mine))
+        self.assertGreater(st.processes, 0)
+        self.assertGreater(st.namespaces, 0)
+
+    def test_connections_find_own_sockets(self):
+        s = self.s
+        v4any, v6any = ip_address("0.0.0.0"), ip_address("::")
+        lo4 = ip_address("127.0.0.1")
+        wants = [
+            ("listener", s.l4, procspy.TCP, 4, State.LISTEN, (lo4, s.l4.getsockname()[1]), (v4any, 0)),
+            ("client", s.client, procspy.TCP, 4, State.ESTABLISHED,
+             (lo4, s.client.getsockname()[1]), (lo4, s.l4.getsockname()[1])),
+            ("accepted", s.server, procspy.TCP, 4, State.ESTABLISHED,
+             (lo4, s.l4.getsockname()[1]), (lo4, s.client.getsockname()[1])),
+            ("udp", s.udp, procspy.UDP, 4, State.CLOSE, (lo4, s.udp.getsockname()[1]), (v4any, 0)),
+        ]
+        if s.l6 is not None:
+            wants.append(("listener6", s.l6, procspy.TCP, 6, State.LISTEN,
+                          (ip_address("::1"), s.l6.getsockname()[1]), (v6any, 0)))
+        by_inode = {c.inode: c for c in self.w.connections()
+                    if c.owner is not None and c.owner.pid == self.pid}
+        for what, sock, proto, family, state, local, remote in wants:
+            with self.subTest(what):
+                c = by_inode.get(os.fstat(sock.fileno()).st_ino)
+                self.assertIsNotNone(c, f"{what} not found")
+                self.assertEqual((c.protocol, c.family, c.state), (proto, family, state))
+                self.assertEqual((c.local_addr, c.local_port), local)
+                self.assertEqual((c.remote_addr, c.remote_port), remote)
+                self.assertEqual(c.owner.fd, sock.fileno())
+                self.assertEqual(c.uid, os.getuid())
+                self.assertNotEqual(c.netns, 0)
+        listening = self.w.connections(protocols=procspy.TCP, states=procspy.STATES_LISTEN)
+        self.assertTrue(all(c.state == State.LISTEN and c.protocol == procspy.TCP for c in listening))
+        ours = [c for c in listening if c.owner and c.owner.pid == self.pid]
+        self.assertEqual(len(ours), 2 if s.l6 is not None else 1)
+
+    def test_callback_form_and_early_end(self):
+        seen = []
+        stats = self.w.walk(lambda s: seen.append(s) or False)  # False: stop after one
+        self.assertEqual(len(seen), 1)
+        self.assertIsInstance(stats, procspy.Stats)
+        seen.clear()
+        self.w.connections(callback=seen.append)  # None: go on
+        self.assertGreater(len(seen), 3)
+
+    def test_callback_exception_is_reraised(self):
+        class Boom(Exception):
+            pass
+
+        calls = []
+
+        def cb(c):
+            calls.append(c)
+            raise Boom("from the callback")
+
+        with self.assertRaises(Boom) as cm:
+            self.w.connections(callback=cb)
+        self.assertEqual(str(cm.exception), "from the callback")
+        self.assertEqual(len(calls), 1)  # the walk ended at once
+        # The walker is usable afterwards.
+        self.assertTrue(self.w.walk())
+
+    def test_concurrent_walk_is_busy(self):
+        inside, release = threading.Event(), threading.Event()
+        result = {}
+
+        def first(_sock):
+            if not inside.is_set():
+                inside.set()
+                release.wait(10)
+
+        def run():
+            try:
+                self.w.walk(first)
+                result["ok"] = True
+            except Exception as e:  # pragma: no cover
+                result["err"] = e
+
+        t = threading.Thread(target=run)
+        t.start()
+        self.assertTrue(inside.wait(10))
+        try:
+            with self.assertRaises(ProcspyError) as cm:
+                self.w.connections()
+        finally:
+            release.set()
+            t.join()
+        self.assertEqual(cm.exception.status, Status.BUSY)
+        self.assertIn("already running", cm.exception.message)
+        self.assertEqual(result, {"ok": True})
+
+
+class ErrorsAndStopTest(unittest.TestCase):
+    def test_bad_proc_root(self):
+        with self.assertRaises(ProcspyError) as cm:
+            Walker("/nonexistent/procspy-py-test")
+        e = cm.exception
+        self.assertEqual(e.status, Status.IO)
+        self.assertIn("/nonexistent/procspy-py-test", e.message)
+        self.assertIn("No such file or directory", str(e))
+        with tempfile.NamedTemporaryFile() as f:  # not a directory
+            with self.assertRaises(ProcspyError) as cm:
+                Walker(f.name)
+            self.assertEqual(cm.exception.status, Status.IO)
+
+    def test_invalid_arguments(self):
+        with Walker() as w:
+            for protocols, states in ((0, procspy.STATES_ALL), (procspy.TCP, 0), (8, procspy.STATES_ALL)):
+                with self.assertRaises(ProcspyError) as cm:
+                    w.connections(protocols=protocols, states=states)
+                self.assertEqual(cm.exception.status, Status.INVALID_ARGUMENT)
+                self.assertTrue(cm.exception.message)
+        with self.assertRaises(ValueError):
+            w.walk()  # closed
+
+    def test_stop_from_another_thread(self):
+        w = Walker()
+        self.addCleanup(w.close)
+        w.set_rate_limit(fd_block=1, tick=10.0)  # unstopped: at least 10 s
+        result = {}
+
+        def run():
+            try:
+                w.walk()
+            except ProcspyError as e:
+                result["err"], result["at"] = e, time.monotonic()
+
+        t = threading.Thread(target=run)
+        t.start()
+        time.sleep(0.5)
+        stop_at = time.monotonic()
+        w.stop()
+        t.join(5)
+        self.assertFalse(t.is_alive(), "walk did not end within 5 s of stop()")
+        self.assertEqual(result["err"].status, Status.STOPPED)
+        self.assertLess(result["at"] - stop_at, 0.25)
+        self.assertGreaterEqual(w.last_stats.elapsed_ns, 100_000_000)  # it was running
+        with self.assertRaises(ProcspyError) as cm:
+            w.connections()
+        self.assertEqual(cm.exception.status, Status.STOPPED)
+
+    def test_version_and_status_names(self):
+        self.assertRegex(procspy.version(), r"^\d+\.\d+\.\d+$")
+        self.assertTrue(procspy.status_str(Status.BUSY).startswith("PROCSPY_BUSY"))
+        self.assertTrue(procspy.status_str(12345))  # unknown values too
+
+
+class LayoutTest(unittest.TestCase):
+    """The ctypes mirrors must match the C header: sizes and every offset,
+    as a C compiler sees them, so that a drift fails here. Two sources of
+    `LAYOUT <struct> <size> <offsets...>` lines: the C harness (its layout
+    tests print them on stderr with PROCSPY_PRINT_LAYOUT=1), and a tiny
+    program compiled here from procspy.h and the field names of the
+    mirrors (so a field renamed in the header fails to compile)."""
+
+    def compare(self, text, source):
+        c_layout = {}
+        for line in text.splitlines():
+            if line.startswith("LAYOUT "):
+                _, name, size, *offs = line.split()
+                c_layout[name] = (int(size), [int(o) for o in offs])
+        for cname, ctype in procspy.C_STRUCTS.items():
+            self.assertIn(cname, c_layout, f"{source} printed no LAYOUT line for {cname}")
+            py = (ctypes.sizeof(ctype), [getattr(ctype, f).offset for f, _ in ctype._fields_])
+            self.assertEqual(py, c_layout[cname], f"{cname}: ctypes (size, offsets) vs {source}")
+
+    def test_layout_matches_c_harness(self):
+        harness = os.environ.get("PROCSPY_HARNESS",
+                                 os.path.join(HERE, "..", "..", "build", "harness-so"))
+        if not os.access(harness, os.X_OK):
+            self.skipTest(f"no C harness at {harness} (make build/harness-so, or set PROCSPY_HARNESS)")
+        env = dict(os.environ, PROCSPY_PRINT_LAYOUT="1")
+        r = subprocess.run([harness, "layout"], env=env, capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.compare(r.stderr, harness)
+
+    def test_layout_matches_compiled_header(self):
+        cc = os.environ.get("CC", "cc")
+        if shutil.which(cc) is None:
+            self.skipTest(f"no C compiler ({cc})")
+        include = os.environ.get("PROCSPY_INCLUDE",
+                                 os.path.join(HERE, "..", "..", "include"))
+        self.assertTrue(os.path.exists(os.path.join(include, "procspy.h")), include)
+        lines = ["#include <stddef.h>", "#include <stdio.h>", "#include <procspy.h>",
+                 "int main(void) {"]
+        for cname, ctype in procspy.C_STRUCTS.items():
+            offs = " ".join("%zu" for _ in ctype._fields_)
+            args = ", ".join(f"offsetof({cname}, {f})" for f, _ in ctype._fields_)
+            lines.append(f'  printf("LAYOUT {cname} %zu {offs}\\n", sizeof({cname}), {args});')
+        lines += ["  return 0;", "}"]
+        with tempfile.TemporaryDirectory() as d:
+            src, exe = os.path.join(d, "layout.c"), os.path.join(d, "layout")
+            with open(src, "w") as f:
+                f.write("\n".join(lines) + "\n")
+            subprocess.run([cc, "-std=c99", "-Wall", "-Werror", "-I", include, "-o", exe, src],
+                           check=True)
+            out = subprocess.run([exe], check=True, capture_output=True, text=True).stdout
+        self.compare(out, "procspy.h compiled by " + cc)
+
+
+if __name__ == "__main__":
+    unittest.main()
