@@ -53,7 +53,7 @@ fn walk_delivers_every_socket_of_every_namespace() {
         Holder::start(false, Some("root-ns holder")),
     ];
     let w = Walker::new(None).unwrap();
-    let (r, recs, text, stats) = walk_all(&w, 16 << 20);
+    let (r, recs, text, stats) = walk_all(&w, 256 << 20);
     assert_eq!(r, Ok(()));
     assert_eq!(stats.sockets, recs.len() as u64);
     assert!(stats.namespaces >= 4, "{stats:?}");

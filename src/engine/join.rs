@@ -261,8 +261,14 @@ impl Walker {
         let ns = if netns == home.inode() {
             None
         } else {
-            let opened = group.iter().find_map(|&(_, pid)| self.root.open_pid_path(pid, b"ns/net").ok());
-            Some(opened.ok_or(DiagStop::Unavailable(Errno::ESRCH))?)
+            let mut last = Errno::ENOENT;
+            let opened = group.iter().find_map(|&(_, pid)| self.root.open_pid_path(pid, b"ns/net").inspect_err(|&e| last = e).ok());
+            match opened {
+                Some(fd) => Some(fd),
+                // Every pid of it exited since the grouping: nothing to list.
+                None if last == Errno::ENOENT || last == Errno::ESRCH => return Ok(()),
+                None => return Err(DiagStop::Unavailable(last)),
+            }
         };
         let sock = home.diag_socket(ns.as_ref().map(|f| f.as_fd())).map_err(DiagStop::Unavailable)?;
         let mut seq = 0;
