@@ -290,7 +290,8 @@ typedef struct procspy_walk_stats {
    */
   uint64_t processes;
   /**
-   * Pids that vanished or could not be read.
+   * Pids that vanished or could not be read, and fds that could not be
+   * stat()ed (closed meanwhile, or not ours to follow).
    */
   uint64_t skipped;
   /**

@@ -32,7 +32,8 @@ pub struct Stats {
     pub namespaces: u64,
     /// Pids examined.
     pub processes: u64,
-    /// Pids that vanished or could not be read.
+    /// Pids that vanished or could not be read, and fds that could not be
+    /// `stat()`ed (closed meanwhile, or not ours to follow).
     pub skipped: u64,
     /// fd entries `stat()`ed.
     pub fds: u64,
@@ -381,8 +382,11 @@ impl Walker {
                 }
                 in_block += 1;
                 stats.fds += 1;
-                // A closed fd, or one we may not follow: nothing to deliver.
-                let Ok(st) = procfs::stat_entry(dir.as_fd(), entry.name) else { continue };
+                // A closed fd, or one we may not follow: counted, nothing to deliver.
+                let Ok(st) = procfs::stat_entry(dir.as_fd(), entry.name) else {
+                    stats.skipped += 1;
+                    continue;
+                };
                 if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFSOCK {
                     continue;
                 }

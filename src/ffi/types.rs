@@ -143,7 +143,8 @@ pub struct procspy_walk_stats {
     pub namespaces: u64,
     /// Pids examined.
     pub processes: u64,
-    /// Pids that vanished or could not be read.
+    /// Pids that vanished or could not be read, and fds that could not be
+    /// stat()ed (closed meanwhile, or not ours to follow).
     pub skipped: u64,
     /// fd entries stat()ed.
     pub fds: u64,
