@@ -30,7 +30,7 @@ DEPS_TEST := cbindgen deb:valgrind=valgrind deb:ip=iproute2 deb:pkg-config=pkg-c
 	deb:/usr/bin/python3=python3
 
 .PHONY: all lib header deps test test-rust test-header test-abi test-c test-clients run install uninstall \
-	clean fuzz FORCE
+	clean fuzz stress FORCE
 
 all: lib $(HEADER)
 
@@ -101,6 +101,13 @@ test-c: $(B)/harness-so $(B)/harness-static $(B)/harness-asan $(B)/procspy
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 $(B)/harness-asan
 	PROCSPY_TEST_UNDER_VALGRIND=1 $(VALGRIND) $(B)/harness-so
 	c-tests/cli.sh $(B)/procspy
+
+# The churn and soak tests at length (make test runs them for seconds).
+STRESS_SECS ?= 60
+stress: lib
+	PROCSPY_CHURN_SECS=$(STRESS_SECS) PROCSPY_SOAK_WALKS=10000 PROCSPY_SOAK_WALKERS=10000 \
+	  $(CARGO) test --release --test churn --test soak -- --nocapture
+	PROCSPY_TEST_SOAK=100 $(VALGRIND) $(B)/harness-so soak
 
 # Coverage-guided fuzzing of the parsers (nightly + cargo-fuzz; not part of test).
 fuzz:

@@ -39,7 +39,7 @@
     X(parse_garbage)                                                           \
     X(busy_and_stop_walk) X(busy_and_stop_connections)                         \
     X(busy_reentrant_callback) X(stop_from_callback) X(callback_abort)         \
-    X(stopped_beats_aborted) X(rate_limit_ticks) X(walker_reuse)
+    X(stopped_beats_aborted) X(rate_limit_ticks) X(walker_reuse) X(soak)
 
 #define DECLARE(name) void test_##name(void);
 TESTS(DECLARE)

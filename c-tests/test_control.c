@@ -4,6 +4,7 @@
  * that abort, STOPPED over CALLBACK_ABORTED, stats on every return, and the
  * rate limit's ticks and table re-reads.
  */
+#include <dirent.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -550,4 +551,43 @@ void test_walker_reuse(void)
     h_recs_free(&a);
     h_recs_free(&b);
     procspy_walker_free(w);
+}
+
+static int count_socket(void *u, const procspy_socket *s) { (void)s; ++*(size_t *)u; return 0; }
+static int count_conn(void *u, const procspy_connection *c) { (void)c; ++*(size_t *)u; return 0; }
+
+static int open_fd_count(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+/* Walk after walk, and walker after walker: nothing leaks (valgrind and
+ * LeakSanitizer check the heap at exit; fds are counted here).
+ * PROCSPY_TEST_SOAK sets the walks (make stress: 100 under valgrind). */
+void test_soak(void)
+{
+    const char *env = getenv("PROCSPY_TEST_SOAK");
+    int i, walks = env ? atoi(env) : (h_under_valgrind ? 10 : 50);
+    int fds_before = open_fd_count();
+    procspy_walker *w = NULL;
+    size_t n = 0;
+    REQUIRE_STATUS(procspy_walker_new(NULL, &w), PROCSPY_OK);
+    for (i = 0; i < walks && !h_test_failures; i++) {
+        procspy_walker *other = NULL;
+        CHECK_STATUS(procspy_walker_walk(w, NULL, 0, count_socket, &n, NULL), PROCSPY_OK);
+        CHECK_STATUS(procspy_walker_connections(w, NULL, 0, PROCSPY_PROTO_TCP | PROCSPY_PROTO_UDP,
+                                                PROCSPY_STATES_ALL, count_conn, &n, NULL), PROCSPY_OK);
+        CHECK_STATUS(procspy_walker_new(NULL, &other), PROCSPY_OK);
+        procspy_walker_free(other);
+    }
+    procspy_walker_free(w);
+    CHECK(n > 0);
+    CHECK_EQ(open_fd_count(), fds_before);
 }
