@@ -30,7 +30,7 @@ DEPS_TEST := cbindgen deb:valgrind=valgrind deb:ip=iproute2 deb:pkg-config=pkg-c
 	deb:/usr/bin/python3=python3
 
 .PHONY: all lib header deps test test-rust test-header test-abi test-c test-clients run install uninstall \
-	clean fuzz stress FORCE
+	clean fuzz stress bench fixture-smoke FORCE
 
 all: lib $(HEADER)
 
@@ -65,7 +65,7 @@ run: lib $(B)/procspy
 
 # ---- tests
 
-test: deps test-header test-abi test-rust test-c test-clients
+test: deps test-header test-abi test-rust test-c test-clients fixture-smoke
 	@echo "make test: all passed"
 
 test-rust:
@@ -112,6 +112,27 @@ stress: lib
 # Coverage-guided fuzzing of the parsers (nightly + cargo-fuzz; not part of test).
 fuzz:
 	fuzz/run.sh $(FUZZ_SECONDS)
+
+# ---- benchmarks (benches/RESULTS.md)
+
+DEPS_BENCH := deb:ss=iproute2 deb:ip=iproute2 deb:netstat=net-tools deb:lsof=lsof \
+	deb:strace=strace deb:perf=linux-perf deb:/usr/bin/time=time deb:/usr/bin/python3=python3
+
+$(B)/bench: benches/bench.c $(HEADER) $(SO)
+	@mkdir -p $(B)
+	$(CC) -std=c99 $(CWARN) -O2 -Iinclude -D_GNU_SOURCE -o $@ $< -L$(REL) -lprocspy -Wl,-rpath,'$$ORIGIN/../$(REL)'
+
+$(B)/procspy-holder: benches/holder.c
+	@mkdir -p $(B)
+	$(CC) -std=gnu11 $(CWARN) -O2 -o $@ $<
+
+bench: lib $(B)/bench $(B)/procspy $(B)/procspy-holder
+	@.ci/deps $(DEPS_BENCH)
+	benches/bench.sh --full
+
+# A tiny fixture up and down, in make test: the bench's own machinery works.
+fixture-smoke: lib $(B)/bench $(B)/procspy $(B)/procspy-holder
+	benches/fixture-smoke.sh
 
 # Go (cgo), Python (ctypes), C++ clients, and an install used through pkg-config.
 test-clients: lib

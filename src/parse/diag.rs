@@ -19,6 +19,11 @@ pub(crate) const AF_INET6: u8 = 10;
 pub(crate) const IPPROTO_TCP: u8 = 6;
 pub(crate) const IPPROTO_UDP: u8 = 17;
 
+/// Every socket state, 1 (ESTABLISHED) to 12 (NEW_SYN_RECV): what the text
+/// tables list. Not `!0`: bit 13 (BOUND_INACTIVE, Linux 6.8) also walks the
+/// bind hash, which is host-wide, in every namespace's dump.
+const ALL_STATES: u32 = 0x1FFE;
+
 /// The bytes of one dump request, every state asked for: dedup and the state
 /// mask apply afterwards, exactly as for the text.
 #[derive(Clone, Copy, Debug)]
@@ -46,7 +51,7 @@ impl Request {
     pub fn tcp_both(seq: u32) -> Self {
         let mut r = Self::header(TCPDIAG_GETSOCK, 60, seq);
         // family 0 (both), src_len, dst_len, ext; sockid (48 zero bytes); states; dbs.
-        r.buf[NLMSG_HDRLEN + 52..NLMSG_HDRLEN + 56].copy_from_slice(&u32::MAX.to_ne_bytes());
+        r.buf[NLMSG_HDRLEN + 52..NLMSG_HDRLEN + 56].copy_from_slice(&ALL_STATES.to_ne_bytes());
         r
     }
 
@@ -55,7 +60,7 @@ impl Request {
         let mut r = Self::header(SOCK_DIAG_BY_FAMILY, 56, seq);
         r.buf[NLMSG_HDRLEN] = family;
         r.buf[NLMSG_HDRLEN + 1] = protocol;
-        r.buf[NLMSG_HDRLEN + 4..NLMSG_HDRLEN + 8].copy_from_slice(&u32::MAX.to_ne_bytes());
+        r.buf[NLMSG_HDRLEN + 4..NLMSG_HDRLEN + 8].copy_from_slice(&ALL_STATES.to_ne_bytes());
         r
     }
 }
@@ -168,12 +173,12 @@ mod tests {
         assert_eq!(&r.bytes()[6..8], &0x301u16.to_ne_bytes());
         assert_eq!(&r.bytes()[8..12], &7u32.to_ne_bytes());
         assert_eq!(r.bytes()[16], 0, "AF_UNSPEC: both families");
-        assert_eq!(&r.bytes()[68..72], &[0xff; 4], "every state");
+        assert_eq!(&r.bytes()[68..72], &0x1FFEu32.to_ne_bytes(), "states 1 to 12");
         let r = Request::by_family(AF_INET6, IPPROTO_UDP, 9);
         assert_eq!(r.bytes().len(), 72);
         assert_eq!(&r.bytes()[4..6], &20u16.to_ne_bytes());
         assert_eq!(&r.bytes()[16..18], &[10, 17]);
-        assert_eq!(&r.bytes()[20..24], &[0xff; 4]);
+        assert_eq!(&r.bytes()[20..24], &0x1FFEu32.to_ne_bytes());
     }
 
     #[test]

@@ -1,0 +1,337 @@
+#!/usr/bin/env bash
+# benches/bench.sh: libprocspy against ss, netstat and lsof, measured alike.
+#
+#   benches/bench.sh [--runs N]          one pass on the fixture that is up now
+#                                        (benches/fixture up ...): the table,
+#                                        syscall counts, paced cost, peak RSS
+#   benches/bench.sh ... --perf          also a perf profile of connections
+#   benches/bench.sh --full [--runs N]   what `make bench` runs: the default
+#                                        fixture (table, syscalls, pacing, RSS),
+#                                        then dense, wide and big (table, RSS),
+#                                        then default with
+#                                        net.ipv4.tcp_child_ehash_entries 1024 vs 0;
+#                                        brings each fixture up and down itself,
+#                                        and restores the sysctl
+#
+# Every figure is a median of RUNS (default 10) runs; the ss loop over every
+# namespace runs 3 times (said in its row). Wall = CLOCK_MONOTONIC around the
+# call (libprocspy) or fork..wait4 (commands); CPU = getrusage user+sys of the
+# calling thread's process (RUSAGE_SELF delta) or of the child and what it
+# reaped (wait4). Records = lines of output minus headers, or records
+# delivered: a fast wrong answer shows there.
+# Output also goes to build/bench-results.txt.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+B=${BENCH_BUILD:-build}
+BENCH=$B/bench
+CLI=$B/procspy
+FX=benches/fixture
+RUNS=10
+LOOP_RUNS=3
+FULL=0
+PERF=0
+OUT=${BENCH_OUT:-$B/bench-results.txt}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --runs) RUNS=$2; shift ;;
+        --loop-runs) LOOP_RUNS=$2; shift ;;
+        --full) FULL=1 ;;
+        --perf) PERF=1 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+[ "$(id -u)" -eq 0 ] || { echo "bench.sh: needs root" >&2; exit 1; }
+for t in "$BENCH" "$CLI"; do
+    [ -x "$t" ] || { echo "bench.sh: $t missing (make bench builds it)" >&2; exit 1; }
+done
+for c in ss ip netstat lsof strace; do
+    command -v $c >/dev/null || { echo "bench.sh: $c missing (iproute2 net-tools lsof strace)" >&2; exit 1; }
+done
+
+mkdir -p "$B"
+exec > >(tee "$OUT") 2>&1
+TMP=$(mktemp -d)
+ROWS=$TMP/rows        # preset \t tool \t runs \t wall \t cpu \t records \t note
+: > "$ROWS"
+ORIG_EHASH=$(sysctl -n net.ipv4.tcp_child_ehash_entries 2>/dev/null || echo "")
+cleanup() {
+    if [ "$FULL" = 1 ]; then
+        $FX down >/dev/null 2>&1
+        [ -n "$ORIG_EHASH" ] && sysctl -qw net.ipv4.tcp_child_ehash_entries="$ORIG_EHASH"
+    fi
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+kv() { # kv KEY LINE -> value of KEY=... in a row line
+    printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p" | head -n1
+}
+
+add_row() { # add_row PRESET TOOL ROWLINE [NOTE] [RECORDS-OVERRIDE]
+    local rec
+    rec=${5:-$(kv records "$3")}
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$(kv runs "$3")" "$(kv wall_ms "$3")" \
+        "$(kv cpu_ms "$3")" "$rec" "${4:-}" >> "$ROWS"
+}
+
+fixture_names() { # the fixture's namespace names, one a line
+    $FX status --json 2>/dev/null | python3 -c 'import json,sys; print("\n".join(json.load(sys.stdin)["namespace_names"]))'
+}
+
+# --- one table on the fixture that is up -----------------------------------
+table() { # table PRESET
+    local p=$1 line nsn
+    echo "== $p: $($FX status 2>/dev/null)"
+    mapfile -t NSS < <(fixture_names)
+    nsn=${#NSS[@]}
+
+    line=$("$BENCH" -n "$RUNS" --only conn,text,walk | tee -a "$TMP/lib-$p")
+    local conn text walk
+    conn=$(grep '^row name=conn ' <<<"$line"); text=$(grep '^row name=text ' <<<"$line")
+    walk=$(grep '^row name=walk ' <<<"$line")
+    echo "$conn"; echo "$text"; echo "$walk"
+    add_row "$p" "libprocspy connections (netlink), all ns" "$conn" "tcp $(kv tcp "$conn")"
+    add_row "$p" "libprocspy connections (text), all ns" "$text" "tcp $(kv tcp "$text")"
+    add_row "$p" "libprocspy walk (socket fds), all ns" "$walk" "socket fds"
+
+    line=$("$BENCH" --exec -n "$RUNS" --headers 1 -- ss -tanp); echo "ss: $line"
+    add_row "$p" "ss -tanp (root ns only)" "$line"
+    line=$("$BENCH" --exec -n "$LOOP_RUNS" --headers $((nsn + 1)) -- \
+        sh -c 'ss -tanp; for ns; do ip netns exec "$ns" ss -tanp; done' sh "${NSS[@]}")
+    echo "ss loop: $line"
+    add_row "$p" "ss -tanp + ip netns exec NS ss -tanp x$nsn" "$line" "$LOOP_RUNS runs"
+    line=$("$BENCH" --exec -n "$RUNS" --headers 2 --max-seconds 120 -- netstat -tanp)
+    echo "netstat: $line"
+    add_row "$p" "netstat -tanp (root ns only)" "$line"
+    line=$("$BENCH" --exec -n "$RUNS" --headers 1 --max-seconds 120 -- lsof -nP -i)
+    echo "lsof: $line"
+    add_row "$p" "lsof -nP -i (root ns only; TCP+UDP)" "$line"
+    line=$("$BENCH" --exec -n "$RUNS" --headers 1 -- "$CLI" -t)
+    echo "procspy -t: $line"
+    add_row "$p" "build/procspy -t (CLI process; TCP, all ns)" "$line"
+}
+
+# --- peak RSS ----------------------------------------------------------------
+rss() { # rss PRESET
+    local p=$1 out s e
+    for w in conn walk; do
+        out=$("$BENCH" --once $w)
+        s=$(grep '^rss when=start' <<<"$out"); e=$(grep '^rss when=end' <<<"$out")
+        printf '%s\t%s\t%s\t%s\n' "$p" "$w" "$(kv vmhwm_kib "$s")" "$(kv vmhwm_kib "$e")" >> "$TMP/rss"
+    done
+    out=$(/usr/bin/time -f '%M' "$CLI" 2>&1 >/dev/null | tail -n1)
+    printf '%s\t%s\t%s\t%s\n' "$p" "procspy CLI (/usr/bin/time %M)" "-" "$out" >> "$TMP/rss"
+}
+
+# --- syscalls ---------------------------------------------------------------
+syscalls() {
+    local w
+    for w in none conn text walk; do
+        strace -c -f -o "$TMP/strace-$w" "$BENCH" --once $w > "$TMP/once-$w" 2>&1
+    done
+    strace -c -f -o "$TMP/strace-ss" ss -tanp > /dev/null 2>&1
+    python3 - "$TMP" <<'EOF'
+import sys, re, os
+d = sys.argv[1]
+def load(name):
+    calls = {}
+    for line in open(os.path.join(d, "strace-" + name)):
+        f = line.split()
+        if len(f) >= 5 and f[0][0].isdigit() and not line.startswith("100.00"):
+            name_ = f[-1]
+            try:
+                calls[name_] = int(f[3])
+            except ValueError:
+                pass
+    return calls
+def stats(w):
+    for line in open(os.path.join(d, "once-" + w)):
+        if line.startswith("row "):
+            return dict(kv.split("=", 1) for kv in line.split()[1:])
+    return {}
+base = load("none")
+ss = load("ss")
+cols = {w: load(w) for w in ("conn", "text", "walk")}
+st = stats("conn")
+P, F, N = int(st.get("processes", 0)), int(st.get("fds", 0)), int(st.get("namespaces", 0))
+print("syscalls of one call, minus those of the same program making no call (strace -c -f):")
+print("  host: %d processes, %d fd entries, %d namespaces" % (P, F, N))
+names = set()
+for c in cols.values():
+    names |= set(c)
+rows = []
+for n in names:
+    v = [max(cols[w].get(n, 0) - base.get(n, 0), 0) for w in ("conn", "text", "walk")]
+    if any(v):
+        rows.append((n, v))
+rows.sort(key=lambda r: -r[1][0])
+floor = {
+    "getdents64": "%d (>= 2 per fd dir: data + end)" % (2 * P),
+    "newfstatat": "%d (1 per fd + 1 ns/net per pid)" % (F + P),
+    "openat": "%d (1 per fd dir) + tables" % P,
+    "statx": "(counted with newfstatat)",
+    "read": "text tables: >= 1 per table per ns; stat once per socket holder",
+    "sendmsg": "netlink: 1 dump request per family/proto per ns",
+    "recvmsg": "netlink: replies (~1 per 30-60 sockets)",
+    "setns": "netlink: 2 per ns (in and back)",
+    "close": "1 per openat",
+}
+print("  %-16s %10s %10s %10s %10s   %s" % ("syscall", "conn", "text", "walk", "ss -tanp", "floor (for conn)"))
+tot = [0, 0, 0]
+for n, v in rows:
+    for i in range(3):
+        tot[i] += v[i]
+    print("  %-16s %10d %10d %10d %10s   %s" % (n, v[0], v[1], v[2], ss.get(n, "-"), floor.get(n, "")))
+print("  %-16s %10d %10d %10d %10d" % ("total", tot[0], tot[1], tot[2], sum(ss.values())))
+EOF
+}
+
+# --- pacing --------------------------------------------------------------------
+paced() {
+    local line
+    line=$("$BENCH" --only paced --fd-block 1000 --tick-ms 10 | grep '^row name=paced')
+    echo "$line"
+    echo "paced connections (fd_block 1000, tick 10 ms): wall $(kv wall_ms "$line") ms, CPU $(kv cpu_ms "$line") ms," \
+         "$(kv ticks "$line") ticks: $(kv cpu_ms_per_wall_s "$line") ms CPU per second of wall" >> "$TMP/paced"
+}
+
+# --- profile ------------------------------------------------------------------
+profile() { # profile WHAT (conn|text|walk)
+    command -v perf >/dev/null || { echo "(perf missing: no profile)"; return 0; }
+    perf record -q -g -o "$TMP/perf.data" "$BENCH" -n 20 --only "$1" >/dev/null 2>&1 || {
+        echo "(perf record failed)"; return 0; }
+    echo "perf record -g build/bench -n 20 --only $1; perf report --no-children (flat, >= 1.5%):"
+    perf report -i "$TMP/perf.data" --stdio --no-children -g none --percent-limit 1.5 2>/dev/null \
+        | grep -v '^#' | grep -v '^$' | head -n 25
+}
+
+# --- printing ---------------------------------------------------------------
+print_tables() {
+    python3 - "$ROWS" <<'EOF'
+import sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+presets = []
+for r in rows:
+    if r[0] not in presets:
+        presets.append(r[0])
+for p in presets:
+    rs = [r for r in rows if r[0] == p]
+    ref = next((r for r in rs if r[1].startswith("ss -tanp (root")), None)
+    loop = next((r for r in rs if r[1].startswith("ss -tanp + ip netns")), None)
+    print()
+    print("### %s" % p)
+    print()
+    print("| tool | runs | median wall ms | median CPU ms | wall vs ss -tanp | CPU vs ss -tanp "
+          "| ss loop / this, wall | ss loop / this, CPU | records | note |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for r in rs:
+        _, tool, runs, wall, cpu, rec, note = (r + [""] * 7)[:7]
+        def ratio(i):
+            try:
+                return "%.2fx" % (float(r[i]) / float(ref[i]))
+            except (TypeError, ValueError, ZeroDivisionError):
+                return "-"
+        def cheaper(i):
+            try:
+                return "%.1fx" % (float(loop[i]) / float(r[i])) if r[1].startswith("libprocspy") else ""
+            except (TypeError, ValueError, ZeroDivisionError):
+                return "-"
+        print("| %s | %s | %.1f | %.1f | %s | %s | %s | %s | %s | %s |" % (tool, runs, float(wall or 0),
+              float(cpu or 0), ratio(3), ratio(4), cheaper(3), cheaper(4), rec, note))
+EOF
+}
+
+print_rss() {
+    [ -s "$TMP/rss" ] || return 0
+    echo
+    echo "### peak RSS (VmHWM of build/bench doing one call; before the call -> after)"
+    echo
+    echo "| fixture | call | before KiB | peak KiB | peak MiB |"
+    echo "|---|---|---:|---:|---:|"
+    awk -F'\t' '{ printf "| %s | %s | %s | %s | %.1f |\n", $1, $2, $3, $4, $4/1024 }' "$TMP/rss"
+}
+
+# --- main -----------------------------------------------------------------------
+echo "# bench $(date -u +%FT%TZ): $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'),"\
+     "$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r)," \
+     "libprocspy $("$CLI" -V 2>/dev/null | tail -n1), runs $RUNS (ss loop $LOOP_RUNS)," \
+     "tcp_child_ehash_entries $ORIG_EHASH, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
+if [ "$FULL" = 0 ]; then
+    $FX status >/dev/null 2>&1 || { echo "bench.sh: no fixture is up (benches/fixture up, or --full)" >&2; exit 1; }
+    P=$($FX status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["config"]["preset"])')
+    table "$P"; rss "$P"; syscalls; paced
+    [ "$PERF" = 1 ] && { profile conn; profile text; }
+    print_tables; print_rss
+    echo; cat "$TMP/paced"
+    echo "# load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    exit 0
+fi
+
+up() { # up PRESET [ARGS]
+    echo
+    echo "== fixture up $*"
+    $FX up --preset "$@" || { echo "bench.sh: fixture up $* failed" >&2; exit 1; }
+}
+
+sysctl -qw net.ipv4.tcp_child_ehash_entries="${ORIG_EHASH:-0}"
+up default
+table default; rss default; syscalls > "$TMP/syscalls"; cat "$TMP/syscalls"; paced
+{ profile conn; profile text; } > "$TMP/perf" 2>&1; cat "$TMP/perf"
+for p in dense wide big; do
+    $FX down
+    up $p
+    table $p; rss $p
+done
+$FX down
+
+# The ehash: namespaces made while tcp_child_ehash_entries = E get their own
+# hash of E buckets; 0 = they share the host-wide one.
+for e in 1024 0; do
+    sysctl -qw net.ipv4.tcp_child_ehash_entries=$e
+    up default
+    line=$("$BENCH" -n "$RUNS" --only conn,text)
+    mapfile -t NSS < <(fixture_names)
+    loop=$("$BENCH" --exec -n "$LOOP_RUNS" --headers $((${#NSS[@]} + 1)) -- \
+        sh -c 'ss -tanp; for ns; do ip netns exec "$ns" ss -tanp; done' sh "${NSS[@]}")
+    hash=$(ip netns exec "${NSS[0]}" sysctl -n net.ipv4.tcp_ehash_entries)
+    printf '%s\t%s\t%s\t%s\n' "$e (ns hash $hash)" "$(grep '^row name=conn ' <<<"$line")" \
+        "$(grep '^row name=text ' <<<"$line")" "$loop" >> "$TMP/ehash"
+    $FX down
+done
+sysctl -qw net.ipv4.tcp_child_ehash_entries="$ORIG_EHASH"
+
+echo
+echo "######## results"
+print_tables
+print_rss
+echo
+echo "### syscalls (default fixture)"
+echo
+cat "$TMP/syscalls"
+echo
+echo "### profile (default fixture)"
+echo
+cat "$TMP/perf"
+echo
+echo "### pacing (default fixture)"
+echo
+cat "$TMP/paced"
+echo
+echo "### net.ipv4.tcp_child_ehash_entries (default fixture)"
+echo
+echo "| ehash entries | conn (netlink) wall / CPU ms | conn (text) wall / CPU ms | ss loop wall / CPU ms (runs) |"
+echo "|---:|---:|---:|---:|"
+while IFS=$'\t' read -r e c t l; do
+    printf '| %s | %.1f / %.1f | %.1f / %.1f | %.1f / %.1f (%s) |\n' "$e" \
+        "$(kv wall_ms "$c")" "$(kv cpu_ms "$c")" "$(kv wall_ms "$t")" "$(kv cpu_ms "$t")" \
+        "$(kv wall_ms "$l")" "$(kv cpu_ms "$l")" "$(kv runs "$l")"
+done < "$TMP/ehash"
+echo
+echo "# load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -1,0 +1,347 @@
+/*
+ * procspy-holder: the process side of the benchmark fixture (benches/fixture).
+ *
+ * One supervisor process forks every holder of the fixture. For each SPEC it
+ * enters the network namespace (setns; "-" = stay in the namespace it was
+ * started in), brings lo up, optionally widens ip_local_port_range there,
+ * and forks PROCS children, which inherit that namespace. Each child holds,
+ * on loopback only:
+ *
+ *   LISTENERS TCP listeners on 127.0.0.1 and as many on ::1 (default 1+1),
+ *   PAIRS established TCP pairs, both ends in the child, v4 and v6 alternating,
+ *   one bound and one connected UDP socket, each in v4 and in v6,
+ *
+ * so 2*LISTENERS + 2*PAIRS + 4 socket fds, then waits. The supervisor stays
+ * as the children's parent and reaper (pid 1 here does not reap), ends them
+ * all on SIGTERM/SIGINT or after --ttl seconds, and exits when they are gone.
+ * Children die with it (PR_SET_PDEATHSIG).
+ *
+ * Usage: procspy-holder [--ttl SECONDS] SPEC...
+ *   SPEC = NSPATH,PROCS,PAIRS[,LISTENERS[,PORTLO-PORTHI]]   (NSPATH "-": current)
+ * Stdout (a pipe the caller reads to EOF; every writer closes it when done):
+ *   "S <supervisor pid>" first, then one line per child:
+ *   "R <pid> <spec index> <socket fds>" when its sockets are up, or
+ *   "E <pid> <spec index> <what failed>" (it then exits).
+ *
+ * Build: cc -O2 -o build/procspy-holder benches/holder.c
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+struct spec {
+    const char *nspath;
+    int procs, pairs, listeners;
+    int port_lo, port_hi;
+};
+
+static void out_line(const char *fmt, ...)
+{
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if (n >= (int)sizeof line) n = sizeof line - 1;
+    /* One write: lines from many children never interleave (< PIPE_BUF). */
+    ssize_t w = write(1, line, (size_t)n);
+    (void)w;
+}
+
+static void close_stdout(void)
+{
+    int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) { dup2(fd, 1); close(fd); }
+}
+
+static _Noreturn void child_fail(int idx, const char *what)
+{
+    out_line("E %d %d %s: %s\n", (int)getpid(), idx, what, strerror(errno));
+    _exit(1);
+}
+
+/* A listener on 127.0.0.1:0 or [::1]:0; its address goes to *sa. */
+static int tcp_listener(int v6, struct sockaddr_storage *sa, socklen_t *len)
+{
+    int s = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return -1;
+    int one = 1;
+    if (v6) setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    memset(sa, 0, sizeof *sa);
+    if (v6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)sa;
+        a->sin6_family = AF_INET6;
+        a->sin6_addr = in6addr_loopback;
+        *len = sizeof *a;
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)sa;
+        a->sin_family = AF_INET;
+        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        *len = sizeof *a;
+    }
+    if (bind(s, (struct sockaddr *)sa, *len) < 0 || listen(s, 4096) < 0 ||
+        getsockname(s, (struct sockaddr *)sa, len) < 0) {
+        int e = errno; close(s); errno = e;
+        return -1;
+    }
+    return s;
+}
+
+static int udp_bound(int v6, struct sockaddr_storage *sa, socklen_t *len)
+{
+    int s = socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return -1;
+    int one = 1;
+    if (v6) setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    memset(sa, 0, sizeof *sa);
+    if (v6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)sa;
+        a->sin6_family = AF_INET6;
+        a->sin6_addr = in6addr_loopback;
+        *len = sizeof *a;
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)sa;
+        a->sin_family = AF_INET;
+        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        *len = sizeof *a;
+    }
+    if (bind(s, (struct sockaddr *)sa, *len) < 0 ||
+        getsockname(s, (struct sockaddr *)sa, len) < 0) {
+        int e = errno; close(s); errno = e;
+        return -1;
+    }
+    return s;
+}
+
+static _Noreturn void child_main(int idx, const struct spec *sp)
+{
+    /* Die with the supervisor; a clean slate of signals. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() == 1) _exit(1);
+    prctl(PR_SET_NAME, "procspy-holder");
+
+    long need = 2L * sp->pairs + 2L * sp->listeners + 64;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)need) {
+        /* Raising the hard limit needs CAP_SYS_RESOURCE: try, else go to it. */
+        struct rlimit want = rl;
+        want.rlim_cur = (rlim_t)need;
+        if (want.rlim_max < want.rlim_cur) want.rlim_max = want.rlim_cur;
+        if (setrlimit(RLIMIT_NOFILE, &want) < 0) {
+            if (rl.rlim_max < (rlim_t)need) child_fail(idx, "setrlimit NOFILE (hard limit too low)");
+            rl.rlim_cur = (rlim_t)need;
+            if (setrlimit(RLIMIT_NOFILE, &rl) < 0) child_fail(idx, "setrlimit NOFILE");
+        }
+    }
+
+    int nl = sp->listeners;
+    struct sockaddr_storage la[2 * 64];
+    socklen_t ll[2 * 64];
+    int lfd[2 * 64];
+    for (int i = 0; i < 2 * nl; i++) {
+        lfd[i] = tcp_listener(i & 1, &la[i], &ll[i]);
+        if (lfd[i] < 0) child_fail(idx, (i & 1) ? "listen [::1]" : "listen 127.0.0.1");
+    }
+    int fds = 2 * nl;
+    for (int p = 0; p < sp->pairs; p++) {
+        int v6 = p & 1;
+        int li = 2 * ((p / 2) % nl) + v6;
+        int c = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (c < 0) child_fail(idx, "socket tcp");
+        if (connect(c, (struct sockaddr *)&la[li], ll[li]) < 0)
+            child_fail(idx, v6 ? "connect [::1]" : "connect 127.0.0.1");
+        int a = accept4(lfd[li], NULL, NULL, SOCK_CLOEXEC);
+        if (a < 0) child_fail(idx, "accept");
+        fds += 2;
+    }
+    for (int v6 = 0; v6 < 2; v6++) {
+        struct sockaddr_storage sa;
+        socklen_t len;
+        if (udp_bound(v6, &sa, &len) < 0) child_fail(idx, "udp bind");
+        int u = socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (u < 0 || connect(u, (struct sockaddr *)&sa, len) < 0)
+            child_fail(idx, "udp connect");
+        fds += 2;
+    }
+    out_line("R %d %d %d\n", (int)getpid(), idx, fds);
+    close_stdout();
+    for (;;) pause();
+}
+
+static int parse_spec(char *s, struct spec *sp)
+{
+    memset(sp, 0, sizeof *sp);
+    sp->listeners = 1;
+    char *f[5] = {0};
+    int n = 0;
+    for (char *tok = strtok(s, ","); tok && n < 5; tok = strtok(NULL, ",")) f[n++] = tok;
+    if (n < 3) return -1;
+    sp->nspath = f[0];
+    sp->procs = atoi(f[1]);
+    sp->pairs = atoi(f[2]);
+    if (n > 3) sp->listeners = atoi(f[3]);
+    if (n > 4 && sscanf(f[4], "%d-%d", &sp->port_lo, &sp->port_hi) != 2) return -1;
+    if (sp->procs < 0 || sp->pairs < 0 || sp->listeners < 1 || sp->listeners > 64) return -1;
+    return 0;
+}
+
+static int enter_ns(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int r = setns(fd, CLONE_NEWNET);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return r;
+}
+
+static int lo_up(void)
+{
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return -1;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strcpy(ifr.ifr_name, "lo");
+    int r = ioctl(s, SIOCGIFFLAGS, &ifr);
+    if (r == 0 && !(ifr.ifr_flags & IFF_UP)) {
+        ifr.ifr_flags |= IFF_UP;
+        r = ioctl(s, SIOCSIFFLAGS, &ifr);
+    }
+    int e = errno;
+    close(s);
+    errno = e;
+    return r;
+}
+
+static int set_port_range(int lo, int hi)
+{
+    /* /proc/sys/net shows the namespace of the opener: the one just entered. */
+    int fd = open("/proc/sys/net/ipv4/ip_local_port_range", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    char b[64];
+    int n = snprintf(b, sizeof b, "%d %d\n", lo, hi);
+    ssize_t w = write(fd, b, (size_t)n);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return w == n ? 0 : -1;
+}
+
+static pid_t *kids;
+static size_t nkids, live;
+
+static void reap(void)
+{
+    pid_t p;
+    while ((p = waitpid(-1, NULL, WNOHANG)) > 0) {
+        for (size_t i = 0; i < nkids; i++)
+            if (kids[i] == p) { kids[i] = 0; live--; break; }
+    }
+}
+
+static void kill_all(int sig)
+{
+    for (size_t i = 0; i < nkids; i++)
+        if (kids[i] > 0) kill(kids[i], sig);
+}
+
+int main(int argc, char **argv)
+{
+    long ttl = 7200;
+    int a = 1;
+    if (a + 1 < argc && strcmp(argv[a], "--ttl") == 0) { ttl = atol(argv[a + 1]); a += 2; }
+    int nspec = argc - a;
+    if (nspec < 1) {
+        fprintf(stderr, "usage: procspy-holder [--ttl S] NSPATH,PROCS,PAIRS[,LISTENERS[,LO-HI]]...\n");
+        return 2;
+    }
+    struct spec *specs = calloc((size_t)nspec, sizeof *specs);
+    size_t total = 0;
+    for (int i = 0; i < nspec; i++) {
+        if (parse_spec(argv[a + i], &specs[i]) < 0) {
+            fprintf(stderr, "procspy-holder: bad spec '%s'\n", argv[a + i]);
+            return 2;
+        }
+        total += (size_t)specs[i].procs;
+    }
+    kids = calloc(total ? total : 1, sizeof *kids);
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGALRM);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    prctl(PR_SET_NAME, "procspy-fxsup");
+
+    int home = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (home < 0) { perror("procspy-holder: /proc/self/ns/net"); return 1; }
+    out_line("S %d\n", (int)getpid());
+
+    for (int i = 0; i < nspec; i++) {
+        const struct spec *sp = &specs[i];
+        int in_ns = strcmp(sp->nspath, "-") != 0;
+        if (in_ns && enter_ns(sp->nspath) < 0) {
+            out_line("E 0 %d setns %s: %s\n", i, sp->nspath, strerror(errno));
+            continue;
+        }
+        if (in_ns && lo_up() < 0)
+            out_line("E 0 %d lo up: %s\n", i, strerror(errno));
+        if (sp->port_lo > 0 && set_port_range(sp->port_lo, sp->port_hi) < 0)
+            out_line("E 0 %d ip_local_port_range: %s\n", i, strerror(errno));
+        for (int p = 0; p < sp->procs; p++) {
+            pid_t pid = fork();
+            if (pid < 0) { out_line("E 0 %d fork: %s\n", i, strerror(errno)); break; }
+            if (pid == 0) {
+                sigprocmask(SIG_UNBLOCK, &set, NULL);
+                close(home);
+                child_main(i, sp);
+            }
+            kids[nkids++] = pid;
+            live++;
+        }
+        if (in_ns && setns(home, CLONE_NEWNET) < 0) {
+            out_line("E 0 %d setns back: %s\n", i, strerror(errno));
+            break;
+        }
+    }
+    close_stdout();
+    alarm((unsigned)(ttl > 0 ? ttl : 1));
+
+    /* Reap until every child is gone; on a stop or at the ttl, end them. */
+    int stopping = 0;
+    while (live > 0) {
+        struct timespec to = {1, 0};
+        int sig = sigtimedwait(&set, NULL, stopping ? &to : NULL);
+        if (sig == SIGCHLD || sig < 0) reap();
+        if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP || sig == SIGALRM) {
+            if (!stopping) kill_all(SIGTERM);
+            else kill_all(SIGKILL);
+            stopping = 1;
+        } else if (sig < 0 && stopping) {
+            kill_all(SIGKILL);
+        }
+        reap();
+    }
+    return 0;
+}
