@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::Holder;
-use procspy::engine::{Connection, Protocols};
+use procspy::engine::{Connection, Protocols, Source};
 use procspy::{Error, Socket, Stats, TableBuf, Walker};
 
 const BOTH: Protocols = Protocols { tcp: true, udp: true };
@@ -376,11 +376,24 @@ impl std::ops::AddAssign for Tally {
     }
 }
 
+/// What one walking thread does.
+struct Role {
+    name: &'static str,
+    /// It starts with a walk (else with connections).
+    walk_first: bool,
+    /// Its connections get a caller buffer (else the walker's own).
+    own_buf: bool,
+    /// The walker is shared: `Busy` is expected.
+    busy_ok: bool,
+    /// Its connections alternate between the text tables and the default
+    /// source (netlink where permitted); the walker must be its alone.
+    flip_source: bool,
+}
+
 /// Walks (and connections) on `w` until `done`, judging each one.
-/// `walk_first`: this thread starts with a walk; `own_buf`: connections
-/// get a caller buffer; `busy_ok`: `w` is shared.
-fn worker(judge: &Judge, w: &Walker, done: &AtomicBool, name: &str, walk_first: bool, own_buf: bool, busy_ok: bool) -> Tally {
-    let mut mem = vec![MaybeUninit::new(0u8); 16 << 20];
+fn worker(judge: &Judge, w: &Walker, done: &AtomicBool, role: Role) -> Tally {
+    let Role { name, walk_first, own_buf, busy_ok, flip_source } = role;
+    let mut mem = vec![MaybeUninit::new(0u8); 64 << 20];
     let mut recs = Vec::new();
     let mut conns = Vec::new();
     let mut t = Tally::default();
@@ -410,6 +423,9 @@ fn worker(judge: &Judge, w: &Walker, done: &AtomicBool, name: &str, walk_first: 
                 Err(e) => judge.fail(format!("{what}: {e:?}")),
             }
         } else {
+            if flip_source {
+                w.set_source(if i % 4 < 2 { Source::Text } else { Source::Auto });
+            }
             let buf = own_buf.then_some(&mut mem[..]);
             let ((r, _), around) = judge.around(|| connections(w, buf, &mut conns));
             match r {
@@ -455,6 +471,9 @@ fn stopper(judge: &Judge, done: &AtomicBool) -> Tally {
             if by_callback { "in callback" } else { "on a timer" }
         );
         let w = Arc::new(Walker::new(None).unwrap());
+        if i % 5 < 2 {
+            w.set_source(Source::Text);
+        }
         if paced {
             w.set_rate_limit(BLOCK, Duration::from_millis(1));
         }
@@ -597,9 +616,18 @@ fn walks_and_connections_stay_sound_under_churn() {
     let t0 = Instant::now();
     let (tallies, summary) = std::thread::scope(|s| {
         let threads = [
-            s.spawn(|| worker(&judge, &shared, &done, "shared A", true, false, true)),
-            s.spawn(|| worker(&judge, &shared, &done, "shared B", false, true, true)),
-            s.spawn(|| worker(&judge, &paced, &done, "paced", true, false, false)),
+            s.spawn(|| {
+                let role = Role { name: "shared A", walk_first: true, own_buf: false, busy_ok: true, flip_source: false };
+                worker(&judge, &shared, &done, role)
+            }),
+            s.spawn(|| {
+                let role = Role { name: "shared B", walk_first: false, own_buf: true, busy_ok: true, flip_source: false };
+                worker(&judge, &shared, &done, role)
+            }),
+            s.spawn(|| {
+                let role = Role { name: "paced", walk_first: true, own_buf: false, busy_ok: false, flip_source: true };
+                worker(&judge, &paced, &done, role)
+            }),
             s.spawn(|| stopper(&judge, &done)),
         ];
         // The churn ends by itself; its summary line comes when it does.

@@ -2,7 +2,11 @@
 //! through the Rust API and through the C ABI, leave the process as they
 //! found it: the same open fds, the same RSS (give or take 2 MiB after a
 //! warm-up), and the same live heap (give or take a little), counted by a
-//! global allocator.
+//! global allocator; a freed walker gives back every byte it held.
+//!
+//! The host is shared: where other processes open sockets meanwhile, a
+//! live walker's state may grow with them, and RSS and heap may grow by what
+//! that growth (seen in the walks' stats) explains.
 //!
 //! PROCSPY_SOAK_WALKS (default 1000) and PROCSPY_SOAK_WALKERS (default 1000)
 //! set the counts; the C ABI runs a tenth of each, at least 300.
@@ -18,7 +22,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
 use common::Holder;
-use procspy::engine::Protocols;
+use procspy::engine::{Protocols, Source};
 use procspy::ffi::{self, procspy_socket, procspy_status, procspy_walk_stats, procspy_walker};
 use procspy::{Stats, TableBuf, Walker};
 
@@ -63,9 +67,9 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 /// RSS may grow this much over a soak after its warm-up.
 const RSS_SLACK_KIB: u64 = 2048;
-/// The live heap may grow this much over walks on one walker: its vectors
-/// may still grow if the host gains processes or sockets meanwhile; a leak
-/// of 64+ bytes per walk over 1000 walks does not fit.
+/// The live heap may grow this much over walks on one walker (its vectors
+/// may still grow by a step); a leak of 64+ bytes per walk over 1000 walks
+/// does not fit.
 const HEAP_SLACK_ONE_WALKER: i64 = 64 << 10;
 /// Walkers created and freed keep nothing: only noise may remain.
 const HEAP_SLACK_WALKERS: i64 = 1 << 10;
@@ -85,6 +89,41 @@ fn rss_kib() -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
+fn live_heap() -> i64 {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// A buffer whose pages are all resident already, so that tables growing
+/// into it later don't count as growth.
+fn touched(len: usize) -> Vec<MaybeUninit<u8>> {
+    vec![MaybeUninit::new(1u8); len]
+}
+
+/// The largest host a walker saw (its retained state grows with it): other
+/// processes on the host may open sockets while a soak runs.
+#[derive(Clone, Copy, Debug, Default)]
+struct Host {
+    processes: u64,
+    sockets: u64,
+    bytes: u64,
+}
+
+impl Host {
+    fn see(&mut self, s: &Stats) {
+        self.processes = self.processes.max(s.processes);
+        self.sockets = self.sockets.max(s.sockets);
+        self.bytes = self.bytes.max(s.bytes_needed);
+    }
+
+    /// Heap a walker may keep for a host grown from `self` to `later`: its
+    /// pid, namespace and owner vectors, de-duplication sets and table
+    /// scratch, each at most doubled by a Vec's growth.
+    fn growth_allowance(&self, later: &Host) -> i64 {
+        let d = |a: u64, b: u64| b.saturating_sub(a) as i64;
+        128 * d(self.processes, later.processes) + 256 * d(self.sockets, later.sockets) + 3 * d(self.bytes, later.bytes)
+    }
+}
+
 /// The process's fds, RSS and live heap at one moment.
 #[derive(Clone, Copy, Debug)]
 struct Footprint {
@@ -97,13 +136,19 @@ impl Footprint {
     fn now() -> Footprint {
         let fds = open_fds();
         let rss_kib = rss_kib();
-        Footprint { fds, rss_kib, heap: LIVE.load(Ordering::Relaxed) }
+        Footprint { fds, rss_kib, heap: live_heap() }
     }
 
-    /// Prints both and asserts that `after` is back where `self` was.
-    fn check(&self, after: &Footprint, heap_slack: i64, what: &str, runs: u64, secs: f64) {
+    /// Prints both and asserts that `after` is back where `self` was:
+    /// fds exactly; RSS and heap within their slack plus what the host's
+    /// growth from `warm` to `run` lets a walker keep (RSS: the allocator's
+    /// high-water mark, also where walkers are freed).
+    /// `freed`: each walker was freed, so no heap allowance.
+    fn check(&self, after: &Footprint, heap_slack: i64, (warm, run, freed): (Host, Host, bool), what: &str, runs: u64, secs: f64) {
+        let allowance = warm.growth_allowance(&run);
         println!(
-            "{what}: {runs} runs in {secs:.2} s; fds {} -> {}; RSS {} -> {} KiB ({:+}); live heap {} -> {} bytes ({:+})",
+            "{what}: {runs} runs in {secs:.2} s; fds {} -> {}; RSS {} -> {} KiB ({:+}); live heap {} -> {} bytes ({:+}); \
+             host {} -> {} processes, {} -> {} sockets (allowance {allowance} bytes)",
             self.fds,
             after.fds,
             self.rss_kib,
@@ -111,16 +156,29 @@ impl Footprint {
             after.rss_kib as i64 - self.rss_kib as i64,
             self.heap,
             after.heap,
-            after.heap - self.heap
+            after.heap - self.heap,
+            warm.processes,
+            run.processes,
+            warm.sockets,
+            run.sockets,
         );
         assert_eq!(after.fds, self.fds, "{what}: open fds");
-        assert!(after.rss_kib <= self.rss_kib + RSS_SLACK_KIB, "{what}: RSS grew {} -> {} KiB", self.rss_kib, after.rss_kib);
+        let rss_slack = RSS_SLACK_KIB + allowance as u64 / 1024;
+        assert!(after.rss_kib <= self.rss_kib + rss_slack, "{what}: RSS grew {} -> {} KiB", self.rss_kib, after.rss_kib);
+        let heap_slack = heap_slack + if freed { 0 } else { allowance };
         assert!(after.heap - self.heap <= heap_slack, "{what}: live heap grew {} -> {} bytes", self.heap, after.heap);
     }
 }
 
+/// Asserts that freeing a walker gave back all its heap: `pre` was taken
+/// just before it was created, `post` just after it was freed.
+fn check_freed(pre: i64, post: i64, what: &str) {
+    println!("{what}: live heap {pre} before the walker, {post} after it was freed ({:+})", post - pre);
+    assert!((post - pre).abs() <= HEAP_SLACK_WALKERS, "{what}: the freed walker left {} bytes", post - pre);
+}
+
 /// A walk into `mem`, checked: Ok, every socket of `holders` delivered.
-fn walk_checked(w: &Walker, mem: &mut [MaybeUninit<u8>], holders: &[Holder]) -> Stats {
+fn walk_checked(w: &Walker, mem: &mut [MaybeUninit<u8>], holders: &[Holder], host: &mut Host) -> Stats {
     let mut out = TableBuf::new(mem);
     let mut stats = Stats::default();
     let mut mine = 0usize;
@@ -130,10 +188,11 @@ fn walk_checked(w: &Walker, mem: &mut [MaybeUninit<u8>], holders: &[Holder]) -> 
     });
     assert_eq!(r, Ok(()), "{stats:?}");
     assert_eq!(mine, holders.len() * 10, "the holders' sockets");
+    host.see(&stats);
     stats
 }
 
-fn connections_checked(w: &Walker, mem: Option<&mut [MaybeUninit<u8>]>, holders: &[Holder]) {
+fn connections_checked(w: &Walker, mem: Option<&mut [MaybeUninit<u8>]>, holders: &[Holder], host: &mut Host) {
     let mut stats = Stats::default();
     let mut out = mem.map(TableBuf::new);
     let mut mine = 0usize;
@@ -145,6 +204,7 @@ fn connections_checked(w: &Walker, mem: Option<&mut [MaybeUninit<u8>]>, holders:
     });
     assert_eq!(r, Ok(()), "{stats:?}");
     assert_eq!(mine, holders.len() * 10, "the holders' sockets");
+    host.see(&stats);
 }
 
 #[test]
@@ -152,28 +212,37 @@ fn many_walks_on_one_walker_leak_nothing() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let walks = env_count("PROCSPY_SOAK_WALKS", 1000);
     let holders = [Holder::start(true, None), Holder::start(false, Some("soak-root"))];
+    let mut mem = touched(64 << 20);
+    let (mut warm, mut run) = (Host::default(), Host::default());
+    let pre = live_heap();
     let w = Walker::new(None).unwrap();
-    let mut mem = vec![MaybeUninit::new(0u8); 4 << 20];
-    // Warm up: every path once, twice.
+    // Warm up: every path twice.
     for _ in 0..2 {
-        walk_checked(&w, &mut mem, &holders);
-        connections_checked(&w, None, &holders);
-        connections_checked(&w, Some(&mut mem), &holders);
+        walk_checked(&w, &mut mem, &holders, &mut warm);
+        for source in [Source::Text, Source::Auto] {
+            w.set_source(source);
+            connections_checked(&w, None, &holders, &mut warm);
+            connections_checked(&w, Some(&mut mem), &holders, &mut warm);
+        }
     }
     let before = Footprint::now();
     let t0 = Instant::now();
     let mut fds = 0;
     for i in 0..walks {
-        fds += walk_checked(&w, &mut mem, &holders).fds;
-        // Connections too, a tenth as often, with either buffer.
+        fds += walk_checked(&w, &mut mem, &holders, &mut run).fds;
+        // Connections too, a tenth as often, from either source into either buffer.
         if i % 10 == 0 {
-            connections_checked(&w, (i % 20 == 0).then_some(&mut mem[..]), &holders);
+            w.set_source(if i % 20 == 0 { Source::Text } else { Source::Auto });
+            connections_checked(&w, (i % 40 < 20).then_some(&mut mem[..]), &holders, &mut run);
         }
     }
     let took = t0.elapsed().as_secs_f64();
     let after = Footprint::now();
+    drop(w);
+    let post = live_heap();
     println!("  {walks} walks ({} connections) stat()ed {fds} fds", walks.div_ceil(10));
-    before.check(&after, HEAP_SLACK_ONE_WALKER, "walks on one walker", walks, took);
+    before.check(&after, HEAP_SLACK_ONE_WALKER, (warm, run, false), "walks on one walker", walks, took);
+    check_freed(pre, post, "walks on one walker");
 }
 
 #[test]
@@ -181,32 +250,36 @@ fn many_walkers_created_and_freed_leak_nothing() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let walkers = env_count("PROCSPY_SOAK_WALKERS", 1000);
     let holders = [Holder::start(true, None)];
-    let mut mem = vec![MaybeUninit::new(0u8); 4 << 20];
-    let mut one = |i: u64| {
+    let mut mem = touched(64 << 20);
+    let mut one = |i: u64, host: &mut Host| {
         let w = Walker::new(None).unwrap();
         // Every walker walks once (its state grows), some connect, some stop.
-        walk_checked(&w, &mut mem, &holders);
+        walk_checked(&w, &mut mem, &holders, host);
         if i % 10 == 0 {
-            connections_checked(&w, None, &holders);
+            connections_checked(&w, None, &holders, host);
+        }
+        if i % 10 == 5 {
+            w.set_source(Source::Text);
+            connections_checked(&w, None, &holders, host);
         }
         if i % 7 == 0 {
             w.stop();
         }
-        std::mem::forget(vec![0u8; 32]);
         // Failures leave their messages.
         assert!(Walker::new(Some(b"/nonexistent/proc")).is_err());
     };
-    for i in 0..3 {
-        one(i);
+    let (mut warm, mut run) = (Host::default(), Host::default());
+    for i in [0, 1, 5, 7] {
+        one(i, &mut warm);
     }
     let before = Footprint::now();
     let t0 = Instant::now();
     for i in 0..walkers {
-        one(i);
+        one(i, &mut run);
     }
     let took = t0.elapsed().as_secs_f64();
     let after = Footprint::now();
-    before.check(&after, HEAP_SLACK_WALKERS, "walkers created, walked, freed", walkers, took);
+    before.check(&after, HEAP_SLACK_WALKERS, (warm, run, true), "walkers created, walked, freed", walkers, took);
 }
 
 unsafe extern "C" fn count_socket(userdata: *mut c_void, s: *const procspy_socket) -> c_int {
@@ -225,7 +298,7 @@ unsafe extern "C" fn count_socket(userdata: *mut c_void, s: *const procspy_socke
 }
 
 /// One walk through the C ABI; returns the records delivered.
-fn ffi_walk(w: *mut procspy_walker, buf: &mut [u8], holder: &Holder) -> u64 {
+fn ffi_walk(w: *mut procspy_walker, buf: &mut [u8], holder: &Holder, host: &mut Host) -> u64 {
     let mut stats = procspy_walk_stats::default();
     let mut counts = (0u64, holder.pid, 0u64);
     let st = ffi::procspy_walker_walk(
@@ -236,9 +309,14 @@ fn ffi_walk(w: *mut procspy_walker, buf: &mut [u8], holder: &Holder) -> u64 {
         &mut counts as *mut _ as *mut c_void,
         &mut stats,
     );
-    assert_eq!(st, procspy_status::PROCSPY_OK);
+    if st != procspy_status::PROCSPY_OK {
+        let mut msg = [0u8; 512];
+        let n = ffi::procspy_last_error(msg.as_mut_ptr().cast(), msg.len()).min(511);
+        panic!("procspy_walker_walk: {st:?}: {} {stats:?}", String::from_utf8_lossy(&msg[..n]));
+    }
     assert_eq!(counts.0, stats.sockets);
     assert_eq!(counts.2, 10, "the holder's sockets");
+    host.see(&Stats { processes: stats.processes, sockets: stats.sockets, bytes_needed: stats.bytes_needed, ..Stats::default() });
     counts.0
 }
 
@@ -248,7 +326,7 @@ fn ffi_walks_and_walkers_leak_nothing() {
     let walks = (env_count("PROCSPY_SOAK_WALKS", 1000) / 10).max(300);
     let walkers = (env_count("PROCSPY_SOAK_WALKERS", 1000) / 10).max(300);
     let holder = Holder::start(true, Some("soak-ffi"));
-    let mut buf = vec![0u8; 4 << 20];
+    let mut buf = vec![1u8; 64 << 20];
     let new = || {
         let mut w = std::ptr::null_mut();
         assert_eq!(ffi::procspy_walker_new(std::ptr::null(), &mut w), procspy_status::PROCSPY_OK);
@@ -265,47 +343,52 @@ fn ffi_walks_and_walkers_leak_nothing() {
     };
 
     // Many walks on one walker.
+    bad_new();
+    let pre = live_heap();
     let w = new();
+    let (mut warm, mut run) = (Host::default(), Host::default());
     for _ in 0..3 {
-        ffi_walk(w, &mut buf, &holder);
+        ffi_walk(w, &mut buf, &holder, &mut warm);
         bad_new();
     }
     let before = Footprint::now();
     let t0 = Instant::now();
     let mut records = 0;
     for _ in 0..walks {
-        records += ffi_walk(w, &mut buf, &holder);
+        records += ffi_walk(w, &mut buf, &holder, &mut run);
         bad_new();
     }
     let took = t0.elapsed().as_secs_f64();
     let after = Footprint::now();
-    println!("  {walks} C walks delivered {records} records");
-    before.check(&after, HEAP_SLACK_ONE_WALKER, "C ABI: walks on one walker", walks, took);
     ffi::procspy_walker_free(w);
+    let post = live_heap();
+    println!("  {walks} C walks delivered {records} records");
+    before.check(&after, HEAP_SLACK_ONE_WALKER, (warm, run, false), "C ABI: walks on one walker", walks, took);
+    check_freed(pre, post, "C ABI: walks on one walker");
 
     // Many walkers: new, walk, (paced, stopped,) free.
-    let one = |i: u64, buf: &mut [u8]| {
+    let one = |i: u64, buf: &mut [u8], host: &mut Host| {
         let w = new();
         if i % 5 == 0 {
             assert_eq!(ffi::procspy_walker_set_rate_limit(w, 64, 1), procspy_status::PROCSPY_OK);
         }
-        ffi_walk(w, buf, &holder);
+        ffi_walk(w, buf, &holder, host);
         if i % 7 == 0 {
             ffi::procspy_walker_stop(w);
         }
         ffi::procspy_walker_free(w);
-        if i == 100 { std::mem::forget(std::fs::File::open("/proc/self/stat").unwrap()); }
     };
-    for i in 0..3 {
-        one(i, &mut buf);
+    let (mut warm, mut run) = (Host::default(), Host::default());
+    for i in [0, 1, 5, 7] {
+        one(i, &mut buf, &mut warm);
     }
     let before = Footprint::now();
     let t0 = Instant::now();
     for i in 0..walkers {
-        one(i, &mut buf);
+        one(i, &mut buf, &mut run);
     }
     let took = t0.elapsed().as_secs_f64();
     let after = Footprint::now();
-    before.check(&after, HEAP_SLACK_WALKERS, "C ABI: walkers new, walk, free", walkers, took);
+    before.check(&after, HEAP_SLACK_WALKERS, (warm, run, true), "C ABI: walkers new, walk, free", walkers, took);
     ffi::procspy_walker_free(std::ptr::null_mut());
 }
