@@ -78,7 +78,10 @@ fn warm_walks_allocate_nothing() {
         conns(&mut stats);
     }
     let (stats, allocs) = (0..5).map(|_| counted(&mut walk)).min_by_key(|r| r.1).unwrap();
-    println!("warm walk: {} processes, {} fds, {} sockets, {allocs} allocations", stats.processes, stats.fds, stats.sockets);
+    println!(
+        "warm walk: {} processes, {} fds, {} sockets, {allocs} allocations",
+        stats.processes, stats.fds, stats.sockets
+    );
     assert!(stats.processes > 3 && stats.sockets >= 20, "{stats:?}");
     assert_eq!(allocs, 0, "a warm walk allocated");
     let mut cstats = Stats::default();

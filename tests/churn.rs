@@ -253,7 +253,9 @@ impl Judge {
             for s in &h.socks {
                 match mine.get(&s.fd) {
                     Some(r) if r.inode == s.inode && r.netns == h.netns && r.start_time == h.start_time => {}
-                    other => self.fail(format!("{what}: holder {} fd {} inode {}: got {other:?}", h.pid, s.fd, s.inode)),
+                    other => {
+                        self.fail(format!("{what}: holder {} fd {} inode {}: got {other:?}", h.pid, s.fd, s.inode))
+                    }
                 }
             }
         }
@@ -283,7 +285,9 @@ impl Judge {
                             && c.owner.as_ref().is_some_and(|o| {
                                 (o.pid, o.fd, o.netns, o.start_time) == (h.pid, s.fd, h.netns, h.start_time)
                             }) => {}
-                    other => self.fail(format!("{what}: holder {} socket {s:?} in netns {}: got {other:?}", h.pid, h.netns)),
+                    other => {
+                        self.fail(format!("{what}: holder {} socket {s:?} in netns {}: got {other:?}", h.pid, h.netns))
+                    }
                 }
             }
         }
@@ -543,7 +547,13 @@ fn stopper(judge: &Judge, done: &AtomicBool) -> Tally {
         }
         // Within one block of work: a paced walk stats at most BLOCK more fds;
         // connections check the stop before every line.
-        let limit = if conn { 0 } else if paced { BLOCK } else { u64::MAX };
+        let limit = if conn {
+            0
+        } else if paced {
+            BLOCK
+        } else {
+            u64::MAX
+        };
         if by_callback && after_stop > limit {
             judge.fail(format!("{what}: {after_stop} records after stop (limit {limit})"));
         }
@@ -577,7 +587,11 @@ impl Drop for Generator {
 #[test]
 fn walks_and_connections_stay_sound_under_churn() {
     let secs = churn_secs();
-    let holders = [Holder::start(true, Some("churn-hold-a")), Holder::start(true, None), Holder::start(false, Some("churn-hold-root"))];
+    let holders = [
+        Holder::start(true, Some("churn-hold-a")),
+        Holder::start(true, None),
+        Holder::start(false, Some("churn-hold-root")),
+    ];
     let facts = holders
         .iter()
         .map(|h| HolderFacts { pid: h.pid, netns: h.netns, start_time: h.start_time(), socks: h.socks.clone() })
@@ -617,11 +631,13 @@ fn walks_and_connections_stay_sound_under_churn() {
     let (tallies, summary) = std::thread::scope(|s| {
         let threads = [
             s.spawn(|| {
-                let role = Role { name: "shared A", walk_first: true, own_buf: false, busy_ok: true, flip_source: false };
+                let role =
+                    Role { name: "shared A", walk_first: true, own_buf: false, busy_ok: true, flip_source: false };
                 worker(&judge, &shared, &done, role)
             }),
             s.spawn(|| {
-                let role = Role { name: "shared B", walk_first: false, own_buf: true, busy_ok: true, flip_source: false };
+                let role =
+                    Role { name: "shared B", walk_first: false, own_buf: true, busy_ok: true, flip_source: false };
                 worker(&judge, &shared, &done, role)
             }),
             s.spawn(|| {
@@ -650,7 +666,8 @@ fn walks_and_connections_stay_sound_under_churn() {
         for (pid, st, inode, what) in &deferred {
             match log.children.get(&(*pid, *st)) {
                 Some(c) if c.inodes.contains(inode) => {}
-                other => judge.fail(format!("{what}: generator child {pid} (start {st}) never logged inode {inode}: {other:?}")),
+                other => judge
+                    .fail(format!("{what}: generator child {pid} (start {st}) never logged inode {inode}: {other:?}")),
             }
         }
     }
@@ -692,7 +709,12 @@ fn walks_and_connections_stay_sound_under_churn() {
     let _ = std::fs::remove_file(&log_path);
 
     let failures = judge.failures.lock().unwrap();
-    assert!(failures.is_empty(), "{} failures, the first ones:\n{}", judge.failed.load(Ordering::Relaxed), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures, the first ones:\n{}",
+        judge.failed.load(Ordering::Relaxed),
+        failures.join("\n")
+    );
     assert_eq!(errors, 0.0, "churn children failed");
     assert!(children >= 20.0, "too little churn: {summary}");
     assert!(a.walks_ok + b.walks_ok > 0 && a.conns_ok + b.conns_ok > 0, "the shared walker never finished a call");

@@ -64,21 +64,22 @@ fn ss() -> HashMap<u64, SsLine> {
         if ino == 0 {
             continue;
         }
-        let pids = line.match_indices("pid=").map(|(i, _)| {
-            line[i + 4..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
-        });
-        let l = SsLine { state: state_number(tok[0]), local: endpoint(tok[3]), remote: endpoint(tok[4]), pids: pids.collect() };
+        let pids = line
+            .match_indices("pid=")
+            .map(|(i, _)| line[i + 4..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap());
+        let l = SsLine {
+            state: state_number(tok[0]),
+            local: endpoint(tok[3]),
+            remote: endpoint(tok[4]),
+            pids: pids.collect(),
+        };
         map.insert(ino, l);
     }
     map
 }
 
 fn ip(family: u8, a: &[u8; 16]) -> IpAddr {
-    if family == 4 {
-        IpAddr::from([a[0], a[1], a[2], a[3]])
-    } else {
-        IpAddr::from(*a)
-    }
+    if family == 4 { IpAddr::from([a[0], a[1], a[2], a[3]]) } else { IpAddr::from(*a) }
 }
 
 #[test]

@@ -37,19 +37,32 @@ fn every_entry_point_runs_inside_the_guard() {
 fn public_structs_have_the_documented_layout() {
     assert_eq!(size_of::<procspy_socket>(), 48);
     assert_eq!(
-        [offset_of!(procspy_socket, inode), offset_of!(procspy_socket, netns), offset_of!(procspy_socket, start_time),
-         offset_of!(procspy_socket, pid), offset_of!(procspy_socket, fd), offset_of!(procspy_socket, name),
-         offset_of!(procspy_socket, name_len)],
+        [
+            offset_of!(procspy_socket, inode),
+            offset_of!(procspy_socket, netns),
+            offset_of!(procspy_socket, start_time),
+            offset_of!(procspy_socket, pid),
+            offset_of!(procspy_socket, fd),
+            offset_of!(procspy_socket, name),
+            offset_of!(procspy_socket, name_len)
+        ],
         [0, 8, 16, 24, 28, 32, 40]
     );
     assert_eq!(size_of::<procspy_connection>(), 72);
     assert_eq!(
-        [offset_of!(procspy_connection, inode), offset_of!(procspy_connection, netns),
-         offset_of!(procspy_connection, protocol), offset_of!(procspy_connection, family),
-         offset_of!(procspy_connection, state), offset_of!(procspy_connection, local_addr),
-         offset_of!(procspy_connection, remote_addr), offset_of!(procspy_connection, local_port),
-         offset_of!(procspy_connection, remote_port), offset_of!(procspy_connection, uid),
-         offset_of!(procspy_connection, owner)],
+        [
+            offset_of!(procspy_connection, inode),
+            offset_of!(procspy_connection, netns),
+            offset_of!(procspy_connection, protocol),
+            offset_of!(procspy_connection, family),
+            offset_of!(procspy_connection, state),
+            offset_of!(procspy_connection, local_addr),
+            offset_of!(procspy_connection, remote_addr),
+            offset_of!(procspy_connection, local_port),
+            offset_of!(procspy_connection, remote_port),
+            offset_of!(procspy_connection, uid),
+            offset_of!(procspy_connection, owner)
+        ],
         [0, 8, 16, 17, 18, 19, 35, 52, 54, 56, 64]
     );
     assert_eq!(size_of::<procspy_walk_stats>(), 72);
@@ -60,10 +73,19 @@ fn public_structs_have_the_documented_layout() {
 #[test]
 fn status_names_cover_every_value() {
     let name = |s: i32| unsafe { std::ffi::CStr::from_ptr(procspy_status_str(s)) }.to_str().unwrap().to_owned();
-    for (i, s) in ["PROCSPY_OK", "PROCSPY_STOPPED", "PROCSPY_CALLBACK_ABORTED", "PROCSPY_BUFFER_TOO_SMALL",
-                   "PROCSPY_NULL_ARGUMENT", "PROCSPY_INVALID_ARGUMENT", "PROCSPY_IO", "PROCSPY_BUSY", "PROCSPY_PANIC"]
-        .iter()
-        .enumerate()
+    for (i, s) in [
+        "PROCSPY_OK",
+        "PROCSPY_STOPPED",
+        "PROCSPY_CALLBACK_ABORTED",
+        "PROCSPY_BUFFER_TOO_SMALL",
+        "PROCSPY_NULL_ARGUMENT",
+        "PROCSPY_INVALID_ARGUMENT",
+        "PROCSPY_IO",
+        "PROCSPY_BUSY",
+        "PROCSPY_PANIC",
+    ]
+    .iter()
+    .enumerate()
     {
         assert!(name(i as i32).starts_with(s), "{i}");
     }

@@ -11,8 +11,8 @@ use std::ops::ControlFlow;
 use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant};
 
-use common::fake::{stat_line, FakeRoot};
 use common::Holder;
+use common::fake::{FakeRoot, stat_line};
 use procspy::engine::Protocols;
 use procspy::{Error, Stats, TableBuf, Walker};
 
@@ -96,10 +96,7 @@ fn hostile_entries_are_skipped_and_counted() {
     let (r, recs, _, stats) = walk(&w);
     assert_eq!(r, Ok(()));
     let inode = h.socks[0].inode;
-    assert_eq!(
-        recs,
-        vec![(100, 3, inode, b"good".to_vec()), (106, 5, inode, b"dangling".to_vec())],
-    );
+    assert_eq!(recs, vec![(100, 3, inode, b"good".to_vec()), (106, 5, inode, b"dangling".to_vec())],);
     assert_eq!(stats.processes, 6, "pids 100-103, 105, 106 and nothing else: {stats:?}");
     // 101, 102, 103 (fd not a plain directory), 105 (stat), 106's fd 9.
     assert_eq!(stats.skipped, 5, "{stats:?}");

@@ -4,10 +4,9 @@
 
 mod common;
 
-use std::mem::MaybeUninit;
 use std::ops::ControlFlow;
 
-use nix::sys::resource::{getrlimit, setrlimit, Resource};
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use procspy::{Error, Stats, TableBuf, Walker};
 
 fn walk(w: &Walker) -> (Result<(), Error>, Vec<(i32, i32)>, Stats) {
@@ -65,7 +64,8 @@ fn fd_limit_gives_a_clear_status_or_counted_skips_then_recovers() {
     assert_eq!(recs.iter().filter(|r| r.0 == h.pid).count(), h.socks.len(), "works again");
 }
 
-const NOBODY: &[&str] = &["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"];
+const NOBODY: &[&str] =
+    &["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"];
 
 #[test]
 fn unprivileged_walk_sees_its_own_and_counts_the_rest() {
@@ -96,7 +96,10 @@ fn unprivileged_child() {
     let (r, recs, stats) = walk(&w);
     println!("as nobody: {stats:?}");
     assert_eq!(r, Ok(()));
-    assert_eq!(recs.iter().filter(|r| r.0 == var("PROCSPY_TEST_MINE")).count() as i32, var("PROCSPY_TEST_MINE_SOCKETS"));
+    assert_eq!(
+        recs.iter().filter(|r| r.0 == var("PROCSPY_TEST_MINE")).count() as i32,
+        var("PROCSPY_TEST_MINE_SOCKETS")
+    );
     assert_eq!(recs.iter().filter(|r| r.0 == var("PROCSPY_TEST_THEIRS")).count(), 0);
     assert!(stats.skipped > 0 && stats.skipped < stats.processes, "{stats:?}");
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::pthread::{pthread_kill, pthread_self};
-use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use procspy::ffi::*;
 
 static WALKER: AtomicPtr<procspy_walker> = AtomicPtr::new(ptr::null_mut());

@@ -144,7 +144,15 @@ impl Footprint {
     /// growth from `warm` to `run` lets a walker keep (RSS: the allocator's
     /// high-water mark, also where walkers are freed).
     /// `freed`: each walker was freed, so no heap allowance.
-    fn check(&self, after: &Footprint, heap_slack: i64, (warm, run, freed): (Host, Host, bool), what: &str, runs: u64, secs: f64) {
+    fn check(
+        &self,
+        after: &Footprint,
+        heap_slack: i64,
+        (warm, run, freed): (Host, Host, bool),
+        what: &str,
+        runs: u64,
+        secs: f64,
+    ) {
         let allowance = warm.growth_allowance(&run);
         println!(
             "{what}: {runs} runs in {secs:.2} s; fds {} -> {}; RSS {} -> {} KiB ({:+}); live heap {} -> {} bytes ({:+}); \
@@ -164,7 +172,12 @@ impl Footprint {
         );
         assert_eq!(after.fds, self.fds, "{what}: open fds");
         let rss_slack = RSS_SLACK_KIB + allowance as u64 / 1024;
-        assert!(after.rss_kib <= self.rss_kib + rss_slack, "{what}: RSS grew {} -> {} KiB", self.rss_kib, after.rss_kib);
+        assert!(
+            after.rss_kib <= self.rss_kib + rss_slack,
+            "{what}: RSS grew {} -> {} KiB",
+            self.rss_kib,
+            after.rss_kib
+        );
         let heap_slack = heap_slack + if freed { 0 } else { allowance };
         assert!(after.heap - self.heap <= heap_slack, "{what}: live heap grew {} -> {} bytes", self.heap, after.heap);
     }
@@ -183,7 +196,10 @@ fn walk_checked(w: &Walker, mem: &mut [MaybeUninit<u8>], holders: &[Holder], hos
     let mut stats = Stats::default();
     let mut mine = 0usize;
     let r = w.walk(&mut out, &mut stats, &mut |s| {
-        mine += holders.iter().filter(|h| h.pid == s.pid && h.socks.iter().any(|x| x.fd == s.fd && x.inode == s.inode)).count();
+        mine += holders
+            .iter()
+            .filter(|h| h.pid == s.pid && h.socks.iter().any(|x| x.fd == s.fd && x.inode == s.inode))
+            .count();
         ControlFlow::Continue(())
     });
     assert_eq!(r, Ok(()), "{stats:?}");
@@ -316,7 +332,12 @@ fn ffi_walk(w: *mut procspy_walker, buf: &mut [u8], holder: &Holder, host: &mut 
     }
     assert_eq!(counts.0, stats.sockets);
     assert_eq!(counts.2, 10, "the holder's sockets");
-    host.see(&Stats { processes: stats.processes, sockets: stats.sockets, bytes_needed: stats.bytes_needed, ..Stats::default() });
+    host.see(&Stats {
+        processes: stats.processes,
+        sockets: stats.sockets,
+        bytes_needed: stats.bytes_needed,
+        ..Stats::default()
+    });
     counts.0
 }
 

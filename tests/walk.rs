@@ -74,7 +74,10 @@ fn walk_delivers_every_socket_of_every_namespace() {
             assert!(text.windows(port.len()).any(|w| w == port.as_bytes()), "port {port}");
         }
     }
-    assert_eq!(holders[1].socks.len(), recs.iter().filter(|r| r.name == hostile.as_bytes()[..hostile.len().min(15)]).count());
+    assert_eq!(
+        holders[1].socks.len(),
+        recs.iter().filter(|r| r.name == hostile.as_bytes()[..hostile.len().min(15)]).count()
+    );
     // Records of one namespace are contiguous.
     let mut seen = HashSet::new();
     for pair in recs.windows(2) {

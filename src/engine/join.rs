@@ -13,9 +13,9 @@ use std::sync::atomic::Ordering;
 use nix::errno::Errno;
 
 use super::error::Error;
-use super::walker::{Socket, Source, Stats, Table, Walker, PROBE_NO, PROBE_UNKNOWN, PROBE_YES, TCP, TCP6, UDP, UDP6};
-use crate::parse::diag::{replies, Reply, Request, AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP};
-use crate::parse::tcp::{parse_table, Admit, Conn, Dedup};
+use super::walker::{PROBE_NO, PROBE_UNKNOWN, PROBE_YES, Socket, Source, Stats, TCP, TCP6, Table, UDP, UDP6, Walker};
+use crate::parse::diag::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, Reply, Request, replies};
+use crate::parse::tcp::{Admit, Conn, Dedup, parse_table};
 use crate::procfs::{HomeNetns, TableBuf};
 
 /// Table bytes a walker's own scratch may grow to for one namespace.
@@ -262,7 +262,9 @@ impl Walker {
             None
         } else {
             let mut last = Errno::ENOENT;
-            let opened = group.iter().find_map(|&(_, pid)| self.root.open_pid_path(pid, b"ns/net").inspect_err(|&e| last = e).ok());
+            let opened = group
+                .iter()
+                .find_map(|&(_, pid)| self.root.open_pid_path(pid, b"ns/net").inspect_err(|&e| last = e).ok());
             match opened {
                 Some(fd) => Some(fd),
                 // Every pid of it exited since the grouping: nothing to list.
@@ -283,7 +285,8 @@ impl Walker {
                 for reply in replies(&buf[..n], seq) {
                     match reply {
                         Reply::Sock(c) => {
-                            if dedup.admit(protocol, &c, state_mask) == Admit::Fresh && deliver(&c, protocol).is_break() {
+                            if dedup.admit(protocol, &c, state_mask) == Admit::Fresh && deliver(&c, protocol).is_break()
+                            {
                                 let e = if self.stop.is_set() { Error::Stopped } else { Error::Aborted };
                                 return Err(DiagStop::Ended(e));
                             }

@@ -7,8 +7,8 @@ mod join;
 mod pace;
 mod walker;
 
-pub use error::Error;
-pub use join::{parse_tcp, Connection, ParseOutcome, Protocols};
 pub use crate::parse::tcp::Conn;
-pub use walker::{Socket, Source, Stats, Walker};
 pub use crate::procfs::TableBuf;
+pub use error::Error;
+pub use join::{Connection, ParseOutcome, Protocols, parse_tcp};
+pub use walker::{Socket, Source, Stats, Walker};

@@ -6,7 +6,7 @@
 use std::ffi::CStr;
 use std::ops::ControlFlow;
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -253,7 +253,13 @@ impl Walker {
     }
 
     /// Appends `pid`'s `tables` to `out`; on an error nothing of them stays.
-    pub(super) fn append_tables(&self, pid: i32, tables: &[Table], out: &mut TableBuf<'_>, spill: &mut [u8]) -> Result<(), Errno> {
+    pub(super) fn append_tables(
+        &self,
+        pid: i32,
+        tables: &[Table],
+        out: &mut TableBuf<'_>,
+        spill: &mut [u8],
+    ) -> Result<(), Errno> {
         let mark = out.mark();
         let r = tables.iter().try_for_each(|t| {
             if t.v6 && self.v6_probe.load(Ordering::Relaxed) == PROBE_NO {
@@ -285,12 +291,22 @@ impl Walker {
     }
 
     /// Appends the tables of the first pid of `group` whose tables can be read.
-    pub(super) fn read_group_tables(&self, group: &[(u64, i32)], tables: &[Table], out: &mut TableBuf<'_>, spill: &mut [u8]) -> bool {
+    pub(super) fn read_group_tables(
+        &self,
+        group: &[(u64, i32)],
+        tables: &[Table],
+        out: &mut TableBuf<'_>,
+        spill: &mut [u8],
+    ) -> bool {
         group.iter().any(|&(_, pid)| self.append_tables(pid, tables, out, spill).is_ok())
     }
 
     /// Runs `f` on the walk state, or fails with `Busy` or `Stopped`.
-    pub(super) fn with_state<R>(&self, stats: &mut Stats, f: impl FnOnce(&mut State, &mut Stats) -> Result<R, Error>) -> Result<R, Error> {
+    pub(super) fn with_state<R>(
+        &self,
+        stats: &mut Stats,
+        f: impl FnOnce(&mut State, &mut Stats) -> Result<R, Error>,
+    ) -> Result<R, Error> {
         let t0 = Instant::now();
         *stats = Stats::default();
         let mut state = match self.state.try_lock() {
@@ -312,9 +328,7 @@ impl Walker {
     pub(super) fn group_by_netns(&self, state: &mut State, stats: &mut Stats) -> Result<(), Error> {
         state.pids.clear();
         state.groups.clear();
-        self.root
-            .list_pids(&mut state.scan.dents, &mut state.pids)
-            .map_err(|e| Error::io(&self.root_path, e))?;
+        self.root.list_pids(&mut state.scan.dents, &mut state.pids).map_err(|e| Error::io(&self.root_path, e))?;
         for &pid in &state.pids {
             if self.stop.is_set() {
                 return Err(Error::Stopped);

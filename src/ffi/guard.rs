@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::io::Write;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::types::procspy_status;
 use crate::engine::Error;
@@ -56,11 +56,13 @@ fn set_last_error(func: &str, msg: std::fmt::Arguments<'_>) {
 
 /// Copies this thread's last message the snprintf way; returns its length.
 pub(crate) fn copy_last_error(out: &mut dyn FnMut(&[u8])) -> usize {
-    LAST_ERROR.try_with(|e| {
-        let e = e.borrow();
-        out(&e);
-        e.len()
-    }).unwrap_or(0)
+    LAST_ERROR
+        .try_with(|e| {
+            let e = e.borrow();
+            out(&e);
+            e.len()
+        })
+        .unwrap_or(0)
 }
 
 /// Runs an entry point's body: `Err` and panics become a status and a

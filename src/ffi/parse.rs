@@ -2,10 +2,10 @@
 
 use std::ffi::c_void;
 
-use super::guard::{guard, Fail};
+use super::guard::{Fail, guard};
 use super::types::*;
 use super::walker::deliver_connection;
-use crate::engine::{parse_tcp, Connection};
+use crate::engine::{Connection, parse_tcp};
 
 /// Parses `/proc/net/{tcp,udp}{,6}` text, or a walk's buffer of several
 /// such files: header lines are skipped wherever they appear, IPv4 vs IPv6

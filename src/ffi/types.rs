@@ -171,9 +171,8 @@ pub type procspy_socket_fn =
 /// Called once per table line, synchronously on the walking thread. The
 /// record (and its owner) lives until the callback returns. Return 0 to go
 /// on, non-zero to end the walk (`PROCSPY_CALLBACK_ABORTED`).
-pub type procspy_connection_fn = Option<
-    unsafe extern "C" fn(userdata: *mut c_void, connection: *const procspy_connection) -> c_int,
->;
+pub type procspy_connection_fn =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, connection: *const procspy_connection) -> c_int>;
 
 impl From<&Socket<'_>> for procspy_socket {
     fn from(s: &Socket<'_>) -> Self {

@@ -1,11 +1,11 @@
 //! The walker's entry points.
 
-use std::ffi::{c_char, c_void, CStr};
+use std::ffi::{CStr, c_char, c_void};
 use std::mem::MaybeUninit;
 use std::ops::ControlFlow;
 use std::time::Duration;
 
-use super::guard::{guard, Fail};
+use super::guard::{Fail, guard};
 use super::types::*;
 use crate::engine::{Connection, Protocols, Source, Stats, TableBuf, Walker};
 
@@ -215,14 +215,16 @@ pub extern "C" fn procspy_walker_connections(
         // SAFETY: the caller lends `cap` bytes at `buf` for this call.
         let mem = unsafe { caller_buffer(buf, cap) }?;
         if protocols == 0 || protocols & !(PROCSPY_PROTO_TCP | PROCSPY_PROTO_UDP) != 0 {
-            return Err(Fail::Invalid(format!("protocols {protocols:#x}: use PROCSPY_PROTO_TCP, PROCSPY_PROTO_UDP or both")));
+            return Err(Fail::Invalid(format!(
+                "protocols {protocols:#x}: use PROCSPY_PROTO_TCP, PROCSPY_PROTO_UDP or both"
+            )));
         }
         let protocols = Protocols { tcp: protocols & PROCSPY_PROTO_TCP != 0, udp: protocols & PROCSPY_PROTO_UDP != 0 };
         let mut out = (!mem.is_empty()).then(|| TableBuf::new(mem));
         let mut st = Stats::default();
-        let r = w.inner.connections(out.as_mut(), protocols, state_mask, &mut st, &mut |c| {
-            deliver_connection(cb, userdata, c)
-        });
+        let r = w
+            .inner
+            .connections(out.as_mut(), protocols, state_mask, &mut st, &mut |c| deliver_connection(cb, userdata, c));
         put_stats(stats, &st);
         Ok(r?)
     })

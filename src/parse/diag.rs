@@ -191,12 +191,33 @@ mod tests {
         let got: Vec<Reply> = replies(&buf, 5).collect();
         let mut lo = [0u8; 16];
         lo[..4].copy_from_slice(&[127, 0, 0, 1]);
-        assert_eq!(got, vec![
-            Reply::Sock(Conn { inode: 4242, family: 4, state: 10, local_addr: lo, remote_addr: [0; 16], local_port: 8080, remote_port: 0, uid: 1000 }),
-            Reply::Sock(Conn { inode: 77, family: 6, state: 1, local_addr: v6, remote_addr: v6, local_port: 40000, remote_port: 8080, uid: 0 }),
-            Reply::Skip,
-            Reply::Done,
-        ]);
+        assert_eq!(
+            got,
+            vec![
+                Reply::Sock(Conn {
+                    inode: 4242,
+                    family: 4,
+                    state: 10,
+                    local_addr: lo,
+                    remote_addr: [0; 16],
+                    local_port: 8080,
+                    remote_port: 0,
+                    uid: 1000
+                }),
+                Reply::Sock(Conn {
+                    inode: 77,
+                    family: 6,
+                    state: 1,
+                    local_addr: v6,
+                    remote_addr: v6,
+                    local_port: 40000,
+                    remote_port: 8080,
+                    uid: 0
+                }),
+                Reply::Skip,
+                Reply::Done,
+            ]
+        );
     }
 
     #[test]
@@ -210,7 +231,14 @@ mod tests {
         assert_eq!(replies(&short, 1).collect::<Vec<_>>(), vec![Reply::Skip]);
         let mut x = 0x2545F4914F6CDD1Du64;
         for _ in 0..2000 {
-            let bytes: Vec<u8> = (0..97).map(|_| { x ^= x << 13; x ^= x >> 7; x ^= x << 17; x as u8 }).collect();
+            let bytes: Vec<u8> = (0..97)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
             let _ = replies(&bytes, 1).count();
         }
     }

@@ -19,10 +19,7 @@ pub fn parse_stat(buf: &[u8]) -> Option<ProcStat<'_>> {
     }
     let name = &buf[open + 1..close];
     // Fields after the name start at 3 (state), so field 22 is the 20th.
-    let field = buf[close + 1..]
-        .split(|&c| c == b' ')
-        .filter(|f| !f.is_empty())
-        .nth(19)?;
+    let field = buf[close + 1..].split(|&c| c == b' ').filter(|f| !f.is_empty()).nth(19)?;
     Some(ProcStat { name, start_time: parse_u64(field)? })
 }
 
@@ -56,7 +53,14 @@ mod tests {
 
     #[test]
     fn not_a_stat_line() {
-        for bad in [&b""[..], b"1 (x", b"1 x) S", b"1 )x( S 1", b"1 (x) S 1 2 3", b"1 (x) S 1 2 3 0 -1 4 1 0 0 0 1 2 0 0 20 0 1 0 99x 1"] {
+        for bad in [
+            &b""[..],
+            b"1 (x",
+            b"1 x) S",
+            b"1 )x( S 1",
+            b"1 (x) S 1 2 3",
+            b"1 (x) S 1 2 3 0 -1 4 1 0 0 0 1 2 0 0 20 0 1 0 99x 1",
+        ] {
             assert_eq!(parse_stat(bad), None, "{bad:?}");
         }
         let huge = format!("1 ({}){}", "x".repeat(1 << 20), TAIL);

@@ -167,9 +167,7 @@ enum Line {
 
 fn parse_line(line: &[u8]) -> Line {
     // '\r' counts as whitespace so CRLF input parses.
-    let mut fields = line
-        .split(|b| b.is_ascii_whitespace())
-        .filter(|f| !f.is_empty());
+    let mut fields = line.split(|b| b.is_ascii_whitespace()).filter(|f| !f.is_empty());
     let Some(first) = fields.next() else {
         return Line::Skip;
     };
@@ -222,16 +220,7 @@ fn parse_fields<'a>(sl: &[u8], mut fields: impl Iterator<Item = &'a [u8]>) -> Op
     // means a line cut short inside the inode digits is malformed, not a wrong inode.
     fields.next()?;
     fields.next()?;
-    Some(Conn {
-        inode,
-        family,
-        state,
-        local_addr,
-        remote_addr,
-        local_port,
-        remote_port,
-        uid,
-    })
+    Some(Conn { inode, family, state, local_addr, remote_addr, local_port, remote_port, uid })
 }
 
 /// Splits "ADDR:PORT" into the address hex and the decoded port (exactly "%04X").
@@ -262,8 +251,7 @@ fn hex_exact(s: &[u8], width: usize) -> Option<u32> {
     if s.len() != width || width > 8 {
         return None;
     }
-    s.iter()
-        .try_fold(0u32, |acc, &b| Some((acc << 4) | hex_val(b)?))
+    s.iter().try_fold(0u32, |acc, &b| Some((acc << 4) | hex_val(b)?))
 }
 
 fn is_hex(s: &[u8]) -> bool {
@@ -303,7 +291,8 @@ mod tests {
     const UDP: u8 = 2;
     const ALL: u32 = u32::MAX;
 
-    const TCP_HEADER: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+    const TCP_HEADER: &str =
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
     const TCP6_HEADER: &str = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
     const UDP_HEADER: &str = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n";
 
@@ -328,16 +317,7 @@ mod tests {
         uid: u32,
         inode: u64,
     ) -> Conn {
-        Conn {
-            inode,
-            family,
-            state,
-            local_addr,
-            remote_addr,
-            local_port,
-            remote_port,
-            uid,
-        }
+        Conn { inode, family, state, local_addr, remote_addr, local_port, remote_port, uid }
     }
 
     fn parse_all(text: &[u8], protocol: u8, mask: u32) -> (Vec<Conn>, Parsed) {
@@ -352,11 +332,7 @@ mod tests {
     }
 
     fn ok(delivered: u64, duplicates: u64, malformed: u64) -> Parsed {
-        Parsed {
-            delivered,
-            duplicates,
-            malformed,
-        }
+        Parsed { delivered, duplicates, malformed }
     }
 
     /// Real kernel lines, captured on little-endian x86_64 (the address hex is host-endian).
@@ -446,34 +422,18 @@ mod tests {
 
     #[test]
     fn headers_anywhere_are_skipped() {
-        let text = [
-            TCP_HEADER,
-            V4_TABLE,
-            V4_EST,
-            TCP6_HEADER,
-            V6_LINE,
-            TCP_HEADER,
-            UDP_HEADER,
-        ]
-        .concat();
+        let text = [TCP_HEADER, V4_TABLE, V4_EST, TCP6_HEADER, V6_LINE, TCP_HEADER, UDP_HEADER].concat();
         let (got, parsed) = parse_all(text.as_bytes(), TCP, ALL);
         assert_eq!(parsed, ok(3, 0, 0));
         assert_eq!(inodes(&got), [26277, 48211, 31337]);
         // Header only, with and without newline.
         assert_eq!(parse_all(TCP_HEADER.as_bytes(), TCP, ALL).1, ok(0, 0, 0));
-        assert_eq!(
-            parse_all(TCP_HEADER.trim_end().as_bytes(), TCP, ALL).1,
-            ok(0, 0, 0)
-        );
+        assert_eq!(parse_all(TCP_HEADER.trim_end().as_bytes(), TCP, ALL).1, ok(0, 0, 0));
     }
 
     #[test]
     fn blank_lines_crlf_and_missing_final_newline() {
-        let text = format!(
-            "\n   \n\t\r\n{TCP_HEADER}\n{}\r\n\r\n{}",
-            V4_TABLE.trim_end(),
-            V4_EST.trim_end()
-        );
+        let text = format!("\n   \n\t\r\n{TCP_HEADER}\n{}\r\n\r\n{}", V4_TABLE.trim_end(), V4_EST.trim_end());
         let (got, parsed) = parse_all(text.as_bytes(), TCP, ALL);
         assert_eq!(parsed, ok(2, 0, 0));
         assert_eq!(inodes(&got), [26277, 48211]);
@@ -497,19 +457,10 @@ mod tests {
             n += 1;
             ControlFlow::Continue(())
         };
-        assert_eq!(
-            parse_table(V4_EST.as_bytes(), TCP, ALL, &mut dedup, &mut count),
-            Ok(ok(1, 0, 0))
-        );
-        assert_eq!(
-            parse_table(V4_EST.as_bytes(), TCP, ALL, &mut dedup, &mut count),
-            Ok(ok(0, 1, 0))
-        );
+        assert_eq!(parse_table(V4_EST.as_bytes(), TCP, ALL, &mut dedup, &mut count), Ok(ok(1, 0, 0)));
+        assert_eq!(parse_table(V4_EST.as_bytes(), TCP, ALL, &mut dedup, &mut count), Ok(ok(0, 1, 0)));
         dedup.clear();
-        assert_eq!(
-            parse_table(V4_EST.as_bytes(), TCP, ALL, &mut dedup, &mut count),
-            Ok(ok(1, 0, 0))
-        );
+        assert_eq!(parse_table(V4_EST.as_bytes(), TCP, ALL, &mut dedup, &mut count), Ok(ok(1, 0, 0)));
         assert_eq!(n, 2);
     }
 
@@ -523,34 +474,20 @@ mod tests {
 
         // Same tuple, different state: kept.
         let fin2 = TW_A.replace(" 06 ", " 05 ");
-        assert_eq!(
-            parse_all([TW_A, &fin2].concat().as_bytes(), TCP, ALL).1,
-            ok(2, 0, 0)
-        );
+        assert_eq!(parse_all([TW_A, &fin2].concat().as_bytes(), TCP, ALL).1, ok(2, 0, 0));
 
         // Same tuple, different protocol (shared Dedup): kept.
         let mut dedup = Dedup::new();
         let mut go = |_: &Conn| ControlFlow::Continue(());
-        assert_eq!(
-            parse_table(TW_A.as_bytes(), TCP, ALL, &mut dedup, &mut go),
-            Ok(ok(1, 0, 0))
-        );
-        assert_eq!(
-            parse_table(TW_A.as_bytes(), UDP, ALL, &mut dedup, &mut go),
-            Ok(ok(1, 0, 0))
-        );
-        assert_eq!(
-            parse_table(TW_A.as_bytes(), UDP, ALL, &mut dedup, &mut go),
-            Ok(ok(0, 1, 0))
-        );
+        assert_eq!(parse_table(TW_A.as_bytes(), TCP, ALL, &mut dedup, &mut go), Ok(ok(1, 0, 0)));
+        assert_eq!(parse_table(TW_A.as_bytes(), UDP, ALL, &mut dedup, &mut go), Ok(ok(1, 0, 0)));
+        assert_eq!(parse_table(TW_A.as_bytes(), UDP, ALL, &mut dedup, &mut go), Ok(ok(0, 1, 0)));
 
         // Same words, different family: the v6 "::" tuple differs from v4 0.0.0.0.
         let v4_zero = "0: 00000000:0000 00000000:0000 07 0:0 0:0 0 0 0 0 2 0\n";
-        let v6_zero = "1: 00000000000000000000000000000000:0000 00000000000000000000000000000000:0000 07 0:0 0:0 0 0 0 0 2 0\n";
-        assert_eq!(
-            parse_all([v4_zero, v6_zero].concat().as_bytes(), UDP, ALL).1,
-            ok(2, 0, 0)
-        );
+        let v6_zero =
+            "1: 00000000000000000000000000000000:0000 00000000000000000000000000000000:0000 07 0:0 0:0 0 0 0 0 2 0\n";
+        assert_eq!(parse_all([v4_zero, v6_zero].concat().as_bytes(), UDP, ALL).1, ok(2, 0, 0));
     }
 
     #[test]
@@ -569,10 +506,7 @@ mod tests {
         assert_eq!(parsed, ok(1, 1, 0));
         // Mixed table, mask selects.
         let text = [V4_TABLE, V4_EST, UDP_LINE].concat();
-        assert_eq!(
-            inodes(&parse_all(text.as_bytes(), TCP, est_only).0),
-            [48211]
-        );
+        assert_eq!(inodes(&parse_all(text.as_bytes(), TCP, est_only).0), [48211]);
         assert_eq!(parse_all(text.as_bytes(), TCP, 0).1, ok(0, 0, 0));
     }
 
@@ -596,11 +530,7 @@ mod tests {
         let mut dedup = Dedup::new();
         let r = parse_table(text.as_bytes(), TCP, ALL, &mut dedup, |c| {
             seen.push(c.inode);
-            if c.inode == 48211 {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
+            if c.inode == 48211 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
         });
         assert_eq!(r, Err(ok(2, 1, 1)));
         assert_eq!(seen, [26277, 48211]);
@@ -641,11 +571,7 @@ mod tests {
             "   0: 0100007F:0277 00000000:0000 0A 00000000:00000000 00:00000000 00000000 \u{a0}0        0 26277 1".into(), // non-ASCII space
         ];
         for b in &bad {
-            assert_eq!(
-                parse_all(b.as_bytes(), TCP, ALL).1,
-                ok(0, 0, 1),
-                "should be malformed: {b:?}"
-            );
+            assert_eq!(parse_all(b.as_bytes(), TCP, ALL).1, ok(0, 0, 1), "should be malformed: {b:?}");
         }
         // Malformed lines don't disturb their neighbours.
         let text = [V4_TABLE, "junk\n", V4_EST].concat();
@@ -657,28 +583,12 @@ mod tests {
             "0: 0100007F:0277 00000000:0000 0A 0:0 0:0 0 4294967295 -1 18446744073709551615 1 0".into(),
         ];
         for v in &valid {
-            assert_eq!(
-                parse_all(v.as_bytes(), TCP, ALL).1,
-                ok(1, 0, 0),
-                "should parse: {v:?}"
-            );
+            assert_eq!(parse_all(v.as_bytes(), TCP, ALL).1, ok(1, 0, 0), "should parse: {v:?}");
         }
     }
 
     fn full_table() -> String {
-        [
-            TCP_HEADER,
-            V4_TABLE,
-            V4_EST,
-            TW_A,
-            TW_B,
-            TCP6_HEADER,
-            V6_LINE,
-            "\n",
-            UDP_HEADER,
-            UDP_LINE,
-        ]
-        .concat()
+        [TCP_HEADER, V4_TABLE, V4_EST, TW_A, TW_B, TCP6_HEADER, V6_LINE, "\n", UDP_HEADER, UDP_LINE].concat()
     }
 
     #[test]
@@ -691,15 +601,9 @@ mod tests {
             let prefix = &bytes[..cut];
             let (got, parsed) = parse_all(prefix, TCP, ALL);
             // Lines fully inside the prefix must come out exactly as in the full parse.
-            let complete_end = prefix
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .map_or(0, |i| i + 1);
+            let complete_end = prefix.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
             let (want, _) = parse_all(&prefix[..complete_end], TCP, ALL);
-            assert!(
-                want.len() <= full.len() && want[..] == full[..want.len()],
-                "cut {cut}"
-            );
+            assert!(want.len() <= full.len() && want[..] == full[..want.len()], "cut {cut}");
             assert_eq!(got[..want.len()], want[..], "cut {cut}");
             // A partial last line is never a record the full table lacks (a wrong inode).
             assert!(got.len() <= full.len() && got[..] == full[..got.len()], "cut {cut}");
@@ -736,9 +640,7 @@ mod tests {
             let len = (rng.next() % 300) as usize;
             match i % 3 {
                 0 => buf.extend((0..len).map(|_| rng.next() as u8)),
-                1 => buf.extend(
-                    (0..len).map(|_| alphabet[(rng.next() % alphabet.len() as u64) as usize]),
-                ),
+                1 => buf.extend((0..len).map(|_| alphabet[(rng.next() % alphabet.len() as u64) as usize])),
                 _ => {
                     // Real table with a few random byte flips.
                     buf.extend_from_slice(&real);
@@ -749,9 +651,7 @@ mod tests {
                 }
             }
             dedup.clear();
-            let r = parse_table(&buf, TCP, rng.next() as u32, &mut dedup, |_| {
-                ControlFlow::Continue(())
-            });
+            let r = parse_table(&buf, TCP, rng.next() as u32, &mut dedup, |_| ControlFlow::Continue(()));
             assert!(r.is_ok());
         }
     }
@@ -788,30 +688,12 @@ mod tests {
             any::<u64>(),
         )
             .prop_map(
-                |(
-                    family,
-                    mut local_addr,
-                    mut remote_addr,
-                    state,
-                    local_port,
-                    remote_port,
-                    uid,
-                    inode,
-                )| {
+                |(family, mut local_addr, mut remote_addr, state, local_port, remote_port, uid, inode)| {
                     if family == 4 {
                         local_addr[4..].fill(0);
                         remote_addr[4..].fill(0);
                     }
-                    Conn {
-                        inode,
-                        family,
-                        state,
-                        local_addr,
-                        remote_addr,
-                        local_port,
-                        remote_port,
-                        uid,
-                    }
+                    Conn { inode, family, state, local_addr, remote_addr, local_port, remote_port, uid }
                 },
             )
     }

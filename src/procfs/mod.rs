@@ -12,9 +12,9 @@ use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
-use nix::fcntl::{openat, OFlag};
-use nix::sys::stat::{fstatat, FileStat, Mode};
 use nix::fcntl::AtFlags;
+use nix::fcntl::{OFlag, openat};
+use nix::sys::stat::{FileStat, Mode, fstatat};
 
 pub use netlink::HomeNetns;
 pub use table::TableBuf;
@@ -48,12 +48,8 @@ impl ProcRoot {
     /// Appends every numeric entry (a pid in `1..=i32::MAX`) of the root to
     /// `out`. Symlinks (`self`, `thread-self`) and other names are passed over.
     pub fn list_pids(&self, dents: &mut [u8], out: &mut Vec<i32>) -> Result<(), Errno> {
-        let dir = openat(
-            self.dir.as_fd(),
-            c".",
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )?;
+        let dir =
+            openat(self.dir.as_fd(), c".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
         let mut list = DirList::new(dir.as_fd(), dents);
         while let Some(entry) = list.next_entry()? {
             if entry.d_type == DT_LNK {

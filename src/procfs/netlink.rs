@@ -8,8 +8,8 @@
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
-use nix::sched::{setns, CloneFlags};
-use nix::sys::socket::{recv, send, socket, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType};
+use nix::sched::{CloneFlags, setns};
+use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, recv, send, socket};
 use nix::sys::stat::fstat;
 
 /// The namespace the calling thread started in, to come back to.
@@ -33,9 +33,8 @@ impl HomeNetns {
 
     /// A `NETLINK_SOCK_DIAG` socket of the namespace `ns` (`None`: home).
     pub fn diag_socket(&self, ns: Option<BorrowedFd<'_>>) -> Result<DiagSocket, Errno> {
-        let open = || {
-            socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkSockDiag)
-        };
+        let open =
+            || socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkSockDiag);
         let Some(ns) = ns else { return Ok(DiagSocket { fd: open()? }) };
         setns(ns, CloneFlags::CLONE_NEWNET)?;
         let sock = open();

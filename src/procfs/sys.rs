@@ -9,9 +9,7 @@ use nix::errno::Errno;
 /// `getdents64(2)` into `buf`; returns the bytes filled (0 at the end).
 pub fn getdents64(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
     // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
-    let n = unsafe {
-        libc::syscall(libc::SYS_getdents64, fd.as_raw_fd(), buf.as_mut_ptr(), buf.len())
-    };
+    let n = unsafe { libc::syscall(libc::SYS_getdents64, fd.as_raw_fd(), buf.as_mut_ptr(), buf.len()) };
     if n < 0 { Err(Errno::last()) } else { Ok(n as usize) }
 }
 

@@ -97,8 +97,7 @@ impl<'a> TableBuf<'a> {
         let mut spilled = self.overflowed;
         loop {
             let (n, asked) = if spilled || self.filled == self.buf.len() {
-                let n = read_retry(|| nix::unistd::read(fd, spill))
-                    .inspect_err(|_| self.filled = start)?;
+                let n = read_retry(|| nix::unistd::read(fd, spill)).inspect_err(|_| self.filled = start)?;
                 if n > 0 && !spilled {
                     spilled = true;
                     self.filled = start;
@@ -146,7 +145,11 @@ mod tests {
     }
 
     fn tempfile() -> std::fs::File {
-        let path = std::env::temp_dir().join(format!("procspy-table-{}-{:?}", std::process::id(), std::thread::current().id()));
+        let path = std::env::temp_dir().join(format!(
+            "procspy-table-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
         f
