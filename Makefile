@@ -74,6 +74,7 @@ test-rust:
 test-header: lib
 	@.ci/deps cbindgen
 	cbindgen --quiet --config cbindgen.toml --crate procspy --verify --output $(HEADER)
+	@mkdir -p $(B)
 	@printf '#include "procspy.h"\nint main(void) { return procspy_version() == 0; }\n' > $(B)/header_alone.c
 	$(CC) -std=c99 -pedantic $(CWARN) -Iinclude -c $(B)/header_alone.c -o $(B)/header_alone_c.o
 	g++ -std=c++11 -pedantic $(CWARN) -Iinclude -x c++ -c $(B)/header_alone.c -o $(B)/header_alone_cc.o
