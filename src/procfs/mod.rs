@@ -18,6 +18,7 @@ use nix::sys::stat::{FileStat, Mode, fstatat};
 
 pub use netlink::HomeNetns;
 pub use table::TableBuf;
+use table::SHORT_READ_EOF;
 
 /// `getdents64` chunk size that lists most fd directories in one call.
 pub(crate) const DIRENT_BUF: usize = 64 * 1024;
@@ -107,7 +108,8 @@ pub fn stat_entry(dir: BorrowedFd<'_>, name: &CStr) -> Result<FileStat, Errno> {
 }
 
 /// Reads a whole file into `buf`, which grows (and stays grown) as needed,
-/// up to `limit` bytes. Returns the length read.
+/// up to `limit` bytes, without a final read that can only return 0 (see
+/// `SHORT_READ_EOF`). Returns the length read.
 pub fn read_all(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, limit: usize) -> Result<usize, Errno> {
     let mut len = 0;
     loop {
@@ -117,8 +119,9 @@ pub fn read_all(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, limit: usize) -> Result<u
             }
             buf.resize((len * 2).max(4096).min(limit), 0);
         }
+        let asked = buf.len() - len;
         match nix::unistd::read(fd, &mut buf[len..]) {
-            Ok(0) => return Ok(len),
+            Ok(n) if n == 0 || (n < asked && n < SHORT_READ_EOF) => return Ok(len + n),
             Ok(n) => len += n,
             Err(Errno::EINTR) => {}
             Err(e) => return Err(e),

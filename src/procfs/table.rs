@@ -14,9 +14,10 @@ use super::sys;
 /// short only at the end of the records, or when its own buffer (at least
 /// one 4096-byte page) cannot take the next record; the lines of
 /// tcp/tcp6/udp/udp6 are under 256 bytes, so a read that stopped on a full
-/// buffer returned more than 4096 - 256 bytes. A regular file (a fake
+/// buffer returned more than 4096 - 256 bytes (`PID/stat` is one record,
+/// which the seq_file buffer grows to hold whole). A regular file (a fake
 /// tree) is at its end after any short read.
-const SHORT_READ_EOF: usize = 4096 - 256;
+pub(super) const SHORT_READ_EOF: usize = 4096 - 256;
 
 /// A buffer that receives whole files only. Once one file does not fit,
 /// later files are counted but not stored, so the content is always a prefix
