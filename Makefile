@@ -9,6 +9,7 @@ LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 RUN_ARGS   ?=
 FUZZ_SECONDS ?= 60
+FUZZ_RUNS  ?=
 
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 MAJOR   := $(word 1,$(subst ., ,$(VERSION)))
@@ -110,9 +111,10 @@ stress: lib
 	  $(CARGO) test --release --test churn --test soak -- --nocapture
 	PROCSPY_TEST_SOAK=100 $(VALGRIND) $(B)/harness-so soak
 
-# Coverage-guided fuzzing of the parsers (nightly + cargo-fuzz; not part of test).
+# Coverage-guided fuzzing of the parsers (nightly + cargo-fuzz; not part of
+# test). FUZZ_RUNS=N runs N executions per target instead of FUZZ_SECONDS.
 fuzz:
-	fuzz/run.sh $(FUZZ_SECONDS)
+	FUZZ_RUNS=$(FUZZ_RUNS) fuzz/run.sh $(FUZZ_SECONDS)
 
 # ---- benchmarks (benches/RESULTS.md)
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Usage: fuzz/run.sh SECONDS — fuzzes every target for SECONDS each, prints
-# executions and exec/s per target, exits non-zero if any target crashed.
+# Usage: fuzz/run.sh SECONDS — fuzzes every target for SECONDS each (or, with
+# FUZZ_RUNS=N in the environment, for N executions each), prints executions
+# and exec/s per target, exits non-zero if any target crashed.
 set -uo pipefail
 
 secs=${1:-}
@@ -20,11 +21,13 @@ fi
 logs=fuzz/target/run-logs  # full libFuzzer output, kept for inspection
 mkdir -p "$logs"
 failed=()
+limit=-max_total_time="$secs"
+[[ -n ${FUZZ_RUNS:-} ]] && limit=-runs="$FUZZ_RUNS"
 for t in parse_tcp parse_stat; do
     mkdir -p "fuzz/corpus/$t"
     # The first corpus dir receives new inputs; the seeds are only read.
     cargo +nightly fuzz run "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
-        -max_total_time="$secs" -rss_limit_mb=2048 -print_final_stats=1 \
+        "$limit" -rss_limit_mb=2048 -print_final_stats=1 \
         >"$logs/$t" 2>&1
     rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$logs/$t" | tail -n1)
