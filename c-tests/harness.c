@@ -1022,3 +1022,17 @@ void h_fake_fd_sock(const struct h_fake *f, int pid, int fd, pid_t child, int ch
     snprintf(to, sizeof to, "/proc/%d/fd/%d", (int)child, child_fd);
     h_fake_fd_link(f, pid, name, to);
 }
+
+int h_count_cb(void *userdata, const procspy_socket *s)
+{
+    (void)s;
+    ++*(int *)userdata;
+    return 0;
+}
+
+int h_count_conn_cb(void *userdata, const procspy_connection *c)
+{
+    (void)c;
+    ++*(int *)userdata;
+    return 0;
+}

@@ -102,6 +102,9 @@ struct h_recs {
     size_t stop_at;
 };
 int h_rec_cb(void *userdata, const procspy_socket *s);
+/* Callbacks that count what they see into the int at userdata. */
+int h_count_cb(void *userdata, const procspy_socket *s);
+int h_count_conn_cb(void *userdata, const procspy_connection *c);
 void h_recs_free(struct h_recs *r);
 const struct h_rec *h_recs_find(const struct h_recs *r, int32_t pid, int32_t fd);
 size_t h_recs_count_pid(const struct h_recs *r, int32_t pid);

@@ -14,20 +14,6 @@
 
 #include "harness.h"
 
-static int count_cb(void *ud, const procspy_socket *s)
-{
-    (void)s;
-    ++*(int *)ud;
-    return 0;
-}
-
-static int count_conn_cb(void *ud, const procspy_connection *c)
-{
-    (void)c;
-    ++*(int *)ud;
-    return 0;
-}
-
 /* A last_error message holds the call, the path and the errno text. */
 static void check_error_names(const char *file, int line, const char *call, const char *path, int err)
 {
@@ -209,7 +195,7 @@ void test_walker_new_args(void)
     if (w) {
         int n = 0;
         procspy_walk_stats st;
-        CHECK_STATUS(procspy_walker_walk(w, NULL, 0, count_cb, &n, &st), PROCSPY_OK);
+        CHECK_STATUS(procspy_walker_walk(w, NULL, 0, h_count_cb, &n, &st), PROCSPY_OK);
         CHECK_EQ(st.processes, 0);
         CHECK_EQ(n, 0);
     }
@@ -263,17 +249,17 @@ void test_root_removed_is_io(void)
     REQUIRE(h_fake_init(&f) == 0);
     snprintf(root, sizeof root, "%s", f.root);
     REQUIRE_STATUS(procspy_walker_new(root, &w), PROCSPY_OK);
-    CHECK_STATUS(procspy_walker_walk(w, NULL, 0, count_cb, &n, &st), PROCSPY_OK);
+    CHECK_STATUS(procspy_walker_walk(w, NULL, 0, h_count_cb, &n, &st), PROCSPY_OK);
     REQUIRE(rmdir(root) == 0);
     f.root[0] = 0;
     memset(&st, 0xAB, sizeof st);
-    CHECK_STATUS(procspy_walker_walk(w, NULL, 0, count_cb, &n, &st), PROCSPY_IO);
+    CHECK_STATUS(procspy_walker_walk(w, NULL, 0, h_count_cb, &n, &st), PROCSPY_IO);
     check_error_names(__FILE__, __LINE__, "procspy_walker_walk", root, ENOENT);
     CHECK_EQ(st.processes, 0);
     CHECK_EQ(st.sockets, 0);
     CHECK(st.elapsed_ns > 0 && st.elapsed_ns < 60000000000ull);
     CHECK_STATUS(procspy_walker_connections(w, NULL, 0, PROCSPY_PROTO_TCP, PROCSPY_STATES_ALL,
-                                            count_conn_cb, &n, &st), PROCSPY_IO);
+                                            h_count_conn_cb, &n, &st), PROCSPY_IO);
     check_error_names(__FILE__, __LINE__, "procspy_walker_connections", root, ENOENT);
     CHECK_EQ(n, 0);
     procspy_walker_free(w);
@@ -290,7 +276,7 @@ void test_free_and_stop_null(void)
     REQUIRE_STATUS(procspy_walker_new(NULL, &w), PROCSPY_OK);
     {
         procspy_walk_stats st;
-        CHECK_STATUS(procspy_walker_walk(w, NULL, 0, count_cb, &n, &st), PROCSPY_OK);
+        CHECK_STATUS(procspy_walker_walk(w, NULL, 0, h_count_cb, &n, &st), PROCSPY_OK);
         if (!CHECK(n > 0))
             printf("      (stats: namespaces %llu processes %llu skipped %llu fds %llu sockets %llu)\n",
                    (unsigned long long)st.namespaces, (unsigned long long)st.processes,
@@ -323,21 +309,21 @@ void test_walk_args(void)
     REQUIRE_STATUS(procspy_walker_new(NULL, &w), PROCSPY_OK);
 
     memset(&st, 0xAB, sizeof st);
-    CHECK_STATUS(procspy_walker_walk(NULL, buf, sizeof buf, count_cb, &n, &st), PROCSPY_NULL_ARGUMENT);
+    CHECK_STATUS(procspy_walker_walk(NULL, buf, sizeof buf, h_count_cb, &n, &st), PROCSPY_NULL_ARGUMENT);
     CHECK(strstr(h_last_error(), "procspy_walker_walk") != NULL);
     CHECK(stats_all_zero(&st)); /* stats filled on every return */
     memset(&st, 0xAB, sizeof st);
     CHECK_STATUS(procspy_walker_walk(w, buf, sizeof buf, NULL, &n, &st), PROCSPY_NULL_ARGUMENT);
     CHECK(stats_all_zero(&st));
-    CHECK_STATUS(procspy_walker_walk(w, NULL, 1, count_cb, &n, &st), PROCSPY_NULL_ARGUMENT);
-    CHECK_STATUS(procspy_walker_walk(w, NULL, SIZE_MAX, count_cb, &n, &st), PROCSPY_NULL_ARGUMENT);
+    CHECK_STATUS(procspy_walker_walk(w, NULL, 1, h_count_cb, &n, &st), PROCSPY_NULL_ARGUMENT);
+    CHECK_STATUS(procspy_walker_walk(w, NULL, SIZE_MAX, h_count_cb, &n, &st), PROCSPY_NULL_ARGUMENT);
     CHECK_STATUS(procspy_walker_walk(NULL, NULL, 0, NULL, NULL, NULL), PROCSPY_NULL_ARGUMENT);
     CHECK_EQ(n, 0);
     /* NULL with cap 0 is count only; stats may be NULL */
-    CHECK_STATUS(procspy_walker_walk(w, NULL, 0, count_cb, &n, NULL), PROCSPY_OK);
+    CHECK_STATUS(procspy_walker_walk(w, NULL, 0, h_count_cb, &n, NULL), PROCSPY_OK);
     CHECK(n > 0);
     n = 0;
-    CHECK_STATUS(procspy_walker_walk(w, NULL, 0, count_cb, &n, &st), PROCSPY_OK);
+    CHECK_STATUS(procspy_walker_walk(w, NULL, 0, h_count_cb, &n, &st), PROCSPY_OK);
     CHECK_EQ(st.bytes_written, 0);
     CHECK(st.bytes_needed > 0);
     CHECK(st.processes > 0);
@@ -346,8 +332,8 @@ void test_walk_args(void)
     /* the same bad calls fail the same way on a stopped walker */
     procspy_walker_stop(w);
     CHECK_STATUS(procspy_walker_walk(w, buf, sizeof buf, NULL, &n, &st), PROCSPY_NULL_ARGUMENT);
-    CHECK_STATUS(procspy_walker_walk(w, NULL, 8, count_cb, &n, &st), PROCSPY_NULL_ARGUMENT);
-    CHECK_STATUS(procspy_walker_walk(w, NULL, 0, count_cb, &n, &st), PROCSPY_STOPPED);
+    CHECK_STATUS(procspy_walker_walk(w, NULL, 8, h_count_cb, &n, &st), PROCSPY_NULL_ARGUMENT);
+    CHECK_STATUS(procspy_walker_walk(w, NULL, 0, h_count_cb, &n, &st), PROCSPY_STOPPED);
     procspy_walker_free(w);
 }
 
@@ -364,43 +350,43 @@ void test_connections_args(void)
     REQUIRE_STATUS(procspy_walker_new(NULL, &w), PROCSPY_OK);
 
     memset(&st, 0xAB, sizeof st);
-    CHECK_STATUS(procspy_walker_connections(NULL, NULL, 0, TCP, ALL, count_conn_cb, &n, &st),
+    CHECK_STATUS(procspy_walker_connections(NULL, NULL, 0, TCP, ALL, h_count_conn_cb, &n, &st),
                  PROCSPY_NULL_ARGUMENT);
     CHECK(strstr(h_last_error(), "procspy_walker_connections") != NULL);
     CHECK(stats_all_zero(&st));
     CHECK_STATUS(procspy_walker_connections(w, NULL, 0, TCP, ALL, NULL, &n, &st), PROCSPY_NULL_ARGUMENT);
-    CHECK_STATUS(procspy_walker_connections(w, NULL, 16, TCP, ALL, count_conn_cb, &n, &st),
+    CHECK_STATUS(procspy_walker_connections(w, NULL, 16, TCP, ALL, h_count_conn_cb, &n, &st),
                  PROCSPY_NULL_ARGUMENT);
     for (i = 0; i < sizeof bad_protocols / sizeof bad_protocols[0]; i++) {
         memset(&st, 0xAB, sizeof st);
-        CHECK_STATUS(procspy_walker_connections(w, NULL, 0, bad_protocols[i], ALL, count_conn_cb, &n, &st),
+        CHECK_STATUS(procspy_walker_connections(w, NULL, 0, bad_protocols[i], ALL, h_count_conn_cb, &n, &st),
                      PROCSPY_INVALID_ARGUMENT);
         CHECK(stats_all_zero(&st));
     }
     CHECK(strstr(h_last_error(), "procspy_walker_connections") != NULL);
-    CHECK_STATUS(procspy_walker_connections(w, NULL, 0, TCP, 0, count_conn_cb, &n, &st),
+    CHECK_STATUS(procspy_walker_connections(w, NULL, 0, TCP, 0, h_count_conn_cb, &n, &st),
                  PROCSPY_INVALID_ARGUMENT);
-    CHECK_STATUS(procspy_walker_connections(w, buf, sizeof buf, TCP, 0, count_conn_cb, &n, &st),
+    CHECK_STATUS(procspy_walker_connections(w, buf, sizeof buf, TCP, 0, h_count_conn_cb, &n, &st),
                  PROCSPY_INVALID_ARGUMENT);
     /* NULL before INVALID */
-    CHECK_STATUS(procspy_walker_connections(NULL, NULL, 0, 0, 0, count_conn_cb, &n, &st),
+    CHECK_STATUS(procspy_walker_connections(NULL, NULL, 0, 0, 0, h_count_conn_cb, &n, &st),
                  PROCSPY_NULL_ARGUMENT);
     CHECK_STATUS(procspy_walker_connections(w, NULL, 0, 0, 0, NULL, &n, &st), PROCSPY_NULL_ARGUMENT);
-    CHECK_STATUS(procspy_walker_connections(w, NULL, 5, 0, 0, count_conn_cb, &n, &st),
+    CHECK_STATUS(procspy_walker_connections(w, NULL, 5, 0, 0, h_count_conn_cb, &n, &st),
                  PROCSPY_NULL_ARGUMENT);
     CHECK_EQ(n, 0);
     /* valid: NULL buf with cap 0 is the walker's own; stats may be NULL */
-    CHECK_STATUS(procspy_walker_connections(w, NULL, 0, TCP | PROCSPY_PROTO_UDP, ALL, count_conn_cb, &n, NULL),
+    CHECK_STATUS(procspy_walker_connections(w, NULL, 0, TCP | PROCSPY_PROTO_UDP, ALL, h_count_conn_cb, &n, NULL),
                  PROCSPY_OK);
     CHECK(n > 0);
     /* on a stopped walker: argument errors first, then STOPPED */
     procspy_walker_stop(w);
-    CHECK_STATUS(procspy_walker_connections(w, NULL, 0, 0, ALL, count_conn_cb, &n, &st),
+    CHECK_STATUS(procspy_walker_connections(w, NULL, 0, 0, ALL, h_count_conn_cb, &n, &st),
                  PROCSPY_INVALID_ARGUMENT);
-    CHECK_STATUS(procspy_walker_connections(w, NULL, 0, TCP, 0, count_conn_cb, &n, &st),
+    CHECK_STATUS(procspy_walker_connections(w, NULL, 0, TCP, 0, h_count_conn_cb, &n, &st),
                  PROCSPY_INVALID_ARGUMENT);
     CHECK_STATUS(procspy_walker_connections(w, NULL, 0, 0, 0, NULL, &n, &st), PROCSPY_NULL_ARGUMENT);
-    CHECK_STATUS(procspy_walker_connections(w, NULL, 0, TCP, ALL, count_conn_cb, &n, &st), PROCSPY_STOPPED);
+    CHECK_STATUS(procspy_walker_connections(w, NULL, 0, TCP, ALL, h_count_conn_cb, &n, &st), PROCSPY_STOPPED);
     procspy_walker_free(w);
 }
 
@@ -457,24 +443,24 @@ void test_parse_args(void)
     const char *line = "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 640 1 0000000000000000 100 0 0 10 0\n";
     uint64_t bad = 99;
     int n = 0;
-    CHECK_STATUS(procspy_parse_tcp(NULL, 5, PROCSPY_STATES_ALL, count_conn_cb, &n, &bad), PROCSPY_NULL_ARGUMENT);
+    CHECK_STATUS(procspy_parse_tcp(NULL, 5, PROCSPY_STATES_ALL, h_count_conn_cb, &n, &bad), PROCSPY_NULL_ARGUMENT);
     CHECK(strstr(h_last_error(), "procspy_parse_tcp") != NULL);
     CHECK_STATUS(procspy_parse_tcp((const uint8_t *)line, strlen(line), PROCSPY_STATES_ALL, NULL, &n, &bad),
                  PROCSPY_NULL_ARGUMENT);
     /* NULL before INVALID */
-    CHECK_STATUS(procspy_parse_tcp(NULL, 5, 0, count_conn_cb, &n, &bad), PROCSPY_NULL_ARGUMENT);
+    CHECK_STATUS(procspy_parse_tcp(NULL, 5, 0, h_count_conn_cb, &n, &bad), PROCSPY_NULL_ARGUMENT);
     CHECK_STATUS(procspy_parse_tcp((const uint8_t *)line, strlen(line), 0, NULL, &n, &bad), PROCSPY_NULL_ARGUMENT);
-    CHECK_STATUS(procspy_parse_tcp((const uint8_t *)line, strlen(line), 0, count_conn_cb, &n, &bad),
+    CHECK_STATUS(procspy_parse_tcp((const uint8_t *)line, strlen(line), 0, h_count_conn_cb, &n, &bad),
                  PROCSPY_INVALID_ARGUMENT);
     CHECK(strstr(h_last_error(), "procspy_parse_tcp") != NULL);
     CHECK_EQ(n, 0);
     /* NULL with len 0 is empty input */
     bad = 99;
-    CHECK_STATUS(procspy_parse_tcp(NULL, 0, PROCSPY_STATES_ALL, count_conn_cb, &n, &bad), PROCSPY_OK);
+    CHECK_STATUS(procspy_parse_tcp(NULL, 0, PROCSPY_STATES_ALL, h_count_conn_cb, &n, &bad), PROCSPY_OK);
     CHECK_EQ(bad, 0);
     CHECK_EQ(n, 0);
     /* malformed_lines may be NULL */
-    CHECK_STATUS(procspy_parse_tcp((const uint8_t *)line, strlen(line), PROCSPY_STATES_ALL, count_conn_cb, &n, NULL),
+    CHECK_STATUS(procspy_parse_tcp((const uint8_t *)line, strlen(line), PROCSPY_STATES_ALL, h_count_conn_cb, &n, NULL),
                  PROCSPY_OK);
     CHECK_EQ(n, 1);
 }

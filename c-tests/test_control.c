@@ -50,20 +50,6 @@ static void *bg_main(void *arg)
     return NULL;
 }
 
-static int count_cb(void *ud, const procspy_socket *s)
-{
-    (void)s;
-    ++*(int *)ud;
-    return 0;
-}
-
-static int count_conn_cb(void *ud, const procspy_connection *c)
-{
-    (void)c;
-    ++*(int *)ud;
-    return 0;
-}
-
 /* The walking thread runs SCHED_FIFO where allowed (root, not under valgrind), so that
  * the stop latency measured is the library's, not the wait for a CPU on a loaded host. */
 static int start_bg(pthread_t *th, struct bg_walk *b)
@@ -114,20 +100,20 @@ static uint64_t busy_then_stop(int connections)
     CHECK(!__atomic_load_n(&b.done, __ATOMIC_SEQ_CST));
     /* a second walk on the walker: BUSY, at once, with stats filled */
     memset(&st, 0xAB, sizeof st);
-    CHECK_STATUS(procspy_walker_walk(w, NULL, 0, count_cb, &n, &st), PROCSPY_BUSY);
+    CHECK_STATUS(procspy_walker_walk(w, NULL, 0, h_count_cb, &n, &st), PROCSPY_BUSY);
     CHECK(strstr(h_last_error(), "procspy_walker_walk") != NULL);
     CHECK_EQ(st.processes, 0);
     CHECK_EQ(st.sockets, 0);
     CHECK_EQ(st.bytes_written, 0);
-    CHECK_STATUS(procspy_walker_walk(w, buf, sizeof buf, count_cb, &n, NULL), PROCSPY_BUSY);
-    CHECK_STATUS(procspy_walker_connections(w, NULL, 0, PROCSPY_PROTO_TCP, PROCSPY_STATES_ALL, count_conn_cb, &n, &st),
+    CHECK_STATUS(procspy_walker_walk(w, buf, sizeof buf, h_count_cb, &n, NULL), PROCSPY_BUSY);
+    CHECK_STATUS(procspy_walker_connections(w, NULL, 0, PROCSPY_PROTO_TCP, PROCSPY_STATES_ALL, h_count_conn_cb, &n, &st),
                  PROCSPY_BUSY);
     CHECK(strstr(h_last_error(), "procspy_walker_connections") != NULL);
     /* arguments are checked before BUSY */
-    CHECK_STATUS(procspy_walker_connections(w, NULL, 0, 0, PROCSPY_STATES_ALL, count_conn_cb, &n, &st),
+    CHECK_STATUS(procspy_walker_connections(w, NULL, 0, 0, PROCSPY_STATES_ALL, h_count_conn_cb, &n, &st),
                  PROCSPY_INVALID_ARGUMENT);
     CHECK_STATUS(procspy_walker_walk(w, NULL, 0, NULL, &n, &st), PROCSPY_NULL_ARGUMENT);
-    CHECK_STATUS(procspy_walker_walk(w, NULL, 4, count_cb, &n, &st), PROCSPY_NULL_ARGUMENT);
+    CHECK_STATUS(procspy_walker_walk(w, NULL, 4, h_count_cb, &n, &st), PROCSPY_NULL_ARGUMENT);
     CHECK_EQ(n, 0);
     /* single-pid calls are fine during a walk */
     CHECK_STATUS(procspy_walker_netns_of(w, getpid(), &ns), PROCSPY_OK);
@@ -148,10 +134,10 @@ static uint64_t busy_then_stop(int connections)
     CHECK_EQ(b.recs.n + b.conns.n, 0);
     /* final: every later walk is STOPPED at once */
     memset(&st, 0xAB, sizeof st);
-    CHECK_STATUS(procspy_walker_walk(w, NULL, 0, count_cb, &n, &st), PROCSPY_STOPPED);
+    CHECK_STATUS(procspy_walker_walk(w, NULL, 0, h_count_cb, &n, &st), PROCSPY_STOPPED);
     CHECK_EQ(st.processes, 0);
     CHECK(st.elapsed_ns < stop_bound_ns());
-    CHECK_STATUS(procspy_walker_connections(w, NULL, 0, PROCSPY_PROTO_TCP, PROCSPY_STATES_ALL, count_conn_cb, &n, &st),
+    CHECK_STATUS(procspy_walker_connections(w, NULL, 0, PROCSPY_PROTO_TCP, PROCSPY_STATES_ALL, h_count_conn_cb, &n, &st),
                  PROCSPY_STOPPED);
     CHECK_EQ(n, 0);
     h_recs_free(&b.recs);
@@ -199,9 +185,9 @@ static int reenter_cb(void *ud, const procspy_socket *s)
     int n = 0;
     uint64_t ns = 0;
     if (r->calls++ == 0) {
-        r->inner_walk = procspy_walker_walk(r->w, NULL, 0, count_cb, &n, NULL);
+        r->inner_walk = procspy_walker_walk(r->w, NULL, 0, h_count_cb, &n, NULL);
         r->inner_conn = procspy_walker_connections(r->w, NULL, 0, PROCSPY_PROTO_TCP, PROCSPY_STATES_ALL,
-                                                   count_conn_cb, &n, NULL);
+                                                   h_count_conn_cb, &n, NULL);
         (void)s;
         r->inner_netns = procspy_walker_netns_of(r->w, getpid(), &ns);
         r->inner_rate = procspy_walker_set_rate_limit(r->w, 0, 0);
@@ -217,9 +203,9 @@ static int reenter_conn_cb(void *ud, const procspy_connection *c)
     int n = 0;
     (void)c;
     if (r->calls++ == 0) {
-        r->inner_walk = procspy_walker_walk(r->w, NULL, 0, count_cb, &n, NULL);
+        r->inner_walk = procspy_walker_walk(r->w, NULL, 0, h_count_cb, &n, NULL);
         r->inner_conn = procspy_walker_connections(r->w, NULL, 0, PROCSPY_PROTO_TCP, PROCSPY_STATES_ALL,
-                                                   count_conn_cb, &n, NULL);
+                                                   h_count_conn_cb, &n, NULL);
         r->inner_netns = PROCSPY_OK;
         r->inner_rate = procspy_walker_set_rate_limit(r->w, 0, 0);
         if (n != 0)
@@ -248,7 +234,7 @@ void test_busy_reentrant_callback(void)
     CHECK_STATUS(r.inner_conn, PROCSPY_BUSY);
     CHECK_STATUS(r.inner_netns, PROCSPY_OK);
     /* and once it returned, the walker walks again */
-    CHECK_STATUS(procspy_walker_walk(r.w, NULL, 0, count_cb, &r.calls, NULL), PROCSPY_OK);
+    CHECK_STATUS(procspy_walker_walk(r.w, NULL, 0, h_count_cb, &r.calls, NULL), PROCSPY_OK);
     procspy_walker_free(r.w);
 }
 
@@ -275,7 +261,7 @@ void test_stop_from_callback(void)
     CHECK(st.elapsed_ns > 0);
     h_recs_free(&recs);
     memset(&st, 0xAB, sizeof st);
-    CHECK_STATUS(procspy_walker_walk(w, NULL, 0, count_cb, &n, &st), PROCSPY_STOPPED);
+    CHECK_STATUS(procspy_walker_walk(w, NULL, 0, h_count_cb, &n, &st), PROCSPY_STOPPED);
     CHECK_EQ(n, 0);
     CHECK_EQ(st.processes, 0);
     CHECK_EQ(st.sockets, 0);
@@ -304,7 +290,7 @@ void test_stop_from_callback(void)
     CHECK(st.sockets > 0);
     CHECK(st.elapsed_ns > 0);
     h_conns_free(&conns);
-    CHECK_STATUS(procspy_walker_connections(w, NULL, 0, PROCSPY_PROTO_TCP, PROCSPY_STATES_ALL, count_conn_cb, &n, &st),
+    CHECK_STATUS(procspy_walker_connections(w, NULL, 0, PROCSPY_PROTO_TCP, PROCSPY_STATES_ALL, h_count_conn_cb, &n, &st),
                  PROCSPY_STOPPED);
     CHECK_EQ(n, 0);
     procspy_walker_free(w);
@@ -553,9 +539,6 @@ void test_walker_reuse(void)
     procspy_walker_free(w);
 }
 
-static int count_socket(void *u, const procspy_socket *s) { (void)s; ++*(size_t *)u; return 0; }
-static int count_conn(void *u, const procspy_connection *c) { (void)c; ++*(size_t *)u; return 0; }
-
 static int open_fd_count(void)
 {
     int n = 0;
@@ -577,13 +560,13 @@ void test_soak(void)
     int i, walks = env ? atoi(env) : (h_under_valgrind ? 10 : 50);
     int fds_before = open_fd_count();
     procspy_walker *w = NULL;
-    size_t n = 0;
+    int n = 0;
     REQUIRE_STATUS(procspy_walker_new(NULL, &w), PROCSPY_OK);
     for (i = 0; i < walks && !h_test_failures; i++) {
         procspy_walker *other = NULL;
-        CHECK_STATUS(procspy_walker_walk(w, NULL, 0, count_socket, &n, NULL), PROCSPY_OK);
+        CHECK_STATUS(procspy_walker_walk(w, NULL, 0, h_count_cb, &n, NULL), PROCSPY_OK);
         CHECK_STATUS(procspy_walker_connections(w, NULL, 0, PROCSPY_PROTO_TCP | PROCSPY_PROTO_UDP,
-                                                PROCSPY_STATES_ALL, count_conn, &n, NULL), PROCSPY_OK);
+                                                PROCSPY_STATES_ALL, h_count_conn_cb, &n, NULL), PROCSPY_OK);
         CHECK_STATUS(procspy_walker_new(NULL, &other), PROCSPY_OK);
         procspy_walker_free(other);
     }

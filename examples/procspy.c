@@ -13,7 +13,7 @@
  *   procspy -p 1234 --json   one process's connections, one JSON object a line
  *   procspy --sockets        every socket fd: PID FD NETNS INODE NAME
  *
- * Build: make -C /work/main build/procspy (C99 + POSIX, links libprocspy.so).
+ * Build: make build/procspy (C99 + POSIX, links libprocspy.so).
  */
 
 #include <arpa/inet.h>

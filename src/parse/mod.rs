@@ -1,4 +1,4 @@
-//! Pure parsers over bytes the kernel wrote: no I/O, no unsafe, and no read
+//! Pure parsers over bytes the kernel wrote: no I/O, safe Rust only, and no read
 //! outside the input whatever its bytes.
 #![forbid(unsafe_code)]
 
