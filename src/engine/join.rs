@@ -58,7 +58,7 @@ const DIAG_BUF: usize = 64 * 1024;
 enum DiagStop {
     /// Netlink can't be used there: read the text tables instead.
     Unavailable(Errno),
-    /// The callback or a stop ended the walk.
+    /// The callback (or a stop, which `with_state` tells apart) ended the walk.
     Ended(Error),
 }
 
@@ -187,12 +187,12 @@ impl Walker {
                     }
                     dedup.clear();
                     let netns = group[0].0;
+                    let mut deliver = |conn: &Conn, protocol: u8| {
+                        let c = Connection { conn: *conn, protocol, netns, owner: index.owner(conn.inode) };
+                        if self.stop.is_set() { ControlFlow::Break(()) } else { on_connection(&c) }
+                    };
                     if let Some(home) = &home {
-                        let deliver = &mut |conn: &Conn, protocol: u8| {
-                            let c = Connection { conn: *conn, protocol, netns, owner: index.owner(conn.inode) };
-                            if self.stop.is_set() { ControlFlow::Break(()) } else { on_connection(&c) }
-                        };
-                        match self.dump_namespace(home, group, protocols, state_mask, dedup, diag, deliver) {
+                        match self.dump_namespace(home, group, protocols, state_mask, dedup, diag, &mut deliver) {
                             Ok(()) => return Ok(()),
                             Err(DiagStop::Ended(e)) => return Err(e),
                             Err(DiagStop::Unavailable(e)) if source == Source::Netlink => {
@@ -224,13 +224,9 @@ impl Walker {
                     stats.bytes_written = stats.bytes_written.max(read.text.len() as u64);
                     let (text, split) = (read.text, read.split);
                     for (part, protocol) in [(&text[..split], 1), (&text[split..], 2)] {
-                        let parsed = parse_table(part, protocol, state_mask, dedup, |conn| {
-                            let c = Connection { conn: *conn, protocol, netns, owner: index.owner(conn.inode) };
-                            if self.stop.is_set() { ControlFlow::Break(()) } else { on_connection(&c) }
-                        });
-                        if parsed.is_err() {
-                            return Err(if self.stop.is_set() { Error::Stopped } else { Error::Aborted });
-                        }
+                        // A stop also ends here; `with_state` reports it as such.
+                        parse_table(part, protocol, state_mask, dedup, |conn| deliver(conn, protocol))
+                            .map_err(|_| Error::Aborted)?;
                     }
                     Ok(())
                 })
@@ -287,8 +283,7 @@ impl Walker {
                         Reply::Sock(c) => {
                             if dedup.admit(protocol, &c, state_mask) == Admit::Fresh && deliver(&c, protocol).is_break()
                             {
-                                let e = if self.stop.is_set() { Error::Stopped } else { Error::Aborted };
-                                return Err(DiagStop::Ended(e));
+                                return Err(DiagStop::Ended(Error::Aborted));
                             }
                         }
                         Reply::Done => return Ok(()),

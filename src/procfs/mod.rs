@@ -17,8 +17,8 @@ use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::{FileStat, Mode, fstatat};
 
 pub use netlink::HomeNetns;
-pub use table::TableBuf;
 use table::SHORT_READ_EOF;
+pub use table::TableBuf;
 
 /// `getdents64` chunk size that lists most fd directories in one call.
 pub(crate) const DIRENT_BUF: usize = 64 * 1024;
