@@ -387,6 +387,10 @@ impl Walker {
                     }
                 };
                 let Some(fd) = procfs::parse_fd(entry.name.to_bytes()) else { continue };
+                // A process may hold 100,000 fds: a stop doesn't wait for the next pid.
+                if self.stop.is_set() {
+                    return Err(Error::Stopped);
+                }
                 if block != 0 && in_block == block {
                     if !self.tick(ticker, stats) {
                         return Err(Error::Stopped);
