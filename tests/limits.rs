@@ -70,9 +70,18 @@ const NOBODY: &[&str] =
 #[test]
 fn unprivileged_walk_sees_its_own_and_counts_the_rest() {
     let _serial = SERIAL.lock();
+    use std::os::unix::fs::PermissionsExt;
+    // The checkout may sit where nobody can reach it: copy what nobody runs.
+    let dir = std::env::temp_dir().join(format!("procspy-nobody-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = dir.join("limits-test");
+    let script = dir.join("holder.py");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    std::fs::copy(common::HOLDER_SCRIPT, &script).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
     let theirs = common::Holder::start(false, Some("root-holder"));
-    let mine = common::Holder::start_with(NOBODY, Some("nobody-holder"));
-    let exe = std::env::current_exe().unwrap();
+    let mine = common::Holder::start_script(NOBODY, Some("nobody-holder"), script.to_str().unwrap());
     let out = std::process::Command::new(NOBODY[0])
         .args(&NOBODY[1..])
         .arg(&exe)
@@ -82,6 +91,7 @@ fn unprivileged_walk_sees_its_own_and_counts_the_rest() {
         .env("PROCSPY_TEST_MINE_SOCKETS", mine.socks.len().to_string())
         .output()
         .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("1 passed"), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -8,6 +8,8 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
 use std::process::{Child, Command, Stdio};
 
+pub const HOLDER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/holder.py");
+
 /// One socket fd a holder reported.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Held {
@@ -37,17 +39,22 @@ impl Holder {
 
     /// Run through `prefix` (e.g. `unshare -n`, `setpriv ...`).
     pub fn start_with(prefix: &[&str], name: Option<&str>) -> Holder {
-        Self::spawn(prefix, name, 0)
+        Self::spawn(prefix, name, 0, HOLDER_SCRIPT)
+    }
+
+    /// Run through `prefix`, from a copy of the script at `script` (one an
+    /// unprivileged user can reach).
+    pub fn start_script(prefix: &[&str], name: Option<&str>, script: &str) -> Holder {
+        Self::spawn(prefix, name, 0, script)
     }
 
     /// In a new network namespace, with `extra` unreported listeners per
     /// family to make its tables long.
     pub fn start_big(extra: usize) -> Holder {
-        Self::spawn(&["unshare", "-n"], None, extra)
+        Self::spawn(&["unshare", "-n"], None, extra, HOLDER_SCRIPT)
     }
 
-    fn spawn(prefix: &[&str], name: Option<&str>, extra: usize) -> Holder {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/holder.py");
+    fn spawn(prefix: &[&str], name: Option<&str>, extra: usize, script: &str) -> Holder {
         // The system python, which an unprivileged user can run too.
         let python = if std::path::Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" };
         let mut argv: Vec<&str> = prefix.to_vec();
