@@ -147,3 +147,28 @@ fn net_dev_fallback_and_missing_tcp6() {
     assert_eq!(text, b"tcp table\n", "no tcp6 here, and that is no error");
     assert_eq!(stats.skipped, 0);
 }
+
+#[test]
+fn files_are_never_read_through_a_symlink_out_of_the_root() {
+    let h = Holder::start(false, None);
+    let f = FakeRoot::new("escape");
+    let outside = FakeRoot::new("outside");
+    outside.file("net/tcp", b"outside table\n");
+    outside.file("stat", &stat_line(1, b"outside", 1));
+    // The tables and the stat of pid 400 lead out of the root.
+    f.pid(400, h.pid, &[(3, h.socks[0].fd)], b"x");
+    std::fs::remove_dir_all(f.path.join("400/net")).unwrap();
+    f.link("400/net", outside.path.join("net"));
+    std::fs::remove_file(f.path.join("400/stat")).unwrap();
+    f.link("400/stat", outside.path.join("stat"));
+    // Pid 401's tables are a symlink inside the root: followed.
+    f.pid(401, h.pid, &[], b"y");
+    f.file("shared/tcp", b"inside table\n");
+    std::fs::remove_dir_all(f.path.join("401/net")).unwrap();
+    f.link("401/net", "../shared");
+    let (r, recs, text, stats) = walk(&root_of(&f));
+    assert_eq!(r, Ok(()));
+    assert!(recs.is_empty(), "pid 400's name can't be read: {recs:?}");
+    assert_eq!(text, b"inside table\n", "the tables of the next pid, from inside the root");
+    assert_eq!(stats.skipped, 1, "{stats:?}");
+}

@@ -10,10 +10,11 @@ mod table;
 
 use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::errno::Errno;
 use nix::fcntl::AtFlags;
-use nix::fcntl::{OFlag, openat};
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat, openat2};
 use nix::sys::stat::{FileStat, Mode, fstatat};
 
 pub use netlink::HomeNetns;
@@ -29,6 +30,8 @@ const DT_LNK: u8 = 10;
 #[derive(Debug)]
 pub struct ProcRoot {
     dir: OwnedFd,
+    /// The kernel has no `openat2`.
+    no_openat2: AtomicBool,
 }
 
 impl ProcRoot {
@@ -43,7 +46,7 @@ impl ProcRoot {
         // Opening a directory needs search rights only; listing it needs read.
         let mut probe = [0u8; 512];
         sys::getdents64(dir.as_fd(), &mut probe)?;
-        Ok(Self { dir })
+        Ok(Self { dir, no_openat2: AtomicBool::new(false) })
     }
 
     /// Appends every numeric entry (a pid in `1..=i32::MAX`) of the root to
@@ -70,12 +73,24 @@ impl ProcRoot {
 
     /// Opens the directory `PID/suffix` for listing; a symlink there is refused.
     pub fn open_dir(&self, pid: i32, suffix: &[u8]) -> Result<OwnedFd, Errno> {
-        openat(
-            self.dir.as_fd(),
-            PidPath::new(pid, suffix)?.as_cstr(),
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        self.open_beneath(PidPath::new(pid, suffix)?.as_cstr(), flags)
+    }
+
+    /// `openat` that cannot leave the root: no `..` or absolute symlink out
+    /// of it, no magic link (`openat2` with `RESOLVE_BENEATH`; before Linux
+    /// 5.6, or where a seccomp filter refuses it, plain `openat`).
+    fn open_beneath(&self, path: &CStr, flags: OFlag) -> Result<OwnedFd, Errno> {
+        if !self.no_openat2.load(Ordering::Relaxed) {
+            let how =
+                OpenHow::new().flags(flags).resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+            match openat2(self.dir.as_fd(), path, how) {
+                Err(Errno::ENOSYS) => self.no_openat2.store(true, Ordering::Relaxed),
+                Err(Errno::EPERM) => {}
+                r => return r,
+            }
+        }
+        openat(self.dir.as_fd(), path, flags, Mode::empty())
     }
 
     /// Opens `path` under the root (following symlinks, as `ns/net` is one),
@@ -92,12 +107,8 @@ impl ProcRoot {
     /// Opens the file `PID/suffix` for reading. `O_NONBLOCK` keeps a FIFO in
     /// a hostile tree from hanging the open; proc files ignore it.
     pub fn open_file(&self, pid: i32, suffix: &[u8]) -> Result<OwnedFd, Errno> {
-        openat(
-            self.dir.as_fd(),
-            PidPath::new(pid, suffix)?.as_cstr(),
-            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
-            Mode::empty(),
-        )
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+        self.open_beneath(PidPath::new(pid, suffix)?.as_cstr(), flags)
     }
 }
 
