@@ -77,10 +77,11 @@ static _Noreturn void child_fail(int idx, const char *what)
     _exit(1);
 }
 
-/* A listener on 127.0.0.1:0 or [::1]:0; its address goes to *sa. */
-static int tcp_listener(int v6, struct sockaddr_storage *sa, socklen_t *len)
+/* A socket of `type` bound to 127.0.0.1:0 or [::1]:0, listening if it is a
+ * stream; its address goes to *sa. */
+static int bound_socket(int type, int v6, struct sockaddr_storage *sa, socklen_t *len)
 {
-    int s = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int s = socket(v6 ? AF_INET6 : AF_INET, type | SOCK_CLOEXEC, 0);
     if (s < 0) return -1;
     int one = 1;
     if (v6) setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
@@ -96,33 +97,7 @@ static int tcp_listener(int v6, struct sockaddr_storage *sa, socklen_t *len)
         a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         *len = sizeof *a;
     }
-    if (bind(s, (struct sockaddr *)sa, *len) < 0 || listen(s, 4096) < 0 ||
-        getsockname(s, (struct sockaddr *)sa, len) < 0) {
-        int e = errno; close(s); errno = e;
-        return -1;
-    }
-    return s;
-}
-
-static int udp_bound(int v6, struct sockaddr_storage *sa, socklen_t *len)
-{
-    int s = socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (s < 0) return -1;
-    int one = 1;
-    if (v6) setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    memset(sa, 0, sizeof *sa);
-    if (v6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)sa;
-        a->sin6_family = AF_INET6;
-        a->sin6_addr = in6addr_loopback;
-        *len = sizeof *a;
-    } else {
-        struct sockaddr_in *a = (struct sockaddr_in *)sa;
-        a->sin_family = AF_INET;
-        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        *len = sizeof *a;
-    }
-    if (bind(s, (struct sockaddr *)sa, *len) < 0 ||
+    if (bind(s, (struct sockaddr *)sa, *len) < 0 || (type == SOCK_STREAM && listen(s, 4096) < 0) ||
         getsockname(s, (struct sockaddr *)sa, len) < 0) {
         int e = errno; close(s); errno = e;
         return -1;
@@ -156,7 +131,7 @@ static _Noreturn void child_main(int idx, const struct spec *sp)
     socklen_t ll[2 * 64];
     int lfd[2 * 64];
     for (int i = 0; i < 2 * nl; i++) {
-        lfd[i] = tcp_listener(i & 1, &la[i], &ll[i]);
+        lfd[i] = bound_socket(SOCK_STREAM, i & 1, &la[i], &ll[i]);
         if (lfd[i] < 0) child_fail(idx, (i & 1) ? "listen [::1]" : "listen 127.0.0.1");
     }
     int fds = 2 * nl;
@@ -174,7 +149,7 @@ static _Noreturn void child_main(int idx, const struct spec *sp)
     for (int v6 = 0; v6 < 2; v6++) {
         struct sockaddr_storage sa;
         socklen_t len;
-        if (udp_bound(v6, &sa, &len) < 0) child_fail(idx, "udp bind");
+        if (bound_socket(SOCK_DGRAM, v6, &sa, &len) < 0) child_fail(idx, "udp bind");
         int u = socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         if (u < 0 || connect(u, (struct sockaddr *)&sa, len) < 0)
             child_fail(idx, "udp connect");

@@ -285,18 +285,24 @@ void h_table_line(struct h_str *s, int sl, int family,
 
 /* ---- recorders --------------------------------------------------------- */
 
+/* `v` with room for one more element, `n` of `*cap` being used. */
+static void *h_grow(void *v, size_t *cap, size_t n, size_t size)
+{
+    if (n == *cap) {
+        size_t c = *cap ? *cap * 2 : 64;
+        v = realloc(v, c * size);
+        if (!v)
+            abort();
+        *cap = c;
+    }
+    return v;
+}
+
 int h_rec_cb(void *userdata, const procspy_socket *s)
 {
     struct h_recs *r = userdata;
     struct h_rec *rec;
-    if (r->n == r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 64;
-        struct h_rec *v = realloc(r->v, cap * sizeof *v);
-        if (!v)
-            abort();
-        r->v = v;
-        r->cap = cap;
-    }
+    r->v = h_grow(r->v, &r->cap, r->n, sizeof *r->v);
     rec = &r->v[r->n++];
     memset(rec, 0, sizeof *rec);
     rec->inode = s->inode;
@@ -376,14 +382,7 @@ int h_conn_cb(void *userdata, const procspy_connection *c)
 {
     struct h_conns *r = userdata;
     struct h_conn *rec;
-    if (r->n == r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 64;
-        struct h_conn *v = realloc(r->v, cap * sizeof *v);
-        if (!v)
-            abort();
-        r->v = v;
-        r->cap = cap;
-    }
+    r->v = h_grow(r->v, &r->cap, r->n, sizeof *r->v);
     rec = &r->v[r->n++];
     memset(rec, 0, sizeof *rec);
     rec->c = *c;
