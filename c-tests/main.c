@@ -27,7 +27,9 @@
     X(connections_args) X(netns_of_args) X(read_tcp_args) X(parse_args)        \
     X(ns_walk_sockets) X(ns_walk_buffer_tables) X(ns_netns_of) X(ns_read_tcp)  \
     X(ns_parse_walk_buffer)                                                    \
-    X(set_source_args) X(conn_all_fields) X(conn_sources_agree) X(conn_owner_host_wide) X(conn_state_mask)              \
+    X(set_source_args) X(owner_scan_args) X(conn_all_fields)                   \
+    X(conn_sources_agree) X(conn_owner_scans_agree) X(conn_owner_host_wide)    \
+    X(conn_state_mask)                                                         \
     X(conn_protocol_filter) X(conn_buffer_too_small) X(conn_own_buffer)        \
     X(conn_namespace_vanishes)        \
     X(fake_hostile_names) X(fake_net_dev_fallback) X(fake_missing_tcp6)        \

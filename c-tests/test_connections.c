@@ -257,6 +257,83 @@ void test_set_source_args(void)
     procspy_walker_free(w);
 }
 
+/* The BPF owner scan and the PID/fd one give every record the same owner. */
+void test_conn_owner_scans_agree(void)
+{
+    const struct h_fixture *fx = h_fixture();
+    const uint32_t protos = PROCSPY_PROTO_TCP | PROCSPY_PROTO_UDP;
+    struct h_conns by_proc = {0}, by_bpf = {0};
+    procspy_walk_stats st_proc, st_bpf;
+    procspy_walker *w = NULL;
+    size_t i;
+    int k, owned = 0;
+    REQUIRE(fx != NULL);
+    REQUIRE_STATUS(procspy_walker_new(NULL, &w), PROCSPY_OK);
+    CHECK_STATUS(procspy_walker_set_owner_scan(w, PROCSPY_OWNERS_PROC), PROCSPY_OK);
+    CHECK_STATUS(procspy_walker_connections(w, NULL, 0, protos, PROCSPY_STATES_ALL, h_conn_cb, &by_proc, &st_proc),
+                 PROCSPY_OK);
+    CHECK_STATUS(procspy_walker_set_owner_scan(w, PROCSPY_OWNERS_BPF), PROCSPY_OK);
+    CHECK_STATUS(procspy_walker_connections(w, NULL, 0, protos, PROCSPY_STATES_ALL, h_conn_cb, &by_bpf, &st_bpf),
+                 PROCSPY_OK);
+    for (k = 0; k < fx->nchild; k++) {
+        uint64_t ns = fx->child[k].netns;
+        CHECK_EQ(count_netns(&by_proc, ns), count_netns(&by_bpf, ns));
+        for (i = 0; i < by_proc.n; i++) {
+            const struct h_conn *a = &by_proc.v[i], *b;
+            size_t n;
+            if (a->c.netns != ns)
+                continue;
+            b = h_conns_find(&by_bpf, ns, a->c.inode, &n);
+            if (!CHECK(b != NULL) || !CHECK_EQ(n, 1) || !CHECK_EQ(a->has_owner, b->has_owner) || !a->has_owner)
+                continue;
+            owned++;
+            CHECK_EQ(a->owner.pid, b->owner.pid);
+            CHECK_EQ(a->owner.fd, b->owner.fd);
+            CHECK_EQ(a->owner.inode, b->owner.inode);
+            CHECK_EQ(a->owner.netns, b->owner.netns);
+            CHECK_EQ(a->owner.start_time, b->owner.start_time);
+            CHECK(a->owner_name && b->owner_name && strcmp(a->owner_name, b->owner_name) == 0);
+        }
+    }
+    CHECK(owned >= fx->nchild * 8);
+    CHECK(st_bpf.fds >= st_bpf.sockets && st_bpf.sockets >= (uint64_t)owned);
+    CHECK_EQ(st_bpf.ticks, 1); /* one pass, one tick */
+    CHECK(st_proc.ticks >= (uint64_t)fx->nchild);
+    h_conns_free(&by_proc);
+    h_conns_free(&by_bpf);
+    procspy_walker_free(w);
+}
+
+void test_owner_scan_args(void)
+{
+    procspy_walker *w = NULL;
+    struct h_fake f;
+    static const uint32_t bad[] = {3, 4, 0x80000000u, 0xFFFFFFFFu};
+    size_t i;
+    CHECK_STATUS(procspy_walker_set_owner_scan(NULL, PROCSPY_OWNERS_BPF), PROCSPY_NULL_ARGUMENT);
+    CHECK(strstr(h_last_error(), "procspy_walker_set_owner_scan") != NULL);
+    CHECK_STATUS(procspy_walker_set_owner_scan(NULL, 3), PROCSPY_NULL_ARGUMENT); /* NULL before INVALID */
+    REQUIRE_STATUS(procspy_walker_new(NULL, &w), PROCSPY_OK);
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK_STATUS(procspy_walker_set_owner_scan(w, bad[i]), PROCSPY_INVALID_ARGUMENT);
+    CHECK(strstr(h_last_error(), "PROCSPY_OWNERS_") != NULL);
+    CHECK_STATUS(procspy_walker_set_owner_scan(w, PROCSPY_OWNERS_AUTO), PROCSPY_OK);
+    CHECK_STATUS(procspy_walker_set_owner_scan(w, PROCSPY_OWNERS_PROC), PROCSPY_OK);
+    procspy_walker_free(w);
+    /* A fake root: the iterator's pids would not be its pids. */
+    REQUIRE(h_fake_init(&f) == 0);
+    int n = 0;
+    h_fake_pid(&f, 1, "fake", 4, 100, 1);
+    REQUIRE_STATUS(procspy_walker_new(f.root, &w), PROCSPY_OK);
+    CHECK_STATUS(procspy_walker_set_owner_scan(w, PROCSPY_OWNERS_BPF), PROCSPY_OK);
+    CHECK_STATUS(procspy_walker_connections(w, NULL, 0, PROCSPY_PROTO_TCP, PROCSPY_STATES_ALL, h_count_conn_cb,
+                                            &n, NULL),
+                 PROCSPY_INVALID_ARGUMENT);
+    CHECK(strstr(h_last_error(), "host's own procfs") != NULL);
+    procspy_walker_free(w);
+    h_fake_cleanup(&f);
+}
+
 /* A socket listed in the harness's namespace, held only by child 2 in its own. */
 static void owner_host_wide(uint32_t source)
 {

@@ -112,4 +112,22 @@ fn unprivileged_child() {
     );
     assert_eq!(recs.iter().filter(|r| r.0 == var("PROCSPY_TEST_THEIRS")).count(), 0);
     assert!(stats.skipped > 0 && stats.skipped < stats.processes, "{stats:?}");
+
+    // Connections: no BPF without CAP_BPF, so owners come from PID/fd.
+    let mut owners = Vec::new();
+    let both = procspy::engine::Protocols { tcp: true, udp: true };
+    let mut stats = Stats::default();
+    let r = w.connections(None, both, u32::MAX, &mut stats, &mut |c| {
+        owners.extend(c.owner.map(|o| o.pid));
+        std::ops::ControlFlow::Continue(())
+    });
+    assert_eq!(r, Ok(()));
+    assert_eq!(
+        owners.iter().filter(|&&p| p == var("PROCSPY_TEST_MINE")).count() as i32,
+        var("PROCSPY_TEST_MINE_SOCKETS")
+    );
+    assert!(!owners.contains(&var("PROCSPY_TEST_THEIRS")));
+    w.set_owner_scan(procspy::engine::OwnerScan::Bpf);
+    let r = w.connections(None, both, u32::MAX, &mut stats, &mut |_| std::ops::ControlFlow::Continue(()));
+    assert!(matches!(r, Err(Error::Io { errno: nix::errno::Errno::EPERM, .. })), "{r:?}");
 }

@@ -227,6 +227,69 @@ fn netlink_and_text_give_the_same_records() {
 }
 
 #[test]
+fn bpf_and_proc_owner_scans_agree_record_for_record() {
+    use procspy::engine::OwnerScan;
+    let holders = [
+        Holder::start(true, Some("own ) R 1")),
+        Holder::start(true, Some("bpf-b")),
+        Holder::start(false, Some("root-ns")),
+    ];
+    let ours: HashSet<i32> = holders.iter().map(|h| h.pid).collect();
+    let w = Walker::new(None).unwrap();
+    let both = Protocols { tcp: true, udp: true };
+    let collect = |scan| {
+        w.set_owner_scan(scan);
+        let mut stats = Stats::default();
+        let mut recs = Vec::new();
+        let r = w.connections(None, both, u32::MAX, &mut stats, &mut |c| {
+            if let Some(o) = c.owner.filter(|o| ours.contains(&o.pid)) {
+                let owner = (o.pid, o.fd, o.netns, o.start_time, o.name.to_bytes().to_vec());
+                recs.push((c.netns, c.conn.inode, c.protocol, owner));
+            }
+            ControlFlow::Continue(())
+        });
+        assert_eq!(r, Ok(()), "{scan:?}");
+        recs.sort();
+        (recs, stats)
+    };
+    let (proc, proc_stats) = collect(OwnerScan::Proc);
+    let (bpf, bpf_stats) = collect(OwnerScan::Bpf);
+    let (auto, _) = collect(OwnerScan::Auto);
+    assert_eq!(proc.len(), 30);
+    for h in &holders {
+        let name = std::fs::read(format!("/proc/{}/comm", h.pid)).unwrap();
+        for s in &h.socks {
+            let want = (h.pid, s.fd, h.netns, h.start_time(), name[..name.len() - 1].to_vec());
+            assert!(bpf.iter().any(|r| r.0 == h.netns && r.1 == s.inode && r.3 == want), "{s:?} of {}", h.pid);
+        }
+    }
+    assert_eq!(proc, bpf, "record for record");
+    assert_eq!(proc, auto, "the default scan");
+    for st in [proc_stats, bpf_stats] {
+        assert!(st.fds >= st.sockets && st.sockets >= 30 && st.namespaces >= 3, "{st:?}");
+    }
+    // One pass over the iterator: a tick, not one per namespace.
+    assert_eq!(bpf_stats.ticks, 1);
+    assert!(proc_stats.ticks >= 3);
+}
+
+#[test]
+fn bpf_owner_scan_is_refused_for_a_proc_root_not_the_hosts() {
+    use procspy::engine::OwnerScan;
+    let dir = std::env::temp_dir().join(format!("procspy-notproc-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("1/fd")).unwrap();
+    let w = Walker::new(Some(dir.as_os_str().as_encoded_bytes())).unwrap();
+    w.set_owner_scan(OwnerScan::Bpf);
+    let mut stats = Stats::default();
+    let r = w.connections(None, Protocols { tcp: true, udp: true }, u32::MAX, &mut stats, &mut |_| {
+        ControlFlow::Continue(())
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+    let msg = r.unwrap_err().to_string();
+    assert!(msg.contains("BPF owner scan") && msg.contains("host's own procfs"), "{msg}");
+}
+
+#[test]
 fn tables_end_without_a_final_empty_read_and_lose_nothing() {
     // Long tables: many 4 KiB seq_file reads, the last one short.
     let h = Holder::start_big(300);

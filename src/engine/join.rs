@@ -13,10 +13,12 @@ use std::sync::atomic::Ordering;
 use nix::errno::Errno;
 
 use super::error::Error;
-use super::walker::{PROBE_NO, PROBE_UNKNOWN, PROBE_YES, Socket, Source, Stats, TCP, TCP6, Table, UDP, UDP6, Walker};
+use super::walker::{
+    OwnerScan, PROBE_NO, PROBE_UNKNOWN, PROBE_YES, Scan, Socket, Source, Stats, TCP, TCP6, Table, UDP, UDP6, Walker,
+};
 use crate::parse::diag::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, Reply, Request, replies};
 use crate::parse::tcp::{Admit, Conn, Dedup, parse_table};
-use crate::procfs::{HomeNetns, TableBuf};
+use crate::procfs::{FdIter, FdRecord, HomeNetns, TableBuf};
 
 /// Table bytes a walker's own scratch may grow to for one namespace.
 const OWN_TABLES_LIMIT: usize = 1 << 30;
@@ -49,12 +51,21 @@ pub(super) struct JoinState {
     /// Netlink replies land here.
     diag: Vec<u8>,
     dedup: Dedup,
+    /// The BPF owner scan, loaded at the first call that may use it; the
+    /// error it gave if it can't be used.
+    fd_iter: Option<Result<FdIter, Errno>>,
+    /// (pid, netns) of the listed pids, sorted by pid.
+    by_pid: Vec<(i32, u64)>,
 }
+
+/// The BPF owner scan's pids would not be the proc root's.
+const NOT_HOST_PROC: Errno = Errno::EXDEV;
 
 /// A kernel dump reply fits in 32 KiB.
 const DIAG_BUF: usize = 64 * 1024;
 
-/// Why a namespace's netlink dump did not finish.
+/// Why a pass over a kernel interface (a netlink dump, the BPF owner scan)
+/// did not finish.
 enum DiagStop {
     /// Netlink can't be used there: read the text tables instead.
     Unavailable(Errno),
@@ -151,17 +162,8 @@ impl Walker {
         self.with_state(stats, |state, stats| {
             self.group_by_netns(state, stats)?;
             let groups = std::mem::take(&mut state.groups);
-            let JoinState { index, tables, diag, dedup } = &mut state.join;
-            index.clear();
-            let indexed = groups.chunk_by(|a, b| a.0 == b.0).try_for_each(|group| {
-                if !self.tick(&mut state.scan.ticker, stats) {
-                    return Err(Error::Stopped);
-                }
-                self.scan_group(&mut state.scan, group, stats, &mut |_, _| {}, &mut |s| {
-                    index.add(s);
-                    ControlFlow::Continue(())
-                })
-            });
+            let indexed = self.index_owners(&groups, &mut state.scan, &mut state.join, stats);
+            let JoinState { index, tables, diag, dedup, .. } = &mut state.join;
             if indexed.is_ok() {
                 index.finish();
             }
@@ -238,6 +240,109 @@ impl Walker {
                 None => Ok(()),
             }
         })
+    }
+
+    /// Builds the owner index from every pid's fds: the BPF iterator where
+    /// the owner scan allows it and it works, `PID/fd` otherwise.
+    fn index_owners(
+        &self,
+        groups: &[(u64, i32)],
+        scan: &mut Scan,
+        join: &mut JoinState,
+        stats: &mut Stats,
+    ) -> Result<(), Error> {
+        join.index.clear();
+        let mode = self.owner_scan();
+        if mode != OwnerScan::Proc {
+            let before = *stats;
+            match self.index_by_bpf(groups, scan, join, stats) {
+                Ok(()) => return Ok(()),
+                Err(DiagStop::Ended(e)) => return Err(e),
+                Err(DiagStop::Unavailable(NOT_HOST_PROC)) if mode == OwnerScan::Bpf => {
+                    return Err(Error::Invalid(
+                        "the BPF owner scan needs the host's own procfs as the proc root, seen from the initial pid namespace",
+                    ));
+                }
+                Err(DiagStop::Unavailable(e)) if mode == OwnerScan::Bpf => {
+                    return Err(Error::io("BPF owner scan (task_file iterator)", e));
+                }
+                Err(DiagStop::Unavailable(_)) => {
+                    join.index.clear();
+                    *stats = Stats { ticks: stats.ticks, ..before };
+                }
+            }
+        }
+        let index = &mut join.index;
+        groups.chunk_by(|a, b| a.0 == b.0).try_for_each(|group| {
+            if !self.tick(&mut scan.ticker, stats) {
+                return Err(Error::Stopped);
+            }
+            self.scan_group(scan, group, stats, &mut |_, _| {}, &mut |s| {
+                index.add(s);
+                ControlFlow::Continue(())
+            })
+        })
+    }
+
+    /// The owner index from one pass of the BPF `task_file` iterator: each
+    /// socket fd's pid is looked up among the listed pids for its namespace
+    /// (or stat()ed, if it appeared since), and its `stat` read once.
+    fn index_by_bpf(
+        &self,
+        groups: &[(u64, i32)],
+        scan: &mut Scan,
+        join: &mut JoinState,
+        stats: &mut Stats,
+    ) -> Result<(), DiagStop> {
+        let iter = join
+            .fd_iter
+            .get_or_insert_with(|| if self.root.shows_kernel_pids() { FdIter::load() } else { Err(NOT_HOST_PROC) });
+        let mut records =
+            iter.as_ref().map_err(|&e| DiagStop::Unavailable(e))?.start().map_err(DiagStop::Unavailable)?;
+        join.by_pid.clear();
+        join.by_pid.extend(groups.iter().map(|&(netns, pid)| (pid, netns)));
+        join.by_pid.sort_unstable();
+        if !self.tick(&mut scan.ticker, stats) {
+            return Err(DiagStop::Ended(Error::Stopped));
+        }
+        let Scan { dents: buf, stat, name, ticker, .. } = scan;
+        let (block, mut in_block) = (self.fd_block(), 0u64);
+        // The pid of the last record, with its namespace and start time if it can be read.
+        let mut holder: Option<(i32, Option<(u64, u64)>)> = None;
+        while let Some(len) = records.read(buf).map_err(DiagStop::Unavailable)? {
+            for rec in buf[..len].chunks_exact(crate::procfs::FD_RECORD_LEN).map(FdRecord::decode) {
+                if self.stop.is_set() {
+                    return Err(DiagStop::Ended(Error::Stopped));
+                }
+                if block != 0 && in_block == block {
+                    if !self.tick(ticker, stats) {
+                        return Err(DiagStop::Ended(Error::Stopped));
+                    }
+                    in_block = 0;
+                }
+                in_block += 1;
+                stats.fds += 1;
+                if rec.inode == 0 {
+                    continue;
+                }
+                if holder.is_none_or(|(pid, _)| pid != rec.pid) {
+                    let netns = match join.by_pid.binary_search_by_key(&rec.pid, |p| p.0) {
+                        Ok(i) => Some(join.by_pid[i].1),
+                        Err(_) => self.netns(rec.pid).ok(),
+                    };
+                    let found = netns.and_then(|ns| Some((ns, self.read_stat(rec.pid, stat, name)?)));
+                    if found.is_none() {
+                        stats.skipped += 1;
+                    }
+                    holder = Some((rec.pid, found));
+                }
+                let Some((_, Some((netns, start_time)))) = holder else { continue };
+                stats.sockets += 1;
+                let name = CStr::from_bytes_until_nul(name).unwrap_or_default();
+                join.index.add(&Socket { inode: rec.inode, netns, start_time, pid: rec.pid, fd: rec.fd, name });
+            }
+        }
+        Ok(())
     }
 
     /// Streams a namespace's sockets from netlink `sock_diag`, through the

@@ -103,6 +103,20 @@ pub enum Source {
     Netlink = 2,
 }
 
+/// How `connections` finds each socket's owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum OwnerScan {
+    /// The kernel's BPF `task_file` iterator where it can be loaded
+    /// (`CAP_BPF` and `CAP_PERFMON`, BTF, the host's own procfs as the
+    /// root), `PID/fd` elsewhere. The default.
+    Auto = 0,
+    /// List `PID/fd` of every pid and `stat()` each entry.
+    Proc = 1,
+    /// The BPF iterator only: where it can't be used, `connections` fails.
+    Bpf = 2,
+}
+
 /// Walks a proc root. Shared between threads: `stop` may run while a walk
 /// does; a second walk at the same time gets `Error::Busy`.
 #[derive(Debug)]
@@ -115,6 +129,7 @@ pub struct Walker {
     ns_probe: AtomicU8,
     v6_probe: AtomicU8,
     source: AtomicU8,
+    owner_scan: AtomicU8,
     /// Whether the kernel takes the one-walk TCP dump (a `PROBE_*`).
     pub(super) tcp_both_probe: AtomicU8,
     state: Mutex<State>,
@@ -168,6 +183,7 @@ impl Walker {
             ns_probe: AtomicU8::new(NS_UNKNOWN),
             v6_probe: AtomicU8::new(PROBE_UNKNOWN),
             source: AtomicU8::new(Source::Auto as u8),
+            owner_scan: AtomicU8::new(OwnerScan::Auto as u8),
             tcp_both_probe: AtomicU8::new(PROBE_UNKNOWN),
             state: Mutex::new(state),
         })
@@ -191,6 +207,19 @@ impl Walker {
             1 => Source::Text,
             2 => Source::Netlink,
             _ => Source::Auto,
+        }
+    }
+
+    /// How `connections` finds owners; takes effect at the next call.
+    pub fn set_owner_scan(&self, scan: OwnerScan) {
+        self.owner_scan.store(scan as u8, Ordering::Relaxed);
+    }
+
+    pub fn owner_scan(&self) -> OwnerScan {
+        match self.owner_scan.load(Ordering::Relaxed) {
+            1 => OwnerScan::Proc,
+            2 => OwnerScan::Bpf,
+            _ => OwnerScan::Auto,
         }
     }
 
@@ -221,7 +250,7 @@ impl Walker {
         }
     }
 
-    fn netns(&self, pid: i32) -> Result<u64, Errno> {
+    pub(super) fn netns(&self, pid: i32) -> Result<u64, Errno> {
         match self.ns_probe.load(Ordering::Relaxed) {
             NS_NS_NET => Ok(self.root.stat(pid, b"ns/net")?.st_ino),
             NS_NET_DEV => Ok(self.root.stat(pid, b"net/dev")?.st_ino),

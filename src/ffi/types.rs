@@ -44,6 +44,19 @@ pub const PROCSPY_SOURCE_TEXT: u32 = 1;
 /// for makes `procspy_walker_connections` fail with `PROCSPY_IO`.
 pub const PROCSPY_SOURCE_NETLINK: u32 = 2;
 
+/// `procspy_walker_set_owner_scan`: the kernel's BPF `task_file` iterator
+/// where it can be loaded (`CAP_BPF` and `CAP_PERFMON`, kernel BTF, the
+/// host's own procfs as the proc root, seen from the initial pid namespace),
+/// `PID/fd` elsewhere. The default.
+pub const PROCSPY_OWNERS_AUTO: u32 = 0;
+/// `procspy_walker_set_owner_scan`: list `PID/fd` of every pid and `stat()`
+/// each entry.
+pub const PROCSPY_OWNERS_PROC: u32 = 1;
+/// `procspy_walker_set_owner_scan`: the BPF iterator only; where it can't be
+/// used `procspy_walker_connections` fails (`PROCSPY_IO`, or
+/// `PROCSPY_INVALID_ARGUMENT` for a proc root that is not the host's).
+pub const PROCSPY_OWNERS_BPF: u32 = 2;
+
 /// Kernel state ESTABLISHED (UDP: a connected socket).
 pub const PROCSPY_STATE_ESTABLISHED: u8 = 1;
 /// Kernel state SYN_SENT.

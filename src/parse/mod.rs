@@ -2,6 +2,7 @@
 //! outside the input whatever its bytes.
 #![forbid(unsafe_code)]
 
+pub(crate) mod btf;
 pub mod diag;
 pub mod stat;
 pub mod tcp;

@@ -4,6 +4,7 @@
 //! Paths are built on the stack (`PidPath`) and directories are read with
 //! `getdents64` into a caller-owned buffer, so a warm walk allocates nothing.
 
+mod bpf;
 mod netlink;
 mod sys;
 mod table;
@@ -17,6 +18,7 @@ use nix::fcntl::AtFlags;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat, openat2};
 use nix::sys::stat::{FileStat, Mode, fstatat};
 
+pub(crate) use bpf::{FdIter, FdRecord, RECORD_LEN as FD_RECORD_LEN};
 pub use netlink::HomeNetns;
 use table::SHORT_READ_EOF;
 pub use table::TableBuf;
@@ -64,6 +66,28 @@ impl ProcRoot {
             }
         }
         Ok(())
+    }
+
+    /// Whether this root's pids are the kernel's own: a real procfs whose
+    /// `self` is the caller's pid, and the caller in the initial pid
+    /// namespace (its `NSpid` lists one number). Only then do pids that the
+    /// kernel reports by other means (a BPF iterator) name this root's entries.
+    pub fn shows_kernel_pids(&self) -> bool {
+        use nix::sys::statfs::{PROC_SUPER_MAGIC, fstatfs};
+        if fstatfs(&self.dir).map(|s| s.filesystem_type()) != Ok(PROC_SUPER_MAGIC) {
+            return false;
+        }
+        let me = std::process::id().to_string();
+        if nix::fcntl::readlinkat(self.dir.as_fd(), c"self").ok().as_deref() != Some(std::ffi::OsStr::new(&me)) {
+            return false;
+        }
+        let Ok(fd) = self.open_path(b"self/status") else { return false };
+        let mut buf = Vec::new();
+        let Ok(len) = read_all(fd.as_fd(), &mut buf, 1 << 16) else { return false };
+        let status = &buf[..len];
+        let Some(at) = memchr::memmem::find(status, b"\nNSpid:") else { return false };
+        let line = status[at + 7..].split(|&b| b == b'\n').next().unwrap_or_default();
+        line.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).count() == 1
     }
 
     /// `stat()` of `PID/suffix`, following a final symlink (`ns/net` is one).

@@ -1,8 +1,9 @@
-//! The two syscalls nix has no safe wrapper for, and the one view of a
-//! partly filled buffer. Everything unsafe in `procfs` is here.
+//! The syscalls nix has no safe wrapper for, and the one view of a partly
+//! filled buffer. Everything unsafe in `procfs` is here.
 
+use std::ffi::CStr;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use nix::errno::Errno;
 
@@ -39,4 +40,58 @@ pub fn as_uninit_mut(buf: &mut [u8]) -> &mut [MaybeUninit<u8>] {
     // SAFETY: same layout; the only writes through the result are `read(2)`s,
     // which store initialised bytes, so `buf` never holds uninit memory.
     unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) }
+}
+
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_LINK_CREATE: libc::c_long = 28;
+const BPF_ITER_CREATE: libc::c_long = 33;
+const BPF_PROG_TYPE_TRACING: u32 = 26;
+const BPF_TRACE_ITER: u32 = 28;
+/// `sizeof(union bpf_attr)` of the kernels this was written against; a
+/// kernel checks that bytes past what it knows are zero.
+const ATTR_LEN: usize = 144;
+
+/// `bpf(cmd, attr)`; the result is a new fd.
+fn bpf(cmd: libc::c_long, attr: &[u8; ATTR_LEN]) -> Result<OwnedFd, Errno> {
+    // SAFETY: every pointer inside `attr` was taken by the callers below from
+    // a live borrow that outlives this call, with its length beside it.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_ptr(), ATTR_LEN) };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+fn put(attr: &mut [u8; ATTR_LEN], at: usize, bytes: &[u8]) {
+    attr[at..at + bytes.len()].copy_from_slice(bytes);
+}
+
+/// Loads a BPF iterator program (`insns`, 8 bytes each) for the kernel
+/// function whose BTF id is `attach_btf_id`.
+pub fn bpf_iter_prog_load(insns: &[[u8; 8]], license: &CStr, attach_btf_id: u32) -> Result<OwnedFd, Errno> {
+    let mut attr = [0u8; ATTR_LEN];
+    put(&mut attr, 0, &BPF_PROG_TYPE_TRACING.to_ne_bytes());
+    put(&mut attr, 4, &u32::try_from(insns.len()).map_err(|_| Errno::E2BIG)?.to_ne_bytes());
+    put(&mut attr, 8, &(insns.as_ptr() as u64).to_ne_bytes());
+    put(&mut attr, 16, &(license.as_ptr() as u64).to_ne_bytes());
+    put(&mut attr, 48, b"procspy_fds");
+    put(&mut attr, 68, &BPF_TRACE_ITER.to_ne_bytes());
+    put(&mut attr, 108, &attach_btf_id.to_ne_bytes());
+    bpf(BPF_PROG_LOAD, &attr)
+}
+
+/// A link that keeps an iterator program and makes iterators of it.
+pub fn bpf_iter_link_create(prog: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
+    let mut attr = [0u8; ATTR_LEN];
+    put(&mut attr, 0, &(prog.as_raw_fd() as u32).to_ne_bytes());
+    put(&mut attr, 8, &BPF_TRACE_ITER.to_ne_bytes());
+    bpf(BPF_LINK_CREATE, &attr)
+}
+
+/// A new iterator of `link`: read it to run the program over every object.
+pub fn bpf_iter_create(link: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
+    let mut attr = [0u8; ATTR_LEN];
+    put(&mut attr, 0, &(link.as_raw_fd() as u32).to_ne_bytes());
+    bpf(BPF_ITER_CREATE, &attr)
 }

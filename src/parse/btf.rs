@@ -1,0 +1,308 @@
+//! The kernel's BTF type information (`/sys/kernel/btf/vmlinux`), read just
+//! far enough to find a function's type id and where a struct keeps a field:
+//! what a BPF program must know of this kernel's layout to read it.
+
+/// `struct btf_header`'s magic, in the byte order of the host that wrote it.
+const MAGIC: u16 = 0xeb9f;
+const HEADER_LEN: usize = 24;
+/// `struct btf_type`: name_off, info, size_or_type.
+const TYPE_LEN: usize = 12;
+
+pub(crate) const KIND_INT: u8 = 1;
+pub(crate) const KIND_PTR: u8 = 2;
+pub(crate) const KIND_STRUCT: u8 = 4;
+pub(crate) const KIND_UNION: u8 = 5;
+pub(crate) const KIND_TYPEDEF: u8 = 8;
+pub(crate) const KIND_VOLATILE: u8 = 9;
+pub(crate) const KIND_CONST: u8 = 10;
+pub(crate) const KIND_RESTRICT: u8 = 11;
+pub(crate) const KIND_FUNC: u8 = 12;
+pub(crate) const KIND_TYPE_TAG: u8 = 18;
+
+/// Why BTF could not be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BtfError {
+    #[error("not BTF (bad magic or header)")]
+    Header,
+    #[error("BTF type {0} is cut short or of an unknown kind")]
+    Type(u32),
+}
+
+/// One parsed type: its kind, name, `size_or_type`, and where its trailing
+/// records (members, params, ...) start in the type section.
+#[derive(Clone, Copy, Debug)]
+struct Type {
+    kind: u8,
+    kind_flag: bool,
+    vlen: u16,
+    name_off: u32,
+    size_or_type: u32,
+    extra: usize,
+}
+
+/// A field of a struct: where it starts and its type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Field {
+    pub byte_offset: u32,
+    pub type_id: u32,
+}
+
+/// An index over one BTF blob; type ids start at 1 (0 is `void`).
+#[derive(Debug)]
+pub struct Btf<'a> {
+    types: Vec<Type>,
+    section: &'a [u8],
+    strings: &'a [u8],
+}
+
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// Bytes of trailing records after a `struct btf_type` of `kind`.
+fn extra_len(kind: u8, vlen: usize) -> Option<usize> {
+    Some(match kind {
+        KIND_INT | 14 /* VAR */ | 17 /* DECL_TAG */ => 4,
+        3 /* ARRAY */ => 12,
+        KIND_STRUCT | KIND_UNION | 15 /* DATASEC */ | 19 /* ENUM64 */ => 12 * vlen,
+        6 /* ENUM */ | 13 /* FUNC_PROTO */ => 8 * vlen,
+        KIND_PTR | 7 /* FWD */ | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_FUNC
+        | 16 /* FLOAT */ | KIND_TYPE_TAG => 0,
+        _ => return None,
+    })
+}
+
+impl<'a> Btf<'a> {
+    pub fn parse(blob: &'a [u8]) -> Result<Self, BtfError> {
+        if u16_at(blob, 0) != Some(MAGIC) {
+            return Err(BtfError::Header);
+        }
+        let hdr_len = u32_at(blob, 4).ok_or(BtfError::Header)? as usize;
+        let field = |at| u32_at(blob, at).map(|v| v as usize).ok_or(BtfError::Header);
+        let (type_off, type_len, str_off, str_len) = (field(8)?, field(12)?, field(16)?, field(20)?);
+        if hdr_len < HEADER_LEN {
+            return Err(BtfError::Header);
+        }
+        let body = blob.get(hdr_len..).ok_or(BtfError::Header)?;
+        let section = body.get(type_off..type_off.checked_add(type_len).ok_or(BtfError::Header)?);
+        let strings = body.get(str_off..str_off.checked_add(str_len).ok_or(BtfError::Header)?);
+        let (Some(section), Some(strings)) = (section, strings) else { return Err(BtfError::Header) };
+        let mut types = Vec::new();
+        let mut at = 0;
+        while at < section.len() {
+            let id = types.len() as u32 + 1;
+            let (Some(name_off), Some(info), Some(size_or_type)) =
+                (u32_at(section, at), u32_at(section, at + 4), u32_at(section, at + 8))
+            else {
+                return Err(BtfError::Type(id));
+            };
+            let kind = ((info >> 24) & 0x1f) as u8;
+            let vlen = (info & 0xffff) as u16;
+            let extra = at + TYPE_LEN;
+            let len = extra_len(kind, vlen as usize).ok_or(BtfError::Type(id))?;
+            if extra + len > section.len() {
+                return Err(BtfError::Type(id));
+            }
+            types.push(Type { kind, kind_flag: info >> 31 == 1, vlen, name_off, size_or_type, extra });
+            at = extra + len;
+        }
+        Ok(Self { types, section, strings })
+    }
+
+    fn get(&self, id: u32) -> Option<&Type> {
+        self.types.get((id as usize).checked_sub(1)?)
+    }
+
+    fn name(&self, off: u32) -> &[u8] {
+        let s = self.strings.get(off as usize..).unwrap_or_default();
+        &s[..memchr::memchr(0, s).unwrap_or(s.len())]
+    }
+
+    /// The id of the first type of `kind` named `name`.
+    pub fn find(&self, kind: u8, name: &[u8]) -> Option<u32> {
+        let i = self.types.iter().position(|t| t.kind == kind && self.name(t.name_off) == name)?;
+        Some(i as u32 + 1)
+    }
+
+    /// `id` with typedefs and qualifiers taken off.
+    pub fn resolve(&self, mut id: u32) -> Option<(u32, u8)> {
+        for _ in 0..32 {
+            let t = self.get(id)?;
+            match t.kind {
+                KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => id = t.size_or_type,
+                kind => return Some((id, kind)),
+            }
+        }
+        None
+    }
+
+    /// The size in bytes of an integer or pointer type (through typedefs).
+    pub fn scalar_size(&self, id: u32) -> Option<u32> {
+        let (id, kind) = self.resolve(id)?;
+        match kind {
+            KIND_INT => Some(self.get(id)?.size_or_type),
+            KIND_PTR => Some(8),
+            _ => None,
+        }
+    }
+
+    /// What a pointer type points at (through typedefs), resolved.
+    pub fn pointee(&self, id: u32) -> Option<u32> {
+        let (id, kind) = self.resolve(id)?;
+        (kind == KIND_PTR).then(|| self.resolve(self.get(id)?.size_or_type).map(|(t, _)| t))?
+    }
+
+    /// The field `name` of struct `id`, looking into anonymous struct and
+    /// union members too. Bitfields are not fields here.
+    pub fn field(&self, id: u32, name: &[u8]) -> Option<Field> {
+        let (id, kind) = self.resolve(id)?;
+        if kind != KIND_STRUCT && kind != KIND_UNION {
+            return None;
+        }
+        let t = self.get(id)?;
+        (0..t.vlen as usize).find_map(|m| {
+            let at = t.extra + 12 * m;
+            let (name_off, type_id, offset) =
+                (u32_at(self.section, at)?, u32_at(self.section, at + 4)?, u32_at(self.section, at + 8)?);
+            let (bits, bitfield) = if t.kind_flag { (offset & 0xff_ffff, offset >> 24 != 0) } else { (offset, false) };
+            if bits % 8 != 0 || bitfield {
+                return None;
+            }
+            let here = Field { byte_offset: bits / 8, type_id };
+            if name_off == 0 {
+                let inner = self.field(type_id, name)?;
+                Some(Field { byte_offset: here.byte_offset + inner.byte_offset, type_id: inner.type_id })
+            } else {
+                (self.name(name_off) == name).then_some(here)
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A type for `blob`: name, kind, vlen, size_or_type, trailing words;
+    /// a member's name goes in as `Name(..)` and is interned.
+    enum W {
+        N(u32),
+        Name(&'static str),
+    }
+
+    fn blob(types: &[(&str, u8, u32, u32, &[W])]) -> Vec<u8> {
+        let mut strings = vec![0u8];
+        let mut intern = |s: &str| {
+            if s.is_empty() {
+                return 0;
+            }
+            strings.extend_from_slice(s.as_bytes());
+            strings.push(0);
+            (strings.len() - s.len() - 1) as u32
+        };
+        let mut section = Vec::new();
+        for (name, kind, vlen, size_or_type, extra) in types {
+            let words = [intern(name), ((*kind as u32) << 24) | vlen, *size_or_type];
+            let extra: Vec<u32> = extra
+                .iter()
+                .map(|w| match w {
+                    W::N(n) => *n,
+                    W::Name(s) => intern(s),
+                })
+                .collect();
+            for w in words.iter().chain(&extra) {
+                section.extend_from_slice(&w.to_ne_bytes());
+            }
+        }
+        let mut b = Vec::new();
+        b.extend_from_slice(&MAGIC.to_ne_bytes());
+        b.extend_from_slice(&[1, 0]);
+        for w in [HEADER_LEN as u32, 0, section.len() as u32, section.len() as u32, strings.len() as u32] {
+            b.extend_from_slice(&w.to_ne_bytes());
+        }
+        b.extend_from_slice(&section);
+        b.extend_from_slice(&strings);
+        b
+    }
+
+    /// 1 u16, 2 u64, 3 typedef umode_t, 4 struct inner { i_mode }, 5 struct
+    /// outer { a @0; union { i_ino } @8 }, 6 that union, 7 pointer to outer,
+    /// 8 a function, 9 a struct with a bitfield member (kind_flag set).
+    fn sample() -> Vec<u8> {
+        use W::{N, Name};
+        blob(&[
+            ("unsigned short", KIND_INT, 0, 2, &[N(16)]),
+            ("long unsigned int", KIND_INT, 0, 8, &[N(64)]),
+            ("umode_t", KIND_TYPEDEF, 0, 1, &[]),
+            ("inner", KIND_STRUCT, 1, 2, &[Name("i_mode"), N(3), N(0)]),
+            ("outer", KIND_STRUCT, 2, 16, &[Name("a"), N(2), N(0), Name(""), N(6), N(64)]),
+            ("", KIND_UNION, 1, 8, &[Name("i_ino"), N(2), N(0)]),
+            ("", KIND_PTR, 0, 5, &[]),
+            ("bpf_iter_x", KIND_FUNC, 0, 0, &[]),
+            ("bits", KIND_STRUCT, (1 << 31) | 1, 4, &[Name("flag"), N(1), N((3 << 24) | 8)]),
+        ])
+    }
+
+    #[test]
+    fn finds_fields_through_anonymous_members_and_typedefs() {
+        let b = sample();
+        let btf = Btf::parse(&b).unwrap();
+        let inner = btf.find(KIND_STRUCT, b"inner").unwrap();
+        let outer = btf.find(KIND_STRUCT, b"outer").unwrap();
+        assert_eq!((inner, outer), (4, 5));
+        let mode = btf.field(inner, b"i_mode").unwrap();
+        assert_eq!(mode.byte_offset, 0);
+        assert_eq!(btf.scalar_size(mode.type_id), Some(2));
+        assert_eq!(btf.field(outer, b"i_ino").unwrap(), Field { byte_offset: 8, type_id: 2 });
+        assert_eq!(btf.field(outer, b"a").unwrap().byte_offset, 0);
+        assert_eq!(btf.field(outer, b"nope"), None);
+        assert_eq!(btf.field(2, b"a"), None, "an int has no fields");
+        assert_eq!(btf.pointee(7), Some(5));
+        assert_eq!(btf.scalar_size(7), Some(8));
+        assert_eq!(btf.scalar_size(outer), None);
+        assert_eq!(btf.find(KIND_FUNC, b"bpf_iter_x"), Some(8));
+        assert_eq!(btf.find(KIND_FUNC, b"bpf_iter_y"), None);
+        assert_eq!(btf.field(9, b"flag"), None, "a bitfield is not a field");
+    }
+
+    #[test]
+    fn refuses_bad_blobs() {
+        let b = sample();
+        assert_eq!(Btf::parse(&[]).unwrap_err(), BtfError::Header);
+        assert_eq!(Btf::parse(&b[..10]).unwrap_err(), BtfError::Header);
+        // Every cut of the blob is refused or parses; none panics.
+        for cut in 0..b.len() {
+            let _ = Btf::parse(&b[..cut]);
+        }
+        // A type section that ends inside a struct's members.
+        let mut short = b.clone();
+        let type_len = u32_at(&b, 12).unwrap();
+        short[12..16].copy_from_slice(&(type_len - 4).to_ne_bytes());
+        assert!(matches!(Btf::parse(&short), Err(BtfError::Type(_))));
+        // An unknown kind.
+        let mut odd = b.clone();
+        odd[HEADER_LEN + 7] = 31;
+        assert_eq!(Btf::parse(&odd).unwrap_err(), BtfError::Type(1));
+        // A typedef loop resolves to nothing rather than hanging.
+        let looped = blob(&[("t", KIND_TYPEDEF, 0, 1, &[])]);
+        assert_eq!(Btf::parse(&looped).unwrap().scalar_size(1), None);
+    }
+
+    #[test]
+    fn the_running_kernel_has_what_the_owner_scan_reads() {
+        let Ok(blob) = std::fs::read("/sys/kernel/btf/vmlinux") else { return };
+        let btf = Btf::parse(&blob).unwrap();
+        assert!(btf.find(KIND_FUNC, b"bpf_iter_task_file").is_some());
+        let file = btf.find(KIND_STRUCT, b"file").unwrap();
+        let f_inode = btf.field(file, b"f_inode").unwrap();
+        let inode = btf.pointee(f_inode.type_id).unwrap();
+        assert_eq!(btf.scalar_size(btf.field(inode, b"i_mode").unwrap().type_id), Some(2));
+        assert_eq!(btf.scalar_size(btf.field(inode, b"i_ino").unwrap().type_id), Some(8));
+        let task = btf.find(KIND_STRUCT, b"task_struct").unwrap();
+        assert_eq!(btf.scalar_size(btf.field(task, b"tgid").unwrap().type_id), Some(4));
+    }
+}
