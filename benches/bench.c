@@ -125,8 +125,10 @@ static int on_conn(void *u, const procspy_connection *c)
     return 0;
 }
 
-enum what { W_WALK, W_CONN, W_TEXT, W_PACED, W_NONE };
-static const char *what_name[] = {"walk", "conn", "text", "paced", "none"};
+/* conn: the defaults (netlink, BPF owner scan); procscan: owners from PID/fd;
+ * text: the text tables (owners as the default). */
+enum what { W_WALK, W_CONN, W_PROCSCAN, W_TEXT, W_PACED, W_NONE };
+static const char *what_name[] = {"walk", "conn", "procscan", "text", "paced", "none"};
 
 struct ctx {
     procspy_walker *w;
@@ -173,6 +175,10 @@ static struct ctx new_ctx(enum what what)
     if (what == W_TEXT) {
         s = procspy_walker_set_source(cx.w, PROCSPY_SOURCE_TEXT);
         if (s != PROCSPY_OK) die_status("procspy_walker_set_source", s);
+    }
+    if (what == W_PROCSCAN) {
+        s = procspy_walker_set_owner_scan(cx.w, PROCSPY_OWNERS_PROC);
+        if (s != PROCSPY_OK) die_status("procspy_walker_set_owner_scan", s);
     }
     if (what == W_WALK) {
         cx.cap = 64 * 1024;
@@ -322,8 +328,8 @@ static int exec_mode(int runs, int headers, double max_s, char **argv)
 
 static void usage(void)
 {
-    fputs("usage: bench [-n RUNS] [--only walk,conn,text,paced] [--fd-block N] [--tick-ms MS] [-v]\n"
-          "       bench --once walk|conn|text|none\n"
+    fputs("usage: bench [-n RUNS] [--only walk,conn,procscan,text,paced] [--fd-block N] [--tick-ms MS] [-v]\n"
+          "       bench --once walk|conn|procscan|text|none\n"
           "       bench --exec [-n RUNS] [--headers K] [--max-seconds S] -- CMD [ARG]...\n",
           stderr);
 }
@@ -333,7 +339,7 @@ int main(int argc, char **argv)
     int runs = 10, verbose = 0, exec = 0, headers = 0;
     double max_s = 0, tick_ms = 10;
     uint64_t fd_block = 1000;
-    const char *only = "walk,conn,text,paced", *once_what = NULL;
+    const char *only = "walk,conn,procscan,text,paced", *once_what = NULL;
     int i = 1;
     for (; i < argc; i++) {
         const char *a = argv[i];
@@ -366,6 +372,7 @@ int main(int argc, char **argv)
     for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
         if (!strcmp(tok, "walk")) measure(W_WALK, runs, verbose);
         else if (!strcmp(tok, "conn")) measure(W_CONN, runs, verbose);
+        else if (!strcmp(tok, "procscan")) measure(W_PROCSCAN, runs, verbose);
         else if (!strcmp(tok, "text")) measure(W_TEXT, runs, verbose);
         else if (!strcmp(tok, "paced")) measure_paced(fd_block, (uint64_t)(tick_ms * 1e6));
         else { fprintf(stderr, "bench: unknown measurement '%s'\n", tok); return 2; }

@@ -91,13 +91,14 @@ table() { # table PRESET
     mapfile -t NSS < <(fixture_names)
     nsn=${#NSS[@]}
 
-    line=$("$BENCH" -n "$RUNS" --only conn,text,walk | tee -a "$TMP/lib-$p")
-    local conn text walk
+    line=$("$BENCH" -n "$RUNS" --only conn,procscan,text,walk | tee -a "$TMP/lib-$p")
+    local conn procscan text walk
     conn=$(grep '^row name=conn ' <<<"$line"); text=$(grep '^row name=text ' <<<"$line")
-    walk=$(grep '^row name=walk ' <<<"$line")
-    echo "$conn"; echo "$text"; echo "$walk"
-    add_row "$p" "libprocspy connections (netlink), all ns" "$conn" "tcp $(kv tcp "$conn")"
-    add_row "$p" "libprocspy connections (text), all ns" "$text" "tcp $(kv tcp "$text")"
+    procscan=$(grep '^row name=procscan ' <<<"$line"); walk=$(grep '^row name=walk ' <<<"$line")
+    echo "$conn"; echo "$procscan"; echo "$text"; echo "$walk"
+    add_row "$p" "libprocspy connections (netlink, BPF owner scan), all ns" "$conn" "tcp $(kv tcp "$conn")"
+    add_row "$p" "libprocspy connections (netlink, PID/fd owner scan), all ns" "$procscan" "tcp $(kv tcp "$procscan")"
+    add_row "$p" "libprocspy connections (text, BPF owner scan), all ns" "$text" "tcp $(kv tcp "$text")"
     add_row "$p" "libprocspy walk (socket fds), all ns" "$walk" "socket fds"
 
     line=$("$BENCH" --exec -n "$RUNS" --headers 1 -- ss -tanp); echo "ss: $line"
@@ -132,7 +133,7 @@ rss() { # rss PRESET
 # --- syscalls ---------------------------------------------------------------
 syscalls() {
     local w
-    for w in none conn text walk; do
+    for w in none conn procscan text walk; do
         strace -c -f -o "$TMP/strace-$w" "$BENCH" --once $w > "$TMP/once-$w" 2>&1
     done
     strace -c -f -o "$TMP/strace-ss" ss -tanp > /dev/null 2>&1
@@ -157,7 +158,8 @@ def stats(w):
     return {}
 base = load("none")
 ss = load("ss")
-cols = {w: load(w) for w in ("conn", "text", "walk")}
+W = ("conn", "procscan", "text", "walk")
+cols = {w: load(w) for w in W}
 st = stats("conn")
 P, F, N = int(st.get("processes", 0)), int(st.get("fds", 0)), int(st.get("namespaces", 0))
 print("syscalls of one call, minus those of the same program making no call (strace -c -f):")
@@ -167,14 +169,15 @@ for c in cols.values():
     names |= set(c)
 rows = []
 for n in names:
-    v = [max(cols[w].get(n, 0) - base.get(n, 0), 0) for w in ("conn", "text", "walk")]
+    v = [max(cols[w].get(n, 0) - base.get(n, 0), 0) for w in W]
     if any(v):
         rows.append((n, v))
 rows.sort(key=lambda r: -r[1][0])
 floor = {
-    "getdents64": "%d (>= 2 per fd dir: data + end)" % (2 * P),
-    "newfstatat": "%d (1 per fd + 1 ns/net per pid)" % (F + P),
-    "openat": "%d (1 per fd dir) + tables" % P,
+    "getdents64": "BPF: the root listing; PID/fd: %d (>= 1 per fd dir)" % P,
+    "newfstatat": "BPF: %d (1 ns/net per pid); PID/fd: +%d (1 per fd)" % (P, F),
+    "openat": "1 stat per socket holder; PID/fd: +%d (1 per fd dir)" % P,
+    "bpf": "BPF: 1 iterator per call (+3 to load, once per walker)",
     "statx": "(counted with newfstatat)",
     "read": "text tables: >= 1 per table per ns; stat once per socket holder",
     "sendmsg": "netlink: 1 dump request per family/proto per ns",
@@ -182,13 +185,13 @@ floor = {
     "setns": "netlink: 2 per ns (in and back)",
     "close": "1 per openat",
 }
-print("  %-16s %10s %10s %10s %10s   %s" % ("syscall", "conn", "text", "walk", "ss -tanp", "floor (for conn)"))
-tot = [0, 0, 0]
+print("  %-16s %10s %10s %10s %10s %10s   %s" % (("syscall",) + W + ("ss -tanp", "floor (for conn)")))
+tot = [0] * len(W)
 for n, v in rows:
-    for i in range(3):
+    for i in range(len(W)):
         tot[i] += v[i]
-    print("  %-16s %10d %10d %10d %10s   %s" % (n, v[0], v[1], v[2], ss.get(n, "-"), floor.get(n, "")))
-print("  %-16s %10d %10d %10d %10d" % ("total", tot[0], tot[1], tot[2], sum(ss.values())))
+    print("  %-16s %10d %10d %10d %10d %10s   %s" % ((n,) + tuple(v) + (ss.get(n, "-"), floor.get(n, ""))))
+print("  %-16s %10d %10d %10d %10d %10d" % (("total",) + tuple(tot) + (sum(ss.values()),)))
 EOF
 }
 
