@@ -125,10 +125,12 @@ static int on_conn(void *u, const procspy_connection *c)
     return 0;
 }
 
-/* conn: the defaults (netlink, BPF owner scan); procscan: owners from PID/fd;
- * text: the text tables (owners as the default). */
-enum what { W_WALK, W_CONN, W_PROCSCAN, W_TEXT, W_PACED, W_NONE };
-static const char *what_name[] = {"walk", "conn", "procscan", "text", "paced", "none"};
+/* conn: the defaults (BPF owner scan; tables only for namespaces it can't
+ * account for); netlink, text: BPF owners, every namespace's tables read
+ * from there (as on a host where every namespace has a TIME_WAIT); procscan:
+ * owners from PID/fd, netlink tables everywhere (as without CAP_BPF). */
+enum what { W_WALK, W_CONN, W_NETLINK, W_PROCSCAN, W_TEXT, W_PACED, W_NONE };
+static const char *what_name[] = {"walk", "conn", "netlink", "procscan", "text", "paced", "none"};
 
 struct ctx {
     procspy_walker *w;
@@ -172,8 +174,8 @@ static struct ctx new_ctx(enum what what)
     struct ctx cx = {0};
     procspy_status s = procspy_walker_new(NULL, &cx.w);
     if (s != PROCSPY_OK) die_status("procspy_walker_new", s);
-    if (what == W_TEXT) {
-        s = procspy_walker_set_source(cx.w, PROCSPY_SOURCE_TEXT);
+    if (what == W_TEXT || what == W_NETLINK) {
+        s = procspy_walker_set_source(cx.w, what == W_TEXT ? PROCSPY_SOURCE_TEXT : PROCSPY_SOURCE_NETLINK);
         if (s != PROCSPY_OK) die_status("procspy_walker_set_source", s);
     }
     if (what == W_PROCSCAN) {
@@ -328,8 +330,8 @@ static int exec_mode(int runs, int headers, double max_s, char **argv)
 
 static void usage(void)
 {
-    fputs("usage: bench [-n RUNS] [--only walk,conn,procscan,text,paced] [--fd-block N] [--tick-ms MS] [-v]\n"
-          "       bench --once walk|conn|procscan|text|none\n"
+    fputs("usage: bench [-n RUNS] [--only walk,conn,netlink,procscan,text,paced] [--fd-block N] [--tick-ms MS] [-v]\n"
+          "       bench --once walk|conn|netlink|procscan|text|none\n"
           "       bench --exec [-n RUNS] [--headers K] [--max-seconds S] -- CMD [ARG]...\n",
           stderr);
 }
@@ -339,7 +341,7 @@ int main(int argc, char **argv)
     int runs = 10, verbose = 0, exec = 0, headers = 0;
     double max_s = 0, tick_ms = 10;
     uint64_t fd_block = 1000;
-    const char *only = "walk,conn,procscan,text,paced", *once_what = NULL;
+    const char *only = "walk,conn,netlink,procscan,text,paced", *once_what = NULL;
     int i = 1;
     for (; i < argc; i++) {
         const char *a = argv[i];
@@ -372,6 +374,7 @@ int main(int argc, char **argv)
     for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
         if (!strcmp(tok, "walk")) measure(W_WALK, runs, verbose);
         else if (!strcmp(tok, "conn")) measure(W_CONN, runs, verbose);
+        else if (!strcmp(tok, "netlink")) measure(W_NETLINK, runs, verbose);
         else if (!strcmp(tok, "procscan")) measure(W_PROCSCAN, runs, verbose);
         else if (!strcmp(tok, "text")) measure(W_TEXT, runs, verbose);
         else if (!strcmp(tok, "paced")) measure_paced(fd_block, (uint64_t)(tick_ms * 1e6));

@@ -91,14 +91,17 @@ table() { # table PRESET
     mapfile -t NSS < <(fixture_names)
     nsn=${#NSS[@]}
 
-    line=$("$BENCH" -n "$RUNS" --only conn,procscan,text,walk | tee -a "$TMP/lib-$p")
-    local conn procscan text walk
+    line=$("$BENCH" -n "$RUNS" --only conn,netlink,procscan,text,walk | tee -a "$TMP/lib-$p")
+    local conn netlink procscan text walk
     conn=$(grep '^row name=conn ' <<<"$line"); text=$(grep '^row name=text ' <<<"$line")
-    procscan=$(grep '^row name=procscan ' <<<"$line"); walk=$(grep '^row name=walk ' <<<"$line")
-    echo "$conn"; echo "$procscan"; echo "$text"; echo "$walk"
-    add_row "$p" "libprocspy connections (netlink, BPF owner scan), all ns" "$conn" "tcp $(kv tcp "$conn")"
-    add_row "$p" "libprocspy connections (netlink, PID/fd owner scan), all ns" "$procscan" "tcp $(kv tcp "$procscan")"
-    add_row "$p" "libprocspy connections (text, BPF owner scan), all ns" "$text" "tcp $(kv tcp "$text")"
+    netlink=$(grep '^row name=netlink ' <<<"$line"); procscan=$(grep '^row name=procscan ' <<<"$line")
+    walk=$(grep '^row name=walk ' <<<"$line")
+    echo "$conn"; echo "$netlink"; echo "$procscan"; echo "$text"; echo "$walk"
+    add_row "$p" "libprocspy connections (default), all ns" "$conn" "tcp $(kv tcp "$conn")"
+    add_row "$p" "libprocspy connections, every ns's tables by netlink" "$netlink" "tcp $(kv tcp "$netlink")"
+    add_row "$p" "libprocspy connections, PID/fd owners + netlink (no CAP_BPF)" "$procscan" \
+        "tcp $(kv tcp "$procscan")"
+    add_row "$p" "libprocspy connections, every ns's tables as text" "$text" "tcp $(kv tcp "$text")"
     add_row "$p" "libprocspy walk (socket fds), all ns" "$walk" "socket fds"
 
     line=$("$BENCH" --exec -n "$RUNS" --headers 1 -- ss -tanp); echo "ss: $line"
@@ -133,7 +136,7 @@ rss() { # rss PRESET
 # --- syscalls ---------------------------------------------------------------
 syscalls() {
     local w
-    for w in none conn procscan text walk; do
+    for w in none conn netlink procscan text walk; do
         strace -c -f -o "$TMP/strace-$w" "$BENCH" --once $w > "$TMP/once-$w" 2>&1
     done
     strace -c -f -o "$TMP/strace-ss" ss -tanp > /dev/null 2>&1
@@ -158,7 +161,7 @@ def stats(w):
     return {}
 base = load("none")
 ss = load("ss")
-W = ("conn", "procscan", "text", "walk")
+W = ("conn", "netlink", "procscan", "text", "walk")
 cols = {w: load(w) for w in W}
 st = stats("conn")
 P, F, N = int(st.get("processes", 0)), int(st.get("fds", 0)), int(st.get("namespaces", 0))
@@ -185,13 +188,13 @@ floor = {
     "setns": "netlink: 2 per ns (in and back)",
     "close": "1 per openat",
 }
-print("  %-16s %10s %10s %10s %10s %10s   %s" % (("syscall",) + W + ("ss -tanp", "floor (for conn)")))
+print("  %-16s %10s %10s %10s %10s %10s %10s   %s" % (("syscall",) + W + ("ss -tanp", "floor (for conn)")))
 tot = [0] * len(W)
 for n, v in rows:
     for i in range(len(W)):
         tot[i] += v[i]
-    print("  %-16s %10d %10d %10d %10d %10s   %s" % ((n,) + tuple(v) + (ss.get(n, "-"), floor.get(n, ""))))
-print("  %-16s %10d %10d %10d %10d %10d" % (("total",) + tuple(tot) + (sum(ss.values()),)))
+    print("  %-16s %10d %10d %10d %10d %10d %10s   %s" % ((n,) + tuple(v) + (ss.get(n, "-"), floor.get(n, ""))))
+print("  %-16s %10d %10d %10d %10d %10d %10d" % (("total",) + tuple(tot) + (sum(ss.values()),)))
 EOF
 }
 
@@ -270,7 +273,7 @@ if [ "$FULL" = 0 ]; then
     $FX status >/dev/null 2>&1 || { echo "bench.sh: no fixture is up (benches/fixture up, or --full)" >&2; exit 1; }
     P=$($FX status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["config"]["preset"])')
     table "$P"; rss "$P"; syscalls; paced
-    [ "$PERF" = 1 ] && { profile conn; profile text; }
+    [ "$PERF" = 1 ] && { profile conn; profile netlink; }
     print_tables; print_rss
     echo; cat "$TMP/paced"
     echo "# load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -286,7 +289,7 @@ up() { # up PRESET [ARGS]
 sysctl -qw net.ipv4.tcp_child_ehash_entries="${ORIG_EHASH:-0}"
 up default
 table default; rss default; syscalls > "$TMP/syscalls"; cat "$TMP/syscalls"; paced
-{ profile conn; profile text; } > "$TMP/perf" 2>&1; cat "$TMP/perf"
+{ profile conn; profile netlink; } > "$TMP/perf" 2>&1; cat "$TMP/perf"
 for p in dense wide big; do
     $FX down
     up $p
@@ -299,12 +302,12 @@ $FX down
 for e in 1024 0; do
     sysctl -qw net.ipv4.tcp_child_ehash_entries=$e
     up default
-    line=$("$BENCH" -n "$RUNS" --only conn,text)
+    line=$("$BENCH" -n "$RUNS" --only netlink,text)
     mapfile -t NSS < <(fixture_names)
     loop=$("$BENCH" --exec -n "$LOOP_RUNS" --headers $((${#NSS[@]} + 1)) -- \
         sh -c 'ss -tanp; for ns; do ip netns exec "$ns" ss -tanp; done' sh "${NSS[@]}")
     hash=$(ip netns exec "${NSS[0]}" sysctl -n net.ipv4.tcp_ehash_entries)
-    printf '%s\t%s\t%s\t%s\n' "$e (ns hash $hash)" "$(grep '^row name=conn ' <<<"$line")" \
+    printf '%s\t%s\t%s\t%s\n' "$e (ns hash $hash)" "$(grep '^row name=netlink ' <<<"$line")" \
         "$(grep '^row name=text ' <<<"$line")" "$loop" >> "$TMP/ehash"
     $FX down
 done
@@ -329,7 +332,7 @@ cat "$TMP/paced"
 echo
 echo "### net.ipv4.tcp_child_ehash_entries (default fixture)"
 echo
-echo "| ehash entries | conn (netlink) wall / CPU ms | conn (text) wall / CPU ms | ss loop wall / CPU ms (runs) |"
+echo "| ehash entries | every ns by netlink: wall / CPU ms | every ns as text: wall / CPU ms | ss loop wall / CPU ms (runs) |"
 echo "|---:|---:|---:|---:|"
 while IFS=$'\t' read -r e c t l; do
     printf '| %s | %.1f / %.1f | %.1f / %.1f | %.1f / %.1f (%s) |\n' "$e" \

@@ -33,7 +33,8 @@
 #define PROCSPY_PROTO_UDP 2
 
 /**
- * `procspy_walker_set_source`: netlink `sock_diag` where it can be used
+ * `procspy_walker_set_source`: no tables for a namespace whose every
+ * socket the BPF owner scan holds, netlink `sock_diag` where it can be used
  * (entering another namespace needs `CAP_SYS_ADMIN`), the text tables
  * elsewhere. The default.
  */
@@ -415,8 +416,11 @@ enum procspy_status procspy_walker_set_rate_limit(struct procspy_walker *walker,
 
 /**
  * Chooses where `procspy_walker_connections` reads the kernel's socket
- * tables: `PROCSPY_SOURCE_AUTO` (the default), `PROCSPY_SOURCE_TEXT` or
- * `PROCSPY_SOURCE_NETLINK`; anything else is `PROCSPY_INVALID_ARGUMENT`.
+ * tables: `PROCSPY_SOURCE_AUTO` (the default: no tables for namespaces the
+ * BPF owner scan accounts for, see `procspy_walker_set_owner_scan`, then
+ * netlink, then text), `PROCSPY_SOURCE_TEXT` or `PROCSPY_SOURCE_NETLINK`
+ * (every namespace's tables from there); anything else is
+ * `PROCSPY_INVALID_ARGUMENT`.
  * Netlink gives the same records as the text, for less work in the
  * kernel, and uses no table buffer: a namespace read through it never
  * makes `PROCSPY_BUFFER_TOO_SMALL` and adds nothing to the `bytes_*`
@@ -431,10 +435,16 @@ enum procspy_status procspy_walker_set_source(struct procspy_walker *walker,
  * Chooses how `procspy_walker_connections` finds each socket's owner:
  * `PROCSPY_OWNERS_AUTO` (the default), `PROCSPY_OWNERS_PROC` or
  * `PROCSPY_OWNERS_BPF`; anything else is `PROCSPY_INVALID_ARGUMENT`. Both
- * give the same owners; the BPF iterator lists every process's fds in one
- * pass inside the kernel, for about a fifth of the CPU of reading `PID/fd`.
- * It is loaded at the first call that uses it and kept with the walker
- * (one fd). With it the owner scan is one pass, so `fd_block_size` ticks
+ * give the same owners; the BPF iterator lists every process's socket fds
+ * in one pass inside the kernel, for about a fifth of the CPU of reading
+ * `PID/fd`, and reads each socket's addresses, ports and state as it goes.
+ * With `PROCSPY_SOURCE_AUTO`, a namespace whose `net/sockstat` counts
+ * exactly the TCP and UDP sockets it found held, with no TIME_WAIT and no
+ * connection request pending, is listed from those without reading its
+ * tables (the same records; anything no process holds, such as a
+ * TIME_WAIT or a connection not yet accepted, sends the namespace to its
+ * tables). It is loaded at the first call that uses it and kept with the
+ * walker (one fd). With it the owner scan is one pass, so `fd_block_size` ticks
  * count its records and there is no tick per namespace; `fds` counts every
  * fd it listed. `procspy_walker_walk` always reads `PID/fd`. Takes effect
  * at the next call.

@@ -218,10 +218,14 @@ fn netlink_and_text_give_the_same_records() {
     };
     let (text, text_stats) = collect(Source::Text);
     let (netlink, nl_stats) = collect(Source::Netlink);
-    let (auto, _) = collect(Source::Auto);
+    let (auto, auto_stats) = collect(Source::Auto);
     assert_eq!(text.len(), 30);
     assert_eq!(text, netlink, "record for record");
+    // Auto: these namespaces hold only the holders' sockets, which the BPF
+    // scan accounts for: no table is read for them.
     assert_eq!(text, auto);
+    assert!(auto_stats.accounted >= 3, "{auto_stats:?}");
+    assert_eq!(text_stats.accounted + nl_stats.accounted, 0, "an explicit source reads the tables");
     assert!(text_stats.bytes_needed > 0);
     assert_eq!(nl_stats.bytes_needed, 0, "netlink reads no table text");
 }
@@ -271,6 +275,42 @@ fn bpf_and_proc_owner_scans_agree_record_for_record() {
     // One pass over the iterator: a tick, not one per namespace.
     assert_eq!(bpf_stats.ticks, 1);
     assert!(proc_stats.ticks >= 3);
+}
+
+#[test]
+fn a_namespace_with_sockets_no_process_holds_is_read_from_its_tables() {
+    use procspy::engine::{Conn, Source};
+    let h = Holder::start_with_unheld();
+    let both = Protocols { tcp: true, udp: true };
+    let w = Walker::new(None).unwrap();
+    let collect = |source| {
+        w.set_source(source);
+        let mut stats = Stats::default();
+        let mut recs: Vec<(u8, Conn, Option<(i32, i32)>)> = Vec::new();
+        let r = w.connections(None, both, u32::MAX, &mut stats, &mut |c| {
+            if c.netns == h.netns {
+                recs.push((c.protocol, c.conn, c.owner.map(|o| (o.pid, o.fd))));
+            }
+            ControlFlow::Continue(())
+        });
+        assert_eq!(r, Ok(()), "{source:?}");
+        recs.sort_by_key(|r| (r.1.inode, r.1.local_port, r.1.remote_port));
+        (recs, stats)
+    };
+    let (auto, auto_stats) = collect(Source::Auto);
+    let (netlink, _) = collect(Source::Netlink);
+    assert_eq!(auto, netlink, "record for record");
+    // Held: the 10 reported, the unaccepted one's listener and client. Not
+    // held: the TIME_WAIT and the connection waiting in the accept queue.
+    assert_eq!(auto.len(), 14, "{auto:?}");
+    // Neither has an inode or an owner; only the tables list them, so their
+    // presence shows the namespace was read from its tables.
+    assert_eq!(auto.iter().filter(|r| r.1.state == 6 && r.1.inode == 0 && r.2.is_none()).count(), 1, "TIME_WAIT");
+    assert_eq!(auto.iter().filter(|r| r.1.state == 1 && r.1.inode == 0 && r.2.is_none()).count(), 1, "not accepted");
+    for s in &h.socks {
+        assert!(auto.iter().any(|r| r.1.inode == s.inode && r.2 == Some((h.pid, s.fd))), "{s:?}");
+    }
+    assert!(auto_stats.accounted < auto_stats.namespaces, "{auto_stats:?}");
 }
 
 #[test]

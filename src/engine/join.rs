@@ -17,8 +17,9 @@ use super::walker::{
     OwnerScan, PROBE_NO, PROBE_UNKNOWN, PROBE_YES, Scan, Socket, Source, Stats, TCP, TCP6, Table, UDP, UDP6, Walker,
 };
 use crate::parse::diag::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, Reply, Request, replies};
+use crate::parse::sockstat::{SockCounts, parse_sockstat};
 use crate::parse::tcp::{Admit, Conn, Dedup, parse_table};
-use crate::procfs::{FdIter, FdRecord, HomeNetns, TableBuf};
+use crate::procfs::{HomeNetns, SOCK_RECORD_LEN, SockIter, SockRecord, TableBuf};
 
 /// Table bytes a walker's own scratch may grow to for one namespace.
 const OWN_TABLES_LIMIT: usize = 1 << 30;
@@ -53,9 +54,57 @@ pub(super) struct JoinState {
     dedup: Dedup,
     /// The BPF owner scan, loaded at the first call that may use it; the
     /// error it gave if it can't be used.
-    fd_iter: Option<Result<FdIter, Errno>>,
+    sock_iter: Option<Result<SockIter, Errno>>,
     /// (pid, netns) of the listed pids, sorted by pid.
     by_pid: Vec<(i32, u64)>,
+    /// The TCP and UDP sockets the BPF scan found held, as their tables
+    /// would list them, sorted by (netns, protocol, inode), once each;
+    /// `None` where this call's owners came from `PID/fd`.
+    held: Option<Vec<Held>>,
+    /// `net/sockstat` and `net/sockstat6` of one namespace.
+    sockstat: [Vec<u8>; 2],
+}
+
+/// A socket the BPF scan found held: its table line.
+#[derive(Clone, Copy, Debug)]
+struct Held {
+    netns: u64,
+    protocol: u8,
+    conn: Conn,
+    /// Connection requests pending on a TCP listener.
+    pending: u32,
+}
+
+impl Held {
+    /// The line a namespace's table lists for this socket, if it lists one:
+    /// TCP sockets are hashed (in a table) in every state but CLOSE, UDP
+    /// sockets once they have a local port.
+    fn of(r: &SockRecord) -> Option<Self> {
+        const SOCK_STREAM: u16 = 1;
+        const SOCK_DGRAM: u16 = 2;
+        const CLOSE: u8 = 7;
+        let family = match r.family {
+            2 => 4,
+            10 => 6,
+            _ => return None,
+        };
+        let protocol = match (r.protocol, r.sock_type) {
+            (6, SOCK_STREAM) if r.state != CLOSE && r.state <= 12 => 1,
+            (17, SOCK_DGRAM) if r.local_port != 0 => 2,
+            _ => return None,
+        };
+        let conn = Conn {
+            inode: r.inode,
+            family,
+            state: r.state,
+            local_addr: r.local_addr,
+            remote_addr: r.remote_addr,
+            local_port: r.local_port,
+            remote_port: r.remote_port,
+            uid: r.uid,
+        };
+        Some(Held { netns: r.netns, protocol, conn, pending: r.pending })
+    }
 }
 
 /// The BPF owner scan's pids would not be the proc root's.
@@ -163,7 +212,7 @@ impl Walker {
             self.group_by_netns(state, stats)?;
             let groups = std::mem::take(&mut state.groups);
             let indexed = self.index_owners(&groups, &mut state.scan, &mut state.join, stats);
-            let JoinState { index, tables, diag, dedup, .. } = &mut state.join;
+            let JoinState { index, tables, diag, dedup, held, sockstat, .. } = &mut state.join;
             if indexed.is_ok() {
                 index.finish();
             }
@@ -193,6 +242,23 @@ impl Walker {
                         let c = Connection { conn: *conn, protocol, netns, owner: index.owner(conn.inode) };
                         if self.stop.is_set() { ControlFlow::Break(()) } else { on_connection(&c) }
                     };
+                    if let Some(mine) = held
+                        .as_deref()
+                        .filter(|_| source == Source::Auto)
+                        .and_then(|held| self.accounted(group, held, protocols, sockstat))
+                    {
+                        stats.accounted += 1;
+                        for (protocol, wanted) in [(1, protocols.tcp), (2, protocols.udp)] {
+                            for h in mine.iter().filter(|h| wanted && h.protocol == protocol) {
+                                if dedup.admit(protocol, &h.conn, state_mask) == Admit::Fresh
+                                    && deliver(&h.conn, protocol).is_break()
+                                {
+                                    return Err(Error::Aborted);
+                                }
+                            }
+                        }
+                        return Ok(());
+                    }
                     if let Some(home) = &home {
                         match self.dump_namespace(home, group, protocols, state_mask, dedup, diag, &mut deliver) {
                             Ok(()) => return Ok(()),
@@ -255,6 +321,7 @@ impl Walker {
         let mode = self.owner_scan();
         if mode != OwnerScan::Proc {
             let before = *stats;
+            join.held.get_or_insert_default().clear();
             match self.index_by_bpf(groups, scan, join, stats) {
                 Ok(()) => return Ok(()),
                 Err(DiagStop::Ended(e)) => return Err(e),
@@ -272,6 +339,7 @@ impl Walker {
                 }
             }
         }
+        join.held = None;
         let index = &mut join.index;
         groups.chunk_by(|a, b| a.0 == b.0).try_for_each(|group| {
             if !self.tick(&mut scan.ticker, stats) {
@@ -286,7 +354,8 @@ impl Walker {
 
     /// The owner index from one pass of the BPF `task_file` iterator: each
     /// socket fd's pid is looked up among the listed pids for its namespace
-    /// (or stat()ed, if it appeared since), and its `stat` read once.
+    /// (or stat()ed, if it appeared since), and its `stat` read once. The
+    /// sockets' own fields go to `join.held`.
     fn index_by_bpf(
         &self,
         groups: &[(u64, i32)],
@@ -295,8 +364,8 @@ impl Walker {
         stats: &mut Stats,
     ) -> Result<(), DiagStop> {
         let iter = join
-            .fd_iter
-            .get_or_insert_with(|| if self.root.shows_kernel_pids() { FdIter::load() } else { Err(NOT_HOST_PROC) });
+            .sock_iter
+            .get_or_insert_with(|| if self.root.shows_kernel_ids() { SockIter::load() } else { Err(NOT_HOST_PROC) });
         let mut records =
             iter.as_ref().map_err(|&e| DiagStop::Unavailable(e))?.start().map_err(DiagStop::Unavailable)?;
         join.by_pid.clear();
@@ -306,11 +375,12 @@ impl Walker {
             return Err(DiagStop::Ended(Error::Stopped));
         }
         let Scan { dents: buf, stat, name, ticker, .. } = scan;
+        let held = join.held.get_or_insert_default();
         let (block, mut in_block) = (self.fd_block(), 0u64);
         // The pid of the last record, with its namespace and start time if it can be read.
         let mut holder: Option<(i32, Option<(u64, u64)>)> = None;
         while let Some(len) = records.read(buf).map_err(DiagStop::Unavailable)? {
-            for rec in buf[..len].chunks_exact(crate::procfs::FD_RECORD_LEN).map(FdRecord::decode) {
+            for rec in buf[..len].chunks_exact(SOCK_RECORD_LEN).map(SockRecord::decode) {
                 if self.stop.is_set() {
                     return Err(DiagStop::Ended(Error::Stopped));
                 }
@@ -322,9 +392,6 @@ impl Walker {
                 }
                 in_block += 1;
                 stats.fds += 1;
-                if rec.inode == 0 {
-                    continue;
-                }
                 if holder.is_none_or(|(pid, _)| pid != rec.pid) {
                     let netns = match join.by_pid.binary_search_by_key(&rec.pid, |p| p.0) {
                         Ok(i) => Some(join.by_pid[i].1),
@@ -336,13 +403,71 @@ impl Walker {
                     }
                     holder = Some((rec.pid, found));
                 }
+                // A holder that exited took its sockets along, or soon will.
                 let Some((_, Some((netns, start_time)))) = holder else { continue };
                 stats.sockets += 1;
                 let name = CStr::from_bytes_until_nul(name).unwrap_or_default();
                 join.index.add(&Socket { inode: rec.inode, netns, start_time, pid: rec.pid, fd: rec.fd, name });
+                held.extend(Held::of(&rec));
             }
         }
+        held.sort_unstable_by_key(|h| (h.netns, h.protocol, h.conn.inode));
+        held.dedup_by_key(|h| (h.netns, h.conn.inode));
         Ok(())
+    }
+
+    /// The held sockets of the namespace `group`, if they are all its
+    /// tables would list: its `sockstat` counts exactly the held sockets of
+    /// the chosen protocols, and it has no TIME_WAIT socket and no pending
+    /// connection request (which no process holds). Anything else, such as a
+    /// socket not yet accepted, orphaned, kernel-owned or in flight between
+    /// processes, is counted but not held and so sends the namespace to its
+    /// tables.
+    fn accounted<'h>(
+        &self,
+        group: &[(u64, i32)],
+        held: &'h [Held],
+        protocols: Protocols,
+        bufs: &mut [Vec<u8>; 2],
+    ) -> Option<&'h [Held]> {
+        let netns = group[0].0;
+        let lo = held.partition_point(|h| h.netns < netns);
+        let hi = lo + held[lo..].partition_point(|h| h.netns == netns);
+        let mine = &held[lo..hi];
+        let counts = group.iter().find_map(|&(_, pid)| self.sockstat(pid, bufs))?;
+        let mut seen = SockCounts::default();
+        for h in mine {
+            match (h.protocol, h.conn.family) {
+                (1, 4) => seen.tcp4 += 1,
+                (1, _) => seen.tcp6 += 1,
+                (_, 4) => seen.udp4 += 1,
+                _ => seen.udp6 += 1,
+            }
+        }
+        let tcp_ok = !protocols.tcp
+            || (counts.time_wait == 0
+                && (counts.tcp4, counts.tcp6) == (seen.tcp4, seen.tcp6)
+                && mine.iter().all(|h| h.pending == 0));
+        let udp_ok = !protocols.udp || (counts.udp4, counts.udp6) == (seen.udp4, seen.udp6);
+        (tcp_ok && udp_ok).then_some(mine)
+    }
+
+    /// `pid`'s namespace's socket counts; a host without IPv6 has no `sockstat6`.
+    fn sockstat(&self, pid: i32, bufs: &mut [Vec<u8>; 2]) -> Option<SockCounts> {
+        let [v4, v6] = bufs;
+        let read = |file: &[u8], buf: &mut Vec<u8>| -> Result<usize, Errno> {
+            let fd = self.root.open_file(pid, file)?;
+            crate::procfs::read_all(fd.as_fd(), buf, 1 << 16)
+        };
+        let n4 = read(b"net/sockstat", v4).ok()?;
+        let v6_text: &[u8] = match read(b"net/sockstat6", v6) {
+            Ok(n6) => &v6[..n6],
+            Err(Errno::ENOENT) if self.v6_absent() || self.root.stat(pid, b"net").is_ok() => {
+                b"TCP6: inuse 0\nUDP6: inuse 0\n"
+            }
+            Err(_) => return None,
+        };
+        parse_sockstat(&v4[..n4], v6_text)
     }
 
     /// Streams a namespace's sockets from netlink `sock_diag`, through the

@@ -46,6 +46,9 @@ pub struct Stats {
     /// Rate-limit ticks passed, waited for or not.
     pub ticks: u64,
     pub elapsed_ns: u64,
+    /// Namespaces whose tables `connections` did not read: the BPF owner
+    /// scan held every socket their `sockstat` counts (Rust API only).
+    pub accounted: u64,
 }
 
 /// One socket fd of one process.
@@ -94,8 +97,10 @@ pub(super) type AfterTick<'a> = dyn FnMut(&[(u64, i32)], &mut [u8]) + 'a;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Source {
-    /// Netlink `sock_diag` where it can be used (entering a namespace needs
-    /// `CAP_SYS_ADMIN`), the text tables elsewhere. The default.
+    /// Nothing for a namespace the BPF owner scan accounts for (every socket
+    /// its `sockstat` counts is one the scan found held), netlink `sock_diag`
+    /// where it can be used (entering a namespace needs `CAP_SYS_ADMIN`),
+    /// the text tables elsewhere. The default.
     Auto = 0,
     /// The text tables under `PID/net/` only.
     Text = 1,

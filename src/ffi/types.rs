@@ -34,7 +34,8 @@ pub const PROCSPY_PROTO_TCP: u32 = 1;
 /// UDP tables (`udp`, `udp6`), for `procspy_walker_connections`' `protocols`.
 pub const PROCSPY_PROTO_UDP: u32 = 2;
 
-/// `procspy_walker_set_source`: netlink `sock_diag` where it can be used
+/// `procspy_walker_set_source`: no tables for a namespace whose every
+/// socket the BPF owner scan holds, netlink `sock_diag` where it can be used
 /// (entering another namespace needs `CAP_SYS_ADMIN`), the text tables
 /// elsewhere. The default.
 pub const PROCSPY_SOURCE_AUTO: u32 = 0;

@@ -140,20 +140,15 @@ impl<'a> Btf<'a> {
         None
     }
 
-    /// The size in bytes of an integer or pointer type (through typedefs).
-    pub fn scalar_size(&self, id: u32) -> Option<u32> {
+    /// The size in bytes of an integer, pointer, struct or union type
+    /// (through typedefs and qualifiers).
+    pub fn size(&self, id: u32) -> Option<u32> {
         let (id, kind) = self.resolve(id)?;
         match kind {
-            KIND_INT => Some(self.get(id)?.size_or_type),
+            KIND_INT | KIND_STRUCT | KIND_UNION => Some(self.get(id)?.size_or_type),
             KIND_PTR => Some(8),
             _ => None,
         }
-    }
-
-    /// What a pointer type points at (through typedefs), resolved.
-    pub fn pointee(&self, id: u32) -> Option<u32> {
-        let (id, kind) = self.resolve(id)?;
-        (kind == KIND_PTR).then(|| self.resolve(self.get(id)?.size_or_type).map(|(t, _)| t))?
     }
 
     /// The field `name` of struct `id`, looking into anonymous struct and
@@ -179,6 +174,17 @@ impl<'a> Btf<'a> {
             } else {
                 (self.name(name_off) == name).then_some(here)
             }
+        })
+    }
+}
+
+impl Btf<'_> {
+    /// The field at the end of `names`, each inside the one before (no
+    /// pointer between them), with the offsets added up.
+    pub fn path(&self, id: u32, names: &[&[u8]]) -> Option<Field> {
+        names.iter().try_fold(Field { byte_offset: 0, type_id: id }, |at, name| {
+            let f = self.field(at.type_id, name)?;
+            Some(Field { byte_offset: at.byte_offset + f.byte_offset, type_id: f.type_id })
         })
     }
 }
@@ -231,7 +237,8 @@ mod tests {
 
     /// 1 u16, 2 u64, 3 typedef umode_t, 4 struct inner { i_mode }, 5 struct
     /// outer { a @0; union { i_ino } @8 }, 6 that union, 7 pointer to outer,
-    /// 8 a function, 9 a struct with a bitfield member (kind_flag set).
+    /// 8 a function, 9 a struct with a bitfield member (kind_flag set),
+    /// 10 struct wrap { pad @0; outer o @8 }.
     fn sample() -> Vec<u8> {
         use W::{N, Name};
         blob(&[
@@ -244,6 +251,7 @@ mod tests {
             ("", KIND_PTR, 0, 5, &[]),
             ("bpf_iter_x", KIND_FUNC, 0, 0, &[]),
             ("bits", KIND_STRUCT, (1 << 31) | 1, 4, &[Name("flag"), N(1), N((3 << 24) | 8)]),
+            ("wrap", KIND_STRUCT, 2, 24, &[Name("pad"), N(2), N(0), Name("o"), N(5), N(64)]),
         ])
     }
 
@@ -256,14 +264,18 @@ mod tests {
         assert_eq!((inner, outer), (4, 5));
         let mode = btf.field(inner, b"i_mode").unwrap();
         assert_eq!(mode.byte_offset, 0);
-        assert_eq!(btf.scalar_size(mode.type_id), Some(2));
+        assert_eq!(btf.size(mode.type_id), Some(2));
         assert_eq!(btf.field(outer, b"i_ino").unwrap(), Field { byte_offset: 8, type_id: 2 });
         assert_eq!(btf.field(outer, b"a").unwrap().byte_offset, 0);
         assert_eq!(btf.field(outer, b"nope"), None);
         assert_eq!(btf.field(2, b"a"), None, "an int has no fields");
-        assert_eq!(btf.pointee(7), Some(5));
-        assert_eq!(btf.scalar_size(7), Some(8));
-        assert_eq!(btf.scalar_size(outer), None);
+        assert_eq!(btf.size(7), Some(8));
+        assert_eq!(btf.size(outer), Some(16));
+        assert_eq!(btf.size(8), None, "a function has no size");
+        assert_eq!(btf.path(10, &[b"o", b"i_ino"]), Some(Field { byte_offset: 16, type_id: 2 }));
+        assert_eq!(btf.path(10, &[b"o"]).map(|f| f.type_id), Some(5));
+        assert_eq!(btf.path(10, &[b"o", b"nope"]), None);
+        assert_eq!(btf.path(10, &[b"pad", b"x"]), None, "no field inside an int");
         assert_eq!(btf.find(KIND_FUNC, b"bpf_iter_x"), Some(8));
         assert_eq!(btf.find(KIND_FUNC, b"bpf_iter_y"), None);
         assert_eq!(btf.field(9, b"flag"), None, "a bitfield is not a field");
@@ -289,7 +301,7 @@ mod tests {
         assert_eq!(Btf::parse(&odd).unwrap_err(), BtfError::Type(1));
         // A typedef loop resolves to nothing rather than hanging.
         let looped = blob(&[("t", KIND_TYPEDEF, 0, 1, &[])]);
-        assert_eq!(Btf::parse(&looped).unwrap().scalar_size(1), None);
+        assert_eq!(Btf::parse(&looped).unwrap().size(1), None);
     }
 
     #[test]
@@ -298,11 +310,10 @@ mod tests {
         let btf = Btf::parse(&blob).unwrap();
         assert!(btf.find(KIND_FUNC, b"bpf_iter_task_file").is_some());
         let file = btf.find(KIND_STRUCT, b"file").unwrap();
-        let f_inode = btf.field(file, b"f_inode").unwrap();
-        let inode = btf.pointee(f_inode.type_id).unwrap();
-        assert_eq!(btf.scalar_size(btf.field(inode, b"i_mode").unwrap().type_id), Some(2));
-        assert_eq!(btf.scalar_size(btf.field(inode, b"i_ino").unwrap().type_id), Some(8));
+        assert_eq!(btf.size(btf.field(file, b"f_inode").unwrap().type_id), Some(8));
+        let inode = btf.find(KIND_STRUCT, b"inode").unwrap();
+        assert_eq!(btf.size(btf.field(inode, b"i_ino").unwrap().type_id), Some(8));
         let task = btf.find(KIND_STRUCT, b"task_struct").unwrap();
-        assert_eq!(btf.scalar_size(btf.field(task, b"tgid").unwrap().type_id), Some(4));
+        assert_eq!(btf.size(btf.field(task, b"tgid").unwrap().type_id), Some(4));
     }
 }

@@ -4,5 +4,6 @@
 
 pub(crate) mod btf;
 pub mod diag;
+pub(crate) mod sockstat;
 pub mod stat;
 pub mod tcp;

@@ -18,7 +18,7 @@ use nix::fcntl::AtFlags;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat, openat2};
 use nix::sys::stat::{FileStat, Mode, fstatat};
 
-pub(crate) use bpf::{FdIter, FdRecord, RECORD_LEN as FD_RECORD_LEN};
+pub(crate) use bpf::{RECORD_LEN as SOCK_RECORD_LEN, SockIter, SockRecord};
 pub use netlink::HomeNetns;
 use table::SHORT_READ_EOF;
 pub use table::TableBuf;
@@ -68,11 +68,12 @@ impl ProcRoot {
         Ok(())
     }
 
-    /// Whether this root's pids are the kernel's own: a real procfs whose
-    /// `self` is the caller's pid, and the caller in the initial pid
-    /// namespace (its `NSpid` lists one number). Only then do pids that the
-    /// kernel reports by other means (a BPF iterator) name this root's entries.
-    pub fn shows_kernel_pids(&self) -> bool {
+    /// Whether this root's pids and uids are the kernel's own: a real
+    /// procfs whose `self` is the caller, and the caller in the initial pid
+    /// namespace (its `NSpid` lists one number) and user namespace (its
+    /// `uid_map` maps every uid to itself). Only then do the ids the kernel
+    /// reports by other means (a BPF iterator) mean what this root's do.
+    pub fn shows_kernel_ids(&self) -> bool {
         use nix::sys::statfs::{PROC_SUPER_MAGIC, fstatfs};
         if fstatfs(&self.dir).map(|s| s.filesystem_type()) != Ok(PROC_SUPER_MAGIC) {
             return false;
@@ -81,13 +82,24 @@ impl ProcRoot {
         if nix::fcntl::readlinkat(self.dir.as_fd(), c"self").ok().as_deref() != Some(std::ffi::OsStr::new(&me)) {
             return false;
         }
-        let Ok(fd) = self.open_path(b"self/status") else { return false };
-        let mut buf = Vec::new();
-        let Ok(len) = read_all(fd.as_fd(), &mut buf, 1 << 16) else { return false };
-        let status = &buf[..len];
-        let Some(at) = memchr::memmem::find(status, b"\nNSpid:") else { return false };
+        let read = |path: &[u8]| -> Option<Vec<u8>> {
+            let fd = self.open_path(path).ok()?;
+            let mut buf = Vec::new();
+            let n = read_all(fd.as_fd(), &mut buf, 1 << 16).ok()?;
+            buf.truncate(n);
+            Some(buf)
+        };
+        fn words(b: &[u8]) -> Vec<&[u8]> {
+            b.split(|c| c.is_ascii_whitespace()).filter(|w| !w.is_empty()).collect()
+        }
+        let Some(uid_map) = read(b"self/uid_map") else { return false };
+        if words(&uid_map) != [&b"0"[..], b"0", b"4294967295"] {
+            return false;
+        }
+        let Some(status) = read(b"self/status") else { return false };
+        let Some(at) = memchr::memmem::find(&status, b"\nNSpid:") else { return false };
         let line = status[at + 7..].split(|&b| b == b'\n').next().unwrap_or_default();
-        line.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).count() == 1
+        words(line).len() == 1
     }
 
     /// `stat()` of `PID/suffix`, following a final symlink (`ns/net` is one).

@@ -4,7 +4,9 @@ Usage: holder.py [NAME]. Brings lo up where it can (it may run in a fresh
 network namespace), opens TCP listening and established pairs and UDP bound and
 connected sockets, v4 and v6, sets its comm to NAME, prints one line per
 socket fd: "fd inode proto family state local_port remote_port", then
-"ready", and exits when its stdin closes.
+"ready", and exits when its stdin closes. PROCSPY_HOLDER_EXTRA=N adds N
+unreported listeners per family; PROCSPY_HOLDER_UNHELD=1 leaves a TIME_WAIT
+socket and a connection never accepted (held by no process) in its tables.
 """
 import os
 import socket
@@ -43,6 +45,24 @@ extra = [socket.socket(fam, socket.SOCK_STREAM)
 for s in extra:
     s.bind(("127.0.0.1" if s.family == socket.AF_INET else "::1", 0))
     s.listen(1)
+
+# Sockets no process holds, in this namespace's tables all the same: a
+# TIME_WAIT left by an active close, and a connection never accepted.
+unheld = []
+if os.environ.get("PROCSPY_HOLDER_UNHELD") == "1":
+    lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(8)
+    cli = socket.create_connection(lst.getsockname()[:2])
+    srv, _ = lst.accept()
+    cli.close()
+    srv.recv(1)
+    srv.close()
+    lst.close()
+    waiting = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    waiting.bind(("127.0.0.1", 0))
+    waiting.listen(8)
+    unheld = [waiting, socket.create_connection(waiting.getsockname()[:2])]
 
 if len(sys.argv) > 1:
     with open("/proc/self/comm", "wb") as f:

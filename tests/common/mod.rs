@@ -39,29 +39,35 @@ impl Holder {
 
     /// Run through `prefix` (e.g. `unshare -n`, `setpriv ...`).
     pub fn start_with(prefix: &[&str], name: Option<&str>) -> Holder {
-        Self::spawn(prefix, name, 0, HOLDER_SCRIPT)
+        Self::spawn(prefix, name, &[], HOLDER_SCRIPT)
     }
 
     /// Run through `prefix`, from a copy of the script at `script` (one an
     /// unprivileged user can reach).
     pub fn start_script(prefix: &[&str], name: Option<&str>, script: &str) -> Holder {
-        Self::spawn(prefix, name, 0, script)
+        Self::spawn(prefix, name, &[], script)
     }
 
     /// In a new network namespace, with `extra` unreported listeners per
     /// family to make its tables long.
     pub fn start_big(extra: usize) -> Holder {
-        Self::spawn(&["unshare", "-n"], None, extra, HOLDER_SCRIPT)
+        Self::spawn(&["unshare", "-n"], None, &[("PROCSPY_HOLDER_EXTRA", &extra.to_string())], HOLDER_SCRIPT)
     }
 
-    fn spawn(prefix: &[&str], name: Option<&str>, extra: usize, script: &str) -> Holder {
+    /// In a new network namespace whose tables also list sockets no process
+    /// holds: one TIME_WAIT, one connection never accepted.
+    pub fn start_with_unheld() -> Holder {
+        Self::spawn(&["unshare", "-n"], None, &[("PROCSPY_HOLDER_UNHELD", "1")], HOLDER_SCRIPT)
+    }
+
+    fn spawn(prefix: &[&str], name: Option<&str>, env: &[(&str, &str)], script: &str) -> Holder {
         // The system python, which an unprivileged user can run too.
         let python = if std::path::Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" };
         let mut argv: Vec<&str> = prefix.to_vec();
         argv.extend([python, script]);
         let mut cmd = Command::new(argv[0]);
         cmd.args(&argv[1..]);
-        cmd.args(name).env("PROCSPY_HOLDER_EXTRA", extra.to_string());
+        cmd.args(name).envs(env.iter().copied());
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
         let mut child = cmd.spawn().expect("start holder.py");
         let pid = child.id() as i32;
