@@ -214,6 +214,30 @@ static void same_record(const struct h_conn *a, const struct h_conn *b)
     CHECK(a->owner_name && b->owner_name && strcmp(a->owner_name, b->owner_name) == 0);
 }
 
+/* In the children's namespaces, `b` lists each record of `a` once, the
+ * same, and nothing else; returns how many of them have an owner. */
+static size_t same_children_records(const struct h_fixture *fx, const struct h_conns *a, const struct h_conns *b)
+{
+    size_t i, owned = 0;
+    int k;
+    for (k = 0; k < fx->nchild; k++) {
+        uint64_t ns = fx->child[k].netns;
+        CHECK_EQ(count_netns(a, ns), count_netns(b, ns));
+        for (i = 0; i < a->n; i++) {
+            const struct h_conn *x = &a->v[i], *y;
+            size_t n;
+            if (x->c.netns != ns)
+                continue;
+            y = h_conns_find(b, ns, x->c.inode, &n);
+            if (!CHECK(y != NULL) || !CHECK_EQ(n, 1))
+                continue;
+            owned += x->has_owner != 0;
+            same_record(x, y);
+        }
+    }
+    return owned;
+}
+
 /* Netlink and text give the same records for the children's namespaces. */
 void test_conn_sources_agree(void)
 {
@@ -221,28 +245,13 @@ void test_conn_sources_agree(void)
     const uint32_t protos = PROCSPY_PROTO_TCP | PROCSPY_PROTO_UDP;
     struct h_conns text = {0}, nl = {0};
     procspy_walker *w;
-    size_t i;
-    int k;
     REQUIRE(fx != NULL);
     w = walker_with_source(PROCSPY_SOURCE_TEXT);
     REQUIRE(w != NULL);
     CHECK_STATUS(procspy_walker_connections(w, NULL, 0, protos, PROCSPY_STATES_ALL, h_conn_cb, &text, NULL), PROCSPY_OK);
     CHECK_STATUS(procspy_walker_set_source(w, PROCSPY_SOURCE_NETLINK), PROCSPY_OK);
     CHECK_STATUS(procspy_walker_connections(w, NULL, 0, protos, PROCSPY_STATES_ALL, h_conn_cb, &nl, NULL), PROCSPY_OK);
-    for (k = 0; k < fx->nchild; k++) {
-        uint64_t ns = fx->child[k].netns;
-        CHECK_EQ(count_netns(&text, ns), count_netns(&nl, ns));
-        for (i = 0; i < text.n; i++) {
-            const struct h_conn *a = &text.v[i], *b;
-            size_t n;
-            if (a->c.netns != ns)
-                continue;
-            b = h_conns_find(&nl, ns, a->c.inode, &n);
-            if (!CHECK(b != NULL) || !CHECK_EQ(n, 1))
-                continue;
-            same_record(a, b);
-        }
-    }
+    same_children_records(fx, &text, &nl);
     h_conns_free(&text);
     h_conns_free(&nl);
     procspy_walker_free(w);
@@ -279,8 +288,6 @@ void test_conn_owner_scans_agree(void)
     struct h_conns by_proc = {0}, by_bpf = {0};
     procspy_walk_stats st_proc, st_bpf;
     procspy_walker *w = NULL;
-    size_t i;
-    int k, owned = 0;
     REQUIRE(fx != NULL);
     REQUIRE_STATUS(procspy_walker_new(NULL, &w), PROCSPY_OK);
     CHECK_STATUS(procspy_walker_set_owner_scan(w, PROCSPY_OWNERS_PROC), PROCSPY_OK);
@@ -289,23 +296,8 @@ void test_conn_owner_scans_agree(void)
     CHECK_STATUS(procspy_walker_set_owner_scan(w, PROCSPY_OWNERS_BPF), PROCSPY_OK);
     CHECK_STATUS(procspy_walker_connections(w, NULL, 0, protos, PROCSPY_STATES_ALL, h_conn_cb, &by_bpf, &st_bpf),
                  PROCSPY_OK);
-    for (k = 0; k < fx->nchild; k++) {
-        uint64_t ns = fx->child[k].netns;
-        CHECK_EQ(count_netns(&by_proc, ns), count_netns(&by_bpf, ns));
-        for (i = 0; i < by_proc.n; i++) {
-            const struct h_conn *a = &by_proc.v[i], *b;
-            size_t n;
-            if (a->c.netns != ns)
-                continue;
-            b = h_conns_find(&by_bpf, ns, a->c.inode, &n);
-            if (!CHECK(b != NULL) || !CHECK_EQ(n, 1))
-                continue;
-            owned += a->has_owner;
-            same_record(a, b);
-        }
-    }
-    CHECK(owned >= fx->nchild * 8);
-    CHECK(st_bpf.fds >= st_bpf.sockets && st_bpf.sockets >= (uint64_t)owned);
+    CHECK(same_children_records(fx, &by_proc, &by_bpf) >= (size_t)fx->nchild * 8);
+    CHECK(st_bpf.fds >= st_bpf.sockets && st_bpf.sockets >= (uint64_t)fx->nchild * 8);
     CHECK_EQ(st_bpf.ticks, 1); /* one pass, one tick */
     CHECK(st_proc.ticks >= (uint64_t)fx->nchild);
     h_conns_free(&by_proc);
