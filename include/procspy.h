@@ -317,7 +317,8 @@ typedef struct procspy_walk_stats {
    */
   uint64_t skipped;
   /**
-   * fd entries stat()ed.
+   * fd entries stat()ed; with the BPF owner scan (connections), the
+   * socket fds it listed.
    */
   uint64_t fds;
   /**
@@ -334,8 +335,8 @@ typedef struct procspy_walk_stats {
    */
   uint64_t bytes_needed;
   /**
-   * Rate-limit ticks passed (one per namespace and one per fd block),
-   * whether or not they had to wait.
+   * Rate-limit ticks passed (one per namespace, or one before the BPF
+   * owner scan, and one per fd block), whether or not they had to wait.
    */
   uint64_t ticks;
   /**

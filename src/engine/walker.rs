@@ -35,7 +35,7 @@ pub struct Stats {
     /// Pids that vanished or could not be read, and fds that could not be
     /// `stat()`ed (closed meanwhile, or not ours to follow).
     pub skipped: u64,
-    /// fd entries `stat()`ed.
+    /// fd entries `stat()`ed; with the BPF owner scan, the socket fds it listed.
     pub fds: u64,
     /// Socket fds found.
     pub sockets: u64,

@@ -160,7 +160,8 @@ pub struct procspy_walk_stats {
     /// Pids that vanished or could not be read, and fds that could not be
     /// stat()ed (closed meanwhile, or not ours to follow).
     pub skipped: u64,
-    /// fd entries stat()ed.
+    /// fd entries stat()ed; with the BPF owner scan (connections), the
+    /// socket fds it listed.
     pub fds: u64,
     /// Socket fds found (walk: = records delivered).
     pub sockets: u64,
@@ -169,8 +170,8 @@ pub struct procspy_walk_stats {
     /// walk: table bytes the walk produced; connections: the largest one
     /// namespace needed. More than the capacity means too small.
     pub bytes_needed: u64,
-    /// Rate-limit ticks passed (one per namespace and one per fd block),
-    /// whether or not they had to wait.
+    /// Rate-limit ticks passed (one per namespace, or one before the BPF
+    /// owner scan, and one per fd block), whether or not they had to wait.
     pub ticks: u64,
     /// Wall time of the call.
     pub elapsed_ns: u64,
