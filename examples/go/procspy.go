@@ -405,6 +405,42 @@ func (w *Walker) SetRateLimit(fdBlock uint64, tick time.Duration) error {
 	})
 }
 
+// Source says where Connections reads the kernel's socket tables.
+type Source uint32
+
+// Sources: SourceAuto (the default) lists a namespace the BPF owner scan
+// accounts for without its tables, then uses netlink, then text.
+const (
+	SourceAuto    Source = C.PROCSPY_SOURCE_AUTO
+	SourceText    Source = C.PROCSPY_SOURCE_TEXT
+	SourceNetlink Source = C.PROCSPY_SOURCE_NETLINK
+)
+
+// SetSource chooses where Connections reads the tables; next call on.
+func (w *Walker) SetSource(s Source) error {
+	return w.call(func(p *C.procspy_walker) C.enum_procspy_status {
+		return C.procspy_walker_set_source(p, C.uint32_t(s))
+	})
+}
+
+// OwnerScan says how Connections finds each socket's owner.
+type OwnerScan uint32
+
+// Owner scans: OwnersAuto (the default) uses the kernel's BPF task_file
+// iterator where it loads (CAP_BPF, CAP_PERFMON), PID/fd elsewhere.
+const (
+	OwnersAuto OwnerScan = C.PROCSPY_OWNERS_AUTO
+	OwnersProc OwnerScan = C.PROCSPY_OWNERS_PROC
+	OwnersBPF  OwnerScan = C.PROCSPY_OWNERS_BPF
+)
+
+// SetOwnerScan chooses how Connections finds owners; next call on.
+func (w *Walker) SetOwnerScan(s OwnerScan) error {
+	return w.call(func(p *C.procspy_walker) C.enum_procspy_status {
+		return C.procspy_walker_set_owner_scan(p, C.uint32_t(s))
+	})
+}
+
 // NetnsOf is the inode of pid's network namespace.
 func (w *Walker) NetnsOf(pid int) (uint64, error) {
 	var out C.uint64_t

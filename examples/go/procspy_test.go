@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -253,6 +254,60 @@ func TestConnectionsFindsOwnSockets(t *testing.T) {
 	}
 	if want := 1 + btoi(s.l6 != nil); n != want {
 		t.Errorf("LISTEN-only walk: %d of our listeners, want %d", n, want)
+	}
+}
+
+// Every source and owner scan gives our sockets the same records.
+func TestSourcesAndOwnerScansAgree(t *testing.T) {
+	openSockets(t)
+	pid := os.Getpid()
+	ours := func(w *Walker) []Connection {
+		var got []Connection
+		if _, err := w.Connections(TCP|UDP, StatesAll, func(c Connection) bool {
+			if c.Owner != nil && c.Owner.Pid == pid {
+				o := *c.Owner
+				c.Owner = &o
+				got = append(got, c)
+			}
+			return true
+		}); err != nil {
+			t.Fatal(err)
+		}
+		sort.Slice(got, func(i, j int) bool { return got[i].Inode < got[j].Inode })
+		return got
+	}
+	want := ours(mustNew(t))
+	if len(want) < 4 {
+		t.Fatalf("only %d of our sockets", len(want))
+	}
+	for _, src := range []Source{SourceText, SourceNetlink, SourceAuto} {
+		for _, scan := range []OwnerScan{OwnersProc, OwnersAuto} {
+			w := mustNew(t)
+			if err := w.SetSource(src); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.SetOwnerScan(scan); err != nil {
+				t.Fatal(err)
+			}
+			got := ours(w)
+			if len(got) != len(want) {
+				t.Fatalf("source %d scan %d: %d records, want %d", src, scan, len(got), len(want))
+			}
+			for i := range got {
+				g, x := got[i], want[i]
+				if g.Inode != x.Inode || g.State != x.State || g.Local != x.Local || g.Remote != x.Remote ||
+					g.Owner.Fd != x.Owner.Fd || g.Owner.Name != x.Owner.Name {
+					t.Errorf("source %d scan %d: %+v, want %+v", src, scan, g, x)
+				}
+			}
+		}
+	}
+	w := mustNew(t)
+	if err := w.SetSource(3); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("SetSource(3) = %v", err)
+	}
+	if err := w.SetOwnerScan(3); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("SetOwnerScan(3) = %v", err)
 	}
 }
 

@@ -105,6 +105,8 @@ _walker_new = _fn("procspy_walker_new", _status, ctypes.c_char_p, ctypes.POINTER
 _walker_free = _fn("procspy_walker_free", None, _walker_p)
 _set_rate_limit = _fn("procspy_walker_set_rate_limit", _status, _walker_p,
                       ctypes.c_uint64, ctypes.c_uint64)
+_set_source = _fn("procspy_walker_set_source", _status, _walker_p, ctypes.c_uint32)
+_set_owner_scan = _fn("procspy_walker_set_owner_scan", _status, _walker_p, ctypes.c_uint32)
 _walker_stop = _fn("procspy_walker_stop", None, _walker_p)
 _walker_walk = _fn("procspy_walker_walk", _status, _walker_p, ctypes.c_void_p, ctypes.c_size_t,
                    _SOCKET_FN, ctypes.c_void_p, ctypes.POINTER(_CWalkStats))
@@ -151,6 +153,10 @@ class State(enum.IntEnum):
 TCP = 1
 UDP = 2
 STATES_ALL = 0xFFFFFFFF
+# Where connections() reads the tables (Walker.set_source).
+SOURCE_AUTO, SOURCE_TEXT, SOURCE_NETLINK = 0, 1, 2
+# How connections() finds owners (Walker.set_owner_scan).
+OWNERS_AUTO, OWNERS_PROC, OWNERS_BPF = 0, 1, 2
 STATES_CONNECTED = State.ESTABLISHED.mask() | State.FIN_WAIT1.mask() | \
     State.FIN_WAIT2.mask() | State.CLOSE_WAIT.mask()
 STATES_LISTEN = State.LISTEN.mask()
@@ -353,6 +359,22 @@ class Walker:
             _check(_set_rate_limit(p, fd_block, int(round(tick * 1e9))))
         finally:
             self._exit()
+
+    def _set(self, fn, value: int):
+        p = self._enter()
+        try:
+            _check(fn(p, value))
+        finally:
+            self._exit()
+
+    def set_source(self, source: int):
+        """SOURCE_AUTO (default), SOURCE_TEXT or SOURCE_NETLINK."""
+        self._set(_set_source, source)
+
+    def set_owner_scan(self, scan: int):
+        """OWNERS_AUTO (default: the BPF iterator where it loads), OWNERS_PROC
+        (PID/fd only) or OWNERS_BPF (the iterator or an error)."""
+        self._set(_set_owner_scan, scan)
 
     def netns_of(self, pid: int) -> int:
         out = ctypes.c_uint64()

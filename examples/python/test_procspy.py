@@ -132,6 +132,25 @@ class SocketsTest(unittest.TestCase):
         ours = [c for c in listening if c.owner and c.owner.pid == self.pid]
         self.assertEqual(len(ours), 2 if s.l6 is not None else 1)
 
+    def test_every_source_and_owner_scan_agree(self):
+        def ours(w):
+            return sorted((c.inode, c.protocol, c.state, c.local_port, c.remote_port, c.owner.fd)
+                          for c in w.connections() if c.owner is not None and c.owner.pid == self.pid)
+        want = ours(self.w)
+        self.assertGreaterEqual(len(want), 4)
+        for source in (procspy.SOURCE_TEXT, procspy.SOURCE_NETLINK, procspy.SOURCE_AUTO):
+            for scan in (procspy.OWNERS_PROC, procspy.OWNERS_AUTO):
+                with self.subTest(source=source, scan=scan), Walker() as w:
+                    w.set_source(source)
+                    w.set_owner_scan(scan)
+                    self.assertEqual(ours(w), want)
+        with Walker() as w:
+            for bad in (3, 2**32 - 1):
+                for setter in (w.set_source, w.set_owner_scan):
+                    with self.assertRaises(ProcspyError) as cm:
+                        setter(bad)
+                    self.assertEqual(cm.exception.status, Status.INVALID_ARGUMENT)
+
     def test_callback_form_and_early_end(self):
         seen = []
         stats = self.w.walk(lambda s: seen.append(s) or False)  # False: stop after one
