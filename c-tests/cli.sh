@@ -60,7 +60,7 @@ check "--help exits 0" "$BIN" --help
 help_mentions_all() {
     local opt missing=0
     for opt in -t --tcp -u --udp -l --listening -a --all -c --connected -n --netns \
-               -p --pid --json --sockets --proc -h --help -V --version; do
+               -p --pid --json --sockets --proc --source --owners -h --help -V --version; do
         if ! grep -q -e "$opt\\b" "$TMP/help"; then echo "missing: $opt"; missing=1; fi
     done
     return $missing
@@ -81,6 +81,8 @@ check "a bad pid exits 2" exits_with 2 "$BIN" --pid abc
 check "a bad namespace inode exits 2" exits_with 2 "$BIN" -n 12x
 check "a stray argument exits 2" exits_with 2 "$BIN" extra
 check "--sockets with -l exits 2" exits_with 2 "$BIN" --sockets -l
+check "a bad --source exits 2" exits_with 2 "$BIN" --source nope
+check "a bad --owners exits 2" exits_with 2 "$BIN" --owners nope
 check "--version prints a version" \
     bash -c '"$0" --version | grep -Eq "^procspy [0-9]+\.[0-9]+\.[0-9]+$"' "$BIN"
 check "-V prints the same version" \
@@ -210,6 +212,10 @@ table_is() {
 
 expect .
 check "--netns: exactly the helper's seven rows" table_is --netns "$NETNS"
+for how in "--source text" "--source netlink" "--owners proc" "--owners bpf"; do
+    # shellcheck disable=SC2086 # two words on purpose
+    check "--netns $how: the same seven rows" table_is --netns "$NETNS" $how
+done
 summary_is_exact() {
     "$BIN" -n "$NETNS" > /dev/null 2> "$TMP/t.err" || return 1
     cat "$TMP/t.err"

@@ -47,6 +47,8 @@ struct options {
     bool sockets;              /* --sockets: socket fds instead of table lines */
     bool conn_only_option;     /* one of -t -u -l -a -c was given */
     const char *proc_root;     /* NULL: the library's default */
+    uint32_t source;           /* --source: PROCSPY_SOURCE_* */
+    uint32_t owners;           /* --owners: PROCSPY_OWNERS_* */
 };
 
 static void usage(FILE *out)
@@ -70,6 +72,13 @@ static void usage(FILE *out)
         "      --sockets         one line per socket file descriptor instead:\n"
         "                        PID FD NETNS INODE NAME (-n, -p, --json apply)\n"
         "      --proc DIR        read DIR instead of the host's /proc\n"
+        "      --source SRC      where the tables come from: auto (the default:\n"
+        "                        none for a namespace whose every socket the\n"
+        "                        BPF owner scan holds, then netlink, then text),\n"
+        "                        netlink or text\n"
+        "      --owners HOW      how owners are found: auto (the default: the\n"
+        "                        kernel's BPF iterator where it loads, else\n"
+        "                        /proc/PID/fd), proc or bpf\n"
         "  -h, --help            show this help and exit\n"
         "  -V, --version         show the library version and exit\n"
         "\n"
@@ -111,6 +120,23 @@ static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
     return true;
 }
 
+/* An option value's name and the library constant it stands for. */
+struct choice {
+    const char *name;
+    uint32_t value;
+};
+
+/* The value named `s` in `choices` (ended by a NULL name), or false. */
+static bool pick(const struct choice *choices, const char *s, uint32_t *out)
+{
+    for (; choices->name; choices++)
+        if (strcmp(choices->name, s) == 0) {
+            *out = choices->value;
+            return true;
+        }
+    return false;
+}
+
 static void bad_usage(const char *fmt, const char *arg)
 {
     fputs("procspy: ", stderr);
@@ -121,7 +147,15 @@ static void bad_usage(const char *fmt, const char *arg)
 
 static void parse_options(int argc, char **argv, struct options *o)
 {
-    enum { OPT_JSON = 256, OPT_SOCKETS, OPT_PROC };
+    enum { OPT_JSON = 256, OPT_SOCKETS, OPT_PROC, OPT_SOURCE, OPT_OWNERS };
+    static const struct choice sources[] = {
+        { "auto", PROCSPY_SOURCE_AUTO }, { "netlink", PROCSPY_SOURCE_NETLINK },
+        { "text", PROCSPY_SOURCE_TEXT }, { NULL, 0 },
+    };
+    static const struct choice owners[] = {
+        { "auto", PROCSPY_OWNERS_AUTO }, { "proc", PROCSPY_OWNERS_PROC },
+        { "bpf", PROCSPY_OWNERS_BPF }, { NULL, 0 },
+    };
     static const struct option longopts[] = {
         { "tcp", no_argument, NULL, 't' },
         { "udp", no_argument, NULL, 'u' },
@@ -133,6 +167,8 @@ static void parse_options(int argc, char **argv, struct options *o)
         { "json", no_argument, NULL, OPT_JSON },
         { "sockets", no_argument, NULL, OPT_SOCKETS },
         { "proc", required_argument, NULL, OPT_PROC },
+        { "source", required_argument, NULL, OPT_SOURCE },
+        { "owners", required_argument, NULL, OPT_OWNERS },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
@@ -171,6 +207,16 @@ static void parse_options(int argc, char **argv, struct options *o)
         case OPT_JSON: o->json = true; break;
         case OPT_SOCKETS: o->sockets = true; break;
         case OPT_PROC: o->proc_root = optarg; break;
+        case OPT_SOURCE:
+            if (!pick(sources, optarg, &o->source))
+                bad_usage("invalid --source '%s' (auto, netlink or text)", optarg);
+            o->conn_only_option = true;
+            break;
+        case OPT_OWNERS:
+            if (!pick(owners, optarg, &o->owners))
+                bad_usage("invalid --owners '%s' (auto, proc or bpf)", optarg);
+            o->conn_only_option = true;
+            break;
         case 'h':
             usage(stdout);
             exit(fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
@@ -191,7 +237,7 @@ static void parse_options(int argc, char **argv, struct options *o)
     if (optind < argc)
         bad_usage("unexpected argument '%s'", argv[optind]);
     if (o->sockets && o->conn_only_option)
-        bad_usage("%s", "--sockets lists socket fds: -t, -u, -l, -a and -c don't apply");
+        bad_usage("%s", "--sockets lists socket fds: -t, -u, -l, -a, -c, --source and --owners don't apply");
     if (o->protocols == 0)
         o->protocols = PROCSPY_PROTO_TCP | PROCSPY_PROTO_UDP;
 }
@@ -559,6 +605,15 @@ int main(int argc, char **argv)
     status = procspy_walker_new(opt.proc_root, &walker);
     if (status != PROCSPY_OK) {
         print_library_error(status);
+        return EXIT_FAILURE;
+    }
+
+    status = procspy_walker_set_source(walker, opt.source);
+    if (status == PROCSPY_OK)
+        status = procspy_walker_set_owner_scan(walker, opt.owners);
+    if (status != PROCSPY_OK) {
+        print_library_error(status);
+        procspy_walker_free(walker);
         return EXIT_FAILURE;
     }
 

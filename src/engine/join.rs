@@ -327,7 +327,7 @@ impl Walker {
                 Err(DiagStop::Ended(e)) => return Err(e),
                 Err(DiagStop::Unavailable(NOT_HOST_PROC)) if mode == OwnerScan::Bpf => {
                     return Err(Error::Invalid(
-                        "the BPF owner scan needs the host's own procfs as the proc root, seen from the initial pid namespace",
+                        "the BPF owner scan needs the host's own procfs as the proc root, seen from the initial pid and user namespaces",
                     ));
                 }
                 Err(DiagStop::Unavailable(e)) if mode == OwnerScan::Bpf => {
