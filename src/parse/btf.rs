@@ -152,14 +152,21 @@ impl<'a> Btf<'a> {
     }
 
     /// The field `name` of struct `id`, looking into anonymous struct and
-    /// union members too. Bitfields are not fields here.
+    /// union members too. A hostile blob may nest a struct in itself: the
+    /// search gives up after 8 levels or 65,536 members looked at (the
+    /// kernel's own structs need a few hundred). Bitfields are not fields here.
     pub fn field(&self, id: u32, name: &[u8]) -> Option<Field> {
+        self.field_within(id, name, 8, &mut (1 << 16))
+    }
+
+    fn field_within(&self, id: u32, name: &[u8], depth: u32, budget: &mut u32) -> Option<Field> {
         let (id, kind) = self.resolve(id)?;
-        if kind != KIND_STRUCT && kind != KIND_UNION {
+        if (kind != KIND_STRUCT && kind != KIND_UNION) || depth == 0 {
             return None;
         }
         let t = self.get(id)?;
         (0..t.vlen as usize).find_map(|m| {
+            *budget = budget.checked_sub(1)?;
             let at = t.extra + 12 * m;
             let (name_off, type_id, offset) =
                 (u32_at(self.section, at)?, u32_at(self.section, at + 4)?, u32_at(self.section, at + 8)?);
@@ -169,12 +176,17 @@ impl<'a> Btf<'a> {
             }
             let here = Field { byte_offset: bits / 8, type_id };
             if name_off == 0 {
-                let inner = self.field(type_id, name)?;
-                Some(Field { byte_offset: here.byte_offset + inner.byte_offset, type_id: inner.type_id })
+                let inner = self.field_within(type_id, name, depth - 1, budget)?;
+                Some(Field { byte_offset: here.byte_offset.checked_add(inner.byte_offset)?, type_id: inner.type_id })
             } else {
                 (self.name(name_off) == name).then_some(here)
             }
         })
+    }
+
+    /// How many types the blob holds (ids 1 to this).
+    pub fn type_count(&self) -> u32 {
+        self.types.len() as u32
     }
 }
 
@@ -184,7 +196,7 @@ impl Btf<'_> {
     pub fn path(&self, id: u32, names: &[&[u8]]) -> Option<Field> {
         names.iter().try_fold(Field { byte_offset: 0, type_id: id }, |at, name| {
             let f = self.field(at.type_id, name)?;
-            Some(Field { byte_offset: at.byte_offset + f.byte_offset, type_id: f.type_id })
+            Some(Field { byte_offset: at.byte_offset.checked_add(f.byte_offset)?, type_id: f.type_id })
         })
     }
 }
@@ -299,6 +311,20 @@ mod tests {
         let mut odd = b.clone();
         odd[HEADER_LEN + 7] = 31;
         assert_eq!(Btf::parse(&odd).unwrap_err(), BtfError::Type(1));
+        // A struct holding itself as anonymous members ends, unfound, at once.
+        let anon = [W::Name(""), W::N(1), W::N(0)];
+        let selfish: Vec<W> = (0..3 * 1000)
+            .map(|i| match &anon[i % 3] {
+                W::N(n) => W::N(*n),
+                W::Name(s) => W::Name(s),
+            })
+            .collect();
+        let nested = blob(&[("s", KIND_STRUCT, 1000, 4, &selfish)]);
+        let nested = Btf::parse(&nested).unwrap();
+        let t0 = std::time::Instant::now();
+        assert_eq!(nested.field(1, b"x"), None);
+        assert!(t0.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(nested.type_count(), 1);
         // A typedef loop resolves to nothing rather than hanging.
         let looped = blob(&[("t", KIND_TYPEDEF, 0, 1, &[])]);
         assert_eq!(Btf::parse(&looped).unwrap().size(1), None);

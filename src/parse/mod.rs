@@ -2,8 +2,8 @@
 //! outside the input whatever its bytes.
 #![forbid(unsafe_code)]
 
-pub(crate) mod btf;
+pub mod btf;
 pub mod diag;
-pub(crate) mod sockstat;
+pub mod sockstat;
 pub mod stat;
 pub mod tcp;
