@@ -3,6 +3,9 @@
 //! against it. Reading the fds first closes the race between tables and fds
 //! that the walk only narrows: a socket in a table was open when its
 //! holder's fds were listed, unless it opened after that (owner `None`).
+//! Where the BPF scan built the index it also read the sockets themselves,
+//! and a namespace whose kernel counts it matches exactly is listed from
+//! that, its tables not read.
 
 use std::ffi::CStr;
 use std::ops::ControlFlow;
