@@ -257,25 +257,35 @@ void test_conn_sources_agree(void)
     procspy_walker_free(w);
 }
 
+/* A walker's uint32 setter: NULL is NULL_ARGUMENT (before a bad value),
+ * values outside `good` are INVALID_ARGUMENT naming the call, each of
+ * `good` is taken, also after a stop. */
+static void setter_args(procspy_status (*set)(procspy_walker *, uint32_t), const char *name, const uint32_t *good,
+                        size_t ngood)
+{
+    static const uint32_t bad[] = {3, 4, 7, 0x80000000u, 0xFFFFFFFFu};
+    procspy_walker *w = NULL;
+    size_t i;
+    CHECK_STATUS(set(NULL, good[0]), PROCSPY_NULL_ARGUMENT);
+    CHECK(strstr(h_last_error(), name) != NULL);
+    CHECK_STATUS(set(NULL, bad[0]), PROCSPY_NULL_ARGUMENT);
+    REQUIRE_STATUS(procspy_walker_new(NULL, &w), PROCSPY_OK);
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK_STATUS(set(w, bad[i]), PROCSPY_INVALID_ARGUMENT);
+        CHECK(strstr(h_last_error(), name) != NULL);
+    }
+    for (i = 0; i < ngood; i++)
+        CHECK_STATUS(set(w, good[i]), PROCSPY_OK);
+    procspy_walker_stop(w);
+    CHECK_STATUS(set(w, bad[0]), PROCSPY_INVALID_ARGUMENT);
+    CHECK_STATUS(set(w, good[ngood - 1]), PROCSPY_OK);
+    procspy_walker_free(w);
+}
+
 void test_set_source_args(void)
 {
-    procspy_walker *w = NULL;
-    static const uint32_t bad[] = {3, 4, 0x80000000u, 0xFFFFFFFFu};
-    size_t i;
-    CHECK_STATUS(procspy_walker_set_source(NULL, PROCSPY_SOURCE_TEXT), PROCSPY_NULL_ARGUMENT);
-    CHECK(strstr(h_last_error(), "procspy_walker_set_source") != NULL);
-    CHECK_STATUS(procspy_walker_set_source(NULL, 3), PROCSPY_NULL_ARGUMENT); /* NULL before INVALID */
-    REQUIRE_STATUS(procspy_walker_new(NULL, &w), PROCSPY_OK);
-    for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        CHECK_STATUS(procspy_walker_set_source(w, bad[i]), PROCSPY_INVALID_ARGUMENT);
-    CHECK(strstr(h_last_error(), "procspy_walker_set_source") != NULL);
-    CHECK_STATUS(procspy_walker_set_source(w, PROCSPY_SOURCE_AUTO), PROCSPY_OK);
-    CHECK_STATUS(procspy_walker_set_source(w, PROCSPY_SOURCE_TEXT), PROCSPY_OK);
-    CHECK_STATUS(procspy_walker_set_source(w, PROCSPY_SOURCE_NETLINK), PROCSPY_OK);
-    procspy_walker_stop(w);
-    CHECK_STATUS(procspy_walker_set_source(w, 7), PROCSPY_INVALID_ARGUMENT);
-    CHECK_STATUS(procspy_walker_set_source(w, PROCSPY_SOURCE_TEXT), PROCSPY_OK);
-    procspy_walker_free(w);
+    static const uint32_t good[] = {PROCSPY_SOURCE_AUTO, PROCSPY_SOURCE_TEXT, PROCSPY_SOURCE_NETLINK};
+    setter_args(procspy_walker_set_source, "procspy_walker_set_source", good, 3);
 }
 
 /* The BPF owner scan (which also lists the children's namespaces, all of
@@ -307,23 +317,13 @@ void test_conn_owner_scans_agree(void)
 
 void test_owner_scan_args(void)
 {
+    static const uint32_t good[] = {PROCSPY_OWNERS_AUTO, PROCSPY_OWNERS_BPF, PROCSPY_OWNERS_PROC};
     procspy_walker *w = NULL;
     struct h_fake f;
-    static const uint32_t bad[] = {3, 4, 0x80000000u, 0xFFFFFFFFu};
-    size_t i;
-    CHECK_STATUS(procspy_walker_set_owner_scan(NULL, PROCSPY_OWNERS_BPF), PROCSPY_NULL_ARGUMENT);
-    CHECK(strstr(h_last_error(), "procspy_walker_set_owner_scan") != NULL);
-    CHECK_STATUS(procspy_walker_set_owner_scan(NULL, 3), PROCSPY_NULL_ARGUMENT); /* NULL before INVALID */
-    REQUIRE_STATUS(procspy_walker_new(NULL, &w), PROCSPY_OK);
-    for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        CHECK_STATUS(procspy_walker_set_owner_scan(w, bad[i]), PROCSPY_INVALID_ARGUMENT);
-    CHECK(strstr(h_last_error(), "PROCSPY_OWNERS_") != NULL);
-    CHECK_STATUS(procspy_walker_set_owner_scan(w, PROCSPY_OWNERS_AUTO), PROCSPY_OK);
-    CHECK_STATUS(procspy_walker_set_owner_scan(w, PROCSPY_OWNERS_PROC), PROCSPY_OK);
-    procspy_walker_free(w);
+    int n = 0;
+    setter_args(procspy_walker_set_owner_scan, "procspy_walker_set_owner_scan", good, 3);
     /* A fake root: the iterator's pids would not be its pids. */
     REQUIRE(h_fake_init(&f) == 0);
-    int n = 0;
     h_fake_pid(&f, 1, "fake", 4, 100, 1);
     REQUIRE_STATUS(procspy_walker_new(f.root, &w), PROCSPY_OK);
     CHECK_STATUS(procspy_walker_set_owner_scan(w, PROCSPY_OWNERS_BPF), PROCSPY_OK);
