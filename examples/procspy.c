@@ -244,25 +244,6 @@ static void parse_options(int argc, char **argv, struct options *o)
 
 /* ---- formatting ------------------------------------------------------- */
 
-static const char *state_name(uint8_t protocol, uint8_t state)
-{
-    static const char *const tcp[] = {
-        NULL, "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2",
-        "TIME_WAIT", "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING",
-        "NEW_SYN_RECV",
-    };
-
-    if (protocol == PROCSPY_PROTO_UDP) { /* like ss: UDP has no real states */
-        if (state == PROCSPY_STATE_CLOSE)
-            return "UNCONN";
-        if (state == PROCSPY_STATE_ESTABLISHED)
-            return "ESTAB";
-    }
-    if (state < sizeof tcp / sizeof tcp[0] && tcp[state] != NULL)
-        return tcp[state];
-    return "UNKNOWN";
-}
-
 static const char *proto_name(const procspy_connection *c)
 {
     if (c->protocol == PROCSPY_PROTO_UDP)
@@ -450,7 +431,7 @@ static void print_connection_json(const procspy_connection *c)
            "\"remote_addr\":\"%s\",\"remote_port\":%u,\"inode\":%llu,\"uid\":%lu,",
            (unsigned long long)c->netns,
            c->protocol == PROCSPY_PROTO_UDP ? "udp" : "tcp",
-           (unsigned)c->family, (unsigned)c->state, state_name(c->protocol, c->state),
+           (unsigned)c->family, (unsigned)c->state, procspy_state_name(c->protocol, c->state),
            local, (unsigned)c->local_port, remote, (unsigned)c->remote_port,
            (unsigned long long)c->inode, (unsigned long)c->uid);
     if (o == NULL) {
@@ -469,7 +450,7 @@ static void print_connection_table(const procspy_connection *c)
     format_endpoint(local, c->family, c->local_addr, c->local_port);
     format_endpoint(remote, c->family, c->remote_addr, c->remote_port);
     printf("%-10llu %-5s %-12s %-23s %-23s ", (unsigned long long)c->netns,
-           proto_name(c), state_name(c->protocol, c->state), local, remote);
+           proto_name(c), procspy_state_name(c->protocol, c->state), local, remote);
     if (c->owner == NULL) {
         fputs("      - -     -\n", stdout);
         return;
