@@ -7,6 +7,8 @@ PREFIX     ?= /usr/local
 DESTDIR    ?=
 LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
 RUN_ARGS   ?=
 FUZZ_SECONDS ?= 60
 FUZZ_RUNS  ?=
@@ -63,6 +65,12 @@ $(B)/procspy: examples/procspy.c $(HEADER) $(SO)
 
 run: lib $(B)/procspy
 	@$(B)/procspy $(RUN_ARGS)
+
+# The command as installed: no rpath, it finds libprocspy.so.0 in LIBDIR
+# through the loader, like any program linked against an installed library.
+$(B)/dist/procspy: examples/procspy.c $(HEADER) $(SO)
+	@mkdir -p $(B)/dist
+	$(CC) $(CFLAGS_C) -o $@ $< -L$(REL) -lprocspy
 
 # ---- tests
 
@@ -143,26 +151,37 @@ test-clients: lib
 
 # ---- install
 
-# Made afresh each time: it names PREFIX. -lgcc_s and -lc are left to the
-# compiler driver (there is no static libgcc_s).
+# Made afresh each time: it names PREFIX. Relocatable: prefix is found from
+# the .pc file's own place (${pcfiledir}), so an install moved whole or made
+# into a DESTDIR works with PKG_CONFIG_PATH alone. -lgcc_s and -lc are left
+# to the compiler driver (there is no static libgcc_s).
+PC_PREFIX = $${pcfiledir}/$(shell realpath -m --relative-to='$(LIBDIR)/pkgconfig' '$(PREFIX)')
+pc_under_prefix = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
 $(B)/procspy.pc: procspy.pc.in Cargo.toml $(B)/native-static-libs FORCE
-	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	sed -e 's|@PREFIX@|$(PC_PREFIX)|; s|@LIBDIR@|$(call pc_under_prefix,$(LIBDIR))|' \
+	    -e 's|@INCLUDEDIR@|$(call pc_under_prefix,$(INCLUDEDIR))|' \
 	    -e 's|@VERSION@|$(VERSION)|; s|@LIBS_PRIVATE@|$(filter-out -lgcc_s -lc,$(NATIVE_LIBS))|' $< > $@
 
 FORCE:
 
-install: lib $(B)/procspy.pc
-	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)
+# The library, its header and .pc, the command and its man page. As root
+# and without DESTDIR, ldconfig then makes the new SONAME known to the loader.
+install: lib $(B)/procspy.pc $(B)/dist/procspy
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
 	install -m 0755 $(SO) $(DESTDIR)$(LIBDIR)/libprocspy.so.$(VERSION)
 	ln -sf libprocspy.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libprocspy.so.$(MAJOR)
 	ln -sf libprocspy.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libprocspy.so
 	install -m 0644 $(A) $(DESTDIR)$(LIBDIR)/libprocspy.a
 	install -m 0644 $(HEADER) $(DESTDIR)$(INCLUDEDIR)/procspy.h
 	install -m 0644 $(B)/procspy.pc $(DESTDIR)$(LIBDIR)/pkgconfig/procspy.pc
+	install -m 0755 $(B)/dist/procspy $(DESTDIR)$(BINDIR)/procspy
+	install -m 0644 man/procspy.1 $(DESTDIR)$(MANDIR)/man1/procspy.1
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then ldconfig; fi
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libprocspy.so* $(DESTDIR)$(LIBDIR)/libprocspy.a \
-	  $(DESTDIR)$(INCLUDEDIR)/procspy.h $(DESTDIR)$(LIBDIR)/pkgconfig/procspy.pc
+	  $(DESTDIR)$(INCLUDEDIR)/procspy.h $(DESTDIR)$(LIBDIR)/pkgconfig/procspy.pc \
+	  $(DESTDIR)$(BINDIR)/procspy $(DESTDIR)$(MANDIR)/man1/procspy.1
 
 clean:
 	$(CARGO) clean --quiet
