@@ -30,9 +30,10 @@ VALGRIND := valgrind --quiet --error-exitcode=1 --leak-check=full \
 
 DEPS_TEST := cbindgen deb:valgrind=valgrind deb:ip=iproute2 deb:pkg-config=pkg-config \
 	deb:nm=binutils deb:g++=g++ deb:ss=iproute2 deb:setpriv=util-linux deb:go=golang-go \
-	deb:/usr/bin/python3=python3
+	deb:/usr/bin/python3=python3 deb:/usr/share/doc/python3-venv/copyright=python3-venv \
+	deb:groff=groff-base deb:man=man-db
 
-.PHONY: all lib header deps test test-rust test-header test-abi test-c test-clients run install uninstall \
+.PHONY: all lib header deps test test-rust test-doc test-header test-abi test-c test-clients run install uninstall \
 	clean fuzz stress bench fixture-smoke FORCE
 
 all: lib $(HEADER)
@@ -74,11 +75,18 @@ $(B)/dist/procspy: examples/procspy.c $(HEADER) $(SO)
 
 # ---- tests
 
-test: deps test-header test-abi test-rust test-c test-clients fixture-smoke
+test: deps test-header test-abi test-doc test-rust test-c test-clients fixture-smoke
 	@echo "make test: all passed"
 
+# Unit, integration and doc tests; then the Rust example runs.
 test-rust:
 	$(CARGO) test --release --quiet
+	$(CARGO) run --release --quiet --example connections > /dev/null
+
+# The crate's documentation builds without a warning (broken links included).
+test-doc:
+	RUSTDOCFLAGS=-Dwarnings $(CARGO) doc --no-deps --quiet
+	@echo "doc: cargo doc --no-deps, no warnings"
 
 test-header: lib
 	@.ci/deps cbindgen
@@ -145,7 +153,10 @@ bench: lib $(B)/bench $(B)/procspy $(B)/procspy-holder
 fixture-smoke: lib $(B)/bench $(B)/procspy $(B)/procspy-holder
 	benches/fixture-smoke.sh
 
-# Go (cgo), Python (ctypes), C++ clients, and an install used through pkg-config.
+# Everything as its users get it (c-tests/clients.sh): make install into a
+# DESTDIR; the installed command and man page; C, the Go module, the pip
+# package, a Rust crate and C++ through what was installed; go vet, gofmt
+# and ruff.
 test-clients: lib
 	c-tests/clients.sh
 
