@@ -18,7 +18,7 @@ use nix::fcntl::AtFlags;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat, openat2};
 use nix::sys::stat::{FileStat, Mode, fstatat};
 
-pub(crate) use bpf::{RECORD_LEN as SOCK_RECORD_LEN, SockIter, SockRecord};
+pub(crate) use bpf::{RECORD_LEN as SOCK_RECORD_LEN, Refusal, SockIter, SockRecord, SockRecords};
 pub use netlink::HomeNetns;
 use table::SHORT_READ_EOF;
 pub use table::TableBuf;
