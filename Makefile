@@ -33,7 +33,8 @@ DEPS_TEST := cbindgen deb:valgrind=valgrind deb:ip=iproute2 deb:pkg-config=pkg-c
 	deb:/usr/bin/python3=python3 deb:/usr/share/doc/python3-venv/copyright=python3-venv \
 	deb:groff=groff-base deb:man=man-db
 
-.PHONY: all lib header deps test test-rust test-doc test-header test-abi test-c test-clients run install uninstall \
+.PHONY: all lib header deps test test-lint test-rust test-doc test-header test-abi test-c test-clients run install \
+	uninstall \
 	clean fuzz stress bench fixture-smoke FORCE
 
 all: lib $(HEADER)
@@ -75,7 +76,7 @@ $(B)/dist/procspy: examples/procspy.c $(HEADER) $(SO)
 
 # ---- tests
 
-test: deps test-header test-abi test-doc test-rust test-c test-clients fixture-smoke
+test: deps test-lint test-doc test-header test-abi test-rust test-c test-clients fixture-smoke
 	@echo "make test: all passed"
 
 # Unit, integration and doc tests; then the Rust example runs.
@@ -87,6 +88,17 @@ test-rust:
 test-doc:
 	RUSTDOCFLAGS=-Dwarnings $(CARGO) doc --no-deps --quiet
 	@echo "doc: cargo doc --no-deps, no warnings"
+
+# fmt, clippy with warnings as errors, and the declared rust-version: built
+# with that toolchain where rustup has it, else clippy's incompatible_msrv
+# (on by default, denied here) flags any std API newer than it.
+MSRV := $(shell sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+test-lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --release --quiet --all-targets -- -D warnings -D clippy::incompatible_msrv
+	@if rustup toolchain list 2>/dev/null | grep -q "^$(MSRV)"; then \
+	  $(CARGO) +$(MSRV) check --quiet --all-targets && echo "lint: builds with rust $(MSRV)"; \
+	else echo "lint: fmt, clippy clean; no rust $(MSRV) toolchain here, std APIs checked against it by clippy"; fi
 
 test-header: lib
 	@.ci/deps cbindgen

@@ -214,6 +214,22 @@ const void *h_memmem(const void *hay, size_t hay_len, const void *needle, size_t
     return memmem(hay, hay_len, needle, needle_len);
 }
 
+int h_kernel_has_bpf_owner_scan(void)
+{
+    static const char *const names[] = {"bpf_iter_task_file", "BPF_FUNC_sock_from_file",
+                                        "BPF_FUNC_probe_read_kernel", "BPF_FUNC_seq_write"};
+    size_t len = 0, i;
+    char *btf = h_read_file("/sys/kernel/btf/vmlinux", &len);
+    int all = btf != NULL;
+    for (i = 0; all && i < sizeof names / sizeof names[0]; i++) {
+        char needle[64];
+        size_t n = (size_t)snprintf(needle, sizeof needle, "%c%s", 0, names[i]) + 1; /* with both NULs */
+        all = h_memmem(btf, len, needle, n) != NULL;
+    }
+    free(btf);
+    return all;
+}
+
 const char *h_last_error(void)
 {
     static char buf[1024];

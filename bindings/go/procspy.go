@@ -59,7 +59,7 @@ const (
 	StatusIO              Status = C.PROCSPY_IO
 	StatusBusy            Status = C.PROCSPY_BUSY
 	StatusPanic           Status = C.PROCSPY_PANIC
-	StatusUnsupported     Status = 9 // PROCSPY_UNSUPPORTED
+	StatusUnsupported     Status = C.PROCSPY_UNSUPPORTED
 )
 
 // Sentinels for errors.Is.
