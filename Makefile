@@ -61,18 +61,20 @@ $(B)/native-static-libs: Cargo.toml
 
 # ---- examples: built against the header and library exactly as a user would
 
-$(B)/procspy: examples/procspy.c $(HEADER) $(SO)
+CLI_SRC := examples/procspy.c examples/json.c
+
+$(B)/procspy: $(CLI_SRC) examples/json.h $(HEADER) $(SO)
 	@mkdir -p $(B)
-	$(CC) $(CFLAGS_C) -o $@ $< -L$(REL) -lprocspy -Wl,-rpath,'$$ORIGIN/../$(REL)'
+	$(CC) $(CFLAGS_C) -o $@ $(CLI_SRC) -L$(REL) -lprocspy -Wl,-rpath,'$$ORIGIN/../$(REL)'
 
 run: lib $(B)/procspy
 	@$(B)/procspy $(RUN_ARGS)
 
 # The command as installed: no rpath, it finds libprocspy.so.0 in LIBDIR
 # through the loader, like any program linked against an installed library.
-$(B)/dist/procspy: examples/procspy.c $(HEADER) $(SO)
+$(B)/dist/procspy: $(CLI_SRC) examples/json.h $(HEADER) $(SO)
 	@mkdir -p $(B)/dist
-	$(CC) $(CFLAGS_C) -o $@ $< -L$(REL) -lprocspy
+	$(CC) $(CFLAGS_C) -o $@ $(CLI_SRC) -L$(REL) -lprocspy
 
 # ---- tests
 
