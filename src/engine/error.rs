@@ -25,8 +25,9 @@ pub enum Error {
     Busy,
     /// The running kernel lacks what was asked for, or refused it; the
     /// message says what (for a verifier's refusal, the end of its log).
+    /// Shared: a walker keeps it, and copying it allocates nothing.
     #[error("{0}")]
-    Unsupported(String),
+    Unsupported(std::sync::Arc<str>),
 }
 
 impl Error {

@@ -363,7 +363,7 @@ impl Walker {
             ))),
             None => slot.insert(match SockIter::load() {
                 Ok(iter) => Ok(iter),
-                Err(Refusal::Unsupported(why)) => Err(Error::Unsupported(why)),
+                Err(Refusal::Unsupported(why)) => Err(Error::Unsupported(why.into())),
                 Err(Refusal::Sys { call, errno }) => return Err(Error::io(format_args!("BPF owner scan: {call}"), errno)),
             }),
         };
