@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The kernel matrix (`make test-kernels`): runs the Rust integration tests,
-# the C harness and the command's tests (tests/kernels/guest.sh) on each of
+# The kernel matrix (`make test-kernels`): runs the Rust integration tests
+# and the C harness (tests/kernels/guest.sh) on each of
 # Debian's kernels, booted in QEMU under software emulation, and on the
 # host's own kernel directly (there is no image of it to boot), then
 # writes the table into README.md (and tests/kernels/matrix.tsv, which
@@ -143,7 +143,7 @@ tests_cell() {
     while read -r name _; do
         [ -f "$run/$name.rc" ] || { problems+="$name: not run; "; continue; }
         rc=$(cat "$run/$name.rc")
-        if [ "$name" = harness ] || [ "$name" = cli ]; then
+        if [ "$name" = harness ]; then
             read -r p f < <(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed.*/\1 \2/p' "$run/$name.log" | tail -n 1) || true
         else
             read -r p f < <(sed -n 's/^test result: .* \([0-9]*\) passed; \([0-9]*\) failed;.*/\1 \2/p' "$run/$name.log" \
@@ -154,7 +154,7 @@ tests_cell() {
         elif [ "$rc" != 0 ] && [ "${f:-0}" = 0 ]; then problems+="$name: exit $rc; "
         fi
         p="" f=""
-    done < <(cat "$suite_list"; printf 'harness -\ncli -\n')
+    done < <(cat "$suite_list"; echo 'harness -')
     echo "$passed passed, $failed failed${problems:+; ${problems%; }}"
 }
 failures_of() {
@@ -163,10 +163,9 @@ failures_of() {
         [ -f "$run/$name.log" ] || continue
         case $name in
             harness) sed -n 's/^FAIL \([^ ]*\).*/\1/p' "$run/$name.log" ;;
-            cli)     sed -n 's/^FAIL - //p' "$run/$name.log" ;;
             *)       sed -n 's/^test \(.*\) \.\.\. FAILED$/\1/p' "$run/$name.log" ;;
         esac | sed "s|^|$name: |"
-    done < <(cat "$suite_list"; printf 'harness -\ncli -\n')
+    done < <(cat "$suite_list"; echo 'harness -')
 }
 
 row() {
