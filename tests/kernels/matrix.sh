@@ -8,6 +8,10 @@
 #
 # Usage: tests/kernels/matrix.sh [KEY...]   (default: $KERNELS, else all)
 #   KEY: 5.10 6.1 6.12 6.18 sid host
+#        tests/kernels/matrix.sh --readme    (the README's table again, from
+#                                             matrix.tsv, running nothing)
+#        tests/kernels/matrix.sh --reread KEY...  (KEY's row again from the
+#                                             logs of its last run)
 # Env: KERNEL_TIMEOUT (s, one guest from boot to power-off, default 900),
 #      SUITE_TIMEOUT (s, one test binary, default 600), GUEST_MEM (3G),
 #      KERNELS_REFRESH=1 (look for newer kernel builds), PROCSPY_KERNELS_CACHE,
@@ -28,22 +32,13 @@ GUEST_MEM=${GUEST_MEM:-3G}
 TSV=tests/kernels/matrix.tsv
 README=README.md
 
-read -r -a keys <<< "${*:-${KERNELS:-$ALL_KERNELS}}"
-for key in "${keys[@]}"; do
-    case " $ALL_KERNELS " in
-        *" $key "*) ;;
-        *) echo "matrix: unknown kernel '$key' (one of: $ALL_KERNELS)" >&2; exit 2 ;;
-    esac
-done
-[ "$(id -u)" = 0 ] || { echo "matrix: run as root (the suite makes namespaces, loads BPF)" >&2; exit 2; }
 log() { echo "matrix: $*" >&2; }
 
 # ---- the test binaries, built once on the host: what `cargo test --release`
 # would run, one "NAME PATH" line each (the library's unit tests as "unit").
-log "building the test binaries (cargo test --release --no-run)"
-suite_list=$(mktemp)
-trap 'rm -f "$suite_list"' EXIT
-cargo test --release --no-run --quiet --message-format=json | python3 -c '
+build_suite_list() {
+    log "building the test binaries (cargo test --release --no-run)"
+    cargo test --release --no-run --quiet --message-format=json | python3 -c '
 import json, sys
 for line in sys.stdin:
     m = json.loads(line)
@@ -51,9 +46,8 @@ for line in sys.stdin:
         kind = m["target"]["kind"]
         print("unit" if "test" not in kind else m["target"]["name"], m["executable"])
 ' | sort > "$suite_list"
-[ -s "$suite_list" ] || { log "no test binaries"; exit 1; }
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD 2>/dev/null || commit="$commit+changes"
+    [ -s "$suite_list" ] || { log "no test binaries"; exit 1; }
+}
 
 # ---- one row: boot a kernel (or use the host's) and run guest.sh there.
 
@@ -126,7 +120,7 @@ probe_cell() {
         echo "$yes"
     else
         # The command's message is its last line on stderr.
-        echo "no: $(tail -n 1 "$run/probe-$name.out" | sed 's/^procspy: //' | cell - 200)"
+        echo "no: $(tail -n 1 "$run/probe-$name.out" | sed 's/^procspy: //; s/^procspy_walker_[a-z_]*: //' | cell - 200)"
     fi
 }
 mtime() { [ -e "$1" ] && cat "$1" || echo ""; }
@@ -146,15 +140,16 @@ tests_cell() {
         if [ "$name" = harness ]; then
             read -r p f < <(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed.*/\1 \2/p' "$run/$name.log" | tail -n 1) || true
         else
+            # The binary's own line is its last (a test may print a child's).
             read -r p f < <(sed -n 's/^test result: .* \([0-9]*\) passed; \([0-9]*\) failed;.*/\1 \2/p' "$run/$name.log" \
-                | awk '{p += $1; f += $2} END {if (NR) print p, f}') || true
+                | tail -n 1) || true
         fi
         passed=$((passed + ${p:-0})) failed=$((failed + ${f:-0}))
         if [ "$rc" = 124 ]; then problems+="$name: timed out; "
         elif [ "$rc" != 0 ] && [ "${f:-0}" = 0 ]; then problems+="$name: exit $rc; "
         fi
         p="" f=""
-    done < <(cat "$suite_list"; echo 'harness -')
+    done < <(cat "$run/suite.list"; echo 'harness -')
     echo "$passed passed, $failed failed${problems:+; ${problems%; }}"
 }
 failures_of() {
@@ -163,9 +158,14 @@ failures_of() {
         [ -f "$run/$name.log" ] || continue
         case $name in
             harness) sed -n 's/^FAIL \([^ ]*\).*/\1/p' "$run/$name.log" ;;
-            *)       sed -n 's/^test \(.*\) \.\.\. FAILED$/\1/p' "$run/$name.log" ;;
+            # cargo's harness closes with a "failures:" block of indented
+            # names, then its "test result:" line (a failure's output before
+            # it may hold a child test binary's own).
+            *)       awk '/^failures:$/ { n = 0; next } /^    [^ ]/ { names[n++] = $1; next }
+                          /^test result: / { last = ""; for (i = 0; i < n; i++) last = last names[i] "\n"; n = 0 }
+                          END { printf "%s", last }' "$run/$name.log" ;;
         esac | sed "s|^|$name: |"
-    done < <(cat "$suite_list"; echo 'harness -')
+    done < <(cat "$run/suite.list"; echo 'harness -')
 }
 
 row() {
@@ -185,9 +185,9 @@ row() {
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$key" "$build" \
         "$(probe_cell "$run" bpf loads)" "$(probe_cell "$run" netlink yes)" \
         "$(probe_cell "$run" text yes)" "$(probe_cell "$run" openat2 yes)" "$tests" \
-        "$(duration "$(mtime "$run/launched")" "$(mtime "$run/booted")")" \
+        "$(duration "$(mtime "$run/launched")" "$(mtime "$run/started")")" \
         "$(duration "$(mtime "$run/started")" "$(mtime "$run/done")")" \
-        "$(date -u +%Y-%m-%d) $commit" \
+        "$(date -u -d "@$(cat "$run/launched")" +%Y-%m-%d) $(cat "$run/commit")" \
         "$(failures_of "$run" | tr '|\t' '  ' | paste -sd';' | sed 's/;/; /g' | cut -c1-2000)"
 }
 
@@ -224,18 +224,54 @@ update_readme() {
 
 # ---- the runs, one guest at a time (each takes both cores)
 
-all_ok=1
+# Puts KEY's row, read from its run's directory, into the TSV (but for a
+# partial run).
+record() {
+    local key=$1 run=$CACHE/runs/$1
+    [ -z "${SUITES:-}" ] || return 0
+    { [ -f "$TSV" ] && awk -F'\t' -v k="$key" '$1 != k' "$TSV"; row "$key" "$run"; } > "$TSV.new"
+    mv "$TSV.new" "$TSV"
+}
+case ${1:-} in
+    --readme)
+        update_readme
+        exit 0 ;;
+    --reread)
+        # The rows of the last runs again, from their logs (after a change
+        # to how they are read).
+        shift
+        for key in "$@"; do
+            if [ -d "$CACHE/runs/$key" ]; then record "$key"; else log "$key: no run to read"; fi
+        done
+        update_readme
+        exit 0 ;;
+esac
+read -r -a keys <<< "${*:-${KERNELS:-$ALL_KERNELS}}"
+for key in "${keys[@]}"; do
+    case " $ALL_KERNELS " in
+        *" $key "*) ;;
+        *) echo "matrix: unknown kernel '$key' (one of: $ALL_KERNELS)" >&2; exit 2 ;;
+    esac
+done
+[ "$(id -u)" = 0 ] || { echo "matrix: run as root (the suite makes namespaces, loads BPF)" >&2; exit 2; }
+suite_list=$(mktemp)
+trap 'rm -f "$suite_list"' EXIT
+build_suite_list
+# The commit measured; "+changes" if the tree differs from it (but for
+# what this script writes).
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD -- . ":!$README" ":!$TSV" 2>/dev/null || commit="$commit+changes"
+
+ok=0 bad=0
 for key in "${keys[@]}"; do
     run=$CACHE/runs/$key
     rm -rf "$run" && mkdir -p "$run"
     cp "$suite_list" "$run/suite.list"
+    echo "$commit" > "$run/commit"
     if [ "$key" = host ]; then on_host "$run"; else boot "$key" "$run"; fi
+    record "$key"
     line=$(row "$key" "$run")
-    if [ -z "${SUITES:-}" ]; then
-        { [ -f "$TSV" ] && awk -F'\t' -v k="$key" '$1 != k' "$TSV"; echo "$line"; } > "$TSV.new"
-        mv "$TSV.new" "$TSV"
-    fi
-    [ "$(cat "$run/exit-status" 2>/dev/null)" = 0 ] || all_ok=0
+    if [ "$(cat "$run/exit-status" 2>/dev/null)" = 0 ]; then ok=$((ok + 1)); else bad=$((bad + 1)); fi
     log "$key: $(echo "$line" | cut -f7) (boot $(echo "$line" | cut -f8), suite $(echo "$line" | cut -f9)); logs in $run"
 done
 if [ -n "${SUITES:-}" ]; then
@@ -244,4 +280,6 @@ else
     update_readme
     render
 fi
-[ "$all_ok" = 1 ]
+# One line for CI's reader: kernels whose every suite passed, and the others.
+echo "kernels: $ok passed, $bad failed"
+[ "$bad" = 0 ]
