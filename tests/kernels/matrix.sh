@@ -202,7 +202,9 @@ render() {
             printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 }' "$TSV"
     done
     local failures
-    failures=$(awk -F'\t' '$11 != "" { printf "- %s: %s\n", $1, $11 }' "$TSV")
+    failures=$(for key in $ALL_KERNELS; do
+        awk -F'\t' -v k="$key" '$1 == k && $11 != "" { printf "- %s: %s\n", $1, $11 }' "$TSV"
+    done)
     if [ -n "$failures" ]; then
         echo
         echo 'Failed tests, by kernel:'
