@@ -11,4 +11,4 @@ pub use crate::parse::tcp::Conn;
 pub use crate::procfs::TableBuf;
 pub use error::Error;
 pub use join::{Connection, ParseOutcome, Protocols, parse_tcp};
-pub use walker::{OwnerScan, Socket, Source, Stats, Walker};
+pub use walker::{OwnerScan, Socket, Source, Stats, StopToken, Walker};
