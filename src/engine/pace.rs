@@ -152,6 +152,30 @@ mod tests {
     }
 
     #[test]
+    fn a_wait_for_an_fd_ends_when_it_is_readable_stopped_or_late() {
+        use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+        let (a, b) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).unwrap();
+        let stop = Arc::new(Stop::new().unwrap());
+        let t0 = Instant::now();
+        assert_eq!(stop.wait(Some(a.as_fd()), t0 + Duration::from_millis(30)), Wait::TimedOut);
+        assert!(t0.elapsed() >= Duration::from_millis(30));
+        nix::unistd::write(&b, b"x").unwrap();
+        assert_eq!(stop.wait(Some(a.as_fd()), Instant::now() + Duration::from_secs(60)), Wait::Ready);
+        let mut one = [0u8; 1];
+        nix::unistd::read(a.as_fd(), &mut one).unwrap();
+        let s2 = stop.clone();
+        let stopper = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            s2.request();
+            Instant::now()
+        });
+        assert_eq!(stop.wait(Some(a.as_fd()), Instant::now() + Duration::from_secs(60)), Wait::Stopped);
+        let woke = Instant::now();
+        // Generous, as below: the 10 ms bound is held by the C harness.
+        assert!(woke - stopper.join().unwrap() < Duration::from_millis(50));
+    }
+
+    #[test]
     fn zero_interval_never_waits() {
         let stop = Stop::new().unwrap();
         let mut t = Ticker::default();

@@ -288,9 +288,12 @@ pub extern "C" fn procspy_walker_walk(
 ///
 /// Threads: the calling thread never changes network namespace. To open a
 /// netlink socket in another namespace, the call starts a thread of its
-/// own for that namespace, with every signal blocked, which enters it
-/// (`setns`), opens the socket and exits; the call waits for it. It runs
-/// no callback and outlives no call. No other thread is ever created.
+/// own for that namespace, which enters it (`setns`), opens the socket and
+/// exits; the call waits for it. That thread has every signal blocked from
+/// its start (the calling thread's mask is full for the moment of
+/// `pthread_create`, then restored), runs no callback and outlives no
+/// call. The library creates no other thread.
+///
 /// `buf`/`cap` is scratch for one namespace's text tables; `cap == 0` means
 /// the walker's own, whatever `buf` is. A namespace whose tables don't fit a
 /// caller's buffer is skipped before anything of it is delivered, the walk
