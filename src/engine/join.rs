@@ -500,13 +500,14 @@ impl Walker {
         deliver: &mut dyn FnMut(&Conn, u8) -> ControlFlow<()>,
     ) -> Result<(), DiagStop> {
         let netns = group[0].0;
-        let ns = match netns == host.home() {
-            true => None,
-            false => match self.netns_of_group(host, group, stats)? {
+        let ns = if netns == host.home() {
+            None
+        } else {
+            match self.netns_of_group(host, group, stats)? {
                 Some(ns) => Some(ns),
                 // Every pid of it exited or was reused since the grouping: nothing to list.
                 None => return Ok(()),
-            },
+            }
         };
         let mut sock = host.diag_socket(ns.as_ref()).map_err(DiagStop::Unavailable)?;
         let mut dump = |request: fn(u32) -> Request, protocol: u8, dedup: &mut Dedup, buf: &mut [u8]| {
