@@ -212,10 +212,29 @@ table_is() {
 
 expect .
 check "--netns: exactly the helper's seven rows" table_is --netns "$NETNS"
-for how in "--source text" "--source netlink" "--owners proc" "--owners bpf"; do
+for how in "--source text" "--source netlink" "--owners proc"; do
     # shellcheck disable=SC2086 # two words on purpose
     check "--netns $how: the same seven rows" table_is --netns "$NETNS" $how
 done
+# Whether the kernel should run the BPF owner scan: its BTF names the
+# iterator and every helper the program calls.
+kernel_has_bpf_scan() {
+    [ -r /sys/kernel/btf/vmlinux ] || return 1
+    tr '\0' '\n' < /sys/kernel/btf/vmlinux > "$TMP/btf-names"
+    for name in bpf_iter_task_file BPF_FUNC_sock_from_file BPF_FUNC_probe_read_kernel BPF_FUNC_seq_write; do
+        grep -qxF "$name" "$TMP/btf-names" || return 1
+    done
+}
+bpf_refused_honestly() {
+    ! "$BIN" --netns "$NETNS" --owners bpf > /dev/null 2> "$TMP/t.err" || return 1
+    cat "$TMP/t.err"
+    grep -q "kernel" "$TMP/t.err" && ! grep -q "Permission denied" "$TMP/t.err"
+}
+if kernel_has_bpf_scan; then
+    check "--netns --owners bpf: the same seven rows" table_is --netns "$NETNS" --owners bpf
+else
+    check "--owners bpf on a kernel without what it needs: fails, says what" bpf_refused_honestly
+fi
 summary_is_exact() {
     "$BIN" -n "$NETNS" > /dev/null 2> "$TMP/t.err" || return 1
     cat "$TMP/t.err"

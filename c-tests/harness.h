@@ -64,6 +64,9 @@ uint64_t h_proc_netns(pid_t pid);            /* st_ino of /proc/PID/ns/net */
 const void *h_memmem(const void *hay, size_t hay_len, const void *needle, size_t needle_len);
 /* The string of an error message of this thread (static buffer). */
 const char *h_last_error(void);
+/* Whether this kernel should run the BPF owner scan, judged apart from the
+ * library: its BTF names the task_file iterator and every helper it calls. */
+int h_kernel_has_bpf_owner_scan(void);
 
 /* ---- kernel-style socket table lines ----------------------------------- */
 

@@ -47,11 +47,11 @@ void test_status_str_known(void)
     static const char *const names[] = {
         "PROCSPY_OK", "PROCSPY_STOPPED", "PROCSPY_CALLBACK_ABORTED", "PROCSPY_BUFFER_TOO_SMALL",
         "PROCSPY_NULL_ARGUMENT", "PROCSPY_INVALID_ARGUMENT", "PROCSPY_IO", "PROCSPY_BUSY",
-        "PROCSPY_PANIC",
+        "PROCSPY_PANIC", "PROCSPY_UNSUPPORTED",
     };
-    const char *s[9];
+    const char *s[10];
     int i, j;
-    for (i = 0; i < 9; i++) {
+    for (i = 0; i < 10; i++) {
         s[i] = procspy_status_str((procspy_status)i);
         if (!CHECK(s[i] != NULL))
             continue;
@@ -61,15 +61,15 @@ void test_status_str_known(void)
             h_fail(__FILE__, __LINE__, "procspy_status_str(%d) = \"%s\" does not name %s", i, s[i], names[i]);
         CHECK(procspy_status_str((procspy_status)i) == s[i]);
     }
-    for (i = 0; i < 9; i++)
-        for (j = i + 1; j < 9; j++)
+    for (i = 0; i < 10; i++)
+        for (j = i + 1; j < 10; j++)
             if (s[i] && s[j])
                 CHECK(strcmp(s[i], s[j]) != 0);
 }
 
 void test_status_str_unknown(void)
 {
-    static const int unknown[] = {-1, 9, 10, 1000, INT_MIN, INT_MAX, -8};
+    static const int unknown[] = {-1, 10, 11, 1000, INT_MIN, INT_MAX, -8};
     size_t i;
     int k;
     for (i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
@@ -77,7 +77,7 @@ void test_status_str_unknown(void)
         if (!CHECK(s != NULL))
             continue;
         CHECK(strlen(s) > 0);
-        for (k = 0; k <= 8; k++)
+        for (k = 0; k <= 9; k++)
             CHECK(strcmp(s, procspy_status_str((procspy_status)k)) != 0);
     }
 }

@@ -113,6 +113,7 @@ void test_constants(void)
     CHECK_EQ(PROCSPY_IO, 6);
     CHECK_EQ(PROCSPY_BUSY, 7);
     CHECK_EQ(PROCSPY_PANIC, 8);
+    CHECK_EQ(PROCSPY_UNSUPPORTED, 9);
     CHECK_EQ(sizeof(procspy_status), sizeof(int));
     CHECK_EQ(PROCSPY_PROTO_TCP, 1);
     CHECK_EQ(PROCSPY_PROTO_UDP, 2);

@@ -67,8 +67,10 @@
 
 /**
  * `procspy_walker_set_owner_scan`: the BPF iterator only; where it can't be
- * used `procspy_walker_connections` fails (`PROCSPY_IO`, or
- * `PROCSPY_INVALID_ARGUMENT` for a proc root that is not the host's).
+ * used `procspy_walker_connections` fails: `PROCSPY_UNSUPPORTED` where the
+ * kernel lacks it or its verifier refuses it, `PROCSPY_IO` where a system
+ * call fails (EPERM without CAP_BPF and CAP_PERFMON), and
+ * `PROCSPY_INVALID_ARGUMENT` for a proc root that is not the host's.
  */
 #define PROCSPY_OWNERS_BPF 2
 
@@ -189,6 +191,13 @@ typedef enum procspy_status {
    * An internal fault was caught at the boundary; the walker stays usable.
    */
   PROCSPY_PANIC = 8,
+  /**
+   * The running kernel lacks what was asked for, or refused it (an
+   * explicit `PROCSPY_OWNERS_BPF` where the BPF owner scan cannot load);
+   * `procspy_last_error` says what, for a verifier's refusal with the end
+   * of its log.
+   */
+  PROCSPY_UNSUPPORTED = 9,
 } procspy_status;
 
 /**

@@ -394,15 +394,26 @@ struct Role {
     flip_source: bool,
 }
 
-/// Walks (and connections) on `w` until `done`, judging each one.
+/// Calls go on while the churn runs, then until the thread has done what the
+/// test asks of it (on a loaded machine one call can outlast the whole
+/// churn), for at most a minute more.
+fn go_on(done: &AtomicBool, ended: &mut Option<Instant>, needs_more: bool) -> bool {
+    if !done.load(Ordering::Relaxed) {
+        return true;
+    }
+    needs_more && ended.get_or_insert_with(Instant::now).elapsed() < Duration::from_secs(60)
+}
+
+/// Walks (and connections) on `w` until `done` and one of each has
+/// finished, judging each one.
 fn worker(judge: &Judge, w: &Walker, done: &AtomicBool, role: Role) -> Tally {
     let Role { name, walk_first, own_buf, busy_ok, flip_source } = role;
     let mut mem = vec![MaybeUninit::new(0u8); 64 << 20];
     let mut recs = Vec::new();
     let mut conns = Vec::new();
     let mut t = Tally::default();
-    let mut i = 0u64;
-    while !done.load(Ordering::Relaxed) {
+    let (mut i, mut ended) = (0u64, None);
+    while go_on(done, &mut ended, t.walks_ok == 0 || t.conns_ok == 0) {
         let do_walk = (i % 2 == 0) == walk_first;
         i += 1;
         let what = format!("{name} call {i} ({})", if do_walk { "walk" } else { "connections" });
@@ -462,8 +473,8 @@ fn stopper(judge: &Judge, done: &AtomicBool) -> Tally {
         rng ^= rng << 17;
         rng % n
     };
-    let mut i = 0u64;
-    while !done.load(Ordering::Relaxed) {
+    let (mut i, mut ended) = (0u64, None);
+    while go_on(done, &mut ended, t.stopped == 0) {
         i += 1;
         let paced = i % 2 == 0;
         let conn = i % 3 == 0;

@@ -98,13 +98,14 @@ fn status_names_cover_every_value() {
         "PROCSPY_IO",
         "PROCSPY_BUSY",
         "PROCSPY_PANIC",
+        "PROCSPY_UNSUPPORTED",
     ]
     .iter()
     .enumerate()
     {
         assert!(name(i as i32).starts_with(s), "{i}");
     }
-    for unknown in [-1, 9, 1000, i32::MIN, i32::MAX] {
+    for unknown in [-1, 10, 1000, i32::MIN, i32::MAX] {
         assert_eq!(name(unknown), "unknown procspy_status");
     }
     let version = unsafe { std::ffi::CStr::from_ptr(procspy_version()) };

@@ -62,6 +62,7 @@ const (
 	StatusIO              Status = C.PROCSPY_IO
 	StatusBusy            Status = C.PROCSPY_BUSY
 	StatusPanic           Status = C.PROCSPY_PANIC
+	StatusUnsupported     Status = C.PROCSPY_UNSUPPORTED
 )
 
 // Sentinels for errors.Is.
@@ -74,6 +75,7 @@ var (
 	ErrIO              error = StatusIO
 	ErrBusy            error = StatusBusy
 	ErrPanic           error = StatusPanic
+	ErrUnsupported     error = StatusUnsupported
 	// ErrClosed is returned by calls on a Walker after Close.
 	ErrClosed = errors.New("procspy: walker is closed")
 )

@@ -280,6 +280,18 @@ func TestSourcesAndOwnerScansAgree(t *testing.T) {
 	if len(want) < 4 {
 		t.Fatalf("only %d of our sockets", len(want))
 	}
+	// The BPF scan alone: the same records, or the kernel lacks it.
+	bpf := mustNew(t)
+	if err := bpf.SetOwnerScan(OwnersBPF); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bpf.Connections(TCP|UDP, StatesAll, func(Connection) bool { return true }); errors.Is(err, ErrUnsupported) {
+		t.Logf("no BPF owner scan on this kernel: %v", err)
+	} else if err != nil {
+		t.Fatal(err)
+	} else if got := ours(bpf); len(got) != len(want) {
+		t.Fatalf("BPF scan: %d records, want %d", len(got), len(want))
+	}
 	for _, src := range []Source{SourceText, SourceNetlink, SourceAuto} {
 		for _, scan := range []OwnerScan{OwnersProc, OwnersAuto} {
 			w := mustNew(t)

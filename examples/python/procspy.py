@@ -129,6 +129,7 @@ class Status(enum.IntEnum):
     IO = 6
     BUSY = 7
     PANIC = 8
+    UNSUPPORTED = 9
 
 
 class State(enum.IntEnum):

@@ -144,6 +144,13 @@ class SocketsTest(unittest.TestCase):
                     w.set_source(source)
                     w.set_owner_scan(scan)
                     self.assertEqual(ours(w), want)
+        # The BPF scan alone: the same records, or the kernel lacks it.
+        with Walker() as w:
+            w.set_owner_scan(procspy.OWNERS_BPF)
+            try:
+                self.assertEqual(ours(w), want)
+            except ProcspyError as e:
+                self.assertEqual(e.status, Status.UNSUPPORTED, str(e))
         with Walker() as w:
             for bad in (3, 2**32 - 1):
                 for setter in (w.set_source, w.set_owner_scan):

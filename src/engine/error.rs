@@ -3,7 +3,7 @@
 use nix::errno::Errno;
 
 /// An engine failure. A walk that ran also filled its `Stats`.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Error {
     /// `Walker::stop` was called.
     #[error("stopped by procspy_walker_stop")]
@@ -27,6 +27,10 @@ pub enum Error {
     /// in the parent only.
     #[error("a walk on this walker is running in the process this one was forked from, and goes on there only")]
     Forked,
+    /// The running kernel lacks what was asked for, or refused it; the
+    /// message says what (for a verifier's refusal, the end of its log).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl Error {

@@ -24,7 +24,7 @@ use super::walker::{
 use crate::parse::diag::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, Reply, Request, replies};
 use crate::parse::sockstat::{SockCounts, parse_sockstat};
 use crate::parse::tcp::{Admit, Conn, Dedup, parse_table};
-use crate::procfs::{HostProc, Netns, SOCK_RECORD_LEN, SockIter, SockRecord, TableBuf};
+use crate::procfs::{HostProc, Netns, Refusal, SOCK_RECORD_LEN, SockIter, SockRecord, SockRecords, TableBuf};
 
 /// Table bytes a walker's own scratch may grow to for one namespace.
 const OWN_TABLES_LIMIT: usize = 1 << 30;
@@ -57,9 +57,9 @@ pub(super) struct JoinState {
     /// Netlink replies land here.
     diag: Vec<u8>,
     dedup: Dedup,
-    /// The BPF owner scan, loaded at the first call that may use it; the
-    /// error it gave if it can't be used.
-    sock_iter: Option<Result<SockIter, Errno>>,
+    /// The BPF owner scan, loaded at the first call that may use it, or
+    /// why it can't be used here, where that lasts (see `sock_iter`).
+    sock_iter: Option<Result<SockIter, Error>>,
     /// (pid, netns) of the listed pids, sorted by pid.
     by_pid: Vec<(i32, u64)>,
     /// The TCP and UDP sockets the BPF scan found held, as their tables
@@ -111,9 +111,6 @@ impl Held {
         Some(Held { netns: r.netns, protocol, conn, pending: r.pending })
     }
 }
-
-/// The BPF owner scan's pids would not be the proc root's.
-const NOT_HOST_PROC: Errno = Errno::EXDEV;
 
 /// A kernel dump reply fits in 32 KiB.
 const DIAG_BUF: usize = 64 * 1024;
@@ -335,22 +332,21 @@ impl Walker {
         if mode != OwnerScan::Proc {
             let before = *stats;
             join.held.get_or_insert_default().clear();
-            match self.index_by_bpf(groups, scan, join, stats) {
-                Ok(()) => return Ok(()),
-                Err(DiagStop::Ended(e)) => return Err(e),
-                Err(DiagStop::Unavailable(NOT_HOST_PROC)) if mode == OwnerScan::Bpf => {
-                    return Err(Error::Invalid(
-                        "the BPF owner scan needs the host's own procfs as the proc root, seen from the initial pid and user namespaces",
-                    ));
-                }
-                Err(DiagStop::Unavailable(e)) if mode == OwnerScan::Bpf => {
-                    return Err(Error::io("BPF owner scan (task_file iterator)", e));
-                }
-                Err(DiagStop::Unavailable(_)) => {
-                    join.index.clear();
-                    *stats = Stats { ticks: stats.ticks, ..before };
-                }
+            let in_pass = |e| Error::io("BPF owner scan (task_file iterator)", e);
+            let refused = match self.sock_iter(&mut join.sock_iter).map(SockIter::start) {
+                Ok(Ok(records)) => match self.index_by_bpf(records, groups, scan, join, stats) {
+                    Ok(()) => return Ok(()),
+                    Err(DiagStop::Ended(e)) => return Err(e),
+                    Err(DiagStop::Unavailable(e)) => in_pass(e),
+                },
+                Ok(Err(e)) => in_pass(e),
+                Err(e) => e,
+            };
+            if mode == OwnerScan::Bpf {
+                return Err(refused);
             }
+            join.index.clear();
+            *stats = Stats { ticks: stats.ticks, ..before };
         }
         join.held = None;
         let index = &mut join.index;
@@ -365,22 +361,37 @@ impl Walker {
         })
     }
 
+    /// The BPF owner scan, loaded into `slot` at the first call. What lasts
+    /// is kept there: the program, a proc root that is not the host's, a
+    /// kernel that lacks or refuses it. A failed system call (EMFILE, EPERM)
+    /// is tried again at the next call.
+    fn sock_iter<'s>(&self, slot: &'s mut Option<Result<SockIter, Error>>) -> Result<&'s SockIter, Error> {
+        let loaded = match slot {
+            Some(loaded) => loaded,
+            None if !self.root.shows_kernel_ids() => slot.insert(Err(Error::Invalid(
+                "the BPF owner scan needs the host's own procfs as the proc root, seen from the initial pid and user namespaces",
+            ))),
+            None => slot.insert(match SockIter::load() {
+                Ok(iter) => Ok(iter),
+                Err(Refusal::Unsupported(why)) => Err(Error::Unsupported(why)),
+                Err(Refusal::Sys { call, errno }) => return Err(Error::io(format_args!("BPF owner scan: {call}"), errno)),
+            }),
+        };
+        loaded.as_ref().map_err(Clone::clone)
+    }
+
     /// The owner index from one pass of the BPF `task_file` iterator: each
     /// socket fd's pid is looked up among the listed pids for its namespace
     /// (or stat()ed, if it appeared since), and its `stat` read once. The
     /// sockets' own fields go to `join.held`.
     fn index_by_bpf(
         &self,
+        mut records: SockRecords,
         groups: &[(u64, i32)],
         scan: &mut Scan,
         join: &mut JoinState,
         stats: &mut Stats,
     ) -> Result<(), DiagStop> {
-        let iter = join
-            .sock_iter
-            .get_or_insert_with(|| if self.root.shows_kernel_ids() { SockIter::load() } else { Err(NOT_HOST_PROC) });
-        let mut records =
-            iter.as_ref().map_err(|&e| DiagStop::Unavailable(e))?.start().map_err(DiagStop::Unavailable)?;
         join.by_pid.clear();
         join.by_pid.extend(groups.iter().map(|&(netns, pid)| (pid, netns)));
         join.by_pid.sort_unstable();

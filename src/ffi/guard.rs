@@ -35,6 +35,7 @@ impl Fail {
                 Error::Invalid(_) => procspy_status::PROCSPY_INVALID_ARGUMENT,
                 Error::Io { .. } => procspy_status::PROCSPY_IO,
                 Error::Busy | Error::Forked => procspy_status::PROCSPY_BUSY,
+                Error::Unsupported(_) => procspy_status::PROCSPY_UNSUPPORTED,
             },
         }
     }

@@ -32,6 +32,9 @@ pub extern "C" fn procspy_status_str(status: procspy_status_int) -> *const c_cha
             s if s == PROCSPY_IO as c_int => c"PROCSPY_IO: the proc root could not be read",
             s if s == PROCSPY_BUSY as c_int => c"PROCSPY_BUSY: a walk on this walker is already running",
             s if s == PROCSPY_PANIC as c_int => c"PROCSPY_PANIC: an internal fault was caught at the boundary",
+            s if s == PROCSPY_UNSUPPORTED as c_int => {
+                c"PROCSPY_UNSUPPORTED: the running kernel lacks or refused what was asked"
+            }
             _ => c"unknown procspy_status",
         };
         s.as_ptr()

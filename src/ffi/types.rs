@@ -28,6 +28,11 @@ pub enum procspy_status {
     PROCSPY_BUSY = 7,
     /// An internal fault was caught at the boundary; the walker stays usable.
     PROCSPY_PANIC = 8,
+    /// The running kernel lacks what was asked for, or refused it (an
+    /// explicit `PROCSPY_OWNERS_BPF` where the BPF owner scan cannot load);
+    /// `procspy_last_error` says what, for a verifier's refusal with the end
+    /// of its log.
+    PROCSPY_UNSUPPORTED = 9,
 }
 
 /// TCP tables (`tcp`, `tcp6`), for `procspy_walker_connections`' `protocols`.
@@ -55,8 +60,10 @@ pub const PROCSPY_OWNERS_AUTO: u32 = 0;
 /// each entry.
 pub const PROCSPY_OWNERS_PROC: u32 = 1;
 /// `procspy_walker_set_owner_scan`: the BPF iterator only; where it can't be
-/// used `procspy_walker_connections` fails (`PROCSPY_IO`, or
-/// `PROCSPY_INVALID_ARGUMENT` for a proc root that is not the host's).
+/// used `procspy_walker_connections` fails: `PROCSPY_UNSUPPORTED` where the
+/// kernel lacks it or its verifier refuses it, `PROCSPY_IO` where a system
+/// call fails (EPERM without CAP_BPF and CAP_PERFMON), and
+/// `PROCSPY_INVALID_ARGUMENT` for a proc root that is not the host's.
 pub const PROCSPY_OWNERS_BPF: u32 = 2;
 
 /// Kernel state ESTABLISHED (UDP: a connected socket).

@@ -12,12 +12,14 @@ pub(crate) const KIND_INT: u8 = 1;
 pub(crate) const KIND_PTR: u8 = 2;
 pub(crate) const KIND_STRUCT: u8 = 4;
 pub(crate) const KIND_UNION: u8 = 5;
+pub(crate) const KIND_ENUM: u8 = 6;
 pub(crate) const KIND_TYPEDEF: u8 = 8;
 pub(crate) const KIND_VOLATILE: u8 = 9;
 pub(crate) const KIND_CONST: u8 = 10;
 pub(crate) const KIND_RESTRICT: u8 = 11;
 pub(crate) const KIND_FUNC: u8 = 12;
 pub(crate) const KIND_TYPE_TAG: u8 = 18;
+pub(crate) const KIND_ENUM64: u8 = 19;
 
 /// Why BTF could not be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -68,8 +70,8 @@ fn extra_len(kind: u8, vlen: usize) -> Option<usize> {
     Some(match kind {
         KIND_INT | 14 /* VAR */ | 17 /* DECL_TAG */ => 4,
         3 /* ARRAY */ => 12,
-        KIND_STRUCT | KIND_UNION | 15 /* DATASEC */ | 19 /* ENUM64 */ => 12 * vlen,
-        6 /* ENUM */ | 13 /* FUNC_PROTO */ => 8 * vlen,
+        KIND_STRUCT | KIND_UNION | 15 /* DATASEC */ | KIND_ENUM64 => 12 * vlen,
+        KIND_ENUM | 13 /* FUNC_PROTO */ => 8 * vlen,
         KIND_PTR | 7 /* FWD */ | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_FUNC
         | 16 /* FLOAT */ | KIND_TYPE_TAG => 0,
         _ => return None,
@@ -184,6 +186,28 @@ impl<'a> Btf<'a> {
         })
     }
 
+    /// The value of `name` in the enum `enum_name` (`ENUM` or `ENUM64`):
+    /// how a kernel numbers what it knows, such as its BPF helpers.
+    pub fn enumerator(&self, enum_name: &[u8], name: &[u8]) -> Option<i64> {
+        let t = self
+            .types
+            .iter()
+            .find(|t| matches!(t.kind, KIND_ENUM | KIND_ENUM64) && self.name(t.name_off) == enum_name)?;
+        let (len, signed) = (if t.kind == KIND_ENUM { 8 } else { 12 }, t.kind_flag);
+        (0..t.vlen as usize).find_map(|m| {
+            let at = t.extra + len * m;
+            if self.name(u32_at(self.section, at)?) != name {
+                return None;
+            }
+            let lo = u32_at(self.section, at + 4)?;
+            Some(match (t.kind, signed) {
+                (KIND_ENUM, true) => i64::from(lo as i32),
+                (KIND_ENUM, false) => i64::from(lo),
+                _ => (i64::from(u32_at(self.section, at + 8)?) << 32) | i64::from(lo),
+            })
+        })
+    }
+
     /// How many types the blob holds (ids 1 to this).
     pub fn type_count(&self) -> u32 {
         self.types.len() as u32
@@ -201,18 +225,19 @@ impl Btf<'_> {
     }
 }
 
+/// BTF blobs built by hand, for tests here and of the programs built from BTF.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod build {
+    use super::{HEADER_LEN, MAGIC};
 
     /// A type for `blob`: name, kind, vlen, size_or_type, trailing words;
     /// a member's name goes in as `Name(..)` and is interned.
-    enum W {
+    pub(crate) enum W {
         N(u32),
         Name(&'static str),
     }
 
-    fn blob(types: &[(&str, u8, u32, u32, &[W])]) -> Vec<u8> {
+    pub(crate) fn blob(types: &[(&str, u8, u32, u32, &[W])]) -> Vec<u8> {
         let mut strings = vec![0u8];
         let mut intern = |s: &str| {
             if s.is_empty() {
@@ -246,6 +271,12 @@ mod tests {
         b.extend_from_slice(&strings);
         b
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::build::{W, blob};
+    use super::*;
 
     /// 1 u16, 2 u64, 3 typedef umode_t, 4 struct inner { i_mode }, 5 struct
     /// outer { a @0; union { i_ino } @8 }, 6 that union, 7 pointer to outer,

@@ -97,194 +97,463 @@ const AF_INET6: u16 = 10;
 const IPPROTO_TCP: i32 = 6;
 const TCP_LISTEN: i32 = 10;
 
-/// Instruction classes and fields (`linux/bpf_common.h`, `linux/bpf.h`).
-const LDX: u8 = 0x01;
-const STX: u8 = 0x03;
-const JMP: u8 = 0x05;
-const ALU64: u8 = 0x07;
-const MEM: u8 = 0x60;
-const K: u8 = 0x00;
-const X: u8 = 0x08;
-const ADD: u8 = 0x00;
-const MOV: u8 = 0xb0;
-const JEQ: u8 = 0x10;
-const JNE: u8 = 0x50;
-const CALL: u8 = 0x80;
-const EXIT: u8 = 0x90;
-/// Helpers: `bpf_seq_write`, `bpf_skc_to_tcp_sock`, `bpf_sock_from_file`.
-const SEQ_WRITE: i32 = 127;
-const SKC_TO_TCP_SOCK: i32 = 137;
-const SOCK_FROM_FILE: i32 = 162;
-
-fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> [u8; 8] {
-    let regs = if cfg!(target_endian = "little") { (src << 4) | dst } else { (dst << 4) | src };
-    let [o0, o1] = off.to_ne_bytes();
-    let [i0, i1, i2, i3] = imm.to_ne_bytes();
-    [code, regs, o0, o1, i0, i1, i2, i3]
+/// Why the scan can't be used here.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The kernel lacks what the scan needs, or its verifier refused the
+    /// program: this lasts as long as the kernel does.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A system call failed; it may pass later (EMFILE, ENOMEM) or with
+    /// other privileges (EPERM without CAP_BPF).
+    #[error("{call}: {}", errno.desc())]
+    Sys { call: &'static str, errno: Errno },
 }
 
-fn width(size: u32) -> Result<u8, Errno> {
-    Ok(match size {
-        1 => 0x10,
-        2 => 0x08,
-        4 => 0x00,
-        8 => 0x18,
-        _ => return Err(Errno::ENOTSUP),
-    })
+fn lacks(what: impl std::fmt::Display) -> Refusal {
+    Refusal::Unsupported(format!("the running kernel's BTF has no {what}, which the BPF owner scan needs"))
+}
+
+/// A register. r1-r5 pass a helper's arguments, r0 takes its result, r6-r9
+/// survive calls, r10 is the frame pointer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Reg(u8);
+
+const R0: Reg = Reg(0);
+const R1: Reg = Reg(1);
+const R2: Reg = Reg(2);
+const R3: Reg = Reg(3);
+const R6: Reg = Reg(6);
+const R7: Reg = Reg(7);
+const R8: Reg = Reg(8);
+const R9: Reg = Reg(9);
+const FP: Reg = Reg(10);
+
+impl std::fmt::Display for Reg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "r{}", self.0)
+    }
+}
+
+/// The width of a load or store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Size {
+    B,
+    H,
+    W,
+    DW,
+}
+
+impl Size {
+    fn of(bytes: u32) -> Option<Self> {
+        Some(match bytes {
+            1 => Size::B,
+            2 => Size::H,
+            4 => Size::W,
+            8 => Size::DW,
+            _ => return None,
+        })
+    }
+    /// `BPF_B` ... `BPF_DW` (`linux/bpf_common.h`).
+    fn code(self) -> u8 {
+        match self {
+            Size::B => 0x10,
+            Size::H => 0x08,
+            Size::W => 0x00,
+            Size::DW => 0x18,
+        }
+    }
+    fn c_type(self) -> &'static str {
+        match self {
+            Size::B => "u8",
+            Size::H => "u16",
+            Size::W => "u32",
+            Size::DW => "u64",
+        }
+    }
+}
+
+/// The helpers the program calls. Their numbers are this kernel's own,
+/// read from its BTF (`enum bpf_func_id`), so a kernel that lacks one says so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Helper {
+    /// `bpf_sock_from_file(file)`: the socket behind a file, or NULL (5.11).
+    SockFromFile,
+    /// `bpf_probe_read_kernel(dst, size, src)`: a read the verifier need not
+    /// trust, for fields past `struct sock` (5.5).
+    ProbeReadKernel,
+    /// `bpf_seq_write(seq, data, len)`: one record out to the reader (5.8).
+    SeqWrite,
+}
+
+impl Helper {
+    const ALL: [Helper; 3] = [Helper::SockFromFile, Helper::ProbeReadKernel, Helper::SeqWrite];
+
+    /// Its name in `enum bpf_func_id`, "BPF_FUNC_" and the helper's name.
+    fn enumerator(self) -> &'static str {
+        match self {
+            Helper::SockFromFile => "BPF_FUNC_sock_from_file",
+            Helper::ProbeReadKernel => "BPF_FUNC_probe_read_kernel",
+            Helper::SeqWrite => "BPF_FUNC_seq_write",
+        }
+    }
+}
+
+/// The program's instructions, as it uses them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Insn {
+    /// `dst = *(size *)(src + off)`
+    Load {
+        dst: Reg,
+        src: Reg,
+        off: i16,
+        size: Size,
+    },
+    /// `*(size *)(dst + off) = src`
+    Store {
+        dst: Reg,
+        off: i16,
+        src: Reg,
+        size: Size,
+    },
+    /// `dst = src`
+    Mov {
+        dst: Reg,
+        src: Reg,
+    },
+    /// `dst = imm`
+    MovImm {
+        dst: Reg,
+        imm: i32,
+    },
+    /// `dst += imm`
+    AddImm {
+        dst: Reg,
+        imm: i32,
+    },
+    /// `if reg == imm` (or `!=`) `goto` the instruction `off` past the next.
+    JumpIf {
+        equal: bool,
+        reg: Reg,
+        imm: i32,
+        off: i16,
+    },
+    /// A helper, with its number on this kernel.
+    Call {
+        helper: Helper,
+        id: i32,
+    },
+    Exit,
+}
+
+/// Instruction classes, modes and operations (`linux/bpf_common.h`, `linux/bpf.h`).
+const BPF_LDX: u8 = 0x01;
+const BPF_STX: u8 = 0x03;
+const BPF_JMP: u8 = 0x05;
+const BPF_ALU64: u8 = 0x07;
+const BPF_MEM: u8 = 0x60;
+const BPF_K: u8 = 0x00;
+const BPF_X: u8 = 0x08;
+const BPF_ADD: u8 = 0x00;
+const BPF_MOV: u8 = 0xb0;
+const BPF_JEQ: u8 = 0x10;
+const BPF_JNE: u8 = 0x50;
+const BPF_CALL: u8 = 0x80;
+const BPF_EXIT: u8 = 0x90;
+
+impl Insn {
+    /// `struct bpf_insn`: code, dst and src registers in one byte, off, imm.
+    fn encode(self) -> [u8; 8] {
+        let (code, dst, src, off, imm) = match self {
+            Insn::Load { dst, src, off, size } => (BPF_LDX | BPF_MEM | size.code(), dst, src, off, 0),
+            Insn::Store { dst, off, src, size } => (BPF_STX | BPF_MEM | size.code(), dst, src, off, 0),
+            Insn::Mov { dst, src } => (BPF_ALU64 | BPF_MOV | BPF_X, dst, src, 0, 0),
+            Insn::MovImm { dst, imm } => (BPF_ALU64 | BPF_MOV | BPF_K, dst, R0, 0, imm),
+            Insn::AddImm { dst, imm } => (BPF_ALU64 | BPF_ADD | BPF_K, dst, R0, 0, imm),
+            Insn::JumpIf { equal, reg, imm, off } => {
+                (BPF_JMP | if equal { BPF_JEQ } else { BPF_JNE } | BPF_K, reg, R0, off, imm)
+            }
+            Insn::Call { id, .. } => (BPF_JMP | BPF_CALL, R0, R0, 0, id),
+            Insn::Exit => (BPF_JMP | BPF_EXIT, R0, R0, 0, 0),
+        };
+        let regs = if cfg!(target_endian = "little") { (src.0 << 4) | dst.0 } else { (dst.0 << 4) | src.0 };
+        let [o0, o1] = off.to_ne_bytes();
+        let [i0, i1, i2, i3] = imm.to_ne_bytes();
+        [code, regs, o0, o1, i0, i1, i2, i3]
+    }
+}
+
+/// The kernel verifier's notation.
+impl std::fmt::Display for Insn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Insn::Load { dst, src, off, size } => write!(f, "{dst} = *({} *)({src} {off:+})", size.c_type()),
+            Insn::Store { dst, off, src, size } => write!(f, "*({} *)({dst} {off:+}) = {src}", size.c_type()),
+            Insn::Mov { dst, src } => write!(f, "{dst} = {src}"),
+            Insn::MovImm { dst, imm } => write!(f, "{dst} = {imm}"),
+            Insn::AddImm { dst, imm } => write!(f, "{dst} += {imm}"),
+            Insn::JumpIf { equal, reg, imm, off } => {
+                write!(f, "if {reg} {} {imm} goto pc{off:+}", if equal { "==" } else { "!=" })
+            }
+            Insn::Call { helper, id } => write!(f, "call bpf_{}#{id}", &helper.enumerator()["BPF_FUNC_".len()..]),
+            Insn::Exit => write!(f, "exit"),
+        }
+    }
 }
 
 /// A field as the program reads it: offset and width.
 #[derive(Clone, Copy)]
-struct At(i16, u32);
+struct At(i16, Size);
 
 /// The offset of `names` inside struct `st`, whose last field must be `size` bytes.
-fn field(btf: &Btf<'_>, st: &[u8], names: &[&[u8]], size: u32) -> Result<At, Errno> {
-    let id = btf.find(KIND_STRUCT, st).ok_or(Errno::ENOTSUP)?;
-    let f = btf.path(id, names).ok_or(Errno::ENOTSUP)?;
+fn offset(btf: &Btf<'_>, st: &str, names: &[&str], size: u32) -> Result<i16, Refusal> {
+    let missing = || lacks(format_args!("struct {st} field {} of {size} bytes", names.join(".")));
+    let id = btf.find(KIND_STRUCT, st.as_bytes()).ok_or_else(missing)?;
+    let path: Vec<&[u8]> = names.iter().map(|n| n.as_bytes()).collect();
+    let f = btf.path(id, &path).ok_or_else(missing)?;
     if btf.size(f.type_id) != Some(size) {
-        return Err(Errno::ENOTSUP);
+        return Err(missing());
     }
-    Ok(At(i16::try_from(f.byte_offset).map_err(|_| Errno::ENOTSUP)?, size))
+    i16::try_from(f.byte_offset).map_err(|_| missing())
 }
 
-/// Instructions, and jumps to patch once their labels are placed.
-#[derive(Default)]
-struct Asm {
-    insns: Vec<[u8; 8]>,
-    jumps: Vec<(usize, Label)>,
+/// A field the program loads whole: `offset`, and a width a load has.
+fn field(btf: &Btf<'_>, st: &str, names: &[&str], size: u32) -> Result<At, Refusal> {
+    let width = Size::of(size).ok_or_else(|| lacks(format_args!("{size}-byte load")))?;
+    Ok(At(offset(btf, st, names, size)?, width))
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// Where a jump goes, placed once after every jump to it: all jumps run forward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Label {
     Write,
     Out,
 }
 
+/// Instructions, the jumps still waiting for their label, and this
+/// kernel's helper numbers.
+struct Asm {
+    insns: Vec<Insn>,
+    pending: Vec<(usize, Label)>,
+    placed: Vec<Label>,
+    helpers: [i32; Helper::ALL.len()],
+}
+
 impl Asm {
-    fn push(&mut self, i: [u8; 8]) {
+    fn new(btf: &Btf<'_>) -> Result<Self, Refusal> {
+        let mut helpers = [0; Helper::ALL.len()];
+        for (id, h) in helpers.iter_mut().zip(Helper::ALL) {
+            let n = btf.enumerator(b"bpf_func_id", h.enumerator().as_bytes());
+            *id = n
+                .and_then(|n| i32::try_from(n).ok())
+                .ok_or_else(|| lacks(format_args!("helper {}", h.enumerator())))?;
+        }
+        Ok(Self { insns: Vec::new(), pending: Vec::new(), placed: Vec::new(), helpers })
+    }
+    fn push(&mut self, i: Insn) {
         self.insns.push(i);
     }
-    fn load(&mut self, dst: u8, src: u8, f: At) -> Result<(), Errno> {
-        self.push(insn(LDX | MEM | width(f.1)?, dst, src, f.0, 0));
-        Ok(())
+    fn load(&mut self, dst: Reg, src: Reg, f: At) {
+        self.push(Insn::Load { dst, src, off: f.0, size: f.1 });
     }
-    /// Stores `src` at record offset `off` (the record is the top of the stack).
-    fn store(&mut self, off: i16, src: u8, size: u32) -> Result<(), Errno> {
-        self.push(insn(STX | MEM | width(size)?, 10, src, off - RECORD_LEN as i16, 0));
-        Ok(())
+    /// Stores `src` at offset `off` of the record, which is the top of the stack.
+    fn store(&mut self, off: i16, src: Reg, size: Size) {
+        self.push(Insn::Store { dst: FP, off: off - RECORD_LEN as i16, src, size });
     }
-    fn jump_if(&mut self, op: u8, reg: u8, imm: i32, to: Label) {
-        self.jumps.push((self.insns.len(), to));
-        self.push(insn(JMP | op | K, reg, 0, 0, imm));
+    /// `dst` = the address of the record's field at `off`.
+    fn record_addr(&mut self, dst: Reg, off: i16) {
+        self.push(Insn::Mov { dst, src: FP });
+        self.push(Insn::AddImm { dst, imm: i32::from(off) - RECORD_LEN as i32 });
     }
+    fn jump_if(&mut self, equal: bool, reg: Reg, imm: i32, to: Label) {
+        self.pending.push((self.insns.len(), to));
+        self.push(Insn::JumpIf { equal, reg, imm, off: 0 });
+    }
+    fn call(&mut self, helper: Helper) {
+        let at = Helper::ALL.iter().position(|&h| h == helper).unwrap_or_default();
+        self.push(Insn::Call { helper, id: self.helpers[at] });
+    }
+    /// Points every jump to `label` here.
     fn place(&mut self, label: Label) {
         let here = self.insns.len();
-        for &(at, _) in self.jumps.iter().filter(|j| j.1 == label) {
-            let off = (here - at - 1) as i16;
-            self.insns[at][2..4].copy_from_slice(&off.to_ne_bytes());
+        self.placed.push(label);
+        for &(at, _) in self.pending.iter().filter(|j| j.1 == label) {
+            if let Insn::JumpIf { off, .. } = &mut self.insns[at] {
+                *off = i16::try_from(here - at - 1).unwrap_or(i16::MAX);
+            }
         }
+        self.pending.retain(|j| j.1 != label);
+    }
+    /// The program, once every jump has found its label and no label is placed twice.
+    fn finish(self) -> Result<Vec<Insn>, Refusal> {
+        let twice = self.placed.iter().enumerate().any(|(i, l)| self.placed[..i].contains(l));
+        if !self.pending.is_empty() || twice || self.insns.len() > i16::MAX as usize {
+            return Err(Refusal::Unsupported(format!(
+                "the BPF owner scan's program is malformed (jumps to {:?} unplaced, a label placed twice: {twice})",
+                self.pending
+            )));
+        }
+        Ok(self.insns)
     }
 }
 
 /// The program and the BTF id of the iterator it attaches to.
 #[derive(Debug)]
 struct Program {
-    insns: Vec<[u8; 8]>,
+    insns: Vec<Insn>,
     attach_btf_id: u32,
 }
 
 impl Program {
     /// r1 = the context. Skips entries that are not sockets; copies the
-    /// socket's fields into a record on the stack (a TCP listener's request
-    /// queue through `bpf_skc_to_tcp_sock`) and writes it.
-    fn assemble(btf: &Btf<'_>) -> Result<Self, Errno> {
-        let attach_btf_id = btf.find(KIND_FUNC, b"bpf_iter_task_file").ok_or(Errno::ENOTSUP)?;
-        let ctx = |name: &[u8], size| field(btf, b"bpf_iter__task_file", &[name], size);
-        let sk = |names: &[&[u8]], size| field(btf, b"sock", names, size);
-        let common = |name: &[u8], size| sk(&[b"__sk_common", name], size);
-        let in6 = |name: &[u8]| common(name, 16);
-        let mut a = Asm::default();
-        a.load(6, 1, ctx(b"meta", 8)?)?;
-        a.load(7, 1, ctx(b"task", 8)?)?;
-        a.load(8, 1, ctx(b"fd", 4)?)?;
-        a.load(9, 1, ctx(b"file", 8)?)?;
-        a.jump_if(JEQ, 9, 0, Label::Out);
-        a.jump_if(JEQ, 7, 0, Label::Out);
-        a.push(insn(ALU64 | MOV | X, 1, 9, 0, 0));
-        a.push(insn(JMP | CALL, 0, 0, 0, SOCK_FROM_FILE));
-        a.jump_if(JEQ, 0, 0, Label::Out);
-        a.load(2, 0, field(btf, b"socket", &[b"sk"], 8)?)?;
-        a.jump_if(JEQ, 2, 0, Label::Out);
-        a.load(3, 9, field(btf, b"file", &[b"f_inode"], 8)?)?;
-        a.load(3, 3, field(btf, b"inode", &[b"i_ino"], 8)?)?;
-        a.store(INODE, 3, 8)?;
-        a.load(3, 7, field(btf, b"task_struct", &[b"tgid"], 4)?)?;
-        a.store(PID, 3, 4)?;
-        a.store(FD, 8, 4)?;
-        a.push(insn(ALU64 | MOV | X, 7, 2, 0, 0)); // r7 = sk from here on
-        a.load(3, 7, common(b"skc_net", 8)?)?; // possible_net_t holds one pointer
-        a.load(3, 3, field(btf, b"net", &[b"ns", b"inum"], 4)?)?;
-        a.store(NETNS, 3, 4)?;
-        a.load(3, 7, sk(&[b"sk_uid", b"val"], 4)?)?;
-        a.store(UID, 3, 4)?;
-        a.load(3, 7, common(b"skc_family", 2)?)?;
-        a.store(FAMILY, 3, 2)?;
-        a.load(8, 7, sk(&[b"sk_protocol"], 2)?)?;
-        a.store(PROTOCOL, 8, 2)?;
-        a.load(3, 7, sk(&[b"sk_type"], 2)?)?;
-        a.store(TYPE, 3, 2)?;
-        a.load(9, 7, common(b"skc_state", 1)?)?;
-        a.store(STATE, 9, 1)?;
-        a.load(3, 7, common(b"skc_num", 2)?)?;
-        a.store(LPORT, 3, 2)?;
-        a.load(3, 7, common(b"skc_dport", 2)?)?;
-        a.store(RPORT, 3, 2)?;
-        a.load(3, 7, common(b"skc_rcv_saddr", 4)?)?;
-        a.store(LADDR4, 3, 4)?;
-        a.load(3, 7, common(b"skc_daddr", 4)?)?;
-        a.store(RADDR4, 3, 4)?;
-        for (name, to) in [(&b"skc_v6_rcv_saddr"[..], LADDR6), (b"skc_v6_daddr", RADDR6)] {
-            let At(off, _) = in6(name)?;
+    /// socket's fields into a record on the stack and writes it. Only direct
+    /// loads through pointers the verifier hands out, which every kernel
+    /// allows even where it calls them untrusted; a TCP listener's request
+    /// queue lies past `struct sock`, so it is read with `bpf_probe_read_kernel`.
+    fn assemble(btf: &Btf<'_>) -> Result<Self, Refusal> {
+        let attach_btf_id = btf
+            .find(KIND_FUNC, b"bpf_iter_task_file")
+            .ok_or_else(|| lacks("task_file iterator (bpf_iter_task_file)"))?;
+        let ctx = |name, size| field(btf, "bpf_iter__task_file", &[name], size);
+        let sk = |names: &[&str], size| field(btf, "sock", names, size);
+        let common = |name, size| sk(&["__sk_common", name], size);
+        let mut a = Asm::new(btf)?;
+        // r6 = meta, r7 = task, r8 = fd, r9 = file; the rest are scratch.
+        a.load(R6, R1, ctx("meta", 8)?);
+        a.load(R7, R1, ctx("task", 8)?);
+        a.load(R8, R1, ctx("fd", 4)?);
+        a.load(R9, R1, ctx("file", 8)?);
+        a.jump_if(true, R9, 0, Label::Out);
+        a.jump_if(true, R7, 0, Label::Out);
+        a.push(Insn::Mov { dst: R1, src: R9 });
+        a.call(Helper::SockFromFile);
+        a.jump_if(true, R0, 0, Label::Out);
+        a.load(R2, R0, field(btf, "socket", &["sk"], 8)?);
+        a.jump_if(true, R2, 0, Label::Out);
+        a.load(R3, R9, field(btf, "file", &["f_inode"], 8)?);
+        a.load(R3, R3, field(btf, "inode", &["i_ino"], 8)?);
+        a.store(INODE, R3, Size::DW);
+        a.load(R3, R7, field(btf, "task_struct", &["tgid"], 4)?);
+        a.store(PID, R3, Size::W);
+        a.store(FD, R8, Size::W);
+        // From here on r7 = sk, r8 = its protocol, r9 = its state.
+        a.push(Insn::Mov { dst: R7, src: R2 });
+        a.load(R3, R7, common("skc_net", 8)?); // possible_net_t holds one pointer
+        a.load(R3, R3, field(btf, "net", &["ns", "inum"], 4)?);
+        a.store(NETNS, R3, Size::W);
+        a.load(R3, R7, sk(&["sk_uid", "val"], 4)?);
+        a.store(UID, R3, Size::W);
+        a.load(R3, R7, common("skc_family", 2)?);
+        a.store(FAMILY, R3, Size::H);
+        a.load(R8, R7, sk(&["sk_protocol"], 2)?);
+        a.store(PROTOCOL, R8, Size::H);
+        a.load(R3, R7, sk(&["sk_type"], 2)?);
+        a.store(TYPE, R3, Size::H);
+        a.load(R9, R7, common("skc_state", 1)?);
+        a.store(STATE, R9, Size::B);
+        for (name, to, size) in
+            [("skc_num", LPORT, 2), ("skc_dport", RPORT, 2), ("skc_rcv_saddr", LADDR4, 4), ("skc_daddr", RADDR4, 4)]
+        {
+            let f = common(name, size)?;
+            a.load(R3, R7, f);
+            a.store(to, R3, f.1);
+        }
+        for (name, to) in [("skc_v6_rcv_saddr", LADDR6), ("skc_v6_daddr", RADDR6)] {
+            let off = offset(btf, "sock", &["__sk_common", name], 16)?;
             for half in [0, 8] {
-                a.load(3, 7, At(off + half, 8))?;
-                a.store(to + half, 3, 8)?;
+                a.load(R3, R7, At(off + half, Size::DW));
+                a.store(to + half, R3, Size::DW);
             }
         }
-        a.push(insn(ALU64 | MOV | K, 3, 0, 0, 0));
-        a.store(QLEN, 3, 4)?;
-        a.store(STATE + 1, 3, 1)?;
-        a.jump_if(JNE, 8, IPPROTO_TCP, Label::Write);
-        a.jump_if(JNE, 9, TCP_LISTEN, Label::Write);
-        a.push(insn(ALU64 | MOV | X, 1, 7, 0, 0));
-        a.push(insn(JMP | CALL, 0, 0, 0, SKC_TO_TCP_SOCK));
-        a.jump_if(JEQ, 0, 0, Label::Write);
-        let qlen = field(btf, b"tcp_sock", &[b"inet_conn", b"icsk_accept_queue", b"qlen", b"counter"], 4)?;
-        a.load(3, 0, qlen)?;
-        a.store(QLEN, 3, 4)?;
+        a.push(Insn::MovImm { dst: R3, imm: 0 });
+        a.store(QLEN, R3, Size::W);
+        a.store(STATE + 1, R3, Size::B);
+        // Only a TCP listener has a request queue; its sock is a tcp_sock.
+        a.jump_if(false, R8, IPPROTO_TCP, Label::Write);
+        a.jump_if(false, R9, TCP_LISTEN, Label::Write);
+        let qlen = field(btf, "tcp_sock", &["inet_conn", "icsk_accept_queue", "qlen", "counter"], 4)?;
+        a.record_addr(R1, QLEN);
+        a.push(Insn::MovImm { dst: R2, imm: 4 });
+        a.push(Insn::Mov { dst: R3, src: R7 });
+        a.push(Insn::AddImm { dst: R3, imm: i32::from(qlen.0) });
+        a.call(Helper::ProbeReadKernel);
         a.place(Label::Write);
-        a.load(1, 6, field(btf, b"bpf_iter_meta", &[b"seq"], 8)?)?;
-        a.push(insn(ALU64 | MOV | X, 2, 10, 0, 0));
-        a.push(insn(ALU64 | ADD | K, 2, 0, 0, -(RECORD_LEN as i32)));
-        a.push(insn(ALU64 | MOV | K, 3, 0, 0, RECORD_LEN as i32));
-        a.push(insn(JMP | CALL, 0, 0, 0, SEQ_WRITE));
+        a.load(R1, R6, field(btf, "bpf_iter_meta", &["seq"], 8)?);
+        a.record_addr(R2, 0);
+        a.push(Insn::MovImm { dst: R3, imm: RECORD_LEN as i32 });
+        a.call(Helper::SeqWrite);
         a.place(Label::Out);
-        a.push(insn(ALU64 | MOV | K, 0, 0, 0, 0));
-        a.push(insn(JMP | EXIT, 0, 0, 0, 0));
-        Ok(Program { insns: a.insns, attach_btf_id })
+        a.push(Insn::MovImm { dst: R0, imm: 0 });
+        a.push(Insn::Exit);
+        Ok(Program { insns: a.finish()?, attach_btf_id })
     }
 
-    /// Assembled once per process: the kernel's layout does not change under it.
-    fn get() -> Result<&'static Program, Errno> {
-        static PROGRAM: OnceLock<Result<Program, Errno>> = OnceLock::new();
-        PROGRAM
-            .get_or_init(|| {
-                let blob = std::fs::read(VMLINUX_BTF).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))?;
-                let btf = Btf::parse(&blob).map_err(|_| Errno::ENOTSUP)?;
-                Program::assemble(&btf)
-            })
-            .as_ref()
-            .map_err(|e| *e)
+    /// Assembled once per process, the kernel's layout does not change under
+    /// it; a failed read of its BTF (EMFILE, ENOMEM) is tried again next time.
+    fn get() -> Result<&'static Program, Refusal> {
+        static PROGRAM: OnceLock<Result<Program, Refusal>> = OnceLock::new();
+        if let Some(built) = PROGRAM.get() {
+            return built.as_ref().map_err(Clone::clone);
+        }
+        let built = match std::fs::read(VMLINUX_BTF) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Refusal::Unsupported(format!(
+                "the running kernel has no BTF ({VMLINUX_BTF}), which the BPF owner scan needs"
+            ))),
+            Err(e) => {
+                let errno = Errno::from_raw(e.raw_os_error().unwrap_or(0));
+                return Err(Refusal::Sys { call: "read BTF", errno });
+            }
+            Ok(blob) => match Btf::parse(&blob) {
+                Ok(btf) => Program::assemble(&btf),
+                Err(e) => Err(Refusal::Unsupported(format!("the running kernel's BTF could not be read: {e}"))),
+            },
+        };
+        PROGRAM.get_or_init(|| built).as_ref().map_err(Clone::clone)
     }
+
+    /// Loads it into the kernel. A refusal by the verifier (EACCES, EINVAL)
+    /// is loaded once more with a log, to say why in its own words.
+    fn load(&self) -> Result<OwnedFd, Refusal> {
+        let code: Vec<[u8; 8]> = self.insns.iter().map(|i| i.encode()).collect();
+        let load = |log| sys::bpf_iter_prog_load(&code, c"GPL", self.attach_btf_id, log);
+        match load(None) {
+            Ok(prog) => Ok(prog),
+            Err(first @ (Errno::EACCES | Errno::EINVAL)) => {
+                let mut log = vec![0u8; LOG_LEN];
+                load(Some(&mut log)).map_err(|_| {
+                    let why = verdict(&log);
+                    Refusal::Unsupported(if why.is_empty() {
+                        format!("the kernel refused the BPF owner scan's program ({first}) and gave no reason")
+                    } else {
+                        format!("the kernel's verifier refused the BPF owner scan's program: {why}")
+                    })
+                })
+            }
+            Err(errno) => Err(Refusal::Sys { call: "bpf(BPF_PROG_LOAD)", errno }),
+        }
+    }
+}
+
+/// The listing, one numbered instruction a line.
+impl std::fmt::Display for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "; attach to BTF id {} (bpf_iter_task_file)", self.attach_btf_id)?;
+        self.insns.iter().enumerate().try_for_each(|(i, insn)| writeln!(f, "{i:3}: {insn}"))
+    }
+}
+
+/// Bytes of verifier log asked for after a refusal: a few times what this
+/// program's log needs, and newer kernels keep the end if it overflows.
+const LOG_LEN: usize = 256 * 1024;
+
+/// The end of a verifier's log, where it says why: its last lines, less the
+/// statistics it prints after every verdict.
+fn verdict(log: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&log[..memchr::memchr(0, log).unwrap_or(log.len())]).into_owned();
+    let stats = ["processed ", "verification time", "stack depth", "max_states_per_insn"];
+    let lines: Vec<&str> =
+        text.lines().map(str::trim).filter(|l| !l.is_empty() && !stats.iter().any(|s| l.starts_with(s))).collect();
+    lines[lines.len().saturating_sub(3)..].join(" | ")
 }
 
 /// A loaded iterator program, ready to list every task's fds.
@@ -294,11 +563,13 @@ pub struct SockIter {
 }
 
 impl SockIter {
-    pub fn load() -> Result<Self, Errno> {
-        let program = Program::get()?;
-        let prog = sys::bpf_iter_prog_load(&program.insns, c"GPL", program.attach_btf_id)?;
+    /// Loads the program and links it to its iterator.
+    pub fn load() -> Result<Self, Refusal> {
+        let prog = Program::get()?.load()?;
         // The link holds the program; its own fd can go.
-        Ok(Self { link: sys::bpf_iter_link_create(prog.as_fd())? })
+        let link = sys::bpf_iter_link_create(prog.as_fd())
+            .map_err(|errno| Refusal::Sys { call: "bpf(BPF_LINK_CREATE)", errno })?;
+        Ok(Self { link })
     }
 
     /// A fresh pass over every task's socket fds.
@@ -377,28 +648,227 @@ mod tests {
         assert_eq!((r.local_addr, r.remote_addr), ([0xfe; 16], [0; 16]));
     }
 
-    #[test]
-    fn assembles_for_the_running_kernel() {
-        let Ok(blob) = std::fs::read(VMLINUX_BTF) else { return };
-        let p = Program::assemble(&Btf::parse(&blob).unwrap()).unwrap();
-        assert!(p.attach_btf_id > 0);
+    use crate::parse::btf::build::{W, blob};
+    use crate::parse::btf::{KIND_ENUM, KIND_INT, KIND_PTR, KIND_TYPEDEF};
+
+    /// Every jump of `p` lands inside it, forward, and it ends in `exit`.
+    fn check_jumps(p: &Program) {
         let n = p.insns.len();
-        assert!((40..100).contains(&n), "{n} instructions");
-        assert_eq!(p.insns[n - 1][0], JMP | EXIT);
-        // Every jump lands inside the program, forward.
+        assert_eq!(p.insns[n - 1], Insn::Exit);
         for (i, ins) in p.insns.iter().enumerate() {
-            let op = ins[0];
-            if op & 0x07 == JMP && op & 0xf0 != CALL && op & 0xf0 != EXIT {
-                let off = i16::from_ne_bytes([ins[2], ins[3]]);
+            if let Insn::JumpIf { off, .. } = *ins {
                 assert!(off > 0 && i + 1 + (off as usize) < n, "jump at {i}: {off}");
             }
         }
     }
 
+    /// A kernel's BTF cut down to what the program reads, at fixed offsets,
+    /// with `helpers` as its `enum bpf_func_id`.
+    fn small_kernel(helpers: &[(&'static str, u32)]) -> Vec<u8> {
+        use W::{N, Name};
+        let bits = |bytes: u32| N(bytes * 8);
+        let ids: Vec<W> = helpers.iter().flat_map(|&(name, id)| [Name(name), N(id)]).collect();
+        blob(&[
+            ("unsigned int", KIND_INT, 0, 4, &[N(32)]),           // 1
+            ("long long unsigned int", KIND_INT, 0, 8, &[N(64)]), // 2
+            ("short unsigned int", KIND_INT, 0, 2, &[N(16)]),     // 3
+            ("unsigned char", KIND_INT, 0, 1, &[N(8)]),           // 4
+            ("", KIND_PTR, 0, 0, &[]),                            // 5
+            ("bpf_iter_task_file", KIND_FUNC, 0, 0, &[]),         // 6
+            (
+                "bpf_iter__task_file",
+                KIND_STRUCT,
+                4,
+                32,
+                &[
+                    Name("meta"),
+                    N(5),
+                    bits(0),
+                    Name("task"),
+                    N(5),
+                    bits(8),
+                    Name("fd"),
+                    N(1),
+                    bits(16),
+                    Name("file"),
+                    N(5),
+                    bits(24),
+                ],
+            ), // 7
+            ("bpf_iter_meta", KIND_STRUCT, 1, 24, &[Name("seq"), N(5), bits(0)]), // 8
+            ("socket", KIND_STRUCT, 1, 128, &[Name("sk"), N(5), bits(24)]), // 9
+            ("file", KIND_STRUCT, 1, 256, &[Name("f_inode"), N(5), bits(32)]), // 10
+            ("inode", KIND_STRUCT, 1, 600, &[Name("i_ino"), N(2), bits(64)]), // 11
+            ("task_struct", KIND_STRUCT, 1, 4096, &[Name("tgid"), N(1), bits(2000)]), // 12
+            ("possible_net_t", KIND_STRUCT, 1, 8, &[Name("net"), N(5), bits(0)]), // 13
+            ("in6_addr", KIND_STRUCT, 0, 16, &[]),                // 14
+            (
+                "sock_common",
+                KIND_STRUCT,
+                9,
+                136,
+                &[
+                    Name("skc_daddr"),
+                    N(1),
+                    bits(0),
+                    Name("skc_rcv_saddr"),
+                    N(1),
+                    bits(4),
+                    Name("skc_dport"),
+                    N(3),
+                    bits(12),
+                    Name("skc_num"),
+                    N(3),
+                    bits(14),
+                    Name("skc_family"),
+                    N(3),
+                    bits(16),
+                    Name("skc_state"),
+                    N(4),
+                    bits(18),
+                    Name("skc_net"),
+                    N(13),
+                    bits(48),
+                    Name("skc_v6_daddr"),
+                    N(14),
+                    bits(56),
+                    Name("skc_v6_rcv_saddr"),
+                    N(14),
+                    bits(72),
+                ],
+            ), // 15
+            ("kuid_t", KIND_TYPEDEF, 0, 17, &[]),                 // 16
+            ("", KIND_STRUCT, 1, 4, &[Name("val"), N(1), bits(0)]), // 17
+            (
+                "sock",
+                KIND_STRUCT,
+                4,
+                760,
+                &[
+                    Name("__sk_common"),
+                    N(15),
+                    bits(0),
+                    Name("sk_protocol"),
+                    N(3),
+                    bits(516),
+                    Name("sk_type"),
+                    N(3),
+                    bits(518),
+                    Name("sk_uid"),
+                    N(16),
+                    bits(600),
+                ],
+            ), // 18
+            ("ns_common", KIND_STRUCT, 1, 24, &[Name("inum"), N(1), bits(16)]), // 19
+            ("net", KIND_STRUCT, 1, 4000, &[Name("ns"), N(19), bits(120)]), // 20
+            ("atomic_t", KIND_TYPEDEF, 0, 22, &[]),               // 21
+            ("", KIND_STRUCT, 1, 4, &[Name("counter"), N(23), bits(0)]), // 22
+            ("int", KIND_INT, 0, 4, &[N((1 << 24) | 32)]),        // 23
+            ("request_sock_queue", KIND_STRUCT, 1, 64, &[Name("qlen"), N(21), bits(8)]), // 24
+            ("inet_connection_sock", KIND_STRUCT, 1, 1400, &[Name("icsk_accept_queue"), N(24), bits(1000)]), // 25
+            ("tcp_sock", KIND_STRUCT, 1, 2200, &[Name("inet_conn"), N(25), bits(0)]), // 26
+            ("bpf_func_id", KIND_ENUM, helpers.len() as u32, 4, &ids), // 27
+        ])
+    }
+
+    const HELPERS: [(&str, u32); 3] =
+        [("BPF_FUNC_probe_read_kernel", 113), ("BPF_FUNC_seq_write", 127), ("BPF_FUNC_sock_from_file", 162)];
+
+    /// The program for a fixed kernel, as a listing: a change to what it
+    /// does shows up as a diff of `bpf.listing`. `PROCSPY_BLESS=1` rewrites it.
     #[test]
-    fn a_kernel_without_the_iterator_is_refused() {
+    fn the_program_is_the_committed_listing() {
+        let kernel = small_kernel(&HELPERS);
+        let p = Program::assemble(&Btf::parse(&kernel).unwrap()).unwrap();
+        check_jumps(&p);
+        let listing = p.to_string();
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/procfs/bpf.listing");
+        if std::env::var_os("PROCSPY_BLESS").is_some() {
+            std::fs::write(path, &listing).unwrap();
+        }
+        assert_eq!(listing, include_str!("bpf.listing"), "the program changed: PROCSPY_BLESS=1 to accept");
+        assert_eq!(p.attach_btf_id, 6);
+        // The encoding: class, registers, offset, immediate.
+        assert_eq!(p.insns[0].encode(), [0x79, 0x16, 0, 0, 0, 0, 0, 0], "r6 = *(u64 *)(r1 +0)");
+        let call = p.insns.iter().find(|i| matches!(i, Insn::Call { .. })).unwrap();
+        assert_eq!(call.encode(), [0x85, 0, 0, 0, 162, 0, 0, 0]);
+    }
+
+    #[test]
+    fn assembles_wherever_the_btf_has_what_it_reads() {
+        let Ok(blob) = std::fs::read(VMLINUX_BTF) else {
+            assert!(matches!(Program::get(), Err(Refusal::Unsupported(m)) if m.contains("no BTF")));
+            return;
+        };
+        let btf = Btf::parse(&blob).unwrap();
+        let has = btf.find(KIND_FUNC, b"bpf_iter_task_file").is_some()
+            && Helper::ALL.iter().all(|h| btf.enumerator(b"bpf_func_id", h.enumerator().as_bytes()).is_some());
+        match Program::assemble(&btf) {
+            Ok(p) => {
+                assert!(has);
+                check_jumps(&p);
+                assert!((40..100).contains(&p.insns.len()), "{p}");
+            }
+            Err(e) => assert!(!has, "{e}"),
+        }
+    }
+
+    #[test]
+    fn a_kernel_without_what_it_needs_is_refused_by_name() {
+        let without = |name: &str| {
+            let helpers: Vec<_> = HELPERS.into_iter().filter(|h| h.0 != name).collect();
+            Program::assemble(&Btf::parse(&small_kernel(&helpers)).unwrap()).unwrap_err().to_string()
+        };
+        // Linux 5.10 has the iterator but not bpf_sock_from_file.
+        let e = without("BPF_FUNC_sock_from_file");
+        assert!(e.contains("BPF_FUNC_sock_from_file") && e.contains("kernel"), "{e}");
+        assert!(without("BPF_FUNC_probe_read_kernel").contains("BPF_FUNC_probe_read_kernel"));
         let empty = [0x9fu8, 0xeb, 1, 0, 24, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0];
-        let btf = Btf::parse(&empty).unwrap();
-        assert_eq!(Program::assemble(&btf).unwrap_err(), Errno::ENOTSUP);
+        let e = Program::assemble(&Btf::parse(&empty).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("bpf_iter_task_file"), "{e}");
+    }
+
+    #[test]
+    fn every_jump_needs_its_label_placed_once() {
+        let kernel = small_kernel(&HELPERS);
+        let btf = Btf::parse(&kernel).unwrap();
+        let mut a = Asm::new(&btf).unwrap();
+        a.jump_if(true, R1, 0, Label::Out);
+        a.push(Insn::Exit);
+        assert!(Asm::new(&btf).unwrap().finish().is_ok());
+        let mut twice = Asm::new(&btf).unwrap();
+        twice.place(Label::Out);
+        twice.place(Label::Out);
+        assert!(twice.finish().is_err());
+        // A jump after its label was placed would run backwards: never patched.
+        a.place(Label::Out);
+        a.jump_if(true, R1, 0, Label::Out);
+        a.push(Insn::Exit);
+        assert!(a.finish().unwrap_err().to_string().contains("Out"));
+    }
+
+    /// A program this kernel's verifier must refuse (it reads the stack
+    /// above the frame) is reported in the verifier's words, not as EACCES.
+    #[test]
+    fn a_verifier_refusal_is_unsupported_with_its_log() {
+        let Ok(blob) = std::fs::read(VMLINUX_BTF) else { return };
+        let Some(attach_btf_id) = Btf::parse(&blob).unwrap().find(KIND_FUNC, b"bpf_iter_task_file") else { return };
+        let insns = vec![Insn::Load { dst: R0, src: FP, off: 8, size: Size::DW }, Insn::Exit];
+        match (Program { insns, attach_btf_id }).load() {
+            Err(Refusal::Unsupported(m)) => {
+                assert!(m.contains("verifier refused") && !m.contains("Permission denied"), "{m}");
+            }
+            other => panic!("the verifier took a read above the frame: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_refusal_quotes_the_end_of_the_verifier_log() {
+        let log = b"0: R1=ctx() R10=fp0\n52: (bf) r1 = r7\n53: (85) call bpf_skc_to_tcp_sock#137\nR1 type=untrusted_ptr_ expected=sock_common\nprocessed 55 insns (limit 1000000) max_states_per_insn 0\n\0garbage";
+        assert_eq!(
+            verdict(log),
+            "52: (bf) r1 = r7 | 53: (85) call bpf_skc_to_tcp_sock#137 | R1 type=untrusted_ptr_ expected=sock_common"
+        );
+        assert_eq!(verdict(b"\0"), "");
     }
 }

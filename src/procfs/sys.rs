@@ -55,7 +55,8 @@ const ATTR_LEN: usize = 144;
 /// `bpf(cmd, attr)`; the result is a new fd.
 fn bpf(cmd: libc::c_long, attr: &[u8; ATTR_LEN]) -> Result<OwnedFd, Errno> {
     // SAFETY: every pointer inside `attr` was taken by the callers below from
-    // a live borrow that outlives this call, with its length beside it.
+    // a live borrow that outlives this call, with its length beside it (the
+    // log is borrowed mutably: the kernel writes at most `log_size` bytes).
     let fd = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_ptr(), ATTR_LEN) };
     if fd < 0 {
         return Err(Errno::last());
@@ -68,33 +69,60 @@ fn put(attr: &mut [u8; ATTR_LEN], at: usize, bytes: &[u8]) {
     attr[at..at + bytes.len()].copy_from_slice(bytes);
 }
 
+/// Where `union bpf_attr` keeps each field a command reads (`linux/bpf.h`):
+/// `prog_load`, then `link_create` and `iter_create`.
+const ATTR_PROG_TYPE: usize = 0;
+const ATTR_INSN_CNT: usize = 4;
+const ATTR_INSNS: usize = 8;
+const ATTR_LICENSE: usize = 16;
+const ATTR_LOG_LEVEL: usize = 24;
+const ATTR_LOG_SIZE: usize = 28;
+const ATTR_LOG_BUF: usize = 32;
+const ATTR_PROG_NAME: usize = 48;
+const ATTR_EXPECTED_ATTACH_TYPE: usize = 68;
+const ATTR_ATTACH_BTF_ID: usize = 108;
+const ATTR_LINK_PROG_FD: usize = 0;
+const ATTR_LINK_ATTACH_TYPE: usize = 8;
+const ATTR_ITER_LINK_FD: usize = 0;
+
 /// Loads a BPF iterator program (`insns`, 8 bytes each) for the kernel
-/// function whose BTF id is `attach_btf_id`.
-pub fn bpf_iter_prog_load(insns: &[[u8; 8]], license: &CStr, attach_btf_id: u32) -> Result<OwnedFd, Errno> {
-    let mut attr = [0u8; ATTR_LEN];
-    put(&mut attr, 0, &BPF_PROG_TYPE_TRACING.to_ne_bytes());
-    put(&mut attr, 4, &u32::try_from(insns.len()).map_err(|_| Errno::E2BIG)?.to_ne_bytes());
-    put(&mut attr, 8, &(insns.as_ptr() as u64).to_ne_bytes());
-    put(&mut attr, 16, &(license.as_ptr() as u64).to_ne_bytes());
-    put(&mut attr, 48, b"procspy_fds");
-    put(&mut attr, 68, &BPF_TRACE_ITER.to_ne_bytes());
-    put(&mut attr, 108, &attach_btf_id.to_ne_bytes());
-    bpf(BPF_PROG_LOAD, &attr)
+/// function whose BTF id is `attach_btf_id`; with `log`, the verifier
+/// writes why it refuses (a NUL-terminated text) there.
+pub fn bpf_iter_prog_load(
+    insns: &[[u8; 8]],
+    license: &CStr,
+    attach_btf_id: u32,
+    log: Option<&mut [u8]>,
+) -> Result<OwnedFd, Errno> {
+    let mut a = [0u8; ATTR_LEN];
+    put(&mut a, ATTR_PROG_TYPE, &BPF_PROG_TYPE_TRACING.to_ne_bytes());
+    put(&mut a, ATTR_INSN_CNT, &u32::try_from(insns.len()).map_err(|_| Errno::E2BIG)?.to_ne_bytes());
+    put(&mut a, ATTR_INSNS, &(insns.as_ptr() as u64).to_ne_bytes());
+    put(&mut a, ATTR_LICENSE, &(license.as_ptr() as u64).to_ne_bytes());
+    if let Some(log) = log {
+        put(&mut a, ATTR_LOG_LEVEL, &1u32.to_ne_bytes());
+        put(&mut a, ATTR_LOG_SIZE, &u32::try_from(log.len()).map_err(|_| Errno::E2BIG)?.to_ne_bytes());
+        put(&mut a, ATTR_LOG_BUF, &(log.as_mut_ptr() as u64).to_ne_bytes());
+    }
+    put(&mut a, ATTR_PROG_NAME, b"procspy_fds");
+    put(&mut a, ATTR_EXPECTED_ATTACH_TYPE, &BPF_TRACE_ITER.to_ne_bytes());
+    put(&mut a, ATTR_ATTACH_BTF_ID, &attach_btf_id.to_ne_bytes());
+    bpf(BPF_PROG_LOAD, &a)
 }
 
 /// A link that keeps an iterator program and makes iterators of it.
 pub fn bpf_iter_link_create(prog: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
-    let mut attr = [0u8; ATTR_LEN];
-    put(&mut attr, 0, &(prog.as_raw_fd() as u32).to_ne_bytes());
-    put(&mut attr, 8, &BPF_TRACE_ITER.to_ne_bytes());
-    bpf(BPF_LINK_CREATE, &attr)
+    let mut a = [0u8; ATTR_LEN];
+    put(&mut a, ATTR_LINK_PROG_FD, &(prog.as_raw_fd() as u32).to_ne_bytes());
+    put(&mut a, ATTR_LINK_ATTACH_TYPE, &BPF_TRACE_ITER.to_ne_bytes());
+    bpf(BPF_LINK_CREATE, &a)
 }
 
 /// A new iterator of `link`: read it to run the program over every object.
 pub fn bpf_iter_create(link: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
-    let mut attr = [0u8; ATTR_LEN];
-    put(&mut attr, 0, &(link.as_raw_fd() as u32).to_ne_bytes());
-    bpf(BPF_ITER_CREATE, &attr)
+    let mut a = [0u8; ATTR_LEN];
+    put(&mut a, ATTR_ITER_LINK_FD, &(link.as_raw_fd() as u32).to_ne_bytes());
+    bpf(BPF_ITER_CREATE, &a)
 }
 
 /// Four bytes from the kernel's random pool (`getrandom(2)`).

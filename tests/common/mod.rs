@@ -103,6 +103,33 @@ impl Holder {
     }
 }
 
+/// Whether this kernel should run the BPF owner scan, judged apart from
+/// the library: its BTF names the `task_file` iterator and every helper the
+/// program calls. The tests run as root, which has CAP_BPF and CAP_PERFMON.
+pub fn kernel_has_bpf_owner_scan() -> bool {
+    let Ok(btf) = std::fs::read("/sys/kernel/btf/vmlinux") else { return false };
+    let has = |name: &str| {
+        let needle = [b"\0", name.as_bytes(), b"\0"].concat();
+        btf.windows(needle.len()).any(|w| w == needle)
+    };
+    ["bpf_iter_task_file", "BPF_FUNC_sock_from_file", "BPF_FUNC_probe_read_kernel", "BPF_FUNC_seq_write"]
+        .into_iter()
+        .all(has)
+}
+
+/// The BPF owner scan where the kernel should run it: OK, or the test fails
+/// with the refusal (for a verifier's, the end of its log). Where the kernel
+/// lacks it: `PROCSPY_UNSUPPORTED`'s error, whose message says so.
+pub fn assert_bpf_owner_scan_as_the_kernel_should(r: &Result<(), procspy::Error>) -> bool {
+    if kernel_has_bpf_owner_scan() {
+        assert_eq!(r, &Ok(()), "this kernel has what the BPF owner scan needs, yet it failed");
+        true
+    } else {
+        assert!(matches!(r, Err(procspy::Error::Unsupported(m)) if m.contains("kernel")), "{r:?}");
+        false
+    }
+}
+
 impl Drop for Holder {
     fn drop(&mut self) {
         let _ = self.child.kill();
