@@ -5,10 +5,13 @@
 mod error;
 mod join;
 mod pace;
+mod state;
 mod walker;
 
 pub use crate::parse::tcp::Conn;
 pub use crate::procfs::TableBuf;
 pub use error::Error;
 pub use join::{Connection, ParseOutcome, Protocols, parse_tcp};
+pub use state::state_name;
+pub(crate) use state::state_name_cstr;
 pub use walker::{OwnerScan, Socket, Source, Stats, StopToken, Walker};
