@@ -310,13 +310,16 @@ fn a_reused_pid_does_not_relabel_a_namespace() {
     let (a, b, elsewhere) = (Holder::start(true, None), Holder::start(true, None), Holder::start(true, None));
     let f = fake_of("reused-pid", &[&a, &b]);
     f.link("thread-self", "/proc/thread-self");
-    // The namespace listed second: its pid is "reused" while the first is delivered.
-    let (first, second, second_pid) = if a.netns < b.netns { (&a, &b, 20) } else { (&b, &a, 10) };
+    // Our own namespace is listed first (the initial one has the lowest
+    // inode), before any other's file is opened: b's pid is "reused" then.
+    let home = thread_netns();
+    assert!(home < a.netns && home < b.netns, "run this test in the initial network namespace");
+    f.pid(5, std::process::id() as i32, &[], b"us");
     let w = netlink_walker(Some(&f));
     let mut swapped = false;
     let (r, recs, stats) = connections(&w, |rec| {
-        if rec.0 == first.netns && !swapped {
-            let link = f.path.join(format!("{second_pid}/ns/net"));
+        if rec.0 == home && !swapped {
+            let link = f.path.join("20/ns/net");
             std::fs::remove_file(&link).unwrap();
             std::os::unix::fs::symlink(format!("/proc/{}/ns/net", elsewhere.pid), &link).unwrap();
             swapped = true;
@@ -324,9 +327,9 @@ fn a_reused_pid_does_not_relabel_a_namespace() {
     });
     assert!(swapped);
     assert_eq!(r, Ok(()));
-    assert_eq!(inodes_in(&recs, first.netns), held_inodes(first));
+    assert_eq!(inodes_in(&recs, a.netns), held_inodes(&a));
     let relabelled: Vec<&Rec> = recs.iter().filter(|r| held_inodes(&elsewhere).contains(&r.2)).collect();
-    assert!(relabelled.is_empty(), "another namespace's sockets as netns {}: {relabelled:?}", second.netns);
-    assert_eq!(inodes_in(&recs, second.netns), BTreeSet::new(), "its only pid is gone");
+    assert!(relabelled.is_empty(), "another namespace's sockets as netns {}: {relabelled:?}", b.netns);
+    assert_eq!(inodes_in(&recs, b.netns), BTreeSet::new(), "its only pid is gone");
     assert_eq!((stats.netns_mismatch, stats.skipped), (1, 1), "{stats:?}");
 }

@@ -24,7 +24,9 @@ use super::walker::{
 use crate::parse::diag::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, Reply, Request, replies};
 use crate::parse::sockstat::{SockCounts, parse_sockstat};
 use crate::parse::tcp::{Admit, Conn, Dedup, parse_table};
-use crate::procfs::{HostProc, Netns, Refusal, SOCK_RECORD_LEN, SockIter, SockRecord, SockRecords, TableBuf};
+use crate::procfs::{
+    DiagSocket, HostProc, Netns, Refusal, SOCK_RECORD_LEN, SockIter, SockRecord, SockRecords, TableBuf,
+};
 
 /// Table bytes a walker's own scratch may grow to for one namespace.
 const OWN_TABLES_LIMIT: usize = 1 << 30;
@@ -68,7 +70,25 @@ pub(super) struct JoinState {
     held: Option<Vec<Held>>,
     /// `net/sockstat` and `net/sockstat6` of one namespace.
     sockstat: [Vec<u8>; 2],
+    /// Netlink sockets made ahead of their dumps; none outlives a call.
+    ahead: Vec<Ahead>,
 }
+
+/// A namespace next in line for a dump, and its socket made ahead.
+#[derive(Debug)]
+struct Ahead {
+    netns: u64,
+    /// The namespace to enter, until its socket is made.
+    enter: Option<Netns>,
+    /// Its socket, or why it could not be made; neither this nor `enter`:
+    /// no pid leads to the namespace any more.
+    sock: Option<Result<DiagSocket, Errno>>,
+}
+
+/// Namespaces whose sockets one thread makes: a thread handoff costs far
+/// more than a socket (most of a millisecond of CPU, measured in a loaded
+/// VM), and each socket made ahead holds an fd until its dump.
+const AHEAD: usize = 16;
 
 /// A socket the BPF scan found held: its table line.
 #[derive(Clone, Copy, Debug)]
@@ -219,7 +239,7 @@ impl Walker {
             self.group_by_netns(state, stats)?;
             let groups = std::mem::take(&mut state.groups);
             let indexed = self.index_owners(&groups, &mut state.scan, &mut state.join, stats);
-            let JoinState { index, tables, diag, dedup, held, sockstat, .. } = &mut state.join;
+            let JoinState { index, tables, diag, dedup, held, sockstat, ahead, .. } = &mut state.join;
             if indexed.is_ok() {
                 index.finish();
             }
@@ -240,8 +260,13 @@ impl Walker {
             if host.is_some() && diag.len() < DIAG_BUF {
                 diag.resize(DIAG_BUF, 0);
             }
+            // Every namespace but ours will be dumped: make their sockets ahead, a batch at a time.
+            let batch = held.is_none() || source == Source::Netlink;
+            let mut at = 0;
             let joined = indexed.and_then(|()| {
                 groups.chunk_by(|a, b| a.0 == b.0).try_for_each(|group| {
+                    let rest = &groups[at + group.len()..];
+                    at += group.len();
                     if self.stop.is_set() {
                         return Err(Error::Stopped);
                     }
@@ -269,8 +294,22 @@ impl Walker {
                         return Ok(());
                     }
                     if let Some(host) = &host {
-                        match self.dump_namespace(host, group, protocols, state_mask, dedup, diag, stats, &mut deliver)
-                        {
+                        let dumped =
+                            self.socket_for(host, group, rest, batch, ahead, stats).and_then(|sock| match sock {
+                                Some(sock) => self.dump_namespace(
+                                    sock,
+                                    netns,
+                                    protocols,
+                                    state_mask,
+                                    dedup,
+                                    diag,
+                                    stats,
+                                    &mut deliver,
+                                ),
+                                // Every pid of it exited or was reused since the grouping: nothing to list.
+                                None => Ok(()),
+                            });
+                        match dumped {
                             Ok(()) => return Ok(()),
                             Err(DiagStop::Ended(e)) => return Err(e),
                             Err(DiagStop::Unavailable(e)) if source == Source::Netlink => {
@@ -310,6 +349,7 @@ impl Walker {
                 })
             });
             state.groups = groups;
+            state.join.ahead.clear();
             joined?;
             match too_small {
                 Some(cap) => Err(Error::BufferTooSmall { needed: stats.bytes_needed, capacity: cap as u64 }),
@@ -501,8 +541,8 @@ impl Walker {
     #[allow(clippy::too_many_arguments)]
     fn dump_namespace(
         &self,
-        host: &HostProc,
-        group: &[(u64, i32)],
+        mut sock: DiagSocket,
+        netns: u64,
         protocols: Protocols,
         state_mask: u32,
         dedup: &mut Dedup,
@@ -510,17 +550,6 @@ impl Walker {
         stats: &mut Stats,
         deliver: &mut dyn FnMut(&Conn, u8) -> ControlFlow<()>,
     ) -> Result<(), DiagStop> {
-        let netns = group[0].0;
-        let ns = if netns == host.home() {
-            None
-        } else {
-            match self.netns_of_group(host, group, stats)? {
-                Some(ns) => Some(ns),
-                // Every pid of it exited or was reused since the grouping: nothing to list.
-                None => return Ok(()),
-            }
-        };
-        let mut sock = host.diag_socket(ns.as_ref()).map_err(DiagStop::Unavailable)?;
         let mut dump = |request: fn(u32) -> Request, protocol: u8, dedup: &mut Dedup, buf: &mut [u8]| {
             let seq = sock.next_seq();
             // A callback may have forked: the child must not use the socket it shares with its parent.
@@ -599,19 +628,61 @@ impl Walker {
         Ok(())
     }
 
-    /// The namespace `group` was keyed by, entered through the first of its
-    /// pids whose `ns/net` is that namespace. A pid whose file is anything
-    /// else (the pid was reused, or it is no namespace at all) is skipped
-    /// and counted. `None`: no pid leads there any more.
-    fn netns_of_group(
+    /// The diag socket of `group`'s namespace; `None` if no pid of it leads
+    /// there any more. Ours is made on this thread. Another's is taken from
+    /// those made ahead, or made with those of up to `AHEAD - 1` namespaces
+    /// after it (in `rest`, if `batch`: they will be dumped too) on one
+    /// thread of the library's own.
+    fn socket_for(
         &self,
         host: &HostProc,
         group: &[(u64, i32)],
+        rest: &[(u64, i32)],
+        batch: bool,
+        ahead: &mut Vec<Ahead>,
         stats: &mut Stats,
-    ) -> Result<Option<Netns>, DiagStop> {
+    ) -> Result<Option<DiagSocket>, DiagStop> {
+        let netns = group[0].0;
+        if netns == host.home() {
+            return host.diag_socket().map(Some).map_err(DiagStop::Unavailable);
+        }
+        if !ahead.iter().any(|a| a.netns == netns) {
+            ahead.clear();
+            let next = rest.chunk_by(|a, b| a.0 == b.0).filter(|g| g[0].0 != host.home());
+            for g in std::iter::once(group).chain(next.take(if batch { AHEAD - 1 } else { 0 })) {
+                let (enter, sock) = match self.netns_of_group(host, g, stats) {
+                    Ok(ns) => (ns, None),
+                    Err(e) => (None, Some(Err(e))),
+                };
+                ahead.push(Ahead { netns: g[0].0, enter, sock });
+            }
+            let jobs = ahead.iter_mut().filter_map(|a| {
+                let Ahead { enter, sock, .. } = a;
+                let enter: &Option<Netns> = enter;
+                Some((enter.as_ref()?, sock))
+            });
+            if let Err(e) = host.diag_sockets(jobs) {
+                ahead.iter_mut().filter(|a| a.enter.is_some()).for_each(|a| a.sock = Some(Err(e)));
+            }
+            ahead.iter_mut().for_each(|a| a.enter = None);
+        }
+        // Found: a batch made here starts with this group.
+        let i = ahead.iter().position(|a| a.netns == netns).unwrap_or_default();
+        match ahead.swap_remove(i).sock {
+            Some(Ok(sock)) => Ok(Some(sock)),
+            Some(Err(e)) => Err(DiagStop::Unavailable(e)),
+            None => Ok(None),
+        }
+    }
+
+    /// The namespace `group` was keyed by, to enter through the first of its
+    /// pids whose `ns/net` is that namespace. A pid whose file is anything
+    /// else (the pid was reused, or it is no namespace at all) is skipped
+    /// and counted. `None`: no pid leads there any more.
+    fn netns_of_group(&self, host: &HostProc, group: &[(u64, i32)], stats: &mut Stats) -> Result<Option<Netns>, Errno> {
         if !self.has_ns_files() {
             // Before Linux 3.8: no namespace file to enter.
-            return Err(DiagStop::Unavailable(Errno::ENOENT));
+            return Err(Errno::ENOENT);
         }
         let mut last = Errno::ENOENT;
         for &(netns, pid) in group {
@@ -627,7 +698,7 @@ impl Walker {
         }
         match last {
             Errno::ENOENT => Ok(None),
-            e => Err(DiagStop::Unavailable(e)),
+            e => Err(e),
         }
     }
 

@@ -286,13 +286,13 @@ pub extern "C" fn procspy_walker_walk(
 /// `procspy_walker_stats_ext`); a dump the kernel leaves unanswered for 5 s
 /// fails (`PROCSPY_IO`, ETIMEDOUT).
 ///
-/// Threads: the calling thread never changes network namespace. To open a
-/// netlink socket in another namespace, the call starts a thread of its
-/// own for that namespace, which enters it (`setns`), opens the socket and
-/// exits; the call waits for it. That thread has every signal blocked from
-/// its start (the calling thread's mask is full for the moment of
-/// `pthread_create`, then restored), runs no callback and outlives no
-/// call. The library creates no other thread.
+/// Threads: the calling thread never changes network namespace. To open
+/// netlink sockets in other namespaces, the call starts a thread of its own
+/// for up to 16 of them at a time, which enters each in turn (`setns`),
+/// opens its socket and exits; the call waits for it. That thread has every
+/// signal blocked from its start (the calling thread's mask is full for the
+/// moment of `pthread_create`, then restored), runs no callback and
+/// outlives no call. The library creates no other thread.
 ///
 /// `buf`/`cap` is scratch for one namespace's text tables; `cap == 0` means
 /// the walker's own, whatever `buf` is. A namespace whose tables don't fit a

@@ -1,10 +1,10 @@
 //! Netlink `sock_diag` sockets, each opened inside the namespace it lists.
 //!
 //! A netlink socket answers for the namespace it was created in. The
-//! caller's thread never changes namespace: a socket of another namespace
-//! is made on a short-lived thread of the library's own, with every signal
-//! blocked, which enters the namespace, opens the socket and ends there. It
-//! never comes back, so it can't fail to.
+//! caller's thread never changes namespace: sockets of other namespaces are
+//! made on a short-lived thread of the library's own, with every signal
+//! blocked, which enters each namespace in turn, opens its socket and ends
+//! in the last. It never comes back, so it can't fail to.
 //!
 //! What decides where that thread goes is checked first: the namespace file
 //! comes from the proc root but must be nsfs with the inode its pid was
@@ -77,16 +77,25 @@ impl HostProc {
         Ok(Some(Netns { fd }))
     }
 
-    /// A `NETLINK_SOCK_DIAG` socket of `ns` (`None`: the calling thread's
-    /// own namespace, where it is opened without a thread).
-    pub fn diag_socket(&self, ns: Option<&Netns>) -> Result<DiagSocket, Errno> {
-        match ns {
-            None => DiagSocket::open(),
-            Some(ns) => sys::run_on_own_thread(|| {
-                setns(&ns.fd, CloneFlags::CLONE_NEWNET)?;
-                DiagSocket::open()
-            })?,
-        }
+    /// A `NETLINK_SOCK_DIAG` socket of the calling thread's own namespace.
+    pub fn diag_socket(&self) -> Result<DiagSocket, Errno> {
+        DiagSocket::open()
+    }
+
+    /// A diag socket in each namespace `jobs` lists, each stored where its
+    /// namespace came from (or why it could not be made), all made on one
+    /// thread of the library's own that enters them in turn: starting and
+    /// ending a thread costs far more than a socket. Fails only if the
+    /// thread can't be started.
+    pub fn diag_sockets<'a>(
+        &self,
+        jobs: impl Iterator<Item = (&'a Netns, &'a mut Option<Result<DiagSocket, Errno>>)> + Send,
+    ) -> Result<(), Errno> {
+        sys::run_on_own_thread(|| {
+            for (ns, out) in jobs {
+                *out = Some(setns(&ns.fd, CloneFlags::CLONE_NEWNET).and_then(|()| DiagSocket::open()));
+            }
+        })
     }
 }
 
@@ -167,7 +176,7 @@ mod tests {
         let home = HostProc::open().unwrap();
         let st = nix::sys::stat::stat("/proc/thread-self/ns/net").unwrap();
         assert_eq!(home.home(), st.st_ino);
-        let sock = home.diag_socket(None).unwrap();
+        let sock = home.diag_socket().unwrap();
         assert_ne!(sock.port_id(), 0, "bound by connect");
     }
 
@@ -179,9 +188,12 @@ mod tests {
         let file = open("/proc/self/stat", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).unwrap();
         let ino = fstat(file.as_fd()).unwrap().st_ino;
         assert!(host.netns(file, ino).unwrap().is_none(), "not nsfs");
-        let checked = host.netns(ns(), host.home()).unwrap().unwrap();
-        // Made on a thread of its own, which enters the namespace (ours).
-        assert!(host.diag_socket(Some(&checked)).is_ok());
+        let checked =
+            [host.netns(ns(), host.home()).unwrap().unwrap(), host.netns(ns(), host.home()).unwrap().unwrap()];
+        // Made on a thread of its own, which enters the namespaces (ours).
+        let mut made = [None, None];
+        host.diag_sockets(checked.iter().zip(&mut made)).unwrap();
+        assert!(made.iter().all(|m| matches!(m, Some(Ok(_)))), "{made:?}");
         let st = nix::sys::stat::stat("/proc/thread-self/ns/net").unwrap();
         assert_eq!(st.st_ino, host.home());
     }
