@@ -89,6 +89,19 @@ void test_layout_walk_stats(void)
                 offsetof(procspy_walk_stats, ticks), offsetof(procspy_walk_stats, elapsed_ns));
 }
 
+void test_layout_walk_stats_ext(void)
+{
+    /* u64s, appended to only */
+    CHECK_EQ(sizeof(procspy_walk_stats_ext), 24);
+    CHECK_EQ(offsetof(procspy_walk_stats_ext, accounted), 0);
+    CHECK_EQ(offsetof(procspy_walk_stats_ext, dropped), 8);
+    CHECK_EQ(offsetof(procspy_walk_stats_ext, netns_mismatch), 16);
+    if (print_layout())
+        fprintf(stderr, "LAYOUT procspy_walk_stats_ext %zu %zu %zu %zu\n", sizeof(procspy_walk_stats_ext),
+                offsetof(procspy_walk_stats_ext, accounted), offsetof(procspy_walk_stats_ext, dropped),
+                offsetof(procspy_walk_stats_ext, netns_mismatch));
+}
+
 void test_constants(void)
 {
     CHECK_EQ(PROCSPY_OK, 0);
