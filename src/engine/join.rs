@@ -17,7 +17,8 @@ use nix::errno::Errno;
 
 use super::error::Error;
 use super::walker::{
-    OwnerScan, PROBE_NO, PROBE_UNKNOWN, PROBE_YES, Scan, Socket, Source, Stats, TCP, TCP6, Table, UDP, UDP6, Walker,
+    OwnerScan, PROBE_NO, PROBE_UNKNOWN, PROBE_YES, Scan, Socket, Source, State, Stats, TCP, TCP6, Table, UDP, UDP6,
+    Walker,
 };
 use crate::parse::diag::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, Reply, Request, replies};
 use crate::parse::sockstat::{SockCounts, parse_sockstat};
@@ -66,6 +67,13 @@ pub(super) struct JoinState {
     held: Option<Vec<Held>>,
     /// `net/sockstat` and `net/sockstat6` of one namespace.
     sockstat: [Vec<u8>; 2],
+}
+
+impl JoinState {
+    /// Swaps the last pass's processes (what its owners point at) with `other`.
+    pub(super) fn swap_procs(&mut self, other: &mut Procs) {
+        std::mem::swap(&mut self.index.procs, other);
+    }
 }
 
 /// A socket the BPF scan found held: its table line.
@@ -127,9 +135,7 @@ enum DiagStop {
 struct Index {
     /// Sorted by inode, then pid, then fd; then one entry per inode.
     owners: Vec<Owner>,
-    procs: Vec<Proc>,
-    /// Every indexed process's name, each followed by a NUL.
-    names: Vec<u8>,
+    procs: Procs,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -140,6 +146,15 @@ struct Owner {
     proc: u32,
 }
 
+/// The processes that hold sockets, each with its name: what an owner
+/// points at, in the index and in a changes snapshot alike.
+#[derive(Debug, Default)]
+pub(super) struct Procs {
+    procs: Vec<Proc>,
+    /// Every process's name, each followed by a NUL.
+    names: Vec<u8>,
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Proc {
     netns: u64,
@@ -148,11 +163,31 @@ struct Proc {
     name_at: u32,
 }
 
+impl Procs {
+    /// The owner record of socket `inode` at `fd` of process `at`.
+    pub(super) fn socket(&self, at: u32, inode: u64, fd: i32) -> Socket<'_> {
+        let p = self.procs[at as usize];
+        let name = CStr::from_bytes_until_nul(&self.names[p.name_at as usize..]).unwrap_or_default();
+        Socket { inode, netns: p.netns, start_time: p.start_time, pid: p.pid, fd, name }
+    }
+
+    /// (pid, start_time) of process `at`: who it is across pid reuse.
+    pub(super) fn id(&self, at: u32) -> (i32, u64) {
+        let p = self.procs[at as usize];
+        (p.pid, p.start_time)
+    }
+
+    /// The bytes its processes and their names take.
+    pub(super) fn bytes(&self) -> usize {
+        self.procs.len() * std::mem::size_of::<Proc>() + self.names.len()
+    }
+}
+
 impl Index {
     fn clear(&mut self) {
         self.owners.clear();
-        self.procs.clear();
-        self.names.clear();
+        self.procs.procs.clear();
+        self.procs.names.clear();
     }
 
     /// Keeps the lowest pid, then the lowest fd, of each inode's holders.
@@ -162,29 +197,40 @@ impl Index {
     }
 
     fn add(&mut self, s: &Socket<'_>) {
-        if self.procs.last().is_none_or(|p| p.pid != s.pid || p.netns != s.netns) {
-            self.procs.push(Proc {
-                netns: s.netns,
-                start_time: s.start_time,
-                pid: s.pid,
-                name_at: self.names.len() as u32,
-            });
-            self.names.extend_from_slice(s.name.to_bytes_with_nul());
+        let Procs { procs, names } = &mut self.procs;
+        if procs.last().is_none_or(|p| p.pid != s.pid || p.netns != s.netns) {
+            procs.push(Proc { netns: s.netns, start_time: s.start_time, pid: s.pid, name_at: names.len() as u32 });
+            names.extend_from_slice(s.name.to_bytes_with_nul());
         }
-        let proc = (self.procs.len() - 1) as u32;
+        let proc = (procs.len() - 1) as u32;
         self.owners.push(Owner { inode: s.inode, pid: s.pid, fd: s.fd, proc });
     }
 
-    fn owner(&self, inode: u64) -> Option<Socket<'_>> {
+    /// The owner of `inode`, and where its process is in `procs`.
+    fn owner(&self, inode: u64) -> Option<(Socket<'_>, u32)> {
         if inode == 0 {
             return None;
         }
         let i = self.owners.binary_search_by_key(&inode, |o| o.inode).ok()?;
         let o = self.owners[i];
-        let p = self.procs[o.proc as usize];
-        let name = CStr::from_bytes_until_nul(&self.names[p.name_at as usize..]).unwrap_or_default();
-        Some(Socket { inode, netns: p.netns, start_time: p.start_time, pid: o.pid, fd: o.fd, name })
+        Some((self.procs.socket(o.proc, inode, o.fd), o.proc))
     }
+}
+
+/// Where a delivered connection's owner is in the pass's `Procs`, if it has one.
+pub(super) type OwnerAt = Option<u32>;
+
+/// The tables `protocols` names, or why the arguments are out of range.
+pub(super) fn tables_of(protocols: Protocols, state_mask: u32) -> Result<(&'static [Table], &'static [Table]), Error> {
+    if !protocols.tcp && !protocols.udp {
+        return Err(Error::Invalid("protocols must name TCP, UDP or both"));
+    }
+    if state_mask == 0 {
+        return Err(Error::Invalid("state_mask must not be 0"));
+    }
+    let tcp: &[Table] = if protocols.tcp { &[TCP, TCP6] } else { &[] };
+    let udp: &[Table] = if protocols.udp { &[UDP, UDP6] } else { &[] };
+    Ok((tcp, udp))
 }
 
 impl Walker {
@@ -194,118 +240,128 @@ impl Walker {
     /// skipped whole and the result is `BufferTooSmall`.
     pub fn connections(
         &self,
-        mut out: Option<&mut TableBuf<'_>>,
+        out: Option<&mut TableBuf<'_>>,
         protocols: Protocols,
         state_mask: u32,
         stats: &mut Stats,
         on_connection: &mut dyn FnMut(&Connection<'_>) -> ControlFlow<()>,
     ) -> Result<(), Error> {
-        if !protocols.tcp && !protocols.udp {
-            return Err(Error::Invalid("protocols must name TCP, UDP or both"));
-        }
-        if state_mask == 0 {
-            return Err(Error::Invalid("state_mask must not be 0"));
-        }
-        let tcp: &[Table] = if protocols.tcp { &[TCP, TCP6] } else { &[] };
-        let udp: &[Table] = if protocols.udp { &[UDP, UDP6] } else { &[] };
+        let tables = tables_of(protocols, state_mask)?;
         self.with_state(stats, |state, stats| {
-            self.group_by_netns(state, stats)?;
-            let groups = std::mem::take(&mut state.groups);
-            let indexed = self.index_owners(&groups, &mut state.scan, &mut state.join, stats);
-            let JoinState { index, tables, diag, dedup, held, sockstat, .. } = &mut state.join;
-            if indexed.is_ok() {
-                index.finish();
-            }
-            let mut too_small = None;
-            let source = self.source();
-            let home = match source {
-                Source::Text => None,
-                _ => match HomeNetns::open(&self.root) {
-                    Ok(home) => Some(home),
-                    Err(e) if source == Source::Netlink => {
-                        return Err(Error::io(format_args!("{}/thread-self/ns/net", self.root_path), e));
-                    }
-                    Err(_) => None,
-                },
-            };
-            if home.is_some() && diag.len() < DIAG_BUF {
-                diag.resize(DIAG_BUF, 0);
-            }
-            let joined = indexed.and_then(|()| {
-                groups.chunk_by(|a, b| a.0 == b.0).try_for_each(|group| {
-                    if self.stop.is_set() {
-                        return Err(Error::Stopped);
-                    }
-                    dedup.clear();
-                    let netns = group[0].0;
-                    let mut deliver = |conn: &Conn, protocol: u8| {
-                        let c = Connection { conn: *conn, protocol, netns, owner: index.owner(conn.inode) };
-                        if self.stop.is_set() { ControlFlow::Break(()) } else { on_connection(&c) }
-                    };
-                    if let Some(mine) = held
-                        .as_deref()
-                        .filter(|_| source == Source::Auto)
-                        .and_then(|held| self.accounted(group, held, protocols, sockstat))
-                    {
-                        stats.accounted += 1;
-                        for (protocol, wanted) in [(1, protocols.tcp), (2, protocols.udp)] {
-                            for h in mine.iter().filter(|h| wanted && h.protocol == protocol) {
-                                if dedup.admit(protocol, &h.conn, state_mask) == Admit::Fresh
-                                    && deliver(&h.conn, protocol).is_break()
-                                {
-                                    return Err(Error::Aborted);
-                                }
-                            }
-                        }
-                        return Ok(());
-                    }
-                    if let Some(home) = &home {
-                        match self.dump_namespace(home, group, protocols, state_mask, dedup, diag, &mut deliver) {
-                            Ok(()) => return Ok(()),
-                            Err(DiagStop::Ended(e)) => return Err(e),
-                            Err(DiagStop::Unavailable(e)) if source == Source::Netlink => {
-                                return Err(Error::io(format_args!("sock_diag in netns {netns}"), e));
-                            }
-                            // What was delivered stays in `dedup`: the text adds only the rest.
-                            Err(DiagStop::Unavailable(_)) => {}
-                        }
-                    }
-                    let spill = &mut state.scan.spill;
-                    let read = match out.as_deref_mut() {
-                        Some(buf) => {
-                            buf.clear();
-                            self.read_split(group, tcp, udp, buf, spill).map(|split| Tables {
-                                text: buf.filled(),
-                                split,
-                                needed: buf.needed(),
-                                overflowed: buf.overflowed(),
-                            })
-                        }
-                        None => self.read_own(group, tcp, udp, tables, spill),
-                    };
-                    let Some(read) = read else { return Ok(()) };
-                    stats.bytes_needed = stats.bytes_needed.max(read.needed);
-                    if read.overflowed {
-                        too_small = Some(out.as_ref().map_or(0, |b| b.capacity()));
-                        return Ok(());
-                    }
-                    stats.bytes_written = stats.bytes_written.max(read.text.len() as u64);
-                    let (text, split) = (read.text, read.split);
-                    for (part, protocol) in [(&text[..split], 1), (&text[split..], 2)] {
-                        // A stop also ends here; `with_state` reports it as such.
-                        parse_table(part, protocol, state_mask, dedup, |conn| deliver(conn, protocol))
-                            .map_err(|_| Error::Aborted)?;
-                    }
-                    Ok(())
-                })
-            });
-            state.groups = groups;
-            joined?;
-            match too_small {
-                Some(cap) => Err(Error::BufferTooSmall { needed: stats.bytes_needed, capacity: cap as u64 }),
-                None => Ok(()),
-            }
+            self.join(state, out, protocols, tables, state_mask, stats, &mut |c, _| on_connection(c))
         })
+    }
+
+    /// The connections pass on the locked walk state: `on_connection` also
+    /// learns where each owner's process is in `state.join`'s `Procs`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn join(
+        &self,
+        state: &mut State,
+        mut out: Option<&mut TableBuf<'_>>,
+        protocols: Protocols,
+        (tcp, udp): (&[Table], &[Table]),
+        state_mask: u32,
+        stats: &mut Stats,
+        on_connection: &mut dyn FnMut(&Connection<'_>, OwnerAt) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        self.group_by_netns(state, stats)?;
+        let groups = std::mem::take(&mut state.groups);
+        let indexed = self.index_owners(&groups, &mut state.scan, &mut state.join, stats);
+        let JoinState { index, tables, diag, dedup, held, sockstat, .. } = &mut state.join;
+        if indexed.is_ok() {
+            index.finish();
+        }
+        let mut too_small = None;
+        let source = self.source();
+        let home = match source {
+            Source::Text => None,
+            _ => match HomeNetns::open(&self.root) {
+                Ok(home) => Some(home),
+                Err(e) if source == Source::Netlink => {
+                    return Err(Error::io(format_args!("{}/thread-self/ns/net", self.root_path), e));
+                }
+                Err(_) => None,
+            },
+        };
+        if home.is_some() && diag.len() < DIAG_BUF {
+            diag.resize(DIAG_BUF, 0);
+        }
+        let joined = indexed.and_then(|()| {
+            groups.chunk_by(|a, b| a.0 == b.0).try_for_each(|group| {
+                if self.stop.is_set() {
+                    return Err(Error::Stopped);
+                }
+                dedup.clear();
+                let netns = group[0].0;
+                let mut deliver = |conn: &Conn, protocol: u8| {
+                    let owner = index.owner(conn.inode);
+                    let c = Connection { conn: *conn, protocol, netns, owner: owner.map(|o| o.0) };
+                    if self.stop.is_set() { ControlFlow::Break(()) } else { on_connection(&c, owner.map(|o| o.1)) }
+                };
+                if let Some(mine) = held
+                    .as_deref()
+                    .filter(|_| source == Source::Auto)
+                    .and_then(|held| self.accounted(group, held, protocols, sockstat))
+                {
+                    stats.accounted += 1;
+                    for (protocol, wanted) in [(1, protocols.tcp), (2, protocols.udp)] {
+                        for h in mine.iter().filter(|h| wanted && h.protocol == protocol) {
+                            if dedup.admit(protocol, &h.conn, state_mask) == Admit::Fresh
+                                && deliver(&h.conn, protocol).is_break()
+                            {
+                                return Err(Error::Aborted);
+                            }
+                        }
+                    }
+                    return Ok(());
+                }
+                if let Some(home) = &home {
+                    match self.dump_namespace(home, group, protocols, state_mask, dedup, diag, &mut deliver) {
+                        Ok(()) => return Ok(()),
+                        Err(DiagStop::Ended(e)) => return Err(e),
+                        Err(DiagStop::Unavailable(e)) if source == Source::Netlink => {
+                            return Err(Error::io(format_args!("sock_diag in netns {netns}"), e));
+                        }
+                        // What was delivered stays in `dedup`: the text adds only the rest.
+                        Err(DiagStop::Unavailable(_)) => {}
+                    }
+                }
+                let spill = &mut state.scan.spill;
+                let read = match out.as_deref_mut() {
+                    Some(buf) => {
+                        buf.clear();
+                        self.read_split(group, tcp, udp, buf, spill).map(|split| Tables {
+                            text: buf.filled(),
+                            split,
+                            needed: buf.needed(),
+                            overflowed: buf.overflowed(),
+                        })
+                    }
+                    None => self.read_own(group, tcp, udp, tables, spill),
+                };
+                let Some(read) = read else { return Ok(()) };
+                stats.bytes_needed = stats.bytes_needed.max(read.needed);
+                if read.overflowed {
+                    too_small = Some(out.as_ref().map_or(0, |b| b.capacity()));
+                    return Ok(());
+                }
+                stats.bytes_written = stats.bytes_written.max(read.text.len() as u64);
+                let (text, split) = (read.text, read.split);
+                for (part, protocol) in [(&text[..split], 1), (&text[split..], 2)] {
+                    // A stop also ends here; `with_state` reports it as such.
+                    parse_table(part, protocol, state_mask, dedup, |conn| deliver(conn, protocol))
+                        .map_err(|_| Error::Aborted)?;
+                }
+                Ok(())
+            })
+        });
+        state.groups = groups;
+        joined?;
+        match too_small {
+            Some(cap) => Err(Error::BufferTooSmall { needed: stats.bytes_needed, capacity: cap as u64 }),
+            None => Ok(()),
+        }
     }
 
     /// Builds the owner index from every pid's fds: the BPF iterator where

@@ -2,6 +2,7 @@
 //! `Result<_, Error>`. Knows nothing of C.
 #![forbid(unsafe_code)]
 
+mod changes;
 mod error;
 mod join;
 mod pace;
@@ -9,6 +10,7 @@ mod walker;
 
 pub use crate::parse::tcp::Conn;
 pub use crate::procfs::TableBuf;
+pub use changes::{Change, ChangeKind};
 pub use error::Error;
 pub use join::{Connection, ParseOutcome, Protocols, parse_tcp};
 pub use walker::{OwnerScan, Socket, Source, Stats, Walker};

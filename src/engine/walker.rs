@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sys::stat::SFlag;
 
+use super::changes::ChangeState;
 use super::error::Error;
 use super::join::JoinState;
 use super::pace::{Stop, Ticker};
@@ -49,6 +50,10 @@ pub struct Stats {
     /// Namespaces whose tables `connections` did not read: the BPF owner
     /// scan held every socket their `sockstat` counts (Rust API only).
     pub accounted: u64,
+    /// `changes`: the bytes of the snapshot it kept for the next call (its
+    /// connections, their addresses, their owners' processes and names);
+    /// 0 where it kept none (Rust API only).
+    pub snapshot_bytes: u64,
 }
 
 /// One socket fd of one process.
@@ -148,6 +153,7 @@ pub(super) struct State {
     pub groups: Vec<(u64, i32)>,
     pub scan: Scan,
     pub join: JoinState,
+    pub changes: ChangeState,
 }
 
 /// What the fd scan of one pid needs.
@@ -178,6 +184,7 @@ impl Walker {
                 ticker: Ticker::default(),
             },
             join: JoinState::default(),
+            changes: ChangeState::default(),
         };
         Ok(Self {
             root,
