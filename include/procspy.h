@@ -200,6 +200,30 @@ typedef enum procspy_status {
 } procspy_status;
 
 /**
+ * What happened to a connection between two `procspy_walker_changes`
+ * calls. Values are fixed; new ones are only ever appended; 0 is never one.
+ */
+typedef enum procspy_change_kind {
+  /**
+   * Listed now, not by the previous call (every connection, at the first call).
+   */
+  PROCSPY_CHANGE_APPEARED = 1,
+  /**
+   * Listed by the previous call, not now; `connection` is as it was then.
+   */
+  PROCSPY_CHANGE_DISAPPEARED = 2,
+  /**
+   * Listed by both, in another state: `old_state` was its state.
+   */
+  PROCSPY_CHANGE_STATE = 3,
+  /**
+   * Listed by both, with another owner: `old_owner` was its owner (NULL
+   * where none was visible; `connection->owner` is NULL where none is now).
+   */
+  PROCSPY_CHANGE_OWNER = 4,
+} procspy_change_kind;
+
+/**
  * A walker over one proc root. Opaque; create with `procspy_walker_new`,
  * free with `procspy_walker_free`.
  */
@@ -353,6 +377,41 @@ typedef struct procspy_walk_stats {
    */
   uint64_t elapsed_ns;
 } procspy_walk_stats;
+
+/**
+ * One change, lent to a `procspy_change_fn`: it, its connection and the
+ * owners they point at live until the callback returns. May grow at its
+ * end in later versions.
+ */
+typedef struct procspy_change {
+  /**
+   * What happened.
+   */
+  enum procspy_change_kind kind;
+  /**
+   * The connection's state at the previous call; 0 for
+   * `PROCSPY_CHANGE_APPEARED`.
+   */
+  uint8_t old_state;
+  /**
+   * The connection now (for `PROCSPY_CHANGE_DISAPPEARED`, as the previous
+   * call saw it), with its owner where one is visible. Never NULL.
+   */
+  const struct procspy_connection *connection;
+  /**
+   * Its owner at the previous call; NULL for `PROCSPY_CHANGE_APPEARED`
+   * and where the previous call saw no owner.
+   */
+  const struct procspy_socket *old_owner;
+} procspy_change;
+
+/**
+ * Called once per change, synchronously on the walking thread. The
+ * record lives until the callback returns. Return 0 to go on, non-zero to
+ * end the call (`PROCSPY_CALLBACK_ABORTED`; it then keeps nothing, and
+ * the next call reports against the same previous snapshot).
+ */
+typedef int (*procspy_change_fn)(void *userdata, const struct procspy_change *change);
 
 #ifdef __cplusplus
 extern "C" {
@@ -519,6 +578,37 @@ enum procspy_status procspy_walker_connections(struct procspy_walker *walker,
                                                procspy_connection_fn on_connection,
                                                void *userdata,
                                                struct procspy_walk_stats *stats);
+
+/**
+ * What changed since the previous `procspy_walker_changes` call on this
+ * walker that returned `PROCSPY_OK`: one `on_change` call per connection
+ * that appeared (at the first call, every connection), disappeared,
+ * changed state or changed owner (both: two calls, the state first). The
+ * arguments and the pass are `procspy_walker_connections`' (`protocols`,
+ * `state_mask`, `buf`/`cap`, `stats`); a connection whose state leaves
+ * `state_mask` disappears, one that enters it appears. Identity is
+ * (netns, protocol, inode), and the tuple for lines without an inode
+ * (TIME_WAIT and the like); changes come in that order.
+ *
+ * The whole pass runs before the first change is delivered, and only a
+ * call that returns `PROCSPY_OK` keeps what it saw: one that is stopped,
+ * aborted by its callback, `PROCSPY_BUFFER_TOO_SMALL` (then nothing is
+ * delivered) or failed leaves the previous snapshot as it was, so the next
+ * call reports against it again. The walker keeps that snapshot, about 48
+ * bytes per connection (72 for IPv6) and one entry and name per owning
+ * process, so a disappeared connection keeps its owner's name.
+ * `on_change` NULL is `PROCSPY_NULL_ARGUMENT`; a call while another runs
+ * on the walker is `PROCSPY_BUSY`.
+ */
+PROCSPY_MUST_USE
+enum procspy_status procspy_walker_changes(struct procspy_walker *walker,
+                                           uint8_t *buf,
+                                           size_t cap,
+                                           uint32_t protocols,
+                                           uint32_t state_mask,
+                                           procspy_change_fn on_change,
+                                           void *userdata,
+                                           struct procspy_walk_stats *stats);
 
 /**
  * The inode of `pid`'s network namespace (`PID/ns/net`, or `PID/net/dev`

@@ -184,16 +184,16 @@ fn state_and_owner_changes_carry_what_was() {
     let (r, evs, _) = changes(&w, None);
     assert_eq!(r, Ok(()));
     let theirs = Some((child, lfd as i32, start_time(child), b"python3".to_vec()));
-    assert_eq!(
-        of_ns(&evs, a.netns),
-        vec![ev(ChangeKind::Owner, linode, 10, lport, 0, theirs.clone(), 10, me(lfd))]
-    );
+    assert_eq!(of_ns(&evs, a.netns), vec![ev(ChangeKind::Owner, linode, 10, lport, 0, theirs.clone(), 10, me(lfd))]);
 
     // The child ends: the listener has no holder left, so it closes.
     a.ask("unfork");
     let (r, evs, _) = changes(&w, None);
     assert_eq!(r, Ok(()));
-    assert_eq!(of_ns(&evs, a.netns), vec![ev(ChangeKind::Disappeared, linode, 10, lport, 0, theirs.clone(), 10, theirs)]);
+    assert_eq!(
+        of_ns(&evs, a.netns),
+        vec![ev(ChangeKind::Disappeared, linode, 10, lport, 0, theirs.clone(), 10, theirs)]
+    );
 }
 
 #[test]
