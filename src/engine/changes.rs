@@ -289,6 +289,9 @@ impl Walker {
         self.with_state(stats, |state, stats| {
             let mut ch = std::mem::take(&mut state.changes);
             ch.next.clear();
+            // About what the last call saw: no doubling past it while the pass fills it.
+            ch.next.entries.reserve(ch.prev.entries.len());
+            ch.next.addrs.reserve(ch.prev.addrs.len());
             let mut fits = true;
             let pass = self.join(state, out, protocols, tables, state_mask, stats, &mut |c, at| {
                 fits = ch.next.push(c, at);
