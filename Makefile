@@ -30,7 +30,7 @@ DEPS_TEST := cbindgen deb:valgrind=valgrind deb:ip=iproute2 deb:pkg-config=pkg-c
 	deb:nm=binutils deb:g++=g++ deb:ss=iproute2 deb:setpriv=util-linux deb:go=golang-go \
 	deb:/usr/bin/python3=python3
 
-.PHONY: all lib header deps test test-rust test-header test-abi test-c test-clients run install uninstall \
+.PHONY: all lib header deps test test-lint test-rust test-header test-abi test-c test-clients run install uninstall \
 	clean fuzz stress bench fixture-smoke FORCE
 
 all: lib $(HEADER)
@@ -66,11 +66,22 @@ run: lib $(B)/procspy
 
 # ---- tests
 
-test: deps test-header test-abi test-rust test-c test-clients fixture-smoke
+test: deps test-lint test-header test-abi test-rust test-c test-clients fixture-smoke
 	@echo "make test: all passed"
 
 test-rust:
 	$(CARGO) test --release --quiet
+
+# fmt, clippy with warnings as errors, and the declared rust-version: built
+# with that toolchain where rustup has it, else clippy's incompatible_msrv
+# (on by default, denied here) flags any std API newer than it.
+MSRV := $(shell sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+test-lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --release --quiet --all-targets -- -D warnings -D clippy::incompatible_msrv
+	@if rustup toolchain list 2>/dev/null | grep -q "^$(MSRV)"; then \
+	  $(CARGO) +$(MSRV) check --quiet --all-targets && echo "lint: builds with rust $(MSRV)"; \
+	else echo "lint: fmt, clippy clean; no rust $(MSRV) toolchain here, std APIs checked against it by clippy"; fi
 
 test-header: lib
 	@.ci/deps cbindgen

@@ -18,11 +18,7 @@ fn value(text: &[u8], label: &[u8], key: &[u8]) -> Option<u64> {
     let mut words = line[label.len()..].split(|&b| b == b' ').filter(|w| !w.is_empty());
     while let Some(w) = words.next() {
         if w == key {
-            let v = words.next()?;
-            if v.is_empty() || !v.iter().all(u8::is_ascii_digit) || v.len() > 19 {
-                return None;
-            }
-            return v.iter().try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')));
+            return super::num::dec(words.next()?);
         }
     }
     None

@@ -20,18 +20,7 @@ pub fn parse_stat(buf: &[u8]) -> Option<ProcStat<'_>> {
     let name = &buf[open + 1..close];
     // Fields after the name start at 3 (state), so field 22 is the 20th.
     let field = buf[close + 1..].split(|&c| c == b' ').filter(|f| !f.is_empty()).nth(19)?;
-    Some(ProcStat { name, start_time: parse_u64(field)? })
-}
-
-fn parse_u64(s: &[u8]) -> Option<u64> {
-    let s = s.strip_suffix(b"\n").unwrap_or(s);
-    if s.is_empty() {
-        return None;
-    }
-    s.iter().try_fold(0u64, |v, &c| {
-        c.is_ascii_digit().then_some(())?;
-        v.checked_mul(10)?.checked_add(u64::from(c - b'0'))
-    })
+    Some(ProcStat { name, start_time: super::num::dec(field.strip_suffix(b"\n").unwrap_or(field))? })
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@ use std::ops::ControlFlow;
 
 use memchr::memchr;
 
+use super::num::{dec, hex_exact, is_dec, is_hex};
+
 /// One line of a kernel socket table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Conn {
@@ -208,14 +210,14 @@ fn parse_fields<'a>(sl: &[u8], mut fields: impl Iterator<Item = &'a [u8]>) -> Op
         return None;
     }
     // 7: uid, "%5u"
-    let uid = u32::try_from(parse_dec(fields.next()?)?).ok()?;
+    let uid = u32::try_from(dec(fields.next()?)?).ok()?;
     // 8: timeout, "%8d" (signed in the format string, so allow '-')
     let timeout = fields.next()?;
     if !is_dec(timeout.strip_prefix(b"-").unwrap_or(timeout)) {
         return None;
     }
     // 9: inode, "%lu"
-    let inode = parse_dec(fields.next()?)?;
+    let inode = dec(fields.next()?)?;
     // 10: ref count, 11: pointer. Every kernel format has them; requiring them
     // means a line cut short inside the inode digits is malformed, not a wrong inode.
     fields.next()?;
@@ -242,42 +244,11 @@ fn parse_addr(hex: &[u8]) -> Option<[u8; 16]> {
     Some(out)
 }
 
-fn hex_val(b: u8) -> Option<u32> {
-    char::from(b).to_digit(16)
-}
-
-/// Exactly `width` (<= 8, so no overflow) hex digits.
-fn hex_exact(s: &[u8], width: usize) -> Option<u32> {
-    if s.len() != width || width > 8 {
-        return None;
-    }
-    s.iter().try_fold(0u32, |acc, &b| Some((acc << 4) | hex_val(b)?))
-}
-
-fn is_hex(s: &[u8]) -> bool {
-    !s.is_empty() && s.iter().all(u8::is_ascii_hexdigit)
-}
-
 fn is_hex_pair(s: &[u8]) -> bool {
     match memchr(b':', s).and_then(|i| s.split_at_checked(i)) {
         Some((a, b)) => is_hex(a) && b.get(1..).is_some_and(is_hex),
         None => false,
     }
-}
-
-fn is_dec(s: &[u8]) -> bool {
-    !s.is_empty() && s.iter().all(u8::is_ascii_digit)
-}
-
-/// Non-empty unsigned decimal; None on any non-digit or on u64 overflow.
-fn parse_dec(s: &[u8]) -> Option<u64> {
-    if s.is_empty() {
-        return None;
-    }
-    s.iter().try_fold(0u64, |acc, &b| {
-        let d = char::from(b).to_digit(10)?;
-        acc.checked_mul(10)?.checked_add(u64::from(d))
-    })
 }
 
 #[cfg(test)]

@@ -511,8 +511,26 @@ impl Program {
         PROGRAM.get_or_init(|| built).as_ref().map_err(Clone::clone)
     }
 
-    fn code(&self) -> Vec<[u8; 8]> {
-        self.insns.iter().map(|i| i.encode()).collect()
+    /// Loads it into the kernel. A refusal by the verifier (EACCES, EINVAL)
+    /// is loaded once more with a log, to say why in its own words.
+    fn load(&self) -> Result<OwnedFd, Refusal> {
+        let code: Vec<[u8; 8]> = self.insns.iter().map(|i| i.encode()).collect();
+        let load = |log| sys::bpf_iter_prog_load(&code, c"GPL", self.attach_btf_id, log);
+        match load(None) {
+            Ok(prog) => Ok(prog),
+            Err(first @ (Errno::EACCES | Errno::EINVAL)) => {
+                let mut log = vec![0u8; LOG_LEN];
+                load(Some(&mut log)).map_err(|_| {
+                    let why = verdict(&log);
+                    Refusal::Unsupported(if why.is_empty() {
+                        format!("the kernel refused the BPF owner scan's program ({first}) and gave no reason")
+                    } else {
+                        format!("the kernel's verifier refused the BPF owner scan's program: {why}")
+                    })
+                })
+            }
+            Err(errno) => Err(Refusal::Sys { call: "bpf(BPF_PROG_LOAD)", errno }),
+        }
     }
 }
 
@@ -545,27 +563,9 @@ pub struct SockIter {
 }
 
 impl SockIter {
-    /// Loads the program. A refusal by the verifier (EACCES, EINVAL) is
-    /// loaded once more with a log, to say why in its own words.
+    /// Loads the program and links it to its iterator.
     pub fn load() -> Result<Self, Refusal> {
-        let program = Program::get()?;
-        let code = program.code();
-        let load = |log| sys::bpf_iter_prog_load(&code, c"GPL", program.attach_btf_id, log);
-        let prog = match load(None) {
-            Ok(prog) => prog,
-            Err(first @ (Errno::EACCES | Errno::EINVAL)) => {
-                let mut log = vec![0u8; LOG_LEN];
-                load(Some(&mut log)).map_err(|_| {
-                    let why = verdict(&log);
-                    Refusal::Unsupported(if why.is_empty() {
-                        format!("the kernel refused the BPF owner scan's program ({first}) and gave no reason")
-                    } else {
-                        format!("the kernel's verifier refused the BPF owner scan's program: {why}")
-                    })
-                })?
-            }
-            Err(errno) => return Err(Refusal::Sys { call: "bpf(BPF_PROG_LOAD)", errno }),
-        };
+        let prog = Program::get()?.load()?;
         // The link holds the program; its own fd can go.
         let link = sys::bpf_iter_link_create(prog.as_fd())
             .map_err(|errno| Refusal::Sys { call: "bpf(BPF_LINK_CREATE)", errno })?;
@@ -845,6 +845,21 @@ mod tests {
         a.jump_if(true, R1, 0, Label::Out);
         a.push(Insn::Exit);
         assert!(a.finish().unwrap_err().to_string().contains("Out"));
+    }
+
+    /// A program this kernel's verifier must refuse (it reads the stack
+    /// above the frame) is reported in the verifier's words, not as EACCES.
+    #[test]
+    fn a_verifier_refusal_is_unsupported_with_its_log() {
+        let Ok(blob) = std::fs::read(VMLINUX_BTF) else { return };
+        let Some(attach_btf_id) = Btf::parse(&blob).unwrap().find(KIND_FUNC, b"bpf_iter_task_file") else { return };
+        let insns = vec![Insn::Load { dst: R0, src: FP, off: 8, size: Size::DW }, Insn::Exit];
+        match (Program { insns, attach_btf_id }).load() {
+            Err(Refusal::Unsupported(m)) => {
+                assert!(m.contains("verifier refused") && !m.contains("Permission denied"), "{m}");
+            }
+            other => panic!("the verifier took a read above the frame: {other:?}"),
+        }
     }
 
     #[test]

@@ -1,0 +1,199 @@
+/*
+ * Recorders: callbacks that keep or count what a walk delivers, and lookups over what they kept (see harness.h).
+ */
+
+#include <stdlib.h>
+#include <string.h>
+#include "harness.h"
+
+/* ---- recorders --------------------------------------------------------- */
+
+/* `v` with room for one more element, `n` of `*cap` being used. */
+static void *h_grow(void *v, size_t *cap, size_t n, size_t size)
+{
+    if (n == *cap) {
+        size_t c = *cap ? *cap * 2 : 64;
+        v = realloc(v, c * size);
+        if (!v)
+            abort();
+        *cap = c;
+    }
+    return v;
+}
+
+int h_rec_cb(void *userdata, const procspy_socket *s)
+{
+    struct h_recs *r = userdata;
+    struct h_rec *rec;
+    r->v = h_grow(r->v, &r->cap, r->n, sizeof *r->v);
+    rec = &r->v[r->n++];
+    memset(rec, 0, sizeof *rec);
+    rec->inode = s->inode;
+    rec->netns = s->netns;
+    rec->start_time = s->start_time;
+    rec->pid = s->pid;
+    rec->fd = s->fd;
+    rec->name_len = s->name_len;
+    rec->name = malloc(s->name_len + 1);
+    if (!rec->name)
+        abort();
+    if (s->name) {
+        memcpy(rec->name, s->name, s->name_len + 1);
+        rec->name_nul_ok = s->name[s->name_len] == 0 && strlen(s->name) == s->name_len;
+    } else {
+        rec->name[0] = 0;
+    }
+    if (r->stop_at_walker && r->n == r->stop_at)
+        procspy_walker_stop(r->stop_at_walker);
+    if (r->abort_at && r->n == r->abort_at)
+        return 1;
+    return 0;
+}
+
+void h_recs_free(struct h_recs *r)
+{
+    size_t i;
+    for (i = 0; i < r->n; i++)
+        free(r->v[i].name);
+    free(r->v);
+    memset(r, 0, sizeof *r);
+}
+
+const struct h_rec *h_recs_find(const struct h_recs *r, int32_t pid, int32_t fd)
+{
+    size_t i;
+    for (i = 0; i < r->n; i++)
+        if (r->v[i].pid == pid && r->v[i].fd == fd)
+            return &r->v[i];
+    return NULL;
+}
+
+size_t h_recs_count_pid(const struct h_recs *r, int32_t pid)
+{
+    size_t i, n = 0;
+    for (i = 0; i < r->n; i++)
+        n += r->v[i].pid == pid;
+    return n;
+}
+
+int h_check_contiguous_netns(const char *file, int line, const uint64_t *netns, size_t n, size_t stride)
+{
+    /* netns points at the first record's field; records are `stride` bytes apart. */
+    size_t i, j;
+    const char *base = (const char *)netns;
+    for (i = 1; i < n; i++) {
+        uint64_t prev, cur;
+        memcpy(&prev, base + (i - 1) * stride, 8);
+        memcpy(&cur, base + i * stride, 8);
+        if (prev == cur)
+            continue;
+        /* A namespace that ended at i-1 must not come back later. */
+        for (j = i; j < n; j++) {
+            uint64_t later;
+            memcpy(&later, base + j * stride, 8);
+            if (later == prev) {
+                h_fail(file, line, "records of netns %llu are not contiguous (at %zu and again at %zu)",
+                       (unsigned long long)prev, i - 1, j);
+                return 0;
+            }
+        }
+    }
+    return 1;
+}
+
+int h_conn_cb(void *userdata, const procspy_connection *c)
+{
+    struct h_conns *r = userdata;
+    struct h_conn *rec;
+    r->v = h_grow(r->v, &r->cap, r->n, sizeof *r->v);
+    rec = &r->v[r->n++];
+    memset(rec, 0, sizeof *rec);
+    rec->c = *c;
+    rec->c.owner = NULL;
+    if (c->owner) {
+        rec->has_owner = 1;
+        rec->owner = *c->owner;
+        rec->owner_name = malloc(c->owner->name_len + 1);
+        if (!rec->owner_name)
+            abort();
+        if (c->owner->name) {
+            memcpy(rec->owner_name, c->owner->name, c->owner->name_len + 1);
+            rec->owner_nul_ok = c->owner->name[c->owner->name_len] == 0 &&
+                                strlen(c->owner->name) == c->owner->name_len;
+        } else {
+            rec->owner_name[0] = 0;
+        }
+        rec->owner.name = NULL;
+    }
+    if (r->stop_at_walker && r->n == r->stop_at)
+        procspy_walker_stop(r->stop_at_walker);
+    if (r->abort_at && r->n == r->abort_at)
+        return 1;
+    return 0;
+}
+
+void h_conns_free(struct h_conns *r)
+{
+    size_t i;
+    for (i = 0; i < r->n; i++)
+        free(r->v[i].owner_name);
+    free(r->v);
+    memset(r, 0, sizeof *r);
+}
+
+const struct h_conn *h_conns_find(const struct h_conns *r, uint64_t netns, uint64_t inode, size_t *count)
+{
+    size_t i, n = 0;
+    const struct h_conn *found = NULL;
+    for (i = 0; i < r->n; i++) {
+        if (r->v[i].c.netns == netns && r->v[i].c.inode == inode) {
+            if (!found)
+                found = &r->v[i];
+            n++;
+        }
+    }
+    if (count)
+        *count = n;
+    return found;
+}
+
+procspy_status h_walk_all(procspy_walker *w, struct h_recs *recs, uint8_t **buf,
+                          size_t *len, procspy_walk_stats *stats)
+{
+    size_t cap = 256 * 1024;
+    int attempt;
+    procspy_status st = PROCSPY_PANIC;
+    *buf = NULL;
+    *len = 0;
+    for (attempt = 0; attempt < 6; attempt++) {
+        uint8_t *b = malloc(cap);
+        if (!b)
+            abort();
+        h_recs_free(recs);
+        st = procspy_walker_walk(w, b, cap, h_rec_cb, recs, stats);
+        if (st == PROCSPY_BUFFER_TOO_SMALL && stats->bytes_needed > cap) {
+            cap = (size_t)stats->bytes_needed + 64 * 1024;
+            free(b);
+            continue;
+        }
+        *buf = b;
+        *len = (size_t)stats->bytes_written;
+        break;
+    }
+    return st;
+}
+
+
+int h_count_cb(void *userdata, const procspy_socket *s)
+{
+    (void)s;
+    ++*(int *)userdata;
+    return 0;
+}
+
+int h_count_conn_cb(void *userdata, const procspy_connection *c)
+{
+    (void)c;
+    ++*(int *)userdata;
+    return 0;
+}
