@@ -28,6 +28,8 @@ struct Ev {
     state: u8,
     local_port: u16,
     remote_port: u16,
+    local_addr: [u8; 16],
+    remote_addr: [u8; 16],
     owner: Option<Owner>,
     old_state: u8,
     old_owner: Option<Owner>,
@@ -49,6 +51,8 @@ impl Ev {
             state: k.conn.state,
             local_port: k.conn.local_port,
             remote_port: k.conn.remote_port,
+            local_addr: k.conn.local_addr,
+            remote_addr: k.conn.remote_addr,
             owner: k.owner.as_ref().map(owner_of),
             old_state: c.old_state,
             old_owner: c.old_owner.as_ref().map(owner_of),
@@ -140,6 +144,7 @@ fn state_and_owner_changes_carry_what_was() {
     assert_eq!(r, Ok(()));
     let mut got = of_ns(&evs, a.netns);
     got.sort_by_key(|e| e.inode);
+    let lo = [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
     let ev = |kind, inode, state, local_port, remote_port, owner, old_state, old_owner| Ev {
         kind,
         netns,
@@ -149,6 +154,8 @@ fn state_and_owner_changes_carry_what_was() {
         state,
         local_port,
         remote_port,
+        local_addr: lo,
+        remote_addr: if remote_port == 0 { [0; 16] } else { lo },
         owner,
         old_state,
         old_owner,
