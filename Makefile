@@ -7,6 +7,8 @@ PREFIX     ?= /usr/local
 DESTDIR    ?=
 LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
 RUN_ARGS   ?=
 FUZZ_SECONDS ?= 60
 FUZZ_RUNS  ?=
@@ -28,9 +30,11 @@ VALGRIND := valgrind --quiet --error-exitcode=1 --leak-check=full \
 
 DEPS_TEST := cbindgen deb:valgrind=valgrind deb:ip=iproute2 deb:pkg-config=pkg-config \
 	deb:nm=binutils deb:g++=g++ deb:ss=iproute2 deb:setpriv=util-linux deb:go=golang-go \
-	deb:/usr/bin/python3=python3
+	deb:/usr/bin/python3=python3 deb:/usr/share/doc/python3-venv/copyright=python3-venv \
+	deb:groff=groff-base deb:man=man-db
 
-.PHONY: all lib header deps test test-lint test-rust test-header test-abi test-c test-clients run install uninstall \
+.PHONY: all lib header deps test test-lint test-rust test-doc test-header test-abi test-c test-clients run install \
+	uninstall \
 	clean fuzz stress bench fixture-smoke FORCE
 
 all: lib $(HEADER)
@@ -57,20 +61,35 @@ $(B)/native-static-libs: Cargo.toml
 
 # ---- examples: built against the header and library exactly as a user would
 
-$(B)/procspy: examples/procspy.c $(HEADER) $(SO)
+CLI_SRC := examples/procspy.c examples/json.c
+
+$(B)/procspy: $(CLI_SRC) examples/json.h $(HEADER) $(SO)
 	@mkdir -p $(B)
-	$(CC) $(CFLAGS_C) -o $@ $< -L$(REL) -lprocspy -Wl,-rpath,'$$ORIGIN/../$(REL)'
+	$(CC) $(CFLAGS_C) -o $@ $(CLI_SRC) -L$(REL) -lprocspy -Wl,-rpath,'$$ORIGIN/../$(REL)'
 
 run: lib $(B)/procspy
 	@$(B)/procspy $(RUN_ARGS)
 
+# The command as installed: no rpath, it finds libprocspy.so.0 in LIBDIR
+# through the loader, like any program linked against an installed library.
+$(B)/dist/procspy: $(CLI_SRC) examples/json.h $(HEADER) $(SO)
+	@mkdir -p $(B)/dist
+	$(CC) $(CFLAGS_C) -o $@ $(CLI_SRC) -L$(REL) -lprocspy
+
 # ---- tests
 
-test: deps test-lint test-header test-abi test-rust test-c test-clients fixture-smoke
+test: deps test-lint test-doc test-header test-abi test-rust test-c test-clients fixture-smoke
 	@echo "make test: all passed"
 
+# Unit, integration and doc tests; then the Rust example runs.
 test-rust:
 	$(CARGO) test --release --quiet
+	$(CARGO) run --release --quiet --example connections > /dev/null
+
+# The crate's documentation builds without a warning (broken links included).
+test-doc:
+	RUSTDOCFLAGS=-Dwarnings $(CARGO) doc --no-deps --quiet
+	@echo "doc: cargo doc --no-deps, no warnings"
 
 # fmt, clippy with warnings as errors, and the declared rust-version: built
 # with that toolchain where rustup has it, else clippy's incompatible_msrv
@@ -148,32 +167,46 @@ bench: lib $(B)/bench $(B)/procspy $(B)/procspy-holder
 fixture-smoke: lib $(B)/bench $(B)/procspy $(B)/procspy-holder
 	benches/fixture-smoke.sh
 
-# Go (cgo), Python (ctypes), C++ clients, and an install used through pkg-config.
+# Everything as its users get it (c-tests/clients.sh): make install into a
+# DESTDIR; the installed command and man page; C, the Go module, the pip
+# package, a Rust crate and C++ through what was installed; go vet, gofmt
+# and ruff.
 test-clients: lib
 	c-tests/clients.sh
 
 # ---- install
 
-# Made afresh each time: it names PREFIX. -lgcc_s and -lc are left to the
-# compiler driver (there is no static libgcc_s).
+# Made afresh each time: it names PREFIX. Relocatable: prefix is found from
+# the .pc file's own place (${pcfiledir}), so an install moved whole or made
+# into a DESTDIR works with PKG_CONFIG_PATH alone. -lgcc_s and -lc are left
+# to the compiler driver (there is no static libgcc_s).
+PC_PREFIX = $${pcfiledir}/$(shell realpath -m --relative-to='$(LIBDIR)/pkgconfig' '$(PREFIX)')
+pc_under_prefix = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
 $(B)/procspy.pc: procspy.pc.in Cargo.toml $(B)/native-static-libs FORCE
-	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	sed -e 's|@PREFIX@|$(PC_PREFIX)|; s|@LIBDIR@|$(call pc_under_prefix,$(LIBDIR))|' \
+	    -e 's|@INCLUDEDIR@|$(call pc_under_prefix,$(INCLUDEDIR))|' \
 	    -e 's|@VERSION@|$(VERSION)|; s|@LIBS_PRIVATE@|$(filter-out -lgcc_s -lc,$(NATIVE_LIBS))|' $< > $@
 
 FORCE:
 
-install: lib $(B)/procspy.pc
-	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)
+# The library, its header and .pc, the command and its man page. As root
+# and without DESTDIR, ldconfig then makes the new SONAME known to the loader.
+install: lib $(B)/procspy.pc $(B)/dist/procspy
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
 	install -m 0755 $(SO) $(DESTDIR)$(LIBDIR)/libprocspy.so.$(VERSION)
 	ln -sf libprocspy.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libprocspy.so.$(MAJOR)
 	ln -sf libprocspy.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libprocspy.so
 	install -m 0644 $(A) $(DESTDIR)$(LIBDIR)/libprocspy.a
 	install -m 0644 $(HEADER) $(DESTDIR)$(INCLUDEDIR)/procspy.h
 	install -m 0644 $(B)/procspy.pc $(DESTDIR)$(LIBDIR)/pkgconfig/procspy.pc
+	install -m 0755 $(B)/dist/procspy $(DESTDIR)$(BINDIR)/procspy
+	install -m 0644 man/procspy.1 $(DESTDIR)$(MANDIR)/man1/procspy.1
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then ldconfig; fi
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libprocspy.so* $(DESTDIR)$(LIBDIR)/libprocspy.a \
-	  $(DESTDIR)$(INCLUDEDIR)/procspy.h $(DESTDIR)$(LIBDIR)/pkgconfig/procspy.pc
+	  $(DESTDIR)$(INCLUDEDIR)/procspy.h $(DESTDIR)$(LIBDIR)/pkgconfig/procspy.pc \
+	  $(DESTDIR)$(BINDIR)/procspy $(DESTDIR)$(MANDIR)/man1/procspy.1
 
 clean:
 	$(CARGO) clean --quiet

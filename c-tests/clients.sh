@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
-# Client tests: libprocspy as its users get it.
+# Client tests: libprocspy as its users get it, each the way they use it.
 #
-#   1. `make install` into a DESTDIR (twice, for two prefixes), then checks
-#      the installed tree: the .so with its SONAME and links, the .a, the
-#      header, and a procspy.pc that names the prefix it was installed to.
-#   2. From outside the project tree, with nothing but the installed files
-#      and pkg-config: a C program linked against the .so, the same program
-#      with libprocspy.a linked in statically (and libc dynamically), and
-#      the README's fully static command. Each one opens its own loopback
-#      listener and must find it, with its own pid, through the library.
-#   3. The clients in examples/: Go (go vet, go test -race) and Python
-#      (unittest) against the installed library, and again from the build
-#      tree as a developer runs them (the Python layout check compares the
-#      ctypes structs with the C harness, `make build/harness-so`, and with
-#      a program compiled from the installed procspy.h); the C++ program.
+#   1. `make install` into a DESTDIR (twice, for two prefixes): the .so with
+#      its SONAME and links, the .a, the header, a procspy.pc that finds its
+#      own prefix, the command (no rpath) and its man page; `make uninstall`
+#      removes every file again.
+#   2. The command and its man page, installed: the command runs through the
+#      loader (LD_LIBRARY_PATH) and lists its own listener; the page renders
+#      with `groff -ww` and `man -l` without a warning, `man` finds it in
+#      the installed MANPATH, and it describes every option --help lists.
+#   3. C from outside the tree, with nothing but the installed files and
+#      pkg-config: shared, libprocspy.a static with libc dynamic, fully
+#      static. Each opens a loopback listener and must find it, own pid.
+#   4. Go: the module (bindings/go, copied out of the tree) through
+#      `#cgo pkg-config: procspy` with PKG_CONFIG_PATH alone: gofmt, go vet,
+#      go test -race; and a program of another module that requires it.
+#   5. Python: `pip install` of bindings/python into a fresh venv, then
+#      `import procspy` finds the installed library by its SONAME, and
+#      PROCSPY_LIB overrides it; its pytest tests, `python -m procspy`
+#      compared with the installed command included; ruff check.
+#   6. Rust: a crate outside the tree with `procspy = { path = ... }`.
+#   7. C++: examples/cpp/walk.cpp against the installed library.
 #
-# Usage: c-tests/clients.sh   (from anywhere; needs cc, g++, pkg-config, go, python3)
+# Usage: c-tests/clients.sh   (from anywhere; needs cc, g++, pkg-config, go,
+# python3 with venv, groff, man, cargo; PyPI for pytest, ruff and setuptools)
+# Env: PROCSPY_TEST_VENV (default build/venv: the venv with pytest and ruff).
 # Ends with "N passed, N failed"; exits non-zero if anything failed.
 set -uo pipefail
 
@@ -47,18 +56,21 @@ mkdir -p "$tmp/work"
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -n1)
 major=${version%%.*}
 
-# ---- 1. make install --------------------------------------------------------
+# ---- 1. make install, make uninstall ----------------------------------------
 
 dest=$tmp/dest           # DESTDIR for PREFIX=/usr/local
 opt=$tmp/opt-dest        # DESTDIR for PREFIX=/opt/procspy
-lib=$dest/usr/local/lib
+prefix=$dest/usr/local
+lib=$prefix/lib
 
 run "make install DESTDIR=… PREFIX=/usr/local" make -C "$root" --no-print-directory install DESTDIR="$dest" PREFIX=/usr/local
 run "make install DESTDIR=… PREFIX=/opt/procspy" make -C "$root" --no-print-directory install DESTDIR="$opt" PREFIX=/opt/procspy
 
+installed_files="lib/libprocspy.so.$version lib/libprocspy.a include/procspy.h lib/pkgconfig/procspy.pc
+    bin/procspy share/man/man1/procspy.1"
 check_tree() { # DESTDIR PREFIX
-    local d=$1$2 soname
-    for f in lib/libprocspy.so.$version lib/libprocspy.a include/procspy.h lib/pkgconfig/procspy.pc; do
+    local d=$1$2 soname f
+    for f in $installed_files; do
         [ -f "$d/$f" ] || { echo "missing $d/$f"; return 1; }
     done
     [ "$(readlink "$d/lib/libprocspy.so.$major")" = "libprocspy.so.$version" ] || { echo "bad link libprocspy.so.$major"; return 1; }
@@ -66,23 +78,85 @@ check_tree() { # DESTDIR PREFIX
     soname=$(readelf -d "$d/lib/libprocspy.so.$version" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
     [ "$soname" = "libprocspy.so.$major" ] || { echo "SONAME '$soname'"; return 1; }
     cmp -s "$d/include/procspy.h" "$root/include/procspy.h" || { echo "installed header differs"; return 1; }
-    # The .pc must describe where it was installed (read without the sysroot,
-    # which pkgconf also prepends to variables).
-    local pc=(env PKG_CONFIG_LIBDIR="$d/lib/pkgconfig" PKG_CONFIG_SYSROOT_DIR= pkg-config)
+    cmp -s "$d/share/man/man1/procspy.1" "$root/man/procspy.1" || { echo "installed man page differs"; return 1; }
+    # The installed command finds the library through the loader, not a path.
+    if readelf -d "$d/bin/procspy" | grep -E 'R(UN)?PATH'; then echo "bin/procspy has an rpath"; return 1; fi
+    readelf -d "$d/bin/procspy" | grep -q "Shared library: \[libprocspy.so.$major\]" || { echo "bin/procspy needs no libprocspy.so.$major"; return 1; }
+    # The .pc finds its prefix from its own place: wherever the tree is.
+    local pc=(env -u PKG_CONFIG_SYSROOT_DIR PKG_CONFIG_LIBDIR="$d/lib/pkgconfig" pkg-config)
     [ "$("${pc[@]}" --modversion procspy)" = "$version" ] || { echo "pc version"; return 1; }
-    [ "$("${pc[@]}" --variable=prefix procspy)" = "$2" ] || {
-        echo "procspy.pc installed under $2 says prefix=$("${pc[@]}" --variable=prefix procspy):"
+    [ "$(realpath "$("${pc[@]}" --variable=prefix procspy)")" = "$d" ] || {
+        echo "procspy.pc installed under $d says prefix=$("${pc[@]}" --variable=prefix procspy):"
         cat "$d/lib/pkgconfig/procspy.pc"; return 1; }
-    [ "$("${pc[@]}" --variable=libdir procspy)" = "$2/lib" ] || { echo "pc libdir"; return 1; }
+    [ "$(realpath "$("${pc[@]}" --variable=libdir procspy)")" = "$d/lib" ] || { echo "pc libdir"; return 1; }
+    [ "$(realpath "$("${pc[@]}" --variable=includedir procspy)")" = "$d/include" ] || { echo "pc includedir"; return 1; }
     echo "tree ok: $d"
 }
-run "installed tree (PREFIX=/usr/local): files, links, SONAME, header, procspy.pc" check_tree "$dest" /usr/local
-run "installed tree (PREFIX=/opt/procspy): procspy.pc names its own prefix" check_tree "$opt" /opt/procspy
+run "installed tree (PREFIX=/usr/local): files, links, SONAME, header, command, man page, procspy.pc" check_tree "$dest" /usr/local
+run "installed tree (PREFIX=/opt/procspy): procspy.pc finds its own prefix" check_tree "$opt" /opt/procspy
+
+uninstall() {
+    make -C "$root" --no-print-directory uninstall DESTDIR="$opt" PREFIX=/opt/procspy || return 1
+    local left
+    left=$(find "$opt" \( -type f -o -type l \) -print)
+    [ -z "$left" ] || { echo "left after make uninstall:"; echo "$left"; return 1; }
+}
+run "make uninstall DESTDIR=… PREFIX=/opt/procspy removes every file" uninstall
 
 # pkg-config against the /usr/local install only (PKG_CONFIG_LIBDIR: no host .pc files).
-pc() { PKG_CONFIG_LIBDIR="$lib/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$dest" pkg-config "$@"; }
+pc() { env -u PKG_CONFIG_SYSROOT_DIR PKG_CONFIG_LIBDIR="$lib/pkgconfig" pkg-config "$@"; }
 
-# ---- 2. C from outside the tree ---------------------------------------------
+# ---- 2. the installed command and its man page ------------------------------
+
+cmd=$prefix/bin/procspy
+page=$prefix/share/man/man1/procspy.1
+
+command_runs() { # its own listener: a python3 process holding one, found by pid
+    need python3 python3 || return 1
+    python3 -c 'import socket, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(); print(s.getsockname()[1], flush=True); time.sleep(60)' \
+        > port &
+    local holder=$! port out
+    for _ in $(seq 50); do [ -s port ] && break; sleep 0.1; done
+    port=$(cat port)
+    LD_LIBRARY_PATH=$lib "$cmd" --version | grep -qx "procspy $version" || { echo "--version"; kill $holder; return 1; }
+    out=$(LD_LIBRARY_PATH=$lib "$cmd" -tl -p "$holder" 2>&1)
+    kill $holder
+    echo "$out"
+    grep -Eq "^[0-9]+ +tcp +LISTEN +127\.0\.0\.1:$port +0\.0\.0\.0:0 +$holder +[0-9]+ +python3$" <<<"$out" &&
+        { LD_LIBRARY_PATH=$lib ldd "$cmd" | grep "libprocspy.so.$major => $lib/"; }
+}
+run "installed command (LD_LIBRARY_PATH): procspy -tl -p PID finds a listener" command_runs
+
+man_renders() {
+    need groff groff-base && need man man-db || return 1
+    local warn
+    warn=$(groff -ww -man -Tutf8 -z "$page" 2>&1) && [ -z "$warn" ] || { echo "groff -ww: $warn"; return 1; }
+    warn=$(MANWIDTH=80 man --warnings -l "$page" 2>&1 >/dev/null) && [ -z "$warn" ] || { echo "man --warnings -l: $warn"; return 1; }
+    # man finds it by name in the installed tree, as `man procspy` would.
+    MANWIDTH=80 man -M "$prefix/share/man" procspy 2>&1 | grep -qE "procspy +- +list +every" || { echo "man -M: no page"; return 1; }
+    grep -q "^\.TH PROCSPY 1 [0-9-]* \"libprocspy $version\"" "$page" || { echo ".TH does not name libprocspy $version"; return 1; }
+    echo "renders without warnings"
+}
+run "man page: groff -ww and man -l render it without a warning; man -M finds it" man_renders
+
+man_lists_every_option() {
+    local text opts opt missing=0
+    # Rendered as text, wide and unhyphenated, so that no option is broken.
+    text=$(groff -man -Tascii -rLL=200n -rHY=0 -P-cbou "$page" 2>&1)
+    # Every option --help lists: the -x and --long at the head of its lines.
+    opts=$(LD_LIBRARY_PATH=$lib "$cmd" --help | sed -nE 's/^ +(-[a-zA-Z], )?(--[a-z][a-z-]*).*/\1 \2/p' |
+        tr -d ',' | tr ' ' '\n' | grep . | sort -u)
+    [ "$(wc -l <<<"$opts")" -ge 20 ] || { echo "only these options in --help: $opts"; return 1; }
+    for opt in $opts; do
+        grep -qE -- "(^|[^a-zA-Z-])$opt([^a-zA-Z-]|\$)" <<<"$text" || { echo "not in the man page: $opt"; missing=1; }
+    done
+    echo "$(wc -l <<<"$opts") options, each in the page"
+    return $missing
+}
+run "man page: every option procspy --help lists is described" man_lists_every_option
+
+# ---- 3. C from outside the tree ---------------------------------------------
 
 # A real client: includes the socket headers next to procspy.h, opens a
 # loopback listener and finds it, owned by itself, through the library.
@@ -91,6 +165,7 @@ cat >"$tmp/work/prog.c" <<'CEOF'
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -103,7 +178,8 @@ static int on_conn(void *userdata, const procspy_connection *c)
 {
     struct want *w = userdata;
     if (c->inode == w->inode && c->owner && c->owner->pid == getpid() && c->owner->fd == w->fd &&
-        c->local_port == w->port && c->state == PROCSPY_STATE_LISTEN)
+        c->local_port == w->port && c->state == PROCSPY_STATE_LISTEN &&
+        strcmp(procspy_state_name(c->protocol, c->state), "LISTEN") == 0)
         w->found = 1;
     return 0;
 }
@@ -171,54 +247,162 @@ full_static_build() {
 }
 run "C, fully static: cc -static prog.c \$(pkg-config --static --cflags --libs procspy)" full_static_build
 
-# ---- 3. the clients in examples/ --------------------------------------------
+# ---- 4. Go: the module through pkg-config ------------------------------------
 
 export GOPROXY=off GOFLAGS= GO111MODULE=on GOTOOLCHAIN=local
 [ -n "${HOME:-}${GOCACHE:-}${XDG_CACHE_HOME:-}" ] || export GOCACHE=$tmp/gocache
-cp -r "$root/examples/go" "$tmp/work/go"
-cp -r "$root/examples/python" "$tmp/work/python"
+cp -r "$root/bindings/go" "$tmp/work/go"
+cp -r "$root/bindings/python" "$tmp/work/python"
+rm -rf "$tmp/work/python/build" "$tmp/work/python/src/"*.egg-info   # a developer's pip leftovers
 cp -r "$root/examples/cpp" "$tmp/work/cpp"
 
-go_installed() { # go vet and go test -race, outside the tree, against the installed library
-    need go golang-go || return 1
-    cd go &&
-    CGO_CFLAGS="$(pc --cflags procspy)" CGO_LDFLAGS="$(pc --libs procspy) -Wl,-rpath,$lib" go vet ./... &&
-    CGO_CFLAGS="$(pc --cflags procspy)" CGO_LDFLAGS="$(pc --libs procspy) -Wl,-rpath,$lib" \
-        go test -race -count=1 -timeout 120s -v ./...
-}
-run "Go (installed library, outside the tree): go vet; go test -race" go_installed
-grep -E '^(ok|FAIL|---|panic)|procspy_test.go' "$tmp/log" | sed 's/^/     > /' | head -n 30
+# What a user's shell has: PKG_CONFIG_PATH for the DESTDIR install (and the
+# loader's path to run what was built), no CGO_* flags at all.
+go_env=(env -u CGO_CFLAGS -u CGO_LDFLAGS -u PKG_CONFIG_LIBDIR -u PKG_CONFIG_SYSROOT_DIR
+        PKG_CONFIG_PATH="$lib/pkgconfig")
 
-go_tree() { # as a developer runs it, in examples/go against target/release
+go_module() {
     need go golang-go || return 1
-    cd "$root/examples/go" &&
-    CGO_CFLAGS="-I$root/include" CGO_LDFLAGS="-L$root/target/release -Wl,-rpath,$root/target/release" \
-        go test -count=1 -timeout 120s ./...
+    cd go || return 1
+    local unformatted
+    unformatted=$(gofmt -l .) && [ -z "$unformatted" ] || { echo "gofmt -l: $unformatted"; return 1; }
+    "${go_env[@]}" go vet ./... &&
+    "${go_env[@]}" LD_LIBRARY_PATH="$lib" go test -race -count=1 -timeout 120s -v ./...
 }
-run "Go (build tree, in examples/go): go test" go_tree
+run "Go (bindings/go, PKG_CONFIG_PATH only): gofmt; go vet; go test -race" go_module
+grep -E '^(ok|FAIL|---|panic)|procspy_test.go' "$tmp/log" | sed 's/^/     > /' | head -n 40
 
-py_installed() { # every test must run: a skip (no harness, no cc) is a failure here
+go_user() { # another module that requires it (replace: the module is not on a proxy)
+    need go golang-go || return 1
+    mkdir -p agent && cd agent || return 1
+    cat > go.mod <<'EOF'
+module example.com/agent
+
+go 1.18
+
+require libprocspy/procspy v0.0.0
+
+replace libprocspy/procspy => ../go
+EOF
+    cat > main.go <<'EOF'
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"libprocspy/procspy"
+)
+
+func main() {
+	w, err := procspy.New("")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	defer w.Close()
+	n := 0
+	if _, err := w.Connections(procspy.TCP|procspy.UDP, procspy.StatesAll, func(c procspy.Connection) bool {
+		n++
+		return true
+	}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Printf("agent: libprocspy %s, %d connections, %s\n", procspy.Version(), n, procspy.StateName(procspy.UDP, procspy.Close))
+}
+EOF
+    "${go_env[@]}" go build -o agent . && "${go_env[@]}" LD_LIBRARY_PATH="$lib" ./agent | tee out &&
+        grep -q "^agent: libprocspy $version, [0-9]* connections, UNCONN$" out
+}
+run "Go: a module that requires libprocspy/procspy builds and runs" go_user
+
+# ---- 5. Python: pip install into a fresh venv --------------------------------
+
+venv=${PROCSPY_TEST_VENV:-$root/build/venv}
+lint_tools() { # pytest and ruff, pinned, in a venv of their own kept in build/
     need python3 python3 || return 1
-    local out
-    out=$(cd python && PROCSPY_LIB=$lib/libprocspy.so.$major PROCSPY_INCLUDE=$dest/usr/local/include \
-        PROCSPY_HARNESS=$root/build/harness-so python3 -m unittest -v 2>&1)
-    local rc=$?
-    echo "$out"
-    [ $rc -eq 0 ] && ! grep -q "skipped" <<<"$out"
+    [ -x "$venv/bin/ruff" ] && [ -x "$venv/bin/pytest" ] &&
+        cmp -s "$root/bindings/python/requirements-test.txt" "$venv/requirements-test.txt" && return 0
+    rm -rf "$venv" && python3 -m venv "$venv" &&
+        "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/bindings/python/requirements-test.txt" &&
+        cp "$root/bindings/python/requirements-test.txt" "$venv/"
+}
+run "pytest and ruff (requirements-test.txt) in $venv" lint_tools
+run "ruff check bindings/python" "$venv/bin/ruff" check --no-cache "$root/bindings/python"
+
+user=$tmp/user-venv
+py_install() { # the user's way: a fresh venv, pip install the folder, import
+    python3 -m venv "$user" &&
+    "$user/bin/pip" install --quiet --disable-pip-version-check ./python &&
+    # By its SONAME, through the loader: the installed library.
+    env -u PROCSPY_LIB LD_LIBRARY_PATH="$lib" "$user/bin/python" -c '
+import os, sys, procspy
+print(procspy.__file__, procspy.LIBRARY_PATH, procspy.version())
+assert procspy.__file__.startswith(sys.prefix), procspy.__file__
+assert os.path.realpath(procspy.LIBRARY_PATH) == os.path.realpath(sys.argv[1]), procspy.LIBRARY_PATH
+assert procspy.version() == sys.argv[2]
+from importlib.metadata import version
+assert version("procspy") == sys.argv[2], version("procspy")' "$lib/libprocspy.so.$version" "$version" &&
+    # PROCSPY_LIB overrides: the build tree's library, though the loader knows the installed one.
+    PROCSPY_LIB=$root/target/release/libprocspy.so LD_LIBRARY_PATH="$lib" "$user/bin/python" -c '
+import os, sys, procspy
+assert os.path.realpath(procspy.LIBRARY_PATH) == os.path.realpath(sys.argv[1]), procspy.LIBRARY_PATH' \
+        "$root/target/release/libprocspy.so" &&
+    # Without either, import fails and says what to do.
+    { ! env -u PROCSPY_LIB -u LD_LIBRARY_PATH "$user/bin/python" -c 'import procspy' 2>err ||
+      ldconfig -p | grep -q libprocspy.so.$major; } && { [ ! -s err ] || grep -q "PROCSPY_LIB" err; }
+}
+run "Python: pip install into a fresh venv; import procspy finds libprocspy.so.$major by the loader; PROCSPY_LIB overrides" py_install
+
+py_tests() { # every test must run: PROCSPY_NO_SKIP turns a skip into a failure
+    "$user/bin/pip" install --quiet --disable-pip-version-check -r python/requirements-test.txt &&
+    cd python && env -u PROCSPY_LIB LD_LIBRARY_PATH="$lib" PROCSPY_NO_SKIP=1 PROCSPY_CLI="$cmd" \
+        PROCSPY_INCLUDE="$prefix/include" PROCSPY_HARNESS="$root/build/harness-so" \
+        "$user/bin/python" -m pytest -p no:cacheprovider -v tests
 }
 run "C harness for the layout check: make build/harness-so" make -C "$root" --no-print-directory build/harness-so
-run "Python (installed library, outside the tree): python3 -m unittest" py_installed
+run "Python: pytest (the installed package; python -m procspy vs the installed command)" py_tests
+grep -E '(PASSED|FAILED|ERROR|SKIPPED)|passed|failed' "$tmp/log" | sed 's/^/     > /' | head -n 40
 
-py_tree() { # the default search finds the build tree; no bytecode written into it
-    need python3 python3 || return 1
-    cd "$root/examples/python" &&
-    env -u PROCSPY_LIB PYTHONDONTWRITEBYTECODE=1 python3 -c '
-import os, procspy, sys
-want = os.path.realpath("../../target/release/libprocspy.so")
-sys.exit(0 if os.path.realpath(procspy.LIBRARY_PATH) == want else "loaded " + procspy.LIBRARY_PATH)' &&
-    env -u PROCSPY_LIB PYTHONDONTWRITEBYTECODE=1 python3 -m unittest 2>&1
+# ---- 6. Rust: a crate that depends on procspy by path -------------------------
+
+rust_user() {
+    need cargo cargo || return 1
+    mkdir -p agent-rs/src && cd agent-rs || return 1
+    cat > Cargo.toml <<EOF
+[package]
+name = "agent"
+version = "0.1.0"
+edition = "2021"
+
+[dependencies]
+procspy = { path = "$root" }
+EOF
+    cat > src/main.rs <<'EOF'
+use std::ops::ControlFlow;
+
+fn main() -> Result<(), procspy::Error> {
+    let walker = procspy::Walker::new(None)?;
+    let mut stats = procspy::Stats::default();
+    let mut n = 0;
+    let both = procspy::Protocols { tcp: true, udp: true };
+    walker.connections(None, both, u32::MAX, &mut stats, &mut |_| {
+        n += 1;
+        ControlFlow::Continue(())
+    })?;
+    println!("agent: {n} connections, {}", procspy::state_name(2, 7).unwrap_or("?"));
+    Ok(())
 }
-run "Python (build tree, in examples/python): default library search; python3 -m unittest" py_tree
+EOF
+    # The crate's own dependencies are in cargo's cache already; its own
+    # target dir is kept under target/, so a second run only links.
+    CARGO_TARGET_DIR=$root/target/agent cargo run --offline --quiet | tee out &&
+        grep -q "^agent: [0-9]* connections, UNCONN$" out
+}
+run "Rust: a crate with procspy = { path = ... } builds and lists connections" rust_user
+
+# ---- 7. C++ -------------------------------------------------------------------
 
 cpp_installed() {
     need g++ g++ || return 1

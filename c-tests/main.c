@@ -21,7 +21,7 @@
 #define TESTS(X)                                                               \
     X(layout_socket) X(layout_connection) X(layout_walk_stats) X(layout_change) \
     X(constants)                                                               \
-    X(version) X(status_str_known) X(status_str_unknown)                       \
+    X(version) X(status_str_known) X(status_str_unknown) X(state_names)        \
     X(last_error_snprintf) X(last_error_per_thread)                            \
     X(walker_new_args) X(walker_new_io) X(root_removed_is_io)                  \
     X(free_and_stop_null) X(set_rate_limit_args) X(walk_args)                  \

@@ -82,6 +82,42 @@ void test_status_str_unknown(void)
     }
 }
 
+void test_state_names(void)
+{
+    static const char *const tcp[] = {
+        "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT",
+        "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV",
+    };
+    static const uint32_t unknown_states[] = {0, 13, 255, 256, 256 + PROCSPY_STATE_LISTEN, UINT32_MAX};
+    static const uint32_t unknown_protocols[] = {0, 3, 4, 256 + PROCSPY_PROTO_TCP, UINT32_MAX};
+    uint32_t s;
+    size_t i, j;
+    for (s = 1; s <= 12; s++) {
+        const char *n = procspy_state_name(PROCSPY_PROTO_TCP, s);
+        if (!CHECK(n != NULL))
+            continue;
+        if (strcmp(n, tcp[s - 1]) != 0)
+            h_fail(__FILE__, __LINE__, "procspy_state_name(TCP, %u) = \"%s\", want \"%s\"", s, n, tcp[s - 1]);
+        CHECK(procspy_state_name(PROCSPY_PROTO_TCP, s) == n); /* static */
+    }
+    /* The constants name the numbers the names are for. */
+    CHECK(strcmp(procspy_state_name(PROCSPY_PROTO_TCP, PROCSPY_STATE_LISTEN), "LISTEN") == 0);
+    CHECK(strcmp(procspy_state_name(PROCSPY_PROTO_TCP, PROCSPY_STATE_TIME_WAIT), "TIME_WAIT") == 0);
+    CHECK(strcmp(procspy_state_name(PROCSPY_PROTO_TCP, PROCSPY_STATE_NEW_SYN_RECV), "NEW_SYN_RECV") == 0);
+    /* UDP: ss's names for its two states, the kernel's for any other number. */
+    CHECK(strcmp(procspy_state_name(PROCSPY_PROTO_UDP, PROCSPY_STATE_CLOSE), "UNCONN") == 0);
+    CHECK(strcmp(procspy_state_name(PROCSPY_PROTO_UDP, PROCSPY_STATE_ESTABLISHED), "ESTAB") == 0);
+    CHECK(strcmp(procspy_state_name(PROCSPY_PROTO_UDP, PROCSPY_STATE_LISTEN), "LISTEN") == 0);
+    /* Unknown states, of either protocol, and unknown protocols. */
+    for (i = 0; i < sizeof unknown_states / sizeof unknown_states[0]; i++) {
+        CHECK(strcmp(procspy_state_name(PROCSPY_PROTO_TCP, unknown_states[i]), "UNKNOWN") == 0);
+        CHECK(strcmp(procspy_state_name(PROCSPY_PROTO_UDP, unknown_states[i]), "UNKNOWN") == 0);
+    }
+    for (i = 0; i < sizeof unknown_protocols / sizeof unknown_protocols[0]; i++)
+        for (j = 0; j <= 13; j++)
+            CHECK(strcmp(procspy_state_name(unknown_protocols[i], (uint32_t)j), "UNKNOWN") == 0);
+}
+
 void test_last_error_snprintf(void)
 {
     const char *path = "/nonexistent/procspy-harness-root";

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "procspy.h"
+#include "json.h"
 
 /* Exit codes: 0 ok, 1 the library or the output failed, 2 bad usage,
  * 128 + the signal that ended it (130 SIGINT, 143 SIGTERM). */
@@ -306,25 +307,6 @@ static void parse_options(int argc, char **argv, struct options *o)
 
 /* ---- formatting ------------------------------------------------------- */
 
-static const char *state_name(uint8_t protocol, uint8_t state)
-{
-    static const char *const tcp[] = {
-        NULL, "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2",
-        "TIME_WAIT", "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING",
-        "NEW_SYN_RECV",
-    };
-
-    if (protocol == PROCSPY_PROTO_UDP) { /* like ss: UDP has no real states */
-        if (state == PROCSPY_STATE_CLOSE)
-            return "UNCONN";
-        if (state == PROCSPY_STATE_ESTABLISHED)
-            return "ESTAB";
-    }
-    if (state < sizeof tcp / sizeof tcp[0] && tcp[state] != NULL)
-        return tcp[state];
-    return "UNKNOWN";
-}
-
 static const char *proto_name(const procspy_connection *c)
 {
     if (c->protocol == PROCSPY_PROTO_UDP)
@@ -371,78 +353,6 @@ static void put_name_table(const char *name, size_t len)
             putchar(b);
         }
     }
-}
-
-/*
- * Length of the valid UTF-8 sequence at s[0..len), or 0 if it is not one
- * (bad lead or continuation byte, overlong form, surrogate, > U+10FFFF,
- * truncated). Follows the table in RFC 3629, section 4.
- */
-static size_t utf8_sequence(const unsigned char *s, size_t len)
-{
-    unsigned char lo = 0x80, hi = 0xbf;
-    size_t n, i;
-
-    if (s[0] < 0x80)
-        return 1;
-    if (s[0] >= 0xc2 && s[0] <= 0xdf)
-        n = 2;
-    else if (s[0] >= 0xe0 && s[0] <= 0xef)
-        n = 3;
-    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-        n = 4;
-    else
-        return 0;
-    if (s[0] == 0xe0) lo = 0xa0;      /* no overlong 3-byte forms */
-    if (s[0] == 0xed) hi = 0x9f;      /* no surrogates */
-    if (s[0] == 0xf0) lo = 0x90;      /* no overlong 4-byte forms */
-    if (s[0] == 0xf4) hi = 0x8f;      /* nothing above U+10FFFF */
-    if (len < n || s[1] < lo || s[1] > hi)
-        return 0;
-    for (i = 2; i < n; i++)
-        if (s[i] < 0x80 || s[i] > 0xbf)
-            return 0;
-    return n;
-}
-
-/*
- * A process name as a JSON string. Names are bytes, not text: valid UTF-8
- * passes through, '"', '\\' and control characters are escaped, and every
- * byte that is not part of valid UTF-8 is written as \u00XX of that byte
- * (so byte 0xff reads back as U+00FF 'ÿ'). The output is always valid JSON.
- */
-static void put_json_string(const char *str, size_t len)
-{
-    const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0;
-
-    putchar('"');
-    while (i < len) {
-        unsigned char b = s[i];
-        size_t n;
-
-        if (b == '"' || b == '\\') {
-            putchar('\\');
-            putchar(b);
-            i++;
-        } else if (b == '\n') {
-            fputs("\\n", stdout);
-            i++;
-        } else if (b == '\t') {
-            fputs("\\t", stdout);
-            i++;
-        } else if (b < 0x20 || b == 0x7f) {
-            printf("\\u%04x", (unsigned)b);
-            i++;
-        } else if ((n = utf8_sequence(s + i, len - i)) > 0) {
-            fwrite(s + i, 1, n, stdout);
-            i += n;
-        } else {
-            printf("\\u%04x", (unsigned)b); /* a byte of invalid UTF-8 */
-            i++;
-        }
-    }
-    putchar('"');
 }
 
 /* ---- the walks -------------------------------------------------------- */
@@ -525,7 +435,7 @@ static void put_connection_json(const procspy_connection *c)
            "\"remote_addr\":\"%s\",\"remote_port\":%u,\"inode\":%llu,\"uid\":%lu,",
            (unsigned long long)c->netns,
            c->protocol == PROCSPY_PROTO_UDP ? "udp" : "tcp",
-           (unsigned)c->family, (unsigned)c->state, state_name(c->protocol, c->state),
+           (unsigned)c->family, (unsigned)c->state, procspy_state_name(c->protocol, c->state),
            local, (unsigned)c->local_port, remote, (unsigned)c->remote_port,
            (unsigned long long)c->inode, (unsigned long)c->uid);
     put_owner_json("", c->owner);
@@ -550,7 +460,7 @@ static void put_connection_table(const procspy_connection *c)
     format_endpoint(local, c->family, c->local_addr, c->local_port);
     format_endpoint(remote, c->family, c->remote_addr, c->remote_port);
     printf("%-10llu %-5s %-12s %-23s %-23s ", (unsigned long long)c->netns,
-           proto_name(c), state_name(c->protocol, c->state), local, remote);
+           proto_name(c), procspy_state_name(c->protocol, c->state), local, remote);
     put_owner_table(c->owner);
 }
 
@@ -619,7 +529,7 @@ static int on_change(void *userdata, const procspy_change *ch)
         put_connection_json(c);
         if (ch->kind == PROCSPY_CHANGE_STATE)
             printf(",\"old_state\":%u,\"old_state_name\":\"%s\"", (unsigned)ch->old_state,
-                   state_name(c->protocol, ch->old_state));
+                   procspy_state_name(c->protocol, ch->old_state));
         if (owner) {
             putchar(',');
             put_owner_json("old_", ch->old_owner);
@@ -629,7 +539,7 @@ static int on_change(void *userdata, const procspy_change *ch)
         printf("%-11s ", event_name(ch->kind));
         put_connection_table(c);
         if (ch->kind == PROCSPY_CHANGE_STATE)
-            printf(" was %s", state_name(c->protocol, ch->old_state));
+            printf(" was %s", procspy_state_name(c->protocol, ch->old_state));
         if (owner && ch->old_owner == NULL)
             fputs(" was -", stdout);
         if (owner && ch->old_owner != NULL) {

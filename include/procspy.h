@@ -429,6 +429,19 @@ const char *procspy_version(void);
 const char *procspy_status_str(procspy_status status);
 
 /**
+ * The name of socket state `state` in a table of `protocol`, as the
+ * procspy command prints it: for `PROCSPY_PROTO_TCP` the kernel's names
+ * ("ESTABLISHED", "SYN_SENT", ... "LISTEN", "CLOSING", "NEW_SYN_RECV";
+ * include/net/tcp_states.h); for `PROCSPY_PROTO_UDP`, which has no states
+ * of its own, "UNCONN" for `PROCSPY_STATE_CLOSE` (unconnected) and "ESTAB"
+ * for `PROCSPY_STATE_ESTABLISHED` (connected), as ss prints them, and the
+ * kernel's names for other numbers. "UNKNOWN" for a state number the kernel
+ * does not define (0, 13 and above) and for any other `protocol`. Static,
+ * NUL-terminated, never NULL: `procspy_state_name(c->protocol, c->state)`.
+ */
+const char *procspy_state_name(uint32_t protocol, uint32_t state);
+
+/**
  * Copies this thread's last failure message ("which call: which path:
  * which errno") into `buf`, at most `cap - 1` bytes and a NUL, and returns
  * its full length, like snprintf. `buf` may be NULL when `cap` is 0. A

@@ -1,12 +1,64 @@
 //! libprocspy: which process owns this socket, in every network namespace,
 //! by walking a proc root.
 //!
-//! Layers, one direction: `ffi` (the C ABI) over `engine` (a plain Rust
-//! API), which joins what `procfs` reads and `parse` understands.
+//! The same library serves C, C++, Go and Python through its C ABI
+//! (`include/procspy.h`, the [`ffi`] module) and Rust through the safe API
+//! re-exported here: a [`Walker`] over a proc root, closures for records,
+//! [`Result`]s with an [`Error`].
+//!
+//! # Depending on it
+//!
+//! The crate is `procspy`; it is not on crates.io. Name its checkout, or
+//! its git repository, in `Cargo.toml`:
+//!
+//! ```toml
+//! [dependencies]
+//! procspy = { path = "../libprocspy" }
+//! # or: procspy = { git = "https://.../libprocspy.git", tag = "v0.1.0" }
+//! ```
+//!
+//! # Listing connections
+//!
+//! [`Walker::connections`] delivers every line of the TCP and UDP tables of
+//! every network namespace once, each with the process holding the socket
+//! (the lowest pid of its holders), to a closure that returns
+//! [`ControlFlow::Continue`](std::ops::ControlFlow) to go on:
+//!
+//! ```
+//! use std::ops::ControlFlow;
+//! use procspy::{Protocols, Stats, Walker};
+//!
+//! let walker = Walker::new(None)?; // None: the host's /proc
+//! let mut stats = Stats::default();
+//! let tcp_and_udp = Protocols { tcp: true, udp: true };
+//! walker.connections(None, tcp_and_udp, u32::MAX, &mut stats, &mut |c| {
+//!     let state = procspy::state_name(c.protocol, c.conn.state).unwrap_or("UNKNOWN");
+//!     match &c.owner {
+//!         Some(o) => println!("{state} {} pid {} ({})", c.conn.local(), o.pid, o.name.to_string_lossy()),
+//!         None => println!("{state} {} (no visible owner)", c.conn.local()),
+//!     }
+//!     ControlFlow::Continue(())
+//! })?;
+//! println!("{} namespaces, {} processes", stats.namespaces, stats.processes);
+//! # Ok::<(), procspy::Error>(())
+//! ```
+//!
+//! Run as root (or with the capabilities the README lists) to see every
+//! process's sockets; without them the walk still runs, and finds the
+//! owners among the caller's own processes. A walker is reusable and may be
+//! shared between threads: one walk at a time runs on it (another gets
+//! [`Error::Busy`]), and [`Walker::stop`] ends one from any thread.
+//! `examples/connections.rs` is a complete program:
+//! `cargo run --release --example connections`.
+//!
+//! # Layers
+//!
+//! One direction: `ffi` (the C ABI) over `engine` (the plain Rust API),
+//! which joins what `procfs` reads and [`parse`] understands.
 
 pub mod engine;
 pub mod ffi;
 pub mod parse;
 mod procfs;
 
-pub use engine::{Error, Socket, Stats, TableBuf, Walker};
+pub use engine::{Conn, Connection, Error, OwnerScan, Protocols, Socket, Source, Stats, TableBuf, Walker, state_name};

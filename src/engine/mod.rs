@@ -6,6 +6,7 @@ mod changes;
 mod error;
 mod join;
 mod pace;
+mod state;
 mod walker;
 
 pub use crate::parse::tcp::Conn;
@@ -13,4 +14,6 @@ pub use crate::procfs::TableBuf;
 pub use changes::{Change, ChangeKind};
 pub use error::Error;
 pub use join::{Connection, ParseOutcome, Protocols, parse_tcp};
+pub use state::state_name;
+pub(crate) use state::state_name_cstr;
 pub use walker::{OwnerScan, Socket, Source, Stats, Walker};

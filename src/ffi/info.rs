@@ -1,9 +1,10 @@
-//! Version, status names and the last error.
+//! Version, status and state names, and the last error.
 
 use std::ffi::{c_char, c_int};
 
 use super::guard::{copy_last_error, guard_value};
 use super::types::procspy_status;
+use crate::engine::state_name_cstr;
 
 /// "MAJOR.MINOR.PATCH" of the library; static.
 #[unsafe(no_mangle)]
@@ -39,6 +40,20 @@ pub extern "C" fn procspy_status_str(status: procspy_status_int) -> *const c_cha
         };
         s.as_ptr()
     })
+}
+
+/// The name of socket state `state` in a table of `protocol`, as the
+/// procspy command prints it: for `PROCSPY_PROTO_TCP` the kernel's names
+/// ("ESTABLISHED", "SYN_SENT", ... "LISTEN", "CLOSING", "NEW_SYN_RECV";
+/// include/net/tcp_states.h); for `PROCSPY_PROTO_UDP`, which has no states
+/// of its own, "UNCONN" for `PROCSPY_STATE_CLOSE` (unconnected) and "ESTAB"
+/// for `PROCSPY_STATE_ESTABLISHED` (connected), as ss prints them, and the
+/// kernel's names for other numbers. "UNKNOWN" for a state number the kernel
+/// does not define (0, 13 and above) and for any other `protocol`. Static,
+/// NUL-terminated, never NULL: `procspy_state_name(c->protocol, c->state)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn procspy_state_name(protocol: u32, state: u32) -> *const c_char {
+    guard_value(c"UNKNOWN".as_ptr(), || state_name_cstr(protocol, state).unwrap_or(c"UNKNOWN").as_ptr())
 }
 
 /// Copies this thread's last failure message ("which call: which path:

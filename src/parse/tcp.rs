@@ -6,6 +6,7 @@
 //! anything), so all access is checked, nothing panics, and no line allocates.
 
 use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::ControlFlow;
 
 use memchr::memchr;
@@ -30,6 +31,26 @@ pub struct Conn {
     /// Host order.
     pub remote_port: u16,
     pub uid: u32,
+}
+
+impl Conn {
+    /// The local address and port (IPv4 for family 4; v4-mapped stays IPv6).
+    pub fn local(&self) -> SocketAddr {
+        SocketAddr::new(ip(self.family, &self.local_addr), self.local_port)
+    }
+
+    /// The remote address and port (`0.0.0.0:0` or `[::]:0` for a listener).
+    pub fn remote(&self) -> SocketAddr {
+        SocketAddr::new(ip(self.family, &self.remote_addr), self.remote_port)
+    }
+}
+
+fn ip(family: u8, addr: &[u8; 16]) -> IpAddr {
+    if family == 4 {
+        IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(*addr))
+    }
 }
 
 /// Key for sockets without an inode. It is the full tuple plus state, so two

@@ -4,43 +4,74 @@ namespace. Standard library only (ctypes).
     import procspy
     with procspy.Walker() as w:
         for c in w.connections(protocols=procspy.TCP, states=procspy.STATES_LISTEN):
-            print(c.local_addr, c.local_port, c.owner and c.owner.pid)
+            print(c.local_addr, c.local_port, c.state_name, c.owner and c.owner.pid)
 
-The library is loaded from, in order: the path in env PROCSPY_LIB; the
-project's build tree (../../target/release/libprocspy.so from this file);
-ctypes.util.find_library("procspy"); "libprocspy.so.0".
+The library is loaded by its SONAME, "libprocspy.so.0", through the dynamic
+loader (its cache after ldconfig, or LD_LIBRARY_PATH), as a C program linked
+against it would find it; the path in env PROCSPY_LIB, if set, is loaded
+instead. ``python -m procspy`` lists the host's connections as the procspy
+command does.
 """
 
+from __future__ import annotations
+
 import ctypes
-import ctypes.util
 import enum
 import ipaddress
 import os
 import threading
 from dataclasses import dataclass
-from typing import Callable, Optional, Union
+from typing import Any, Callable, TypeVar, Union, overload
 
 __all__ = [
     "Walker", "Socket", "Connection", "Stats", "State", "Status", "ProcspyError",
     "TCP", "UDP", "STATES_ALL", "STATES_CONNECTED", "STATES_LISTEN", "states",
-    "version", "LIBRARY_PATH",
+    "SOURCE_AUTO", "SOURCE_TEXT", "SOURCE_NETLINK", "OWNERS_AUTO", "OWNERS_PROC", "OWNERS_BPF",
+    "version", "status_str", "state_name", "SONAME", "LIBRARY_PATH",
 ]
 
+#: The library's SONAME: what the loader is asked for unless PROCSPY_LIB is set.
+SONAME = "libprocspy.so.0"
 
-def _load():
-    env = os.environ.get("PROCSPY_LIB")
-    if env:
-        return ctypes.CDLL(env), env
-    here = os.path.dirname(os.path.abspath(__file__))
-    tree = os.path.normpath(os.path.join(here, "..", "..", "target", "release", "libprocspy.so"))
-    if os.path.exists(tree):
-        return ctypes.CDLL(tree), tree
-    found = ctypes.util.find_library("procspy")
-    name = found or "libprocspy.so.0"
-    return ctypes.CDLL(name), name
+
+class _DlInfo(ctypes.Structure):
+    _fields_ = [
+        ("dli_fname", ctypes.c_char_p),
+        ("dli_fbase", ctypes.c_void_p),
+        ("dli_sname", ctypes.c_char_p),
+        ("dli_saddr", ctypes.c_void_p),
+    ]
+
+
+def _file_of(lib: ctypes.CDLL, name: str) -> str:
+    """The file the loader mapped for `lib` (dladdr of one of its symbols)."""
+    for libc in (None, "libdl.so.2"):  # dladdr is in libc since glibc 2.34
+        try:
+            dladdr = ctypes.CDLL(libc).dladdr
+        except (OSError, AttributeError):
+            continue
+        dladdr.argtypes = [ctypes.c_void_p, ctypes.POINTER(_DlInfo)]
+        dladdr.restype = ctypes.c_int
+        info = _DlInfo()
+        addr = ctypes.cast(lib.procspy_version, ctypes.c_void_p)
+        if dladdr(addr, ctypes.byref(info)) and info.dli_fname:
+            return os.fsdecode(info.dli_fname)
+    return name
+
+
+def _load() -> tuple[ctypes.CDLL, str]:
+    name = os.environ.get("PROCSPY_LIB") or SONAME
+    try:
+        lib = ctypes.CDLL(name)
+    except OSError as e:
+        raise ImportError(
+            f"procspy: cannot load {name} ({e}). Install libprocspy (make install; ldconfig), "
+            f"or point LD_LIBRARY_PATH at its directory, or PROCSPY_LIB at the file") from e
+    return lib, _file_of(lib, name)
 
 
 _lib, LIBRARY_PATH = _load()
+"""The file the library was loaded from."""
 
 
 # ---- the C types, field for field as in procspy.h ------------------------
@@ -52,7 +83,7 @@ class _CSocket(ctypes.Structure):
         ("start_time", ctypes.c_uint64),
         ("pid", ctypes.c_int32),
         ("fd", ctypes.c_int32),
-        ("name", ctypes.c_void_p),        # const char *, not NUL-scanned: name_len says
+        ("name", ctypes.c_void_p),  # const char *, not NUL-scanned: name_len says
         ("name_len", ctypes.c_size_t),
     ]
 
@@ -79,8 +110,8 @@ class _CWalkStats(ctypes.Structure):
         "bytes_written", "bytes_needed", "ticks", "elapsed_ns")]
 
 
-# C struct name -> ctypes type, for the layout test (test_procspy.py).
-C_STRUCTS = {
+# C struct name -> ctypes type, for the layout test (tests/test_procspy.py).
+C_STRUCTS: dict[str, type[ctypes.Structure]] = {
     "procspy_socket": _CSocket,
     "procspy_connection": _CConnection,
     "procspy_walk_stats": _CWalkStats,
@@ -92,7 +123,7 @@ _status = ctypes.c_int  # enum procspy_status; any int comes back as is
 _walker_p = ctypes.c_void_p
 
 
-def _fn(name, restype, *argtypes):
+def _fn(name: str, restype: Any, *argtypes: Any) -> Any:
     f = getattr(_lib, name)
     f.restype, f.argtypes = restype, list(argtypes)
     return f
@@ -100,6 +131,7 @@ def _fn(name, restype, *argtypes):
 
 _version = _fn("procspy_version", ctypes.c_char_p)
 _status_str = _fn("procspy_status_str", ctypes.c_char_p, ctypes.c_int)
+_state_name = _fn("procspy_state_name", ctypes.c_char_p, ctypes.c_uint32, ctypes.c_uint32)
 _c_last_error = _fn("procspy_last_error", ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t)
 _walker_new = _fn("procspy_walker_new", _status, ctypes.c_char_p, ctypes.POINTER(_walker_p))
 _walker_free = _fn("procspy_walker_free", None, _walker_p)
@@ -120,6 +152,8 @@ _netns_of = _fn("procspy_walker_netns_of", _status, _walker_p, ctypes.c_int32,
 # ---- Python types --------------------------------------------------------
 
 class Status(enum.IntEnum):
+    """procspy_status: values fixed by the ABI."""
+
     OK = 0
     STOPPED = 1
     CALLBACK_ABORTED = 2
@@ -133,14 +167,16 @@ class Status(enum.IntEnum):
 
 
 class State(enum.IntEnum):
-    """Kernel socket states (include/net/tcp_states.h)."""
-    ESTABLISHED = 1   # UDP: a connected socket
+    """Kernel socket states (include/net/tcp_states.h). Their names as the
+    procspy command prints them come from the library: state_name()."""
+
+    ESTABLISHED = 1  # UDP: a connected socket
     SYN_SENT = 2
     SYN_RECV = 3
     FIN_WAIT1 = 4
     FIN_WAIT2 = 5
     TIME_WAIT = 6
-    CLOSE = 7         # UDP: an unconnected socket
+    CLOSE = 7  # UDP: an unconnected socket
     CLOSE_WAIT = 8
     LAST_ACK = 9
     LISTEN = 10
@@ -158,8 +194,8 @@ STATES_ALL = 0xFFFFFFFF
 SOURCE_AUTO, SOURCE_TEXT, SOURCE_NETLINK = 0, 1, 2
 # How connections() finds owners (Walker.set_owner_scan).
 OWNERS_AUTO, OWNERS_PROC, OWNERS_BPF = 0, 1, 2
-STATES_CONNECTED = State.ESTABLISHED.mask() | State.FIN_WAIT1.mask() | \
-    State.FIN_WAIT2.mask() | State.CLOSE_WAIT.mask()
+STATES_CONNECTED = (State.ESTABLISHED.mask() | State.FIN_WAIT1.mask()
+                    | State.FIN_WAIT2.mask() | State.CLOSE_WAIT.mask())
 STATES_LISTEN = State.LISTEN.mask()
 
 
@@ -172,27 +208,39 @@ def states(*which: State) -> int:
 
 
 def version() -> str:
+    """The library's "MAJOR.MINOR.PATCH"."""
     return _version().decode()
 
 
 def status_str(status: int) -> str:
+    """procspy_status_str: the name and meaning of any status value."""
     return _status_str(int(status)).decode()
+
+
+def state_name(protocol: int, state: int) -> str:
+    """procspy_state_name: the name of `state` in a table of `protocol`, as
+    the procspy command prints it. TCP: the kernel's names ("LISTEN",
+    "TIME_WAIT", ...); UDP: "UNCONN" (CLOSE) and "ESTAB" (ESTABLISHED);
+    "UNKNOWN" for a state the kernel does not define, or another protocol."""
+    if not (0 <= protocol <= 0xFFFFFFFF and 0 <= state <= 0xFFFFFFFF):
+        return "UNKNOWN"
+    return _state_name(protocol, state).decode()
 
 
 class ProcspyError(Exception):
     """A call failed: .status (Status, or int for values this module does not
     know) and .message (procspy_last_error on the failing thread)."""
 
-    def __init__(self, status: int, message: str = ""):
+    def __init__(self, status: int, message: str = "") -> None:
         try:
             status = Status(status)
         except ValueError:
             pass
-        self.status = status
+        self.status: Status | int = status
         self.message = message
         super().__init__(status, message)
 
-    def __str__(self):
+    def __str__(self) -> str:
         name = self.status.name if isinstance(self.status, Status) else str(self.status)
         return f"{self.message or status_str(self.status)} (PROCSPY_{name})"
 
@@ -206,7 +254,7 @@ def _last_error() -> str:
     return buf.raw[:n].decode("utf-8", "backslashreplace")
 
 
-def _check(status: int):
+def _check(status: int) -> None:
     # Same Python thread = same OS thread as the call, so last_error is ours.
     if status != Status.OK:
         raise ProcspyError(status, _last_error())
@@ -215,19 +263,21 @@ def _check(status: int):
 @dataclass(frozen=True)
 class Socket:
     """One socket file descriptor of one process."""
+
     inode: int
     netns: int
-    start_time: int   # clock ticks after boot; (pid, start_time) names a process
+    start_time: int  # clock ticks after boot; (pid, start_time) names a process
     pid: int
     fd: int
-    name: str         # comm, decoded with os.fsdecode (undecodable bytes round-trip)
+    name: str  # comm, decoded with os.fsdecode (undecodable bytes round-trip)
 
     @property
     def name_bytes(self) -> bytes:
+        """The name as the kernel holds it: any bytes but NUL."""
         return os.fsencode(self.name)
 
     @classmethod
-    def _from_c(cls, s: _CSocket) -> "Socket":
+    def _from_c(cls, s: _CSocket) -> Socket:
         name = ctypes.string_at(s.name, s.name_len) if s.name else b""
         return cls(s.inode, s.netns, s.start_time, s.pid, s.fd, os.fsdecode(name))
 
@@ -235,12 +285,12 @@ class Socket:
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
 
-def _addr(family: int, raw) -> IPAddress:
+def _addr(family: int, raw: ctypes.Array[ctypes.c_uint8]) -> IPAddress:
     b = bytes(raw)
     return ipaddress.IPv4Address(b[:4]) if family == 4 else ipaddress.IPv6Address(b)
 
 
-def _state(v: int):
+def _state(v: int) -> State | int:
     try:
         return State(v)
     except ValueError:
@@ -250,20 +300,26 @@ def _state(v: int):
 @dataclass(frozen=True)
 class Connection:
     """One line of a kernel socket table, with the process holding it."""
-    inode: int                 # 0 for sockets no longer owned (TIME_WAIT)
-    netns: int                 # the namespace whose table listed it
-    protocol: int              # TCP or UDP
-    family: int                # 4 or 6 (a v4-mapped address in tcp6 stays 6)
-    state: State               # an int if this module does not know the number
+
+    inode: int  # 0 for sockets no longer owned (TIME_WAIT)
+    netns: int  # the namespace whose table listed it
+    protocol: int  # TCP or UDP
+    family: int  # 4 or 6 (a v4-mapped address in tcp6 stays 6)
+    state: State | int  # an int if this module does not know the number
     local_addr: IPAddress
     local_port: int
     remote_addr: IPAddress
     remote_port: int
     uid: int
-    owner: Optional[Socket]    # None if no holder is visible
+    owner: Socket | None  # None if no holder is visible
+
+    @property
+    def state_name(self) -> str:
+        """The state's name as the procspy command prints it (UDP: UNCONN, ESTAB)."""
+        return state_name(self.protocol, int(self.state))
 
     @classmethod
-    def _from_c(cls, c: _CConnection) -> "Connection":
+    def _from_c(cls, c: _CConnection) -> Connection:
         owner = Socket._from_c(c.owner.contents) if c.owner else None
         return cls(c.inode, c.netns, c.protocol, c.family, _state(c.state),
                    _addr(c.family, c.local_addr), c.local_port,
@@ -272,6 +328,8 @@ class Connection:
 
 @dataclass(frozen=True)
 class Stats:
+    """What a walk saw (procspy_walk_stats)."""
+
     namespaces: int
     processes: int
     skipped: int
@@ -283,8 +341,12 @@ class Stats:
     elapsed_ns: int
 
     @classmethod
-    def _from_c(cls, s: _CWalkStats) -> "Stats":
+    def _from_c(cls, s: _CWalkStats) -> Stats:
         return cls(*(getattr(s, f) for f, _ in _CWalkStats._fields_))
+
+
+_Rec = TypeVar("_Rec", Socket, Connection)
+_Callback = Callable[[_Rec], Union[bool, None]]
 
 
 class Walker:
@@ -292,12 +354,13 @@ class Walker:
     manager. Thread-safe: one walk runs at a time (another one raises
     ProcspyError BUSY); stop() and close() may be called from any thread."""
 
-    def __init__(self, proc_root: Union[str, bytes, os.PathLike, None] = None):
+    def __init__(self, proc_root: str | bytes | os.PathLike[str] | os.PathLike[bytes] | None = None,
+                 ) -> None:
         self._lock = threading.Lock()
         self._active = 0
         self._closed = True
-        self._p = None
-        self.last_stats: Optional[Stats] = None
+        self._p: ctypes.c_void_p | None = None
+        self.last_stats: Stats | None = None
         root = None if proc_root is None else os.fsencode(proc_root)
         if root is not None and b"\0" in root:
             raise ProcspyError(Status.INVALID_ARGUMENT, "proc root contains a NUL byte")
@@ -305,20 +368,20 @@ class Walker:
         _check(_walker_new(root, ctypes.byref(p)))
         self._p, self._closed = p, False
 
-    def __enter__(self):
+    def __enter__(self) -> Walker:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             if getattr(self, "_lock", None) is not None:
                 self.close()
         except Exception:  # interpreter shutdown: module globals may be gone
             pass
 
-    def close(self):
+    def close(self) -> None:
         """Stops any walk in progress and frees the walker, now or when the
         calls still running on it return."""
         with self._lock:
@@ -330,27 +393,27 @@ class Walker:
                 _walker_free(self._p)
                 self._p = None
 
-    def stop(self):
+    def stop(self) -> None:
         """Ends the walk in progress soon, and every later one at once. Final."""
         with self._lock:
             if not self._closed:
                 _walker_stop(self._p)
 
-    def _enter(self):
+    def _enter(self) -> ctypes.c_void_p | None:
         with self._lock:
             if self._closed:
                 raise ValueError("procspy: walker is closed")
             self._active += 1
             return self._p
 
-    def _exit(self):
+    def _exit(self) -> None:
         with self._lock:
             self._active -= 1
             if self._closed and self._active == 0 and self._p is not None:
                 _walker_free(self._p)
                 self._p = None
 
-    def set_rate_limit(self, fd_block: int = 0, tick: float = 0.0):
+    def set_rate_limit(self, fd_block: int = 0, tick: float = 0.0) -> None:
         """A tick before each namespace and after every fd_block fd stats
         (0: none), tick seconds apart (0: never wait)."""
         if tick < 0 or fd_block < 0:
@@ -361,23 +424,24 @@ class Walker:
         finally:
             self._exit()
 
-    def _set(self, fn, value: int):
+    def _set(self, fn: Callable[[Any, int], int], value: int) -> None:
         p = self._enter()
         try:
             _check(fn(p, value))
         finally:
             self._exit()
 
-    def set_source(self, source: int):
+    def set_source(self, source: int) -> None:
         """SOURCE_AUTO (default), SOURCE_TEXT or SOURCE_NETLINK."""
         self._set(_set_source, source)
 
-    def set_owner_scan(self, scan: int):
+    def set_owner_scan(self, scan: int) -> None:
         """OWNERS_AUTO (default: the BPF iterator where it loads), OWNERS_PROC
         (PID/fd only) or OWNERS_BPF (the iterator or an error)."""
         self._set(_set_owner_scan, scan)
 
     def netns_of(self, pid: int) -> int:
+        """The inode of pid's network namespace."""
         out = ctypes.c_uint64()
         p = self._enter()
         try:
@@ -386,21 +450,25 @@ class Walker:
             self._exit()
         return out.value
 
-    def _run(self, make_fn, convert, call, callback):
-        records = [] if callback is None else None
-        state = {"exc": None, "declined": False}
+    def _run(self, make_fn: Any, convert: Callable[[Any], _Rec],
+             call: Callable[[Any, Any, Any], int],
+             callback: _Callback[_Rec] | None) -> list[_Rec] | Stats:
+        records: list[_Rec] = []
+        failure: list[BaseException] = []
+        declined = False
 
-        def tramp(_userdata, rec):
+        def tramp(_userdata: object, rec: Any) -> int:
+            nonlocal declined
             try:
                 r = convert(rec.contents)
                 if callback is None:
                     records.append(r)
                 elif callback(r) is False:
-                    state["declined"] = True
+                    declined = True
                     return 1
                 return 0
             except BaseException as e:  # never unwinds into C; re-raised below
-                state["exc"] = e
+                failure.append(e)
                 return 1
 
         c_fn = make_fn(tramp)  # kept alive until the call returns
@@ -412,16 +480,20 @@ class Walker:
         finally:
             self._exit()
         self.last_stats = Stats._from_c(stats)
-        if state["exc"] is not None:
-            exc, state["exc"] = state["exc"], None
-            raise exc
-        if status == Status.CALLBACK_ABORTED and state["declined"]:
+        if failure:
+            raise failure[0]
+        if status == Status.CALLBACK_ABORTED and declined:
             status = Status.OK
         if status != Status.OK:
             raise ProcspyError(status, message)
         return records if callback is None else self.last_stats
 
-    def walk(self, callback: Optional[Callable[[Socket], Optional[bool]]] = None):
+    @overload
+    def walk(self, callback: None = None) -> list[Socket]: ...
+    @overload
+    def walk(self, callback: Callable[[Socket], bool | None]) -> Stats: ...
+
+    def walk(self, callback: Callable[[Socket], bool | None] | None = None) -> list[Socket] | Stats:
         """Every socket fd of every process, namespace by namespace. Without
         a callback: a list of Socket. With one: calls it per Socket (return
         False to end the walk early) and returns the Stats. An exception in
@@ -430,8 +502,16 @@ class Walker:
         return self._run(_SOCKET_FN, Socket._from_c,
                          lambda p, fn, st: _walker_walk(p, None, 0, fn, None, st), callback)
 
+    @overload
+    def connections(self, protocols: int = ..., states: int = ...,
+                    callback: None = None) -> list[Connection]: ...
+    @overload
+    def connections(self, protocols: int = ..., states: int = ..., *,
+                    callback: Callable[[Connection], bool | None]) -> Stats: ...
+
     def connections(self, protocols: int = TCP | UDP, states: int = STATES_ALL,
-                    callback: Optional[Callable[[Connection], Optional[bool]]] = None):
+                    callback: Callable[[Connection], bool | None] | None = None,
+                    ) -> list[Connection] | Stats:
         """Every line of the chosen tables (TCP, UDP or TCP|UDP) in every
         namespace whose state is in the mask, with its owner. List or
         callback, as for walk()."""

@@ -1,27 +1,34 @@
-"""Tests of procspy.py against the real library, real /proc and real
-loopback sockets. Run: python3 -m unittest -v (in this directory).
+"""Tests of the procspy package against the real library, real /proc and
+real loopback sockets. Run with pytest, the package installed (pip install
+bindings/python) or on PYTHONPATH (src/).
 
-Env: PROCSPY_LIB (the library to load), PROCSPY_INCLUDE (the directory of
-procspy.h for the layout check; default ../../include), PROCSPY_HARNESS
-(the C harness binary; default ../../build/harness-so), CC (default cc)."""
+Env: PROCSPY_LIB (the library to load, else libprocspy.so.0 by the loader),
+PROCSPY_INCLUDE (the directory of procspy.h for the layout check; default
+the tree's include/), PROCSPY_HARNESS (the C harness binary; default the
+tree's build/harness-so), CC (default cc). PROCSPY_NO_SKIP=1 makes a test
+that cannot run fail instead of skipping (make test sets it)."""
 
 import ctypes
 import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 import unittest
 from ipaddress import ip_address
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import procspy  # noqa: E402
-from procspy import ProcspyError, State, Status, Walker  # noqa: E402
+import procspy
+from procspy import ProcspyError, State, Status, Walker
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+TREE = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
+
+
+def skip_or_fail(test: unittest.TestCase, why: str) -> None:
+    if os.environ.get("PROCSPY_NO_SKIP") == "1":
+        test.fail(f"cannot run (PROCSPY_NO_SKIP=1): {why}")
+    test.skipTest(why)
 
 
 def own_socket_inodes():
@@ -112,6 +119,8 @@ class SocketsTest(unittest.TestCase):
              (lo4, s.l4.getsockname()[1]), (lo4, s.client.getsockname()[1])),
             ("udp", s.udp, procspy.UDP, 4, State.CLOSE, (lo4, s.udp.getsockname()[1]), (v4any, 0)),
         ]
+        names = {"listener": "LISTEN", "listener6": "LISTEN", "client": "ESTABLISHED",
+                 "accepted": "ESTABLISHED", "udp": "UNCONN"}
         if s.l6 is not None:
             wants.append(("listener6", s.l6, procspy.TCP, 6, State.LISTEN,
                           (ip_address("::1"), s.l6.getsockname()[1]), (v6any, 0)))
@@ -122,6 +131,7 @@ class SocketsTest(unittest.TestCase):
                 c = by_inode.get(os.fstat(sock.fileno()).st_ino)
                 self.assertIsNotNone(c, f"{what} not found")
                 self.assertEqual((c.protocol, c.family, c.state), (proto, family, state))
+                self.assertEqual(c.state_name, names[what])
                 self.assertEqual((c.local_addr, c.local_port), local)
                 self.assertEqual((c.remote_addr, c.remote_port), remote)
                 self.assertEqual(c.owner.fd, sock.fileno())
@@ -265,8 +275,25 @@ class ErrorsAndStopTest(unittest.TestCase):
 
     def test_version_and_status_names(self):
         self.assertRegex(procspy.version(), r"^\d+\.\d+\.\d+$")
-        self.assertTrue(procspy.status_str(Status.BUSY).startswith("PROCSPY_BUSY"))
+        for status in Status:  # each one this module names is the library's
+            self.assertTrue(procspy.status_str(status).startswith(f"PROCSPY_{status.name}:"),
+                            procspy.status_str(status))
         self.assertTrue(procspy.status_str(12345))  # unknown values too
+        e = ProcspyError(9, "m")
+        self.assertIs(e.status, Status.UNSUPPORTED)
+        self.assertEqual(str(e), "m (PROCSPY_UNSUPPORTED)")
+
+    def test_state_names_come_from_the_library(self):
+        tcp = ["ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT",
+               "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV"]
+        self.assertEqual([procspy.state_name(procspy.TCP, s) for s in State], tcp)
+        self.assertEqual(procspy.state_name(procspy.UDP, State.CLOSE), "UNCONN")
+        self.assertEqual(procspy.state_name(procspy.UDP, State.ESTABLISHED), "ESTAB")
+        self.assertEqual(procspy.state_name(procspy.UDP, State.LISTEN), "LISTEN")
+        for protocol, state in ((procspy.TCP, 0), (procspy.TCP, 13), (procspy.UDP, 255),
+                                (0, 10), (3, 10), (256 + procspy.TCP, 10), (procspy.TCP, 2**32 + 10),
+                                (-1, 10), (procspy.TCP, -1)):
+            self.assertEqual(procspy.state_name(protocol, state), "UNKNOWN", (protocol, state))
 
 
 class LayoutTest(unittest.TestCase):
@@ -289,10 +316,9 @@ class LayoutTest(unittest.TestCase):
             self.assertEqual(py, c_layout[cname], f"{cname}: ctypes (size, offsets) vs {source}")
 
     def test_layout_matches_c_harness(self):
-        harness = os.environ.get("PROCSPY_HARNESS",
-                                 os.path.join(HERE, "..", "..", "build", "harness-so"))
+        harness = os.environ.get("PROCSPY_HARNESS", os.path.join(TREE, "build", "harness-so"))
         if not os.access(harness, os.X_OK):
-            self.skipTest(f"no C harness at {harness} (make build/harness-so, or set PROCSPY_HARNESS)")
+            skip_or_fail(self, f"no C harness at {harness} (make build/harness-so, or set PROCSPY_HARNESS)")
         env = dict(os.environ, PROCSPY_PRINT_LAYOUT="1")
         r = subprocess.run([harness, "layout"], env=env, capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
@@ -301,9 +327,8 @@ class LayoutTest(unittest.TestCase):
     def test_layout_matches_compiled_header(self):
         cc = os.environ.get("CC", "cc")
         if shutil.which(cc) is None:
-            self.skipTest(f"no C compiler ({cc})")
-        include = os.environ.get("PROCSPY_INCLUDE",
-                                 os.path.join(HERE, "..", "..", "include"))
+            skip_or_fail(self, f"no C compiler ({cc})")
+        include = os.environ.get("PROCSPY_INCLUDE", os.path.join(TREE, "include"))
         self.assertTrue(os.path.exists(os.path.join(include, "procspy.h")), include)
         lines = ["#include <stddef.h>", "#include <stdio.h>", "#include <procspy.h>",
                  "int main(void) {"]

@@ -131,6 +131,59 @@ func TestVersion(t *testing.T) {
 	}
 }
 
+// The state names come from the library (procspy_state_name).
+func TestStateNames(t *testing.T) {
+	tcp := []string{"ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT",
+		"CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV"}
+	for i, name := range tcp {
+		s := State(i + 1)
+		if got := StateName(TCP, s); got != name {
+			t.Errorf("StateName(TCP, %d) = %q, want %q", s, got, name)
+		}
+		if got := s.String(); got != name {
+			t.Errorf("State(%d).String() = %q, want %q", s, got, name)
+		}
+	}
+	if Listen.String() != "LISTEN" || NewSynRecv.String() != "NEW_SYN_RECV" {
+		t.Errorf("constants: %s %s", Listen, NewSynRecv)
+	}
+	for _, c := range []struct {
+		p    Protocol
+		s    State
+		want string
+	}{
+		{UDP, Close, "UNCONN"}, {UDP, Established, "ESTAB"}, {UDP, Listen, "LISTEN"},
+		{TCP, 0, "UNKNOWN"}, {TCP, 13, "UNKNOWN"}, {UDP, 255, "UNKNOWN"},
+		{0, Listen, "UNKNOWN"}, {TCP | UDP, Listen, "UNKNOWN"}, {Protocol(1 << 8), Listen, "UNKNOWN"},
+	} {
+		if got := StateName(c.p, c.s); got != c.want {
+			t.Errorf("StateName(%v, %d) = %q, want %q", c.p, c.s, got, c.want)
+		}
+	}
+	if got := (Connection{Protocol: UDP, State: Established}).StateName(); got != "ESTAB" {
+		t.Errorf("Connection.StateName() = %q", got)
+	}
+}
+
+// Every Status the binding names is the library's: procspy_status_str
+// begins with PROCSPY_<its name>.
+func TestStatusNames(t *testing.T) {
+	for s, name := range map[Status]string{
+		StatusOK: "OK", StatusStopped: "STOPPED", StatusCallbackAborted: "CALLBACK_ABORTED",
+		StatusBufferTooSmall: "BUFFER_TOO_SMALL", StatusNullArgument: "NULL_ARGUMENT",
+		StatusInvalidArgument: "INVALID_ARGUMENT", StatusIO: "IO", StatusBusy: "BUSY",
+		StatusPanic: "PANIC", StatusUnsupported: "UNSUPPORTED",
+	} {
+		if got := s.String(); !strings.HasPrefix(got, "PROCSPY_"+name+":") {
+			t.Errorf("Status(%d).String() = %q, want PROCSPY_%s: ...", int(s), got, name)
+		}
+	}
+	err := error(&Error{Status: StatusUnsupported, Message: "m"})
+	if !errors.Is(err, ErrUnsupported) || errors.Is(err, ErrIO) {
+		t.Errorf("errors.Is(%v, ErrUnsupported) = false", err)
+	}
+}
+
 func TestWalkFindsOwnSockets(t *testing.T) {
 	s := openSockets(t)
 	w := mustNew(t)
@@ -200,16 +253,17 @@ func TestConnectionsFindsOwnSockets(t *testing.T) {
 		proto         Protocol
 		family        int
 		state         State
+		stateName     string
 		local, remote netip.AddrPort
 	}
 	wants := []want{
-		{"listener 127.0.0.1", fdOf(t, s.l4), TCP, 4, Listen, addrPort(s.l4.Addr()), netip.AddrPortFrom(netip.IPv4Unspecified(), 0)},
-		{"client", fdOf(t, s.client), TCP, 4, Established, addrPort(s.client.LocalAddr()), addrPort(s.client.RemoteAddr())},
-		{"accepted", fdOf(t, s.server), TCP, 4, Established, addrPort(s.server.LocalAddr()), addrPort(s.server.RemoteAddr())},
-		{"udp 127.0.0.1", fdOf(t, s.udp), UDP, 4, Close, addrPort(s.udp.LocalAddr()), netip.AddrPortFrom(netip.IPv4Unspecified(), 0)},
+		{"listener 127.0.0.1", fdOf(t, s.l4), TCP, 4, Listen, "LISTEN", addrPort(s.l4.Addr()), netip.AddrPortFrom(netip.IPv4Unspecified(), 0)},
+		{"client", fdOf(t, s.client), TCP, 4, Established, "ESTABLISHED", addrPort(s.client.LocalAddr()), addrPort(s.client.RemoteAddr())},
+		{"accepted", fdOf(t, s.server), TCP, 4, Established, "ESTABLISHED", addrPort(s.server.LocalAddr()), addrPort(s.server.RemoteAddr())},
+		{"udp 127.0.0.1", fdOf(t, s.udp), UDP, 4, Close, "UNCONN", addrPort(s.udp.LocalAddr()), netip.AddrPortFrom(netip.IPv4Unspecified(), 0)},
 	}
 	if s.l6 != nil {
-		wants = append(wants, want{"listener [::1]", fdOf(t, s.l6), TCP, 6, Listen, addrPort(s.l6.Addr()), netip.AddrPortFrom(netip.IPv6Unspecified(), 0)})
+		wants = append(wants, want{"listener [::1]", fdOf(t, s.l6), TCP, 6, Listen, "LISTEN", addrPort(s.l6.Addr()), netip.AddrPortFrom(netip.IPv6Unspecified(), 0)})
 	}
 	byInode := map[uint64]Connection{}
 	var all int
@@ -232,10 +286,10 @@ func TestConnectionsFindsOwnSockets(t *testing.T) {
 		}
 		if c.Protocol != wt.proto || c.Family != wt.family || c.State != wt.state ||
 			c.Local != wt.local || c.Remote != wt.remote || c.Owner.Fd != wt.fd ||
-			c.UID != uint32(os.Getuid()) || c.Netns == 0 {
+			c.UID != uint32(os.Getuid()) || c.Netns == 0 || c.StateName() != wt.stateName {
 			t.Errorf("%s: got %+v owner %+v, want %+v", wt.what, c, *c.Owner, wt)
 		}
-		t.Logf("%-16s %s %s %s -> %s pid %d fd %d (%s)", wt.what, c.Protocol, c.State, c.Local, c.Remote, c.Owner.Pid, c.Owner.Fd, c.Owner.Name)
+		t.Logf("%-16s %s %s %s -> %s pid %d fd %d (%s)", wt.what, c.Protocol, c.StateName(), c.Local, c.Remote, c.Owner.Pid, c.Owner.Fd, c.Owner.Name)
 	}
 	t.Logf("connections: %d lines, %+v", all, stats)
 

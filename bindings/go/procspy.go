@@ -1,17 +1,14 @@
-// Package procspy is a Go binding of libprocspy, which maps every socket on
-// a Linux host to the process holding it, in every network namespace, by
+// Package procspy is the Go binding of libprocspy, which maps every socket
+// on a Linux host to the process holding it, in every network namespace, by
 // walking /proc.
 //
-// Building: the package links with -lprocspy and includes <procspy.h>. For
-// an installed library (make install), nothing else is needed if it went to
-// a directory the compiler and the dynamic linker search (/usr/local after
-// ldconfig); otherwise point cgo at it:
+// Building: cgo asks pkg-config for the library (#cgo pkg-config: procspy),
+// so once libprocspy is installed (make install) nothing else is needed. An
+// install pkg-config does not search by default, or one made into a
+// DESTDIR, needs its directory in PKG_CONFIG_PATH, and the loader needs
+// its library directory (ldconfig, or LD_LIBRARY_PATH) to run the program:
 //
-//	CGO_CFLAGS="$(pkg-config --cflags procspy)" CGO_LDFLAGS="$(pkg-config --libs procspy)" go build
-//
-// and from the project's build tree (after make lib):
-//
-//	CGO_CFLAGS=-I$ROOT/include CGO_LDFLAGS="-L$ROOT/target/release -Wl,-rpath,$ROOT/target/release" go test
+//	PKG_CONFIG_PATH=$DESTDIR/usr/local/lib/pkgconfig LD_LIBRARY_PATH=$DESTDIR/usr/local/lib go test
 //
 // Callbacks run synchronously on the calling goroutine, which stays on one
 // OS thread for the whole call; records are copied before the callback
@@ -19,7 +16,7 @@
 package procspy
 
 /*
-#cgo LDFLAGS: -lprocspy
+#cgo pkg-config: procspy
 #include <stdint.h>
 #include <stdlib.h>
 #include <procspy.h>
@@ -165,20 +162,18 @@ const (
 	NewSynRecv  State = C.PROCSPY_STATE_NEW_SYN_RECV
 )
 
-var stateNames = [...]string{
-	Established: "ESTABLISHED", SynSent: "SYN_SENT", SynRecv: "SYN_RECV",
-	FinWait1: "FIN_WAIT1", FinWait2: "FIN_WAIT2", TimeWait: "TIME_WAIT",
-	Close: "CLOSE", CloseWait: "CLOSE_WAIT", LastAck: "LAST_ACK",
-	Listen: "LISTEN", Closing: "CLOSING", NewSynRecv: "NEW_SYN_RECV",
+// StateName is the library's name of state s in a table of protocol p
+// (procspy_state_name), as the procspy command prints it: TCP's kernel
+// names ("ESTABLISHED", "LISTEN", ...); for UDP, "UNCONN" (Close,
+// unconnected) and "ESTAB" (Established, connected); "UNKNOWN" for a state
+// the kernel does not define, or a protocol other than TCP or UDP.
+func StateName(p Protocol, s State) string {
+	return C.GoString(C.procspy_state_name(C.uint32_t(p), C.uint32_t(s)))
 }
 
-// String is the kernel's name of the state, as ss prints it.
-func (s State) String() string {
-	if int(s) < len(stateNames) && stateNames[s] != "" {
-		return stateNames[s]
-	}
-	return fmt.Sprintf("State(%d)", uint8(s))
-}
+// String is the kernel's name of the state ("LISTEN"), as StateName gives
+// it for TCP; "UNKNOWN" for a number the kernel does not define.
+func (s State) String() string { return StateName(TCP, s) }
 
 // Mask is the StateMask holding only s.
 func (s State) Mask() StateMask {
@@ -232,6 +227,10 @@ type Connection struct {
 	UID      uint32
 	Owner    *Socket // nil if no holder is visible
 }
+
+// StateName is the state's name as the procspy command prints it:
+// StateName(c.Protocol, c.State), so "UNCONN" and "ESTAB" for UDP.
+func (c Connection) StateName() string { return StateName(c.Protocol, c.State) }
 
 // Stats is what a walk saw (procspy_walk_stats).
 type Stats struct {

@@ -1,0 +1,3 @@
+module libprocspy/procspy
+
+go 1.18

@@ -1,3 +1,0 @@
-module procspy
-
-go 1.18
