@@ -460,6 +460,54 @@ watch_table() {
     same_lines "$TMP/want" "$TMP/got"
 }
 check "--watch table -n: header, the seven rows as appeared, SIGTERM exits 143" watch_table
+# In this program's own namespace the kernel's destroy notices show what
+# opened and closed between two polls.
+watch_closed() {
+    local wp root
+    root=$(stat -L -c %i /proc/self/ns/net)
+    "$BIN" --watch 0.3 --json -t -n "$root" > "$TMP/w" 2> "$TMP/w.err" &
+    wp=$!
+    : > "$TMP/hold"
+    python3 -c '
+import os, socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen()
+print(s.getsockname()[1], flush=True)
+while os.path.exists(sys.argv[1]):
+    time.sleep(0.05)' "$TMP/hold" > "$TMP/lport" &
+    LISTENER_PID=$!
+    wait_lines "$TMP/lport" . 1 > /dev/null
+    # Its appearance: the first poll is done, and the subscription made.
+    wait_lines "$TMP/w" "\"local_port\":$(cat "$TMP/lport")," 1 || { kill "$wp"; return 1; }
+    rm "$TMP/hold"
+    wait "$LISTENER_PID"
+    python3 -c '
+import socket, time, sys
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen()
+c = socket.create_connection(l.getsockname()); a, _ = l.accept()
+print(l.getsockname()[1], c.getsockname()[1], flush=True)
+time.sleep(0.05)
+a.close(); time.sleep(0.02); c.close(); l.close()' > "$TMP/flash"
+    read -r FL_L FL_C < "$TMP/flash"
+    # The server end closes first, and lingers in TIME_WAIT (a line of its
+    # own); the client (from LAST_ACK) and the listener are freed.
+    wait_lines "$TMP/w" "\"event\":\"closed\".*\"local_port\":$FL_L," 1 || { kill "$wp"; return 1; }
+    wait_lines "$TMP/w" "\"event\":\"closed\".*\"local_port\":$FL_C," 1 || { kill "$wp"; return 1; }
+    stop_watch "$wp" INT 130 || return 1
+    python3 - "$TMP/w" "$FL_L" "$FL_C" <<'PYEOF'
+import json, sys
+objs = [json.loads(l) for l in open(sys.argv[1], "rb")]
+lport, cport = int(sys.argv[2]), int(sys.argv[3])
+closed = [o for o in objs if o["event"] == "closed" and lport in (o["local_port"], o["remote_port"])]
+ends = sorted((o["local_port"], o["remote_port"]) for o in closed)
+assert ends == sorted([(lport, 0), (cport, lport)]), closed
+for o in closed:
+    assert o["proto"] == "tcp" and o["state_name"] == "CLOSE" and o["inode"] == 0 and o["pid"] is None, o
+print("%d closed ok" % len(closed))
+PYEOF
+}
+check "--watch: a connection opened and closed between two polls is 'closed'" watch_closed
 
 # ---- sockets ---------------------------------------------------------------
 

@@ -34,7 +34,7 @@
     X(conn_protocol_filter) X(conn_buffer_too_small) X(conn_own_buffer)        \
     X(conn_namespace_vanishes)                                                 \
     X(changes_args) X(changes_fixture) X(changes_abort_keeps_snapshot)         \
-    X(changes_stop_and_busy)                                                   \
+    X(changes_stop_and_busy) X(changes_seen_closed)                            \
     X(fake_hostile_names) X(fake_net_dev_fallback) X(fake_missing_tcp6)        \
     X(fake_bad_fd_entries) X(fake_vanished_pids) X(fake_tables_from_next_pid)  \
     X(fake_non_numeric_entries) X(fake_conn_join) X(fake_conn_buffer_too_small) \

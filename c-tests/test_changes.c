@@ -1,11 +1,15 @@
 /*
  * procspy_walker_changes: arguments, the first call against the fixture,
  * nothing the second time, a namespace that goes, a call aborted (the next
- * reports against the old snapshot), stopped (final), BUSY from a callback.
+ * reports against the old snapshot), stopped (final), BUSY from a callback,
+ * and a connection that opens and closes between two calls.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -260,5 +264,73 @@ void test_changes_stop_and_busy(void)
     CHECK_EQ(r.n, 0);
     CHECK_STATUS(procspy_walker_connections(w, NULL, 0, BOTH, PROCSPY_STATES_ALL, h_count_conn_cb, &n, NULL),
                  PROCSPY_STOPPED);
+    procspy_walker_free(w);
+}
+
+/* A TCP pair on 127.0.0.1 through a listener, every end closed with a
+ * reset (no TIME_WAIT); its listener's and client's ports. 0 on success. */
+static int flash_pair(uint16_t *lport, uint16_t *cport)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+    struct linger rst = {1, 0};
+    int l = socket(AF_INET, SOCK_STREAM, 0), c = socket(AF_INET, SOCK_STREAM, 0), s = -1, i, ok;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ok = l >= 0 && c >= 0 && bind(l, (struct sockaddr *)&a, sizeof a) == 0 && listen(l, 4) == 0 &&
+         getsockname(l, (struct sockaddr *)&a, &len) == 0 && connect(c, (struct sockaddr *)&a, sizeof a) == 0 &&
+         (s = accept(l, NULL, NULL)) >= 0;
+    *lport = ntohs(a.sin_port);
+    len = sizeof a;
+    ok = ok && getsockname(c, (struct sockaddr *)&a, &len) == 0;
+    *cport = ntohs(a.sin_port);
+    h_sleep_ms(50);
+    for (i = 0; i < 3; i++) {
+        int fd = i == 0 ? c : i == 1 ? s : l;
+        if (fd >= 0) {
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &rst, sizeof rst);
+            close(fd);
+        }
+    }
+    return ok ? 0 : -1;
+}
+
+/* A connection that opens and closes between two calls is seen closed:
+ * its three ends, each once, with no owner; the call after has none. */
+void test_changes_seen_closed(void)
+{
+    procspy_walker *w = NULL;
+    struct chs r = {0};
+    uint64_t self = h_stat_ino("/proc/self/ns/net");
+    uint16_t lport = 0, cport = 0;
+    size_t i, at_l = 0, at_c = 0;
+    REQUIRE_STATUS(procspy_walker_new(NULL, &w), PROCSPY_OK);
+    CHECK_STATUS(changes(w, &r), PROCSPY_OK);
+    chs_reset(&r);
+    REQUIRE(flash_pair(&lport, &cport) == 0);
+    h_sleep_ms(100);
+    CHECK_STATUS(changes(w, &r), PROCSPY_OK);
+    for (i = 0; i < r.n; i++) {
+        const struct ch *e = &r.v[i];
+        if (e->c.netns != self || e->c.protocol != PROCSPY_PROTO_TCP)
+            continue;
+        if (e->c.local_port != lport && e->c.local_port != cport)
+            continue;
+        at_l += e->c.local_port == lport;
+        at_c += e->c.local_port == cport;
+        CHECK_EQ(e->kind, PROCSPY_CHANGE_SEEN_CLOSED);
+        CHECK_EQ(e->c.state, PROCSPY_STATE_CLOSE);
+        CHECK_EQ(e->c.inode, 0);
+        CHECK_EQ(e->old_state, 0);
+        CHECK(!e->has_owner && !e->has_old_owner);
+    }
+    CHECK_EQ(at_l, 2); /* the listener and the accepted end */
+    CHECK_EQ(at_c, 1);
+    chs_reset(&r);
+    CHECK_STATUS(changes(w, &r), PROCSPY_OK);
+    for (i = 0; i < r.n; i++)
+        CHECK(r.v[i].c.netns != self || (r.v[i].c.local_port != lport && r.v[i].c.local_port != cport));
+    chs_reset(&r);
     procspy_walker_free(w);
 }

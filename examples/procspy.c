@@ -95,7 +95,11 @@ static void usage(FILE *out)
         "                        number, at most 86400, to the millisecond),\n"
         "                        until SIGINT or SIGTERM: the first poll lists\n"
         "                        every connection as appeared, later ones what\n"
-        "                        appeared, disappeared, changed state or owner\n"
+        "                        appeared, disappeared, changed state or owner,\n"
+        "                        and what opened and closed between two polls\n"
+        "                        (closed: from the kernel's destroy notices, in\n"
+        "                        this program's namespace; no owner, so -p\n"
+        "                        hides them; -l and -c don't)\n"
         "  -h, --help            show this help and exit\n"
         "  -V, --version         show the library version and exit\n"
         "\n"
@@ -104,7 +108,7 @@ static void usage(FILE *out)
         "states: UNCONN is an unconnected socket, ESTAB a connected one.\n"
         "Process names are shown as plain ASCII: backslash, control bytes and\n"
         "bytes >= 0x80 are escaped C-style (\\\\, \\n, \\t, \\xHH).\n"
-        "--watch puts EVENT first (appeared, disappeared, state, owner) and,\n"
+        "--watch puts EVENT first (appeared, disappeared, state, owner, closed) and,\n"
         "for state and owner, what it was at the poll before last: \"was STATE\"\n"
         "or \"was PID/FD NAME\" (\"was -\": no owner); a disappeared row is the\n"
         "connection as it was last seen.\n"
@@ -510,6 +514,7 @@ static const char *event_name(procspy_change_kind kind)
     case PROCSPY_CHANGE_DISAPPEARED: return "disappeared";
     case PROCSPY_CHANGE_STATE: return "state";
     case PROCSPY_CHANGE_OWNER: return "owner";
+    case PROCSPY_CHANGE_SEEN_CLOSED: return "closed";
     }
     return "unknown"; /* a kind newer than this program */
 }
@@ -521,9 +526,17 @@ static int on_change(void *userdata, const procspy_change *ch)
     struct context *ctx = userdata;
     const procspy_connection *c = ch->connection;
     bool owner = ch->kind == PROCSPY_CHANGE_OWNER;
+    bool closed = ch->kind == PROCSPY_CHANGE_SEEN_CLOSED;
 
-    if (!wanted(ctx, c, owner ? ch->old_owner : NULL))
+    if (closed) {
+        /* Its state is the one it was freed in, and it has no owner: -l and
+         * -c don't apply, -p hides it. */
+        const struct options *opt = ctx->opt;
+        if (!(opt->protocols & c->protocol) || opt->pid_set || (opt->netns_set && c->netns != opt->netns))
+            return 0;
+    } else if (!wanted(ctx, c, owner ? ch->old_owner : NULL)) {
         return 0;
+    }
     if (ctx->opt->json) {
         printf("{\"event\":\"%s\",", event_name(ch->kind));
         put_connection_json(c);

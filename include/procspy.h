@@ -221,6 +221,14 @@ typedef enum procspy_change_kind {
    * where none was visible; `connection->owner` is NULL where none is now).
    */
   PROCSPY_CHANGE_OWNER = 4,
+  /**
+   * Listed by neither call: it opened and closed between them, as the
+   * kernel's destroy notification tells it (see
+   * `procspy_walker_changes`): inode 0, no owner, the state it was freed
+   * in (TCP: `PROCSPY_STATE_CLOSE`; a connected UDP socket: ESTABLISHED),
+   * the tuple as far as the kernel kept it.
+   */
+  PROCSPY_CHANGE_SEEN_CLOSED = 5,
 } procspy_change_kind;
 
 /**
@@ -390,7 +398,7 @@ typedef struct procspy_change {
   enum procspy_change_kind kind;
   /**
    * The connection's state at the previous call; 0 for
-   * `PROCSPY_CHANGE_APPEARED`.
+   * `PROCSPY_CHANGE_APPEARED` and `PROCSPY_CHANGE_SEEN_CLOSED`.
    */
   uint8_t old_state;
   /**
@@ -400,7 +408,8 @@ typedef struct procspy_change {
   const struct procspy_connection *connection;
   /**
    * Its owner at the previous call; NULL for `PROCSPY_CHANGE_APPEARED`
-   * and where the previous call saw no owner.
+   * and `PROCSPY_CHANGE_SEEN_CLOSED`, and where the previous call saw no
+   * owner.
    */
   const struct procspy_socket *old_owner;
 } procspy_change;
@@ -612,6 +621,17 @@ enum procspy_status procspy_walker_connections(struct procspy_walker *walker,
  * process, so a disappeared connection keeps its owner's name.
  * `on_change` NULL is `PROCSPY_NULL_ARGUMENT`; a call while another runs
  * on the walker is `PROCSPY_BUSY`.
+ *
+ * After those, one `PROCSPY_CHANGE_SEEN_CLOSED` per connection of the
+ * chosen protocols (whatever `state_mask`) that opened and closed between
+ * two calls, from the kernel's sock_diag destroy notifications: the first
+ * call subscribes the namespaces it sees (for now the calling thread's own
+ * only; at most 256, one fd each), each later one reads what they were
+ * told, without waiting, and delivers each freed socket that neither
+ * snapshot lists and that the previous call did not report disappeared.
+ * The kernel names no process, so `owner` is NULL; a reset socket has
+ * lost its remote port, an unbound one its local address. A call that
+ * does not return `PROCSPY_OK` keeps them for the next.
  */
 PROCSPY_MUST_USE
 enum procspy_status procspy_walker_changes(struct procspy_walker *walker,

@@ -16,10 +16,16 @@
 //! A call commits its snapshot only when it returns OK: a stopped, aborted
 //! or failed call leaves the previous one as it was, and the next call
 //! reports against that.
+//!
+//! Connections that opened and closed between two calls come from the
+//! kernel's destroy notifications (`closed.rs`), each delivered unless it
+//! may be of a connection either snapshot lists, or that the last call
+//! reported gone: those are reported as disappeared, or will be.
 
 use std::cmp::Ordering;
 use std::ops::ControlFlow;
 
+use super::closed::{Closed, Subscriptions};
 use super::error::Error;
 use super::join::{Connection, OwnerAt, Procs, Protocols, tables_of};
 use super::walker::{Socket, Stats, Walker};
@@ -38,6 +44,11 @@ pub enum ChangeKind {
     /// Listed by both, with another owner (or one where there was none, or
     /// none where there was one).
     Owner,
+    /// Listed by neither: it opened and closed between the two calls, as the
+    /// kernel's destroy notification tells it: inode 0, no owner, the state
+    /// it was freed in (TCP: CLOSE; a connected UDP socket: ESTABLISHED) and
+    /// the tuple as far as the kernel kept it.
+    SeenClosed,
 }
 
 /// One change, lent to the callback.
@@ -46,10 +57,10 @@ pub struct Change<'a> {
     pub kind: ChangeKind,
     /// The connection now; for `Disappeared`, as the previous call saw it.
     pub connection: Connection<'a>,
-    /// Its state at the previous call; 0 for `Appeared`.
+    /// Its state at the previous call; 0 for `Appeared` and `SeenClosed`.
     pub old_state: u8,
-    /// Its owner at the previous call; `None` for `Appeared`, or where the
-    /// previous call saw no owner.
+    /// Its owner at the previous call; `None` for `Appeared` and
+    /// `SeenClosed`, or where the previous call saw no owner.
     pub old_owner: Option<Socket<'a>>,
 }
 
@@ -60,6 +71,15 @@ pub(super) struct ChangeState {
     prev: Snapshot,
     /// This call's, kept for its buffers.
     next: Snapshot,
+    subs: Subscriptions,
+    /// Destroy notifications drained and not yet delivered by a call that
+    /// committed.
+    pending: Vec<Closed>,
+    /// Whether each of `pending` may be of a listed connection.
+    listed: Vec<bool>,
+    /// What the last committed call reported disappeared, and this call.
+    gone: Vec<Closed>,
+    gone_next: Vec<Closed>,
 }
 
 #[derive(Debug, Default)]
@@ -157,13 +177,14 @@ impl Snapshot {
         })
     }
 
-    fn connection(&self, e: &Entry) -> Connection<'_> {
+    /// `e`'s table line.
+    fn conn(&self, e: &Entry) -> Conn {
         let (local, remote) = self.addrs_of(e).split_at(addr_len(e.family));
         let mut local_addr = [0u8; 16];
         local_addr[..local.len()].copy_from_slice(local);
         let mut remote_addr = [0u8; 16];
         remote_addr[..remote.len()].copy_from_slice(remote);
-        let conn = Conn {
+        Conn {
             inode: e.inode,
             family: e.family,
             state: e.state,
@@ -172,8 +193,11 @@ impl Snapshot {
             local_port: e.local_port,
             remote_port: e.remote_port,
             uid: e.uid,
-        };
-        Connection { conn, protocol: e.protocol, netns: e.netns, owner: self.owner(e) }
+        }
+    }
+
+    fn connection(&self, e: &Entry) -> Connection<'_> {
+        Connection { conn: self.conn(e), protocol: e.protocol, netns: e.netns, owner: self.owner(e) }
     }
 
     /// The bytes its connections and their owners take.
@@ -270,13 +294,31 @@ fn same(
     ControlFlow::Continue(())
 }
 
+/// Marks in `listed` each of `pending` (sorted by `Closed::key`) that may
+/// be of one of `conns`.
+fn mark_listed<'c>(pending: &[Closed], listed: &mut [bool], conns: impl Iterator<Item = (u64, u8, Conn)>) {
+    for (netns, protocol, c) in conns {
+        let key = Closed::key(netns, protocol, &c);
+        let from = pending.partition_point(|p| Closed::key(p.netns, p.protocol, &p.conn) < key);
+        for (i, p) in pending.iter().enumerate().skip(from) {
+            if Closed::key(p.netns, p.protocol, &p.conn) != key {
+                break;
+            }
+            listed[i] |= p.may_be(netns, protocol, &c);
+        }
+    }
+}
+
 impl Walker {
     /// What changed since the previous changes call on this walker that
     /// returned OK (at the first, every connection appears): one
     /// connections pass (`connections`' arguments, its rules), then
     /// `on_change` for each change, in the order of the connections'
-    /// identities. Nothing is delivered unless the pass succeeded; a call
-    /// that does not return OK leaves the previous snapshot as it was.
+    /// identities, then a `SeenClosed` for each connection of the chosen
+    /// protocols (whatever `state_mask`) that the kernel said it freed and
+    /// that neither call listed. Nothing is delivered unless the pass
+    /// succeeded; a call that does not return OK leaves the previous
+    /// snapshot, and the notifications not yet delivered, as they were.
     pub fn changes(
         &self,
         out: Option<&mut TableBuf<'_>>,
@@ -288,6 +330,7 @@ impl Walker {
         let tables = tables_of(protocols, state_mask)?;
         self.with_state(stats, |state, stats| {
             let mut ch = std::mem::take(&mut state.changes);
+            ch.subs.drain(&mut ch.pending, stats);
             ch.next.clear();
             // About what the last call saw: no doubling past it while the pass fills it.
             ch.next.entries.reserve(ch.prev.entries.len());
@@ -303,14 +346,14 @@ impl Walker {
                 Ok(()) => {
                     state.join.swap_procs(&mut ch.next.procs);
                     ch.next.sort();
-                    let stop = &self.stop;
-                    let delivered = merge(&ch.prev, &ch.next, &mut |change| {
-                        if stop.is_set() { ControlFlow::Break(()) } else { on_change(change) }
-                    });
+                    ch.subs.update(&state.groups);
+                    let delivered = deliver(&mut ch, protocols, &self.stop, on_change);
                     match delivered {
                         ControlFlow::Break(()) => Err(Error::Aborted),
                         ControlFlow::Continue(()) => {
                             std::mem::swap(&mut ch.prev, &mut ch.next);
+                            std::mem::swap(&mut ch.gone, &mut ch.gone_next);
+                            ch.pending.clear();
                             stats.snapshot_bytes = ch.prev.bytes() as u64;
                             Ok(())
                         }
@@ -321,4 +364,45 @@ impl Walker {
             r
         })
     }
+}
+
+/// Delivers a finished pass's changes (`ch.next` against `ch.prev`), then
+/// the notifications of sockets no snapshot lists; notes what disappeared
+/// in `ch.gone_next`. Breaks where `on_change` or a stop did.
+fn deliver(
+    ch: &mut ChangeState,
+    protocols: Protocols,
+    stop: &super::pace::Stop,
+    on_change: &mut dyn FnMut(&Change<'_>) -> ControlFlow<()>,
+) -> ControlFlow<()> {
+    let ChangeState { prev, next, pending, listed, gone, gone_next, .. } = ch;
+    let mut emit = |change: &Change<'_>| {
+        if stop.is_set() { ControlFlow::Break(()) } else { on_change(change) }
+    };
+    gone_next.clear();
+    merge(prev, next, &mut |change| {
+        if change.kind == ChangeKind::Disappeared {
+            let c = &change.connection;
+            gone_next.push(Closed { netns: c.netns, protocol: c.protocol, conn: c.conn });
+        }
+        emit(change)
+    })?;
+    pending.sort_unstable_by_key(|p| Closed::key(p.netns, p.protocol, &p.conn));
+    listed.clear();
+    listed.resize(pending.len(), false);
+    if !pending.is_empty() {
+        for snap in [&*prev, &*next] {
+            let conns = snap.entries.iter().map(|e| (e.netns, e.protocol, snap.conn(e)));
+            mark_listed(pending, listed, conns);
+        }
+        mark_listed(pending, listed, gone.iter().map(|g| (g.netns, g.protocol, g.conn)));
+    }
+    for (p, _) in pending.iter().zip(listed.iter()).filter(|(_, listed)| !**listed) {
+        let wanted = if p.protocol == 1 { protocols.tcp } else { protocols.udp };
+        if wanted {
+            let connection = Connection { conn: p.conn, protocol: p.protocol, netns: p.netns, owner: None };
+            emit(&Change { kind: ChangeKind::SeenClosed, connection, old_state: 0, old_owner: None })?;
+        }
+    }
+    ControlFlow::Continue(())
 }

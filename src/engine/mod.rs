@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod changes;
+mod closed;
 mod error;
 mod join;
 mod pace;

@@ -54,6 +54,13 @@ pub struct Stats {
     /// connections, their addresses, their owners' processes and names);
     /// 0 where it kept none (Rust API only).
     pub snapshot_bytes: u64,
+    /// Netlink datagrams not believed and dropped: not sent by the kernel
+    /// to one destroy group, or unreadable (Rust API only).
+    pub dropped: u64,
+    /// `changes`: times destroy notifications were lost, the kernel's queue
+    /// for a namespace having overflowed since the last call, or more being
+    /// waiting than a walker keeps (Rust API only).
+    pub closed_lost: u64,
 }
 
 /// One socket fd of one process.

@@ -198,6 +198,12 @@ pub enum procspy_change_kind {
     /// Listed by both, with another owner: `old_owner` was its owner (NULL
     /// where none was visible; `connection->owner` is NULL where none is now).
     PROCSPY_CHANGE_OWNER = 4,
+    /// Listed by neither call: it opened and closed between them, as the
+    /// kernel's destroy notification tells it (see
+    /// `procspy_walker_changes`): inode 0, no owner, the state it was freed
+    /// in (TCP: `PROCSPY_STATE_CLOSE`; a connected UDP socket: ESTABLISHED),
+    /// the tuple as far as the kernel kept it.
+    PROCSPY_CHANGE_SEEN_CLOSED = 5,
 }
 
 /// One change, lent to a `procspy_change_fn`: it, its connection and the
@@ -209,13 +215,14 @@ pub struct procspy_change {
     /// What happened.
     pub kind: procspy_change_kind,
     /// The connection's state at the previous call; 0 for
-    /// `PROCSPY_CHANGE_APPEARED`.
+    /// `PROCSPY_CHANGE_APPEARED` and `PROCSPY_CHANGE_SEEN_CLOSED`.
     pub old_state: u8,
     /// The connection now (for `PROCSPY_CHANGE_DISAPPEARED`, as the previous
     /// call saw it), with its owner where one is visible. Never NULL.
     pub connection: *const procspy_connection,
     /// Its owner at the previous call; NULL for `PROCSPY_CHANGE_APPEARED`
-    /// and where the previous call saw no owner.
+    /// and `PROCSPY_CHANGE_SEEN_CLOSED`, and where the previous call saw no
+    /// owner.
     pub old_owner: *const procspy_socket,
 }
 
@@ -233,6 +240,7 @@ impl From<ChangeKind> for procspy_change_kind {
             ChangeKind::Disappeared => procspy_change_kind::PROCSPY_CHANGE_DISAPPEARED,
             ChangeKind::State => procspy_change_kind::PROCSPY_CHANGE_STATE,
             ChangeKind::Owner => procspy_change_kind::PROCSPY_CHANGE_OWNER,
+            ChangeKind::SeenClosed => procspy_change_kind::PROCSPY_CHANGE_SEEN_CLOSED,
         }
     }
 }

@@ -299,6 +299,17 @@ pub extern "C" fn procspy_walker_connections(
 /// process, so a disappeared connection keeps its owner's name.
 /// `on_change` NULL is `PROCSPY_NULL_ARGUMENT`; a call while another runs
 /// on the walker is `PROCSPY_BUSY`.
+///
+/// After those, one `PROCSPY_CHANGE_SEEN_CLOSED` per connection of the
+/// chosen protocols (whatever `state_mask`) that opened and closed between
+/// two calls, from the kernel's sock_diag destroy notifications: the first
+/// call subscribes the namespaces it sees (for now the calling thread's own
+/// only; at most 256, one fd each), each later one reads what they were
+/// told, without waiting, and delivers each freed socket that neither
+/// snapshot lists and that the previous call did not report disappeared.
+/// The kernel names no process, so `owner` is NULL; a reset socket has
+/// lost its remote port, an unbound one its local address. A call that
+/// does not return `PROCSPY_OK` keeps them for the next.
 #[unsafe(no_mangle)]
 #[must_use]
 pub extern "C" fn procspy_walker_changes(

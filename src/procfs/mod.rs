@@ -19,7 +19,7 @@ use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat, openat2};
 use nix::sys::stat::{FileStat, Mode, fstatat};
 
 pub(crate) use bpf::{RECORD_LEN as SOCK_RECORD_LEN, Refusal, SockIter, SockRecord, SockRecords};
-pub use netlink::HomeNetns;
+pub use netlink::{DestroySocket, HomeNetns, home_netns};
 use table::SHORT_READ_EOF;
 pub use table::TableBuf;
 
