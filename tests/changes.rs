@@ -371,6 +371,7 @@ fn a_listed_connection_that_closes_is_not_seen_closed_too() {
     std::thread::sleep(std::time::Duration::from_millis(100));
     let (r, evs, _) = changes(&w, None);
     assert_eq!(r, Ok(()));
-    let later: Vec<Ev> = [p[0], p[1], q[0], q[1]].iter().flat_map(|&port| at_port(&evs, a.netns, port as u16)).collect();
+    let later: Vec<Ev> =
+        [p[0], p[1], q[0], q[1]].iter().flat_map(|&port| at_port(&evs, a.netns, port as u16)).collect();
     assert_eq!(later, vec![]);
 }

@@ -137,9 +137,7 @@ fn truth() -> Truth {
 /// notification still has them (a reset socket loses its remote port, an
 /// unbound one its local address; a listener never had a remote address).
 fn may_be(d: &Tuple, t: &Tuple) -> bool {
-    (d.0, d.2, d.3) == (t.0, t.2, t.3)
-        && (d.1 == t.1 || d.1 == [0; 16])
-        && (d.4 == t.4 || (d.4 == 0 && d.3 != [0; 16]))
+    (d.0, d.2, d.3) == (t.0, t.2, t.3) && (d.1 == t.1 || d.1 == [0; 16]) && (d.4 == t.4 || (d.4 == 0 && d.3 != [0; 16]))
 }
 
 /// What the mirror holds of a connection: its state and owner (pid, fd, start time).

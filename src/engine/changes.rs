@@ -296,7 +296,7 @@ fn same(
 
 /// Marks in `listed` each of `pending` (sorted by `Closed::key`) that may
 /// be of one of `conns`.
-fn mark_listed<'c>(pending: &[Closed], listed: &mut [bool], conns: impl Iterator<Item = (u64, u8, Conn)>) {
+fn mark_listed(pending: &[Closed], listed: &mut [bool], conns: impl Iterator<Item = (u64, u8, Conn)>) {
     for (netns, protocol, c) in conns {
         let key = Closed::key(netns, protocol, &c);
         let from = pending.partition_point(|p| Closed::key(p.netns, p.protocol, &p.conn) < key);
