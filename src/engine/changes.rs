@@ -329,6 +329,8 @@ impl Walker {
     ) -> Result<(), Error> {
         let tables = tables_of(protocols, state_mask)?;
         self.with_state(stats, |state, stats| {
+            // Put back below; a panic in between loses it, and the next call
+            // starts afresh, as a new walker's first does.
             let mut ch = std::mem::take(&mut state.changes);
             ch.subs.drain(&mut ch.pending, stats);
             ch.next.clear();
