@@ -437,10 +437,11 @@ import json, sys
 objs = [json.loads(l) for l in open(sys.argv[1], "rb")]
 port, netns = int(sys.argv[2]), int(sys.argv[3])
 mine = [(o["event"], o["state_name"], o["pid"] is not None) for o in objs[7:] if o["local_port"] == port]
-# Appeared (perhaps without its owner yet, then an owner event), then gone.
+# Appeared, then gone; in between perhaps an owner event: a poll whose fd
+# scan passed the listener's process before the socket was made lists it
+# without an owner, and on a loaded host it may be gone before the next.
 assert mine[0][:2] == ("appeared", "LISTEN") and mine[-1][:2] == ("disappeared", "LISTEN"), mine
-assert all(e in ("appeared", "disappeared", "owner") for e, _, _ in mine), mine
-assert len(mine) <= 3 and mine[-1][2], mine
+assert [e for e, _, _ in mine[1:-1]] in ([], ["owner"]), mine
 for o in objs:
     assert o["netns"] == netns and o["event"] in ("appeared", "disappeared", "state", "owner"), o
 print("%d events ok" % len(objs))
