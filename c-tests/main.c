@@ -20,7 +20,7 @@
 
 #define TESTS(X)                                                               \
     X(layout_socket) X(layout_connection) X(layout_walk_stats) X(layout_change) \
-    X(constants)                                                               \
+    X(layout_walk_stats_ext) X(constants)                                      \
     X(version) X(status_str_known) X(status_str_unknown) X(state_names)        \
     X(last_error_snprintf) X(last_error_per_thread)                            \
     X(walker_new_args) X(walker_new_io) X(root_removed_is_io)                  \
@@ -44,7 +44,10 @@
     X(parse_garbage)                                                           \
     X(busy_and_stop_walk) X(busy_and_stop_connections) X(busy_and_stop_changes) \
     X(busy_reentrant_callback) X(stop_from_callback) X(callback_abort)         \
-    X(stopped_beats_aborted) X(rate_limit_ticks) X(walker_reuse) X(soak)
+    X(stopped_beats_aborted) X(rate_limit_ticks) X(walker_reuse) X(soak)       \
+    X(fork_from_callback) X(fork_then_stop_in_child)                           \
+    X(stop_token_outlives_walker) X(stop_token_during_free)          \
+    X(stats_ext)
 
 #define DECLARE(name) void test_##name(void);
 TESTS(DECLARE)

@@ -104,6 +104,22 @@ void test_layout_change(void)
                 offsetof(procspy_change, connection), offsetof(procspy_change, old_owner));
 }
 
+void test_layout_walk_stats_ext(void)
+{
+    /* u64s, appended to only */
+    CHECK_EQ(sizeof(procspy_walk_stats_ext), 40);
+    CHECK_EQ(offsetof(procspy_walk_stats_ext, accounted), 0);
+    CHECK_EQ(offsetof(procspy_walk_stats_ext, dropped), 8);
+    CHECK_EQ(offsetof(procspy_walk_stats_ext, netns_mismatch), 16);
+    CHECK_EQ(offsetof(procspy_walk_stats_ext, snapshot_bytes), 24);
+    CHECK_EQ(offsetof(procspy_walk_stats_ext, closed_lost), 32);
+    if (print_layout())
+        fprintf(stderr, "LAYOUT procspy_walk_stats_ext %zu %zu %zu %zu %zu %zu\n", sizeof(procspy_walk_stats_ext),
+                offsetof(procspy_walk_stats_ext, accounted), offsetof(procspy_walk_stats_ext, dropped),
+                offsetof(procspy_walk_stats_ext, netns_mismatch), offsetof(procspy_walk_stats_ext, snapshot_bytes),
+                offsetof(procspy_walk_stats_ext, closed_lost));
+}
+
 void test_constants(void)
 {
     CHECK_EQ(PROCSPY_OK, 0);

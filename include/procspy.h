@@ -183,7 +183,8 @@ typedef enum procspy_status {
    */
   PROCSPY_IO = 6,
   /**
-   * A walk on this walker is already running.
+   * A walk on this walker is already running; or, in a child forked
+   * during a walk, that walk, which goes on in the parent only.
    */
   PROCSPY_BUSY = 7,
   /**
@@ -230,6 +231,13 @@ typedef enum procspy_change_kind {
    */
   PROCSPY_CHANGE_SEEN_CLOSED = 5,
 } procspy_change_kind;
+
+/**
+ * Stops a walker's walks as `procspy_walker_stop` does, and stays valid
+ * after the walker is freed (it then stops nothing). Opaque; create with
+ * `procspy_walker_stop_token`, free with `procspy_stop_token_free`.
+ */
+typedef struct procspy_stop_token procspy_stop_token;
 
 /**
  * A walker over one proc root. Opaque; create with `procspy_walker_new`,
@@ -422,6 +430,45 @@ typedef struct procspy_change {
  */
 typedef int (*procspy_change_fn)(void *userdata, const struct procspy_change *change);
 
+/**
+ * Counters of a walk that the frozen `procspy_walk_stats` has no room for,
+ * copied by `procspy_walker_stats_ext`. Fields are only ever added at the
+ * end.
+ */
+typedef struct procspy_walk_stats_ext {
+  /**
+   * connections: namespaces listed from the BPF owner scan, their tables
+   * not read.
+   */
+  uint64_t accounted;
+  /**
+   * connections: netlink messages not believed and dropped (not sent by
+   * the kernel, not for this walker's socket or request, or unreadable).
+   * Each socket is connected to the kernel, which turns away messages
+   * from other sockets; this counts what got past that.
+   */
+  uint64_t dropped;
+  /**
+   * connections: pids skipped (also counted in `skipped`) because their
+   * namespace file was not the namespace they were grouped by: the pid
+   * was reused meanwhile, or the file is no namespace.
+   */
+  uint64_t netns_mismatch;
+  /**
+   * changes: the bytes of the snapshot it kept for the next call (its
+   * connections, their addresses, their owners' processes and names); 0
+   * where it kept none.
+   */
+  uint64_t snapshot_bytes;
+  /**
+   * changes: times destroy notifications were lost (the kernel's queue
+   * for a namespace overflowed since the last call, or more were waiting
+   * than a walker keeps): connections that opened and closed then may be
+   * missing from the `PROCSPY_CHANGE_SEEN_CLOSED` events.
+   */
+  uint64_t closed_lost;
+} procspy_walk_stats_ext;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -488,7 +535,9 @@ enum procspy_status procspy_walker_new(const char *proc_root,
 
 /**
  * Frees a walker. NULL is a no-op. Must not race a walk on it, nor be
- * called from one of its callbacks.
+ * called from one of its callbacks, nor race `procspy_walker_stop` on it:
+ * a signal handler that may run while it is freed stops the walker
+ * through a `procspy_stop_token` instead.
  */
 void procspy_walker_free(struct procspy_walker *walker);
 
@@ -545,13 +594,43 @@ enum procspy_status procspy_walker_set_owner_scan(struct procspy_walker *walker,
                                                   uint32_t scan);
 
 /**
- * Stops the walk in progress within one block of work, at once if it is
- * waiting for a tick, and makes every later walk return `PROCSPY_STOPPED`
- * at once. Final. Any thread, any time, also from a callback or a signal
- * handler: it is async-signal-safe (one atomic store and one write(2) to
- * an eventfd; no lock, no allocation). NULL is a no-op.
+ * Stops the walk in progress within one block of work (within 10 ms if it
+ * is waiting for a tick or for the kernel), and makes every later walk
+ * return `PROCSPY_STOPPED` at once. Final. Any thread, any time, also from
+ * a callback or a signal handler: it is async-signal-safe (one atomic
+ * store and one write(2) to an eventfd; no lock, no allocation). NULL is a
+ * no-op. It must not race `procspy_walker_free`: where a signal handler
+ * may run while the walker is freed, use `procspy_walker_stop_token`. In
+ * a child forked from the walker's process it stops the child's walks
+ * only, never the parent's.
  */
 void procspy_walker_stop(const struct procspy_walker *walker);
+
+/**
+ * Makes a stop token for `walker` (`*out`, NULL on failure):
+ * `procspy_stop_token_stop(token)` is `procspy_walker_stop(walker)`, and
+ * the token stays valid after `procspy_walker_free(walker)` (it then
+ * stops nothing). This is the way for a signal handler to stop walks with
+ * no use-after-free at shutdown: the handler reads a token from a global,
+ * the program frees the walker whenever it likes, and frees the token only
+ * once no handler can run with it any more (after resetting the signal's
+ * disposition), or never. Free it with `procspy_stop_token_free`.
+ */
+PROCSPY_MUST_USE
+enum procspy_status procspy_walker_stop_token(const struct procspy_walker *walker,
+                                              struct procspy_stop_token **out);
+
+/**
+ * `procspy_walker_stop` on the token's walker, or nothing if that walker
+ * was freed. Async-signal-safe, like it. NULL is a no-op.
+ */
+void procspy_stop_token_stop(const struct procspy_stop_token *token);
+
+/**
+ * Frees a stop token. NULL is a no-op. Must not race
+ * `procspy_stop_token_stop` on it.
+ */
+void procspy_stop_token_free(struct procspy_stop_token *token);
 
 /**
  * Walks every pid: one `on_socket` call per socket fd (any socket family),
@@ -585,6 +664,19 @@ enum procspy_status procspy_walker_walk(struct procspy_walker *walker,
  *
  * Tables come from netlink `sock_diag` or the text files, as
  * `procspy_walker_set_source` chose (by default netlink where permitted).
+ * A netlink reply is believed only from the kernel, for this walker's
+ * socket and request (the rest is counted, see
+ * `procspy_walker_stats_ext`); a dump the kernel leaves unanswered for 5 s
+ * fails (`PROCSPY_IO`, ETIMEDOUT).
+ *
+ * Threads: the calling thread never changes network namespace. To open
+ * netlink sockets in other namespaces, the call starts a thread of its own
+ * for up to 16 of them at a time, which enters each in turn (`setns`),
+ * opens its socket and exits; the call waits for it. That thread has every
+ * signal blocked from its start (the calling thread's mask is full for the
+ * moment of `pthread_create`, then restored), runs no callback and
+ * outlives no call. The library creates no other thread.
+ *
  * `buf`/`cap` is scratch for one namespace's text tables; `cap == 0` means
  * the walker's own, whatever `buf` is. A namespace whose tables don't fit a
  * caller's buffer is skipped before anything of it is delivered, the walk
@@ -625,8 +717,9 @@ enum procspy_status procspy_walker_connections(struct procspy_walker *walker,
  * After those, one `PROCSPY_CHANGE_SEEN_CLOSED` per connection of the
  * chosen protocols (whatever `state_mask`) that opened and closed between
  * two calls, from the kernel's sock_diag destroy notifications: the first
- * call subscribes the namespaces it sees (for now the calling thread's own
- * only; at most 256, one fd each), each later one reads what they were
+ * call subscribes the namespaces it sees (at most 256, one fd each; the
+ * others on the library's namespace thread, as the dump sockets are made),
+ * each later one reads what they were
  * told, without waiting, and delivers each freed socket that neither
  * snapshot lists and that the previous call did not report disappeared.
  * The kernel names no process, so `owner` is NULL; a reset socket has
@@ -642,6 +735,19 @@ enum procspy_status procspy_walker_changes(struct procspy_walker *walker,
                                            procspy_change_fn on_change,
                                            void *userdata,
                                            struct procspy_walk_stats *stats);
+
+/**
+ * Copies the counters of the last walk on `walker` that ended (walk,
+ * connections or changes, whatever it returned) that `procspy_walk_stats` has no
+ * room for: the first `size` bytes of a `procspy_walk_stats_ext` into
+ * `out`. Pass `sizeof *out`: a program built against a shorter, older
+ * struct gets the fields it knows. All zero before the first walk; from a
+ * callback, those of the walk before.
+ */
+PROCSPY_MUST_USE
+enum procspy_status procspy_walker_stats_ext(const struct procspy_walker *walker,
+                                             struct procspy_walk_stats_ext *out,
+                                             size_t size);
 
 /**
  * The inode of `pid`'s network namespace (`PID/ns/net`, or `PID/net/dev`

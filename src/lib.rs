@@ -61,4 +61,6 @@ pub mod ffi;
 pub mod parse;
 mod procfs;
 
-pub use engine::{Conn, Connection, Error, OwnerScan, Protocols, Socket, Source, Stats, TableBuf, Walker, state_name};
+pub use engine::{
+    Conn, Connection, Error, OwnerScan, Protocols, Socket, Source, Stats, StopToken, TableBuf, Walker, state_name,
+};

@@ -40,7 +40,9 @@ fn emfile_at_the_first_bpf_load_is_not_kept() {
     if common::kernel_has_bpf_owner_scan() {
         assert!(failed.iter().any(|p| p.contains("BPF owner scan: bpf(")), "{failed:?}");
     }
-    for w in walkers.iter().chain([&Walker::new(None).unwrap()]) {
+    let fresh = Walker::new(None).unwrap();
+    fresh.set_owner_scan(OwnerScan::Bpf);
+    for w in walkers.iter().chain([&fresh]) {
         common::assert_bpf_owner_scan_as_the_kernel_should(&connections(w));
     }
 }

@@ -300,10 +300,16 @@ fn at_port(evs: &[Ev], netns: u64, port: u16) -> Vec<Ev> {
 
 /// A connection that lives 50 ms between two calls 1 s apart is reported
 /// closed (tests run as root: destroy notifications are permitted), its
-/// three sockets once each and as nothing else.
+/// three sockets once each and as nothing else: in this namespace, and in
+/// one the walker subscribes through the library's namespace thread.
 #[test]
 fn a_connection_between_two_calls_is_seen_closed() {
-    let mut a = Actor::start(false);
+    seen_closed_in(false);
+    seen_closed_in(true);
+}
+
+fn seen_closed_in(new_netns: bool) {
+    let mut a = Actor::start(new_netns);
     let w = Walker::new(None).unwrap();
     let t0 = std::time::Instant::now();
     assert_eq!(changes(&w, None).0, Ok(()));
@@ -374,4 +380,50 @@ fn a_listed_connection_that_closes_is_not_seen_closed_too() {
     let later: Vec<Ev> =
         [p[0], p[1], q[0], q[1]].iter().flat_map(|&port| at_port(&evs, a.netns, port as u16)).collect();
     assert_eq!(later, vec![]);
+}
+
+/// Destroy notifications are believed only from the kernel: an unprivileged
+/// user in a user and network namespace of its own (CAP_NET_ADMIN over it)
+/// sends forged ones to every destroy group of its namespace while changes
+/// calls run; none becomes an event, and the walker says it dropped them.
+#[test]
+fn forged_destroy_notifications_are_never_believed() {
+    use std::io::BufRead;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // The checkout may sit where nobody can reach it: copy the script.
+    let dir = std::env::temp_dir().join(format!("procspy-destroy-forger-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = dir.join("destroy_forger.py");
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/destroy_forger.py"), &script).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut child = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "unshare", "-U", "-r", "-n", "/usr/bin/python3"])
+        .arg(&script)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut lines = [String::new(), String::new()];
+    for l in &mut lines {
+        out.read_line(l).unwrap();
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(lines[1], "ready\n", "the forger did not start");
+    let netns = std::fs::metadata(format!("/proc/{}/ns/net", child.id())).unwrap().ino();
+    let w = Walker::new(None).unwrap();
+    let (mut forged, mut dropped, mut listed) = (0, 0, 0);
+    for _ in 0..10 {
+        let (r, evs, stats) = changes(&w, None);
+        assert_eq!(r, Ok(()));
+        listed += of_ns(&evs, netns).iter().filter(|e| e.kind == ChangeKind::Appeared).count();
+        forged += evs.iter().filter(|e| e.kind == ChangeKind::SeenClosed && e.local_port == 1).count();
+        dropped += stats.dropped;
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(listed, 1, "the forger's listener appears once");
+    assert_eq!(forged, 0, "forged notifications became events");
+    assert!(dropped > 0, "its namespace was subscribed, so the forgeries reached the walker and were dropped");
 }

@@ -6,7 +6,10 @@ use std::mem::{offset_of, size_of};
 use procspy::ffi::*;
 
 /// Entry points that may skip the guard, and why.
-const UNGUARDED: &[(&str, &str)] = &[("procspy_walker_stop", "async-signal-safe: no catch_unwind, no thread-local")];
+const UNGUARDED: &[(&str, &str)] = &[
+    ("procspy_walker_stop", "async-signal-safe: no catch_unwind, no thread-local"),
+    ("procspy_stop_token_stop", "async-signal-safe: no catch_unwind, no thread-local"),
+];
 
 #[test]
 fn every_entry_point_runs_inside_the_guard() {
@@ -80,6 +83,17 @@ fn public_structs_have_the_documented_layout() {
     );
     assert_eq!(size_of::<procspy_walk_stats>(), 72);
     assert_eq!(offset_of!(procspy_walk_stats, elapsed_ns), 64);
+    assert_eq!(size_of::<procspy_walk_stats_ext>(), 40);
+    assert_eq!(
+        [
+            offset_of!(procspy_walk_stats_ext, accounted),
+            offset_of!(procspy_walk_stats_ext, dropped),
+            offset_of!(procspy_walk_stats_ext, netns_mismatch),
+            offset_of!(procspy_walk_stats_ext, snapshot_bytes),
+            offset_of!(procspy_walk_stats_ext, closed_lost)
+        ],
+        [0, 8, 16, 24, 32]
+    );
     assert_eq!(size_of::<procspy_status>(), 4);
 }
 

@@ -348,7 +348,7 @@ impl Walker {
                 Ok(()) => {
                     state.join.swap_procs(&mut ch.next.procs);
                     ch.next.sort();
-                    ch.subs.update(&state.groups);
+                    self.subscribe(&mut ch.subs, &state.groups);
                     let delivered = deliver(&mut ch, protocols, &self.stop, on_change);
                     match delivered {
                         ControlFlow::Break(()) => Err(Error::Aborted),

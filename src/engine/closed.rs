@@ -4,25 +4,30 @@
 //! `SKNLGRP_INET_UDP_DESTROY`, `SKNLGRP_INET6_UDP_DESTROY`).
 //!
 //! A subscription is one netlink socket per namespace, made inside it (the
-//! kernel tells each namespace's subscribers of the sockets freed there).
-//! The kernel lets any user subscribe (sock_diag's groups are
-//! `NL_CFG_F_NONROOT_RECV`); one that refuses (EPERM) is not asked again,
-//! and only seen-closed events are missing then. At most
-//! `MAX_SUBSCRIBED` namespaces are subscribed, the first met in inode order;
-//! a namespace's subscription ends with the first call that no longer sees
-//! it (a socket keeps its namespace alive), which frees its place.
-//! Subscriptions are made in the calling thread's own namespace only, for
-//! now: entering others waits for the library's own namespace thread.
+//! kernel tells each namespace's subscribers of the sockets freed there):
+//! in the calling thread's own directly, in the others on one thread of
+//! the library's own that enters them in turn, as the dump sockets are
+//! made (`procfs::HostProc`), after the same checks of where it goes. The
+//! kernel lets any user subscribe (sock_diag's groups are
+//! `NL_CFG_F_NONROOT_RECV`); entering another namespace needs
+//! `CAP_SYS_ADMIN`. A namespace that refuses either (EPERM, EACCES) is not
+//! asked again while it lasts, and only its seen-closed events are missing.
+//! At most `MAX_SUBSCRIBED` namespaces are subscribed, the first met in
+//! inode order; a namespace's subscription ends with the first call that no
+//! longer sees it (a socket keeps its namespace alive), which frees its
+//! place for another.
 //!
 //! Notifications are drained at the start of each call, without waiting,
 //! and kept until a call commits; each datagram is believed only if the
 //! kernel sent it to one destroy group (`parse::diag::destroyed`).
 
+use nix::errno::Errno;
+
 use crate::parse::diag::destroyed;
 use crate::parse::tcp::Conn;
-use crate::procfs::{DestroySocket, home_netns};
+use crate::procfs::{DestroySocket, HostProc, Netns};
 
-use super::walker::Stats;
+use super::walker::{Stats, Walker};
 
 /// Namespaces subscribed at most: one fd and up to 512 KiB of queued
 /// notifications each.
@@ -66,9 +71,17 @@ impl Closed {
 pub(super) struct Subscriptions {
     /// Sorted by namespace.
     subs: Vec<(u64, DestroySocket)>,
-    /// Whether the calling thread's namespace refused (EPERM): not asked
-    /// again while the walker lives.
-    home_refused: bool,
+    /// Namespaces that refused, sorted: not asked again while they last.
+    refused: Vec<u64>,
+    /// The namespaces being subscribed: where to enter, what came of it.
+    jobs: Vec<Job>,
+}
+
+#[derive(Debug)]
+struct Job {
+    netns: u64,
+    enter: Option<Netns>,
+    sock: Option<Result<DestroySocket, Errno>>,
 }
 
 impl Subscriptions {
@@ -87,7 +100,7 @@ impl Subscriptions {
                         Some((protocol, conn)) => pending.push(Closed { netns: *netns, protocol, conn }),
                         None => stats.dropped += 1,
                     },
-                    Err(nix::errno::Errno::ENOBUFS) => stats.closed_lost += 1,
+                    Err(Errno::ENOBUFS) => stats.closed_lost += 1,
                     Err(_) => break,
                 }
             }
@@ -97,28 +110,60 @@ impl Subscriptions {
             }
         }
     }
+}
 
+impl Walker {
     /// Subscribes the namespaces of `groups` (sorted by namespace) that are
     /// not yet, up to `MAX_SUBSCRIBED`, and ends the subscriptions of those
-    /// it no longer lists.
-    pub fn update(&mut self, groups: &[(u64, i32)]) {
+    /// it no longer lists. Nothing here fails a call: a namespace not
+    /// subscribed only has no seen-closed events.
+    pub(super) fn subscribe(&self, subs: &mut Subscriptions, groups: &[(u64, i32)]) {
         let listed = |ns: u64| groups.binary_search_by_key(&ns, |g| g.0).is_ok();
-        self.subs.retain(|(ns, _)| listed(*ns));
-        if self.home_refused || self.subs.len() >= MAX_SUBSCRIBED {
+        subs.subs.retain(|(ns, _)| listed(*ns));
+        subs.refused.retain(|&ns| listed(ns));
+        let room = MAX_SUBSCRIBED - subs.subs.len();
+        if room == 0 {
             return;
         }
-        let Ok(home) = home_netns() else { return };
-        if !listed(home) || self.subs.iter().any(|(ns, _)| *ns == home) {
-            return;
+        let Ok(host) = HostProc::open() else { return };
+        // The walk's stats describe its pass, not this.
+        let mut scratch = Stats::default();
+        let Subscriptions { subs: made, refused, jobs } = subs;
+        let new = groups.chunk_by(|a, b| a.0 == b.0).filter(|g| {
+            let ns = g[0].0;
+            made.binary_search_by_key(&ns, |s| s.0).is_err() && refused.binary_search(&ns).is_err()
+        });
+        for g in new.take(room) {
+            let netns = g[0].0;
+            let job = if netns == host.home() {
+                Job { netns, enter: None, sock: Some(host.destroy_socket()) }
+            } else {
+                match self.netns_of_group(&host, g, &mut scratch) {
+                    Ok(enter) => Job { netns, enter, sock: None },
+                    Err(e) => Job { netns, enter: None, sock: Some(Err(e)) },
+                }
+            };
+            jobs.push(job);
         }
-        match DestroySocket::open() {
-            Ok(sock) => {
-                let at = self.subs.partition_point(|(ns, _)| *ns < home);
-                self.subs.insert(at, (home, sock));
+        if jobs.iter().any(|j| j.enter.is_some()) {
+            let to_make = jobs.iter_mut().filter_map(|j| Some((j.enter.as_ref()?, &mut j.sock)));
+            if let Err(e) = host.destroy_sockets(to_make) {
+                jobs.iter_mut().filter(|j| j.enter.is_some()).for_each(|j| j.sock = Some(Err(e)));
             }
-            Err(nix::errno::Errno::EPERM) => self.home_refused = true,
-            // EMFILE and the like pass: the next call tries again.
-            Err(_) => {}
+        }
+        for job in jobs.drain(..) {
+            match job.sock {
+                Some(Ok(sock)) => {
+                    let at = made.partition_point(|s| s.0 < job.netns);
+                    made.insert(at, (job.netns, sock));
+                }
+                Some(Err(Errno::EPERM | Errno::EACCES)) => {
+                    let at = refused.partition_point(|&ns| ns < job.netns);
+                    refused.insert(at, job.netns);
+                }
+                // Gone meanwhile, or a failure that may pass (EMFILE): asked again next call.
+                _ => {}
+            }
         }
     }
 }

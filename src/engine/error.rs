@@ -23,10 +23,15 @@ pub enum Error {
     /// Another walk holds this walker.
     #[error("a walk on this walker is already running")]
     Busy,
+    /// This process was forked during a walk on this walker, which goes on
+    /// in the parent only.
+    #[error("a walk on this walker is running in the process this one was forked from, and goes on there only")]
+    Forked,
     /// The running kernel lacks what was asked for, or refused it; the
     /// message says what (for a verifier's refusal, the end of its log).
+    /// Shared: a walker keeps it, and copying it allocates nothing.
     #[error("{0}")]
-    Unsupported(String),
+    Unsupported(std::sync::Arc<str>),
 }
 
 impl Error {

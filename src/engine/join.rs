@@ -12,10 +12,12 @@ use std::ops::ControlFlow;
 
 use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 
 use super::error::Error;
+use super::pace::Wait;
 use super::walker::{
     OwnerScan, PROBE_NO, PROBE_UNKNOWN, PROBE_YES, Scan, Socket, Source, State, Stats, TCP, TCP6, Table, UDP, UDP6,
     Walker,
@@ -23,7 +25,9 @@ use super::walker::{
 use crate::parse::diag::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, Reply, Request, replies};
 use crate::parse::sockstat::{SockCounts, parse_sockstat};
 use crate::parse::tcp::{Admit, Conn, Dedup, parse_table};
-use crate::procfs::{HomeNetns, Refusal, SOCK_RECORD_LEN, SockIter, SockRecord, SockRecords, TableBuf};
+use crate::procfs::{
+    DiagSocket, HostProc, Netns, Refusal, SOCK_RECORD_LEN, SockIter, SockRecord, SockRecords, TableBuf,
+};
 
 /// Table bytes a walker's own scratch may grow to for one namespace.
 const OWN_TABLES_LIMIT: usize = 1 << 30;
@@ -67,7 +71,25 @@ pub(super) struct JoinState {
     held: Option<Vec<Held>>,
     /// `net/sockstat` and `net/sockstat6` of one namespace.
     sockstat: [Vec<u8>; 2],
+    /// Netlink sockets made ahead of their dumps; none outlives a call.
+    ahead: Vec<Ahead>,
 }
+
+/// A namespace next in line for a dump, and its socket made ahead.
+#[derive(Debug)]
+struct Ahead {
+    netns: u64,
+    /// The namespace to enter, until its socket is made.
+    enter: Option<Netns>,
+    /// Its socket, or why it could not be made; neither this nor `enter`:
+    /// no pid leads to the namespace any more.
+    sock: Option<Result<DiagSocket, Errno>>,
+}
+
+/// Namespaces whose sockets one thread makes: a thread handoff costs far
+/// more than a socket (most of a millisecond of CPU, measured in a loaded
+/// VM), and each socket made ahead holds an fd until its dump.
+const AHEAD: usize = 16;
 
 impl JoinState {
     /// Swaps the last pass's processes (what its owners point at) with `other`.
@@ -120,6 +142,11 @@ impl Held {
 
 /// A kernel dump reply fits in 32 KiB.
 const DIAG_BUF: usize = 64 * 1024;
+
+/// A dump with no reply believed for this long fails. The kernel answers at
+/// once; silence means someone else read our replies (a forked child that
+/// went on with the walk) or a kernel fault, and would otherwise hang.
+const DUMP_SILENCE: Duration = Duration::from_secs(5);
 
 /// Why a pass over a kernel interface (a netlink dump, the BPF owner scan)
 /// did not finish.
@@ -265,102 +292,127 @@ impl Walker {
         stats: &mut Stats,
         on_connection: &mut dyn FnMut(&Connection<'_>, OwnerAt) -> ControlFlow<()>,
     ) -> Result<(), Error> {
-        self.group_by_netns(state, stats)?;
-        let groups = std::mem::take(&mut state.groups);
-        let indexed = self.index_owners(&groups, &mut state.scan, &mut state.join, stats);
-        let JoinState { index, tables, diag, dedup, held, sockstat, .. } = &mut state.join;
-        if indexed.is_ok() {
-            index.finish();
-        }
-        let mut too_small = None;
-        let source = self.source();
-        let home = match source {
-            Source::Text => None,
-            _ => match HomeNetns::open(&self.root) {
-                Ok(home) => Some(home),
-                Err(e) if source == Source::Netlink => {
-                    return Err(Error::io(format_args!("{}/thread-self/ns/net", self.root_path), e));
-                }
-                Err(_) => None,
-            },
-        };
-        if home.is_some() && diag.len() < DIAG_BUF {
-            diag.resize(DIAG_BUF, 0);
-        }
-        let joined = indexed.and_then(|()| {
-            groups.chunk_by(|a, b| a.0 == b.0).try_for_each(|group| {
-                if self.stop.is_set() {
-                    return Err(Error::Stopped);
-                }
-                dedup.clear();
-                let netns = group[0].0;
-                let mut deliver = |conn: &Conn, protocol: u8| {
-                    let owner = index.owner(conn.inode);
-                    let c = Connection { conn: *conn, protocol, netns, owner: owner.map(|o| o.0) };
-                    if self.stop.is_set() { ControlFlow::Break(()) } else { on_connection(&c, owner.map(|o| o.1)) }
-                };
-                if let Some(mine) = held
-                    .as_deref()
-                    .filter(|_| source == Source::Auto)
-                    .and_then(|held| self.accounted(group, held, protocols, sockstat))
-                {
-                    stats.accounted += 1;
-                    for (protocol, wanted) in [(1, protocols.tcp), (2, protocols.udp)] {
-                        for h in mine.iter().filter(|h| wanted && h.protocol == protocol) {
-                            if dedup.admit(protocol, &h.conn, state_mask) == Admit::Fresh
-                                && deliver(&h.conn, protocol).is_break()
-                            {
-                                return Err(Error::Aborted);
+        {
+            self.group_by_netns(state, stats)?;
+            let groups = std::mem::take(&mut state.groups);
+            let indexed = self.index_owners(&groups, &mut state.scan, &mut state.join, stats);
+            let JoinState { index, tables, diag, dedup, held, sockstat, ahead, .. } = &mut state.join;
+            if indexed.is_ok() {
+                index.finish();
+            }
+            let mut too_small = None;
+            let source = self.source();
+            // Where netlink sockets are made is decided from the caller's own
+            // procfs, whatever the walker's root.
+            let host = match source {
+                Source::Text => None,
+                _ => match HostProc::open() {
+                    Ok(host) => Some(host),
+                    Err(e) if source == Source::Netlink => {
+                        return Err(Error::io("/proc/thread-self/ns/net (netlink needs the caller's procfs)", e));
+                    }
+                    Err(_) => None,
+                },
+            };
+            if host.is_some() && diag.len() < DIAG_BUF {
+                diag.resize(DIAG_BUF, 0);
+            }
+            // Every namespace but ours will be dumped: make their sockets ahead, a batch at a time.
+            let batch = held.is_none() || source == Source::Netlink;
+            let mut at = 0;
+            let joined = indexed.and_then(|()| {
+                groups.chunk_by(|a, b| a.0 == b.0).try_for_each(|group| {
+                    let rest = &groups[at + group.len()..];
+                    at += group.len();
+                    if self.stop.is_set() {
+                        return Err(Error::Stopped);
+                    }
+                    dedup.clear();
+                    let netns = group[0].0;
+                    let mut deliver = |conn: &Conn, protocol: u8| {
+                        let owner = index.owner(conn.inode);
+                        let c = Connection { conn: *conn, protocol, netns, owner: owner.map(|o| o.0) };
+                        if self.stop.is_set() { ControlFlow::Break(()) } else { on_connection(&c, owner.map(|o| o.1)) }
+                    };
+                    if let Some(mine) = held
+                        .as_deref()
+                        .filter(|_| source == Source::Auto)
+                        .and_then(|held| self.accounted(group, held, protocols, sockstat))
+                    {
+                        stats.accounted += 1;
+                        for (protocol, wanted) in [(1, protocols.tcp), (2, protocols.udp)] {
+                            for h in mine.iter().filter(|h| wanted && h.protocol == protocol) {
+                                if dedup.admit(protocol, &h.conn, state_mask) == Admit::Fresh
+                                    && deliver(&h.conn, protocol).is_break()
+                                {
+                                    return Err(Error::Aborted);
+                                }
                             }
                         }
+                        return Ok(());
                     }
-                    return Ok(());
-                }
-                if let Some(home) = &home {
-                    match self.dump_namespace(home, group, protocols, state_mask, dedup, diag, &mut deliver) {
-                        Ok(()) => return Ok(()),
-                        Err(DiagStop::Ended(e)) => return Err(e),
-                        Err(DiagStop::Unavailable(e)) if source == Source::Netlink => {
-                            return Err(Error::io(format_args!("sock_diag in netns {netns}"), e));
+                    if let Some(host) = &host {
+                        let dumped =
+                            self.socket_for(host, group, rest, batch, ahead, stats).and_then(|sock| match sock {
+                                Some(sock) => self.dump_namespace(
+                                    sock,
+                                    netns,
+                                    protocols,
+                                    state_mask,
+                                    dedup,
+                                    diag,
+                                    stats,
+                                    &mut deliver,
+                                ),
+                                // Every pid of it exited or was reused since the grouping: nothing to list.
+                                None => Ok(()),
+                            });
+                        match dumped {
+                            Ok(()) => return Ok(()),
+                            Err(DiagStop::Ended(e)) => return Err(e),
+                            Err(DiagStop::Unavailable(e)) if source == Source::Netlink => {
+                                return Err(Error::io(format_args!("sock_diag in netns {netns}"), e));
+                            }
+                            // What was delivered stays in `dedup`: the text adds only the rest.
+                            Err(DiagStop::Unavailable(_)) => {}
                         }
-                        // What was delivered stays in `dedup`: the text adds only the rest.
-                        Err(DiagStop::Unavailable(_)) => {}
                     }
-                }
-                let spill = &mut state.scan.spill;
-                let read = match out.as_deref_mut() {
-                    Some(buf) => {
-                        buf.clear();
-                        self.read_split(group, tcp, udp, buf, spill).map(|split| Tables {
-                            text: buf.filled(),
-                            split,
-                            needed: buf.needed(),
-                            overflowed: buf.overflowed(),
-                        })
+                    let spill = &mut state.scan.spill;
+                    let read = match out.as_deref_mut() {
+                        Some(buf) => {
+                            buf.clear();
+                            self.read_split(group, tcp, udp, buf, spill).map(|split| Tables {
+                                text: buf.filled(),
+                                split,
+                                needed: buf.needed(),
+                                overflowed: buf.overflowed(),
+                            })
+                        }
+                        None => self.read_own(group, tcp, udp, tables, spill),
+                    };
+                    let Some(read) = read else { return Ok(()) };
+                    stats.bytes_needed = stats.bytes_needed.max(read.needed);
+                    if read.overflowed {
+                        too_small = Some(out.as_ref().map_or(0, |b| b.capacity()));
+                        return Ok(());
                     }
-                    None => self.read_own(group, tcp, udp, tables, spill),
-                };
-                let Some(read) = read else { return Ok(()) };
-                stats.bytes_needed = stats.bytes_needed.max(read.needed);
-                if read.overflowed {
-                    too_small = Some(out.as_ref().map_or(0, |b| b.capacity()));
-                    return Ok(());
-                }
-                stats.bytes_written = stats.bytes_written.max(read.text.len() as u64);
-                let (text, split) = (read.text, read.split);
-                for (part, protocol) in [(&text[..split], 1), (&text[split..], 2)] {
-                    // A stop also ends here; `with_state` reports it as such.
-                    parse_table(part, protocol, state_mask, dedup, |conn| deliver(conn, protocol))
-                        .map_err(|_| Error::Aborted)?;
-                }
-                Ok(())
-            })
-        });
-        state.groups = groups;
-        joined?;
-        match too_small {
-            Some(cap) => Err(Error::BufferTooSmall { needed: stats.bytes_needed, capacity: cap as u64 }),
-            None => Ok(()),
+                    stats.bytes_written = stats.bytes_written.max(read.text.len() as u64);
+                    let (text, split) = (read.text, read.split);
+                    for (part, protocol) in [(&text[..split], 1), (&text[split..], 2)] {
+                        // A stop also ends here; `with_state` reports it as such.
+                        parse_table(part, protocol, state_mask, dedup, |conn| deliver(conn, protocol))
+                            .map_err(|_| Error::Aborted)?;
+                    }
+                    Ok(())
+                })
+            });
+            state.groups = groups;
+            state.join.ahead.clear();
+            joined?;
+            match too_small {
+                Some(cap) => Err(Error::BufferTooSmall { needed: stats.bytes_needed, capacity: cap as u64 }),
+                None => Ok(()),
+            }
         }
     }
 
@@ -419,7 +471,7 @@ impl Walker {
             ))),
             None => slot.insert(match SockIter::load() {
                 Ok(iter) => Ok(iter),
-                Err(Refusal::Unsupported(why)) => Err(Error::Unsupported(why)),
+                Err(Refusal::Unsupported(why)) => Err(Error::Unsupported(why.into())),
                 Err(Refusal::Sys { call, errno }) => return Err(Error::io(format_args!("BPF owner scan: {call}"), errno)),
             }),
         };
@@ -541,46 +593,57 @@ impl Walker {
     }
 
     /// Streams a namespace's sockets from netlink `sock_diag`, through the
-    /// same de-duplication and state mask as the text.
+    /// same de-duplication and state mask as the text. Only the kernel's
+    /// answers to our requests are believed; the rest is counted in
+    /// `stats.dropped`.
     #[allow(clippy::too_many_arguments)]
     fn dump_namespace(
         &self,
-        home: &HomeNetns,
-        group: &[(u64, i32)],
+        mut sock: DiagSocket,
+        netns: u64,
         protocols: Protocols,
         state_mask: u32,
         dedup: &mut Dedup,
         buf: &mut [u8],
+        stats: &mut Stats,
         deliver: &mut dyn FnMut(&Conn, u8) -> ControlFlow<()>,
     ) -> Result<(), DiagStop> {
-        let netns = group[0].0;
-        let ns = if netns == home.inode() {
-            None
-        } else {
-            let mut last = Errno::ENOENT;
-            let opened = group
-                .iter()
-                .find_map(|&(_, pid)| self.root.open_pid_path(pid, b"ns/net").inspect_err(|&e| last = e).ok());
-            match opened {
-                Some(fd) => Some(fd),
-                // Every pid of it exited since the grouping: nothing to list.
-                None if last == Errno::ENOENT || last == Errno::ESRCH => return Ok(()),
-                None => return Err(DiagStop::Unavailable(last)),
-            }
-        };
-        let sock = home.diag_socket(ns.as_ref().map(|f| f.as_fd())).map_err(DiagStop::Unavailable)?;
-        let mut seq = 0;
         let mut dump = |request: fn(u32) -> Request, protocol: u8, dedup: &mut Dedup, buf: &mut [u8]| {
-            seq += 1;
+            let seq = sock.next_seq();
+            // A callback may have forked: the child must not use the socket it shares with its parent.
+            self.check_fork().map_err(DiagStop::Ended)?;
             sock.send(request(seq).bytes()).map_err(DiagStop::Unavailable)?;
+            let mut deadline = Instant::now() + DUMP_SILENCE;
             loop {
-                let n = sock.recv(buf).map_err(DiagStop::Unavailable)?;
+                self.check_fork().map_err(DiagStop::Ended)?;
+                let (n, sender) = match sock.try_recv(buf) {
+                    Ok(got) => got,
+                    Err(Errno::EAGAIN) => match self.stop.wait(Some(sock.as_fd()), deadline) {
+                        Wait::Ready => continue,
+                        Wait::Stopped => return Err(DiagStop::Ended(Error::Stopped)),
+                        Wait::TimedOut => {
+                            let what = format_args!(
+                                "sock_diag in netns {netns}: no reply for {} s ({} messages dropped)",
+                                DUMP_SILENCE.as_secs(),
+                                stats.dropped
+                            );
+                            return Err(DiagStop::Ended(Error::io(what, Errno::ETIMEDOUT)));
+                        }
+                    },
+                    Err(e) => return Err(DiagStop::Unavailable(e)),
+                };
                 if n == 0 {
                     return Err(DiagStop::Unavailable(Errno::EPIPE));
                 }
-                for reply in replies(&buf[..n], seq) {
+                if sender != 0 {
+                    stats.dropped += replies(&buf[..n], seq, sock.port_id()).count().max(1) as u64;
+                    continue;
+                }
+                let mut believed = false;
+                for reply in replies(&buf[..n], seq, sock.port_id()) {
                     match reply {
                         Reply::Sock(c) => {
+                            believed = true;
                             if dedup.admit(protocol, &c, state_mask) == Admit::Fresh && deliver(&c, protocol).is_break()
                             {
                                 return Err(DiagStop::Ended(Error::Aborted));
@@ -588,8 +651,11 @@ impl Walker {
                         }
                         Reply::Done => return Ok(()),
                         Reply::Error(e) => return Err(DiagStop::Unavailable(Errno::from_raw(e))),
-                        Reply::Skip => {}
+                        Reply::Skip => stats.dropped += 1,
                     }
+                }
+                if believed {
+                    deadline = Instant::now() + DUMP_SILENCE;
                 }
             }
         };
@@ -618,6 +684,85 @@ impl Walker {
             }
         }
         Ok(())
+    }
+
+    /// The diag socket of `group`'s namespace; `None` if no pid of it leads
+    /// there any more. Ours is made on this thread. Another's is taken from
+    /// those made ahead, or made with those of up to `AHEAD - 1` namespaces
+    /// after it (in `rest`, if `batch`: they will be dumped too) on one
+    /// thread of the library's own.
+    fn socket_for(
+        &self,
+        host: &HostProc,
+        group: &[(u64, i32)],
+        rest: &[(u64, i32)],
+        batch: bool,
+        ahead: &mut Vec<Ahead>,
+        stats: &mut Stats,
+    ) -> Result<Option<DiagSocket>, DiagStop> {
+        let netns = group[0].0;
+        if netns == host.home() {
+            return host.diag_socket().map(Some).map_err(DiagStop::Unavailable);
+        }
+        if !ahead.iter().any(|a| a.netns == netns) {
+            ahead.clear();
+            let next = rest.chunk_by(|a, b| a.0 == b.0).filter(|g| g[0].0 != host.home());
+            for g in std::iter::once(group).chain(next.take(if batch { AHEAD - 1 } else { 0 })) {
+                let (enter, sock) = match self.netns_of_group(host, g, stats) {
+                    Ok(ns) => (ns, None),
+                    Err(e) => (None, Some(Err(e))),
+                };
+                ahead.push(Ahead { netns: g[0].0, enter, sock });
+            }
+            let jobs = ahead.iter_mut().filter_map(|a| {
+                let Ahead { enter, sock, .. } = a;
+                let enter: &Option<Netns> = enter;
+                Some((enter.as_ref()?, sock))
+            });
+            if let Err(e) = host.diag_sockets(jobs) {
+                ahead.iter_mut().filter(|a| a.enter.is_some()).for_each(|a| a.sock = Some(Err(e)));
+            }
+            ahead.iter_mut().for_each(|a| a.enter = None);
+        }
+        // Found: a batch made here starts with this group.
+        let i = ahead.iter().position(|a| a.netns == netns).unwrap_or_default();
+        match ahead.swap_remove(i).sock {
+            Some(Ok(sock)) => Ok(Some(sock)),
+            Some(Err(e)) => Err(DiagStop::Unavailable(e)),
+            None => Ok(None),
+        }
+    }
+
+    /// The namespace `group` was keyed by, to enter through the first of its
+    /// pids whose `ns/net` is that namespace. A pid whose file is anything
+    /// else (the pid was reused, or it is no namespace at all) is skipped
+    /// and counted. `None`: no pid leads there any more.
+    pub(super) fn netns_of_group(
+        &self,
+        host: &HostProc,
+        group: &[(u64, i32)],
+        stats: &mut Stats,
+    ) -> Result<Option<Netns>, Errno> {
+        if !self.has_ns_files() {
+            // Before Linux 3.8: no namespace file to enter.
+            return Err(Errno::ENOENT);
+        }
+        let mut last = Errno::ENOENT;
+        for &(netns, pid) in group {
+            match self.root.open_netns(pid).and_then(|fd| host.netns(fd, netns)) {
+                Ok(Some(ns)) => return Ok(Some(ns)),
+                Ok(None) => {
+                    stats.skipped += 1;
+                    stats.netns_mismatch += 1;
+                }
+                Err(Errno::ENOENT | Errno::ESRCH) => {}
+                Err(e) => last = e,
+            }
+        }
+        match last {
+            Errno::ENOENT => Ok(None),
+            e => Err(e),
+        }
     }
 
     /// Reads the TCP tables then the UDP ones of `group` into `buf`; returns

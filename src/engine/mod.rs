@@ -17,4 +17,4 @@ pub use error::Error;
 pub use join::{Connection, ParseOutcome, Protocols, parse_tcp};
 pub use state::state_name;
 pub(crate) use state::state_name_cstr;
-pub use walker::{OwnerScan, Socket, Source, Stats, Walker};
+pub use walker::{OwnerScan, Socket, Source, Stats, StopToken, Walker};

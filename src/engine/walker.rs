@@ -6,8 +6,8 @@
 use std::ffi::CStr;
 use std::ops::ControlFlow;
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Mutex, TryLockError};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -48,18 +48,21 @@ pub struct Stats {
     pub ticks: u64,
     pub elapsed_ns: u64,
     /// Namespaces whose tables `connections` did not read: the BPF owner
-    /// scan held every socket their `sockstat` counts (Rust API only).
+    /// scan held every socket their `sockstat` counts.
     pub accounted: u64,
+    /// Netlink messages not believed: not from the kernel, not for our
+    /// port id or request, not to one destroy group, or unreadable.
+    pub dropped: u64,
+    /// Pids whose namespace file was not the namespace they were grouped
+    /// by (reused meanwhile, or not a namespace at all); also in `skipped`.
+    pub netns_mismatch: u64,
     /// `changes`: the bytes of the snapshot it kept for the next call (its
     /// connections, their addresses, their owners' processes and names);
-    /// 0 where it kept none (Rust API only).
+    /// 0 where it kept none.
     pub snapshot_bytes: u64,
-    /// Netlink datagrams not believed and dropped: not sent by the kernel
-    /// to one destroy group, or unreadable (Rust API only).
-    pub dropped: u64,
     /// `changes`: times destroy notifications were lost, the kernel's queue
     /// for a namespace having overflowed since the last call, or more being
-    /// waiting than a walker keeps (Rust API only).
+    /// waiting than a walker keeps.
     pub closed_lost: u64,
 }
 
@@ -134,13 +137,30 @@ pub enum OwnerScan {
     Bpf = 2,
 }
 
+/// Stops a walker's walks as `Walker::stop` does, and stays valid after the
+/// walker is gone (then it stops nothing).
+#[derive(Clone, Debug)]
+pub struct StopToken(Arc<Stop>);
+
+impl StopToken {
+    /// Async-signal-safe.
+    pub fn stop(&self) {
+        self.0.request();
+    }
+}
+
 /// Walks a proc root. Shared between threads: `stop` may run while a walk
 /// does; a second walk at the same time gets `Error::Busy`.
 #[derive(Debug)]
 pub struct Walker {
     pub(super) root: ProcRoot,
     pub(super) root_path: String,
-    pub(super) stop: Stop,
+    pub(super) stop: Arc<Stop>,
+    /// The process whose walk holds `state` (0: none). A child forked
+    /// during a walk sees its parent's pid here.
+    walking: AtomicU32,
+    /// The stats of the last walk that ended.
+    last: Mutex<Stats>,
     fd_block: AtomicU64,
     tick_ns: AtomicU64,
     ns_probe: AtomicU8,
@@ -179,7 +199,7 @@ impl Walker {
         let path = proc_root.unwrap_or(DEFAULT_PROC_ROOT);
         let root_path = String::from_utf8_lossy(path).into_owned();
         let root = ProcRoot::open(path).map_err(|e| Error::io(&root_path, e))?;
-        let stop = Stop::new().map_err(|e| Error::io("eventfd", e))?;
+        let stop = Arc::new(Stop::new().map_err(|e| Error::io("eventfd", e))?);
         let state = State {
             pids: Vec::new(),
             groups: Vec::new(),
@@ -197,6 +217,8 @@ impl Walker {
             root,
             root_path,
             stop,
+            walking: AtomicU32::new(0),
+            last: Mutex::new(Stats::default()),
             fd_block: AtomicU64::new(0),
             tick_ns: AtomicU64::new(0),
             ns_probe: AtomicU8::new(NS_UNKNOWN),
@@ -257,9 +279,32 @@ impl Walker {
         self.stop.is_set()
     }
 
+    /// A handle that stops this walker and may outlive it: for a signal
+    /// handler that may run while the walker is freed.
+    pub fn stop_token(&self) -> StopToken {
+        StopToken(self.stop.clone())
+    }
+
+    /// The stats of the last walk on this walker that ended.
+    pub fn last_stats(&self) -> Stats {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Fails with `Forked` in a child forked during this walk (from a
+    /// callback), before it touches what it shares with its parent: the
+    /// socket of a dump, the position in a directory listing.
+    pub(super) fn check_fork(&self) -> Result<(), Error> {
+        if self.walking.load(Ordering::Relaxed) == std::process::id() { Ok(()) } else { Err(Error::Forked) }
+    }
+
     /// The inode of `pid`'s network namespace.
     pub fn netns_of(&self, pid: i32) -> Result<u64, Error> {
         self.netns(pid).map_err(|e| Error::io(format_args!("{}/{pid}/{}", self.root_path, self.ns_file()), e))
+    }
+
+    /// Whether pids have `ns/net` (not known before the first grouping).
+    pub(super) fn has_ns_files(&self) -> bool {
+        self.ns_probe.load(Ordering::Relaxed) != NS_NET_DEV
     }
 
     fn ns_file(&self) -> &'static str {
@@ -357,14 +402,22 @@ impl Walker {
     ) -> Result<R, Error> {
         let t0 = Instant::now();
         *stats = Stats::default();
+        let pid = std::process::id();
         let mut state = match self.state.try_lock() {
             Ok(s) => s,
             // A panic caught at the boundary poisoned it; each walk starts its state afresh.
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            // Held by a walk of the process this one was forked from: never released here.
+            Err(TryLockError::WouldBlock) if ![0, pid].contains(&self.walking.load(Ordering::Relaxed)) => {
+                return Err(Error::Forked);
+            }
             Err(TryLockError::WouldBlock) => return Err(Error::Busy),
         };
+        self.walking.store(pid, Ordering::Relaxed);
         let r = if self.stop.is_set() { Err(Error::Stopped) } else { f(&mut state, stats) };
+        self.walking.store(0, Ordering::Relaxed);
         stats.elapsed_ns = t0.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = *stats;
         match r {
             Err(Error::Io { .. }) => r,
             _ if self.stop.is_set() => Err(Error::Stopped),
@@ -425,7 +478,14 @@ impl Walker {
             };
             let mut list = DirList::new(dir.as_fd(), dents);
             let mut start_time = None;
+            let mut delivered = false;
             loop {
+                // A callback may have forked: the child must not read on
+                // through the listing it shares with its parent.
+                if delivered && !list.buffered() {
+                    self.check_fork()?;
+                    delivered = false;
+                }
                 let entry = match list.next_entry() {
                     Ok(Some(e)) => e,
                     Ok(None) => break,
@@ -472,6 +532,7 @@ impl Walker {
                 if on_socket(&sock).is_break() {
                     return Err(Error::Aborted);
                 }
+                delivered = true;
             }
         }
         Ok(())

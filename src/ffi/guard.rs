@@ -34,7 +34,7 @@ impl Fail {
                 Error::BufferTooSmall { .. } => procspy_status::PROCSPY_BUFFER_TOO_SMALL,
                 Error::Invalid(_) => procspy_status::PROCSPY_INVALID_ARGUMENT,
                 Error::Io { .. } => procspy_status::PROCSPY_IO,
-                Error::Busy => procspy_status::PROCSPY_BUSY,
+                Error::Busy | Error::Forked => procspy_status::PROCSPY_BUSY,
                 Error::Unsupported(_) => procspy_status::PROCSPY_UNSUPPORTED,
             },
         }

@@ -2,7 +2,7 @@
 
 use std::ffi::{c_char, c_int, c_void};
 
-use crate::engine::{ChangeKind, Connection, Socket, Stats};
+use crate::engine::{ChangeKind, Connection, Socket, Stats, StopToken};
 
 /// The result of every call that can fail. Values are fixed; new ones are
 /// only ever appended. `procspy_status_str` names any value, known or not.
@@ -23,7 +23,8 @@ pub enum procspy_status {
     PROCSPY_INVALID_ARGUMENT = 5,
     /// The proc root (or, for single-pid calls, that pid's file) could not be read.
     PROCSPY_IO = 6,
-    /// A walk on this walker is already running.
+    /// A walk on this walker is already running; or, in a child forked
+    /// during a walk, that walk, which goes on in the parent only.
     PROCSPY_BUSY = 7,
     /// An internal fault was caught at the boundary; the walker stays usable.
     PROCSPY_PANIC = 8,
@@ -101,6 +102,13 @@ pub const PROCSPY_STATES_LISTEN: u32 = 1 << 10;
 /// free with `procspy_walker_free`.
 pub struct procspy_walker {
     pub(crate) inner: crate::engine::Walker,
+}
+
+/// Stops a walker's walks as `procspy_walker_stop` does, and stays valid
+/// after the walker is freed (it then stops nothing). Opaque; create with
+/// `procspy_walker_stop_token`, free with `procspy_stop_token_free`.
+pub struct procspy_stop_token {
+    pub(crate) inner: StopToken,
 }
 
 /// One socket file descriptor of one process. Lent to a callback: valid
@@ -245,6 +253,35 @@ impl From<ChangeKind> for procspy_change_kind {
     }
 }
 
+/// Counters of a walk that the frozen `procspy_walk_stats` has no room for,
+/// copied by `procspy_walker_stats_ext`. Fields are only ever added at the
+/// end.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct procspy_walk_stats_ext {
+    /// connections: namespaces listed from the BPF owner scan, their tables
+    /// not read.
+    pub accounted: u64,
+    /// connections: netlink messages not believed and dropped (not sent by
+    /// the kernel, not for this walker's socket or request, or unreadable).
+    /// Each socket is connected to the kernel, which turns away messages
+    /// from other sockets; this counts what got past that.
+    pub dropped: u64,
+    /// connections: pids skipped (also counted in `skipped`) because their
+    /// namespace file was not the namespace they were grouped by: the pid
+    /// was reused meanwhile, or the file is no namespace.
+    pub netns_mismatch: u64,
+    /// changes: the bytes of the snapshot it kept for the next call (its
+    /// connections, their addresses, their owners' processes and names); 0
+    /// where it kept none.
+    pub snapshot_bytes: u64,
+    /// changes: times destroy notifications were lost (the kernel's queue
+    /// for a namespace overflowed since the last call, or more were waiting
+    /// than a walker keeps): connections that opened and closed then may be
+    /// missing from the `PROCSPY_CHANGE_SEEN_CLOSED` events.
+    pub closed_lost: u64,
+}
+
 /// Called once per socket fd, synchronously on the walking thread. The
 /// record lives until the callback returns. Return 0 to go on, non-zero to
 /// end the walk (it then returns `PROCSPY_CALLBACK_ABORTED`).
@@ -286,6 +323,18 @@ impl procspy_connection {
             remote_port: c.conn.remote_port,
             uid: c.conn.uid,
             owner: owner.map_or(std::ptr::null(), |o| o as *const _),
+        }
+    }
+}
+
+impl From<&Stats> for procspy_walk_stats_ext {
+    fn from(s: &Stats) -> Self {
+        procspy_walk_stats_ext {
+            accounted: s.accounted,
+            dropped: s.dropped,
+            netns_mismatch: s.netns_mismatch,
+            snapshot_bytes: s.snapshot_bytes,
+            closed_lost: s.closed_lost,
         }
     }
 }

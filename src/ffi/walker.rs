@@ -88,7 +88,9 @@ pub extern "C" fn procspy_walker_new(proc_root: *const c_char, out: *mut *mut pr
 }
 
 /// Frees a walker. NULL is a no-op. Must not race a walk on it, nor be
-/// called from one of its callbacks.
+/// called from one of its callbacks, nor race `procspy_walker_stop` on it:
+/// a signal handler that may run while it is freed stops the walker
+/// through a `procspy_stop_token` instead.
 #[unsafe(no_mangle)]
 pub extern "C" fn procspy_walker_free(walker: *mut procspy_walker) {
     let _ = guard("procspy_walker_free", || {
@@ -182,11 +184,15 @@ pub extern "C" fn procspy_walker_set_owner_scan(walker: *mut procspy_walker, sca
     })
 }
 
-/// Stops the walk in progress within one block of work, at once if it is
-/// waiting for a tick, and makes every later walk return `PROCSPY_STOPPED`
-/// at once. Final. Any thread, any time, also from a callback or a signal
-/// handler: it is async-signal-safe (one atomic store and one write(2) to
-/// an eventfd; no lock, no allocation). NULL is a no-op.
+/// Stops the walk in progress within one block of work (within 10 ms if it
+/// is waiting for a tick or for the kernel), and makes every later walk
+/// return `PROCSPY_STOPPED` at once. Final. Any thread, any time, also from
+/// a callback or a signal handler: it is async-signal-safe (one atomic
+/// store and one write(2) to an eventfd; no lock, no allocation). NULL is a
+/// no-op. It must not race `procspy_walker_free`: where a signal handler
+/// may run while the walker is freed, use `procspy_walker_stop_token`. In
+/// a child forked from the walker's process it stops the child's walks
+/// only, never the parent's.
 #[unsafe(no_mangle)]
 pub extern "C" fn procspy_walker_stop(walker: *const procspy_walker) {
     // No guard: nothing here can panic, and a guard is not async-signal-safe.
@@ -194,6 +200,55 @@ pub extern "C" fn procspy_walker_stop(walker: *const procspy_walker) {
     if let Some(w) = unsafe { walker.as_ref() } {
         w.inner.stop();
     }
+}
+
+/// Makes a stop token for `walker` (`*out`, NULL on failure):
+/// `procspy_stop_token_stop(token)` is `procspy_walker_stop(walker)`, and
+/// the token stays valid after `procspy_walker_free(walker)` (it then
+/// stops nothing). This is the way for a signal handler to stop walks with
+/// no use-after-free at shutdown: the handler reads a token from a global,
+/// the program frees the walker whenever it likes, and frees the token only
+/// once no handler can run with it any more (after resetting the signal's
+/// disposition), or never. Free it with `procspy_stop_token_free`.
+#[unsafe(no_mangle)]
+#[must_use]
+pub extern "C" fn procspy_walker_stop_token(
+    walker: *const procspy_walker,
+    out: *mut *mut procspy_stop_token,
+) -> procspy_status {
+    guard("procspy_walker_stop_token", || {
+        // SAFETY: a non-NULL `out` points at a writable pointer.
+        let out = unsafe { out.as_mut() }.ok_or(Fail::Null("out"))?;
+        *out = std::ptr::null_mut();
+        // SAFETY: a non-NULL `walker` is a live walker.
+        let w = unsafe { walker.as_ref() }.ok_or(Fail::Null("walker"))?;
+        *out = Box::into_raw(Box::new(procspy_stop_token { inner: w.inner.stop_token() }));
+        Ok(())
+    })
+}
+
+/// `procspy_walker_stop` on the token's walker, or nothing if that walker
+/// was freed. Async-signal-safe, like it. NULL is a no-op.
+#[unsafe(no_mangle)]
+pub extern "C" fn procspy_stop_token_stop(token: *const procspy_stop_token) {
+    // No guard: nothing here can panic, and a guard is not async-signal-safe.
+    // SAFETY: a non-NULL `token` is a live token.
+    if let Some(t) = unsafe { token.as_ref() } {
+        t.inner.stop();
+    }
+}
+
+/// Frees a stop token. NULL is a no-op. Must not race
+/// `procspy_stop_token_stop` on it.
+#[unsafe(no_mangle)]
+pub extern "C" fn procspy_stop_token_free(token: *mut procspy_stop_token) {
+    let _ = guard("procspy_stop_token_free", || {
+        if !token.is_null() {
+            // SAFETY: `token` came from `procspy_walker_stop_token` and is freed once.
+            drop(unsafe { Box::from_raw(token) });
+        }
+        Ok(())
+    });
 }
 
 /// Walks every pid: one `on_socket` call per socket fd (any socket family),
@@ -245,6 +300,19 @@ pub extern "C" fn procspy_walker_walk(
 ///
 /// Tables come from netlink `sock_diag` or the text files, as
 /// `procspy_walker_set_source` chose (by default netlink where permitted).
+/// A netlink reply is believed only from the kernel, for this walker's
+/// socket and request (the rest is counted, see
+/// `procspy_walker_stats_ext`); a dump the kernel leaves unanswered for 5 s
+/// fails (`PROCSPY_IO`, ETIMEDOUT).
+///
+/// Threads: the calling thread never changes network namespace. To open
+/// netlink sockets in other namespaces, the call starts a thread of its own
+/// for up to 16 of them at a time, which enters each in turn (`setns`),
+/// opens its socket and exits; the call waits for it. That thread has every
+/// signal blocked from its start (the calling thread's mask is full for the
+/// moment of `pthread_create`, then restored), runs no callback and
+/// outlives no call. The library creates no other thread.
+///
 /// `buf`/`cap` is scratch for one namespace's text tables; `cap == 0` means
 /// the walker's own, whatever `buf` is. A namespace whose tables don't fit a
 /// caller's buffer is skipped before anything of it is delivered, the walk
@@ -303,8 +371,9 @@ pub extern "C" fn procspy_walker_connections(
 /// After those, one `PROCSPY_CHANGE_SEEN_CLOSED` per connection of the
 /// chosen protocols (whatever `state_mask`) that opened and closed between
 /// two calls, from the kernel's sock_diag destroy notifications: the first
-/// call subscribes the namespaces it sees (for now the calling thread's own
-/// only; at most 256, one fd each), each later one reads what they were
+/// call subscribes the namespaces it sees (at most 256, one fd each; the
+/// others on the library's namespace thread, as the dump sockets are made),
+/// each later one reads what they were
 /// told, without waiting, and delivers each freed socket that neither
 /// snapshot lists and that the previous call did not report disappeared.
 /// The kernel names no process, so `owner` is NULL; a reset socket has
@@ -354,6 +423,33 @@ fn deliver_change(
         };
         // SAFETY: the caller's callback, given records that outlive the call.
         verdict(unsafe { cb(userdata, &rec) })
+    })
+}
+
+/// Copies the counters of the last walk on `walker` that ended (walk,
+/// connections or changes, whatever it returned) that `procspy_walk_stats` has no
+/// room for: the first `size` bytes of a `procspy_walk_stats_ext` into
+/// `out`. Pass `sizeof *out`: a program built against a shorter, older
+/// struct gets the fields it knows. All zero before the first walk; from a
+/// callback, those of the walk before.
+#[unsafe(no_mangle)]
+#[must_use]
+pub extern "C" fn procspy_walker_stats_ext(
+    walker: *const procspy_walker,
+    out: *mut procspy_walk_stats_ext,
+    size: usize,
+) -> procspy_status {
+    guard("procspy_walker_stats_ext", || {
+        // SAFETY: a non-NULL `walker` is a live walker.
+        let w = unsafe { walker.as_ref() }.ok_or(Fail::Null("walker"))?;
+        if out.is_null() {
+            return Err(Fail::Null("out"));
+        }
+        let ext = procspy_walk_stats_ext::from(&w.inner.last_stats());
+        let n = size.min(std::mem::size_of::<procspy_walk_stats_ext>());
+        // SAFETY: the caller lends `size` writable bytes at `out`; n <= size.
+        unsafe { std::ptr::copy_nonoverlapping((&raw const ext).cast::<u8>(), out.cast::<u8>(), n) };
+        Ok(())
     })
 }
 

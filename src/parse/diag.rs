@@ -73,13 +73,16 @@ pub enum Reply {
     Done,
     /// The kernel refused the request (a positive errno).
     Error(i32),
-    /// A message of another sequence number, or one too short to read.
+    /// Not an answer to our request (another sequence number or port id),
+    /// or one too short to read: not believed.
     Skip,
 }
 
 /// Reads the messages of one `recv()` in order; stops at the first that
-/// does not fit the buffer.
-pub fn replies(buf: &[u8], seq: u32) -> impl Iterator<Item = Reply> + '_ {
+/// does not fit the buffer. Only a message with the request's sequence
+/// number and the requester's port id (`nlmsg_pid`, which the kernel sets
+/// to the port it answers) is read; libmnl's `mnl_cb_run` checks the same.
+pub fn replies(buf: &[u8], seq: u32, port_id: u32) -> impl Iterator<Item = Reply> + '_ {
     let mut rest = buf;
     std::iter::from_fn(move || {
         let len = u32::from_ne_bytes(rest.get(0..4)?.try_into().ok()?) as usize;
@@ -90,9 +93,10 @@ pub fn replies(buf: &[u8], seq: u32) -> impl Iterator<Item = Reply> + '_ {
         rest = tail.get(len.next_multiple_of(4) - len..).unwrap_or(&[]);
         let kind = u16::from_ne_bytes([msg[4], msg[5]]);
         let msg_seq = u32::from_ne_bytes([msg[8], msg[9], msg[10], msg[11]]);
+        let msg_port = u32::from_ne_bytes([msg[12], msg[13], msg[14], msg[15]]);
         let body = &msg[NLMSG_HDRLEN..];
         Some(match kind {
-            _ if msg_seq != seq => Reply::Skip,
+            _ if msg_seq != seq || msg_port != port_id => Reply::Skip,
             NLMSG_DONE => Reply::Done,
             NLMSG_ERROR => match body.get(0..4) {
                 Some(e) => Reply::Error(i32::from_ne_bytes([e[0], e[1], e[2], e[3]]).saturating_neg()),
@@ -164,14 +168,20 @@ fn diag_msg(b: &[u8]) -> Option<Conn> {
 mod tests {
     use super::*;
 
+    const PORT: u32 = 4242;
+
     fn msg(kind: u16, seq: u32, body: &[u8]) -> Vec<u8> {
+        msg_to(PORT, kind, seq, body)
+    }
+
+    fn msg_to(port: u32, kind: u16, seq: u32, body: &[u8]) -> Vec<u8> {
         let len = NLMSG_HDRLEN + body.len();
         let mut v = Vec::new();
         v.extend((len as u32).to_ne_bytes());
         v.extend(kind.to_ne_bytes());
         v.extend(2u16.to_ne_bytes());
         v.extend(seq.to_ne_bytes());
-        v.extend(0u32.to_ne_bytes());
+        v.extend(port.to_ne_bytes());
         v.extend(body);
         v.resize(len.next_multiple_of(4), 0);
         v
@@ -216,8 +226,10 @@ mod tests {
         let v6 = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1];
         buf.extend(msg(20, 5, &diag(AF_INET6, 1, 40000, 8080, &v6, &v6, 0, 77)));
         buf.extend(msg(20, 4, &diag(AF_INET, 1, 1, 2, &[1, 2, 3, 4], &[], 0, 1)));
+        buf.extend(msg_to(PORT + 1, 20, 5, &diag(AF_INET, 1, 1, 2, &[1, 2, 3, 4], &[], 0, 1)));
+        buf.extend(msg_to(PORT + 1, 3, 5, &[0; 4]));
         buf.extend(msg(3, 5, &[0; 4]));
-        let got: Vec<Reply> = replies(&buf, 5).collect();
+        let got: Vec<Reply> = replies(&buf, 5, PORT).collect();
         let mut lo = [0u8; 16];
         lo[..4].copy_from_slice(&[127, 0, 0, 1]);
         assert_eq!(
@@ -243,6 +255,8 @@ mod tests {
                     remote_port: 8080,
                     uid: 0
                 }),
+                Reply::Skip,
+                Reply::Skip,
                 Reply::Skip,
                 Reply::Done,
             ]
@@ -279,12 +293,12 @@ mod tests {
     #[test]
     fn errors_and_garbage() {
         let buf = msg(2, 1, &(-22i32).to_ne_bytes());
-        assert_eq!(replies(&buf, 1).collect::<Vec<_>>(), vec![Reply::Error(22)]);
+        assert_eq!(replies(&buf, 1, PORT).collect::<Vec<_>>(), vec![Reply::Error(22)]);
         for cut in 0..buf.len() {
-            assert!(replies(&buf[..cut], 1).count() <= 1);
+            assert!(replies(&buf[..cut], 1, PORT).count() <= 1);
         }
         let short = msg(20, 1, &[2, 1, 0]);
-        assert_eq!(replies(&short, 1).collect::<Vec<_>>(), vec![Reply::Skip]);
+        assert_eq!(replies(&short, 1, PORT).collect::<Vec<_>>(), vec![Reply::Skip]);
         let mut x = 0x2545F4914F6CDD1Du64;
         for _ in 0..2000 {
             let bytes: Vec<u8> = (0..97)
@@ -295,7 +309,7 @@ mod tests {
                     x as u8
                 })
                 .collect();
-            let _ = replies(&bytes, 1).count();
+            let _ = replies(&bytes, 1, PORT).count();
         }
     }
 }

@@ -19,7 +19,7 @@ use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat, openat2};
 use nix::sys::stat::{FileStat, Mode, fstatat};
 
 pub(crate) use bpf::{RECORD_LEN as SOCK_RECORD_LEN, Refusal, SockIter, SockRecord, SockRecords};
-pub use netlink::{DestroySocket, HomeNetns, home_netns};
+pub use netlink::{DestroySocket, DiagSocket, HostProc, Netns};
 use table::SHORT_READ_EOF;
 pub use table::TableBuf;
 
@@ -129,15 +129,19 @@ impl ProcRoot {
         openat(self.dir.as_fd(), path, flags, Mode::empty())
     }
 
-    /// Opens `path` under the root (following symlinks, as `ns/net` is one),
-    /// for its fd rather than its content.
-    pub fn open_path(&self, path: &[u8]) -> Result<OwnedFd, Errno> {
+    /// Opens `path` under the root, following symlinks.
+    fn open_path(&self, path: &[u8]) -> Result<OwnedFd, Errno> {
         openat(self.dir.as_fd(), path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
     }
 
-    /// Opens `PID/suffix` for its fd (a namespace to enter).
-    pub fn open_pid_path(&self, pid: i32, suffix: &[u8]) -> Result<OwnedFd, Errno> {
-        self.open_path(PidPath::new(pid, suffix)?.as_cstr().to_bytes())
+    /// `PID/ns/net` as an `O_PATH` fd, to check before use
+    /// (`HostProc::netns`). `PID/ns` must be a directory beneath the root,
+    /// reached through no symlink; its `net` entry, in a procfs a magic link
+    /// to the namespace, is followed. `O_PATH` opens nothing: a FIFO or a
+    /// device there can't block or act.
+    pub fn open_netns(&self, pid: i32) -> Result<OwnedFd, Errno> {
+        let dir = self.open_dir(pid, b"ns")?;
+        openat(dir.as_fd(), c"net", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
     }
 
     /// Opens the file `PID/suffix` for reading. `O_NONBLOCK` keeps a FIFO in
@@ -193,6 +197,11 @@ pub struct DirList<'a, 'b> {
 impl<'a, 'b> DirList<'a, 'b> {
     pub fn new(dir: BorrowedFd<'a>, buf: &'b mut [u8]) -> Self {
         Self { dir, buf, len: 0, off: 0 }
+    }
+
+    /// Whether the next entry is already in the buffer (no `getdents64`).
+    pub fn buffered(&self) -> bool {
+        self.off < self.len
     }
 
     /// The next entry other than `.` and `..`, or `None` at the end.

@@ -1,59 +1,166 @@
-//! Netlink `sock_diag` sockets, opened inside another network namespace.
+//! Netlink `sock_diag` sockets, each opened inside the namespace it lists.
 //!
-//! A netlink socket answers for the namespace it was created in. To create
-//! one elsewhere the calling thread enters the namespace (`setns`), opens
-//! the socket and goes back at once: callbacks never run in a foreign
-//! namespace, and the caller's other threads are not affected.
+//! A netlink socket answers for the namespace it was created in. The
+//! caller's thread never changes namespace: sockets of other namespaces are
+//! made on a short-lived thread of the library's own, with every signal
+//! blocked, which enters each namespace in turn, opens its socket and ends
+//! in the last. It never comes back, so it can't fail to.
+//!
+//! What decides where that thread goes is checked first: the namespace file
+//! comes from the proc root but must be nsfs with the inode its pid was
+//! grouped by, and the caller's own namespace comes from the caller's real
+//! procfs (`/proc/thread-self/ns/net`), never from the root.
+//!
+//! Every socket is connected to the kernel (port id 0), so the kernel turns
+//! away unicasts from any other socket, and what it reads is checked again:
+//! the sender's port id here, the rest where the messages are parsed.
 
+use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
+use nix::fcntl::{OFlag, open, openat};
 use nix::sched::{CloneFlags, setns};
-use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, recv, send, socket};
-use nix::sys::stat::fstat;
+use nix::sys::socket::{
+    AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, connect, getsockname, recvfrom, send,
+    setsockopt, socket, sockopt,
+};
+use nix::sys::stat::{Mode, fstat};
+use nix::sys::statfs::{NSFS_MAGIC, PROC_SUPER_MAGIC, fstatfs};
 
-/// The namespace the calling thread started in, to come back to.
+use super::sys;
+
+/// The caller's own procfs, `/proc`: where the calling thread's namespace
+/// is read and namespace files are reopened. Never the walker's root.
 #[derive(Debug)]
-pub struct HomeNetns {
+pub struct HostProc {
+    dir: OwnedFd,
+    home: u64,
+}
+
+/// A network namespace to enter, checked.
+#[derive(Debug)]
+pub struct Netns {
     fd: OwnedFd,
-    inode: u64,
 }
 
-impl HomeNetns {
-    /// From `thread-self/ns/net` of a proc root: the calling thread's own.
-    pub fn open(root: &super::ProcRoot) -> Result<Self, Errno> {
-        let fd = root.open_path(b"thread-self/ns/net")?;
-        let inode = fstat(&fd)?.st_ino;
-        Ok(Self { fd, inode })
-    }
-
-    pub fn inode(&self) -> u64 {
-        self.inode
-    }
-
-    /// A `NETLINK_SOCK_DIAG` socket of the namespace `ns` (`None`: home).
-    pub fn diag_socket(&self, ns: Option<BorrowedFd<'_>>) -> Result<DiagSocket, Errno> {
-        let open =
-            || socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkSockDiag);
-        let Some(ns) = ns else { return Ok(DiagSocket { fd: open()? }) };
-        setns(ns, CloneFlags::CLONE_NEWNET)?;
-        let sock = open();
-        // Going home can only fail if this thread lost the rights it just
-        // used; never leave the caller's thread elsewhere.
-        if let Err(e) = setns(self.fd.as_fd(), CloneFlags::CLONE_NEWNET) {
-            panic!("setns back to the caller's network namespace failed: {e}");
+impl HostProc {
+    /// Fails unless `/proc` is a procfs and the calling thread's namespace
+    /// file in it is nsfs.
+    pub fn open() -> Result<Self, Errno> {
+        let dir = open("/proc", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
+        if fstatfs(&dir)?.filesystem_type() != PROC_SUPER_MAGIC {
+            return Err(Errno::ENODEV);
         }
-        Ok(DiagSocket { fd: sock? })
+        let ns = openat(dir.as_fd(), c"thread-self/ns/net", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())?;
+        let home = nsfs_inode(ns.as_fd())?.ok_or(Errno::ENODEV)?;
+        Ok(Self { dir, home })
+    }
+
+    /// The inode of the calling thread's network namespace.
+    pub fn home(&self) -> u64 {
+        self.home
+    }
+
+    /// `ns`, an `O_PATH` fd of a namespace file (`ProcRoot::open_netns`),
+    /// as a namespace to enter if it is nsfs with the inode `netns`; `None`
+    /// if it is anything else.
+    pub fn netns(&self, ns: OwnedFd, netns: u64) -> Result<Option<Netns>, Errno> {
+        if nsfs_inode(ns.as_fd())? != Some(netns) {
+            return Ok(None);
+        }
+        // setns takes no O_PATH fd: open the same file through its fd link.
+        let mut path = [0u8; 32];
+        write!(&mut path[..], "thread-self/fd/{}\0", ns.as_raw_fd()).map_err(|_| Errno::ENAMETOOLONG)?;
+        let path = std::ffi::CStr::from_bytes_until_nul(&path).map_err(|_| Errno::ENAMETOOLONG)?;
+        let fd = openat(self.dir.as_fd(), path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
+        Ok(Some(Netns { fd }))
+    }
+
+    /// A `NETLINK_SOCK_DIAG` socket of the calling thread's own namespace.
+    pub fn diag_socket(&self) -> Result<DiagSocket, Errno> {
+        DiagSocket::open()
+    }
+
+    /// A diag socket in each namespace `jobs` lists, each stored where its
+    /// namespace came from (or why it could not be made), all made on one
+    /// thread of the library's own that enters them in turn: starting and
+    /// ending a thread costs far more than a socket. Fails only if the
+    /// thread can't be started.
+    pub fn diag_sockets<'a>(
+        &self,
+        jobs: impl Iterator<Item = (&'a Netns, &'a mut Option<Result<DiagSocket, Errno>>)> + Send,
+    ) -> Result<(), Errno> {
+        sockets_in(jobs, DiagSocket::open)
+    }
+
+    /// A destroy subscription of the calling thread's own namespace.
+    pub fn destroy_socket(&self) -> Result<DestroySocket, Errno> {
+        DestroySocket::open()
+    }
+
+    /// A destroy subscription in each namespace `jobs` lists, as
+    /// `diag_sockets` makes its sockets.
+    pub fn destroy_sockets<'a>(
+        &self,
+        jobs: impl Iterator<Item = (&'a Netns, &'a mut Option<Result<DestroySocket, Errno>>)> + Send,
+    ) -> Result<(), Errno> {
+        sockets_in(jobs, DestroySocket::open)
     }
 }
 
-/// A socket that sends dump requests and reads their replies.
+/// `open` in each namespace `jobs` lists, on one thread of the library's
+/// own that enters them in turn and ends in the last.
+fn sockets_in<'a, T: Send + 'a>(
+    jobs: impl Iterator<Item = (&'a Netns, &'a mut Option<Result<T, Errno>>)> + Send,
+    open: fn() -> Result<T, Errno>,
+) -> Result<(), Errno> {
+    sys::run_on_own_thread(|| {
+        for (ns, out) in jobs {
+            *out = Some(setns(&ns.fd, CloneFlags::CLONE_NEWNET).and_then(|()| open()));
+        }
+    })
+}
+
+/// The inode of a file on nsfs; `None` for a file elsewhere.
+fn nsfs_inode(fd: BorrowedFd<'_>) -> Result<Option<u64>, Errno> {
+    if fstatfs(fd)?.filesystem_type() != NSFS_MAGIC {
+        return Ok(None);
+    }
+    Ok(Some(fstat(fd)?.st_ino))
+}
+
+/// A socket that sends dump requests and reads their replies, connected to
+/// the kernel and non-blocking.
 #[derive(Debug)]
 pub struct DiagSocket {
     fd: OwnedFd,
+    port_id: u32,
+    seq: u32,
 }
 
 impl DiagSocket {
+    /// A socket of the calling thread's namespace.
+    fn open() -> Result<Self, Errno> {
+        let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
+        let fd = socket(AddressFamily::Netlink, SockType::Raw, flags, SockProtocol::NetlinkSockDiag)?;
+        connect(fd.as_raw_fd(), &NetlinkAddr::new(0, 0))?;
+        let port_id = getsockname::<NetlinkAddr>(fd.as_raw_fd())?.pid();
+        Ok(Self { fd, port_id, seq: sys::random_u32()? })
+    }
+
+    /// The port id the kernel gave this socket (replies carry it).
+    pub fn port_id(&self) -> u32 {
+        self.port_id
+    }
+
+    /// The sequence number of the next request: random at first, so that
+    /// nobody can guess it, then one more each time.
+    pub fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1);
+        self.seq
+    }
+
     pub fn send(&self, request: &[u8]) -> Result<(), Errno> {
         loop {
             match send(self.fd.as_raw_fd(), request, MsgFlags::empty()) {
@@ -64,13 +171,22 @@ impl DiagSocket {
         }
     }
 
-    pub fn recv(&self, buf: &mut [u8]) -> Result<usize, Errno> {
+    /// The next datagram, without waiting (`EAGAIN` if none is queued): its
+    /// length and its sender's port id (0: the kernel).
+    pub fn try_recv(&self, buf: &mut [u8]) -> Result<(usize, u32), Errno> {
         loop {
-            match recv(self.fd.as_raw_fd(), buf, MsgFlags::empty()) {
+            match recvfrom::<NetlinkAddr>(self.fd.as_raw_fd(), buf) {
+                Ok((n, from)) => return Ok((n, from.map_or(u32::MAX, |a| a.pid()))),
                 Err(Errno::EINTR) => {}
-                r => return r,
+                Err(e) => return Err(e),
             }
         }
+    }
+}
+
+impl AsFd for DiagSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 
@@ -83,17 +199,16 @@ const DESTROY_GROUPS: u32 = 0b1111;
 /// some 1.3 KiB of skb) wait between two calls before the kernel drops more.
 const DESTROY_RCVBUF: usize = 512 << 10;
 
-/// A `NETLINK_SOCK_DIAG` socket of the calling thread's namespace,
-/// subscribed to its destroy notifications, connected to the kernel so that
-/// no other socket can unicast to it, and non-blocking.
+/// A `NETLINK_SOCK_DIAG` socket subscribed to its namespace's destroy
+/// notifications, connected to the kernel so that no other socket can
+/// unicast to it, and non-blocking.
 #[derive(Debug)]
 pub struct DestroySocket {
     fd: OwnedFd,
 }
 
 impl DestroySocket {
-    pub fn open() -> Result<Self, Errno> {
-        use nix::sys::socket::{NetlinkAddr, bind, connect, setsockopt, sockopt};
+    fn open() -> Result<Self, Errno> {
         let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
         let fd = socket(AddressFamily::Netlink, SockType::Raw, flags, SockProtocol::NetlinkSockDiag)?;
         bind(fd.as_raw_fd(), &NetlinkAddr::new(0, DESTROY_GROUPS))?;
@@ -109,7 +224,6 @@ impl DestroySocket {
     /// (0: the kernel) and the groups it was sent to. `EAGAIN` if none is
     /// queued; `ENOBUFS` once after the kernel dropped some for want of room.
     pub fn try_recv(&self, buf: &mut [u8]) -> Result<(usize, u32, u32), Errno> {
-        use nix::sys::socket::{NetlinkAddr, recvfrom};
         loop {
             match recvfrom::<NetlinkAddr>(self.fd.as_raw_fd(), buf) {
                 Ok((n, Some(from))) => return Ok((n, from.pid(), from.groups())),
@@ -121,8 +235,34 @@ impl DestroySocket {
     }
 }
 
-/// The inode of the calling thread's network namespace, from the host's
-/// own procfs (never a walker's root).
-pub fn home_netns() -> Result<u64, Errno> {
-    Ok(nix::sys::stat::stat("/proc/thread-self/ns/net")?.st_ino)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn home_is_the_calling_threads_namespace() {
+        let home = HostProc::open().unwrap();
+        let st = nix::sys::stat::stat("/proc/thread-self/ns/net").unwrap();
+        assert_eq!(home.home(), st.st_ino);
+        let sock = home.diag_socket().unwrap();
+        assert_ne!(sock.port_id(), 0, "bound by connect");
+    }
+
+    #[test]
+    fn only_the_namespace_named_is_entered() {
+        let host = HostProc::open().unwrap();
+        let ns = || open("/proc/self/ns/net", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).unwrap();
+        assert!(host.netns(ns(), host.home() + 1).unwrap().is_none(), "another inode");
+        let file = open("/proc/self/stat", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).unwrap();
+        let ino = fstat(file.as_fd()).unwrap().st_ino;
+        assert!(host.netns(file, ino).unwrap().is_none(), "not nsfs");
+        let checked =
+            [host.netns(ns(), host.home()).unwrap().unwrap(), host.netns(ns(), host.home()).unwrap().unwrap()];
+        // Made on a thread of its own, which enters the namespaces (ours).
+        let mut made = [None, None];
+        host.diag_sockets(checked.iter().zip(&mut made)).unwrap();
+        assert!(made.iter().all(|m| matches!(m, Some(Ok(_)))), "{made:?}");
+        let st = nix::sys::stat::stat("/proc/thread-self/ns/net").unwrap();
+        assert_eq!(st.st_ino, host.home());
+    }
 }

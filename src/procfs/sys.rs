@@ -1,5 +1,6 @@
-//! The syscalls nix has no safe wrapper for, and the one view of a partly
-//! filled buffer. Everything unsafe in `procfs` is here.
+//! The syscalls nix has no safe wrapper for, the library's own threads, and
+//! the one view of a partly filled buffer. Everything unsafe in `procfs` is
+//! here.
 
 use std::ffi::CStr;
 use std::mem::MaybeUninit;
@@ -122,4 +123,83 @@ pub fn bpf_iter_create(link: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
     let mut a = [0u8; ATTR_LEN];
     put(&mut a, ATTR_ITER_LINK_FD, &(link.as_raw_fd() as u32).to_ne_bytes());
     bpf(BPF_ITER_CREATE, &a)
+}
+
+/// Four bytes from the kernel's random pool (`getrandom(2)`).
+pub fn random_u32() -> Result<u32, Errno> {
+    let mut b = [0u8; 4];
+    loop {
+        // SAFETY: the kernel writes at most `b.len()` bytes into `b`.
+        let n = unsafe { libc::syscall(libc::SYS_getrandom, b.as_mut_ptr(), b.len(), 0) };
+        match n {
+            4 => return Ok(u32::from_ne_bytes(b)),
+            // Requests of up to 256 bytes are never cut short, but be sure.
+            n if n >= 0 => {}
+            _ if Errno::last() == Errno::EINTR => {}
+            _ => return Err(Errno::last()),
+        }
+    }
+}
+
+/// A thread's stack: enough for a few syscalls.
+const THREAD_STACK: usize = 64 << 10;
+
+/// Runs `job` on a new thread of its own and returns its result once the
+/// thread has ended. The thread starts with every signal blocked (the mask
+/// is set on this thread around `pthread_create`, which the new one
+/// inherits), so no signal handler ever runs on it. Nothing is allocated:
+/// `job` and its result live on this stack until the join.
+pub fn run_on_own_thread<F: FnOnce() -> R + Send, R: Send>(job: F) -> Result<R, Errno> {
+    use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
+
+    struct Slot<F, R> {
+        job: Option<F>,
+        out: Option<R>,
+    }
+    extern "C" fn start<F: FnOnce() -> R, R>(slot: *mut libc::c_void) -> *mut libc::c_void {
+        // SAFETY: `slot` is the `Slot` below, untouched by its owner until
+        // this thread is joined.
+        let slot = unsafe { &mut *slot.cast::<Slot<F, R>>() };
+        // No panic may unwind out of a thread's start routine; the result
+        // is then `None`.
+        let run = std::panic::AssertUnwindSafe(|| slot.job.take().map(|job| job()));
+        slot.out = std::panic::catch_unwind(run).ok().flatten();
+        std::ptr::null_mut()
+    }
+
+    let mut slot = Slot { job: Some(job), out: None };
+    let mut attr = MaybeUninit::<libc::pthread_attr_t>::uninit();
+    // SAFETY: initialises `attr`, destroyed below.
+    let rc = unsafe { libc::pthread_attr_init(attr.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(Errno::from_raw(rc));
+    }
+    // SAFETY: `attr` is initialised. A size refused leaves the default.
+    unsafe { libc::pthread_attr_setstacksize(attr.as_mut_ptr(), THREAD_STACK.max(libc::PTHREAD_STACK_MIN)) };
+    let mut mask = SigSet::empty();
+    let blocked = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), Some(&mut mask));
+    let mut thread = MaybeUninit::<libc::pthread_t>::uninit();
+    let rc = match blocked {
+        // SAFETY: `start` gets a pointer to `slot`, which outlives the
+        // thread: it is joined before this function returns.
+        Ok(()) => unsafe {
+            libc::pthread_create(thread.as_mut_ptr(), attr.as_ptr(), start::<F, R>, (&raw mut slot).cast())
+        },
+        Err(e) => e as i32,
+    };
+    if blocked.is_ok() {
+        let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&mask), None);
+    }
+    // SAFETY: initialised above, not used again.
+    unsafe { libc::pthread_attr_destroy(attr.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(Errno::from_raw(rc));
+    }
+    // SAFETY: a joinable thread made above, joined once.
+    if unsafe { libc::pthread_join(thread.assume_init(), std::ptr::null_mut()) } != 0 {
+        // Joining a thread of our own cannot fail; if it did, `slot` might
+        // still be in use, and returning would free it under that thread.
+        std::process::abort();
+    }
+    slot.out.ok_or(Errno::EIO)
 }
