@@ -422,12 +422,12 @@ void test_stats_ext(void)
     REQUIRE(fx != NULL);
     CHECK_STATUS(procspy_walker_stats_ext(NULL, &ext, sizeof ext), PROCSPY_NULL_ARGUMENT);
     REQUIRE(h_fake_init(&f) == 0);
-    /* one pid in a fixture namespace, one whose ns/net is a FIFO */
+    /* one pid in a fixture namespace, one whose ns/net is a plain file:
+     * it looks like a namespace until it is opened and is not nsfs */
     h_fake_pid(&f, 100, "real", 4, 1, 1);
     h_fake_ns(&f, 100, fx->child[0].pid);
-    h_fake_pid(&f, 200, "fifo", 4, 1, 1);
-    h_fake_mkdir(&f, "200/ns");
-    CHECK(mkfifo(h_fake_path(&f, "200/ns/net"), 0600) == 0);
+    h_fake_pid(&f, 200, "plain", 5, 1, 1);
+    h_fake_write(&f, "200/ns/net", "x", 1);
     if (!CHECK_STATUS(procspy_walker_new(f.root, &w), PROCSPY_OK)) {
         h_fake_cleanup(&f);
         return;

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::stat::SFlag;
+use nix::sys::stat::{FileStat, SFlag};
 
 use super::changes::ChangeState;
 use super::error::Error;
@@ -146,6 +146,18 @@ impl StopToken {
     /// Async-signal-safe.
     pub fn stop(&self) {
         self.0.request();
+    }
+}
+
+/// The namespace a `PID/ns/net` stat names. A namespace file is a regular
+/// file; anything else is none: Linux 5.10 answers a stat of another user's
+/// link with a directory of proc's instead of EACCES, which would make every
+/// process a namespace of its own.
+fn ns_inode(st: &FileStat) -> Result<u64, Errno> {
+    if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFREG {
+        Ok(st.st_ino)
+    } else {
+        Err(Errno::EACCES)
     }
 }
 
@@ -316,12 +328,12 @@ impl Walker {
 
     pub(super) fn netns(&self, pid: i32) -> Result<u64, Errno> {
         match self.ns_probe.load(Ordering::Relaxed) {
-            NS_NS_NET => Ok(self.root.stat(pid, b"ns/net")?.st_ino),
+            NS_NS_NET => ns_inode(&self.root.stat(pid, b"ns/net")?),
             NS_NET_DEV => Ok(self.root.stat(pid, b"net/dev")?.st_ino),
             _ => match self.root.stat(pid, b"ns/net") {
                 Ok(st) => {
                     self.ns_probe.store(NS_NS_NET, Ordering::Relaxed);
-                    Ok(st.st_ino)
+                    ns_inode(&st)
                 }
                 Err(Errno::ENOENT) => {
                     let st = self.root.stat(pid, b"net/dev")?;

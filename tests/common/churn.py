@@ -53,6 +53,9 @@ def main():
     log_path, secs, max_children = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
     netns_every = int(sys.argv[4]) if len(sys.argv) > 4 else 0
     live_max = int(sys.argv[5]) if len(sys.argv) > 5 else 16
+    # How long a child holds its sockets at most; slower kernels (under
+    # emulation) need longer for a walk to catch one.
+    hold_max = float(os.environ.get("PROCSPY_CHURN_HOLD_MS", "8")) / 1000
     log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
     libc = ctypes.CDLL(None, use_errno=True)
     os.write(log, b"P %d %d\n" % (os.getpid(), start_time()))
@@ -71,7 +74,7 @@ def main():
         in_netns = netns_every > 0 and children % netns_every == netns_every - 1
         v6 = children % 3 == 2
         graceful = children % 8 == 0
-        hold = random.random() * 0.008
+        hold = random.random() * hold_max
         pid = os.fork()
         if pid == 0:
             code = 1
