@@ -265,7 +265,8 @@ mod tests {
 
     #[test]
     fn destroy_notifications_are_believed_only_from_the_kernel_to_one_group() {
-        let tcp4 = msg(20, 0, &diag(AF_INET, 7, 40000, 8080, &[127, 0, 0, 1], &[127, 0, 0, 2], 1000, 0));
+        // The kernel's: port id 0 in the header, as in the sender's address.
+        let tcp4 = msg_to(0, 20, 0, &diag(AF_INET, 7, 40000, 8080, &[127, 0, 0, 1], &[127, 0, 0, 2], 1000, 0));
         let (protocol, c) = destroyed(&tcp4, 0, 0b0001).unwrap();
         assert_eq!((protocol, c.family, c.state, c.local_port, c.remote_port, c.uid), (1, 4, 7, 40000, 8080, 1000));
         assert_eq!(&c.remote_addr[..4], &[127, 0, 0, 2]);
@@ -283,7 +284,7 @@ mod tests {
         let mut two = tcp4.clone();
         two.extend_from_slice(&tcp4);
         assert_eq!(destroyed(&two, 0, 0b0001), None, "two messages");
-        let other = msg(3, 0, &diag(AF_INET, 7, 1, 2, &[1, 2, 3, 4], &[], 0, 0));
+        let other = msg_to(0, 3, 0, &diag(AF_INET, 7, 1, 2, &[1, 2, 3, 4], &[], 0, 0));
         assert_eq!(destroyed(&other, 0, 0b0001), None, "another type");
         for cut in 0..tcp4.len() {
             assert_eq!(destroyed(&tcp4[..cut], 0, 0b0001), None);
