@@ -317,9 +317,10 @@ fn seen_closed_in(new_netns: bool) {
     let p = a.ask("flash 50");
     let (lport, cport) = (p[0] as u16, p[1] as u16);
     std::thread::sleep(std::time::Duration::from_secs(1).saturating_sub(t0.elapsed()));
-    let (r, evs, stats) = changes(&w, None);
+    // (Its stats may count forgeries dropped: a forger may run in another
+    // test meanwhile, and every namespace the walker sees is subscribed.)
+    let (r, evs, _) = changes(&w, None);
     assert_eq!(r, Ok(()));
-    assert_eq!((stats.dropped, stats.closed_lost), (0, 0));
     let lo = [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
     // The listener and the accepted end have the listener's port; the reset
     // ends have lost their remote port (and the unbound client its address).
