@@ -191,3 +191,16 @@ impl Drop for Actor {
         let _ = self.child.wait();
     }
 }
+
+/// Whether a user namespace can be made at all, by the user `prefix` runs
+/// as: never from a chroot (the kernel matrix runs its guests' suite in
+/// one), nor where the kernel keeps them off for that user. Where it can't,
+/// no caller or attacker gets into one either, and the test says so.
+pub fn user_namespaces_allowed(prefix: &[&str]) -> bool {
+    let argv: Vec<&str> = prefix.iter().copied().chain(["unshare", "-U", "-r", "true"]).collect();
+    let ok = Command::new(argv[0]).args(&argv[1..]).status().is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("no user namespace can be made here ({}): nothing to test", argv.join(" "));
+    }
+    ok
+}
