@@ -61,7 +61,8 @@ boot() {
     tests/kernels/initramfs.sh "$key"
     rel=$(cat "$kdir/release")
     # Under emulation a walk is too slow to catch a churn child that holds
-    # its sockets for the usual few milliseconds: they hold them longer.
+    # its sockets for the usual few milliseconds: they hold them longer, and
+    # the 10 ms stop bound of tests/signal.rs is scaled.
     cat > "$run/run.env" <<EOF
 PROJECT='$project'
 RESULTS='$run'
@@ -70,7 +71,7 @@ GUEST_PATH='$PATH'
 CI='${CI:-}'
 SUITES='${SUITES:-}'
 SUITE_TIMEOUT='$SUITE_TIMEOUT'
-CMD='PROCSPY_CHURN_HOLD_MS=\${PROCSPY_CHURN_HOLD_MS:-200} tests/kernels/guest.sh "$run"'
+CMD='PROCSPY_CHURN_HOLD_MS=\${PROCSPY_CHURN_HOLD_MS:-200} PROCSPY_TEST_TIME_SCALE=\${PROCSPY_TEST_TIME_SCALE:-5} tests/kernels/guest.sh "$run"'
 EOF
     log "$key: booting $rel (timeout ${KERNEL_TIMEOUT}s)"
     launched=$(date +%s)
