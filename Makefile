@@ -138,7 +138,7 @@ test-c: $(B)/harness-so $(B)/harness-static $(B)/harness-asan $(B)/procspy
 STRESS_SECS ?= 60
 stress: lib
 	PROCSPY_CHURN_SECS=$(STRESS_SECS) PROCSPY_SOAK_WALKS=10000 PROCSPY_SOAK_WALKERS=10000 \
-	  $(CARGO) test --release --test churn --test soak -- --nocapture
+	  $(CARGO) test --release --test churn --test changes_churn --test soak -- --nocapture
 	PROCSPY_TEST_SOAK=100 $(VALGRIND) $(B)/harness-so soak
 
 # Coverage-guided fuzzing of the parsers (nightly + cargo-fuzz; not part of

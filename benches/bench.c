@@ -2,17 +2,26 @@
  * bench: times libprocspy on the current host, and (--exec) any command the
  * same way, so the baselines (ss, netstat, lsof) are measured alike.
  *
- *   bench [-n RUNS] [--only walk,conn,text,paced] [--fd-block N] [--tick-ms MS] [-v]
+ *   bench [-n RUNS] [--only walk,conn,changes,text,paced] [--fd-block N] [--tick-ms MS] [-v]
  *       walk   procspy_walker_walk, every namespace, a caller buffer grown to fit
  *       conn   procspy_walker_connections, TCP+UDP, all states, default source
  *              (netlink sock_diag where permitted)
+ *       changes  procspy_walker_changes with conn's arguments: after the
+ *              warm-up (which reports everything), what changed since the
+ *              call before (on a quiet fixture: next to nothing)
+ *       changes-vs-conn  a conn walker and a changes walker, each warmed up,
+ *              then a conn call and a changes call by turns, RUNS of each:
+ *              the median CPU of each and their ratio, and the median of the
+ *              ratios of each pair (the figures a loaded host moves least)
  *       text   the same with procspy_walker_set_source(PROCSPY_SOURCE_TEXT)
  *       paced  one connections call under set_rate_limit(fd-block, tick):
  *              CPU per second of wall time
  *     Each of walk/conn/text: one walker, one warm-up call, then RUNS timed
  *     calls; per call wall (CLOCK_MONOTONIC) and CPU (getrusage RUSAGE_SELF,
  *     user+sys delta); the median of each is reported.
- *   bench --once walk|conn|text|none   exactly one call (for strace -c, RSS)
+ *   bench --once walk|conn|changes|text|none   exactly one call (for strace -c, RSS);
+ *       changes makes two, so the peak holds both snapshots, as every call after
+ *       the first does
  *   bench --exec [-n RUNS] [--headers K] [--max-seconds S] -- CMD [ARG]...
  *       runs CMD RUNS times, stdout into a pipe whose lines are counted,
  *       wall around fork..wait4, CPU = the child's rusage from wait4 (it
@@ -125,12 +134,17 @@ static int on_conn(void *u, const procspy_connection *c)
     return 0;
 }
 
+static int on_change(void *u, const procspy_change *c)
+{
+    return on_conn(u, c->connection);
+}
+
 /* conn: the defaults (BPF owner scan; tables only for namespaces it can't
  * account for); netlink, text: BPF owners, every namespace's tables read
  * from there (as on a host where every namespace has a TIME_WAIT); procscan:
  * owners from PID/fd, netlink tables everywhere (as without CAP_BPF). */
-enum what { W_WALK, W_CONN, W_NETLINK, W_PROCSCAN, W_TEXT, W_PACED, W_NONE };
-static const char *what_name[] = {"walk", "conn", "netlink", "procscan", "text", "paced", "none"};
+enum what { W_WALK, W_CONN, W_CHANGES, W_NETLINK, W_PROCSCAN, W_TEXT, W_PACED, W_NONE };
+static const char *what_name[] = {"walk", "conn", "changes", "netlink", "procscan", "text", "paced", "none"};
 
 struct ctx {
     procspy_walker *w;
@@ -149,6 +163,9 @@ static void one_call(struct ctx *cx, enum what what, struct counts *c, procspy_w
         procspy_status s;
         if (what == W_WALK)
             s = procspy_walker_walk(cx->w, cx->buf, cx->cap, on_socket, c, st);
+        else if (what == W_CHANGES)
+            s = procspy_walker_changes(cx->w, NULL, 0, PROCSPY_PROTO_TCP | PROCSPY_PROTO_UDP,
+                                       PROCSPY_STATES_ALL, on_change, c, st);
         else
             s = procspy_walker_connections(cx->w, NULL, 0, PROCSPY_PROTO_TCP | PROCSPY_PROTO_UDP,
                                            PROCSPY_STATES_ALL, on_conn, c, st);
@@ -251,6 +268,37 @@ static void measure_paced(uint64_t fd_block, uint64_t tick_ns)
     free_ctx(&cx);
 }
 
+static void measure_changes_vs_conn(int runs)
+{
+    struct ctx cc = new_ctx(W_CONN), cx = new_ctx(W_CHANGES);
+    struct counts c, k;
+    procspy_walk_stats st;
+    double *cw = calloc((size_t)runs, sizeof *cw), *ccpu = calloc((size_t)runs, sizeof *ccpu);
+    double *xw = calloc((size_t)runs, sizeof *xw), *xcpu = calloc((size_t)runs, sizeof *xcpu);
+    double *ratio = calloc((size_t)runs, sizeof *ratio);
+    double w0, c0;
+    one_call(&cc, W_CONN, &c, &st, &w0, &c0);
+    one_call(&cx, W_CHANGES, &k, &st, &w0, &c0);
+    for (int i = 0; i < runs; i++) {
+        one_call(&cc, W_CONN, &c, &st, &cw[i], &ccpu[i]);
+        one_call(&cx, W_CHANGES, &k, &st, &xw[i], &xcpu[i]);
+        ratio[i] = ccpu[i] > 0 ? xcpu[i] / ccpu[i] : 0;
+    }
+    double mc = median(ccpu, runs), mx = median(xcpu, runs);
+    printf("row name=changes-vs-conn runs=%d wall_ms=%.3f cpu_ms=%.3f conn_wall_ms=%.3f conn_cpu_ms=%.3f "
+           "cpu_ratio=%.3f pair_cpu_ratio=%.3f records=%llu conn_records=%llu\n",
+           runs, median(xw, runs), mx, median(cw, runs), mc, mc > 0 ? mx / mc : 0, median(ratio, runs),
+           (unsigned long long)k.records, (unsigned long long)c.records);
+    fflush(stdout);
+    free(cw);
+    free(ccpu);
+    free(xw);
+    free(xcpu);
+    free(ratio);
+    free_ctx(&cc);
+    free_ctx(&cx);
+}
+
 static int once(enum what what)
 {
     print_rss("start");
@@ -267,6 +315,8 @@ static int once(enum what what)
             cx.buf = malloc(cx.cap);
         }
         one_call(&cx, what, &c, &st, &wall, &cpu);
+        if (what == W_CHANGES)
+            one_call(&cx, what, &c, &st, &wall, &cpu);
         double w1[1] = {wall}, c1[1] = {cpu};
         print_row(what_name[what], 1, w1, c1, &c, &st);
         free_ctx(&cx);
@@ -330,8 +380,9 @@ static int exec_mode(int runs, int headers, double max_s, char **argv)
 
 static void usage(void)
 {
-    fputs("usage: bench [-n RUNS] [--only walk,conn,netlink,procscan,text,paced] [--fd-block N] [--tick-ms MS] [-v]\n"
-          "       bench --once walk|conn|netlink|procscan|text|none\n"
+    fputs("usage: bench [-n RUNS] [--only walk,conn,changes,changes-vs-conn,netlink,procscan,text,paced]\n"
+          "             [--fd-block N] [--tick-ms MS] [-v]\n"
+          "       bench --once walk|conn|changes|netlink|procscan|text|none\n"
           "       bench --exec [-n RUNS] [--headers K] [--max-seconds S] -- CMD [ARG]...\n",
           stderr);
 }
@@ -341,7 +392,7 @@ int main(int argc, char **argv)
     int runs = 10, verbose = 0, exec = 0, headers = 0;
     double max_s = 0, tick_ms = 10;
     uint64_t fd_block = 1000;
-    const char *only = "walk,conn,netlink,procscan,text,paced", *once_what = NULL;
+    const char *only = "walk,conn,changes,netlink,procscan,text,paced", *once_what = NULL;
     int i = 1;
     for (; i < argc; i++) {
         const char *a = argv[i];
@@ -374,6 +425,8 @@ int main(int argc, char **argv)
     for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
         if (!strcmp(tok, "walk")) measure(W_WALK, runs, verbose);
         else if (!strcmp(tok, "conn")) measure(W_CONN, runs, verbose);
+        else if (!strcmp(tok, "changes")) measure(W_CHANGES, runs, verbose);
+        else if (!strcmp(tok, "changes-vs-conn")) measure_changes_vs_conn(runs);
         else if (!strcmp(tok, "netlink")) measure(W_NETLINK, runs, verbose);
         else if (!strcmp(tok, "procscan")) measure(W_PROCSCAN, runs, verbose);
         else if (!strcmp(tok, "text")) measure(W_TEXT, runs, verbose);

@@ -91,13 +91,18 @@ table() { # table PRESET
     mapfile -t NSS < <(fixture_names)
     nsn=${#NSS[@]}
 
-    line=$("$BENCH" -n "$RUNS" --only conn,netlink,procscan,text,walk | tee -a "$TMP/lib-$p")
-    local conn netlink procscan text walk
+    line=$("$BENCH" -n "$RUNS" --only conn,changes-vs-conn,netlink,procscan,text,walk | tee -a "$TMP/lib-$p")
+    local conn changes netlink procscan text walk
     conn=$(grep '^row name=conn ' <<<"$line"); text=$(grep '^row name=text ' <<<"$line")
+    changes=$(grep '^row name=changes-vs-conn ' <<<"$line")
     netlink=$(grep '^row name=netlink ' <<<"$line"); procscan=$(grep '^row name=procscan ' <<<"$line")
     walk=$(grep '^row name=walk ' <<<"$line")
-    echo "$conn"; echo "$netlink"; echo "$procscan"; echo "$text"; echo "$walk"
+    echo "$conn"; echo "$changes"; echo "$netlink"; echo "$procscan"; echo "$text"; echo "$walk"
     add_row "$p" "libprocspy connections (default), all ns" "$conn" "tcp $(kv tcp "$conn")"
+    add_row "$p" "libprocspy changes on an unchanged fixture (default), all ns" "$changes" \
+        "events; CPU $(kv cpu_ratio "$changes")x connections in the same run (by pairs $(kv pair_cpu_ratio "$changes")x)"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$p" "$(kv conn_records "$changes")" "$(kv conn_cpu_ms "$changes")" \
+        "$(kv cpu_ms "$changes")" "$(kv cpu_ratio "$changes")" "$(kv pair_cpu_ratio "$changes")" >> "$TMP/changes"
     add_row "$p" "libprocspy connections, every ns's tables by netlink" "$netlink" "tcp $(kv tcp "$netlink")"
     add_row "$p" "libprocspy connections, PID/fd owners + netlink (no CAP_BPF)" "$procscan" \
         "tcp $(kv tcp "$procscan")"
@@ -124,7 +129,7 @@ table() { # table PRESET
 # --- peak RSS ----------------------------------------------------------------
 rss() { # rss PRESET
     local p=$1 out s e
-    for w in conn walk; do
+    for w in conn changes walk; do
         out=$("$BENCH" --once $w)
         s=$(grep '^rss when=start' <<<"$out"); e=$(grep '^rss when=end' <<<"$out")
         printf '%s\t%s\t%s\t%s\n' "$p" "$w" "$(kv vmhwm_kib "$s")" "$(kv vmhwm_kib "$e")" >> "$TMP/rss"
@@ -253,10 +258,20 @@ for p in presets:
 EOF
 }
 
+print_changes() {
+    [ -s "$TMP/changes" ] || return 0
+    echo
+    echo "### changes on an unchanged fixture vs connections (same run: a call of each by turns, $RUNS pairs)"
+    echo
+    echo "| fixture | connections | connections CPU ms | changes CPU ms | ratio of medians | median of pair ratios |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    awk -F'\t' '{ printf "| %s | %s | %.1f | %.1f | %.3fx | %.3fx |\n", $1, $2, $3, $4, $5, $6 }' "$TMP/changes"
+}
+
 print_rss() {
     [ -s "$TMP/rss" ] || return 0
     echo
-    echo "### peak RSS (VmHWM of build/bench doing one call; before the call -> after)"
+    echo "### peak RSS (VmHWM of build/bench doing one call, changes two; before the first -> after)"
     echo
     echo "| fixture | call | before KiB | peak KiB | peak MiB |"
     echo "|---|---|---:|---:|---:|"
@@ -274,7 +289,7 @@ if [ "$FULL" = 0 ]; then
     P=$($FX status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["config"]["preset"])')
     table "$P"; rss "$P"; syscalls; paced
     [ "$PERF" = 1 ] && { profile conn; profile netlink; }
-    print_tables; print_rss
+    print_tables; print_changes; print_rss
     echo; cat "$TMP/paced"
     echo "# load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
     exit 0
@@ -316,6 +331,7 @@ sysctl -qw net.ipv4.tcp_child_ehash_entries="$ORIG_EHASH"
 echo
 echo "######## results"
 print_tables
+print_changes
 print_rss
 echo
 echo "### syscalls (default fixture)"

@@ -60,7 +60,7 @@ check "--help exits 0" "$BIN" --help
 help_mentions_all() {
     local opt missing=0
     for opt in -t --tcp -u --udp -l --listening -a --all -c --connected -n --netns \
-               -p --pid --json --sockets --proc --source --owners -h --help -V --version; do
+               -p --pid --json --sockets --proc --source --owners -w --watch -h --help -V --version; do
         if ! grep -q -e "$opt\\b" "$TMP/help"; then echo "missing: $opt"; missing=1; fi
     done
     return $missing
@@ -83,6 +83,10 @@ check "a stray argument exits 2" exits_with 2 "$BIN" extra
 check "--sockets with -l exits 2" exits_with 2 "$BIN" --sockets -l
 check "a bad --source exits 2" exits_with 2 "$BIN" --source nope
 check "a bad --owners exits 2" exits_with 2 "$BIN" --owners nope
+for bad in 0 0.0 0.0001 -1 abc 1x 1e3 " 5" 1.2.3 86401; do
+    check "--watch '$bad' exits 2" exits_with 2 "$BIN" --watch "$bad"
+done
+check "--watch with --sockets exits 2" exits_with 2 "$BIN" --sockets --watch 1
 check "--version prints a version" \
     bash -c '"$0" --version | grep -Eq "^procspy [0-9]+\.[0-9]+\.[0-9]+$"' "$BIN"
 check "-V prints the same version" \
@@ -369,6 +373,155 @@ print("inodes match /proc/%s/fd" % pid)
 EOF
 }
 check "--json: inode and fd agree with /proc/PID/fd" json_inode_matches_fd
+
+# ---- watch -------------------------------------------------------------------
+
+# wait_lines FILE PATTERN COUNT: until FILE has COUNT lines with PATTERN (20 s at most).
+wait_lines() {
+    local _
+    for _ in $(seq 1 200); do
+        [ "$(grep -c -e "$2" "$1" 2>/dev/null)" -ge "$3" ] && return 0
+        sleep 0.1
+    done
+    echo "timed out waiting for $3 lines with '$2' in $1:"
+    cat "$1"
+    return 1
+}
+# A listener in the namespace for as long as $TMP/hold exists; its port in $TMP/lport.
+transient_listener() {
+    : > "$TMP/hold"
+    ip netns exec "$NS" python3 -c '
+import os, socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen()
+print(s.getsockname()[1], flush=True)
+while os.path.exists(sys.argv[1]):
+    time.sleep(0.05)' "$TMP/hold" > "$TMP/lport" &
+    LISTENER_PID=$!
+    wait_lines "$TMP/lport" . 1 > /dev/null
+}
+# stop_watch PID SIGNAL CODE: the watch ends on SIGNAL with CODE and its count line.
+stop_watch() {
+    local got=0
+    kill -"$2" "$1"
+    wait "$1" || got=$?
+    [ "$got" = "$3" ] || { echo "exit status $got, wanted $3"; cat "$TMP/w.err"; return 1; }
+    tail -n 1 "$TMP/w.err" | grep -Eq '^[0-9]+ events in [0-9]+ polls$' \
+        || { echo "count line:"; cat "$TMP/w.err"; return 1; }
+}
+watch_json() {
+    local wp lport
+    "$BIN" --watch 0.2 --json -n "$NETNS" > "$TMP/w" 2> "$TMP/w.err" &
+    wp=$!
+    wait_lines "$TMP/w" '"event":"appeared"' 7 || { kill "$wp"; return 1; }
+    transient_listener
+    lport=$(cat "$TMP/lport")
+    wait_lines "$TMP/w" "\"event\":\"appeared\".*\"local_port\":$lport," 1 || { kill "$wp"; return 1; }
+    rm "$TMP/hold"
+    wait "$LISTENER_PID"
+    wait_lines "$TMP/w" "\"event\":\"disappeared\".*\"local_port\":$lport," 1 || { kill "$wp"; return 1; }
+    stop_watch "$wp" INT 130 || return 1
+    # The first poll: the helper's seven rows, each as appeared (the rest of
+    # the object is the --json listing's); then the listener came and went.
+    head -n 7 "$TMP/w" | python3 -c '
+import json, sys
+for l in sys.stdin:
+    o = json.loads(l)
+    assert list(o)[0] == "event" and o.pop("event") == "appeared", l
+    print(json.dumps(o))' > "$TMP/j" || return 1
+    python3 "$TMP/check_json.py" connections "$NETNS" "$P" $LV4 $LV6 $CLI $TW $UDP $UDPC \
+        $FD_LV4 $FD_LV6 $FD_CLI $FD_SRV $FD_UDP $FD_UDPC < "$TMP/j" || return 1
+    python3 - "$TMP/w" "$lport" "$NETNS" <<'PYEOF'
+import json, sys
+objs = [json.loads(l) for l in open(sys.argv[1], "rb")]
+port, netns = int(sys.argv[2]), int(sys.argv[3])
+mine = [(o["event"], o["state_name"], o["pid"] is not None) for o in objs[7:] if o["local_port"] == port]
+# Appeared, then gone; in between perhaps an owner event: a poll whose fd
+# scan passed the listener's process before the socket was made lists it
+# without an owner, and on a loaded host it may be gone before the next.
+assert mine[0][:2] == ("appeared", "LISTEN") and mine[-1][:2] == ("disappeared", "LISTEN"), mine
+assert [e for e, _, _ in mine[1:-1]] in ([], ["owner"]), mine
+for o in objs:
+    assert o["netns"] == netns and o["event"] in ("appeared", "disappeared", "state", "owner"), o
+print("%d events ok" % len(objs))
+PYEOF
+}
+check "--watch --json -n: the seven rows appear, a listener appears and disappears, SIGINT exits 130" watch_json
+watch_table() {
+    local wp
+    "$BIN" -w 0.2 -n "$NETNS" > "$TMP/w" 2> "$TMP/w.err" &
+    wp=$!
+    wait_lines "$TMP/w" '^appeared ' 7 || { kill "$wp"; return 1; }
+    stop_watch "$wp" TERM 143 || return 1
+    head -n 1 "$TMP/w" | awk '{ $1 = $1; print }' | grep -qx 'EVENT NETNS PROTO STATE LOCAL REMOTE PID FD NAME' \
+        || { echo "header:"; head -n 1 "$TMP/w"; return 1; }
+    sed 's/^/appeared /' "$TMP/expected" > "$TMP/want"
+    rows "$TMP/w" > "$TMP/got"
+    same_lines "$TMP/want" "$TMP/got"
+}
+check "--watch table -n: header, the seven rows as appeared, SIGTERM exits 143" watch_table
+# The kernel's destroy notices show what opened and closed between two
+# polls. A poll may still catch a connection alive (then it appears and
+# disappears instead), so three come and go, 0.4 s apart, with polls 1 s
+# apart: each end is reported once, either way, and at least one as closed.
+watch_closed() {
+    local wp root i
+    root=$(stat -L -c %i /proc/self/ns/net)
+    "$BIN" --watch 1 --json -t -n "$root" > "$TMP/w" 2> "$TMP/w.err" &
+    wp=$!
+    : > "$TMP/hold"
+    python3 -c '
+import os, socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen()
+print(s.getsockname()[1], flush=True)
+while os.path.exists(sys.argv[1]):
+    time.sleep(0.05)' "$TMP/hold" > "$TMP/lport" &
+    LISTENER_PID=$!
+    wait_lines "$TMP/lport" . 1 > /dev/null
+    # Its appearance: the first poll is done, and the subscriptions made.
+    wait_lines "$TMP/w" "\"local_port\":$(cat "$TMP/lport")," 1 || { kill "$wp"; return 1; }
+    rm "$TMP/hold"
+    wait "$LISTENER_PID"
+    : > "$TMP/flash"
+    for i in 1 2 3; do
+        python3 -c '
+import socket, time
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen()
+c = socket.create_connection(l.getsockname()); a, _ = l.accept()
+print(l.getsockname()[1], c.getsockname()[1], flush=True)
+time.sleep(0.05)
+a.close(); time.sleep(0.02); c.close(); l.close()' >> "$TMP/flash"
+        sleep 0.4
+    done
+    # Two more polls: everything of theirs is reported by then.
+    sleep 2.2
+    stop_watch "$wp" INT 130 || return 1
+    python3 - "$TMP/w" "$TMP/flash" <<'PYEOF'
+import json, sys
+objs = [json.loads(l) for l in open(sys.argv[1], "rb")]
+flashes = [tuple(map(int, l.split())) for l in open(sys.argv[2])]
+closed = 0
+for lport, cport in flashes:
+    # The listener, and the client (freed from LAST_ACK; the server end, which
+    # closed first, lingers in TIME_WAIT as a line of its own).
+    for local, remote in ((lport, 0), (cport, lport)):
+        mine = [o for o in objs if (o["local_port"], o["remote_port"]) == (local, remote)]
+        kinds = [o["event"] for o in mine]
+        if kinds == ["closed"]:
+            closed += 1
+            o = mine[0]
+            assert o["state_name"] == "CLOSE" and o["inode"] == 0 and o["pid"] is None, o
+        else:
+            assert kinds and kinds[0] == "appeared" and kinds[-1] == "disappeared", (local, remote, mine)
+            assert "closed" not in kinds, mine
+assert closed > 0, "no end of three connections was seen closed"
+print("%d ends of %d connections seen closed, the rest listed" % (closed, len(flashes)))
+PYEOF
+}
+check "--watch: a connection opened and closed between two polls is 'closed'" watch_closed
 
 # ---- sockets ---------------------------------------------------------------
 

@@ -19,7 +19,7 @@
 #include "harness.h"
 
 #define TESTS(X)                                                               \
-    X(layout_socket) X(layout_connection) X(layout_walk_stats)                 \
+    X(layout_socket) X(layout_connection) X(layout_walk_stats) X(layout_change) \
     X(layout_walk_stats_ext) X(constants)                                      \
     X(version) X(status_str_known) X(status_str_unknown) X(state_names)        \
     X(last_error_snprintf) X(last_error_per_thread)                            \
@@ -32,7 +32,9 @@
     X(conn_sources_agree) X(conn_owner_scans_agree) X(conn_owner_host_wide)    \
     X(conn_state_mask)                                                         \
     X(conn_protocol_filter) X(conn_buffer_too_small) X(conn_own_buffer)        \
-    X(conn_namespace_vanishes)        \
+    X(conn_namespace_vanishes)                                                 \
+    X(changes_args) X(changes_fixture) X(changes_abort_keeps_snapshot)         \
+    X(changes_stop_and_busy) X(changes_seen_closed)                            \
     X(fake_hostile_names) X(fake_net_dev_fallback) X(fake_missing_tcp6)        \
     X(fake_bad_fd_entries) X(fake_vanished_pids) X(fake_tables_from_next_pid)  \
     X(fake_non_numeric_entries) X(fake_conn_join) X(fake_conn_buffer_too_small) \
@@ -40,7 +42,7 @@
     X(parse_real_lines) X(parse_state_mask) X(parse_malformed_counted)         \
     X(parse_abort) X(parse_headers_anywhere) X(parse_every_prefix)             \
     X(parse_garbage)                                                           \
-    X(busy_and_stop_walk) X(busy_and_stop_connections)                         \
+    X(busy_and_stop_walk) X(busy_and_stop_connections) X(busy_and_stop_changes) \
     X(busy_reentrant_callback) X(stop_from_callback) X(callback_abort)         \
     X(stopped_beats_aborted) X(rate_limit_ticks) X(walker_reuse) X(soak)       \
     X(fork_from_callback) X(fork_then_stop_in_child)                           \

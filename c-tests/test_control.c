@@ -26,9 +26,20 @@ static unsigned settle_ms(void)
     return h_under_valgrind ? 500 : 100;
 }
 
+/* What the background thread runs. */
+enum bg_call { BG_WALK, BG_CONNECTIONS, BG_CHANGES };
+
+static int count_change_cb(void *userdata, const procspy_change *c)
+{
+    (void)c;
+    ++*(int *)userdata;
+    return 0;
+}
+
 struct bg_walk {
     procspy_walker *w;
-    int connections;
+    enum bg_call call;
+    int changes;
     procspy_status status;
     procspy_walk_stats stats;
     struct h_recs recs;
@@ -40,9 +51,12 @@ struct bg_walk {
 static void *bg_main(void *arg)
 {
     struct bg_walk *b = arg;
-    if (b->connections)
+    if (b->call == BG_CONNECTIONS)
         b->status = procspy_walker_connections(b->w, NULL, 0, PROCSPY_PROTO_TCP | PROCSPY_PROTO_UDP,
                                                PROCSPY_STATES_ALL, h_conn_cb, &b->conns, &b->stats);
+    else if (b->call == BG_CHANGES)
+        b->status = procspy_walker_changes(b->w, NULL, 0, PROCSPY_PROTO_TCP | PROCSPY_PROTO_UDP,
+                                           PROCSPY_STATES_ALL, count_change_cb, &b->changes, &b->stats);
     else
         b->status = procspy_walker_walk(b->w, NULL, 0, h_rec_cb, &b->recs, &b->stats);
     b->end_ns = h_now_ns();
@@ -76,7 +90,7 @@ static int start_bg(pthread_t *th, struct bg_walk *b)
 
 /* A walk (or connections) waits in its first tick; another thread finds BUSY, then stops it.
  * Returns how long the walk took to return after the stop call. */
-static uint64_t busy_then_stop(int connections)
+static uint64_t busy_then_stop(enum bg_call call)
 {
     procspy_walker *w = NULL;
     struct bg_walk b;
@@ -91,7 +105,7 @@ static uint64_t busy_then_stop(int connections)
     CHECK_STATUS(procspy_walker_set_rate_limit(w, 0, TICK_LONG_NS), PROCSPY_OK);
     memset(&b, 0, sizeof b);
     b.w = w;
-    b.connections = connections;
+    b.call = call;
     if (!CHECK(start_bg(&th, &b) == 0)) {
         procspy_walker_free(w);
         return UINT64_MAX;
@@ -109,6 +123,9 @@ static uint64_t busy_then_stop(int connections)
     CHECK_STATUS(procspy_walker_connections(w, NULL, 0, PROCSPY_PROTO_TCP, PROCSPY_STATES_ALL, h_count_conn_cb, &n, &st),
                  PROCSPY_BUSY);
     CHECK(strstr(h_last_error(), "procspy_walker_connections") != NULL);
+    CHECK_STATUS(procspy_walker_changes(w, NULL, 0, PROCSPY_PROTO_TCP, PROCSPY_STATES_ALL, count_change_cb, &n, &st),
+                 PROCSPY_BUSY);
+    CHECK(strstr(h_last_error(), "procspy_walker_changes") != NULL);
     /* arguments are checked before BUSY */
     CHECK_STATUS(procspy_walker_connections(w, NULL, 0, 0, PROCSPY_STATES_ALL, h_count_conn_cb, &n, &st),
                  PROCSPY_INVALID_ARGUMENT);
@@ -131,13 +148,15 @@ static uint64_t busy_then_stop(int connections)
     CHECK(b.stats.namespaces > 0);
     CHECK_EQ(b.stats.sockets, 0);
     CHECK(b.stats.elapsed_ns >= (uint64_t)settle_ms() * 500000u); /* it waited most of that */
-    CHECK_EQ(b.recs.n + b.conns.n, 0);
+    CHECK_EQ(b.recs.n + b.conns.n + (size_t)b.changes, 0);
     /* final: every later walk is STOPPED at once */
     memset(&st, 0xAB, sizeof st);
     CHECK_STATUS(procspy_walker_walk(w, NULL, 0, h_count_cb, &n, &st), PROCSPY_STOPPED);
     CHECK_EQ(st.processes, 0);
     CHECK(st.elapsed_ns < stop_bound_ns());
     CHECK_STATUS(procspy_walker_connections(w, NULL, 0, PROCSPY_PROTO_TCP, PROCSPY_STATES_ALL, h_count_conn_cb, &n, &st),
+                 PROCSPY_STOPPED);
+    CHECK_STATUS(procspy_walker_changes(w, NULL, 0, PROCSPY_PROTO_TCP, PROCSPY_STATES_ALL, count_change_cb, &n, &st),
                  PROCSPY_STOPPED);
     CHECK_EQ(n, 0);
     h_recs_free(&b.recs);
@@ -148,12 +167,12 @@ static uint64_t busy_then_stop(int connections)
 
 /* The stop latency: the best of up to three tries, so a loaded machine's scheduling hiccup
  * does not fail it, while a stop that is slow every time does. */
-static void stop_latency(int connections)
+static void stop_latency(enum bg_call call)
 {
     uint64_t best = UINT64_MAX, l[3] = {0, 0, 0};
     int i, n = 0;
     for (i = 0; i < 3 && best >= stop_bound_ns() && h_test_failures == 0; i++) {
-        l[n] = busy_then_stop(connections);
+        l[n] = busy_then_stop(call);
         if (l[n] < best)
             best = l[n];
         n++;
@@ -165,12 +184,17 @@ static void stop_latency(int connections)
 
 void test_busy_and_stop_walk(void)
 {
-    stop_latency(0);
+    stop_latency(BG_WALK);
 }
 
 void test_busy_and_stop_connections(void)
 {
-    stop_latency(1);
+    stop_latency(BG_CONNECTIONS);
+}
+
+void test_busy_and_stop_changes(void)
+{
+    stop_latency(BG_CHANGES);
 }
 
 struct reenter {

@@ -89,17 +89,35 @@ void test_layout_walk_stats(void)
                 offsetof(procspy_walk_stats, ticks), offsetof(procspy_walk_stats, elapsed_ns));
 }
 
+void test_layout_change(void)
+{
+    /* enum kind 0 (an int), u8 old_state 4, ptr connection 8, ptr old_owner 16; size 24 */
+    CHECK_EQ(sizeof(procspy_change), 24);
+    CHECK_EQ(offsetof(procspy_change, kind), 0);
+    CHECK_EQ(offsetof(procspy_change, old_state), 4);
+    CHECK_EQ(offsetof(procspy_change, connection), 8);
+    CHECK_EQ(offsetof(procspy_change, old_owner), 16);
+    CHECK_EQ(sizeof(((procspy_change *)0)->kind), sizeof(int));
+    if (print_layout())
+        fprintf(stderr, "LAYOUT procspy_change %zu %zu %zu %zu %zu\n", sizeof(procspy_change),
+                offsetof(procspy_change, kind), offsetof(procspy_change, old_state),
+                offsetof(procspy_change, connection), offsetof(procspy_change, old_owner));
+}
+
 void test_layout_walk_stats_ext(void)
 {
     /* u64s, appended to only */
-    CHECK_EQ(sizeof(procspy_walk_stats_ext), 24);
+    CHECK_EQ(sizeof(procspy_walk_stats_ext), 40);
     CHECK_EQ(offsetof(procspy_walk_stats_ext, accounted), 0);
     CHECK_EQ(offsetof(procspy_walk_stats_ext, dropped), 8);
     CHECK_EQ(offsetof(procspy_walk_stats_ext, netns_mismatch), 16);
+    CHECK_EQ(offsetof(procspy_walk_stats_ext, snapshot_bytes), 24);
+    CHECK_EQ(offsetof(procspy_walk_stats_ext, closed_lost), 32);
     if (print_layout())
-        fprintf(stderr, "LAYOUT procspy_walk_stats_ext %zu %zu %zu %zu\n", sizeof(procspy_walk_stats_ext),
+        fprintf(stderr, "LAYOUT procspy_walk_stats_ext %zu %zu %zu %zu %zu %zu\n", sizeof(procspy_walk_stats_ext),
                 offsetof(procspy_walk_stats_ext, accounted), offsetof(procspy_walk_stats_ext, dropped),
-                offsetof(procspy_walk_stats_ext, netns_mismatch));
+                offsetof(procspy_walk_stats_ext, netns_mismatch), offsetof(procspy_walk_stats_ext, snapshot_bytes),
+                offsetof(procspy_walk_stats_ext, closed_lost));
 }
 
 void test_constants(void)
@@ -125,4 +143,9 @@ void test_constants(void)
     CHECK_EQ(PROCSPY_STATE_CLOSE, 7);
     CHECK_EQ(PROCSPY_STATE_CLOSE_WAIT, 8);
     CHECK_EQ(PROCSPY_STATE_LISTEN, 10);
+    CHECK_EQ(PROCSPY_CHANGE_APPEARED, 1);
+    CHECK_EQ(PROCSPY_CHANGE_DISAPPEARED, 2);
+    CHECK_EQ(PROCSPY_CHANGE_STATE, 3);
+    CHECK_EQ(PROCSPY_CHANGE_OWNER, 4);
+    CHECK_EQ(PROCSPY_CHANGE_SEEN_CLOSED, 5);
 }

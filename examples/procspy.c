@@ -4,21 +4,25 @@
  *
  * This is the project's command-line program and an example of the C API in
  * include/procspy.h: one walker, one call to procspy_walker_connections (or
- * procspy_walker_walk with --sockets), a callback that filters and prints
- * each record while the record is valid, and a status that is always checked.
+ * procspy_walker_walk with --sockets, procspy_walker_changes in a loop with
+ * --watch), a callback that filters and prints each record while the record
+ * is valid, and a status that is always checked.
  *
  *   procspy                  every TCP and UDP socket, all states, table
  *   procspy -tl              TCP listeners
  *   procspy -n 4026532281    one network namespace
  *   procspy -p 1234 --json   one process's connections, one JSON object a line
  *   procspy --sockets        every socket fd: PID FD NETNS INODE NAME
+ *   procspy --watch 5        what changed every 5 seconds, until SIGINT/SIGTERM
  *
  * Build: make build/procspy (C99 + POSIX, links libprocspy.so).
  */
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -26,12 +30,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "procspy.h"
 #include "json.h"
 
-/* Exit codes: 0 ok, 1 the library or the output failed, 2 bad usage. */
-enum { EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
+/* Exit codes: 0 ok, 1 the library or the output failed, 2 bad usage,
+ * 128 + the signal that ended it (130 SIGINT, 143 SIGTERM). */
+enum { EXIT_USAGE = 2, EXIT_SIGNAL = 128 };
+
+/* --watch: the longest interval, a day, in milliseconds. */
+#define WATCH_MAX_MS 86400000u
 
 /* ---- options ---------------------------------------------------------- */
 
@@ -50,6 +60,7 @@ struct options {
     const char *proc_root;     /* NULL: the library's default */
     uint32_t source;           /* --source: PROCSPY_SOURCE_* */
     uint32_t owners;           /* --owners: PROCSPY_OWNERS_* */
+    uint32_t watch_ms;         /* --watch: the interval; 0 = list once */
 };
 
 static void usage(FILE *out)
@@ -80,6 +91,14 @@ static void usage(FILE *out)
         "      --owners HOW      how owners are found: auto (the default: the\n"
         "                        kernel's BPF iterator where it loads, else\n"
         "                        /proc/PID/fd), proc or bpf\n"
+        "  -w, --watch SECONDS   print what changed, every SECONDS (a positive\n"
+        "                        number, at most 86400, to the millisecond),\n"
+        "                        until SIGINT or SIGTERM: the first poll lists\n"
+        "                        every connection as appeared, later ones what\n"
+        "                        appeared, disappeared, changed state or owner,\n"
+        "                        and what opened and closed between two polls\n"
+        "                        (closed: from the kernel's destroy notices; no\n"
+        "                        owner, so -p hides them; -l and -c don't)\n"
         "  -h, --help            show this help and exit\n"
         "  -V, --version         show the library version and exit\n"
         "\n"
@@ -88,20 +107,30 @@ static void usage(FILE *out)
         "states: UNCONN is an unconnected socket, ESTAB a connected one.\n"
         "Process names are shown as plain ASCII: backslash, control bytes and\n"
         "bytes >= 0x80 are escaped C-style (\\\\, \\n, \\t, \\xHH).\n"
+        "--watch puts EVENT first (appeared, disappeared, state, owner, closed) and,\n"
+        "for state and owner, what it was at the poll before last: \"was STATE\"\n"
+        "or \"was PID/FD NAME\" (\"was -\": no owner); a disappeared row is the\n"
+        "connection as it was last seen.\n"
         "\n"
         "JSON keys: netns proto (\"tcp\"/\"udp\") family (4/6) state state_name\n"
         "local_addr local_port remote_addr remote_port inode uid pid fd name\n"
         "start_time; pid, fd, name and start_time are null where no owner is\n"
-        "visible. With --sockets: pid fd netns inode name start_time.\n"
+        "visible. With --sockets: pid fd netns inode name start_time. With\n"
+        "--watch: \"event\" first, then the connection's keys; a state event\n"
+        "adds old_state old_state_name, an owner event old_pid old_fd old_name\n"
+        "old_start_time (null where it had no owner).\n"
         "Names are raw bytes: valid UTF-8 is kept as is, and each byte that is\n"
         "not part of valid UTF-8 becomes \\u00XX (XX = the byte), so the output\n"
         "is always valid JSON.\n"
         "\n"
         "The closing count line (\"N connections in M namespaces (K without a\n"
-        "visible owner)\", or \"N sockets in M namespaces\") goes to stderr,\n"
-        "so stdout holds only the records. M counts the namespaces listed.\n"
+        "visible owner)\", \"N sockets in M namespaces\", or with --watch \"N\n"
+        "events in P polls\") goes to stderr, so stdout holds only the records.\n"
+        "M counts the namespaces listed. --watch flushes its output after each\n"
+        "poll.\n"
         "\n"
-        "Exit status: 0 ok, 1 error, 2 bad usage, 130 interrupted.\n",
+        "Exit status: 0 ok, 1 error, 2 bad usage, 128 + the signal that ended\n"
+        "it: 130 SIGINT, 143 SIGTERM (--watch ends only so).\n",
         out);
 }
 
@@ -118,6 +147,35 @@ static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
     if (errno != 0 || *end != '\0' || v < min || v > max)
         return false;
     *out = v;
+    return true;
+}
+
+/* Parses "S" or "S.FFF" seconds (digits only, at most 3 after the point)
+ * into milliseconds in [1, WATCH_MAX_MS], or fails: "0", "-1", "1e3",
+ * " 5" and "5s" are all refused. */
+static bool parse_interval(const char *s, uint32_t *ms)
+{
+    uint64_t v = 0;
+    int frac = -1; /* digits after the point; -1 before it */
+
+    if (*s < '0' || *s > '9')
+        return false;
+    for (; *s; s++) {
+        if (*s == '.' && frac < 0) {
+            frac = 0;
+            continue;
+        }
+        if (*s < '0' || *s > '9' || frac == 3 || v > WATCH_MAX_MS)
+            return false;
+        v = v * 10 + (uint64_t)(*s - '0');
+        if (frac >= 0)
+            frac++;
+    }
+    for (frac = frac < 0 ? 0 : frac; frac < 3; frac++)
+        v *= 10;
+    if (v == 0 || v > WATCH_MAX_MS)
+        return false;
+    *ms = (uint32_t)v;
     return true;
 }
 
@@ -170,6 +228,7 @@ static void parse_options(int argc, char **argv, struct options *o)
         { "proc", required_argument, NULL, OPT_PROC },
         { "source", required_argument, NULL, OPT_SOURCE },
         { "owners", required_argument, NULL, OPT_OWNERS },
+        { "watch", required_argument, NULL, 'w' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
@@ -181,7 +240,7 @@ static void parse_options(int argc, char **argv, struct options *o)
     opterr = 0; /* we word the errors ourselves */
     /* '+': stop at the first operand, so argv[at] is the element in hand;
      * ':': a missing argument returns ':' instead of '?'. */
-    while ((c = getopt_long(argc, argv, "+:tulacn:p:hV", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+:tulacn:p:w:hV", longopts, NULL)) != -1) {
         const char *arg = argv[at];
         bool is_long = strncmp(arg, "--", 2) == 0;
         char short_opt[3] = { '-', (char)optopt, '\0' };
@@ -204,6 +263,10 @@ static void parse_options(int argc, char **argv, struct options *o)
                 bad_usage("invalid pid '%s'", optarg);
             o->pid_set = true;
             o->pid = (int32_t)v;
+            break;
+        case 'w':
+            if (!parse_interval(optarg, &o->watch_ms))
+                bad_usage("invalid --watch interval '%s' (seconds: a positive number, at most 86400)", optarg);
             break;
         case OPT_JSON: o->json = true; break;
         case OPT_SOCKETS: o->sockets = true; break;
@@ -239,6 +302,8 @@ static void parse_options(int argc, char **argv, struct options *o)
         bad_usage("unexpected argument '%s'", argv[optind]);
     if (o->sockets && o->conn_only_option)
         bad_usage("%s", "--sockets lists socket fds: -t, -u, -l, -a, -c, --source and --owners don't apply");
+    if (o->sockets && o->watch_ms)
+        bad_usage("%s", "--watch reports connections: it does not apply to --sockets");
     if (o->protocols == 0)
         o->protocols = PROCSPY_PROTO_TCP | PROCSPY_PROTO_UDP;
 }
@@ -348,14 +413,27 @@ static int row_done(struct context *ctx)
     return 0;
 }
 
-static void print_connection_json(const procspy_connection *c)
+/* The owner keys, each name after `prefix` ("" or "old_"): null where none. */
+static void put_owner_json(const char *prefix, const procspy_socket *o)
 {
-    const procspy_socket *o = c->owner;
+    if (o == NULL) {
+        printf("\"%spid\":null,\"%sfd\":null,\"%sname\":null,\"%sstart_time\":null", prefix, prefix,
+               prefix, prefix);
+        return;
+    }
+    printf("\"%spid\":%ld,\"%sfd\":%ld,\"%sname\":", prefix, (long)o->pid, prefix, (long)o->fd, prefix);
+    put_json_string(o->name, o->name_len);
+    printf(",\"%sstart_time\":%llu", prefix, (unsigned long long)o->start_time);
+}
+
+/* A connection's keys, without the braces around them. */
+static void put_connection_json(const procspy_connection *c)
+{
     char local[INET6_ADDRSTRLEN], remote[INET6_ADDRSTRLEN];
 
     format_addr(local, c->family, c->local_addr);
     format_addr(remote, c->family, c->remote_addr);
-    printf("{\"netns\":%llu,\"proto\":\"%s\",\"family\":%u,\"state\":%u,"
+    printf("\"netns\":%llu,\"proto\":\"%s\",\"family\":%u,\"state\":%u,"
            "\"state_name\":\"%s\",\"local_addr\":\"%s\",\"local_port\":%u,"
            "\"remote_addr\":\"%s\",\"remote_port\":%u,\"inode\":%llu,\"uid\":%lu,",
            (unsigned long long)c->netns,
@@ -363,16 +441,22 @@ static void print_connection_json(const procspy_connection *c)
            (unsigned)c->family, (unsigned)c->state, procspy_state_name(c->protocol, c->state),
            local, (unsigned)c->local_port, remote, (unsigned)c->remote_port,
            (unsigned long long)c->inode, (unsigned long)c->uid);
-    if (o == NULL) {
-        fputs("\"pid\":null,\"fd\":null,\"name\":null,\"start_time\":null}\n", stdout);
-        return;
-    }
-    printf("\"pid\":%ld,\"fd\":%ld,\"name\":", (long)o->pid, (long)o->fd);
-    put_json_string(o->name, o->name_len);
-    printf(",\"start_time\":%llu}\n", (unsigned long long)o->start_time);
+    put_owner_json("", c->owner);
 }
 
-static void print_connection_table(const procspy_connection *c)
+/* "PID FD NAME" columns, or "- - -" where there is no owner. */
+static void put_owner_table(const procspy_socket *o)
+{
+    if (o == NULL) {
+        fputs("      - -     -", stdout);
+        return;
+    }
+    printf("%7ld %-5ld ", (long)o->pid, (long)o->fd);
+    put_name_table(o->name, o->name_len);
+}
+
+/* A connection's columns, without the newline. */
+static void put_connection_table(const procspy_connection *c)
 {
     char local[INET6_ADDRSTRLEN + 8], remote[INET6_ADDRSTRLEN + 8];
 
@@ -380,37 +464,102 @@ static void print_connection_table(const procspy_connection *c)
     format_endpoint(remote, c->family, c->remote_addr, c->remote_port);
     printf("%-10llu %-5s %-12s %-23s %-23s ", (unsigned long long)c->netns,
            proto_name(c), procspy_state_name(c->protocol, c->state), local, remote);
-    if (c->owner == NULL) {
-        fputs("      - -     -\n", stdout);
-        return;
-    }
-    printf("%7ld %-5ld ", (long)c->owner->pid, (long)c->owner->fd);
-    put_name_table(c->owner->name, c->owner->name_len);
-    putchar('\n');
+    put_owner_table(c->owner);
+}
+
+/* Whether the options let `c` through; with `old_owner`, -p also matches it. */
+static bool wanted(const struct context *ctx, const procspy_connection *c, const procspy_socket *old_owner)
+{
+    const struct options *opt = ctx->opt;
+    uint32_t states = c->protocol == PROCSPY_PROTO_UDP ? ctx->udp_states : ctx->tcp_states;
+
+    /* The library filters with one mask for both protocols; refine it. */
+    if (c->state >= 32 || !(states & (UINT32_C(1) << c->state)))
+        return false;
+    if (opt->netns_set && c->netns != opt->netns)
+        return false;
+    if (opt->pid_set && !(c->owner != NULL && c->owner->pid == opt->pid) &&
+        !(old_owner != NULL && old_owner->pid == opt->pid))
+        return false;
+    return true;
 }
 
 /* procspy_connection_fn: one table line; c and c->owner live until we return. */
 static int on_connection(void *userdata, const procspy_connection *c)
 {
     struct context *ctx = userdata;
-    const struct options *opt = ctx->opt;
-    uint32_t states = c->protocol == PROCSPY_PROTO_UDP ? ctx->udp_states : ctx->tcp_states;
 
-    /* The library filters with one mask for both protocols; refine it. */
-    if (c->state >= 32 || !(states & (UINT32_C(1) << c->state)))
-        return 0;
-    if (opt->netns_set && c->netns != opt->netns)
-        return 0;
-    if (opt->pid_set && (c->owner == NULL || c->owner->pid != opt->pid))
+    if (!wanted(ctx, c, NULL))
         return 0;
     if (!note_netns(ctx, c->netns))
         return 1;
     if (c->owner == NULL)
         ctx->ownerless++;
-    if (opt->json)
-        print_connection_json(c);
-    else
-        print_connection_table(c);
+    if (ctx->opt->json) {
+        putchar('{');
+        put_connection_json(c);
+        fputs("}\n", stdout);
+    } else {
+        put_connection_table(c);
+        putchar('\n');
+    }
+    return row_done(ctx);
+}
+
+static const char *event_name(procspy_change_kind kind)
+{
+    switch (kind) {
+    case PROCSPY_CHANGE_APPEARED: return "appeared";
+    case PROCSPY_CHANGE_DISAPPEARED: return "disappeared";
+    case PROCSPY_CHANGE_STATE: return "state";
+    case PROCSPY_CHANGE_OWNER: return "owner";
+    case PROCSPY_CHANGE_SEEN_CLOSED: return "closed";
+    }
+    return "unknown"; /* a kind newer than this program */
+}
+
+/* procspy_change_fn (--watch): one change; it and all it points at live
+ * until we return. */
+static int on_change(void *userdata, const procspy_change *ch)
+{
+    struct context *ctx = userdata;
+    const procspy_connection *c = ch->connection;
+    bool owner = ch->kind == PROCSPY_CHANGE_OWNER;
+    bool closed = ch->kind == PROCSPY_CHANGE_SEEN_CLOSED;
+
+    if (closed) {
+        /* Its state is the one it was freed in, and it has no owner: -l and
+         * -c don't apply, -p hides it. */
+        const struct options *opt = ctx->opt;
+        if (!(opt->protocols & c->protocol) || opt->pid_set || (opt->netns_set && c->netns != opt->netns))
+            return 0;
+    } else if (!wanted(ctx, c, owner ? ch->old_owner : NULL)) {
+        return 0;
+    }
+    if (ctx->opt->json) {
+        printf("{\"event\":\"%s\",", event_name(ch->kind));
+        put_connection_json(c);
+        if (ch->kind == PROCSPY_CHANGE_STATE)
+            printf(",\"old_state\":%u,\"old_state_name\":\"%s\"", (unsigned)ch->old_state,
+                   procspy_state_name(c->protocol, ch->old_state));
+        if (owner) {
+            putchar(',');
+            put_owner_json("old_", ch->old_owner);
+        }
+        fputs("}\n", stdout);
+    } else {
+        printf("%-11s ", event_name(ch->kind));
+        put_connection_table(c);
+        if (ch->kind == PROCSPY_CHANGE_STATE)
+            printf(" was %s", procspy_state_name(c->protocol, ch->old_state));
+        if (owner && ch->old_owner == NULL)
+            fputs(" was -", stdout);
+        if (owner && ch->old_owner != NULL) {
+            printf(" was %ld/%ld ", (long)ch->old_owner->pid, (long)ch->old_owner->fd);
+            put_name_table(ch->old_owner->name, ch->old_owner->name_len);
+        }
+        putchar('\n');
+    }
     return row_done(ctx);
 }
 
@@ -443,15 +592,23 @@ static int on_socket(void *userdata, const procspy_socket *s)
 
 /* ---- main ------------------------------------------------------------- */
 
-/* Ctrl-C ends the walk cleanly: procspy_walker_stop is async-signal-safe. */
+/* Ctrl-C ends the walk cleanly: procspy_walker_stop is async-signal-safe,
+ * and so is the write that wakes --watch from its wait (a self-pipe: no
+ * signal between the check and the wait is missed). */
 static procspy_walker *volatile running_walker;
-static volatile sig_atomic_t interrupted;
+static volatile sig_atomic_t interrupted; /* the signal, once one came */
+static int wake[2] = { -1, -1 };
 
 static void on_signal(int sig)
 {
-    (void)sig;
-    interrupted = 1;
+    int saved = errno;
+
+    interrupted = sig;
     procspy_walker_stop(running_walker);
+    if (wake[1] >= 0 && write(wake[1], "", 1) < 0) {
+        /* full already: one byte is enough to wake */
+    }
+    errno = saved;
 }
 
 static void set_signals(void (*handler)(int))
@@ -480,6 +637,57 @@ static void print_library_error(procspy_status status)
     free(msg);
 }
 
+/* The self-pipe, non-blocking at both ends; false if it can't be made. */
+static bool make_wake_pipe(void)
+{
+    int i;
+
+    if (pipe(wake) != 0)
+        return false;
+    for (i = 0; i < 2; i++)
+        if (fcntl(wake[i], F_SETFL, O_NONBLOCK) != 0 || fcntl(wake[i], F_SETFD, FD_CLOEXEC) != 0)
+            return false;
+    return true;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* --watch: a changes call every interval, on a fixed cadence (a late poll
+ * starts the next interval at once, a very late one starts the cadence
+ * afresh), until a signal or a failure. Returns the last call's status. */
+static procspy_status watch(procspy_walker *walker, struct context *ctx, uint32_t state_mask,
+                            uint64_t *polls)
+{
+    const struct options *opt = ctx->opt;
+    uint64_t next = now_ms();
+    procspy_status status;
+
+    for (;;) {
+        struct pollfd wait_for = { wake[0], POLLIN, 0 };
+        uint64_t now;
+
+        /* NULL, 0: the walker's own scratch buffer, so every namespace fits. */
+        status = procspy_walker_changes(walker, NULL, 0, opt->protocols, state_mask, on_change, ctx, NULL);
+        ++*polls;
+        if (fflush(stdout) != 0)
+            ctx->write_failed = true;
+        if (status != PROCSPY_OK || ctx->write_failed || interrupted)
+            return status;
+        now = now_ms();
+        next += opt->watch_ms;
+        if (next + opt->watch_ms < now)
+            next = now;
+        if (poll(&wait_for, 1, next > now ? (int)(next - now) : 0) != 0 || interrupted)
+            return status; /* woken, or poll failed: either way, done */
+    }
+}
+
 int main(int argc, char **argv)
 {
     static char outbuf[1 << 20]; /* a walk can print 100k lines */
@@ -487,6 +695,7 @@ int main(int argc, char **argv)
     struct context ctx;
     procspy_walker *walker = NULL;
     procspy_status status;
+    uint64_t polls = 0;
     int rc = EXIT_SUCCESS;
 
     parse_options(argc, argv, &opt);
@@ -527,9 +736,19 @@ int main(int argc, char **argv)
         return EXIT_FAILURE;
     }
 
+    if (opt.watch_ms && !make_wake_pipe()) {
+        perror("procspy: pipe");
+        procspy_walker_free(walker);
+        return EXIT_FAILURE;
+    }
     running_walker = walker;
     set_signals(on_signal);
-    if (opt.sockets) {
+    if (opt.watch_ms) {
+        if (!opt.json)
+            printf("%-11s %-10s %-5s %-12s %-23s %-23s %7s %-5s %s\n", "EVENT", "NETNS", "PROTO",
+                   "STATE", "LOCAL", "REMOTE", "PID", "FD", "NAME");
+        status = watch(walker, &ctx, ctx.tcp_states | ctx.udp_states, &polls);
+    } else if (opt.sockets) {
         if (!opt.json)
             printf("%7s %-5s %-10s %-10s %s\n", "PID", "FD", "NETNS", "INODE", "NAME");
         /* cap 0: count the TCP tables only; we want the socket records. */
@@ -552,9 +771,12 @@ int main(int argc, char **argv)
     } else if (ctx.out_of_memory) {
         fputs("procspy: out of memory\n", stderr);
         rc = EXIT_FAILURE;
+    } else if (interrupted && opt.watch_ms) {
+        fprintf(stderr, "%llu events in %llu polls\n", (unsigned long long)ctx.rows, (unsigned long long)polls);
+        rc = EXIT_SIGNAL + interrupted;
     } else if (interrupted) {
         fputs("procspy: interrupted\n", stderr);
-        rc = EXIT_INTERRUPTED;
+        rc = EXIT_SIGNAL + interrupted;
     } else if (status != PROCSPY_OK) {
         /* Includes PROCSPY_BUFFER_TOO_SMALL, which the walker's own buffer
          * never returns: some namespace would then be missing. */

@@ -201,6 +201,38 @@ typedef enum procspy_status {
 } procspy_status;
 
 /**
+ * What happened to a connection between two `procspy_walker_changes`
+ * calls. Values are fixed; new ones are only ever appended; 0 is never one.
+ */
+typedef enum procspy_change_kind {
+  /**
+   * Listed now, not by the previous call (every connection, at the first call).
+   */
+  PROCSPY_CHANGE_APPEARED = 1,
+  /**
+   * Listed by the previous call, not now; `connection` is as it was then.
+   */
+  PROCSPY_CHANGE_DISAPPEARED = 2,
+  /**
+   * Listed by both, in another state: `old_state` was its state.
+   */
+  PROCSPY_CHANGE_STATE = 3,
+  /**
+   * Listed by both, with another owner: `old_owner` was its owner (NULL
+   * where none was visible; `connection->owner` is NULL where none is now).
+   */
+  PROCSPY_CHANGE_OWNER = 4,
+  /**
+   * Listed by neither call: it opened and closed between them, as the
+   * kernel's destroy notification tells it (see
+   * `procspy_walker_changes`): inode 0, no owner, the state it was freed
+   * in (TCP: `PROCSPY_STATE_CLOSE`; a connected UDP socket: ESTABLISHED),
+   * the tuple as far as the kernel kept it.
+   */
+  PROCSPY_CHANGE_SEEN_CLOSED = 5,
+} procspy_change_kind;
+
+/**
  * Stops a walker's walks as `procspy_walker_stop` does, and stays valid
  * after the walker is freed (it then stops nothing). Opaque; create with
  * `procspy_walker_stop_token`, free with `procspy_stop_token_free`.
@@ -363,6 +395,42 @@ typedef struct procspy_walk_stats {
 } procspy_walk_stats;
 
 /**
+ * One change, lent to a `procspy_change_fn`: it, its connection and the
+ * owners they point at live until the callback returns. May grow at its
+ * end in later versions.
+ */
+typedef struct procspy_change {
+  /**
+   * What happened.
+   */
+  enum procspy_change_kind kind;
+  /**
+   * The connection's state at the previous call; 0 for
+   * `PROCSPY_CHANGE_APPEARED` and `PROCSPY_CHANGE_SEEN_CLOSED`.
+   */
+  uint8_t old_state;
+  /**
+   * The connection now (for `PROCSPY_CHANGE_DISAPPEARED`, as the previous
+   * call saw it), with its owner where one is visible. Never NULL.
+   */
+  const struct procspy_connection *connection;
+  /**
+   * Its owner at the previous call; NULL for `PROCSPY_CHANGE_APPEARED`
+   * and `PROCSPY_CHANGE_SEEN_CLOSED`, and where the previous call saw no
+   * owner.
+   */
+  const struct procspy_socket *old_owner;
+} procspy_change;
+
+/**
+ * Called once per change, synchronously on the walking thread. The
+ * record lives until the callback returns. Return 0 to go on, non-zero to
+ * end the call (`PROCSPY_CALLBACK_ABORTED`; it then keeps nothing, and
+ * the next call reports against the same previous snapshot).
+ */
+typedef int (*procspy_change_fn)(void *userdata, const struct procspy_change *change);
+
+/**
  * Counters of a walk that the frozen `procspy_walk_stats` has no room for,
  * copied by `procspy_walker_stats_ext`. Fields are only ever added at the
  * end.
@@ -386,6 +454,19 @@ typedef struct procspy_walk_stats_ext {
    * was reused meanwhile, or the file is no namespace.
    */
   uint64_t netns_mismatch;
+  /**
+   * changes: the bytes of the snapshot it kept for the next call (its
+   * connections, their addresses, their owners' processes and names); 0
+   * where it kept none.
+   */
+  uint64_t snapshot_bytes;
+  /**
+   * changes: times destroy notifications were lost (the kernel's queue
+   * for a namespace overflowed since the last call, or more were waiting
+   * than a walker keeps): connections that opened and closed then may be
+   * missing from the `PROCSPY_CHANGE_SEEN_CLOSED` events.
+   */
+  uint64_t closed_lost;
 } procspy_walk_stats_ext;
 
 #ifdef __cplusplus
@@ -613,8 +694,51 @@ enum procspy_status procspy_walker_connections(struct procspy_walker *walker,
                                                struct procspy_walk_stats *stats);
 
 /**
- * Copies the counters of the last walk on `walker` that ended (walk or
- * connections, whatever it returned) that `procspy_walk_stats` has no
+ * What changed since the previous `procspy_walker_changes` call on this
+ * walker that returned `PROCSPY_OK`: one `on_change` call per connection
+ * that appeared (at the first call, every connection), disappeared,
+ * changed state or changed owner (both: two calls, the state first). The
+ * arguments and the pass are `procspy_walker_connections`' (`protocols`,
+ * `state_mask`, `buf`/`cap`, `stats`); a connection whose state leaves
+ * `state_mask` disappears, one that enters it appears. Identity is
+ * (netns, protocol, inode), and the tuple for lines without an inode
+ * (TIME_WAIT and the like); changes come in that order.
+ *
+ * The whole pass runs before the first change is delivered, and only a
+ * call that returns `PROCSPY_OK` keeps what it saw: one that is stopped,
+ * aborted by its callback, `PROCSPY_BUFFER_TOO_SMALL` (then nothing is
+ * delivered) or failed leaves the previous snapshot as it was, so the next
+ * call reports against it again. The walker keeps that snapshot, about 48
+ * bytes per connection (72 for IPv6) and one entry and name per owning
+ * process, so a disappeared connection keeps its owner's name.
+ * `on_change` NULL is `PROCSPY_NULL_ARGUMENT`; a call while another runs
+ * on the walker is `PROCSPY_BUSY`.
+ *
+ * After those, one `PROCSPY_CHANGE_SEEN_CLOSED` per connection of the
+ * chosen protocols (whatever `state_mask`) that opened and closed between
+ * two calls, from the kernel's sock_diag destroy notifications: the first
+ * call subscribes the namespaces it sees (at most 256, one fd each; the
+ * others on the library's namespace thread, as the dump sockets are made),
+ * each later one reads what they were
+ * told, without waiting, and delivers each freed socket that neither
+ * snapshot lists and that the previous call did not report disappeared.
+ * The kernel names no process, so `owner` is NULL; a reset socket has
+ * lost its remote port, an unbound one its local address. A call that
+ * does not return `PROCSPY_OK` keeps them for the next.
+ */
+PROCSPY_MUST_USE
+enum procspy_status procspy_walker_changes(struct procspy_walker *walker,
+                                           uint8_t *buf,
+                                           size_t cap,
+                                           uint32_t protocols,
+                                           uint32_t state_mask,
+                                           procspy_change_fn on_change,
+                                           void *userdata,
+                                           struct procspy_walk_stats *stats);
+
+/**
+ * Copies the counters of the last walk on `walker` that ended (walk,
+ * connections or changes, whatever it returned) that `procspy_walk_stats` has no
  * room for: the first `size` bytes of a `procspy_walk_stats_ext` into
  * `out`. Pass `sizeof *out`: a program built against a shorter, older
  * struct gets the fields it knows. All zero before the first walk; from a

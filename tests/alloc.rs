@@ -70,12 +70,17 @@ fn warm_walks_allocate_nothing() {
         let both = Protocols { tcp: true, udp: true };
         w.connections(None, both, u32::MAX, stats, &mut |_| ControlFlow::Continue(())).unwrap();
     };
+    let changes = |stats: &mut Stats| {
+        let both = Protocols { tcp: true, udp: true };
+        w.changes(None, both, u32::MAX, stats, &mut |_| ControlFlow::Continue(())).unwrap();
+    };
     // Warm up; then a walk may allocate only if the host grew (a new
     // process, a new namespace), so take the best of a few.
     let mut stats = Stats::default();
     for _ in 0..3 {
         walk();
         conns(&mut stats);
+        changes(&mut stats);
     }
     let (stats, allocs) = (0..5).map(|_| counted(&mut walk)).min_by_key(|r| r.1).unwrap();
     println!(
@@ -88,6 +93,10 @@ fn warm_walks_allocate_nothing() {
     let (_, allocs) = (0..5).map(|_| counted(|| conns(&mut cstats))).min_by_key(|r| r.1).unwrap();
     println!("warm connections: {} sockets, {allocs} allocations", cstats.sockets);
     assert_eq!(allocs, 0, "a warm connections walk allocated");
+    // Its two snapshots take turns: a warm changes call allocates nothing either.
+    let (_, allocs) = (0..5).map(|_| counted(|| changes(&mut cstats))).min_by_key(|r| r.1).unwrap();
+    println!("warm changes: {} sockets, {allocs} allocations", cstats.sockets);
+    assert_eq!(allocs, 0, "a warm changes call allocated");
     // The counter counts: a cold walker allocates its buffers.
     let (_, cold) = counted(|| Walker::new(None).unwrap());
     assert!(cold > 0);

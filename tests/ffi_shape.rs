@@ -71,16 +71,28 @@ fn public_structs_have_the_documented_layout() {
         ],
         [0, 8, 16, 17, 18, 19, 35, 52, 54, 56, 64]
     );
+    assert_eq!(size_of::<procspy_change>(), 24);
+    assert_eq!(
+        [
+            offset_of!(procspy_change, kind),
+            offset_of!(procspy_change, old_state),
+            offset_of!(procspy_change, connection),
+            offset_of!(procspy_change, old_owner)
+        ],
+        [0, 4, 8, 16]
+    );
     assert_eq!(size_of::<procspy_walk_stats>(), 72);
     assert_eq!(offset_of!(procspy_walk_stats, elapsed_ns), 64);
-    assert_eq!(size_of::<procspy_walk_stats_ext>(), 24);
+    assert_eq!(size_of::<procspy_walk_stats_ext>(), 40);
     assert_eq!(
         [
             offset_of!(procspy_walk_stats_ext, accounted),
             offset_of!(procspy_walk_stats_ext, dropped),
-            offset_of!(procspy_walk_stats_ext, netns_mismatch)
+            offset_of!(procspy_walk_stats_ext, netns_mismatch),
+            offset_of!(procspy_walk_stats_ext, snapshot_bytes),
+            offset_of!(procspy_walk_stats_ext, closed_lost)
         ],
-        [0, 8, 16]
+        [0, 8, 16, 24, 32]
     );
     assert_eq!(size_of::<procspy_status>(), 4);
 }

@@ -94,23 +94,10 @@ fn a_proc_root_cannot_choose_where_the_callers_thread_goes() {
 /// Item 2: a caller in a user namespace may enter a namespace its user
 /// namespace owns and then not be allowed back (EPERM); the code panicked
 /// and left the thread there.
-/// Whether a user namespace can be made at all, by the user `prefix` runs
-/// as: never from a chroot (the kernel matrix runs its guests' suite in
-/// one), nor where the kernel keeps them off for that user. Where it can't,
-/// no caller or attacker gets into one either, and the test says so.
-fn user_namespaces_allowed(prefix: &[&str]) -> bool {
-    let argv: Vec<&str> = prefix.iter().copied().chain(["unshare", "-U", "-r", "true"]).collect();
-    let ok = Command::new(argv[0]).args(&argv[1..]).status().is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("no user namespace can be made here ({}): nothing to test", argv.join(" "));
-    }
-    ok
-}
-
 #[test]
 fn a_caller_in_a_user_namespace_stays_home() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !user_namespaces_allowed(&[]) {
+    if !common::user_namespaces_allowed(&[]) {
         return;
     }
     let out = Command::new("unshare")
@@ -198,7 +185,7 @@ impl Drop for Forger {
 #[test]
 fn forged_replies_are_never_believed() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !user_namespaces_allowed(&["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]) {
+    if !common::user_namespaces_allowed(&["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]) {
         return;
     }
     let forger = Forger::start(std::process::id());

@@ -39,3 +39,10 @@ func procspyGoOnConnection(handle C.uintptr_t, c *C.procspy_connection) C.int {
 	conn := goConnection(c)
 	return st.deliver(func() bool { return st.onConnection(conn) })
 }
+
+//export procspyGoOnChange
+func procspyGoOnChange(handle C.uintptr_t, c *C.procspy_change) C.int {
+	st := cgo.Handle(handle).Value().(*walkState)
+	ch := goChange(c)
+	return st.deliver(func() bool { return st.onChange(ch) })
+}

@@ -26,6 +26,9 @@ enum procspy_status procspy_go_walk(procspy_walker *walker, uintptr_t handle,
 enum procspy_status procspy_go_connections(procspy_walker *walker, uint32_t protocols,
                                       uint32_t state_mask, uintptr_t handle,
                                       procspy_walk_stats *stats);
+enum procspy_status procspy_go_changes(procspy_walker *walker, uint32_t protocols,
+                                  uint32_t state_mask, uintptr_t handle,
+                                  procspy_walk_stats *stats);
 */
 import "C"
 
@@ -454,10 +457,64 @@ func (w *Walker) NetnsOf(pid int) (uint64, error) {
 	return uint64(out), err
 }
 
+// ChangeKind is what happened to a connection between two Changes calls
+// (procspy_change_kind).
+type ChangeKind int
+
+// Change kinds (values fixed by the ABI).
+const (
+	ChangeAppeared    ChangeKind = C.PROCSPY_CHANGE_APPEARED    // listed now, not by the previous call
+	ChangeDisappeared ChangeKind = C.PROCSPY_CHANGE_DISAPPEARED // listed by the previous call, not now
+	ChangeState       ChangeKind = C.PROCSPY_CHANGE_STATE       // listed by both, in another state
+	ChangeOwner       ChangeKind = C.PROCSPY_CHANGE_OWNER       // listed by both, with another owner
+	ChangeSeenClosed  ChangeKind = C.PROCSPY_CHANGE_SEEN_CLOSED // opened and closed between the calls
+)
+
+// String is the kind as the procspy command prints it: "appeared",
+// "disappeared", "state", "owner", "closed".
+func (k ChangeKind) String() string {
+	switch k {
+	case ChangeAppeared:
+		return "appeared"
+	case ChangeDisappeared:
+		return "disappeared"
+	case ChangeState:
+		return "state"
+	case ChangeOwner:
+		return "owner"
+	case ChangeSeenClosed:
+		return "closed"
+	}
+	return fmt.Sprintf("ChangeKind(%d)", int(k))
+}
+
+// Change is one change (procspy_change), copied.
+type Change struct {
+	Kind ChangeKind
+	// Connection is the connection now; for ChangeDisappeared as the
+	// previous call saw it; for ChangeSeenClosed as the kernel's destroy
+	// notification told it (inode 0, no owner).
+	Connection Connection
+	OldState   State   // at the previous call; 0 for ChangeAppeared and ChangeSeenClosed
+	OldOwner   *Socket // at the previous call; nil for those, or where it had none
+}
+
+func goChange(c *C.procspy_change) Change {
+	ch := Change{Kind: ChangeKind(c.kind), Connection: goConnection(c.connection), OldState: State(c.old_state)}
+	if c.old_owner != nil {
+		o := goSocket(c.old_owner)
+		ch.OldOwner = &o
+	}
+	return ch
+}
+
 // walkState travels to the callbacks through a cgo.Handle.
 type walkState struct {
 	onSocket     func(Socket) bool
 	onConnection func(Connection) bool
+	onChange     func(Change) bool
+	// An early end is a failure: Changes keeps nothing of such a call.
+	declineFails bool
 	declined     bool // the callback returned false
 	panicked     bool
 	panicValue   interface{}
@@ -473,7 +530,7 @@ func (w *Walker) run(st *walkState, f func(*C.procspy_walker, C.uintptr_t, *C.pr
 	if st.panicked {
 		panic(st.panicValue)
 	}
-	if st.declined && errors.Is(err, ErrCallbackAborted) {
+	if st.declined && !st.declineFails && errors.Is(err, ErrCallbackAborted) {
 		err = nil // the caller asked to stop: not a failure
 	}
 	return goStats(&cstats), err
@@ -497,5 +554,22 @@ func (w *Walker) Connections(protocols Protocol, states StateMask, fn func(Conne
 	return w.run(&walkState{onConnection: fn},
 		func(p *C.procspy_walker, h C.uintptr_t, s *C.procspy_walk_stats) C.enum_procspy_status {
 			return C.procspy_go_connections(p, C.uint32_t(protocols), C.uint32_t(states), h, s)
+		})
+}
+
+// Changes calls fn once per change since the previous Changes call on this
+// walker that returned a nil error (at the first, every connection as
+// ChangeAppeared): connections of the chosen tables (protocols, states as
+// for Connections) that appeared, disappeared, changed state or changed
+// owner (both: two changes, the state first), then those the kernel says
+// opened and closed between the calls (ChangeSeenClosed, whatever states).
+// The whole pass runs before fn is first called. A call that fails keeps
+// nothing, so the next reports against the same previous snapshot; that
+// includes fn returning false, which ends the call with ErrCallbackAborted
+// (not nil, unlike Walk). A panic in fn aborts the call and is re-raised.
+func (w *Walker) Changes(protocols Protocol, states StateMask, fn func(Change) bool) (Stats, error) {
+	return w.run(&walkState{onChange: fn, declineFails: true},
+		func(p *C.procspy_walker, h C.uintptr_t, s *C.procspy_walk_stats) C.enum_procspy_status {
+			return C.procspy_go_changes(p, C.uint32_t(protocols), C.uint32_t(states), h, s)
 		})
 }

@@ -561,3 +561,93 @@ func TestCloseDuringWalk(t *testing.T) {
 		t.Fatal("Close did not end the walk")
 	}
 }
+
+// changesAt runs one Changes call and keeps the changes in this process's
+// namespace whose local port is one of ports.
+func changesAt(t *testing.T, w *Walker, ports ...uint16) []Change {
+	t.Helper()
+	netns, err := w.NetnsOf(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []Change
+	_, err = w.Changes(TCP|UDP, StatesAll, func(c Change) bool {
+		for _, p := range ports {
+			if c.Connection.Netns == netns && c.Connection.Local.Port() == p {
+				out = append(out, c)
+			}
+		}
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestChanges(t *testing.T) {
+	w := mustNew(t)
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, fd := addrPort(l.Addr()).Port(), fdOf(t, l.(*net.TCPListener))
+	got := changesAt(t, w, port)
+	if len(got) != 1 || got[0].Kind != ChangeAppeared || got[0].OldOwner != nil || got[0].OldState != 0 {
+		t.Fatalf("first call: %+v", got)
+	}
+	if o := got[0].Connection.Owner; o == nil || o.Pid != os.Getpid() || o.Fd != fd || got[0].Connection.State != Listen {
+		t.Fatalf("first call: owner %+v of %+v", o, got[0].Connection)
+	}
+	if got := changesAt(t, w, port); len(got) != 0 {
+		t.Fatalf("nothing changed, yet %+v", got)
+	}
+
+	// Ended early: ErrCallbackAborted, and the next call reports it again.
+	l.Close()
+	n := 0
+	if _, err := w.Changes(TCP|UDP, StatesAll, func(Change) bool { n++; return false }); !errors.Is(err, ErrCallbackAborted) || n != 1 {
+		t.Fatalf("declined Changes: n=%d err=%v", n, err)
+	}
+	got = changesAt(t, w, port)
+	if len(got) != 1 || got[0].Kind != ChangeDisappeared || got[0].OldState != Listen {
+		t.Fatalf("after close: %+v", got)
+	}
+	if o := got[0].OldOwner; o == nil || o.Pid != os.Getpid() || o.Fd != fd || got[0].Connection.Owner == nil {
+		t.Fatalf("disappeared with its owner as last seen: %+v", got[0])
+	}
+
+	// Opened and closed between two calls, in this namespace: the listener
+	// and the server end are seen closed; the client, which closed first,
+	// lingers in TIME_WAIT, a line that appears.
+	l2, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp4", l2.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := l2.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lport, cport := addrPort(l2.Addr()).Port(), addrPort(c.LocalAddr()).Port()
+	c.Close()
+	time.Sleep(20 * time.Millisecond)
+	s.Close()
+	l2.Close()
+	time.Sleep(50 * time.Millisecond)
+	kinds := map[uint16][]string{}
+	for _, ch := range changesAt(t, w, lport, cport) {
+		p := ch.Connection.Local.Port()
+		kinds[p] = append(kinds[p], ch.Kind.String()+" "+ch.Connection.StateName())
+		if ch.Kind == ChangeSeenClosed && (ch.Connection.Owner != nil || ch.OldOwner != nil || ch.Connection.Inode != 0) {
+			t.Errorf("seen closed with more than the kernel tells: %+v", ch)
+		}
+	}
+	sort.Strings(kinds[lport])
+	if strings.Join(kinds[lport], ",") != "closed CLOSE,closed CLOSE" || strings.Join(kinds[cport], ",") != "appeared TIME_WAIT" {
+		t.Fatalf("a connection between two calls: %v", kinds)
+	}
+}

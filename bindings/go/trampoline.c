@@ -15,6 +15,10 @@ static int connection_tramp(void *userdata, const procspy_connection *connection
     return procspyGoOnConnection((uintptr_t)userdata, (procspy_connection *)connection);
 }
 
+static int change_tramp(void *userdata, const procspy_change *change) {
+    return procspyGoOnChange((uintptr_t)userdata, (procspy_change *)change);
+}
+
 enum procspy_status procspy_go_walk(procspy_walker *walker, uintptr_t handle,
                                procspy_walk_stats *stats) {
     return procspy_walker_walk(walker, NULL, 0, socket_tramp, (void *)handle, stats);
@@ -25,4 +29,11 @@ enum procspy_status procspy_go_connections(procspy_walker *walker, uint32_t prot
                                       procspy_walk_stats *stats) {
     return procspy_walker_connections(walker, NULL, 0, protocols, state_mask,
                                       connection_tramp, (void *)handle, stats);
+}
+
+enum procspy_status procspy_go_changes(procspy_walker *walker, uint32_t protocols,
+                                  uint32_t state_mask, uintptr_t handle,
+                                  procspy_walk_stats *stats) {
+    return procspy_walker_changes(walker, NULL, 0, protocols, state_mask,
+                                  change_tramp, (void *)handle, stats);
 }

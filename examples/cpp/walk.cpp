@@ -3,7 +3,9 @@
 // carrying the status and procspy_last_error) and walks driven by lambdas
 // through a trampoline. It checks something real: it opens its own
 // loopback listeners and a connected pair, and exits non-zero unless the
-// library finds each of them with this process's pid and the right fd.
+// library finds each of them with this process's pid and the right fd, and
+// unless changes calls report its listener and accepted end appearing once
+// and a connection opened and closed between two of them as seen closed.
 //
 //   g++ -std=c++17 -Wall -Wextra -Werror walk.cpp $(pkg-config --cflags --libs procspy)
 //   g++ -std=c++17 -Wall -Wextra -Werror -I../../include walk.cpp
@@ -85,6 +87,20 @@ public:
         return stats;
     }
 
+    // f(const procspy_change &) -> bool: what changed since the last
+    // changes call that succeeded. Unlike walk(), f returning false is no
+    // success: the call keeps nothing and throws Error with
+    // PROCSPY_CALLBACK_ABORTED, so the next one reports the same again.
+    template <class F>
+    procspy_walk_stats changes(uint32_t protocols, uint32_t states, F &&f) {
+        Call<F> call{f, nullptr, false};
+        procspy_walk_stats stats{};
+        finish(call, procspy_walker_changes(w_.get(), nullptr, 0, protocols, states,
+                                            &Call<F>::template tramp<procspy_change>, &call, &stats),
+               false);
+        return stats;
+    }
+
 private:
     struct Free {
         void operator()(procspy_walker *w) const noexcept { procspy_walker_free(w); }
@@ -109,10 +125,10 @@ private:
         }
     };
 
-    template <class C> static void finish(const C &call, procspy_status s) {
+    template <class C> static void finish(const C &call, procspy_status s, bool decline_is_ok = true) {
         if (s != PROCSPY_OK && !call.error) {
             std::string msg = last_error();  // before anything else can fail on this thread
-            if (s == PROCSPY_CALLBACK_ABORTED && call.declined)
+            if (s == PROCSPY_CALLBACK_ABORTED && call.declined && decline_is_ok)
                 return;
             throw Error(s, msg + " (" + procspy_status_str(s) + ")");
         }
@@ -287,6 +303,51 @@ int run() {
         std::printf("bad root: %s\n", e.what());
     }
 
+    // 5. Changes: the v4 listener and the accepted end (its port) appear
+    //    once, with our pid; then a connection
+    //    that opens and closes between two calls is seen closed (its
+    //    listener and server end; the client lingers in TIME_WAIT).
+    struct stat self_ns {};
+    if (stat("/proc/self/ns/net", &self_ns) != 0)
+        throw std::runtime_error("stat /proc/self/ns/net failed");
+    auto ours_at = [&](uint16_t port, std::vector<procspy_change_kind> &kinds) {
+        return [&kinds, port, pid, netns = uint64_t(self_ns.st_ino)](const procspy_change &ch) {
+            const procspy_connection &c = *ch.connection;
+            if (c.netns == netns && c.local_port == port &&
+                (ch.kind == PROCSPY_CHANGE_SEEN_CLOSED || (c.owner && c.owner->pid == pid)))
+                kinds.push_back(ch.kind);
+            return true;
+        };
+    };
+    std::vector<procspy_change_kind> first, second, declined, closed;
+    w.changes(PROCSPY_PROTO_TCP, PROCSPY_STATES_ALL, ours_at(port4, first));
+    w.changes(PROCSPY_PROTO_TCP, PROCSPY_STATES_ALL, ours_at(port4, second));
+    bool changes_ok =
+        first == std::vector<procspy_change_kind>{PROCSPY_CHANGE_APPEARED, PROCSPY_CHANGE_APPEARED} && second.empty();
+    {
+        Fd l(listen_loopback(4));
+        Fd c(connect_v4(port_of(l.fd)));
+        Fd a(accept4(l.fd, nullptr, nullptr, SOCK_CLOEXEC));
+        const uint16_t port = port_of(l.fd);
+        close(std::exchange(c.fd, -1));
+        usleep(20000);
+        close(std::exchange(a.fd, -1));
+        close(std::exchange(l.fd, -1));
+        usleep(50000);
+        // Declined: an Error, and the next call reports the same.
+        try {
+            w.changes(PROCSPY_PROTO_TCP, PROCSPY_STATES_ALL, [](const procspy_change &) { return false; });
+            changes_ok = false;
+        } catch (const procspy::Error &e) {
+            changes_ok = changes_ok && e.status() == PROCSPY_CALLBACK_ABORTED;
+        }
+        w.changes(PROCSPY_PROTO_TCP, PROCSPY_STATES_ALL, ours_at(port, closed));
+        changes_ok = changes_ok &&
+                     closed == std::vector<procspy_change_kind>{PROCSPY_CHANGE_SEEN_CLOSED, PROCSPY_CHANGE_SEEN_CLOSED};
+        std::printf("changes: %zu appeared at the listener's port, then %zu; seen closed %zu\n", first.size(),
+                    second.size(), closed.size());
+    }
+
     int failures = 0;
     for (const auto &e : want) {
         bool ok = e.by_walk && e.by_connections;
@@ -299,7 +360,7 @@ int run() {
         ++failures;
         std::printf("FAIL callback exception was not rethrown\n");
     }
-    // 5. UDP's state names are ss's, from the library.
+    // 6. UDP's state names are ss's, from the library.
     if (std::string(procspy_state_name(PROCSPY_PROTO_UDP, PROCSPY_STATE_CLOSE)) != "UNCONN" ||
         std::string(procspy_state_name(PROCSPY_PROTO_UDP, PROCSPY_STATE_ESTABLISHED)) != "ESTAB") {
         ++failures;
@@ -308,6 +369,10 @@ int run() {
     if (!bad_root) {
         ++failures;
         std::printf("FAIL bad proc root did not give PROCSPY_IO with its path\n");
+    }
+    if (!changes_ok) {
+        ++failures;
+        std::printf("FAIL changes did not report the listener and accepted end once, and the closed connection\n");
     }
     std::printf("%s\n", failures ? "walk.cpp: FAILED" : "walk.cpp: all found");
     return failures ? 1 : 0;

@@ -19,7 +19,8 @@ use nix::errno::Errno;
 use super::error::Error;
 use super::pace::Wait;
 use super::walker::{
-    OwnerScan, PROBE_NO, PROBE_UNKNOWN, PROBE_YES, Scan, Socket, Source, Stats, TCP, TCP6, Table, UDP, UDP6, Walker,
+    OwnerScan, PROBE_NO, PROBE_UNKNOWN, PROBE_YES, Scan, Socket, Source, State, Stats, TCP, TCP6, Table, UDP, UDP6,
+    Walker,
 };
 use crate::parse::diag::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, Reply, Request, replies};
 use crate::parse::sockstat::{SockCounts, parse_sockstat};
@@ -90,6 +91,13 @@ struct Ahead {
 /// VM), and each socket made ahead holds an fd until its dump.
 const AHEAD: usize = 16;
 
+impl JoinState {
+    /// Swaps the last pass's processes (what its owners point at) with `other`.
+    pub(super) fn swap_procs(&mut self, other: &mut Procs) {
+        std::mem::swap(&mut self.index.procs, other);
+    }
+}
+
 /// A socket the BPF scan found held: its table line.
 #[derive(Clone, Copy, Debug)]
 struct Held {
@@ -154,9 +162,7 @@ enum DiagStop {
 struct Index {
     /// Sorted by inode, then pid, then fd; then one entry per inode.
     owners: Vec<Owner>,
-    procs: Vec<Proc>,
-    /// Every indexed process's name, each followed by a NUL.
-    names: Vec<u8>,
+    procs: Procs,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -167,6 +173,15 @@ struct Owner {
     proc: u32,
 }
 
+/// The processes that hold sockets, each with its name: what an owner
+/// points at, in the index and in a changes snapshot alike.
+#[derive(Debug, Default)]
+pub(super) struct Procs {
+    procs: Vec<Proc>,
+    /// Every process's name, each followed by a NUL.
+    names: Vec<u8>,
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Proc {
     netns: u64,
@@ -175,11 +190,31 @@ struct Proc {
     name_at: u32,
 }
 
+impl Procs {
+    /// The owner record of socket `inode` at `fd` of process `at`.
+    pub(super) fn socket(&self, at: u32, inode: u64, fd: i32) -> Socket<'_> {
+        let p = self.procs[at as usize];
+        let name = CStr::from_bytes_until_nul(&self.names[p.name_at as usize..]).unwrap_or_default();
+        Socket { inode, netns: p.netns, start_time: p.start_time, pid: p.pid, fd, name }
+    }
+
+    /// (pid, start_time) of process `at`: who it is across pid reuse.
+    pub(super) fn id(&self, at: u32) -> (i32, u64) {
+        let p = self.procs[at as usize];
+        (p.pid, p.start_time)
+    }
+
+    /// The bytes its processes and their names take.
+    pub(super) fn bytes(&self) -> usize {
+        self.procs.len() * std::mem::size_of::<Proc>() + self.names.len()
+    }
+}
+
 impl Index {
     fn clear(&mut self) {
         self.owners.clear();
-        self.procs.clear();
-        self.names.clear();
+        self.procs.procs.clear();
+        self.procs.names.clear();
     }
 
     /// Keeps the lowest pid, then the lowest fd, of each inode's holders.
@@ -189,29 +224,40 @@ impl Index {
     }
 
     fn add(&mut self, s: &Socket<'_>) {
-        if self.procs.last().is_none_or(|p| p.pid != s.pid || p.netns != s.netns) {
-            self.procs.push(Proc {
-                netns: s.netns,
-                start_time: s.start_time,
-                pid: s.pid,
-                name_at: self.names.len() as u32,
-            });
-            self.names.extend_from_slice(s.name.to_bytes_with_nul());
+        let Procs { procs, names } = &mut self.procs;
+        if procs.last().is_none_or(|p| p.pid != s.pid || p.netns != s.netns) {
+            procs.push(Proc { netns: s.netns, start_time: s.start_time, pid: s.pid, name_at: names.len() as u32 });
+            names.extend_from_slice(s.name.to_bytes_with_nul());
         }
-        let proc = (self.procs.len() - 1) as u32;
+        let proc = (procs.len() - 1) as u32;
         self.owners.push(Owner { inode: s.inode, pid: s.pid, fd: s.fd, proc });
     }
 
-    fn owner(&self, inode: u64) -> Option<Socket<'_>> {
+    /// The owner of `inode`, and where its process is in `procs`.
+    fn owner(&self, inode: u64) -> Option<(Socket<'_>, u32)> {
         if inode == 0 {
             return None;
         }
         let i = self.owners.binary_search_by_key(&inode, |o| o.inode).ok()?;
         let o = self.owners[i];
-        let p = self.procs[o.proc as usize];
-        let name = CStr::from_bytes_until_nul(&self.names[p.name_at as usize..]).unwrap_or_default();
-        Some(Socket { inode, netns: p.netns, start_time: p.start_time, pid: o.pid, fd: o.fd, name })
+        Some((self.procs.socket(o.proc, inode, o.fd), o.proc))
     }
+}
+
+/// Where a delivered connection's owner is in the pass's `Procs`, if it has one.
+pub(super) type OwnerAt = Option<u32>;
+
+/// The tables `protocols` names, or why the arguments are out of range.
+pub(super) fn tables_of(protocols: Protocols, state_mask: u32) -> Result<(&'static [Table], &'static [Table]), Error> {
+    if !protocols.tcp && !protocols.udp {
+        return Err(Error::Invalid("protocols must name TCP, UDP or both"));
+    }
+    if state_mask == 0 {
+        return Err(Error::Invalid("state_mask must not be 0"));
+    }
+    let tcp: &[Table] = if protocols.tcp { &[TCP, TCP6] } else { &[] };
+    let udp: &[Table] = if protocols.udp { &[UDP, UDP6] } else { &[] };
+    Ok((tcp, udp))
 }
 
 impl Walker {
@@ -221,21 +267,32 @@ impl Walker {
     /// skipped whole and the result is `BufferTooSmall`.
     pub fn connections(
         &self,
-        mut out: Option<&mut TableBuf<'_>>,
+        out: Option<&mut TableBuf<'_>>,
         protocols: Protocols,
         state_mask: u32,
         stats: &mut Stats,
         on_connection: &mut dyn FnMut(&Connection<'_>) -> ControlFlow<()>,
     ) -> Result<(), Error> {
-        if !protocols.tcp && !protocols.udp {
-            return Err(Error::Invalid("protocols must name TCP, UDP or both"));
-        }
-        if state_mask == 0 {
-            return Err(Error::Invalid("state_mask must not be 0"));
-        }
-        let tcp: &[Table] = if protocols.tcp { &[TCP, TCP6] } else { &[] };
-        let udp: &[Table] = if protocols.udp { &[UDP, UDP6] } else { &[] };
+        let tables = tables_of(protocols, state_mask)?;
         self.with_state(stats, |state, stats| {
+            self.join(state, out, protocols, tables, state_mask, stats, &mut |c, _| on_connection(c))
+        })
+    }
+
+    /// The connections pass on the locked walk state: `on_connection` also
+    /// learns where each owner's process is in `state.join`'s `Procs`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn join(
+        &self,
+        state: &mut State,
+        mut out: Option<&mut TableBuf<'_>>,
+        protocols: Protocols,
+        (tcp, udp): (&[Table], &[Table]),
+        state_mask: u32,
+        stats: &mut Stats,
+        on_connection: &mut dyn FnMut(&Connection<'_>, OwnerAt) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        {
             self.group_by_netns(state, stats)?;
             let groups = std::mem::take(&mut state.groups);
             let indexed = self.index_owners(&groups, &mut state.scan, &mut state.join, stats);
@@ -273,8 +330,9 @@ impl Walker {
                     dedup.clear();
                     let netns = group[0].0;
                     let mut deliver = |conn: &Conn, protocol: u8| {
-                        let c = Connection { conn: *conn, protocol, netns, owner: index.owner(conn.inode) };
-                        if self.stop.is_set() { ControlFlow::Break(()) } else { on_connection(&c) }
+                        let owner = index.owner(conn.inode);
+                        let c = Connection { conn: *conn, protocol, netns, owner: owner.map(|o| o.0) };
+                        if self.stop.is_set() { ControlFlow::Break(()) } else { on_connection(&c, owner.map(|o| o.1)) }
                     };
                     if let Some(mine) = held
                         .as_deref()
@@ -355,7 +413,7 @@ impl Walker {
                 Some(cap) => Err(Error::BufferTooSmall { needed: stats.bytes_needed, capacity: cap as u64 }),
                 None => Ok(()),
             }
-        })
+        }
     }
 
     /// Builds the owner index from every pid's fds: the BPF iterator where
@@ -679,7 +737,12 @@ impl Walker {
     /// pids whose `ns/net` is that namespace. A pid whose file is anything
     /// else (the pid was reused, or it is no namespace at all) is skipped
     /// and counted. `None`: no pid leads there any more.
-    fn netns_of_group(&self, host: &HostProc, group: &[(u64, i32)], stats: &mut Stats) -> Result<Option<Netns>, Errno> {
+    pub(super) fn netns_of_group(
+        &self,
+        host: &HostProc,
+        group: &[(u64, i32)],
+        stats: &mut Stats,
+    ) -> Result<Option<Netns>, Errno> {
         if !self.has_ns_files() {
             // Before Linux 3.8: no namespace file to enter.
             return Err(Errno::ENOENT);

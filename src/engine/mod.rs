@@ -2,6 +2,8 @@
 //! `Result<_, Error>`. Knows nothing of C.
 #![forbid(unsafe_code)]
 
+mod changes;
+mod closed;
 mod error;
 mod join;
 mod pace;
@@ -10,6 +12,7 @@ mod walker;
 
 pub use crate::parse::tcp::Conn;
 pub use crate::procfs::TableBuf;
+pub use changes::{Change, ChangeKind};
 pub use error::Error;
 pub use join::{Connection, ParseOutcome, Protocols, parse_tcp};
 pub use state::state_name;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sys::stat::{FileStat, SFlag};
 
+use super::changes::ChangeState;
 use super::error::Error;
 use super::join::JoinState;
 use super::pace::{Stop, Ticker};
@@ -50,11 +51,19 @@ pub struct Stats {
     /// scan held every socket their `sockstat` counts.
     pub accounted: u64,
     /// Netlink messages not believed: not from the kernel, not for our
-    /// port id or request, or unreadable.
+    /// port id or request, not to one destroy group, or unreadable.
     pub dropped: u64,
     /// Pids whose namespace file was not the namespace they were grouped
     /// by (reused meanwhile, or not a namespace at all); also in `skipped`.
     pub netns_mismatch: u64,
+    /// `changes`: the bytes of the snapshot it kept for the next call (its
+    /// connections, their addresses, their owners' processes and names);
+    /// 0 where it kept none.
+    pub snapshot_bytes: u64,
+    /// `changes`: times destroy notifications were lost, the kernel's queue
+    /// for a namespace having overflowed since the last call, or more being
+    /// waiting than a walker keeps.
+    pub closed_lost: u64,
 }
 
 /// One socket fd of one process.
@@ -183,6 +192,7 @@ pub(super) struct State {
     pub groups: Vec<(u64, i32)>,
     pub scan: Scan,
     pub join: JoinState,
+    pub changes: ChangeState,
 }
 
 /// What the fd scan of one pid needs.
@@ -213,6 +223,7 @@ impl Walker {
                 ticker: Ticker::default(),
             },
             join: JoinState::default(),
+            changes: ChangeState::default(),
         };
         Ok(Self {
             root,

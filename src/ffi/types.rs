@@ -2,7 +2,7 @@
 
 use std::ffi::{c_char, c_int, c_void};
 
-use crate::engine::{Connection, Socket, Stats, StopToken};
+use crate::engine::{ChangeKind, Connection, Socket, Stats, StopToken};
 
 /// The result of every call that can fail. Values are fixed; new ones are
 /// only ever appended. `procspy_status_str` names any value, known or not.
@@ -192,6 +192,67 @@ pub struct procspy_walk_stats {
     pub elapsed_ns: u64,
 }
 
+/// What happened to a connection between two `procspy_walker_changes`
+/// calls. Values are fixed; new ones are only ever appended; 0 is never one.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum procspy_change_kind {
+    /// Listed now, not by the previous call (every connection, at the first call).
+    PROCSPY_CHANGE_APPEARED = 1,
+    /// Listed by the previous call, not now; `connection` is as it was then.
+    PROCSPY_CHANGE_DISAPPEARED = 2,
+    /// Listed by both, in another state: `old_state` was its state.
+    PROCSPY_CHANGE_STATE = 3,
+    /// Listed by both, with another owner: `old_owner` was its owner (NULL
+    /// where none was visible; `connection->owner` is NULL where none is now).
+    PROCSPY_CHANGE_OWNER = 4,
+    /// Listed by neither call: it opened and closed between them, as the
+    /// kernel's destroy notification tells it (see
+    /// `procspy_walker_changes`): inode 0, no owner, the state it was freed
+    /// in (TCP: `PROCSPY_STATE_CLOSE`; a connected UDP socket: ESTABLISHED),
+    /// the tuple as far as the kernel kept it.
+    PROCSPY_CHANGE_SEEN_CLOSED = 5,
+}
+
+/// One change, lent to a `procspy_change_fn`: it, its connection and the
+/// owners they point at live until the callback returns. May grow at its
+/// end in later versions.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct procspy_change {
+    /// What happened.
+    pub kind: procspy_change_kind,
+    /// The connection's state at the previous call; 0 for
+    /// `PROCSPY_CHANGE_APPEARED` and `PROCSPY_CHANGE_SEEN_CLOSED`.
+    pub old_state: u8,
+    /// The connection now (for `PROCSPY_CHANGE_DISAPPEARED`, as the previous
+    /// call saw it), with its owner where one is visible. Never NULL.
+    pub connection: *const procspy_connection,
+    /// Its owner at the previous call; NULL for `PROCSPY_CHANGE_APPEARED`
+    /// and `PROCSPY_CHANGE_SEEN_CLOSED`, and where the previous call saw no
+    /// owner.
+    pub old_owner: *const procspy_socket,
+}
+
+/// Called once per change, synchronously on the walking thread. The
+/// record lives until the callback returns. Return 0 to go on, non-zero to
+/// end the call (`PROCSPY_CALLBACK_ABORTED`; it then keeps nothing, and
+/// the next call reports against the same previous snapshot).
+pub type procspy_change_fn =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, change: *const procspy_change) -> c_int>;
+
+impl From<ChangeKind> for procspy_change_kind {
+    fn from(k: ChangeKind) -> Self {
+        match k {
+            ChangeKind::Appeared => procspy_change_kind::PROCSPY_CHANGE_APPEARED,
+            ChangeKind::Disappeared => procspy_change_kind::PROCSPY_CHANGE_DISAPPEARED,
+            ChangeKind::State => procspy_change_kind::PROCSPY_CHANGE_STATE,
+            ChangeKind::Owner => procspy_change_kind::PROCSPY_CHANGE_OWNER,
+            ChangeKind::SeenClosed => procspy_change_kind::PROCSPY_CHANGE_SEEN_CLOSED,
+        }
+    }
+}
+
 /// Counters of a walk that the frozen `procspy_walk_stats` has no room for,
 /// copied by `procspy_walker_stats_ext`. Fields are only ever added at the
 /// end.
@@ -210,6 +271,15 @@ pub struct procspy_walk_stats_ext {
     /// namespace file was not the namespace they were grouped by: the pid
     /// was reused meanwhile, or the file is no namespace.
     pub netns_mismatch: u64,
+    /// changes: the bytes of the snapshot it kept for the next call (its
+    /// connections, their addresses, their owners' processes and names); 0
+    /// where it kept none.
+    pub snapshot_bytes: u64,
+    /// changes: times destroy notifications were lost (the kernel's queue
+    /// for a namespace overflowed since the last call, or more were waiting
+    /// than a walker keeps): connections that opened and closed then may be
+    /// missing from the `PROCSPY_CHANGE_SEEN_CLOSED` events.
+    pub closed_lost: u64,
 }
 
 /// Called once per socket fd, synchronously on the walking thread. The
@@ -259,7 +329,13 @@ impl procspy_connection {
 
 impl From<&Stats> for procspy_walk_stats_ext {
     fn from(s: &Stats) -> Self {
-        procspy_walk_stats_ext { accounted: s.accounted, dropped: s.dropped, netns_mismatch: s.netns_mismatch }
+        procspy_walk_stats_ext {
+            accounted: s.accounted,
+            dropped: s.dropped,
+            netns_mismatch: s.netns_mismatch,
+            snapshot_bytes: s.snapshot_bytes,
+            closed_lost: s.closed_lost,
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::guard::{Fail, guard};
 use super::types::*;
-use crate::engine::{Connection, OwnerScan, Protocols, Source, Stats, TableBuf, Walker};
+use crate::engine::{Change, Connection, OwnerScan, Protocols, Source, Stats, TableBuf, Walker};
 
 /// The caller's buffer as uninitialised memory: `cap == 0` is an empty
 /// buffer whatever `buf` is.
@@ -37,16 +37,35 @@ fn put_stats(out: *mut procspy_walk_stats, stats: &Stats) {
     }
 }
 
+/// Lends `f` the record of `c`, pointing at its owner's.
+fn with_record<R>(c: &Connection<'_>, f: impl FnOnce(&procspy_connection) -> R) -> R {
+    let owner = c.owner.as_ref().map(procspy_socket::from);
+    f(&procspy_connection::new(c, owner.as_ref()))
+}
+
+/// A callback's answer: 0 goes on.
+fn verdict(answer: std::ffi::c_int) -> ControlFlow<()> {
+    if answer == 0 { ControlFlow::Continue(()) } else { ControlFlow::Break(()) }
+}
+
 /// Calls `cb` with the record of `c`; `ControlFlow::Break` if it said stop.
 pub(crate) fn deliver_connection(
     cb: unsafe extern "C" fn(*mut c_void, *const procspy_connection) -> std::ffi::c_int,
     userdata: *mut c_void,
     c: &Connection<'_>,
 ) -> ControlFlow<()> {
-    let owner = c.owner.as_ref().map(procspy_socket::from);
-    let rec = procspy_connection::new(c, owner.as_ref());
     // SAFETY: the caller's callback, given records that outlive the call.
-    if unsafe { cb(userdata, &rec) } == 0 { ControlFlow::Continue(()) } else { ControlFlow::Break(()) }
+    with_record(c, |rec| verdict(unsafe { cb(userdata, rec) }))
+}
+
+/// The `protocols` bits as the engine takes them.
+fn protocols_of(protocols: u32) -> Result<Protocols, Fail> {
+    if protocols == 0 || protocols & !(PROCSPY_PROTO_TCP | PROCSPY_PROTO_UDP) != 0 {
+        return Err(Fail::Invalid(format!(
+            "protocols {protocols:#x}: use PROCSPY_PROTO_TCP, PROCSPY_PROTO_UDP or both"
+        )));
+    }
+    Ok(Protocols { tcp: protocols & PROCSPY_PROTO_TCP != 0, udp: protocols & PROCSPY_PROTO_UDP != 0 })
 }
 
 /// Creates a walker over `proc_root` (NULL: the host's proc root; any bytes
@@ -265,7 +284,7 @@ pub extern "C" fn procspy_walker_walk(
         let r = w.inner.walk(&mut out, &mut st, &mut |s| {
             let rec = procspy_socket::from(s);
             // SAFETY: the caller's callback, given a record that outlives the call.
-            if unsafe { cb(userdata, &rec) } == 0 { ControlFlow::Continue(()) } else { ControlFlow::Break(()) }
+            verdict(unsafe { cb(userdata, &rec) })
         });
         put_stats(stats, &st);
         Ok(r?)
@@ -318,12 +337,7 @@ pub extern "C" fn procspy_walker_connections(
         let cb = on_connection.ok_or(Fail::Null("on_connection"))?;
         // SAFETY: the caller lends `cap` bytes at `buf` for this call.
         let mem = unsafe { caller_buffer(buf, cap) }?;
-        if protocols == 0 || protocols & !(PROCSPY_PROTO_TCP | PROCSPY_PROTO_UDP) != 0 {
-            return Err(Fail::Invalid(format!(
-                "protocols {protocols:#x}: use PROCSPY_PROTO_TCP, PROCSPY_PROTO_UDP or both"
-            )));
-        }
-        let protocols = Protocols { tcp: protocols & PROCSPY_PROTO_TCP != 0, udp: protocols & PROCSPY_PROTO_UDP != 0 };
+        let protocols = protocols_of(protocols)?;
         let mut out = (!mem.is_empty()).then(|| TableBuf::new(mem));
         let mut st = Stats::default();
         let r = w
@@ -334,8 +348,86 @@ pub extern "C" fn procspy_walker_connections(
     })
 }
 
-/// Copies the counters of the last walk on `walker` that ended (walk or
-/// connections, whatever it returned) that `procspy_walk_stats` has no
+/// What changed since the previous `procspy_walker_changes` call on this
+/// walker that returned `PROCSPY_OK`: one `on_change` call per connection
+/// that appeared (at the first call, every connection), disappeared,
+/// changed state or changed owner (both: two calls, the state first). The
+/// arguments and the pass are `procspy_walker_connections`' (`protocols`,
+/// `state_mask`, `buf`/`cap`, `stats`); a connection whose state leaves
+/// `state_mask` disappears, one that enters it appears. Identity is
+/// (netns, protocol, inode), and the tuple for lines without an inode
+/// (TIME_WAIT and the like); changes come in that order.
+///
+/// The whole pass runs before the first change is delivered, and only a
+/// call that returns `PROCSPY_OK` keeps what it saw: one that is stopped,
+/// aborted by its callback, `PROCSPY_BUFFER_TOO_SMALL` (then nothing is
+/// delivered) or failed leaves the previous snapshot as it was, so the next
+/// call reports against it again. The walker keeps that snapshot, about 48
+/// bytes per connection (72 for IPv6) and one entry and name per owning
+/// process, so a disappeared connection keeps its owner's name.
+/// `on_change` NULL is `PROCSPY_NULL_ARGUMENT`; a call while another runs
+/// on the walker is `PROCSPY_BUSY`.
+///
+/// After those, one `PROCSPY_CHANGE_SEEN_CLOSED` per connection of the
+/// chosen protocols (whatever `state_mask`) that opened and closed between
+/// two calls, from the kernel's sock_diag destroy notifications: the first
+/// call subscribes the namespaces it sees (at most 256, one fd each; the
+/// others on the library's namespace thread, as the dump sockets are made),
+/// each later one reads what they were
+/// told, without waiting, and delivers each freed socket that neither
+/// snapshot lists and that the previous call did not report disappeared.
+/// The kernel names no process, so `owner` is NULL; a reset socket has
+/// lost its remote port, an unbound one its local address. A call that
+/// does not return `PROCSPY_OK` keeps them for the next.
+#[unsafe(no_mangle)]
+#[must_use]
+pub extern "C" fn procspy_walker_changes(
+    walker: *mut procspy_walker,
+    buf: *mut u8,
+    cap: usize,
+    protocols: u32,
+    state_mask: u32,
+    on_change: procspy_change_fn,
+    userdata: *mut c_void,
+    stats: *mut procspy_walk_stats,
+) -> procspy_status {
+    guard("procspy_walker_changes", || {
+        put_stats(stats, &Stats::default());
+        // SAFETY: a non-NULL `walker` is a live walker.
+        let w = unsafe { walker.as_ref() }.ok_or(Fail::Null("walker"))?;
+        let cb = on_change.ok_or(Fail::Null("on_change"))?;
+        // SAFETY: the caller lends `cap` bytes at `buf` for this call.
+        let mem = unsafe { caller_buffer(buf, cap) }?;
+        let protocols = protocols_of(protocols)?;
+        let mut out = (!mem.is_empty()).then(|| TableBuf::new(mem));
+        let mut st = Stats::default();
+        let r = w.inner.changes(out.as_mut(), protocols, state_mask, &mut st, &mut |c| deliver_change(cb, userdata, c));
+        put_stats(stats, &st);
+        Ok(r?)
+    })
+}
+
+/// Calls `cb` with the record of `c`; `ControlFlow::Break` if it said stop.
+fn deliver_change(
+    cb: unsafe extern "C" fn(*mut c_void, *const procspy_change) -> std::ffi::c_int,
+    userdata: *mut c_void,
+    c: &Change<'_>,
+) -> ControlFlow<()> {
+    let old_owner = c.old_owner.as_ref().map(procspy_socket::from);
+    with_record(&c.connection, |connection| {
+        let rec = procspy_change {
+            kind: c.kind.into(),
+            old_state: c.old_state,
+            connection,
+            old_owner: old_owner.as_ref().map_or(std::ptr::null(), |o| o as *const _),
+        };
+        // SAFETY: the caller's callback, given records that outlive the call.
+        verdict(unsafe { cb(userdata, &rec) })
+    })
+}
+
+/// Copies the counters of the last walk on `walker` that ended (walk,
+/// connections or changes, whatever it returned) that `procspy_walk_stats` has no
 /// room for: the first `size` bytes of a `procspy_walk_stats_ext` into
 /// `out`. Pass `sizeof *out`: a program built against a shorter, older
 /// struct gets the fields it knows. All zero before the first walk; from a

@@ -107,6 +107,35 @@ pub fn replies(buf: &[u8], seq: u32, port_id: u32) -> impl Iterator<Item = Reply
     })
 }
 
+/// One destroy notification, checked as strictly as a dump reply: the
+/// kernel sent it (port id `sender` 0) to exactly one destroy group
+/// (`groups`: the `nl_groups` bits, group g as bit g - 1), and it is
+/// one `SOCK_DIAG_BY_FAMILY` message, sequence number and port id 0, of that
+/// group's family. Its protocol (1 TCP, 2 UDP) and the socket as its last
+/// table line would read; `None` for anything else.
+pub fn destroyed(buf: &[u8], sender: u32, groups: u32) -> Option<(u8, Conn)> {
+    let (family, protocol) = match groups {
+        0b0001 => (AF_INET, 1),
+        0b0010 => (AF_INET, 2),
+        0b0100 => (AF_INET6, 1),
+        0b1000 => (AF_INET6, 2),
+        _ => return None,
+    };
+    let header = buf.get(..NLMSG_HDRLEN)?;
+    let word = |at: usize| u32::from_ne_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
+    let len = word(0) as usize;
+    let one_message = len >= NLMSG_HDRLEN && len <= buf.len() && buf.len() - len < 4;
+    let kind = u16::from_ne_bytes([header[4], header[5]]);
+    if sender != 0 || !one_message || kind != SOCK_DIAG_BY_FAMILY || word(8) != 0 || word(12) != 0 {
+        return None;
+    }
+    let body = &buf[NLMSG_HDRLEN..len];
+    if body.first() != Some(&family) {
+        return None;
+    }
+    Some((protocol, diag_msg(body)?))
+}
+
 /// `struct inet_diag_msg` as a table line: ports and addresses arrive in
 /// network order, the inode as 32 bits.
 fn diag_msg(b: &[u8]) -> Option<Conn> {
@@ -232,6 +261,34 @@ mod tests {
                 Reply::Done,
             ]
         );
+    }
+
+    #[test]
+    fn destroy_notifications_are_believed_only_from_the_kernel_to_one_group() {
+        // The kernel's: port id 0 in the header, as in the sender's address.
+        let tcp4 = msg_to(0, 20, 0, &diag(AF_INET, 7, 40000, 8080, &[127, 0, 0, 1], &[127, 0, 0, 2], 1000, 0));
+        let (protocol, c) = destroyed(&tcp4, 0, 0b0001).unwrap();
+        assert_eq!((protocol, c.family, c.state, c.local_port, c.remote_port, c.uid), (1, 4, 7, 40000, 8080, 1000));
+        assert_eq!(&c.remote_addr[..4], &[127, 0, 0, 2]);
+        assert_eq!(destroyed(&tcp4, 0, 0b0010).map(|d| d.0), Some(2), "the group says the protocol");
+        assert_eq!(destroyed(&tcp4, 4321, 0b0001), None, "a user-space sender");
+        assert_eq!(destroyed(&tcp4, 0, 0), None, "a unicast");
+        assert_eq!(destroyed(&tcp4, 0, 0b0011), None, "two groups");
+        assert_eq!(destroyed(&tcp4, 0, 0b0100), None, "an IPv6 group, an IPv4 socket");
+        let mut seq = tcp4.clone();
+        seq[8] = 1;
+        assert_eq!(destroyed(&seq, 0, 0b0001), None, "a sequence number");
+        let mut pid = tcp4.clone();
+        pid[12] = 1;
+        assert_eq!(destroyed(&pid, 0, 0b0001), None, "a port id");
+        let mut two = tcp4.clone();
+        two.extend_from_slice(&tcp4);
+        assert_eq!(destroyed(&two, 0, 0b0001), None, "two messages");
+        let other = msg_to(0, 3, 0, &diag(AF_INET, 7, 1, 2, &[1, 2, 3, 4], &[], 0, 0));
+        assert_eq!(destroyed(&other, 0, 0b0001), None, "another type");
+        for cut in 0..tcp4.len() {
+            assert_eq!(destroyed(&tcp4[..cut], 0, 0b0001), None);
+        }
     }
 
     #[test]

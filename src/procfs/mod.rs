@@ -19,7 +19,7 @@ use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat, openat2};
 use nix::sys::stat::{FileStat, Mode, fstatat};
 
 pub(crate) use bpf::{RECORD_LEN as SOCK_RECORD_LEN, Refusal, SockIter, SockRecord, SockRecords};
-pub use netlink::{DiagSocket, HostProc, Netns};
+pub use netlink::{DestroySocket, DiagSocket, HostProc, Netns};
 use table::SHORT_READ_EOF;
 pub use table::TableBuf;
 

@@ -136,3 +136,71 @@ impl Drop for Holder {
         let _ = self.child.wait();
     }
 }
+
+pub const ACTOR_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/actor.py");
+
+/// A python3 process that changes its sockets on command (actor.py);
+/// killed on drop, with the children it forked.
+pub struct Actor {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    out: BufReader<std::process::ChildStdout>,
+    pub pid: i32,
+    pub netns: u64,
+}
+
+impl Actor {
+    /// In a new network namespace (`unshare -n`), or in this one.
+    pub fn start(new_netns: bool) -> Actor {
+        let python = if std::path::Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" };
+        let mut argv: Vec<&str> = if new_netns { vec!["unshare", "-n"] } else { vec![] };
+        argv.extend([python, ACTOR_SCRIPT]);
+        let mut child = Command::new(argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start actor.py");
+        let pid = child.id() as i32;
+        let stdin = child.stdin.take().unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line, "ready\n", "actor {pid} did not start");
+        let netns = std::fs::metadata(format!("/proc/{pid}/ns/net")).unwrap().ino();
+        Actor { child, stdin, out, pid, netns }
+    }
+
+    /// Sends one command; its answer's numbers.
+    pub fn ask(&mut self, cmd: &str) -> Vec<i64> {
+        use std::io::Write;
+        writeln!(self.stdin, "{cmd}").unwrap();
+        let mut line = String::new();
+        self.out.read_line(&mut line).unwrap();
+        let line = line.trim_end();
+        if line == "ok" {
+            return Vec::new();
+        }
+        line.split(' ').map(|w| w.parse().unwrap_or_else(|_| panic!("actor: {cmd:?} answered {line:?}"))).collect()
+    }
+}
+
+impl Drop for Actor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether a user namespace can be made at all, by the user `prefix` runs
+/// as: never from a chroot (the kernel matrix runs its guests' suite in
+/// one), nor where the kernel keeps them off for that user. Where it can't,
+/// no caller or attacker gets into one either, and the test says so.
+pub fn user_namespaces_allowed(prefix: &[&str]) -> bool {
+    let argv: Vec<&str> = prefix.iter().copied().chain(["unshare", "-U", "-r", "true"]).collect();
+    let ok = Command::new(argv[0]).args(&argv[1..]).status().is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("no user namespace can be made here ({}): nothing to test", argv.join(" "));
+    }
+    ok
+}

@@ -20,7 +20,7 @@ import unittest
 from ipaddress import ip_address
 
 import procspy
-from procspy import ProcspyError, State, Status, Walker
+from procspy import ChangeKind, ProcspyError, State, Status, Walker
 
 TREE = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
 
@@ -222,6 +222,59 @@ class SocketsTest(unittest.TestCase):
         self.assertEqual(cm.exception.status, Status.BUSY)
         self.assertIn("already running", cm.exception.message)
         self.assertEqual(result, {"ok": True})
+
+
+class ChangesTest(unittest.TestCase):
+    def at(self, changes, *ports):
+        """The changes in this process's namespace at one of ports."""
+        return [c for c in changes if c.connection.netns == self.netns and c.connection.local_port in ports]
+
+    def test_changes_report_what_changed_and_what_closed_between(self):
+        with Walker() as w:
+            self.netns = w.netns_of(os.getpid())
+            lst = socket.socket()
+            lst.bind(("127.0.0.1", 0))
+            lst.listen()
+            port = lst.getsockname()[1]
+            got = self.at(w.changes(), port)
+            self.assertEqual([(c.kind, c.old_state, c.old_owner) for c in got],
+                             [(ChangeKind.APPEARED, 0, None)])
+            owner = got[0].connection.owner
+            self.assertEqual((owner.pid, owner.fd), (os.getpid(), lst.fileno()))
+            self.assertEqual(self.at(w.changes(), port), [])
+
+            # Ended early: CALLBACK_ABORTED, and the next call reports it again.
+            fd = lst.fileno()
+            lst.close()
+            with self.assertRaises(ProcspyError) as e:
+                w.changes(callback=lambda c: False)
+            self.assertEqual(e.exception.status, Status.CALLBACK_ABORTED)
+            got = self.at(w.changes(), port)
+            self.assertEqual([(c.kind, c.old_state) for c in got], [(ChangeKind.DISAPPEARED, State.LISTEN)])
+            self.assertEqual((got[0].old_owner.pid, got[0].old_owner.fd), (os.getpid(), fd))
+
+            # Opened and closed between two calls, in this namespace: the
+            # listener and the server end are seen closed; the client, which
+            # closed first, lingers in TIME_WAIT, a line that appears.
+            lst = socket.socket()
+            lst.bind(("127.0.0.1", 0))
+            lst.listen()
+            cli = socket.create_connection(lst.getsockname())
+            srv, _ = lst.accept()
+            lport, cport = lst.getsockname()[1], cli.getsockname()[1]
+            cli.close()
+            time.sleep(0.02)
+            srv.close()
+            lst.close()
+            time.sleep(0.05)
+            got = self.at(w.changes(), lport, cport)
+            seen = sorted((c.connection.local_port == lport, c.kind.event, c.connection.state_name)
+                          for c in got)
+            self.assertEqual(seen, [(False, "appeared", "TIME_WAIT"),
+                                    (True, "closed", "CLOSE"), (True, "closed", "CLOSE")], got)
+            for c in got:
+                if c.kind is ChangeKind.SEEN_CLOSED:
+                    self.assertEqual((c.connection.inode, c.connection.owner, c.old_owner), (0, None, None))
 
 
 class ErrorsAndStopTest(unittest.TestCase):

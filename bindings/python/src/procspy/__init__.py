@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, TypeVar, Union, overload
 
 __all__ = [
-    "Walker", "Socket", "Connection", "Stats", "State", "Status", "ProcspyError",
+    "Walker", "Socket", "Connection", "Change", "ChangeKind", "Stats", "State", "Status",
+    "ProcspyError",
     "TCP", "UDP", "STATES_ALL", "STATES_CONNECTED", "STATES_LISTEN", "states",
     "SOURCE_AUTO", "SOURCE_TEXT", "SOURCE_NETLINK", "OWNERS_AUTO", "OWNERS_PROC", "OWNERS_BPF",
     "version", "status_str", "state_name", "SONAME", "LIBRARY_PATH",
@@ -104,6 +105,15 @@ class _CConnection(ctypes.Structure):
     ]
 
 
+class _CChange(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_int),  # enum procspy_change_kind
+        ("old_state", ctypes.c_uint8),
+        ("connection", ctypes.POINTER(_CConnection)),
+        ("old_owner", ctypes.POINTER(_CSocket)),
+    ]
+
+
 class _CWalkStats(ctypes.Structure):
     _fields_ = [(name, ctypes.c_uint64) for name in (
         "namespaces", "processes", "skipped", "fds", "sockets",
@@ -115,10 +125,12 @@ C_STRUCTS: dict[str, type[ctypes.Structure]] = {
     "procspy_socket": _CSocket,
     "procspy_connection": _CConnection,
     "procspy_walk_stats": _CWalkStats,
+    "procspy_change": _CChange,
 }
 
 _SOCKET_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(_CSocket))
 _CONNECTION_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(_CConnection))
+_CHANGE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(_CChange))
 _status = ctypes.c_int  # enum procspy_status; any int comes back as is
 _walker_p = ctypes.c_void_p
 
@@ -145,6 +157,9 @@ _walker_walk = _fn("procspy_walker_walk", _status, _walker_p, ctypes.c_void_p, c
 _walker_connections = _fn("procspy_walker_connections", _status, _walker_p, ctypes.c_void_p,
                           ctypes.c_size_t, ctypes.c_uint32, ctypes.c_uint32, _CONNECTION_FN,
                           ctypes.c_void_p, ctypes.POINTER(_CWalkStats))
+_walker_changes = _fn("procspy_walker_changes", _status, _walker_p, ctypes.c_void_p,
+                      ctypes.c_size_t, ctypes.c_uint32, ctypes.c_uint32, _CHANGE_FN,
+                      ctypes.c_void_p, ctypes.POINTER(_CWalkStats))
 _netns_of = _fn("procspy_walker_netns_of", _status, _walker_p, ctypes.c_int32,
                 ctypes.POINTER(ctypes.c_uint64))
 
@@ -326,6 +341,42 @@ class Connection:
                    _addr(c.family, c.remote_addr), c.remote_port, c.uid, owner)
 
 
+class ChangeKind(enum.IntEnum):
+    """procspy_change_kind: values fixed by the ABI."""
+
+    APPEARED = 1  # listed now, not by the previous call
+    DISAPPEARED = 2  # listed by the previous call, not now
+    STATE = 3  # listed by both, in another state
+    OWNER = 4  # listed by both, with another owner
+    SEEN_CLOSED = 5  # opened and closed between the two calls
+
+    @property
+    def event(self) -> str:
+        """The name the procspy command prints: appeared, ..., closed."""
+        return "closed" if self is ChangeKind.SEEN_CLOSED else self.name.lower()
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change between two changes() calls."""
+
+    kind: ChangeKind | int  # an int if this module does not know the number
+    # Now; DISAPPEARED: as the previous call saw it; SEEN_CLOSED: as the
+    # kernel's destroy notification told it (inode 0, no owner).
+    connection: Connection
+    old_state: State | int  # at the previous call; 0 for APPEARED, SEEN_CLOSED
+    old_owner: Socket | None  # at the previous call; None for those, or where it had none
+
+    @classmethod
+    def _from_c(cls, c: _CChange) -> Change:
+        try:
+            kind: ChangeKind | int = ChangeKind(c.kind)
+        except ValueError:
+            kind = c.kind
+        old_owner = Socket._from_c(c.old_owner.contents) if c.old_owner else None
+        return cls(kind, Connection._from_c(c.connection.contents), _state(c.old_state), old_owner)
+
+
 @dataclass(frozen=True)
 class Stats:
     """What a walk saw (procspy_walk_stats)."""
@@ -345,7 +396,7 @@ class Stats:
         return cls(*(getattr(s, f) for f, _ in _CWalkStats._fields_))
 
 
-_Rec = TypeVar("_Rec", Socket, Connection)
+_Rec = TypeVar("_Rec", Socket, Connection, Change)
 _Callback = Callable[[_Rec], Union[bool, None]]
 
 
@@ -452,7 +503,7 @@ class Walker:
 
     def _run(self, make_fn: Any, convert: Callable[[Any], _Rec],
              call: Callable[[Any, Any, Any], int],
-             callback: _Callback[_Rec] | None) -> list[_Rec] | Stats:
+             callback: _Callback[_Rec] | None, decline_is_ok: bool = True) -> list[_Rec] | Stats:
         records: list[_Rec] = []
         failure: list[BaseException] = []
         declined = False
@@ -482,7 +533,7 @@ class Walker:
         self.last_stats = Stats._from_c(stats)
         if failure:
             raise failure[0]
-        if status == Status.CALLBACK_ABORTED and declined:
+        if status == Status.CALLBACK_ABORTED and declined and decline_is_ok:
             status = Status.OK
         if status != Status.OK:
             raise ProcspyError(status, message)
@@ -518,3 +569,29 @@ class Walker:
         return self._run(_CONNECTION_FN, Connection._from_c,
                          lambda p, fn, st: _walker_connections(p, None, 0, protocols, states,
                                                                fn, None, st), callback)
+
+    @overload
+    def changes(self, protocols: int = ..., states: int = ...,
+                callback: None = None) -> list[Change]: ...
+    @overload
+    def changes(self, protocols: int = ..., states: int = ..., *,
+                callback: Callable[[Change], bool | None]) -> Stats: ...
+
+    def changes(self, protocols: int = TCP | UDP, states: int = STATES_ALL,
+                callback: Callable[[Change], bool | None] | None = None,
+                ) -> list[Change] | Stats:
+        """What changed since the previous changes() call on this walker that
+        succeeded (at the first, every connection as APPEARED): connections
+        of the chosen tables (as for connections()) that appeared,
+        disappeared, changed state or owner (both: two changes, the state
+        first), then those the kernel says opened and closed between the
+        calls (SEEN_CLOSED, whatever the states). The whole pass runs before
+        the first change is delivered. A call that fails keeps nothing, so
+        the next one reports against the same previous snapshot; that
+        includes a callback returning False, which raises ProcspyError
+        CALLBACK_ABORTED (unlike walk() and connections()). List or
+        callback, as for walk()."""
+        return self._run(_CHANGE_FN, Change._from_c,
+                         lambda p, fn, st: _walker_changes(p, None, 0, protocols, states,
+                                                           fn, None, st), callback,
+                         decline_is_ok=False)

@@ -1,0 +1,169 @@
+//! Seen closed: connections that opened and closed between two changes
+//! calls, which no table read could list, from sock_diag's destroy
+//! notifications (`SKNLGRP_INET_TCP_DESTROY`, `SKNLGRP_INET6_TCP_DESTROY`,
+//! `SKNLGRP_INET_UDP_DESTROY`, `SKNLGRP_INET6_UDP_DESTROY`).
+//!
+//! A subscription is one netlink socket per namespace, made inside it (the
+//! kernel tells each namespace's subscribers of the sockets freed there):
+//! in the calling thread's own directly, in the others on one thread of
+//! the library's own that enters them in turn, as the dump sockets are
+//! made (`procfs::HostProc`), after the same checks of where it goes. The
+//! kernel lets any user subscribe (sock_diag's groups are
+//! `NL_CFG_F_NONROOT_RECV`); entering another namespace needs
+//! `CAP_SYS_ADMIN`. A namespace that refuses either (EPERM, EACCES) is not
+//! asked again while it lasts, and only its seen-closed events are missing.
+//! At most `MAX_SUBSCRIBED` namespaces are subscribed, the first met in
+//! inode order; a namespace's subscription ends with the first call that no
+//! longer sees it (a socket keeps its namespace alive), which frees its
+//! place for another.
+//!
+//! Notifications are drained at the start of each call, without waiting,
+//! and kept until a call commits; each datagram is believed only if the
+//! kernel sent it to one destroy group (`parse::diag::destroyed`).
+
+use nix::errno::Errno;
+
+use crate::parse::diag::destroyed;
+use crate::parse::tcp::Conn;
+use crate::procfs::{DestroySocket, HostProc, Netns};
+
+use super::walker::{Stats, Walker};
+
+/// Namespaces subscribed at most: one fd and up to 512 KiB of queued
+/// notifications each.
+const MAX_SUBSCRIBED: usize = 256;
+
+/// Notifications kept for delivery at most; more wait in the kernel.
+const MAX_PENDING: usize = 1 << 16;
+
+/// A freed socket, as the notification of its namespace told it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Closed {
+    pub netns: u64,
+    /// 1 = TCP, 2 = UDP.
+    pub protocol: u8,
+    pub conn: Conn,
+}
+
+impl Closed {
+    /// Whether this notification may be of the socket listed as `(netns,
+    /// protocol, c)`: the same namespace, protocol, family, local port and
+    /// remote address, and the same local address and remote port where the
+    /// notification still has them. A reset socket has lost its remote port
+    /// (not its remote address), and an unbound one its local address, by
+    /// the time the kernel frees it; a listener never had a remote address.
+    pub fn may_be(&self, netns: u64, protocol: u8, c: &Conn) -> bool {
+        let d = &self.conn;
+        (self.netns, self.protocol, d.family, d.local_port, d.remote_addr)
+            == (netns, protocol, c.family, c.local_port, c.remote_addr)
+            && (d.local_addr == c.local_addr || d.local_addr == [0; 16])
+            && (d.remote_port == c.remote_port || (d.remote_port == 0 && d.remote_addr != [0; 16]))
+    }
+
+    /// The order `may_be` searches in: what it compares exactly.
+    pub fn key(netns: u64, protocol: u8, c: &Conn) -> (u64, u8, u8, u16) {
+        (netns, protocol, c.family, c.local_port)
+    }
+}
+
+/// The destroy subscriptions of a walker.
+#[derive(Debug, Default)]
+pub(super) struct Subscriptions {
+    /// Sorted by namespace.
+    subs: Vec<(u64, DestroySocket)>,
+    /// Namespaces that refused, sorted: not asked again while they last.
+    refused: Vec<u64>,
+    /// The namespaces being subscribed: where to enter, what came of it.
+    jobs: Vec<Job>,
+}
+
+#[derive(Debug)]
+struct Job {
+    netns: u64,
+    enter: Option<Netns>,
+    sock: Option<Result<DestroySocket, Errno>>,
+}
+
+impl Subscriptions {
+    /// Appends what every subscription has queued to `pending`, up to
+    /// `MAX_PENDING`; counts datagrams not believed in `stats.dropped` and
+    /// notifications lost (the kernel's queue overflowed, or `pending` is
+    /// full) in `stats.closed_lost`.
+    pub fn drain(&self, pending: &mut Vec<Closed>, stats: &mut Stats) {
+        let mut buf = [0u8; 4096];
+        for (netns, sock) in &self.subs {
+            while pending.len() < MAX_PENDING {
+                match sock.try_recv(&mut buf) {
+                    Ok((n, sender, groups)) => match destroyed(&buf[..n.min(buf.len())], sender, groups) {
+                        // A socket never bound was never in a table either.
+                        Some((_, conn)) if conn.local_port == 0 => {}
+                        Some((protocol, conn)) => pending.push(Closed { netns: *netns, protocol, conn }),
+                        None => stats.dropped += 1,
+                    },
+                    Err(Errno::ENOBUFS) => stats.closed_lost += 1,
+                    Err(_) => break,
+                }
+            }
+            if pending.len() == MAX_PENDING {
+                stats.closed_lost += 1;
+                return;
+            }
+        }
+    }
+}
+
+impl Walker {
+    /// Subscribes the namespaces of `groups` (sorted by namespace) that are
+    /// not yet, up to `MAX_SUBSCRIBED`, and ends the subscriptions of those
+    /// it no longer lists. Nothing here fails a call: a namespace not
+    /// subscribed only has no seen-closed events.
+    pub(super) fn subscribe(&self, subs: &mut Subscriptions, groups: &[(u64, i32)]) {
+        let listed = |ns: u64| groups.binary_search_by_key(&ns, |g| g.0).is_ok();
+        subs.subs.retain(|(ns, _)| listed(*ns));
+        subs.refused.retain(|&ns| listed(ns));
+        let room = MAX_SUBSCRIBED - subs.subs.len();
+        if room == 0 {
+            return;
+        }
+        let Ok(host) = HostProc::open() else { return };
+        // The walk's stats describe its pass, not this.
+        let mut scratch = Stats::default();
+        let Subscriptions { subs: made, refused, jobs } = subs;
+        let new = groups.chunk_by(|a, b| a.0 == b.0).filter(|g| {
+            let ns = g[0].0;
+            made.binary_search_by_key(&ns, |s| s.0).is_err() && refused.binary_search(&ns).is_err()
+        });
+        for g in new.take(room) {
+            let netns = g[0].0;
+            let job = if netns == host.home() {
+                Job { netns, enter: None, sock: Some(host.destroy_socket()) }
+            } else {
+                match self.netns_of_group(&host, g, &mut scratch) {
+                    Ok(enter) => Job { netns, enter, sock: None },
+                    Err(e) => Job { netns, enter: None, sock: Some(Err(e)) },
+                }
+            };
+            jobs.push(job);
+        }
+        if jobs.iter().any(|j| j.enter.is_some()) {
+            let to_make = jobs.iter_mut().filter_map(|j| Some((j.enter.as_ref()?, &mut j.sock)));
+            if let Err(e) = host.destroy_sockets(to_make) {
+                jobs.iter_mut().filter(|j| j.enter.is_some()).for_each(|j| j.sock = Some(Err(e)));
+            }
+        }
+        for job in jobs.drain(..) {
+            match job.sock {
+                Some(Ok(sock)) => {
+                    let at = made.partition_point(|s| s.0 < job.netns);
+                    made.insert(at, (job.netns, sock));
+                }
+                Some(Err(Errno::EPERM | Errno::EACCES)) => {
+                    let at = refused.partition_point(|&ns| ns < job.netns);
+                    refused.insert(at, job.netns);
+                }
+                // Gone meanwhile, or a failure that may pass (EMFILE): asked again next call.
+                _ => {}
+            }
+        }
+    }
+}
