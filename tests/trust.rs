@@ -258,7 +258,10 @@ fn no_signal_handler_runs_in_a_foreign_namespace() {
         });
         let t0 = Instant::now();
         let mut walks = 0;
-        while t0.elapsed() < Duration::from_secs(4) {
+        // At least 4 s, and on a loaded machine until a thousand signals were handled (30 s at most).
+        while t0.elapsed() < Duration::from_secs(4)
+            || (DELIVERED.load(Ordering::Relaxed) <= 1000 && t0.elapsed() < Duration::from_secs(30))
+        {
             let (r, _, stats) = connections(&w, |_| {});
             assert_eq!(r, Ok(()), "{stats:?}");
             walks += 1;

@@ -26,9 +26,13 @@ use std::cmp::Ordering;
 use std::ops::ControlFlow;
 
 use super::closed::{Closed, Subscriptions};
+use super::connections::{Connection, Pass, Plan, join};
+use super::ctx::Ctx;
 use super::error::Error;
-use super::join::{Connection, OwnerAt, Procs, Protocols, tables_of};
-use super::walker::{Socket, Stats, Walker};
+use super::owners::{OwnerAt, Procs, Socket};
+use super::pace::Stop;
+use super::stats::Stats;
+use super::tables::Protocols;
 use crate::parse::tcp::Conn;
 use crate::procfs::TableBuf;
 
@@ -309,63 +313,59 @@ fn mark_listed(pending: &[Closed], listed: &mut [bool], conns: impl Iterator<Ite
     }
 }
 
-impl Walker {
-    /// What changed since the previous changes call on this walker that
-    /// returned OK (at the first, every connection appears): one
-    /// connections pass (`connections`' arguments, its rules), then
-    /// `on_change` for each change, in the order of the connections'
-    /// identities, then a `SeenClosed` for each connection of the chosen
-    /// protocols (whatever `state_mask`) that the kernel said it freed and
-    /// that neither call listed. Nothing is delivered unless the pass
-    /// succeeded; a call that does not return OK leaves the previous
-    /// snapshot, and the notifications not yet delivered, as they were.
-    pub fn changes(
-        &self,
-        out: Option<&mut TableBuf<'_>>,
-        protocols: Protocols,
-        state_mask: u32,
-        stats: &mut Stats,
-        on_change: &mut dyn FnMut(&Change<'_>) -> ControlFlow<()>,
-    ) -> Result<(), Error> {
-        let tables = tables_of(protocols, state_mask)?;
-        self.with_state(stats, |state, stats| {
-            // Put back below; a panic in between loses it, and the next call
-            // starts afresh, as a new walker's first does.
-            let mut ch = std::mem::take(&mut state.changes);
-            ch.subs.drain(&mut ch.pending, stats);
-            ch.next.clear();
-            // About what the last call saw: no doubling past it while the pass fills it.
-            ch.next.entries.reserve(ch.prev.entries.len());
-            ch.next.addrs.reserve(ch.prev.addrs.len());
-            let mut fits = true;
-            let pass = self.join(state, out, protocols, tables, state_mask, stats, &mut |c, at| {
-                fits = ch.next.push(c, at);
-                if fits { ControlFlow::Continue(()) } else { ControlFlow::Break(()) }
-            });
-            let r = match pass {
-                Err(Error::Aborted) if !fits => Err(Error::Invalid("more connections than a changes snapshot holds")),
-                Err(e) => Err(e),
-                Ok(()) => {
-                    state.join.swap_procs(&mut ch.next.procs);
-                    ch.next.sort();
-                    self.subscribe(&mut ch.subs, &state.groups);
-                    let delivered = deliver(&mut ch, protocols, &self.stop, on_change);
-                    match delivered {
-                        ControlFlow::Break(()) => Err(Error::Aborted),
-                        ControlFlow::Continue(()) => {
-                            std::mem::swap(&mut ch.prev, &mut ch.next);
-                            std::mem::swap(&mut ch.gone, &mut ch.gone_next);
-                            ch.pending.clear();
-                            stats.snapshot_bytes = ch.prev.bytes() as u64;
-                            Ok(())
-                        }
-                    }
+/// What changed since the previous changes call on this walker that
+/// returned OK (at the first, every connection appears): one
+/// connections pass (`connections`' arguments, its rules), then
+/// `on_change` for each change, in the order of the connections'
+/// identities, then a `SeenClosed` for each connection of the chosen
+/// protocols (whatever `state_mask`) that the kernel said it freed and
+/// that neither call listed. Nothing is delivered unless the pass
+/// succeeded; a call that does not return OK leaves the previous
+/// snapshot, and the notifications not yet delivered, as they were.
+pub(super) fn changes(
+    ctx: &Ctx,
+    plan: &Plan,
+    pass: &mut Pass,
+    changes: &mut ChangeState,
+    out: Option<&mut TableBuf<'_>>,
+    stats: &mut Stats,
+    on_change: &mut dyn FnMut(&Change<'_>) -> ControlFlow<()>,
+) -> Result<(), Error> {
+    // Put back below; a panic in between loses it, and the next call
+    // starts afresh, as a new walker's first does.
+    let mut ch = std::mem::take(changes);
+    ch.subs.drain(&mut ch.pending, stats);
+    ch.next.clear();
+    // About what the last call saw: no doubling past it while the pass fills it.
+    ch.next.entries.reserve(ch.prev.entries.len());
+    ch.next.addrs.reserve(ch.prev.addrs.len());
+    let mut fits = true;
+    let joined = join(ctx, plan, pass, out, stats, &mut |c, at| {
+        fits = ch.next.push(c, at);
+        if fits { ControlFlow::Continue(()) } else { ControlFlow::Break(()) }
+    });
+    let r = match joined {
+        Err(Error::Aborted) if !fits => Err(Error::Invalid("more connections than a changes snapshot holds")),
+        Err(e) => Err(e),
+        Ok(()) => {
+            pass.owners.swap_procs(&mut ch.next.procs);
+            ch.next.sort();
+            ch.subs.subscribe(ctx, &pass.groups);
+            let delivered = deliver(&mut ch, plan.protocols, &ctx.stop, on_change);
+            match delivered {
+                ControlFlow::Break(()) => Err(Error::Aborted),
+                ControlFlow::Continue(()) => {
+                    std::mem::swap(&mut ch.prev, &mut ch.next);
+                    std::mem::swap(&mut ch.gone, &mut ch.gone_next);
+                    ch.pending.clear();
+                    stats.snapshot_bytes = ch.prev.bytes() as u64;
+                    Ok(())
                 }
-            };
-            state.changes = ch;
-            r
-        })
-    }
+            }
+        }
+    };
+    *changes = ch;
+    r
 }
 
 /// Delivers a finished pass's changes (`ch.next` against `ch.prev`), then
@@ -374,7 +374,7 @@ impl Walker {
 fn deliver(
     ch: &mut ChangeState,
     protocols: Protocols,
-    stop: &super::pace::Stop,
+    stop: &Stop,
     on_change: &mut dyn FnMut(&Change<'_>) -> ControlFlow<()>,
 ) -> ControlFlow<()> {
     let ChangeState { prev, next, pending, listed, gone, gone_next, .. } = ch;

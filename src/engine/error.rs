@@ -39,3 +39,12 @@ impl Error {
         Error::Io { path: path.to_string(), errno }
     }
 }
+
+/// Why a pass over a kernel interface (a netlink dump, the BPF owner scan)
+/// did not finish.
+pub(super) enum DiagStop {
+    /// The interface can't be used there: fall back to the next way.
+    Unavailable(Errno),
+    /// The callback (or a stop, which `with_state` tells apart) ended the walk.
+    Ended(Error),
+}

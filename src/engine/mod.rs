@@ -1,20 +1,31 @@
 //! The plain Rust API: a `Walker` over a proc root, closures for records,
 //! `Result<_, Error>`. Knows nothing of C.
+//!
+//! Modules depend one way: `walker` (the API and its lock) over `changes`
+//! over `connections` (one pass) over `owners` and `tables`, all over
+//! `ctx` (what a pass reads: the root, the stop, the pacing).
 #![forbid(unsafe_code)]
 
 mod changes;
 mod closed;
+mod connections;
+mod ctx;
 mod error;
-mod join;
+mod owners;
 mod pace;
 mod state;
+mod stats;
+mod tables;
 mod walker;
 
 pub use crate::parse::tcp::Conn;
 pub use crate::procfs::TableBuf;
 pub use changes::{Change, ChangeKind};
+pub use connections::{Connection, ParseOutcome, parse_tcp};
 pub use error::Error;
-pub use join::{Connection, ParseOutcome, Protocols, parse_tcp};
+pub use owners::{OwnerScan, Socket};
 pub use state::state_name;
 pub(crate) use state::state_name_cstr;
-pub use walker::{OwnerScan, Socket, Source, Stats, StopToken, Walker};
+pub use stats::Stats;
+pub use tables::{Protocols, Source};
+pub use walker::{StopToken, Walker};

@@ -6,12 +6,12 @@
 
 mod bpf;
 mod netlink;
+mod probe;
 mod sys;
 mod table;
 
 use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::errno::Errno;
 use nix::fcntl::AtFlags;
@@ -20,6 +20,7 @@ use nix::sys::stat::{FileStat, Mode, fstatat};
 
 pub(crate) use bpf::{RECORD_LEN as SOCK_RECORD_LEN, Refusal, SockIter, SockRecord, SockRecords};
 pub use netlink::{DestroySocket, DiagSocket, HostProc, Netns};
+pub use probe::{Known, Probes};
 use table::SHORT_READ_EOF;
 pub use table::TableBuf;
 
@@ -32,8 +33,7 @@ const DT_LNK: u8 = 10;
 #[derive(Debug)]
 pub struct ProcRoot {
     dir: OwnedFd,
-    /// The kernel has no `openat2`.
-    no_openat2: AtomicBool,
+    probes: Probes,
 }
 
 impl ProcRoot {
@@ -48,7 +48,12 @@ impl ProcRoot {
         // Opening a directory needs search rights only; listing it needs read.
         let mut probe = [0u8; 512];
         sys::getdents64(dir.as_fd(), &mut probe)?;
-        Ok(Self { dir, no_openat2: AtomicBool::new(false) })
+        Ok(Self { dir, probes: Probes::default() })
+    }
+
+    /// What has been learnt of the kernel behind this root.
+    pub fn probes(&self) -> &Probes {
+        &self.probes
     }
 
     /// Appends every numeric entry (a pid in `1..=i32::MAX`) of the root to
@@ -117,13 +122,19 @@ impl ProcRoot {
     /// of it, no magic link (`openat2` with `RESOLVE_BENEATH`; before Linux
     /// 5.6, or where a seccomp filter refuses it, plain `openat`).
     fn open_beneath(&self, path: &CStr, flags: OFlag) -> Result<OwnedFd, Errno> {
-        if !self.no_openat2.load(Ordering::Relaxed) {
+        let known = self.probes.openat2.get();
+        if known != Known::No {
             let how =
                 OpenHow::new().flags(flags).resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
             match openat2(self.dir.as_fd(), path, how) {
-                Err(Errno::ENOSYS) => self.no_openat2.store(true, Ordering::Relaxed),
+                Err(Errno::ENOSYS) => self.probes.openat2.set(false),
                 Err(Errno::EPERM) => {}
-                r => return r,
+                r => {
+                    if known == Known::Unknown {
+                        self.probes.openat2.set(true);
+                    }
+                    return r;
+                }
             }
         }
         openat(self.dir.as_fd(), path, flags, Mode::empty())

@@ -1,0 +1,163 @@
+//! Connections, Scope's `Connections()`: first a host-wide owner index
+//! from every pid's fds (`owners`), then each namespace's tables (`tables`)
+//! listed once and joined against it.
+
+use std::ops::ControlFlow;
+
+use super::ctx::{Ctx, Groups};
+use super::error::Error;
+use super::owners::{OwnerAt, OwnerScan, Owners, Scan, Socket};
+use super::stats::Stats;
+use super::tables::{
+    Accounted, Ahead, Listed, Namespace, Netlink, Protocols, Sink, Source, TCP, TCP6, Table, TableSource, Text, UDP,
+    UDP6,
+};
+use crate::parse::tcp::{Conn, Dedup, parse_table};
+use crate::procfs::TableBuf;
+
+/// One table line, the namespace whose table listed it, and its owner.
+#[derive(Clone, Copy, Debug)]
+pub struct Connection<'a> {
+    pub conn: Conn,
+    /// 1 = TCP, 2 = UDP.
+    pub protocol: u8,
+    pub netns: u64,
+    /// The lowest pid holding the socket, and of its fds the lowest; `None`
+    /// where no holder is visible (TIME_WAIT, or opened after the fd scan).
+    pub owner: Option<Socket<'a>>,
+}
+
+/// What one connections pass is asked for, checked.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Plan {
+    pub protocols: Protocols,
+    pub state_mask: u32,
+    pub source: Source,
+    pub owner_scan: OwnerScan,
+    tcp: &'static [Table],
+    udp: &'static [Table],
+}
+
+impl Plan {
+    /// The plan, or why the arguments are out of range.
+    pub fn new(protocols: Protocols, state_mask: u32, source: Source, owner_scan: OwnerScan) -> Result<Self, Error> {
+        if !protocols.tcp && !protocols.udp {
+            return Err(Error::Invalid("protocols must name TCP, UDP or both"));
+        }
+        if state_mask == 0 {
+            return Err(Error::Invalid("state_mask must not be 0"));
+        }
+        let tcp: &[Table] = if protocols.tcp { &[TCP, TCP6] } else { &[] };
+        let udp: &[Table] = if protocols.udp { &[UDP, UDP6] } else { &[] };
+        Ok(Plan { protocols, state_mask, source, owner_scan, tcp, udp })
+    }
+}
+
+/// A pass's buffers, kept from pass to pass so a warm one allocates nothing.
+#[derive(Debug, Default)]
+pub(super) struct Pass {
+    pub pids: Vec<i32>,
+    /// (netns, pid), sorted: each namespace's pids are contiguous.
+    pub groups: Groups,
+    pub scan: Scan,
+    pub owners: Owners,
+    /// The walker's own table scratch, for callers that lend none.
+    tables: Vec<u8>,
+    /// Netlink replies land here.
+    diag: Vec<u8>,
+    dedup: Dedup,
+    /// `net/sockstat` and `net/sockstat6` of one namespace.
+    sockstat: [Vec<u8>; 2],
+    /// Netlink sockets made ahead of their dumps; none outlives a pass.
+    ahead: Vec<Ahead>,
+}
+
+/// The connections pass: every line of the planned tables in every
+/// namespace that passes the state mask, once, with its owner, and where
+/// that owner's process is in `pass.owners`' `Procs`. `out` is the
+/// caller's scratch (`None`: the pass's own); a namespace whose tables
+/// don't fit it is skipped whole and the result is `BufferTooSmall`.
+pub(super) fn join(
+    ctx: &Ctx,
+    plan: &Plan,
+    pass: &mut Pass,
+    out: Option<&mut TableBuf<'_>>,
+    stats: &mut Stats,
+    on_connection: &mut dyn FnMut(&Connection<'_>, OwnerAt) -> ControlFlow<()>,
+) -> Result<(), Error> {
+    let Pass { pids, groups, scan, owners, tables, diag, dedup, sockstat, ahead } = pass;
+    ctx.group_by_netns(&mut scan.dents, pids, groups, stats)?;
+    owners.index(ctx, plan.owner_scan, groups, scan, stats)?;
+    let owners = &*owners;
+    // Tried in turn for each namespace, until one lists it.
+    let mut accounted = owners.held().filter(|_| plan.source == Source::Auto).map(|held| Accounted { held, sockstat });
+    let mut netlink = match plan.source {
+        Source::Text => None,
+        // Every namespace but ours will be dumped where no BPF accounting may spare one.
+        source => {
+            Netlink::open(diag, ahead, owners.held().is_none() || source == Source::Netlink, source == Source::Netlink)?
+        }
+    };
+    let mut text = (plan.source != Source::Netlink).then(|| Text {
+        out,
+        own: tables,
+        spill: &mut scan.spill,
+        tcp: plan.tcp,
+        udp: plan.udp,
+        too_small: None,
+    });
+    let mut deliver = |conn: &Conn, protocol: u8, netns: u64| {
+        let owner = owners.owner(conn.inode);
+        let c = Connection { conn: *conn, protocol, netns, owner: owner.map(|o| o.0) };
+        if ctx.stop.is_set() { ControlFlow::Break(()) } else { on_connection(&c, owner.map(|o| o.1)) }
+    };
+    let mut at = 0;
+    for pids in groups.chunk_by(|a, b| a.0 == b.0) {
+        at += pids.len();
+        if ctx.stop.is_set() {
+            return Err(Error::Stopped);
+        }
+        dedup.clear();
+        let ns = Namespace { netns: pids[0].0, pids, rest: &groups[at..] };
+        let (protocols, state_mask) = (plan.protocols, plan.state_mask);
+        let mut sink = Sink { protocols, state_mask, netns: ns.netns, dedup, deliver: &mut deliver };
+        let sources: [Option<&mut dyn TableSource>; 3] = [
+            accounted.as_mut().map(|s| s as &mut dyn TableSource),
+            netlink.as_mut().map(|s| s as &mut dyn TableSource),
+            text.as_mut().map(|s| s as &mut dyn TableSource),
+        ];
+        for source in sources.into_iter().flatten() {
+            if source.list(ctx, &ns, &mut sink, stats)? == Listed::Done {
+                break;
+            }
+        }
+    }
+    text.map_or(Ok(()), |t| t.finish(stats))
+}
+
+/// What `parse_tcp` saw: malformed lines are counted even when it fails.
+#[derive(Debug)]
+pub struct ParseOutcome {
+    pub malformed: u64,
+    pub result: Result<(), Error>,
+}
+
+/// Parses table text as `connections` does (one `Dedup` over the whole
+/// input), reporting every line as TCP with no namespace and no owner.
+pub fn parse_tcp(
+    text: &[u8],
+    state_mask: u32,
+    on_connection: &mut dyn FnMut(&Connection<'_>) -> ControlFlow<()>,
+) -> ParseOutcome {
+    if state_mask == 0 {
+        return ParseOutcome { malformed: 0, result: Err(Error::Invalid("state_mask must not be 0")) };
+    }
+    let mut dedup = Dedup::new();
+    let r = parse_table(text, 1, state_mask, &mut dedup, |conn| {
+        on_connection(&Connection { conn: *conn, protocol: 1, netns: 0, owner: None })
+    });
+    match r {
+        Ok(p) => ParseOutcome { malformed: p.malformed, result: Ok(()) },
+        Err(p) => ParseOutcome { malformed: p.malformed, result: Err(Error::Aborted) },
+    }
+}

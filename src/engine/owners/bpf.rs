@@ -1,0 +1,138 @@
+//! The BPF owner scan: one pass of the kernel's `task_file` iterator lists
+//! every socket fd with its pid and the socket's own fields, which `Held`
+//! keeps as the line its table would list.
+
+use std::ffi::CStr;
+
+use super::{Owners, Socket};
+use crate::engine::ctx::{Ctx, Group};
+use crate::engine::error::{DiagStop, Error};
+use crate::engine::stats::Stats;
+use crate::parse::tcp::Conn;
+use crate::procfs::{Refusal, SOCK_RECORD_LEN, SockIter, SockRecord, SockRecords};
+
+use super::Scan;
+
+/// A socket the BPF scan found held: its table line.
+#[derive(Clone, Copy, Debug)]
+pub(in crate::engine) struct Held {
+    pub netns: u64,
+    pub protocol: u8,
+    pub conn: Conn,
+    /// Connection requests pending on a TCP listener.
+    pub pending: u32,
+}
+
+impl Held {
+    /// The line a namespace's table lists for this socket, if it lists one:
+    /// TCP sockets are hashed (in a table) in every state but CLOSE, UDP
+    /// sockets once they have a local port.
+    fn of(r: &SockRecord) -> Option<Self> {
+        const SOCK_STREAM: u16 = 1;
+        const SOCK_DGRAM: u16 = 2;
+        const CLOSE: u8 = 7;
+        let family = match r.family {
+            2 => 4,
+            10 => 6,
+            _ => return None,
+        };
+        let protocol = match (r.protocol, r.sock_type) {
+            (6, SOCK_STREAM) if r.state != CLOSE && r.state <= 12 => 1,
+            (17, SOCK_DGRAM) if r.local_port != 0 => 2,
+            _ => return None,
+        };
+        let conn = Conn {
+            inode: r.inode,
+            family,
+            state: r.state,
+            local_addr: r.local_addr,
+            remote_addr: r.remote_addr,
+            local_port: r.local_port,
+            remote_port: r.remote_port,
+            uid: r.uid,
+        };
+        Some(Held { netns: r.netns, protocol, conn, pending: r.pending })
+    }
+}
+
+/// The BPF owner scan, loaded into `slot` at the first call. What lasts
+/// is kept there: the program, a proc root that is not the host's, a
+/// kernel that lacks or refuses it. A failed system call (EMFILE, EPERM)
+/// is tried again at the next call.
+pub(super) fn sock_iter<'s>(ctx: &Ctx, slot: &'s mut Option<Result<SockIter, Error>>) -> Result<&'s SockIter, Error> {
+    let loaded = match slot {
+        Some(loaded) => loaded,
+        None if !ctx.root.shows_kernel_ids() => slot.insert(Err(Error::Invalid(
+            "the BPF owner scan needs the host's own procfs as the proc root, seen from the initial pid and user namespaces",
+        ))),
+        None => slot.insert(match SockIter::load() {
+            Ok(iter) => Ok(iter),
+            Err(Refusal::Unsupported(why)) => Err(Error::Unsupported(why.into())),
+            Err(Refusal::Sys { call, errno }) => return Err(Error::io(format_args!("BPF owner scan: {call}"), errno)),
+        }),
+    };
+    loaded.as_ref().map_err(Clone::clone)
+}
+
+/// The owner index from one pass of the BPF `task_file` iterator: each
+/// socket fd's pid is looked up among the listed pids for its namespace
+/// (or stat()ed, if it appeared since), and its `stat` read once. The
+/// sockets' own fields go to `owners.held`.
+pub(super) fn index(
+    ctx: &Ctx,
+    mut records: SockRecords,
+    groups: &Group,
+    scan: &mut Scan,
+    owners: &mut Owners,
+    stats: &mut Stats,
+) -> Result<(), DiagStop> {
+    let by_pid = &mut owners.by_pid;
+    by_pid.clear();
+    by_pid.extend(groups.iter().map(|&(netns, pid)| (pid, netns)));
+    by_pid.sort_unstable();
+    if !ctx.tick(&mut scan.ticker, stats) {
+        return Err(DiagStop::Ended(Error::Stopped));
+    }
+    let Scan { dents: buf, stat, name, ticker, .. } = scan;
+    // Put back once whole: a pass that fails here builds no index.
+    let mut held = owners.held.take().unwrap_or_default();
+    let (block, mut in_block) = (ctx.fd_block(), 0u64);
+    // The pid of the last record, with its namespace and start time if it can be read.
+    let mut holder: Option<(i32, Option<(u64, u64)>)> = None;
+    while let Some(len) = records.read(buf).map_err(DiagStop::Unavailable)? {
+        for rec in buf[..len].chunks_exact(SOCK_RECORD_LEN).map(SockRecord::decode) {
+            if ctx.stop.is_set() {
+                return Err(DiagStop::Ended(Error::Stopped));
+            }
+            if block != 0 && in_block == block {
+                if !ctx.tick(ticker, stats) {
+                    return Err(DiagStop::Ended(Error::Stopped));
+                }
+                in_block = 0;
+            }
+            in_block += 1;
+            stats.fds += 1;
+            if holder.is_none_or(|(pid, _)| pid != rec.pid) {
+                let netns = match owners.by_pid.binary_search_by_key(&rec.pid, |p| p.0) {
+                    Ok(i) => Some(owners.by_pid[i].1),
+                    Err(_) => ctx.netns(rec.pid).ok(),
+                };
+                let found = netns.and_then(|ns| Some((ns, ctx.read_stat(rec.pid, stat, name)?)));
+                if found.is_none() {
+                    stats.skipped += 1;
+                }
+                holder = Some((rec.pid, found));
+            }
+            // A holder that exited took its sockets along, or soon will.
+            let Some((_, Some((netns, start_time)))) = holder else { continue };
+            stats.sockets += 1;
+            let name = CStr::from_bytes_until_nul(name).unwrap_or_default();
+            owners.add(&Socket { inode: rec.inode, netns, start_time, pid: rec.pid, fd: rec.fd, name });
+            held.extend(Held::of(&rec));
+        }
+    }
+    held.sort_unstable_by_key(|h| (h.netns, h.protocol, h.conn.inode));
+    held.dedup_by_key(|h| (h.netns, h.conn.inode));
+    owners.held = Some(held);
+    Ok(())
+}

@@ -1,0 +1,213 @@
+//! Owners: which process holds each socket, host-wide. One pass over every
+//! pid's fds builds an index from socket inode to its lowest-pid holder,
+//! by the BPF `task_file` iterator where it loads (`bpf.rs`) or by listing
+//! `PID/fd` (`fd.rs`). Reading the fds before any table closes the race
+//! that the Scope walk only narrows: a socket in a table was open when its
+//! holder's fds were listed, unless it opened after that (owner `None`).
+
+mod bpf;
+mod fd;
+
+use std::ffi::CStr;
+use std::ops::ControlFlow;
+
+pub(super) use bpf::Held;
+pub(super) use fd::{Scan, scan_group};
+
+use super::ctx::{Ctx, Group};
+use super::error::{DiagStop, Error};
+use super::stats::Stats;
+use crate::procfs::{Known, SockIter};
+
+/// One socket fd of one process.
+#[derive(Clone, Copy, Debug)]
+pub struct Socket<'a> {
+    pub inode: u64,
+    pub netns: u64,
+    /// Clock ticks after boot; (pid, start_time) names a process across pid reuse.
+    pub start_time: u64,
+    pub pid: i32,
+    pub fd: i32,
+    /// The name (comm), cut at a NUL if a hostile `stat` holds one.
+    pub name: &'a CStr,
+}
+
+/// How `connections` finds each socket's owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum OwnerScan {
+    /// The kernel's BPF `task_file` iterator where it can be loaded
+    /// (`CAP_BPF` and `CAP_PERFMON`, BTF, the host's own procfs as the
+    /// root), `PID/fd` elsewhere. The default.
+    Auto = 0,
+    /// List `PID/fd` of every pid and `stat()` each entry.
+    Proc = 1,
+    /// The BPF iterator only: where it can't be used, `connections` fails.
+    Bpf = 2,
+}
+
+/// The owner index of the last pass and what builds it, kept from pass to
+/// pass so a warm one allocates nothing.
+#[derive(Debug, Default)]
+pub(super) struct Owners {
+    /// Sorted by inode, then pid, then fd; then one entry per inode.
+    owners: Vec<Owner>,
+    procs: Procs,
+    /// The BPF owner scan, loaded at the first pass that may use it, or
+    /// why it can't be used here, where that lasts (see `bpf::sock_iter`).
+    sock_iter: Option<Result<SockIter, Error>>,
+    /// (pid, netns) of the listed pids, sorted by pid.
+    by_pid: Vec<(i32, u64)>,
+    /// The TCP and UDP sockets the BPF scan found held, as their tables
+    /// would list them, sorted by (netns, protocol, inode), once each;
+    /// `None` where this pass's owners came from `PID/fd`.
+    held: Option<Vec<Held>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Owner {
+    inode: u64,
+    pid: i32,
+    fd: i32,
+    proc: u32,
+}
+
+/// The processes that hold sockets, each with its name: what an owner
+/// points at, in the index and in a changes snapshot alike.
+#[derive(Debug, Default)]
+pub(super) struct Procs {
+    procs: Vec<Proc>,
+    /// Every process's name, each followed by a NUL.
+    names: Vec<u8>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Proc {
+    netns: u64,
+    start_time: u64,
+    pid: i32,
+    name_at: u32,
+}
+
+impl Procs {
+    /// The owner record of socket `inode` at `fd` of process `at`.
+    pub(super) fn socket(&self, at: u32, inode: u64, fd: i32) -> Socket<'_> {
+        let p = self.procs[at as usize];
+        let name = CStr::from_bytes_until_nul(&self.names[p.name_at as usize..]).unwrap_or_default();
+        Socket { inode, netns: p.netns, start_time: p.start_time, pid: p.pid, fd, name }
+    }
+
+    /// (pid, start_time) of process `at`: who it is across pid reuse.
+    pub(super) fn id(&self, at: u32) -> (i32, u64) {
+        let p = self.procs[at as usize];
+        (p.pid, p.start_time)
+    }
+
+    /// The bytes its processes and their names take.
+    pub(super) fn bytes(&self) -> usize {
+        self.procs.len() * std::mem::size_of::<Proc>() + self.names.len()
+    }
+}
+
+/// Where a delivered connection's owner is in the pass's `Procs`, if it has one.
+pub(super) type OwnerAt = Option<u32>;
+
+impl Owners {
+    /// Builds the index from every pid's fds: the BPF iterator where `mode`
+    /// allows it and it works, `PID/fd` otherwise.
+    pub(super) fn index(
+        &mut self,
+        ctx: &Ctx,
+        mode: OwnerScan,
+        groups: &Group,
+        scan: &mut Scan,
+        stats: &mut Stats,
+    ) -> Result<(), Error> {
+        self.clear();
+        if mode != OwnerScan::Proc {
+            let before = *stats;
+            self.held.get_or_insert_default().clear();
+            let in_pass = |e| Error::io("BPF owner scan (task_file iterator)", e);
+            let refused = match bpf::sock_iter(ctx, &mut self.sock_iter).map(SockIter::start) {
+                Ok(Ok(records)) => match bpf::index(ctx, records, groups, scan, self, stats) {
+                    Ok(()) => {
+                        self.finish();
+                        return Ok(());
+                    }
+                    Err(DiagStop::Ended(e)) => return Err(e),
+                    Err(DiagStop::Unavailable(e)) => in_pass(e),
+                },
+                Ok(Err(e)) => in_pass(e),
+                Err(e) => e,
+            };
+            if mode == OwnerScan::Bpf {
+                return Err(refused);
+            }
+            self.clear();
+            *stats = Stats { ticks: stats.ticks, ..before };
+        }
+        self.held = None;
+        groups.chunk_by(|a, b| a.0 == b.0).try_for_each(|group| {
+            if !ctx.tick(&mut scan.ticker, stats) {
+                return Err(Error::Stopped);
+            }
+            scan_group(ctx, scan, group, stats, &mut |_, _| {}, &mut |s| {
+                self.add(s);
+                ControlFlow::Continue(())
+            })
+        })?;
+        self.finish();
+        Ok(())
+    }
+
+    /// Whether the BPF owner scan loaded here, or why not, for diagnostics.
+    pub(super) fn bpf_loaded(&self) -> String {
+        match &self.sock_iter {
+            None => "not loaded yet".into(),
+            Some(Ok(_)) => Known::Yes.to_string(),
+            Some(Err(e)) => format!("{}: {e}", Known::No),
+        }
+    }
+
+    /// What the BPF scan found held, if it built this pass's index.
+    pub(super) fn held(&self) -> Option<&[Held]> {
+        self.held.as_deref()
+    }
+
+    /// The owner of `inode`, and where its process is in `procs`.
+    pub(super) fn owner(&self, inode: u64) -> Option<(Socket<'_>, u32)> {
+        if inode == 0 {
+            return None;
+        }
+        let i = self.owners.binary_search_by_key(&inode, |o| o.inode).ok()?;
+        let o = self.owners[i];
+        Some((self.procs.socket(o.proc, inode, o.fd), o.proc))
+    }
+
+    /// Swaps the last pass's processes (what its owners point at) with `other`.
+    pub(super) fn swap_procs(&mut self, other: &mut Procs) {
+        std::mem::swap(&mut self.procs, other);
+    }
+
+    fn clear(&mut self) {
+        self.owners.clear();
+        self.procs.procs.clear();
+        self.procs.names.clear();
+    }
+
+    /// Keeps the lowest pid, then the lowest fd, of each inode's holders.
+    fn finish(&mut self) {
+        self.owners.sort_unstable_by_key(|o| (o.inode, o.pid, o.fd));
+        self.owners.dedup_by_key(|o| o.inode);
+    }
+
+    fn add(&mut self, s: &Socket<'_>) {
+        let Procs { procs, names } = &mut self.procs;
+        if procs.last().is_none_or(|p| p.pid != s.pid || p.netns != s.netns) {
+            procs.push(Proc { netns: s.netns, start_time: s.start_time, pid: s.pid, name_at: names.len() as u32 });
+            names.extend_from_slice(s.name.to_bytes_with_nul());
+        }
+        let proc = (procs.len() - 1) as u32;
+        self.owners.push(Owner { inode: s.inode, pid: s.pid, fd: s.fd, proc });
+    }
+}

@@ -1,0 +1,41 @@
+//! What a walk saw, counted as it went.
+
+/// What a walk saw. Filled on every return of a walk, failed or not.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Network namespaces seen.
+    pub namespaces: u64,
+    /// Pids examined.
+    pub processes: u64,
+    /// Pids that vanished or could not be read, and fds that could not be
+    /// `stat()`ed (closed meanwhile, or not ours to follow).
+    pub skipped: u64,
+    /// fd entries `stat()`ed; with the BPF owner scan, the socket fds it listed.
+    pub fds: u64,
+    /// Socket fds found.
+    pub sockets: u64,
+    /// Table bytes stored (walk), or the most held at once (connections).
+    pub bytes_written: u64,
+    /// Table bytes produced (walk), or the most one namespace needed (connections).
+    pub bytes_needed: u64,
+    /// Rate-limit ticks passed, waited for or not.
+    pub ticks: u64,
+    pub elapsed_ns: u64,
+    /// Namespaces whose tables `connections` did not read: the BPF owner
+    /// scan held every socket their `sockstat` counts.
+    pub accounted: u64,
+    /// Netlink messages not believed: not from the kernel, not for our
+    /// port id or request, not to one destroy group, or unreadable.
+    pub dropped: u64,
+    /// Pids whose namespace file was not the namespace they were grouped
+    /// by (reused meanwhile, or not a namespace at all); also in `skipped`.
+    pub netns_mismatch: u64,
+    /// `changes`: the bytes of the snapshot it kept for the next call (its
+    /// connections, their addresses, their owners' processes and names);
+    /// 0 where it kept none.
+    pub snapshot_bytes: u64,
+    /// `changes`: times destroy notifications were lost, the kernel's queue
+    /// for a namespace having overflowed since the last call, or more being
+    /// waiting than a walker keeps.
+    pub closed_lost: u64,
+}

@@ -1,0 +1,85 @@
+//! Accounted: a namespace whose every socket the BPF owner scan found held
+//! is listed from what the scan read of those sockets, its tables not read.
+
+use std::os::fd::AsFd;
+
+use nix::errno::Errno;
+
+use super::{Listed, Namespace, Protocols, Sink, TableSource};
+use crate::engine::ctx::Ctx;
+use crate::engine::error::Error;
+use crate::engine::owners::Held;
+use crate::engine::stats::Stats;
+use crate::parse::sockstat::{SockCounts, parse_sockstat};
+
+/// The accounted source of one pass over the BPF scan's `held` sockets.
+pub(in crate::engine) struct Accounted<'a> {
+    pub held: &'a [Held],
+    /// `net/sockstat` and `net/sockstat6` of one namespace.
+    pub sockstat: &'a mut [Vec<u8>; 2],
+}
+
+impl TableSource for Accounted<'_> {
+    fn list(&mut self, ctx: &Ctx, ns: &Namespace<'_>, sink: &mut Sink<'_>, stats: &mut Stats) -> Result<Listed, Error> {
+        let Some(mine) = self.accounted(ctx, ns, sink.protocols) else { return Ok(Listed::Unavailable) };
+        stats.accounted += 1;
+        let Protocols { tcp, udp } = sink.protocols;
+        for (protocol, wanted) in [(1, tcp), (2, udp)] {
+            for h in mine.iter().filter(|h| wanted && h.protocol == protocol) {
+                if sink.offer(protocol, &h.conn).is_break() {
+                    return Err(Error::Aborted);
+                }
+            }
+        }
+        Ok(Listed::Done)
+    }
+}
+
+impl<'a> Accounted<'a> {
+    /// The held sockets of namespace `ns`, if they are all its tables would
+    /// list: its `sockstat` counts exactly the held sockets of the chosen
+    /// protocols, and it has no TIME_WAIT socket and no pending connection
+    /// request (which no process holds). Anything else, such as a socket not
+    /// yet accepted, orphaned, kernel-owned or in flight between processes,
+    /// is counted but not held and so sends the namespace to its tables.
+    fn accounted(&mut self, ctx: &Ctx, ns: &Namespace<'_>, protocols: Protocols) -> Option<&'a [Held]> {
+        let held = self.held;
+        let lo = held.partition_point(|h| h.netns < ns.netns);
+        let hi = lo + held[lo..].partition_point(|h| h.netns == ns.netns);
+        let mine = &held[lo..hi];
+        let counts = ns.pids.iter().find_map(|&(_, pid)| sockstat(ctx, pid, self.sockstat))?;
+        let mut seen = SockCounts::default();
+        for h in mine {
+            match (h.protocol, h.conn.family) {
+                (1, 4) => seen.tcp4 += 1,
+                (1, _) => seen.tcp6 += 1,
+                (_, 4) => seen.udp4 += 1,
+                _ => seen.udp6 += 1,
+            }
+        }
+        let tcp_ok = !protocols.tcp
+            || (counts.time_wait == 0
+                && (counts.tcp4, counts.tcp6) == (seen.tcp4, seen.tcp6)
+                && mine.iter().all(|h| h.pending == 0));
+        let udp_ok = !protocols.udp || (counts.udp4, counts.udp6) == (seen.udp4, seen.udp6);
+        (tcp_ok && udp_ok).then_some(mine)
+    }
+}
+
+/// `pid`'s namespace's socket counts; a host without IPv6 has no `sockstat6`.
+fn sockstat(ctx: &Ctx, pid: i32, bufs: &mut [Vec<u8>; 2]) -> Option<SockCounts> {
+    let [v4, v6] = bufs;
+    let read = |file: &[u8], buf: &mut Vec<u8>| -> Result<usize, Errno> {
+        let fd = ctx.root.open_file(pid, file)?;
+        crate::procfs::read_all(fd.as_fd(), buf, 1 << 16)
+    };
+    let n4 = read(b"net/sockstat", v4).ok()?;
+    let v6_text: &[u8] = match read(b"net/sockstat6", v6) {
+        Ok(n6) => &v6[..n6],
+        Err(Errno::ENOENT) if ctx.v6_absent() || ctx.root.stat(pid, b"net").is_ok() => {
+            b"TCP6: inuse 0\nUDP6: inuse 0\n"
+        }
+        Err(_) => return None,
+    };
+    parse_sockstat(&v4[..n4], v6_text)
+}

@@ -1,0 +1,227 @@
+//! Netlink `sock_diag`: each namespace's sockets dumped by the kernel on a
+//! socket made inside that namespace. Only the kernel's answers to our
+//! requests are believed; the rest is counted in `stats.dropped`.
+
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+
+use super::{Listed, Namespace, Protocols, Sink, TableSource};
+use crate::engine::ctx::Ctx;
+use crate::engine::error::{DiagStop, Error};
+use crate::engine::pace::Wait;
+use crate::engine::stats::Stats;
+use crate::parse::diag::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, Reply, Request, replies};
+use crate::procfs::{DiagSocket, HostProc, Known, Netns};
+
+/// A kernel dump reply fits in 32 KiB.
+pub(in crate::engine) const DIAG_BUF: usize = 64 * 1024;
+
+/// A dump with no reply believed for this long fails. The kernel answers at
+/// once; silence means someone else read our replies (a forked child that
+/// went on with the walk) or a kernel fault, and would otherwise hang.
+const DUMP_SILENCE: Duration = Duration::from_secs(5);
+
+/// Namespaces whose sockets one thread makes: a thread handoff costs far
+/// more than a socket (most of a millisecond of CPU, measured in a loaded
+/// VM), and each socket made ahead holds an fd until its dump.
+const AHEAD: usize = 16;
+
+/// A namespace next in line for a dump, and its socket made ahead.
+#[derive(Debug)]
+pub(in crate::engine) struct Ahead {
+    netns: u64,
+    /// The namespace to enter, until its socket is made.
+    enter: Option<Netns>,
+    /// Its socket, or why it could not be made; neither this nor `enter`:
+    /// no pid leads to the namespace any more.
+    sock: Option<Result<DiagSocket, Errno>>,
+}
+
+/// The netlink source of one pass. Its sockets made ahead are closed when
+/// it is dropped: none outlives a call.
+pub(in crate::engine) struct Netlink<'a> {
+    host: HostProc,
+    /// Netlink replies land here.
+    buf: &'a mut Vec<u8>,
+    ahead: &'a mut Vec<Ahead>,
+    /// Make the sockets of the namespaces after one, a batch at a time:
+    /// every namespace will be dumped.
+    batch: bool,
+    /// A namespace netlink can't list is an error, not one for the text.
+    only: bool,
+}
+
+impl Drop for Netlink<'_> {
+    fn drop(&mut self) {
+        self.ahead.clear();
+    }
+}
+
+impl<'a> Netlink<'a> {
+    /// The source, or `None` where netlink sockets can't be placed: where
+    /// they go is decided from the caller's own procfs, whatever the
+    /// walker's root, and without it only `only` makes that an error.
+    pub fn open(
+        buf: &'a mut Vec<u8>,
+        ahead: &'a mut Vec<Ahead>,
+        batch: bool,
+        only: bool,
+    ) -> Result<Option<Self>, Error> {
+        let host = match HostProc::open() {
+            Ok(host) => host,
+            Err(e) if only => return Err(Error::io("/proc/thread-self/ns/net (netlink needs the caller's procfs)", e)),
+            Err(_) => return Ok(None),
+        };
+        if buf.len() < DIAG_BUF {
+            buf.resize(DIAG_BUF, 0);
+        }
+        Ok(Some(Netlink { host, buf, ahead, batch, only }))
+    }
+
+    /// The diag socket of `group`'s namespace; `None` if no pid of it leads
+    /// there any more. Ours is made on this thread. Another's is taken from
+    /// those made ahead, or made with those of up to `AHEAD - 1` namespaces
+    /// after it (in `rest`, if `batch`: they will be dumped too) on one
+    /// thread of the library's own.
+    fn socket_for(&mut self, ctx: &Ctx, ns: &Namespace<'_>, stats: &mut Stats) -> Result<Option<DiagSocket>, Errno> {
+        let host = &self.host;
+        if ns.netns == host.home() {
+            return host.diag_socket().map(Some);
+        }
+        let ahead = &mut *self.ahead;
+        if !ahead.iter().any(|a| a.netns == ns.netns) {
+            ahead.clear();
+            let next = ns.rest.chunk_by(|a, b| a.0 == b.0).filter(|g| g[0].0 != host.home());
+            for g in std::iter::once(ns.pids).chain(next.take(if self.batch { AHEAD - 1 } else { 0 })) {
+                let (enter, sock) = match ctx.netns_of_group(host, g, stats) {
+                    Ok(enter) => (enter, None),
+                    Err(e) => (None, Some(Err(e))),
+                };
+                ahead.push(Ahead { netns: g[0].0, enter, sock });
+            }
+            let jobs = ahead.iter_mut().filter_map(|a| {
+                let Ahead { enter, sock, .. } = a;
+                let enter: &Option<Netns> = enter;
+                Some((enter.as_ref()?, sock))
+            });
+            if let Err(e) = host.diag_sockets(jobs) {
+                ahead.iter_mut().filter(|a| a.enter.is_some()).for_each(|a| a.sock = Some(Err(e)));
+            }
+            ahead.iter_mut().for_each(|a| a.enter = None);
+        }
+        // Found: a batch made here starts with this group.
+        let i = ahead.iter().position(|a| a.netns == ns.netns).unwrap_or_default();
+        ahead.swap_remove(i).sock.transpose()
+    }
+}
+
+impl TableSource for Netlink<'_> {
+    fn list(&mut self, ctx: &Ctx, ns: &Namespace<'_>, sink: &mut Sink<'_>, stats: &mut Stats) -> Result<Listed, Error> {
+        let dumped = match self.socket_for(ctx, ns, stats) {
+            Ok(Some(sock)) => dump_namespace(ctx, sock, ns.netns, &mut self.buf[..], sink, stats),
+            // Every pid of it exited or was reused since the grouping: nothing to list.
+            Ok(None) => Ok(()),
+            Err(e) => Err(DiagStop::Unavailable(e)),
+        };
+        match dumped {
+            Ok(()) => Ok(Listed::Done),
+            Err(DiagStop::Ended(e)) => Err(e),
+            Err(DiagStop::Unavailable(e)) if self.only => {
+                Err(Error::io(format_args!("sock_diag in netns {}", ns.netns), e))
+            }
+            // What was delivered stays in the sink's dedup: the next source adds only the rest.
+            Err(DiagStop::Unavailable(_)) => Ok(Listed::Unavailable),
+        }
+    }
+}
+
+/// Streams a namespace's sockets of the sink's protocols into it.
+fn dump_namespace(
+    ctx: &Ctx,
+    mut sock: DiagSocket,
+    netns: u64,
+    buf: &mut [u8],
+    sink: &mut Sink<'_>,
+    stats: &mut Stats,
+) -> Result<(), DiagStop> {
+    let mut dump = |request: fn(u32) -> Request, protocol: u8, sink: &mut Sink<'_>| {
+        let seq = sock.next_seq();
+        // A callback may have forked: the child must not use the socket it shares with its parent.
+        ctx.check_fork().map_err(DiagStop::Ended)?;
+        sock.send(request(seq).bytes()).map_err(DiagStop::Unavailable)?;
+        let mut deadline = Instant::now() + DUMP_SILENCE;
+        loop {
+            ctx.check_fork().map_err(DiagStop::Ended)?;
+            let (n, sender) = match sock.try_recv(buf) {
+                Ok(got) => got,
+                Err(Errno::EAGAIN) => match ctx.stop.wait(Some(sock.as_fd()), deadline) {
+                    Wait::Ready => continue,
+                    Wait::Stopped => return Err(DiagStop::Ended(Error::Stopped)),
+                    Wait::TimedOut => {
+                        let what = format_args!(
+                            "sock_diag in netns {netns}: no reply for {} s ({} messages dropped)",
+                            DUMP_SILENCE.as_secs(),
+                            stats.dropped
+                        );
+                        return Err(DiagStop::Ended(Error::io(what, Errno::ETIMEDOUT)));
+                    }
+                },
+                Err(e) => return Err(DiagStop::Unavailable(e)),
+            };
+            if n == 0 {
+                return Err(DiagStop::Unavailable(Errno::EPIPE));
+            }
+            if sender != 0 {
+                stats.dropped += replies(&buf[..n], seq, sock.port_id()).count().max(1) as u64;
+                continue;
+            }
+            let mut believed = false;
+            for reply in replies(&buf[..n], seq, sock.port_id()) {
+                match reply {
+                    Reply::Sock(c) => {
+                        believed = true;
+                        if sink.offer(protocol, &c).is_break() {
+                            return Err(DiagStop::Ended(Error::Aborted));
+                        }
+                    }
+                    Reply::Done => return Ok(()),
+                    Reply::Error(e) => return Err(DiagStop::Unavailable(Errno::from_raw(e))),
+                    Reply::Skip => stats.dropped += 1,
+                }
+            }
+            if believed {
+                deadline = Instant::now() + DUMP_SILENCE;
+            }
+        }
+    };
+    let Protocols { tcp, udp } = sink.protocols;
+    let v6 = !ctx.v6_absent();
+    if tcp {
+        let both = &ctx.root.probes().tcp_both;
+        let known = both.get();
+        let mut done = false;
+        if known != Known::No {
+            match dump(Request::tcp_both, 1, sink) {
+                Ok(()) => done = true,
+                Err(DiagStop::Unavailable(_)) if known == Known::Unknown => {}
+                Err(e) => return Err(e),
+            }
+            both.set(done);
+        }
+        if !done {
+            dump(|s| Request::by_family(AF_INET, IPPROTO_TCP, s), 1, sink)?;
+            if v6 {
+                dump(|s| Request::by_family(AF_INET6, IPPROTO_TCP, s), 1, sink)?;
+            }
+        }
+    }
+    if udp {
+        dump(|s| Request::by_family(AF_INET, IPPROTO_UDP, s), 2, sink)?;
+        if v6 {
+            dump(|s| Request::by_family(AF_INET6, IPPROTO_UDP, s), 2, sink)?;
+        }
+    }
+    Ok(())
+}
