@@ -564,15 +564,6 @@ static int build_join_tree(struct join_tree *t, int extra_b)
     return 0;
 }
 
-static const struct h_conn *find_port(const struct h_conns *r, uint64_t netns, uint16_t lport, uint16_t rport)
-{
-    size_t i;
-    for (i = 0; i < r->n; i++)
-        if (r->v[i].c.netns == netns && r->v[i].c.local_port == lport && r->v[i].c.remote_port == rport)
-            return &r->v[i];
-    return NULL;
-}
-
 static void check_owner(const struct h_conn *c, int32_t pid, int32_t fd, uint64_t netns,
                         const char *name, uint64_t start)
 {
@@ -641,12 +632,12 @@ void test_fake_conn_join(void)
     /* TIME_WAIT, inode 0: two distinct tuples, the repeated one once */
     h_conns_find(&r, t.nsA, 0, &n);
     CHECK_EQ(n, 2);
-    c = find_port(&r, t.nsA, 1003, 2000);
+    c = h_conns_by_port(&r, t.nsA, 1003, 2000, 0);
     if (CHECK(c != NULL)) {
         CHECK_EQ(c->c.state, PROCSPY_STATE_TIME_WAIT);
         CHECK(!c->has_owner);
     }
-    CHECK(find_port(&r, t.nsA, 1003, 2001) != NULL);
+    CHECK(h_conns_by_port(&r, t.nsA, 1003, 2001, 0) != NULL);
     /* v6 listener, owner 900 fd 5 */
     c = h_conns_find(&r, t.nsA, t.I4, &n);
     CHECK_EQ(n, 1);
