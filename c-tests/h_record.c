@@ -22,6 +22,10 @@ static void *h_grow(void *v, size_t *cap, size_t n, size_t size)
     return v;
 }
 
+/* A new, zeroed last element of the vector r->v (of r->n, room for r->cap). */
+#define H_PUSH(r) ((r)->v = h_grow((r)->v, &(r)->cap, (r)->n, sizeof *(r)->v), \
+                   memset(&(r)->v[(r)->n], 0, sizeof *(r)->v), &(r)->v[(r)->n++])
+
 /* A malloc'd copy of the name_len + 1 bytes at name ("" for none); *nul_ok
  * set where they end in their only NUL. */
 static char *h_copy_name(const char *name, size_t name_len, int *nul_ok)
@@ -63,10 +67,7 @@ static void h_free_named(void *v, size_t n, size_t size, size_t name_at)
 int h_rec_cb(void *userdata, const procspy_socket *s)
 {
     struct h_recs *r = userdata;
-    struct h_rec *rec;
-    r->v = h_grow(r->v, &r->cap, r->n, sizeof *r->v);
-    rec = &r->v[r->n++];
-    memset(rec, 0, sizeof *rec);
+    struct h_rec *rec = H_PUSH(r);
     rec->inode = s->inode;
     rec->netns = s->netns;
     rec->start_time = s->start_time;
@@ -128,10 +129,7 @@ int h_check_contiguous_netns(const char *file, int line, const uint64_t *netns, 
 int h_conn_cb(void *userdata, const procspy_connection *c)
 {
     struct h_conns *r = userdata;
-    struct h_conn *rec;
-    r->v = h_grow(r->v, &r->cap, r->n, sizeof *r->v);
-    rec = &r->v[r->n++];
-    memset(rec, 0, sizeof *rec);
+    struct h_conn *rec = H_PUSH(r);
     rec->c = *c;
     rec->c.owner = NULL;
     if (c->owner) {
