@@ -163,6 +163,14 @@ impl Actor {
     }
 }
 
+/// `f`'s result, failing the test if it took `limit` or longer (`what` hung).
+pub fn within<R>(limit: std::time::Duration, what: &str, f: impl FnOnce() -> R) -> R {
+    let t0 = std::time::Instant::now();
+    let r = f();
+    assert!(t0.elapsed() < limit, "{what} hung: {:?}", t0.elapsed());
+    r
+}
+
 /// How long the churn tests churn: PROCSPY_CHURN_SECS, default 3.
 pub fn churn_secs() -> f64 {
     std::env::var("PROCSPY_CHURN_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0)
