@@ -387,10 +387,11 @@ wait_lines() {
     cat "$1"
     return 1
 }
-# A listener in the namespace for as long as $TMP/hold exists; its port in $TMP/lport.
+# transient_listener [PREFIX...]: a listener, run through PREFIX (ip netns
+# exec, say), for as long as $TMP/hold exists; its port in $TMP/lport.
 transient_listener() {
     : > "$TMP/hold"
-    ip netns exec "$NS" python3 -c '
+    "$@" python3 -c '
 import os, socket, sys, time
 s = socket.socket()
 s.bind(("127.0.0.1", 0))
@@ -415,7 +416,7 @@ watch_json() {
     "$BIN" --watch 0.2 --json -n "$NETNS" > "$TMP/w" 2> "$TMP/w.err" &
     wp=$!
     wait_lines "$TMP/w" '"event":"appeared"' 7 || { kill "$wp"; return 1; }
-    transient_listener
+    transient_listener ip netns exec "$NS"
     lport=$(cat "$TMP/lport")
     wait_lines "$TMP/w" "\"event\":\"appeared\".*\"local_port\":$lport," 1 || { kill "$wp"; return 1; }
     rm "$TMP/hold"
@@ -470,17 +471,7 @@ watch_closed() {
     root=$(stat -L -c %i /proc/self/ns/net)
     "$BIN" --watch 1 --json -t -n "$root" > "$TMP/w" 2> "$TMP/w.err" &
     wp=$!
-    : > "$TMP/hold"
-    python3 -c '
-import os, socket, sys, time
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-s.listen()
-print(s.getsockname()[1], flush=True)
-while os.path.exists(sys.argv[1]):
-    time.sleep(0.05)' "$TMP/hold" > "$TMP/lport" &
-    LISTENER_PID=$!
-    wait_lines "$TMP/lport" . 1 > /dev/null
+    transient_listener
     # Its appearance: the first poll is done, and the subscriptions made.
     wait_lines "$TMP/w" "\"local_port\":$(cat "$TMP/lport")," 1 || { kill "$wp"; return 1; }
     rm "$TMP/hold"

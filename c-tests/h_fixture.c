@@ -36,14 +36,34 @@ static void child_fail(struct h_report *rep, int rep_w, const char *what)
     _exit(1);
 }
 
+/* One end of socket fd, as getsockname (peer 0) or getpeername (peer 1)
+ * gives it: its address (4 or 16 bytes) into addr, its port into *port;
+ * that call's result. */
+static int sock_end(int fd, int peer, uint8_t *addr, uint16_t *port)
+{
+    struct sockaddr_storage ss;
+    socklen_t alen = sizeof ss;
+    memset(&ss, 0, sizeof ss);
+    if ((peer ? getpeername : getsockname)(fd, (struct sockaddr *)&ss, &alen) != 0)
+        return -1;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        memcpy(addr, &a->sin_addr, 4);
+        *port = ntohs(a->sin_port);
+    } else {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        memcpy(addr, &a->sin6_addr, 16);
+        *port = ntohs(a->sin6_port);
+    }
+    return 0;
+}
+
 static int add_sock(struct h_child *c, int kind, int fd)
 {
     struct stat st;
     struct h_sock *s;
     int type = 0, domain = 0, acc = 0;
     socklen_t sl = sizeof type;
-    struct sockaddr_storage ss;
-    socklen_t alen;
     if (c->nsock >= H_MAX_SOCKS)
         return -1;
     if (fstat(fd, &st) != 0)
@@ -60,31 +80,8 @@ static int add_sock(struct h_child *c, int kind, int fd)
     getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &sl);
     s->protocol = type == SOCK_STREAM ? PROCSPY_PROTO_TCP : PROCSPY_PROTO_UDP;
     s->family = domain == AF_INET6 ? 6 : 4;
-    alen = sizeof ss;
-    memset(&ss, 0, sizeof ss);
-    if (getsockname(fd, (struct sockaddr *)&ss, &alen) == 0) {
-        if (ss.ss_family == AF_INET) {
-            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-            memcpy(s->local, &a->sin_addr, 4);
-            s->lport = ntohs(a->sin_port);
-        } else {
-            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-            memcpy(s->local, &a->sin6_addr, 16);
-            s->lport = ntohs(a->sin6_port);
-        }
-    }
-    alen = sizeof ss;
-    memset(&ss, 0, sizeof ss);
-    if (getpeername(fd, (struct sockaddr *)&ss, &alen) == 0) {
-        if (ss.ss_family == AF_INET) {
-            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-            memcpy(s->remote, &a->sin_addr, 4);
-            s->rport = ntohs(a->sin_port);
-        } else {
-            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-            memcpy(s->remote, &a->sin6_addr, 16);
-            s->rport = ntohs(a->sin6_port);
-        }
+    (void)sock_end(fd, 0, s->local, &s->lport);
+    if (sock_end(fd, 1, s->remote, &s->rport) == 0) {
         s->state = PROCSPY_STATE_ESTABLISHED;
     } else {
         s->state = acc ? PROCSPY_STATE_LISTEN : PROCSPY_STATE_CLOSE;
@@ -425,22 +422,12 @@ int h_child_lowest_fd(const struct h_child *c, uint64_t inode)
 
 char *h_child_tables(const struct h_child *c, int tcp, int udp, size_t *len)
 {
+    static const char *const files[4] = {"tcp", "tcp6", "udp", "udp6"};
     char p[4][64];
     const char *paths[4];
-    size_t n = 0;
-    if (tcp) {
-        snprintf(p[n], sizeof p[n], "/proc/%d/net/tcp", (int)c->pid);
-        paths[n] = p[n];
-        n++;
-        snprintf(p[n], sizeof p[n], "/proc/%d/net/tcp6", (int)c->pid);
-        paths[n] = p[n];
-        n++;
-    }
-    if (udp) {
-        snprintf(p[n], sizeof p[n], "/proc/%d/net/udp", (int)c->pid);
-        paths[n] = p[n];
-        n++;
-        snprintf(p[n], sizeof p[n], "/proc/%d/net/udp6", (int)c->pid);
+    size_t i, n = 0;
+    for (i = tcp ? 0 : 2; i < (udp ? 4u : 2u); i++) {
+        snprintf(p[n], sizeof p[n], "/proc/%d/net/%s", (int)c->pid, files[i]);
         paths[n] = p[n];
         n++;
     }

@@ -2,6 +2,7 @@
  * Recorders: callbacks that keep or count what a walk delivers, and lookups over what they kept (see harness.h).
  */
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include "harness.h"
@@ -21,41 +22,65 @@ static void *h_grow(void *v, size_t *cap, size_t n, size_t size)
     return v;
 }
 
+/* A new, zeroed last element of the vector r->v (of r->n, room for r->cap). */
+#define H_PUSH(r) ((r)->v = h_grow((r)->v, &(r)->cap, (r)->n, sizeof *(r)->v), \
+                   memset(&(r)->v[(r)->n], 0, sizeof *(r)->v), &(r)->v[(r)->n++])
+
+/* A malloc'd copy of the name_len + 1 bytes at name ("" for none); *nul_ok
+ * set where they end in their only NUL. */
+static char *h_copy_name(const char *name, size_t name_len, int *nul_ok)
+{
+    char *copy = malloc(name_len + 1);
+    if (!copy)
+        abort();
+    if (name) {
+        memcpy(copy, name, name_len + 1);
+        *nul_ok = name[name_len] == 0 && strlen(name) == name_len;
+    } else {
+        copy[0] = 0;
+    }
+    return copy;
+}
+
+/* What a recorder returns from its n-th call: it stops stop_at_walker at
+ * call stop_at, and returns 1 (abort) at call abort_at. */
+static int h_recorded(size_t n, const procspy_walker *stop_at_walker, size_t stop_at, size_t abort_at)
+{
+    if (stop_at_walker && n == stop_at)
+        procspy_walker_stop(stop_at_walker);
+    return abort_at && n == abort_at;
+}
+
+/* Frees the n records of `size` bytes at v, each with a malloc'd name at
+ * offset name_at, and v. */
+static void h_free_named(void *v, size_t n, size_t size, size_t name_at)
+{
+    size_t i;
+    char *name;
+    for (i = 0; i < n; i++) {
+        memcpy(&name, (char *)v + i * size + name_at, sizeof name);
+        free(name);
+    }
+    free(v);
+}
+
 int h_rec_cb(void *userdata, const procspy_socket *s)
 {
     struct h_recs *r = userdata;
-    struct h_rec *rec;
-    r->v = h_grow(r->v, &r->cap, r->n, sizeof *r->v);
-    rec = &r->v[r->n++];
-    memset(rec, 0, sizeof *rec);
+    struct h_rec *rec = H_PUSH(r);
     rec->inode = s->inode;
     rec->netns = s->netns;
     rec->start_time = s->start_time;
     rec->pid = s->pid;
     rec->fd = s->fd;
     rec->name_len = s->name_len;
-    rec->name = malloc(s->name_len + 1);
-    if (!rec->name)
-        abort();
-    if (s->name) {
-        memcpy(rec->name, s->name, s->name_len + 1);
-        rec->name_nul_ok = s->name[s->name_len] == 0 && strlen(s->name) == s->name_len;
-    } else {
-        rec->name[0] = 0;
-    }
-    if (r->stop_at_walker && r->n == r->stop_at)
-        procspy_walker_stop(r->stop_at_walker);
-    if (r->abort_at && r->n == r->abort_at)
-        return 1;
-    return 0;
+    rec->name = h_copy_name(s->name, s->name_len, &rec->name_nul_ok);
+    return h_recorded(r->n, r->stop_at_walker, r->stop_at, r->abort_at);
 }
 
 void h_recs_free(struct h_recs *r)
 {
-    size_t i;
-    for (i = 0; i < r->n; i++)
-        free(r->v[i].name);
-    free(r->v);
+    h_free_named(r->v, r->n, sizeof *r->v, offsetof(struct h_rec, name));
     memset(r, 0, sizeof *r);
 }
 
@@ -104,40 +129,21 @@ int h_check_contiguous_netns(const char *file, int line, const uint64_t *netns, 
 int h_conn_cb(void *userdata, const procspy_connection *c)
 {
     struct h_conns *r = userdata;
-    struct h_conn *rec;
-    r->v = h_grow(r->v, &r->cap, r->n, sizeof *r->v);
-    rec = &r->v[r->n++];
-    memset(rec, 0, sizeof *rec);
+    struct h_conn *rec = H_PUSH(r);
     rec->c = *c;
     rec->c.owner = NULL;
     if (c->owner) {
         rec->has_owner = 1;
         rec->owner = *c->owner;
-        rec->owner_name = malloc(c->owner->name_len + 1);
-        if (!rec->owner_name)
-            abort();
-        if (c->owner->name) {
-            memcpy(rec->owner_name, c->owner->name, c->owner->name_len + 1);
-            rec->owner_nul_ok = c->owner->name[c->owner->name_len] == 0 &&
-                                strlen(c->owner->name) == c->owner->name_len;
-        } else {
-            rec->owner_name[0] = 0;
-        }
+        rec->owner_name = h_copy_name(c->owner->name, c->owner->name_len, &rec->owner_nul_ok);
         rec->owner.name = NULL;
     }
-    if (r->stop_at_walker && r->n == r->stop_at)
-        procspy_walker_stop(r->stop_at_walker);
-    if (r->abort_at && r->n == r->abort_at)
-        return 1;
-    return 0;
+    return h_recorded(r->n, r->stop_at_walker, r->stop_at, r->abort_at);
 }
 
 void h_conns_free(struct h_conns *r)
 {
-    size_t i;
-    for (i = 0; i < r->n; i++)
-        free(r->v[i].owner_name);
-    free(r->v);
+    h_free_named(r->v, r->n, sizeof *r->v, offsetof(struct h_conn, owner_name));
     memset(r, 0, sizeof *r);
 }
 
@@ -155,6 +161,19 @@ const struct h_conn *h_conns_find(const struct h_conns *r, uint64_t netns, uint6
     if (count)
         *count = n;
     return found;
+}
+
+const struct h_conn *h_conns_by_port(const struct h_conns *r, uint64_t netns, uint16_t lport, uint16_t rport,
+                                     uint8_t state)
+{
+    size_t i;
+    for (i = 0; i < r->n; i++) {
+        const procspy_connection *c = &r->v[i].c;
+        if ((!netns || c->netns == netns) && c->local_port == lport && c->remote_port == rport &&
+            (!state || c->state == state))
+            return &r->v[i];
+    }
+    return NULL;
 }
 
 procspy_status h_walk_all(procspy_walker *w, struct h_recs *recs, uint8_t **buf,

@@ -57,11 +57,56 @@ static procspy_status walk_fake(procspy_walker *w, struct h_recs *recs, uint8_t 
     return procspy_walker_walk(w, buf, cap, h_rec_cb, recs, st);
 }
 
+/* What a fake-tree walk test holds: the live fixture, the tree, its
+ * tables, the walker and what its last walk gave. */
+struct fake_walk {
+    const struct h_fixture *fx;
+    struct h_fake f;
+    struct h_str tcp, tcp6;
+    struct h_recs recs;
+    procspy_walk_stats st;
+    procspy_walker *w;
+    uint8_t buf[4096];
+};
+
+/* 0 once the fixture is up and the tree made (fake_end frees it all). */
+static int fake_begin(struct fake_walk *t)
+{
+    memset(t, 0, sizeof *t);
+    t->fx = h_fixture();
+    return CHECK(t->fx != NULL) && CHECK(h_fake_init(&t->f) == 0) ? 0 : -1;
+}
+
+static void fake_end(struct fake_walk *t)
+{
+    procspy_walker_free(t->w);
+    h_recs_free(&t->recs);
+    h_str_free(&t->tcp);
+    h_str_free(&t->tcp6);
+    h_fake_cleanup(&t->f);
+}
+
+/* Pid `pid` of t's tree, named `name`, in child c's namespace, holding c's
+ * socket of `kind` as fd `fd`. */
+static void fake_holder(const struct fake_walk *t, int pid, const char *name, uint64_t start_time,
+                        const struct h_child *c, int fd, int kind)
+{
+    h_fake_pid(&t->f, pid, name, strlen(name), start_time, 1);
+    h_fake_ns(&t->f, pid, c->pid);
+    h_fake_fd_sock(&t->f, pid, fd, c->pid, h_child_sock(c, kind)->fd);
+}
+
+/* A walk of t's tree by t's walker, into t's records, buffer and stats. */
+static procspy_status walk_tree(struct fake_walk *t)
+{
+    return walk_fake(t->w, &t->recs, t->buf, sizeof t->buf, &t->st);
+}
+
 struct name_case { const char *name; size_t len; };
 
 void test_fake_hostile_names(void)
 {
-    const struct h_fixture *fx = h_fixture();
+    struct fake_walk t;
     static char longname[201];
     struct name_case cases[] = {
         {"x\ny", 3}, {"a b  c", 6}, {"((()", 4}, {") R 1 2", 7}, {"evil) S 1 2 3 (", 15},
@@ -69,37 +114,31 @@ void test_fake_hostile_names(void)
         {"))) ) ) )", 9},
     };
     const int ncase = (int)(sizeof cases / sizeof cases[0]);
-    struct h_fake f;
-    struct h_str tcp = {0}, tcp6 = {0};
-    struct h_recs recs = {0};
-    procspy_walk_stats st;
-    procspy_walker *w;
     uint8_t buf[8192];
     const struct h_child *c;
     const struct h_sock *l4;
     int i, round;
-    REQUIRE(fx != NULL);
-    c = &fx->child[0];
+    REQUIRE(fake_begin(&t) == 0);
+    c = &t.fx->child[0];
     l4 = h_child_sock(c, H_LISTEN4);
     memset(longname, 'n', 200);
     longname[100] = ')';
-    REQUIRE(h_fake_init(&f) == 0);
     for (i = 0; i < ncase; i++) {
         int pid = 100 + i;
-        h_fake_pid(&f, pid, cases[i].name, cases[i].len, 1000 + (uint64_t)i, 1);
-        h_fake_ns(&f, pid, c->pid);
-        h_fake_fd_sock(&f, pid, 3 + i, c->pid, l4->fd);
+        h_fake_pid(&t.f, pid, cases[i].name, cases[i].len, 1000 + (uint64_t)i, 1);
+        h_fake_ns(&t.f, pid, c->pid);
+        h_fake_fd_sock(&t.f, pid, 3 + i, c->pid, l4->fd);
     }
-    make_table(&tcp, 4, 3, 5000, 42);
-    make_table(&tcp6, 6, 2, 6000, 52);
-    write_table(&f, 100, "tcp", &tcp);
-    write_table(&f, 100, "tcp6", &tcp6);
-    w = fake_walker(&f);
-    for (round = 0; w && round < 2; round++) { /* a walker is reusable */
-        CHECK_STATUS(walk_fake(w, &recs, buf, sizeof buf, &st), PROCSPY_OK);
-        CHECK_EQ(recs.n, ncase);
+    make_table(&t.tcp, 4, 3, 5000, 42);
+    make_table(&t.tcp6, 6, 2, 6000, 52);
+    write_table(&t.f, 100, "tcp", &t.tcp);
+    write_table(&t.f, 100, "tcp6", &t.tcp6);
+    t.w = fake_walker(&t.f);
+    for (round = 0; t.w && round < 2; round++) { /* a walker is reusable */
+        CHECK_STATUS(walk_fake(t.w, &t.recs, buf, sizeof buf, &t.st), PROCSPY_OK);
+        CHECK_EQ(t.recs.n, ncase);
         for (i = 0; i < ncase; i++) {
-            const struct h_rec *r = h_recs_find(&recs, 100 + i, 3 + i);
+            const struct h_rec *r = h_recs_find(&t.recs, 100 + i, 3 + i);
             if (!CHECK(r != NULL))
                 continue;
             CHECK_EQ(r->inode, l4->inode);
@@ -109,368 +148,299 @@ void test_fake_hostile_names(void)
             CHECK_MEM(r->name, r->name_len, cases[i].name, cases[i].len);
             CHECK(r->name_nul_ok);
         }
-        CHECK_EQ(st.bytes_written, tcp.len + tcp6.len);
-        CHECK_EQ(st.bytes_needed, tcp.len + tcp6.len);
-        CHECK_MEM(buf, tcp.len, tcp.p, tcp.len);
-        CHECK_MEM(buf + tcp.len, tcp6.len, tcp6.p, tcp6.len);
-        CHECK_EQ(st.namespaces, 1);
-        CHECK_EQ(st.processes, ncase);
-        CHECK_EQ(st.skipped, 0);
-        CHECK_EQ(st.fds, ncase);
-        CHECK_EQ(st.sockets, ncase);
-        CHECK_EQ(st.ticks, 1);
+        CHECK_EQ(t.st.bytes_written, t.tcp.len + t.tcp6.len);
+        CHECK_EQ(t.st.bytes_needed, t.tcp.len + t.tcp6.len);
+        CHECK_MEM(buf, t.tcp.len, t.tcp.p, t.tcp.len);
+        CHECK_MEM(buf + t.tcp.len, t.tcp6.len, t.tcp6.p, t.tcp6.len);
+        CHECK_EQ(t.st.namespaces, 1);
+        CHECK_EQ(t.st.processes, ncase);
+        CHECK_EQ(t.st.skipped, 0);
+        CHECK_EQ(t.st.fds, ncase);
+        CHECK_EQ(t.st.sockets, ncase);
+        CHECK_EQ(t.st.ticks, 1);
     }
-    h_recs_free(&recs);
-    h_str_free(&tcp);
-    h_str_free(&tcp6);
-    procspy_walker_free(w);
-    h_fake_cleanup(&f);
+    fake_end(&t);
 }
 
 /* Before Linux 3.8: no ns/, the namespace is the inode of net/dev; probed once per walker. */
 void test_fake_net_dev_fallback(void)
 {
-    const struct h_fixture *fx = h_fixture();
-    struct h_fake f;
-    struct h_str tcp = {0};
-    struct h_recs recs = {0};
-    procspy_walk_stats st;
-    procspy_walker *w;
-    uint8_t buf[4096];
+    struct fake_walk t;
     uint64_t dev400, dev401, ns = 0;
     const struct h_child *c;
     const struct h_rec *r;
-    REQUIRE(fx != NULL);
-    c = &fx->child[1];
-    REQUIRE(h_fake_init(&f) == 0);
-    h_fake_pid(&f, 400, "old-kernel", 10, 77, 1);
-    h_fake_write(&f, "400/net/dev", "Inter-|   Receive\n", 18);
-    make_table(&tcp, 4, 2, 7000, 900);
-    write_table(&f, 400, "tcp", &tcp);
-    h_fake_fd_sock(&f, 400, 5, c->pid, h_child_sock(c, H_UDP4)->fd);
-    dev400 = h_stat_ino(h_fake_path(&f, "400/net/dev"));
+    REQUIRE(fake_begin(&t) == 0);
+    c = &t.fx->child[1];
+    h_fake_pid(&t.f, 400, "old-kernel", 10, 77, 1);
+    h_fake_write(&t.f, "400/net/dev", "Inter-|   Receive\n", 18);
+    make_table(&t.tcp, 4, 2, 7000, 900);
+    write_table(&t.f, 400, "tcp", &t.tcp);
+    h_fake_fd_sock(&t.f, 400, 5, c->pid, h_child_sock(c, H_UDP4)->fd);
+    dev400 = h_stat_ino(h_fake_path(&t.f, "400/net/dev"));
     REQUIRE(dev400 != 0);
-    w = fake_walker(&f);
-    REQUIRE(w != NULL);
-    CHECK_STATUS(walk_fake(w, &recs, buf, sizeof buf, &st), PROCSPY_OK);
-    CHECK_EQ(recs.n, 1);
-    r = h_recs_find(&recs, 400, 5);
+    t.w = fake_walker(&t.f);
+    REQUIRE(t.w != NULL);
+    CHECK_STATUS(walk_tree(&t), PROCSPY_OK);
+    CHECK_EQ(t.recs.n, 1);
+    r = h_recs_find(&t.recs, 400, 5);
     if (CHECK(r != NULL)) {
         CHECK_EQ(r->netns, dev400);
         CHECK_EQ(r->inode, h_child_sock(c, H_UDP4)->inode);
         CHECK_MEM(r->name, r->name_len, "old-kernel", 10);
     }
-    CHECK_MEM(buf, (size_t)st.bytes_written, tcp.p, tcp.len); /* no tcp6 here: tcp only */
-    CHECK_EQ(st.namespaces, 1);
-    CHECK_EQ(st.skipped, 0);
-    CHECK_STATUS(procspy_walker_netns_of(w, 400, &ns), PROCSPY_OK);
+    CHECK_MEM(t.buf, (size_t)t.st.bytes_written, t.tcp.p, t.tcp.len); /* no tcp6 here: tcp only */
+    CHECK_EQ(t.st.namespaces, 1);
+    CHECK_EQ(t.st.skipped, 0);
+    CHECK_STATUS(procspy_walker_netns_of(t.w, 400, &ns), PROCSPY_OK);
     CHECK_EQ(ns, dev400);
 
     /* A pid with both ns/net and net/dev: the walker probed net/dev, and keeps to it. */
-    h_fake_pid(&f, 401, "both", 4, 78, 1);
-    h_fake_ns(&f, 401, c->pid);
-    h_fake_write(&f, "401/net/dev", "x\n", 2);
-    h_fake_fd_sock(&f, 401, 6, c->pid, h_child_sock(c, H_UDP4)->fd);
-    dev401 = h_stat_ino(h_fake_path(&f, "401/net/dev"));
-    CHECK_STATUS(walk_fake(w, &recs, buf, sizeof buf, &st), PROCSPY_OK);
-    r = h_recs_find(&recs, 401, 6);
+    h_fake_pid(&t.f, 401, "both", 4, 78, 1);
+    h_fake_ns(&t.f, 401, c->pid);
+    h_fake_write(&t.f, "401/net/dev", "x\n", 2);
+    h_fake_fd_sock(&t.f, 401, 6, c->pid, h_child_sock(c, H_UDP4)->fd);
+    dev401 = h_stat_ino(h_fake_path(&t.f, "401/net/dev"));
+    CHECK_STATUS(walk_tree(&t), PROCSPY_OK);
+    r = h_recs_find(&t.recs, 401, 6);
     if (CHECK(r != NULL))
         CHECK_EQ(r->netns, dev401);
-    CHECK_EQ(st.namespaces, 2);
-    CHECK_STATUS(procspy_walker_netns_of(w, 401, &ns), PROCSPY_OK);
+    CHECK_EQ(t.st.namespaces, 2);
+    CHECK_STATUS(procspy_walker_netns_of(t.w, 401, &ns), PROCSPY_OK);
     CHECK_EQ(ns, dev401);
-    procspy_walker_free(w);
+    procspy_walker_free(t.w);
 
     /* A fresh walker over a tree whose first pid has ns/net: a later pid with only net/dev is skipped. */
-    h_fake_cleanup(&f);
-    REQUIRE(h_fake_init(&f) == 0);
-    h_fake_pid(&f, 410, "modern", 6, 79, 1);
-    h_fake_ns(&f, 410, c->pid);
-    h_fake_fd_sock(&f, 410, 3, c->pid, h_child_sock(c, H_UDP4)->fd);
-    write_table(&f, 410, "tcp", &tcp);
-    w = fake_walker(&f);
-    REQUIRE(w != NULL);
-    CHECK_STATUS(walk_fake(w, &recs, buf, sizeof buf, &st), PROCSPY_OK);
-    r = h_recs_find(&recs, 410, 3);
+    h_fake_cleanup(&t.f);
+    REQUIRE(h_fake_init(&t.f) == 0);
+    fake_holder(&t, 410, "modern", 79, c, 3, H_UDP4);
+    write_table(&t.f, 410, "tcp", &t.tcp);
+    t.w = fake_walker(&t.f);
+    REQUIRE(t.w != NULL);
+    CHECK_STATUS(walk_tree(&t), PROCSPY_OK);
+    r = h_recs_find(&t.recs, 410, 3);
     if (CHECK(r != NULL))
         CHECK_EQ(r->netns, c->netns);
-    h_fake_pid(&f, 411, "no-ns", 5, 80, 1);
-    h_fake_write(&f, "411/net/dev", "x\n", 2);
-    write_table(&f, 411, "tcp", &tcp);
-    h_fake_fd_sock(&f, 411, 3, c->pid, h_child_sock(c, H_UDP4)->fd);
-    CHECK_STATUS(walk_fake(w, &recs, buf, sizeof buf, &st), PROCSPY_OK);
-    CHECK_EQ(h_recs_count_pid(&recs, 411), 0);
-    CHECK_EQ(h_recs_count_pid(&recs, 410), 1);
-    CHECK_EQ(st.processes, 2);
-    CHECK_EQ(st.skipped, 1);
-    CHECK_EQ(st.namespaces, 1);
-    CHECK_STATUS(procspy_walker_netns_of(w, 411, &ns), PROCSPY_IO);
+    h_fake_pid(&t.f, 411, "no-ns", 5, 80, 1);
+    h_fake_write(&t.f, "411/net/dev", "x\n", 2);
+    write_table(&t.f, 411, "tcp", &t.tcp);
+    h_fake_fd_sock(&t.f, 411, 3, c->pid, h_child_sock(c, H_UDP4)->fd);
+    CHECK_STATUS(walk_tree(&t), PROCSPY_OK);
+    CHECK_EQ(h_recs_count_pid(&t.recs, 411), 0);
+    CHECK_EQ(h_recs_count_pid(&t.recs, 410), 1);
+    CHECK_EQ(t.st.processes, 2);
+    CHECK_EQ(t.st.skipped, 1);
+    CHECK_EQ(t.st.namespaces, 1);
+    CHECK_STATUS(procspy_walker_netns_of(t.w, 411, &ns), PROCSPY_IO);
     CHECK(strstr(h_last_error(), "411") != NULL);
-    procspy_walker_free(w);
-    h_recs_free(&recs);
-    h_str_free(&tcp);
-    h_fake_cleanup(&f);
+    fake_end(&t);
 }
 
 /* No tcp6 anywhere: the tables are the tcp files only, and that is no error. */
 void test_fake_missing_tcp6(void)
 {
-    const struct h_fixture *fx = h_fixture();
-    struct h_fake f;
+    struct fake_walk t;
     struct h_str t0 = {0}, t1 = {0};
-    struct h_recs recs = {0};
-    procspy_walk_stats st;
-    procspy_walker *w;
-    uint8_t buf[4096];
     const struct h_str *first, *second;
     size_t out = 0;
-    REQUIRE(fx != NULL);
-    REQUIRE(h_fake_init(&f) == 0);
+    REQUIRE(fake_begin(&t) == 0);
     make_table(&t0, 4, 1, 8000, 1);
     make_table(&t1, 4, 4, 8100, 100);
-    h_fake_pid(&f, 600, "v4only-a", 8, 1, 1);
-    h_fake_ns(&f, 600, fx->child[0].pid);
-    h_fake_fd_sock(&f, 600, 3, fx->child[0].pid, fx->child[0].socks[0].fd);
-    write_table(&f, 600, "tcp", &t0);
-    h_fake_pid(&f, 601, "v4only-b", 8, 1, 1);
-    h_fake_ns(&f, 601, fx->child[1].pid);
-    h_fake_fd_sock(&f, 601, 3, fx->child[1].pid, fx->child[1].socks[0].fd);
-    write_table(&f, 601, "tcp", &t1);
-    first = fx->child[0].netns < fx->child[1].netns ? &t0 : &t1;
+    h_fake_pid(&t.f, 600, "v4only-a", 8, 1, 1);
+    h_fake_ns(&t.f, 600, t.fx->child[0].pid);
+    h_fake_fd_sock(&t.f, 600, 3, t.fx->child[0].pid, t.fx->child[0].socks[0].fd);
+    write_table(&t.f, 600, "tcp", &t0);
+    h_fake_pid(&t.f, 601, "v4only-b", 8, 1, 1);
+    h_fake_ns(&t.f, 601, t.fx->child[1].pid);
+    h_fake_fd_sock(&t.f, 601, 3, t.fx->child[1].pid, t.fx->child[1].socks[0].fd);
+    write_table(&t.f, 601, "tcp", &t1);
+    first = t.fx->child[0].netns < t.fx->child[1].netns ? &t0 : &t1;
     second = first == &t0 ? &t1 : &t0;
-    w = fake_walker(&f);
-    REQUIRE(w != NULL);
-    CHECK_STATUS(walk_fake(w, &recs, buf, sizeof buf, &st), PROCSPY_OK);
-    CHECK_EQ(recs.n, 2);
-    CHECK_EQ(st.bytes_written, t0.len + t1.len);
-    CHECK_EQ(st.bytes_needed, t0.len + t1.len);
-    CHECK_MEM(buf, first->len, first->p, first->len);
-    CHECK_MEM(buf + first->len, second->len, second->p, second->len);
-    CHECK_EQ(st.namespaces, 2);
-    CHECK_EQ(st.skipped, 0);
+    t.w = fake_walker(&t.f);
+    REQUIRE(t.w != NULL);
+    CHECK_STATUS(walk_tree(&t), PROCSPY_OK);
+    CHECK_EQ(t.recs.n, 2);
+    CHECK_EQ(t.st.bytes_written, t0.len + t1.len);
+    CHECK_EQ(t.st.bytes_needed, t0.len + t1.len);
+    CHECK_MEM(t.buf, first->len, first->p, first->len);
+    CHECK_MEM(t.buf + first->len, second->len, second->p, second->len);
+    CHECK_EQ(t.st.namespaces, 2);
+    CHECK_EQ(t.st.skipped, 0);
     /* read_tcp too: tcp only, OK */
-    CHECK_STATUS(procspy_walker_read_tcp(w, 601, buf, sizeof buf, &out), PROCSPY_OK);
+    CHECK_STATUS(procspy_walker_read_tcp(t.w, 601, t.buf, sizeof t.buf, &out), PROCSPY_OK);
     CHECK_EQ(out, t1.len);
-    CHECK_MEM(buf, out, t1.p, t1.len);
-    procspy_walker_free(w);
-    h_recs_free(&recs);
+    CHECK_MEM(t.buf, out, t1.p, t1.len);
     h_str_free(&t0);
     h_str_free(&t1);
-    h_fake_cleanup(&f);
+    fake_end(&t);
 }
 
 /* fd entries that are not sockets, dangle, or are no fd numbers. */
 void test_fake_bad_fd_entries(void)
 {
-    const struct h_fixture *fx = h_fixture();
-    struct h_fake f;
-    struct h_str tcp = {0};
-    struct h_recs recs = {0};
-    procspy_walk_stats st;
-    procspy_walker *w;
-    uint8_t buf[4096];
+    struct fake_walk t;
     const struct h_child *c;
     char sockpath[64];
     const struct h_rec *r;
-    REQUIRE(fx != NULL);
-    c = &fx->child[0];
+    REQUIRE(fake_begin(&t) == 0);
+    c = &t.fx->child[0];
     snprintf(sockpath, sizeof sockpath, "/proc/%d/fd/%d", (int)c->pid, h_child_sock(c, H_CLIENT6)->fd);
-    REQUIRE(h_fake_init(&f) == 0);
-    make_table(&tcp, 4, 1, 9000, 5);
-    h_fake_pid(&f, 700, "fdtest", 6, 9, 1);
-    h_fake_ns(&f, 700, c->pid);
-    write_table(&f, 700, "tcp", &tcp);
-    h_fake_fd_link(&f, 700, "3", sockpath);                       /* a socket */
-    h_fake_fd_link(&f, 700, "4", "/nonexistent/procspy-gone");    /* closed meanwhile */
-    h_fake_write(&f, "700/fd/5", "not a link", 10);               /* a plain file, no symlink */
-    h_fake_fd_link(&f, 700, "6", "/dev/null");                    /* a file, not a socket */
-    h_fake_mkdir(&f, "700/fd/7");                                 /* a directory */
-    h_fake_fd_link(&f, 700, "abc", sockpath);                     /* no fd number */
-    h_fake_fd_link(&f, 700, "-1", sockpath);
-    h_fake_fd_link(&f, 700, "9x", sockpath);
-    w = fake_walker(&f);
-    REQUIRE(w != NULL);
-    CHECK_STATUS(walk_fake(w, &recs, buf, sizeof buf, &st), PROCSPY_OK);
-    CHECK_EQ(recs.n, 1);
-    r = h_recs_find(&recs, 700, 3);
+    make_table(&t.tcp, 4, 1, 9000, 5);
+    h_fake_pid(&t.f, 700, "fdtest", 6, 9, 1);
+    h_fake_ns(&t.f, 700, c->pid);
+    write_table(&t.f, 700, "tcp", &t.tcp);
+    h_fake_fd_link(&t.f, 700, "3", sockpath);                       /* a socket */
+    h_fake_fd_link(&t.f, 700, "4", "/nonexistent/procspy-gone");    /* closed meanwhile */
+    h_fake_write(&t.f, "700/fd/5", "not a link", 10);               /* a plain file, no symlink */
+    h_fake_fd_link(&t.f, 700, "6", "/dev/null");                    /* a file, not a socket */
+    h_fake_mkdir(&t.f, "700/fd/7");                                 /* a directory */
+    h_fake_fd_link(&t.f, 700, "abc", sockpath);                     /* no fd number */
+    h_fake_fd_link(&t.f, 700, "-1", sockpath);
+    h_fake_fd_link(&t.f, 700, "9x", sockpath);
+    t.w = fake_walker(&t.f);
+    REQUIRE(t.w != NULL);
+    CHECK_STATUS(walk_tree(&t), PROCSPY_OK);
+    CHECK_EQ(t.recs.n, 1);
+    r = h_recs_find(&t.recs, 700, 3);
     if (CHECK(r != NULL)) {
         CHECK_EQ(r->inode, h_child_sock(c, H_CLIENT6)->inode);
         CHECK_EQ(r->netns, c->netns);
     }
-    CHECK_EQ(st.fds, 5);       /* 3, 4, 5, 6 and 7 were stat()ed; the others are no fds */
-    CHECK_EQ(st.sockets, 1);
-    CHECK_EQ(st.processes, 1);
+    CHECK_EQ(t.st.fds, 5);       /* 3, 4, 5, 6 and 7 were stat()ed; the others are no fds */
+    CHECK_EQ(t.st.sockets, 1);
+    CHECK_EQ(t.st.processes, 1);
     /* API.md: "fds that can't be read (permission, races) are skipped and counted in skipped" */
-    CHECK_EQ(st.skipped, 1);
-    procspy_walker_free(w);
-    h_recs_free(&recs);
-    h_str_free(&tcp);
-    h_fake_cleanup(&f);
+    CHECK_EQ(t.st.skipped, 1);
+    fake_end(&t);
 }
 
 /* Pids that vanished in the various ways a racing walk sees them. */
 void test_fake_vanished_pids(void)
 {
-    const struct h_fixture *fx = h_fixture();
-    struct h_fake f;
-    struct h_str tcp = {0};
-    struct h_recs recs = {0};
-    procspy_walk_stats st;
-    procspy_walker *w;
-    uint8_t buf[4096];
+    struct fake_walk t;
     const struct h_child *c;
     int fd;
-    REQUIRE(fx != NULL);
-    c = &fx->child[2];
+    REQUIRE(fake_begin(&t) == 0);
+    c = &t.fx->child[2];
     fd = h_child_sock(c, H_LISTEN4)->fd;
-    REQUIRE(h_fake_init(&f) == 0);
-    make_table(&tcp, 4, 2, 9100, 5);
+    make_table(&t.tcp, 4, 2, 9100, 5);
     /* 200: fine */
-    h_fake_pid(&f, 200, "alive", 5, 1, 1);
-    h_fake_ns(&f, 200, c->pid);
-    h_fake_fd_sock(&f, 200, 3, c->pid, fd);
-    write_table(&f, 200, "tcp", &tcp);
+    h_fake_pid(&t.f, 200, "alive", 5, 1, 1);
+    h_fake_ns(&t.f, 200, c->pid);
+    h_fake_fd_sock(&t.f, 200, 3, c->pid, fd);
+    write_table(&t.f, 200, "tcp", &t.tcp);
     /* 201: no fd dir (gone between listing and the fd scan) */
-    h_fake_pid(&f, 201, "nofd", 4, 1, 0);
-    h_fake_ns(&f, 201, c->pid);
+    h_fake_pid(&t.f, 201, "nofd", 4, 1, 0);
+    h_fake_ns(&t.f, 201, c->pid);
     /* 202: a socket, but no stat file */
-    h_fake_mkdir(&f, "202");
-    h_fake_ns(&f, 202, c->pid);
-    h_fake_fd_sock(&f, 202, 3, c->pid, fd);
+    h_fake_mkdir(&t.f, "202");
+    h_fake_ns(&t.f, 202, c->pid);
+    h_fake_fd_sock(&t.f, 202, 3, c->pid, fd);
     /* 203: its ns link leads nowhere (the process is gone) */
-    h_fake_pid(&f, 203, "nons", 4, 1, 1);
-    h_fake_ns(&f, 203, 0x7fffffff);
-    h_fake_fd_sock(&f, 203, 3, c->pid, fd);
+    h_fake_pid(&t.f, 203, "nons", 4, 1, 1);
+    h_fake_ns(&t.f, 203, 0x7fffffff);
+    h_fake_fd_sock(&t.f, 203, 3, c->pid, fd);
     /* 204: an empty directory */
-    h_fake_mkdir(&f, "204");
+    h_fake_mkdir(&t.f, "204");
     /* 205: a stat that is no stat line, and a socket */
-    h_fake_mkdir(&f, "205");
-    h_fake_write(&f, "205/stat", "garbage", 7);
-    h_fake_ns(&f, 205, c->pid);
-    h_fake_fd_sock(&f, 205, 3, c->pid, fd);
-    w = fake_walker(&f);
-    REQUIRE(w != NULL);
-    CHECK_STATUS(walk_fake(w, &recs, buf, sizeof buf, &st), PROCSPY_OK);
-    CHECK_EQ(recs.n, 1);
-    CHECK(h_recs_find(&recs, 200, 3) != NULL);
-    CHECK_EQ(st.processes, 6);
-    CHECK_EQ(st.skipped, 5);
-    CHECK_EQ(st.namespaces, 1);
-    CHECK_MEM(buf, (size_t)st.bytes_written, tcp.p, tcp.len);
+    h_fake_mkdir(&t.f, "205");
+    h_fake_write(&t.f, "205/stat", "garbage", 7);
+    h_fake_ns(&t.f, 205, c->pid);
+    h_fake_fd_sock(&t.f, 205, 3, c->pid, fd);
+    t.w = fake_walker(&t.f);
+    REQUIRE(t.w != NULL);
+    CHECK_STATUS(walk_tree(&t), PROCSPY_OK);
+    CHECK_EQ(t.recs.n, 1);
+    CHECK(h_recs_find(&t.recs, 200, 3) != NULL);
+    CHECK_EQ(t.st.processes, 6);
+    CHECK_EQ(t.st.skipped, 5);
+    CHECK_EQ(t.st.namespaces, 1);
+    CHECK_MEM(t.buf, (size_t)t.st.bytes_written, t.tcp.p, t.tcp.len);
     /* remove 200's fd dir too: now nothing is delivered, still OK */
-    REQUIRE(unlink(h_fake_path(&f, "200/fd/3")) == 0);
-    REQUIRE(rmdir(h_fake_path(&f, "200/fd")) == 0);
-    CHECK_STATUS(walk_fake(w, &recs, buf, sizeof buf, &st), PROCSPY_OK);
-    CHECK_EQ(recs.n, 0);
-    CHECK_EQ(st.skipped, 6);
-    CHECK_EQ(st.sockets, 0);
-    procspy_walker_free(w);
-    h_recs_free(&recs);
-    h_str_free(&tcp);
-    h_fake_cleanup(&f);
+    REQUIRE(unlink(h_fake_path(&t.f, "200/fd/3")) == 0);
+    REQUIRE(rmdir(h_fake_path(&t.f, "200/fd")) == 0);
+    CHECK_STATUS(walk_tree(&t), PROCSPY_OK);
+    CHECK_EQ(t.recs.n, 0);
+    CHECK_EQ(t.st.skipped, 6);
+    CHECK_EQ(t.st.sockets, 0);
+    fake_end(&t);
 }
 
 /* The first pid of a namespace has no net/tcp: its tables come from the next pid. */
 void test_fake_tables_from_next_pid(void)
 {
-    const struct h_fixture *fx = h_fixture();
-    struct h_fake f;
-    struct h_str tcp = {0}, tcp6 = {0};
-    struct h_recs recs = {0};
-    procspy_walk_stats st;
-    procspy_walker *w;
-    uint8_t buf[4096];
+    struct fake_walk t;
     const struct h_child *c;
-    REQUIRE(fx != NULL);
-    c = &fx->child[1];
-    REQUIRE(h_fake_init(&f) == 0);
-    make_table(&tcp, 4, 2, 9200, 11);
-    make_table(&tcp6, 6, 1, 9300, 21);
-    h_fake_pid(&f, 500, "first", 5, 1, 1);   /* no net/ at all */
-    h_fake_ns(&f, 500, c->pid);
-    h_fake_fd_sock(&f, 500, 3, c->pid, h_child_sock(c, H_LISTEN6)->fd);
-    h_fake_pid(&f, 501, "second", 6, 2, 1);  /* net/ without tcp */
-    h_fake_ns(&f, 501, c->pid);
-    h_fake_mkdir(&f, "501/net");
-    h_fake_fd_sock(&f, 501, 3, c->pid, h_child_sock(c, H_LISTEN6)->fd);
-    h_fake_pid(&f, 502, "third", 5, 3, 1);
-    h_fake_ns(&f, 502, c->pid);
-    write_table(&f, 502, "tcp", &tcp);
-    write_table(&f, 502, "tcp6", &tcp6);
-    h_fake_fd_sock(&f, 502, 4, c->pid, h_child_sock(c, H_ACCEPT6)->fd);
-    w = fake_walker(&f);
-    REQUIRE(w != NULL);
-    CHECK_STATUS(walk_fake(w, &recs, buf, sizeof buf, &st), PROCSPY_OK);
-    CHECK_EQ(recs.n, 3);
-    CHECK(h_recs_find(&recs, 500, 3) != NULL);
-    CHECK(h_recs_find(&recs, 501, 3) != NULL);
-    CHECK(h_recs_find(&recs, 502, 4) != NULL);
-    CHECK_EQ(st.bytes_written, tcp.len + tcp6.len);
-    CHECK_MEM(buf, tcp.len, tcp.p, tcp.len);
-    CHECK_MEM(buf + tcp.len, tcp6.len, tcp6.p, tcp6.len);
-    CHECK_EQ(st.skipped, 0);
-    procspy_walker_free(w);
-    h_recs_free(&recs);
-    h_str_free(&tcp);
-    h_str_free(&tcp6);
-    h_fake_cleanup(&f);
+    REQUIRE(fake_begin(&t) == 0);
+    c = &t.fx->child[1];
+    make_table(&t.tcp, 4, 2, 9200, 11);
+    make_table(&t.tcp6, 6, 1, 9300, 21);
+    fake_holder(&t, 500, "first", 1, c, 3, H_LISTEN6);   /* no net/ at all */
+    h_fake_pid(&t.f, 501, "second", 6, 2, 1);  /* net/ without tcp */
+    h_fake_ns(&t.f, 501, c->pid);
+    h_fake_mkdir(&t.f, "501/net");
+    h_fake_fd_sock(&t.f, 501, 3, c->pid, h_child_sock(c, H_LISTEN6)->fd);
+    h_fake_pid(&t.f, 502, "third", 5, 3, 1);
+    h_fake_ns(&t.f, 502, c->pid);
+    write_table(&t.f, 502, "tcp", &t.tcp);
+    write_table(&t.f, 502, "tcp6", &t.tcp6);
+    h_fake_fd_sock(&t.f, 502, 4, c->pid, h_child_sock(c, H_ACCEPT6)->fd);
+    t.w = fake_walker(&t.f);
+    REQUIRE(t.w != NULL);
+    CHECK_STATUS(walk_tree(&t), PROCSPY_OK);
+    CHECK_EQ(t.recs.n, 3);
+    CHECK(h_recs_find(&t.recs, 500, 3) != NULL);
+    CHECK(h_recs_find(&t.recs, 501, 3) != NULL);
+    CHECK(h_recs_find(&t.recs, 502, 4) != NULL);
+    CHECK_EQ(t.st.bytes_written, t.tcp.len + t.tcp6.len);
+    CHECK_MEM(t.buf, t.tcp.len, t.tcp.p, t.tcp.len);
+    CHECK_MEM(t.buf + t.tcp.len, t.tcp6.len, t.tcp6.p, t.tcp6.len);
+    CHECK_EQ(t.st.skipped, 0);
+    fake_end(&t);
 }
 
 /* Only decimal pid entries are processes. */
 void test_fake_non_numeric_entries(void)
 {
-    const struct h_fixture *fx = h_fixture();
+    struct fake_walk t;
     static const char *const junk[] = {"abc", "12x", "x12", "-4", "+5", " 7", "1.5", ".hidden"};
-    struct h_fake f;
-    struct h_str tcp = {0};
-    struct h_recs recs = {0};
-    procspy_walk_stats st;
-    procspy_walker *w;
-    uint8_t buf[4096];
     const struct h_child *c;
     size_t i;
-    REQUIRE(fx != NULL);
-    c = &fx->child[0];
-    REQUIRE(h_fake_init(&f) == 0);
-    make_table(&tcp, 4, 1, 9400, 31);
-    h_fake_pid(&f, 300, "real", 4, 1, 1);
-    h_fake_ns(&f, 300, c->pid);
-    h_fake_fd_sock(&f, 300, 3, c->pid, h_child_sock(c, H_UDP6)->fd);
-    write_table(&f, 300, "tcp", &tcp);
+    REQUIRE(fake_begin(&t) == 0);
+    c = &t.fx->child[0];
+    make_table(&t.tcp, 4, 1, 9400, 31);
+    fake_holder(&t, 300, "real", 1, c, 3, H_UDP6);
+    write_table(&t.f, 300, "tcp", &t.tcp);
     for (i = 0; i < sizeof junk / sizeof junk[0]; i++) {
         /* each a complete process directory, except for its name */
         char rel[64];
         snprintf(rel, sizeof rel, "%s/ns", junk[i]);
-        h_fake_mkdir(&f, rel);
+        h_fake_mkdir(&t.f, rel);
         snprintf(rel, sizeof rel, "/proc/%d/ns/net", (int)c->pid);
-        CHECK(symlink(rel, h_fake_path(&f, "%s/ns/net", junk[i])) == 0);
+        CHECK(symlink(rel, h_fake_path(&t.f, "%s/ns/net", junk[i])) == 0);
         snprintf(rel, sizeof rel, "%s/stat", junk[i]);
         {
             static const char junk_stat[] = "1 (junk) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0\n";
-            h_fake_write(&f, rel, junk_stat, strlen(junk_stat));
+            h_fake_write(&t.f, rel, junk_stat, strlen(junk_stat));
         }
         snprintf(rel, sizeof rel, "%s/fd", junk[i]);
-        h_fake_mkdir(&f, rel);
+        h_fake_mkdir(&t.f, rel);
         snprintf(rel, sizeof rel, "/proc/%d/fd/%d", (int)c->pid, h_child_sock(c, H_UDP6)->fd);
-        CHECK(symlink(rel, h_fake_path(&f, "%s/fd/3", junk[i])) == 0);
+        CHECK(symlink(rel, h_fake_path(&t.f, "%s/fd/3", junk[i])) == 0);
         snprintf(rel, sizeof rel, "%s/net/tcp", junk[i]);
-        h_fake_write(&f, rel, "junk\n", 5);
+        h_fake_write(&t.f, rel, "junk\n", 5);
     }
-    CHECK(symlink("300", h_fake_path(&f, "self")) == 0);
-    h_fake_write(&f, "uptime", "1.0 1.0\n", 8);
-    w = fake_walker(&f);
-    REQUIRE(w != NULL);
-    CHECK_STATUS(walk_fake(w, &recs, buf, sizeof buf, &st), PROCSPY_OK);
-    CHECK_EQ(recs.n, 1);
-    CHECK(h_recs_find(&recs, 300, 3) != NULL);
-    CHECK_EQ(st.processes, 1);
-    CHECK_EQ(st.skipped, 0);
-    CHECK_EQ(st.fds, 1);
-    CHECK_MEM(buf, (size_t)st.bytes_written, tcp.p, tcp.len);
-    procspy_walker_free(w);
-    h_recs_free(&recs);
-    h_str_free(&tcp);
-    h_fake_cleanup(&f);
+    CHECK(symlink("300", h_fake_path(&t.f, "self")) == 0);
+    h_fake_write(&t.f, "uptime", "1.0 1.0\n", 8);
+    t.w = fake_walker(&t.f);
+    REQUIRE(t.w != NULL);
+    CHECK_STATUS(walk_tree(&t), PROCSPY_OK);
+    CHECK_EQ(t.recs.n, 1);
+    CHECK(h_recs_find(&t.recs, 300, 3) != NULL);
+    CHECK_EQ(t.st.processes, 1);
+    CHECK_EQ(t.st.skipped, 0);
+    CHECK_EQ(t.st.fds, 1);
+    CHECK_MEM(t.buf, (size_t)t.st.bytes_written, t.tcp.p, t.tcp.len);
+    fake_end(&t);
 }
 
 /* ---- connections over known tables -------------------------------------- */
@@ -564,15 +534,6 @@ static int build_join_tree(struct join_tree *t, int extra_b)
     return 0;
 }
 
-static const struct h_conn *find_port(const struct h_conns *r, uint64_t netns, uint16_t lport, uint16_t rport)
-{
-    size_t i;
-    for (i = 0; i < r->n; i++)
-        if (r->v[i].c.netns == netns && r->v[i].c.local_port == lport && r->v[i].c.remote_port == rport)
-            return &r->v[i];
-    return NULL;
-}
-
 static void check_owner(const struct h_conn *c, int32_t pid, int32_t fd, uint64_t netns,
                         const char *name, uint64_t start)
 {
@@ -641,12 +602,12 @@ void test_fake_conn_join(void)
     /* TIME_WAIT, inode 0: two distinct tuples, the repeated one once */
     h_conns_find(&r, t.nsA, 0, &n);
     CHECK_EQ(n, 2);
-    c = find_port(&r, t.nsA, 1003, 2000);
+    c = h_conns_by_port(&r, t.nsA, 1003, 2000, 0);
     if (CHECK(c != NULL)) {
         CHECK_EQ(c->c.state, PROCSPY_STATE_TIME_WAIT);
         CHECK(!c->has_owner);
     }
-    CHECK(find_port(&r, t.nsA, 1003, 2001) != NULL);
+    CHECK(h_conns_by_port(&r, t.nsA, 1003, 2001, 0) != NULL);
     /* v6 listener, owner 900 fd 5 */
     c = h_conns_find(&r, t.nsA, t.I4, &n);
     CHECK_EQ(n, 1);

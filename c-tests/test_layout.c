@@ -17,25 +17,43 @@ static int print_layout(void)
     return e && strcmp(e, "1") == 0;
 }
 
+/* A field's offset, and the one API.md fixes for it. */
+struct field {
+    const char *name;
+    size_t off, want;
+};
+/* F(field, offset), within CHECK_LAYOUT, which names the struct. */
+#define F(name, want) {#name, offsetof(layout_type_, name), want}
+
+/* Checks a struct's size and its fields' offsets (all of them, in
+ * declaration order); prints the LAYOUT line where asked. */
+static void check_layout(const char *file, int line, const char *type, size_t size, size_t want_size,
+                         const struct field *f, size_t n)
+{
+    char text[512];
+    size_t i, len;
+    h_check_eq(file, line, type, "its size", (long long)size, (long long)want_size);
+    len = (size_t)snprintf(text, sizeof text, "LAYOUT %s %zu", type, size);
+    for (i = 0; i < n; i++) {
+        h_check_eq(file, line, f[i].name, "its offset", (long long)f[i].off, (long long)f[i].want);
+        len += (size_t)snprintf(text + len, sizeof text - len, " %zu", f[i].off);
+    }
+    if (print_layout())
+        fprintf(stderr, "%s\n", text);
+}
+#define CHECK_LAYOUT(type, size, ...) do { \
+        typedef type layout_type_; \
+        const struct field fields_[] = {__VA_ARGS__}; \
+        check_layout(__FILE__, __LINE__, #type, sizeof(type), size, fields_, sizeof fields_ / sizeof fields_[0]); \
+    } while (0)
+
 void test_layout_socket(void)
 {
     /* u64 inode, u64 netns, u64 start_time, i32 pid, i32 fd, ptr name, size_t name_len */
-    CHECK_EQ(sizeof(procspy_socket), 48);
-    CHECK_EQ(offsetof(procspy_socket, inode), 0);
-    CHECK_EQ(offsetof(procspy_socket, netns), 8);
-    CHECK_EQ(offsetof(procspy_socket, start_time), 16);
-    CHECK_EQ(offsetof(procspy_socket, pid), 24);
-    CHECK_EQ(offsetof(procspy_socket, fd), 28);
-    CHECK_EQ(offsetof(procspy_socket, name), 32);
-    CHECK_EQ(offsetof(procspy_socket, name_len), 40);
+    CHECK_LAYOUT(procspy_socket, 48, F(inode, 0), F(netns, 8), F(start_time, 16), F(pid, 24), F(fd, 28),
+                 F(name, 32), F(name_len, 40));
     CHECK_EQ(sizeof(((procspy_socket *)0)->pid), 4);
     CHECK_EQ(sizeof(((procspy_socket *)0)->name_len), 8);
-    if (print_layout())
-        fprintf(stderr, "LAYOUT procspy_socket %zu %zu %zu %zu %zu %zu %zu %zu\n",
-                sizeof(procspy_socket), offsetof(procspy_socket, inode),
-                offsetof(procspy_socket, netns), offsetof(procspy_socket, start_time),
-                offsetof(procspy_socket, pid), offsetof(procspy_socket, fd),
-                offsetof(procspy_socket, name), offsetof(procspy_socket, name_len));
 }
 
 void test_layout_connection(void)
@@ -43,81 +61,32 @@ void test_layout_connection(void)
     /* u64 inode 0, u64 netns 8, u8 protocol 16, u8 family 17, u8 state 18,
      * u8 local_addr[16] 19, u8 remote_addr[16] 35, u16 local_port 52 (51 -> 2-aligned),
      * u16 remote_port 54, u32 uid 56, ptr owner 64 (60 -> 8-aligned); size 72. */
-    CHECK_EQ(sizeof(procspy_connection), 72);
-    CHECK_EQ(offsetof(procspy_connection, inode), 0);
-    CHECK_EQ(offsetof(procspy_connection, netns), 8);
-    CHECK_EQ(offsetof(procspy_connection, protocol), 16);
-    CHECK_EQ(offsetof(procspy_connection, family), 17);
-    CHECK_EQ(offsetof(procspy_connection, state), 18);
-    CHECK_EQ(offsetof(procspy_connection, local_addr), 19);
-    CHECK_EQ(offsetof(procspy_connection, remote_addr), 35);
-    CHECK_EQ(offsetof(procspy_connection, local_port), 52);
-    CHECK_EQ(offsetof(procspy_connection, remote_port), 54);
-    CHECK_EQ(offsetof(procspy_connection, uid), 56);
-    CHECK_EQ(offsetof(procspy_connection, owner), 64);
+    CHECK_LAYOUT(procspy_connection, 72, F(inode, 0), F(netns, 8), F(protocol, 16), F(family, 17),
+                 F(state, 18), F(local_addr, 19), F(remote_addr, 35), F(local_port, 52), F(remote_port, 54),
+                 F(uid, 56), F(owner, 64));
     CHECK_EQ(sizeof(((procspy_connection *)0)->local_addr), 16);
     CHECK_EQ(sizeof(((procspy_connection *)0)->local_port), 2);
-    if (print_layout())
-        fprintf(stderr, "LAYOUT procspy_connection %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu\n",
-                sizeof(procspy_connection), offsetof(procspy_connection, inode),
-                offsetof(procspy_connection, netns), offsetof(procspy_connection, protocol),
-                offsetof(procspy_connection, family), offsetof(procspy_connection, state),
-                offsetof(procspy_connection, local_addr), offsetof(procspy_connection, remote_addr),
-                offsetof(procspy_connection, local_port), offsetof(procspy_connection, remote_port),
-                offsetof(procspy_connection, uid), offsetof(procspy_connection, owner));
 }
 
 void test_layout_walk_stats(void)
 {
     /* nine u64, in API.md's order: frozen for ABI 0 */
-    CHECK_EQ(sizeof(procspy_walk_stats), 72);
-    CHECK_EQ(offsetof(procspy_walk_stats, namespaces), 0);
-    CHECK_EQ(offsetof(procspy_walk_stats, processes), 8);
-    CHECK_EQ(offsetof(procspy_walk_stats, skipped), 16);
-    CHECK_EQ(offsetof(procspy_walk_stats, fds), 24);
-    CHECK_EQ(offsetof(procspy_walk_stats, sockets), 32);
-    CHECK_EQ(offsetof(procspy_walk_stats, bytes_written), 40);
-    CHECK_EQ(offsetof(procspy_walk_stats, bytes_needed), 48);
-    CHECK_EQ(offsetof(procspy_walk_stats, ticks), 56);
-    CHECK_EQ(offsetof(procspy_walk_stats, elapsed_ns), 64);
-    if (print_layout())
-        fprintf(stderr, "LAYOUT procspy_walk_stats %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu\n",
-                sizeof(procspy_walk_stats), offsetof(procspy_walk_stats, namespaces),
-                offsetof(procspy_walk_stats, processes), offsetof(procspy_walk_stats, skipped),
-                offsetof(procspy_walk_stats, fds), offsetof(procspy_walk_stats, sockets),
-                offsetof(procspy_walk_stats, bytes_written), offsetof(procspy_walk_stats, bytes_needed),
-                offsetof(procspy_walk_stats, ticks), offsetof(procspy_walk_stats, elapsed_ns));
+    CHECK_LAYOUT(procspy_walk_stats, 72, F(namespaces, 0), F(processes, 8), F(skipped, 16), F(fds, 24),
+                 F(sockets, 32), F(bytes_written, 40), F(bytes_needed, 48), F(ticks, 56), F(elapsed_ns, 64));
 }
 
 void test_layout_change(void)
 {
     /* enum kind 0 (an int), u8 old_state 4, ptr connection 8, ptr old_owner 16; size 24 */
-    CHECK_EQ(sizeof(procspy_change), 24);
-    CHECK_EQ(offsetof(procspy_change, kind), 0);
-    CHECK_EQ(offsetof(procspy_change, old_state), 4);
-    CHECK_EQ(offsetof(procspy_change, connection), 8);
-    CHECK_EQ(offsetof(procspy_change, old_owner), 16);
+    CHECK_LAYOUT(procspy_change, 24, F(kind, 0), F(old_state, 4), F(connection, 8), F(old_owner, 16));
     CHECK_EQ(sizeof(((procspy_change *)0)->kind), sizeof(int));
-    if (print_layout())
-        fprintf(stderr, "LAYOUT procspy_change %zu %zu %zu %zu %zu\n", sizeof(procspy_change),
-                offsetof(procspy_change, kind), offsetof(procspy_change, old_state),
-                offsetof(procspy_change, connection), offsetof(procspy_change, old_owner));
 }
 
 void test_layout_walk_stats_ext(void)
 {
     /* u64s, appended to only */
-    CHECK_EQ(sizeof(procspy_walk_stats_ext), 40);
-    CHECK_EQ(offsetof(procspy_walk_stats_ext, accounted), 0);
-    CHECK_EQ(offsetof(procspy_walk_stats_ext, dropped), 8);
-    CHECK_EQ(offsetof(procspy_walk_stats_ext, netns_mismatch), 16);
-    CHECK_EQ(offsetof(procspy_walk_stats_ext, snapshot_bytes), 24);
-    CHECK_EQ(offsetof(procspy_walk_stats_ext, closed_lost), 32);
-    if (print_layout())
-        fprintf(stderr, "LAYOUT procspy_walk_stats_ext %zu %zu %zu %zu %zu %zu\n", sizeof(procspy_walk_stats_ext),
-                offsetof(procspy_walk_stats_ext, accounted), offsetof(procspy_walk_stats_ext, dropped),
-                offsetof(procspy_walk_stats_ext, netns_mismatch), offsetof(procspy_walk_stats_ext, snapshot_bytes),
-                offsetof(procspy_walk_stats_ext, closed_lost));
+    CHECK_LAYOUT(procspy_walk_stats_ext, 40, F(accounted, 0), F(dropped, 8), F(netns_mismatch, 16),
+                 F(snapshot_bytes, 24), F(closed_lost, 32));
 }
 
 void test_constants(void)

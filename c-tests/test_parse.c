@@ -48,15 +48,6 @@ static procspy_status parse(const char *text, size_t len, uint32_t mask, struct 
     return st;
 }
 
-static const struct h_conn *by_port(const struct h_conns *r, uint16_t lport, uint16_t rport, uint8_t state)
-{
-    size_t i;
-    for (i = 0; i < r->n; i++)
-        if (r->v[i].c.local_port == lport && r->v[i].c.remote_port == rport && r->v[i].c.state == state)
-            return &r->v[i];
-    return NULL;
-}
-
 static void check_line(const struct h_conn *c, uint64_t inode, int family, int state,
                        const uint8_t *la, uint16_t lp, const uint8_t *ra, uint16_t rp, uint32_t uid)
 {
@@ -82,15 +73,15 @@ void test_parse_real_lines(void)
     CHECK_STATUS(parse(REAL, strlen(REAL), PROCSPY_STATES_ALL, &r, &bad), PROCSPY_OK);
     CHECK_EQ(bad, 0);
     CHECK_EQ(r.n, REAL_DELIVERED);
-    check_line(by_port(&r, 0x07E8, 0, 10), 640, 4, 10, A_ANY, 2024, A_ANY, 0, 0);
-    check_line(by_port(&r, 0xB6BE, 443, 1), 18416, 4, 1, A_192, 46782, A_203, 443, 0);
-    check_line(by_port(&r, 8080, 0, 10), 12345, 6, 10, A_LO6, 8080, A_ANY, 0, 1000);
-    check_line(by_port(&r, 80, 0xC001, 1), 23456, 6, 1, A_MAPPED, 80, A_MAPPED, 0xC001, 33);
-    check_line(by_port(&r, 53, 0, 7), 34567, 4, 7, A_LO4, 53, A_ANY, 0, 101);
-    check_line(by_port(&r, 8080, 0xC350, 6), 0, 4, 6, A_LO4, 8080, A_LO4, 0xC350, 0);
-    check_line(by_port(&r, 8080, 0xC351, 6), 0, 4, 6, A_LO4, 8080, A_LO4, 0xC351, 0);
+    check_line(h_conns_by_port(&r, 0, 0x07E8, 0, 10), 640, 4, 10, A_ANY, 2024, A_ANY, 0, 0);
+    check_line(h_conns_by_port(&r, 0, 0xB6BE, 443, 1), 18416, 4, 1, A_192, 46782, A_203, 443, 0);
+    check_line(h_conns_by_port(&r, 0, 8080, 0, 10), 12345, 6, 10, A_LO6, 8080, A_ANY, 0, 1000);
+    check_line(h_conns_by_port(&r, 0, 80, 0xC001, 1), 23456, 6, 1, A_MAPPED, 80, A_MAPPED, 0xC001, 33);
+    check_line(h_conns_by_port(&r, 0, 53, 0, 7), 34567, 4, 7, A_LO4, 53, A_ANY, 0, 101);
+    check_line(h_conns_by_port(&r, 0, 8080, 0xC350, 6), 0, 4, 6, A_LO4, 8080, A_LO4, 0xC350, 0);
+    check_line(h_conns_by_port(&r, 0, 8080, 0xC351, 6), 0, 4, 6, A_LO4, 8080, A_LO4, 0xC351, 0);
     /* inode 18416 again (as LISTEN): the first reading won */
-    CHECK(by_port(&r, 0xB6BE, 443, 10) == NULL);
+    CHECK(h_conns_by_port(&r, 0, 0xB6BE, 443, 10) == NULL);
     h_conns_free(&r);
 }
 

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::mem::MaybeUninit;
 use std::ops::ControlFlow;
 
+use common::proc::{socket_inode, start_time};
 use common::{Actor, Holder};
 use procspy::engine::{Change, ChangeKind, OwnerScan, Protocols, Source};
 use procspy::{Error, Stats, TableBuf, Walker};
@@ -76,18 +77,6 @@ fn of_ns(evs: &[Ev], netns: u64) -> Vec<Ev> {
     evs.iter().filter(|e| e.netns == netns).cloned().collect()
 }
 
-fn start_time(pid: i32) -> u64 {
-    let stat = std::fs::read(format!("/proc/{pid}/stat")).unwrap();
-    let close = stat.iter().rposition(|&c| c == b')').unwrap();
-    std::str::from_utf8(&stat[close + 2..]).unwrap().split(' ').nth(19).unwrap().parse().unwrap()
-}
-
-fn inode_of(pid: i32, fd: i64) -> u64 {
-    let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).unwrap();
-    let link = link.to_str().unwrap();
-    link.strip_prefix("socket:[").and_then(|l| l.strip_suffix(']')).unwrap().parse().unwrap()
-}
-
 #[test]
 fn the_first_call_reports_everything_then_only_what_changed() {
     let holder = Holder::start(true, Some("changes-hold"));
@@ -136,7 +125,7 @@ fn state_and_owner_changes_carry_what_was() {
     assert_eq!(changes(&w, None).0, Ok(()));
     let p = a.ask("pair");
     let (lport, cport, lfd, cfd, sfd) = (p[0] as u16, p[1] as u16, p[2], p[3], p[4]);
-    let (linode, cinode, sinode) = (inode_of(a.pid, lfd), inode_of(a.pid, cfd), inode_of(a.pid, sfd));
+    let (linode, cinode, sinode) = (socket_inode(a.pid, lfd), socket_inode(a.pid, cfd), socket_inode(a.pid, sfd));
     let (pid, netns, st) = (a.pid, a.netns, start_time(a.pid));
     let me = |fd: i64| Some((pid, fd as i32, st, b"python3".to_vec()));
 
@@ -389,32 +378,22 @@ fn a_listed_connection_that_closes_is_not_seen_closed_too() {
 /// calls run; none becomes an event, and the walker says it dropped them.
 #[test]
 fn forged_destroy_notifications_are_never_believed() {
-    use std::io::BufRead;
-    if !common::user_namespaces_allowed(&["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]) {
+    use common::child::{AS_NOBODY, ForNobody, script, start_until_ready};
+    if !common::user_namespaces_allowed(AS_NOBODY) {
         return;
     }
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    // The checkout may sit where nobody can reach it: copy the script.
-    let dir = std::env::temp_dir().join(format!("procspy-destroy-forger-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let script = dir.join("destroy_forger.py");
-    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/destroy_forger.py"), &script).unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let mut child = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "unshare", "-U", "-r", "-n", "/usr/bin/python3"])
-        .arg(&script)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut lines = [String::new(), String::new()];
-    for l in &mut lines {
-        out.read_line(l).unwrap();
-    }
-    std::fs::remove_dir_all(&dir).unwrap();
-    assert_eq!(lines[1], "ready\n", "the forger did not start");
-    let netns = std::fs::metadata(format!("/proc/{}/ns/net", child.id())).unwrap().ino();
+    let copies = ForNobody::new("destroy-forger");
+    let script = copies.copy(script("destroy_forger.py"), "destroy_forger.py", 0o644);
+    let forger = start_until_ready(
+        std::process::Command::new(AS_NOBODY[0])
+            .args(&AS_NOBODY[1..])
+            .args(["unshare", "-U", "-r", "-n", "/usr/bin/python3"])
+            .arg(&script),
+        "the forger",
+    );
+    drop(copies);
+    assert_eq!(forger.lines.len(), 1, "the forger did not start: {:?}", forger.lines);
+    let netns = common::proc::netns_of(forger.child.0.id());
     let w = Walker::new(None).unwrap();
     let (mut forged, mut dropped, mut listed) = (0, 0, 0);
     for _ in 0..10 {
@@ -425,8 +404,7 @@ fn forged_destroy_notifications_are_never_believed() {
         dropped += stats.dropped;
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(forger);
     assert_eq!(listed, 1, "the forger's listener appears once");
     assert_eq!(forged, 0, "forged notifications became events");
     assert!(dropped > 0, "its namespace was subscribed, so the forgeries reached the walker and were dropped");

@@ -32,6 +32,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Holder;
+use common::child::{python3, script, start_until_ready};
 use procspy::engine::{Change, ChangeKind, OwnerScan, Protocols, Source};
 use procspy::{Error, Stats, Walker};
 
@@ -53,20 +54,9 @@ struct Key {
 }
 
 impl Key {
-    #[allow(clippy::too_many_arguments)] // a table line's fields
-    fn new(
-        netns: u64,
-        protocol: u8,
-        inode: u64,
-        family: u8,
-        la: [u8; 16],
-        lp: u16,
-        ra: [u8; 16],
-        rp: u16,
-        st: u8,
-    ) -> Key {
-        let tuple = (inode == 0).then_some((family, la, lp, ra, rp, st));
-        Key { netns, protocol, inode, tuple }
+    /// A table line's key: `tuple` is the line's (family, addresses, ports, state).
+    fn new(netns: u64, protocol: u8, inode: u64, tuple: Tuple) -> Key {
+        Key { netns, protocol, inode, tuple: (inode == 0).then_some(tuple) }
     }
 
     /// A line without an inode that is not TIME_WAIT (an orphan closing, a
@@ -109,7 +99,7 @@ fn tables_of(pid: &str, netns: u64, into: &mut Truth) -> Option<()> {
             let f: Vec<&str> = line.split_whitespace().collect();
             let (Some((family, la, lp)), Some((_, ra, rp))) = (endpoint(f[1]), endpoint(f[2])) else { continue };
             let (Ok(state), Ok(inode)) = (u8::from_str_radix(f[3], 16), f[9].parse::<u64>()) else { continue };
-            lines.insert(Key::new(netns, protocol, inode, family, la, lp, ra, rp, state), state);
+            lines.insert(Key::new(netns, protocol, inode, (family, la, lp, ra, rp, state)), state);
         }
     }
     into.extend(lines);
@@ -162,26 +152,14 @@ struct Ev {
 impl Ev {
     fn of(c: &Change<'_>) -> Ev {
         let k = &c.connection;
-        let key_in = |state| {
-            let n = &k.conn;
-            Key::new(
-                k.netns,
-                k.protocol,
-                n.inode,
-                n.family,
-                n.local_addr,
-                n.local_port,
-                n.remote_addr,
-                n.remote_port,
-                state,
-            )
-        };
-        let id = |s: &procspy::Socket<'_>| (s.pid, s.fd, s.start_time);
         let n = &k.conn;
+        let in_state = |state| (n.family, n.local_addr, n.local_port, n.remote_addr, n.remote_port, state);
+        let key_in = |state| Key::new(k.netns, k.protocol, n.inode, in_state(state));
+        let id = |s: &procspy::Socket<'_>| (s.pid, s.fd, s.start_time);
         Ev {
             kind: c.kind,
             key: key_in(k.conn.state),
-            tuple: (n.family, n.local_addr, n.local_port, n.remote_addr, n.remote_port, n.state),
+            tuple: in_state(n.state),
             state: k.conn.state,
             owner: k.owner.as_ref().map(id),
             owner_inode: k.owner.as_ref().map(|o| o.inode),
@@ -339,7 +317,7 @@ impl Judge {
 
 #[test]
 fn changes_under_churn_are_real_complete_and_single() {
-    let secs: f64 = std::env::var("PROCSPY_CHURN_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0);
+    let secs = common::churn_secs();
     let holders: Vec<(Holder, u64)> =
         [Holder::start(true, Some("chg-hold-ns")), Holder::start(false, Some("chg-hold"))]
             .into_iter()
@@ -350,19 +328,14 @@ fn changes_under_churn_are_real_complete_and_single() {
             .collect();
     let log_path = format!("{}/procspy-changes-churn-{}.log", std::env::temp_dir().display(), std::process::id());
     std::fs::File::create(&log_path).unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/churn.py");
-    let python = if std::path::Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" };
     // Ended by this test (SIGKILL; its children end by themselves within milliseconds).
-    let mut churn = Command::new(python)
-        .args([script, &log_path, "600", "10000000", "6", "4"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start churn.py");
-    let mut out = std::io::BufReader::new(churn.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line, "ready\n", "churn.py did not start");
+    let churn = start_until_ready(
+        Command::new(python3())
+            .args([&script("churn.py"), &log_path, "600", "10000000", "6", "4"])
+            .stdin(Stdio::null()),
+        "churn.py",
+    );
+    assert!(churn.lines.is_empty(), "churn.py did not start: {:?}", churn.lines);
 
     let mut judge = Judge { failures: Vec::new(), failed: 0, log_path: log_path.clone() };
     let w = Walker::new(None).unwrap();
@@ -422,8 +395,7 @@ fn changes_under_churn_are_real_complete_and_single() {
             Err(e) => judge.fail(format!("{what}: {e:?}")),
         }
     }
-    let _ = churn.kill();
-    let _ = churn.wait();
+    drop(churn);
     let children = judge.churn_children();
     let _ = std::fs::remove_file(&log_path);
     println!(

@@ -11,33 +11,25 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, Read};
 use std::mem::MaybeUninit;
 use std::ops::ControlFlow;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::Holder;
+use common::child::{python3, script, start_until_ready};
+use common::proc;
+use common::rec::{Rec, walk_into};
 use procspy::engine::{Connection, Protocols, Source};
-use procspy::{Error, Socket, Stats, TableBuf, Walker};
+use procspy::{Error, Stats, TableBuf, Walker};
 
 const BOTH: Protocols = Protocols { tcp: true, udp: true };
 /// Failure messages kept (the first ones tell the story).
 const MAX_FAILURES: usize = 40;
-
-fn churn_secs() -> f64 {
-    std::env::var("PROCSPY_CHURN_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0)
-}
-
-/// Field 22 of a stat file: start time in clock ticks after boot.
-fn parse_start_time(stat: &[u8]) -> Option<u64> {
-    let close = stat.iter().rposition(|&c| c == b')')?;
-    let tail = std::str::from_utf8(stat.get(close + 2..)?).ok()?;
-    tail.split(' ').nth(19)?.parse().ok()
-}
 
 /// Every process in /proc now: pid -> start time.
 fn snapshot() -> HashMap<i32, u64> {
@@ -45,7 +37,7 @@ fn snapshot() -> HashMap<i32, u64> {
     for e in std::fs::read_dir("/proc").unwrap() {
         let Ok(e) = e else { continue };
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-        if let Some(st) = std::fs::read(format!("/proc/{pid}/stat")).ok().and_then(|s| parse_start_time(&s)) {
+        if let Some(st) = std::fs::read(format!("/proc/{pid}/stat")).ok().and_then(|s| proc::parse_start_time(&s)) {
             out.insert(pid, st);
         }
     }
@@ -295,21 +287,6 @@ impl Judge {
 }
 
 #[derive(Clone, Debug)]
-struct Rec {
-    pid: i32,
-    fd: i32,
-    inode: u64,
-    netns: u64,
-    start_time: u64,
-}
-
-impl Rec {
-    fn of(s: &Socket<'_>) -> Rec {
-        Rec { pid: s.pid, fd: s.fd, inode: s.inode, netns: s.netns, start_time: s.start_time }
-    }
-}
-
-#[derive(Clone, Debug)]
 struct Conn {
     inode: u64,
     netns: u64,
@@ -334,17 +311,6 @@ impl Conn {
             owner: c.owner.as_ref().map(Rec::of),
         }
     }
-}
-
-fn walk(w: &Walker, mem: &mut [MaybeUninit<u8>], recs: &mut Vec<Rec>) -> (Result<(), Error>, Stats) {
-    recs.clear();
-    let mut out = TableBuf::new(mem);
-    let mut stats = Stats::default();
-    let r = w.walk(&mut out, &mut stats, &mut |s| {
-        recs.push(Rec::of(s));
-        ControlFlow::Continue(())
-    });
-    (r, stats)
 }
 
 fn connections(w: &Walker, mem: Option<&mut [MaybeUninit<u8>]>, conns: &mut Vec<Conn>) -> (Result<(), Error>, Stats) {
@@ -420,7 +386,7 @@ fn worker(judge: &Judge, w: &Walker, done: &AtomicBool, role: Role) -> Tally {
         if do_walk {
             // Every other walk counts only (capacity 0).
             let cap = if i % 4 < 2 { mem.len() } else { 0 };
-            let ((r, stats), around) = judge.around(|| walk(w, &mut mem[..cap], &mut recs));
+            let ((r, stats), around) = judge.around(|| walk_into(w, &mut TableBuf::new(&mut mem[..cap]), &mut recs));
             match r {
                 Ok(()) => {
                     t.walks_ok += 1;
@@ -582,22 +548,9 @@ fn stopper(judge: &Judge, done: &AtomicBool) -> Tally {
     t
 }
 
-/// The generator, killed (by its pid) if the test ends early.
-struct Generator {
-    child: Child,
-    out: BufReader<std::process::ChildStdout>,
-}
-
-impl Drop for Generator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn walks_and_connections_stay_sound_under_churn() {
-    let secs = churn_secs();
+    let secs = common::churn_secs();
     let holders = [
         Holder::start(true, Some("churn-hold-a")),
         Holder::start(true, None),
@@ -611,20 +564,15 @@ fn walks_and_connections_stay_sound_under_churn() {
     let log_path = format!("{}/procspy-churn-{}.log", std::env::temp_dir().display(), std::process::id());
     let _ = std::fs::remove_file(&log_path);
     std::fs::File::create(&log_path).unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/churn.py");
-    let python = if std::path::Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" };
     let max_children = (secs * 5000.0) as u64 + 100;
-    let mut child = Command::new(python)
-        .args([script, &log_path, &secs.to_string(), &max_children.to_string(), "8"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start churn.py");
-    let out = BufReader::new(child.stdout.take().unwrap());
-    let mut generator = Generator { child, out };
-    let mut line = String::new();
-    generator.out.read_line(&mut line).unwrap();
-    assert_eq!(line, "ready\n", "churn.py did not start");
+    // Killed if the test ends early.
+    let mut generator = start_until_ready(
+        Command::new(python3())
+            .args([&script("churn.py"), &log_path, &secs.to_string(), &max_children.to_string(), "8"])
+            .stdin(Stdio::null()),
+        "churn.py",
+    );
+    assert!(generator.lines.is_empty(), "churn.py did not start: {:?}", generator.lines);
 
     let judge = Judge {
         log: Mutex::new(GenLog::open(&log_path)),
@@ -666,7 +614,7 @@ fn walks_and_connections_stay_sound_under_churn() {
         (tallies, summary)
     });
     let took = t0.elapsed();
-    let status = generator.child.wait().unwrap();
+    let status = generator.child.0.wait().unwrap();
     assert!(status.success(), "churn.py: {status}");
 
     // The log is final now: judge what had to wait for it.

@@ -87,7 +87,7 @@ fn tcp_connections_agree_with_ss() {
     let holder = common::Holder::start(false, Some("ss-compare"));
     let w = Walker::new(None).unwrap();
     let mut stats = Stats::default();
-    let here = std::fs::metadata("/proc/self/ns/net").map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap();
+    let here = common::proc::netns_of("self");
     let before = ss();
     let mut ours: HashMap<u64, SsLine> = HashMap::new();
     let r = w.connections(None, Protocols { tcp: true, udp: false }, u32::MAX, &mut stats, &mut |c| {

@@ -39,59 +39,30 @@ fn every_entry_point_runs_inside_the_guard() {
     assert_eq!(found, symbols.lines().collect::<Vec<_>>(), "entry points found");
 }
 
+/// The offsets of a struct's fields, in the order named.
+macro_rules! offsets {
+    ($t:ty: $($field:ident),+) => {
+        [$(offset_of!($t, $field)),+]
+    };
+}
+
 #[test]
 fn public_structs_have_the_documented_layout() {
     assert_eq!(size_of::<procspy_socket>(), 48);
-    assert_eq!(
-        [
-            offset_of!(procspy_socket, inode),
-            offset_of!(procspy_socket, netns),
-            offset_of!(procspy_socket, start_time),
-            offset_of!(procspy_socket, pid),
-            offset_of!(procspy_socket, fd),
-            offset_of!(procspy_socket, name),
-            offset_of!(procspy_socket, name_len)
-        ],
-        [0, 8, 16, 24, 28, 32, 40]
-    );
+    assert_eq!(offsets!(procspy_socket: inode, netns, start_time, pid, fd, name, name_len), [0, 8, 16, 24, 28, 32, 40]);
     assert_eq!(size_of::<procspy_connection>(), 72);
     assert_eq!(
-        [
-            offset_of!(procspy_connection, inode),
-            offset_of!(procspy_connection, netns),
-            offset_of!(procspy_connection, protocol),
-            offset_of!(procspy_connection, family),
-            offset_of!(procspy_connection, state),
-            offset_of!(procspy_connection, local_addr),
-            offset_of!(procspy_connection, remote_addr),
-            offset_of!(procspy_connection, local_port),
-            offset_of!(procspy_connection, remote_port),
-            offset_of!(procspy_connection, uid),
-            offset_of!(procspy_connection, owner)
-        ],
+        offsets!(procspy_connection: inode, netns, protocol, family, state, local_addr, remote_addr,
+            local_port, remote_port, uid, owner),
         [0, 8, 16, 17, 18, 19, 35, 52, 54, 56, 64]
     );
     assert_eq!(size_of::<procspy_change>(), 24);
-    assert_eq!(
-        [
-            offset_of!(procspy_change, kind),
-            offset_of!(procspy_change, old_state),
-            offset_of!(procspy_change, connection),
-            offset_of!(procspy_change, old_owner)
-        ],
-        [0, 4, 8, 16]
-    );
+    assert_eq!(offsets!(procspy_change: kind, old_state, connection, old_owner), [0, 4, 8, 16]);
     assert_eq!(size_of::<procspy_walk_stats>(), 72);
     assert_eq!(offset_of!(procspy_walk_stats, elapsed_ns), 64);
     assert_eq!(size_of::<procspy_walk_stats_ext>(), 40);
     assert_eq!(
-        [
-            offset_of!(procspy_walk_stats_ext, accounted),
-            offset_of!(procspy_walk_stats_ext, dropped),
-            offset_of!(procspy_walk_stats_ext, netns_mismatch),
-            offset_of!(procspy_walk_stats_ext, snapshot_bytes),
-            offset_of!(procspy_walk_stats_ext, closed_lost)
-        ],
+        offsets!(procspy_walk_stats_ext: accounted, dropped, netns_mismatch, snapshot_bytes, closed_lost),
         [0, 8, 16, 24, 32]
     );
     assert_eq!(size_of::<procspy_status>(), 4);

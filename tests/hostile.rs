@@ -6,33 +6,23 @@
 mod common;
 
 use std::ffi::OsStr;
-use std::mem::MaybeUninit;
 use std::ops::ControlFlow;
 use std::os::unix::ffi::OsStrExt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Holder;
 use common::fake::{FakeRoot, stat_line};
+use common::rec::{Rec, walk_all};
 use procspy::engine::Protocols;
-use procspy::{Error, Stats, TableBuf, Walker};
+use procspy::{Error, Stats, Walker};
 
 fn root_of(f: &FakeRoot) -> Walker {
     Walker::new(Some(f.path.as_os_str().as_bytes())).unwrap()
 }
 
-/// (result, [(pid, fd, inode, name)], table bytes, stats)
-fn walk(w: &Walker) -> (Result<(), Error>, Vec<(i32, i32, u64, Vec<u8>)>, Vec<u8>, Stats) {
-    let mut mem = vec![MaybeUninit::new(0u8); 32 << 20];
-    let mut out = TableBuf::new(&mut mem);
-    let mut stats = Stats::default();
-    let mut recs = Vec::new();
-    let t0 = Instant::now();
-    let r = w.walk(&mut out, &mut stats, &mut |s| {
-        recs.push((s.pid, s.fd, s.inode, s.name.to_bytes().to_vec()));
-        ControlFlow::Continue(())
-    });
-    assert!(t0.elapsed() < Duration::from_secs(10), "walk hung");
-    (r, recs, out.filled().to_vec(), stats)
+/// A walk with a 32 MiB buffer, bounded in time.
+fn walk(w: &Walker) -> (Result<(), Error>, Vec<Rec>, Vec<u8>, Stats) {
+    common::within(Duration::from_secs(10), "walk", || walk_all(w, 32 << 20))
 }
 
 #[test]
@@ -47,9 +37,9 @@ fn proc_roots_that_are_not_directories() {
         (f.path.join("missing"), "No such file or directory"),
         (f.path.join(OsStr::from_bytes(b"bad\xff\xfename")), "No such file or directory"),
     ] {
-        let t0 = Instant::now();
-        let e = Walker::new(Some(path.as_os_str().as_bytes())).unwrap_err();
-        assert!(t0.elapsed() < Duration::from_secs(2), "{path:?} hung");
+        let e = common::within(Duration::from_secs(2), &format!("{path:?}"), || {
+            Walker::new(Some(path.as_os_str().as_bytes())).unwrap_err()
+        });
         let msg = e.to_string();
         assert!(matches!(e, Error::Io { .. }), "{path:?}: {e:?}");
         assert!(msg.ends_with(errno) && msg.contains(&*path.to_string_lossy()), "{msg}");
@@ -96,6 +86,7 @@ fn hostile_entries_are_skipped_and_counted() {
     let (r, recs, _, stats) = walk(&w);
     assert_eq!(r, Ok(()));
     let inode = h.socks[0].inode;
+    let recs: Vec<_> = recs.into_iter().map(|r| (r.pid, r.fd, r.inode, r.name)).collect();
     assert_eq!(recs, vec![(100, 3, inode, b"good".to_vec()), (106, 5, inode, b"dangling".to_vec())],);
     assert_eq!(stats.processes, 6, "pids 100-103, 105, 106 and nothing else: {stats:?}");
     // 101, 102, 103 (fd not a plain directory), 105 (stat), 106's fd 9.
@@ -117,7 +108,7 @@ fn huge_names_and_tables() {
     let (r, recs, text, stats) = walk(&w);
     assert_eq!(r, Ok(()));
     assert_eq!(recs.len(), 1);
-    assert_eq!(recs[0].3, name, "a 1 MiB name comes back whole");
+    assert_eq!(recs[0].name, name, "a 1 MiB name comes back whole");
     assert_eq!(text, garbage, "tables are copied as they are");
     assert_eq!(stats.bytes_needed, garbage.len() as u64);
     let mut n = 0;

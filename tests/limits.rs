@@ -4,20 +4,13 @@
 
 mod common;
 
-use std::ops::ControlFlow;
-
+use common::rec::{Rec, walk_all};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
-use procspy::{Error, Stats, TableBuf, Walker};
+use procspy::{Error, Stats, Walker};
 
-fn walk(w: &Walker) -> (Result<(), Error>, Vec<(i32, i32)>, Stats) {
-    let mut mem = Vec::new(); // count only: the host's tables may be any size
-    let mut out = TableBuf::new(&mut mem);
-    let mut stats = Stats::default();
-    let mut recs = Vec::new();
-    let r = w.walk(&mut out, &mut stats, &mut |s| {
-        recs.push((s.pid, s.fd));
-        ControlFlow::Continue(())
-    });
+/// A walk that counts only: the host's tables may be any size.
+fn walk(w: &Walker) -> (Result<(), Error>, Vec<Rec>, Stats) {
+    let (r, recs, _, stats) = walk_all(w, 0);
     (r, recs, stats)
 }
 
@@ -61,7 +54,7 @@ fn fd_limit_gives_a_clear_status_or_counted_skips_then_recovers() {
     // And the walker works again.
     let (r, recs, _) = walk(&w);
     assert_eq!(r, Ok(()));
-    assert_eq!(recs.iter().filter(|r| r.0 == h.pid).count(), h.socks.len(), "works again");
+    assert_eq!(recs.iter().filter(|r| r.pid == h.pid).count(), h.socks.len(), "works again");
 }
 
 const NOBODY: &[&str] =
@@ -70,16 +63,10 @@ const NOBODY: &[&str] =
 #[test]
 fn unprivileged_walk_sees_its_own_and_counts_the_rest() {
     let _serial = SERIAL.lock();
-    use std::os::unix::fs::PermissionsExt;
-    // The checkout may sit where nobody can reach it: copy what nobody runs.
-    let dir = std::env::temp_dir().join(format!("procspy-nobody-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let exe = dir.join("limits-test");
-    let script = dir.join("holder.py");
-    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
-    std::fs::copy(common::HOLDER_SCRIPT, &script).unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // Copies of what nobody runs.
+    let copies = common::child::ForNobody::new("nobody");
+    let exe = copies.copy(std::env::current_exe().unwrap(), "limits-test", 0o755);
+    let script = copies.copy(common::HOLDER_SCRIPT, "holder.py", 0o644);
     let theirs = common::Holder::start(false, Some("root-holder"));
     let mine = common::Holder::start_script(NOBODY, Some("nobody-holder"), script.to_str().unwrap());
     let out = std::process::Command::new(NOBODY[0])
@@ -91,7 +78,7 @@ fn unprivileged_walk_sees_its_own_and_counts_the_rest() {
         .env("PROCSPY_TEST_MINE_SOCKETS", mine.socks.len().to_string())
         .output()
         .unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
+    drop(copies);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("1 passed"), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
 }
@@ -107,10 +94,10 @@ fn unprivileged_child() {
     println!("as nobody: {stats:?}");
     assert_eq!(r, Ok(()));
     assert_eq!(
-        recs.iter().filter(|r| r.0 == var("PROCSPY_TEST_MINE")).count() as i32,
+        recs.iter().filter(|r| r.pid == var("PROCSPY_TEST_MINE")).count() as i32,
         var("PROCSPY_TEST_MINE_SOCKETS")
     );
-    assert_eq!(recs.iter().filter(|r| r.0 == var("PROCSPY_TEST_THEIRS")).count(), 0);
+    assert_eq!(recs.iter().filter(|r| r.pid == var("PROCSPY_TEST_THEIRS")).count(), 0);
     assert!(stats.skipped > 0 && stats.skipped < stats.processes, "{stats:?}");
 
     // Connections: no BPF without CAP_BPF, so owners come from PID/fd.

@@ -8,16 +8,16 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::ops::ControlFlow;
-use std::os::unix::fs::MetadataExt;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::Holder;
+use common::child::{AS_NOBODY, ForNobody, Reaped, script, start_until_ready};
 use common::fake::FakeRoot;
+use common::proc::netns_of;
 use procspy::engine::{OwnerScan, Protocols, Source};
 use procspy::{Error, Stats, Walker};
 
@@ -51,7 +51,7 @@ fn connections(w: &Walker, mut each: impl FnMut(&Rec)) -> (Result<(), Error>, Ve
 
 /// The network namespace of the calling thread.
 fn thread_netns() -> u64 {
-    std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino()
+    netns_of("thread-self")
 }
 
 fn inodes_in(recs: &[Rec], netns: u64) -> BTreeSet<u64> {
@@ -132,50 +132,31 @@ fn in_a_user_namespace() {
 /// A process started as nobody in a user and network namespace of its
 /// own, forging sock_diag replies; killed on drop.
 struct Forger {
-    child: Child,
+    _child: Reaped,
     netns: u64,
     inodes: BTreeSet<u64>,
 }
 
 impl Forger {
     fn start(port_id: u32) -> Forger {
-        use std::os::unix::fs::PermissionsExt;
-        // The checkout may sit where nobody can reach it: copy the script.
-        let dir = std::env::temp_dir().join(format!("procspy-forger-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let script = dir.join("forger.py");
-        std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/forger.py"), &script).unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let mut child = Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "unshare", "-U", "-r", "-n"])
-            .arg("/usr/bin/python3")
-            .arg(&script)
-            .arg(port_id.to_string())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut inodes = BTreeSet::new();
-        for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-            let line = line.unwrap();
-            if line == "ready" {
-                break;
-            }
-            inodes.insert(line.split(' ').nth(1).unwrap().parse().unwrap());
-        }
-        std::fs::remove_dir_all(&dir).unwrap();
+        let copies = ForNobody::new("forger");
+        let script = copies.copy(script("forger.py"), "forger.py", 0o644);
+        let started = start_until_ready(
+            Command::new(AS_NOBODY[0])
+                .args(&AS_NOBODY[1..])
+                .args(["unshare", "-U", "-r", "-n", "/usr/bin/python3"])
+                .arg(&script)
+                .arg(port_id.to_string()),
+            "the forger",
+        );
+        let inodes: BTreeSet<u64> =
+            started.lines.iter().map(|l| l.split(' ').nth(1).unwrap().parse().unwrap()).collect();
+        drop(copies);
         assert_eq!(inodes.len(), 2, "the forger did not get ready");
-        let netns = std::fs::metadata(format!("/proc/{}/ns/net", child.id())).unwrap().ino();
-        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+        let pid = started.child.0.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         assert!(status.lines().any(|l| l.starts_with("Uid:") && l.contains("65534")), "{status}");
-        Forger { child, netns, inodes }
-    }
-}
-
-impl Drop for Forger {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        Forger { _child: started.child, netns: netns_of(pid), inodes }
     }
 }
 
@@ -185,7 +166,7 @@ impl Drop for Forger {
 #[test]
 fn forged_replies_are_never_believed() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !common::user_namespaces_allowed(&["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]) {
+    if !common::user_namespaces_allowed(AS_NOBODY) {
         return;
     }
     let forger = Forger::start(std::process::id());

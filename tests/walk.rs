@@ -10,37 +10,28 @@ use std::mem::MaybeUninit;
 use std::ops::ControlFlow;
 
 use common::Holder;
+use common::rec::{Rec, walk_all};
 use procspy::engine::Protocols;
 use procspy::{Error, Stats, TableBuf, Walker};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Rec {
-    pid: i32,
-    fd: i32,
-    inode: u64,
-    netns: u64,
-    start_time: u64,
-    name: Vec<u8>,
-}
+/// A table line: (netns, protocol, line, owner's (pid, fd)).
+type Line = (u64, u8, procspy::engine::Conn, Option<(i32, i32)>);
 
-fn walk_all(w: &Walker, cap: usize) -> (Result<(), Error>, Vec<Rec>, Vec<u8>, Stats) {
-    let mut mem = vec![MaybeUninit::new(0u8); cap];
-    let mut out = TableBuf::new(&mut mem);
+/// The lines of one connections call from `source`, in the namespaces
+/// `keep` keeps, sorted by namespace, inode and ports; the call must succeed.
+fn lines_from(w: &Walker, source: procspy::engine::Source, keep: impl Fn(u64) -> bool) -> (Vec<Line>, Stats) {
+    w.set_source(source);
     let mut stats = Stats::default();
-    let mut recs = Vec::new();
-    let r = w.walk(&mut out, &mut stats, &mut |s| {
-        recs.push(Rec {
-            pid: s.pid,
-            fd: s.fd,
-            inode: s.inode,
-            netns: s.netns,
-            start_time: s.start_time,
-            name: s.name.to_bytes().to_vec(),
-        });
+    let mut lines: Vec<Line> = Vec::new();
+    let r = w.connections(None, Protocols { tcp: true, udp: true }, u32::MAX, &mut stats, &mut |c| {
+        if keep(c.netns) {
+            lines.push((c.netns, c.protocol, c.conn, c.owner.map(|o| (o.pid, o.fd))));
+        }
         ControlFlow::Continue(())
     });
-    let text = out.filled().to_vec();
-    (r, recs, text, stats)
+    assert_eq!(r, Ok(()), "{source:?}");
+    lines.sort_by_key(|l| (l.0, l.2.inode, l.2.local_port, l.2.remote_port));
+    (lines, stats)
 }
 
 #[test]
@@ -197,25 +188,11 @@ fn stop_ends_a_paced_walk_at_once_and_for_good() {
 
 #[test]
 fn netlink_and_text_give_the_same_records() {
-    use procspy::engine::{Conn, Source};
+    use procspy::engine::Source;
     let holders = [Holder::start(true, Some("nl-a")), Holder::start(true, None), Holder::start(true, None)];
     let ours: HashSet<u64> = holders.iter().map(|h| h.netns).collect();
     let w = Walker::new(None).unwrap();
-    let both = Protocols { tcp: true, udp: true };
-    let collect = |source| {
-        w.set_source(source);
-        let mut stats = Stats::default();
-        let mut recs: Vec<(u64, u8, Conn, Option<(i32, i32)>)> = Vec::new();
-        let r = w.connections(None, both, u32::MAX, &mut stats, &mut |c| {
-            if ours.contains(&c.netns) {
-                recs.push((c.netns, c.protocol, c.conn, c.owner.map(|o| (o.pid, o.fd))));
-            }
-            ControlFlow::Continue(())
-        });
-        assert_eq!(r, Ok(()), "{source:?}");
-        recs.sort_by_key(|r| (r.0, r.2.inode));
-        (recs, stats)
-    };
+    let collect = |source| lines_from(&w, source, |netns| ours.contains(&netns));
     let (text, text_stats) = collect(Source::Text);
     let (netlink, nl_stats) = collect(Source::Netlink);
     let (auto, auto_stats) = collect(Source::Auto);
@@ -287,24 +264,10 @@ fn bpf_and_proc_owner_scans_agree_record_for_record() {
 
 #[test]
 fn a_namespace_with_sockets_no_process_holds_is_read_from_its_tables() {
-    use procspy::engine::{Conn, Source};
+    use procspy::engine::Source;
     let h = Holder::start_with_unheld();
-    let both = Protocols { tcp: true, udp: true };
     let w = Walker::new(None).unwrap();
-    let collect = |source| {
-        w.set_source(source);
-        let mut stats = Stats::default();
-        let mut recs: Vec<(u8, Conn, Option<(i32, i32)>)> = Vec::new();
-        let r = w.connections(None, both, u32::MAX, &mut stats, &mut |c| {
-            if c.netns == h.netns {
-                recs.push((c.protocol, c.conn, c.owner.map(|o| (o.pid, o.fd))));
-            }
-            ControlFlow::Continue(())
-        });
-        assert_eq!(r, Ok(()), "{source:?}");
-        recs.sort_by_key(|r| (r.1.inode, r.1.local_port, r.1.remote_port));
-        (recs, stats)
-    };
+    let collect = |source| lines_from(&w, source, |netns| netns == h.netns);
     let (auto, auto_stats) = collect(Source::Auto);
     let (netlink, _) = collect(Source::Netlink);
     assert_eq!(auto, netlink, "record for record");
@@ -313,10 +276,10 @@ fn a_namespace_with_sockets_no_process_holds_is_read_from_its_tables() {
     assert_eq!(auto.len(), 14, "{auto:?}");
     // Neither has an inode or an owner; only the tables list them, so their
     // presence shows the namespace was read from its tables.
-    assert_eq!(auto.iter().filter(|r| r.1.state == 6 && r.1.inode == 0 && r.2.is_none()).count(), 1, "TIME_WAIT");
-    assert_eq!(auto.iter().filter(|r| r.1.state == 1 && r.1.inode == 0 && r.2.is_none()).count(), 1, "not accepted");
+    assert_eq!(auto.iter().filter(|r| r.2.state == 6 && r.2.inode == 0 && r.3.is_none()).count(), 1, "TIME_WAIT");
+    assert_eq!(auto.iter().filter(|r| r.2.state == 1 && r.2.inode == 0 && r.3.is_none()).count(), 1, "not accepted");
     for s in &h.socks {
-        assert!(auto.iter().any(|r| r.1.inode == s.inode && r.2 == Some((h.pid, s.fd))), "{s:?}");
+        assert!(auto.iter().any(|r| r.2.inode == s.inode && r.3 == Some((h.pid, s.fd))), "{s:?}");
     }
     assert!(auto_stats.accounted < auto_stats.namespaces, "{auto_stats:?}");
 }

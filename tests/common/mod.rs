@@ -2,11 +2,16 @@
 //! and fake proc roots that lead to them.
 #![allow(dead_code)]
 
+pub mod child;
 pub mod fake;
+pub mod proc;
+pub mod rec;
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::fs::MetadataExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{ChildStdin, ChildStdout, Command, Stdio};
+
+use child::{Reaped, python3, start_until_ready};
+use proc::netns_of;
 
 pub const HOLDER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/holder.py");
 
@@ -24,7 +29,7 @@ pub struct Held {
 
 /// A python3 process holding TCP and UDP sockets, v4 and v6; killed on drop.
 pub struct Holder {
-    child: Child,
+    _child: Reaped,
     pub pid: i32,
     pub netns: u64,
     pub socks: Vec<Held>,
@@ -61,45 +66,35 @@ impl Holder {
     }
 
     fn spawn(prefix: &[&str], name: Option<&str>, env: &[(&str, &str)], script: &str) -> Holder {
-        // The system python, which an unprivileged user can run too.
-        let python = if std::path::Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" };
         let mut argv: Vec<&str> = prefix.to_vec();
-        argv.extend([python, script]);
+        argv.extend([python3(), script]);
         let mut cmd = Command::new(argv[0]);
-        cmd.args(&argv[1..]);
-        cmd.args(name).envs(env.iter().copied());
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
-        let mut child = cmd.spawn().expect("start holder.py");
-        let pid = child.id() as i32;
-        let mut socks = Vec::new();
-        let out = BufReader::new(child.stdout.take().unwrap());
-        for line in out.lines() {
-            let line = line.unwrap();
-            if line == "ready" {
-                break;
-            }
-            let f: Vec<&str> = line.split(' ').collect();
-            socks.push(Held {
-                fd: f[0].parse().unwrap(),
-                inode: f[1].parse().unwrap(),
-                proto: if f[2] == "tcp" { 1 } else { 2 },
-                family: f[3].parse().unwrap(),
-                state: f[4].parse().unwrap(),
-                local_port: f[5].parse().unwrap(),
-                remote_port: f[6].parse().unwrap(),
-            });
-        }
+        cmd.args(&argv[1..]).args(name).envs(env.iter().copied()).stdin(Stdio::piped());
+        let started = start_until_ready(&mut cmd, "holder.py");
+        let pid = started.child.0.id() as i32;
+        let socks: Vec<Held> = started
+            .lines
+            .iter()
+            .map(|line| {
+                let f: Vec<&str> = line.split(' ').collect();
+                Held {
+                    fd: f[0].parse().unwrap(),
+                    inode: f[1].parse().unwrap(),
+                    proto: if f[2] == "tcp" { 1 } else { 2 },
+                    family: f[3].parse().unwrap(),
+                    state: f[4].parse().unwrap(),
+                    local_port: f[5].parse().unwrap(),
+                    remote_port: f[6].parse().unwrap(),
+                }
+            })
+            .collect();
         assert_eq!(socks.len(), 10, "holder {pid} did not get ready");
-        let netns = std::fs::metadata(format!("/proc/{pid}/ns/net")).unwrap().ino();
-        Holder { child, pid, netns, socks }
+        Holder { _child: started.child, pid, netns: netns_of(pid), socks }
     }
 
     /// This holder's start time, field 22 of its stat.
     pub fn start_time(&self) -> u64 {
-        let stat = std::fs::read(format!("/proc/{}/stat", self.pid)).unwrap();
-        let close = stat.iter().rposition(|&c| c == b')').unwrap();
-        let tail = std::str::from_utf8(&stat[close + 2..]).unwrap();
-        tail.split(' ').nth(19).unwrap().parse().unwrap()
+        proc::start_time(self.pid)
     }
 }
 
@@ -130,21 +125,14 @@ pub fn assert_bpf_owner_scan_as_the_kernel_should(r: &Result<(), procspy::Error>
     }
 }
 
-impl Drop for Holder {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 pub const ACTOR_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/actor.py");
 
 /// A python3 process that changes its sockets on command (actor.py);
 /// killed on drop, with the children it forked.
 pub struct Actor {
-    child: Child,
-    stdin: std::process::ChildStdin,
-    out: BufReader<std::process::ChildStdout>,
+    _child: Reaped,
+    stdin: ChildStdin,
+    out: BufReader<ChildStdout>,
     pub pid: i32,
     pub netns: u64,
 }
@@ -152,23 +140,13 @@ pub struct Actor {
 impl Actor {
     /// In a new network namespace (`unshare -n`), or in this one.
     pub fn start(new_netns: bool) -> Actor {
-        let python = if std::path::Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" };
         let mut argv: Vec<&str> = if new_netns { vec!["unshare", "-n"] } else { vec![] };
-        argv.extend([python, ACTOR_SCRIPT]);
-        let mut child = Command::new(argv[0])
-            .args(&argv[1..])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start actor.py");
-        let pid = child.id() as i32;
-        let stdin = child.stdin.take().unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        assert_eq!(line, "ready\n", "actor {pid} did not start");
-        let netns = std::fs::metadata(format!("/proc/{pid}/ns/net")).unwrap().ino();
-        Actor { child, stdin, out, pid, netns }
+        argv.extend([python3(), ACTOR_SCRIPT]);
+        let mut started = start_until_ready(Command::new(argv[0]).args(&argv[1..]).stdin(Stdio::piped()), "actor.py");
+        let pid = started.child.0.id() as i32;
+        assert!(started.lines.is_empty(), "actor {pid} did not start: {:?}", started.lines);
+        let stdin = started.child.0.stdin.take().unwrap();
+        Actor { _child: started.child, stdin, out: started.out, pid, netns: netns_of(pid) }
     }
 
     /// Sends one command; its answer's numbers.
@@ -185,11 +163,17 @@ impl Actor {
     }
 }
 
-impl Drop for Actor {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `f`'s result, failing the test if it took `limit` or longer (`what` hung).
+pub fn within<R>(limit: std::time::Duration, what: &str, f: impl FnOnce() -> R) -> R {
+    let t0 = std::time::Instant::now();
+    let r = f();
+    assert!(t0.elapsed() < limit, "{what} hung: {:?}", t0.elapsed());
+    r
+}
+
+/// How long the churn tests churn: PROCSPY_CHURN_SECS, default 3.
+pub fn churn_secs() -> f64 {
+    std::env::var("PROCSPY_CHURN_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0)
 }
 
 /// Whether a user namespace can be made at all, by the user `prefix` runs

@@ -55,6 +55,18 @@ for line in sys.stdin:
 # cannot boot one), 2 CPUs, no network device (loopback only), the serial
 # console into console.log. The host's / is shared read-only (the guest
 # puts a tmpfs overlay over it), the run's directory read-write.
+# follow PID RUN KEY: RUN's console progress lines, labelled KEY, as they
+# come, until PID ends; PID's exit status.
+follow() {
+    local rc=0 tpid
+    tail -n +1 -F --pid="$1" "$2/console.log" 2>/dev/null \
+        | grep --line-buffered '^procspy-kernels: ' | sed -u "s/^procspy-kernels:/  $3:/" >&2 &
+    tpid=$!
+    wait "$1" || rc=$?
+    wait "$tpid" 2>/dev/null || true
+    return "$rc"
+}
+
 boot() {
     local key=$1 run=$2 kdir=$CACHE/$1 rel launched rc=0
     tests/kernels/fetch.sh "$key" busybox
@@ -85,13 +97,8 @@ EOF
         -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
         -virtfs "local,path=$run,mount_tag=results,security_model=none" \
         < /dev/null > "$run/qemu.log" 2>&1 &
-    local qpid=$!
     # The guest's progress lines, as they come.
-    tail -n +1 -F --pid="$qpid" "$run/console.log" 2>/dev/null \
-        | grep --line-buffered '^procspy-kernels: ' | sed -u "s/^procspy-kernels:/  $key:/" >&2 &
-    local tpid=$!
-    wait "$qpid" || rc=$?
-    wait "$tpid" 2>/dev/null || true
+    follow $! "$run" "$key" || rc=$?
     [ "$rc" = 124 ] || [ "$rc" = 137 ] && log "$key: no power-off within ${KERNEL_TIMEOUT}s: ended"
     [ "$rc" = 0 ] || [ "$rc" = 124 ] || [ "$rc" = 137 ] || log "$key: qemu exited $rc: $(tail -n 3 "$run/qemu.log")"
     return 0
@@ -103,12 +110,7 @@ on_host() {
     date +%s > "$run/launched"
     date +%s > "$run/booted"
     tests/kernels/guest.sh "$run" < /dev/null > "$run/console.log" 2>&1 &
-    local gpid=$!
-    tail -n +1 -F --pid="$gpid" "$run/console.log" 2>/dev/null \
-        | grep --line-buffered '^procspy-kernels: ' | sed -u 's/^procspy-kernels:/  host:/' >&2 &
-    local tpid=$!
-    wait "$gpid" || rc=$?
-    wait "$tpid" 2>/dev/null || true
+    follow $! "$run" host || rc=$?
     echo "$rc" > "$run/exit-status"
     return 0
 }
