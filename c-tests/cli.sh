@@ -60,7 +60,7 @@ check "--help exits 0" "$BIN" --help
 help_mentions_all() {
     local opt missing=0
     for opt in -t --tcp -u --udp -l --listening -a --all -c --connected -n --netns \
-               -p --pid --json --sockets --proc --source --owners -w --watch -h --help -V --version; do
+               -p --pid --json --sockets --proc --source --owners -w --watch --diagnose -h --help -V --version; do
         if ! grep -q -e "$opt\\b" "$TMP/help"; then echo "missing: $opt"; missing=1; fi
     done
     return $missing
@@ -87,6 +87,7 @@ for bad in 0 0.0 0.0001 -1 abc 1x 1e3 " 5" 1.2.3 86401; do
     check "--watch '$bad' exits 2" exits_with 2 "$BIN" --watch "$bad"
 done
 check "--watch with --sockets exits 2" exits_with 2 "$BIN" --sockets --watch 1
+check "--diagnose with --json exits 2" exits_with 2 "$BIN" --diagnose --json
 check "--version prints a version" \
     bash -c '"$0" --version | grep -Eq "^procspy [0-9]+\.[0-9]+\.[0-9]+$"' "$BIN"
 check "-V prints the same version" \
@@ -223,6 +224,7 @@ done
 # Whether the kernel should run the BPF owner scan: its BTF names the
 # iterator and every helper the program calls.
 kernel_has_bpf_scan() {
+    local name
     [ -r /sys/kernel/btf/vmlinux ] || return 1
     tr '\0' '\n' < /sys/kernel/btf/vmlinux > "$TMP/btf-names"
     for name in bpf_iter_task_file BPF_FUNC_sock_from_file BPF_FUNC_probe_read_kernel BPF_FUNC_seq_write; do
@@ -239,6 +241,24 @@ if kernel_has_bpf_scan; then
 else
     check "--owners bpf on a kernel without what it needs: fails, says what" bpf_refused_honestly
 fi
+# --diagnose after a pass over the helper's namespace: the version, the
+# pass's count, and each probe as this kernel should answer it.
+diagnosed() {
+    local pass="connections pass: ok, 7 connections" bpf="BPF owner scan \(task_file iterator\): "
+    case $1 in
+    proc) bpf="${bpf}not loaded yet" ;;
+    bpf) if kernel_has_bpf_scan; then bpf="${bpf}yes"; else
+            pass="connections pass: failed \(.*\)"; bpf="${bpf}no: .*kernel.*"; fi ;;
+    esac
+    "$BIN" --diagnose -n "$NETNS" --owners "$1" > "$TMP/diag" 2> "$TMP/diag.err" || return 1
+    cat "$TMP/diag" "$TMP/diag.err"
+    grep -Eqx "procspy [0-9]+\.[0-9]+\.[0-9]+" "$TMP/diag" &&
+        grep -Eqx "$pass" "$TMP/diag" &&
+        grep -qx "namespace files (PID/ns/net): yes" "$TMP/diag" &&
+        grep -Eqx "$bpf" "$TMP/diag"
+}
+check "--diagnose --owners proc: the pass, the probes, no BPF scan" diagnosed proc
+check "--diagnose --owners bpf: the BPF scan as this kernel should have it" diagnosed bpf
 summary_is_exact() {
     "$BIN" -n "$NETNS" > /dev/null 2> "$TMP/t.err" || return 1
     cat "$TMP/t.err"

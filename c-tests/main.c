@@ -26,6 +26,7 @@
     X(walker_new_args) X(walker_new_io) X(root_removed_is_io)                  \
     X(free_and_stop_null) X(set_rate_limit_args) X(walk_args)                  \
     X(connections_args) X(netns_of_args) X(read_tcp_args) X(parse_args)        \
+    X(diagnose_args)                                                           \
     X(ns_walk_sockets) X(ns_walk_buffer_tables) X(ns_netns_of) X(ns_read_tcp)  \
     X(ns_parse_walk_buffer)                                                    \
     X(set_source_args) X(owner_scan_args) X(conn_all_fields)                   \

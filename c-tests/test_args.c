@@ -474,6 +474,30 @@ void test_read_tcp_args(void)
     procspy_walker_free(w);
 }
 
+void test_diagnose_args(void)
+{
+    procspy_walker *w = NULL;
+    char small[8], big[4096];
+    size_t len = 777, full;
+    REQUIRE_STATUS(procspy_walker_new(NULL, &w), PROCSPY_OK);
+    CHECK_STATUS(procspy_walker_diagnose(NULL, big, sizeof big, &len), PROCSPY_NULL_ARGUMENT);
+    CHECK(strstr(h_last_error(), "procspy_walker_diagnose") != NULL);
+    CHECK_STATUS(procspy_walker_diagnose(w, big, sizeof big, NULL), PROCSPY_NULL_ARGUMENT);
+    CHECK_STATUS(procspy_walker_diagnose(w, NULL, 10, &len), PROCSPY_NULL_ARGUMENT);
+    /* cap 0 asks for the length, like snprintf. */
+    CHECK_STATUS(procspy_walker_diagnose(w, NULL, 0, &len), PROCSPY_BUFFER_TOO_SMALL);
+    full = len;
+    CHECK(full > 0);
+    CHECK_STATUS(procspy_walker_diagnose(w, small, sizeof small, &len), PROCSPY_BUFFER_TOO_SMALL);
+    CHECK(len == full && strlen(small) == sizeof small - 1);
+    CHECK_STATUS(procspy_walker_diagnose(w, big, sizeof big, &len), PROCSPY_OK);
+    CHECK(len == full && strlen(big) == full && strncmp(big, small, sizeof small - 1) == 0);
+    /* Before any call, nothing has been probed. */
+    CHECK(strstr(big, "namespace files (PID/ns/net): not probed yet\n") != NULL);
+    CHECK(strstr(big, "BPF owner scan (task_file iterator): not loaded yet\n") != NULL);
+    procspy_walker_free(w);
+}
+
 void test_parse_args(void)
 {
     const char *line = "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 640 1 0000000000000000 100 0 0 10 0\n";

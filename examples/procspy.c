@@ -61,6 +61,7 @@ struct options {
     uint32_t source;           /* --source: PROCSPY_SOURCE_* */
     uint32_t owners;           /* --owners: PROCSPY_OWNERS_* */
     uint32_t watch_ms;         /* --watch: the interval; 0 = list once */
+    bool diagnose;             /* --diagnose: what the library learnt of the kernel */
 };
 
 static void usage(FILE *out)
@@ -99,6 +100,10 @@ static void usage(FILE *out)
         "                        and what opened and closed between two polls\n"
         "                        (closed: from the kernel's destroy notices; no\n"
         "                        owner, so -p hides them; -l and -c don't)\n"
+        "      --diagnose        list the connections without printing them, then\n"
+        "                        print what the library learnt of the running\n"
+        "                        kernel (its probes, and whether the BPF owner\n"
+        "                        scan loads, or why not) and exit\n"
         "  -h, --help            show this help and exit\n"
         "  -V, --version         show the library version and exit\n"
         "\n"
@@ -206,7 +211,7 @@ static void bad_usage(const char *fmt, const char *arg)
 
 static void parse_options(int argc, char **argv, struct options *o)
 {
-    enum { OPT_JSON = 256, OPT_SOCKETS, OPT_PROC, OPT_SOURCE, OPT_OWNERS };
+    enum { OPT_JSON = 256, OPT_SOCKETS, OPT_PROC, OPT_SOURCE, OPT_OWNERS, OPT_DIAGNOSE };
     static const struct choice sources[] = {
         { "auto", PROCSPY_SOURCE_AUTO }, { "netlink", PROCSPY_SOURCE_NETLINK },
         { "text", PROCSPY_SOURCE_TEXT }, { NULL, 0 },
@@ -228,6 +233,7 @@ static void parse_options(int argc, char **argv, struct options *o)
         { "proc", required_argument, NULL, OPT_PROC },
         { "source", required_argument, NULL, OPT_SOURCE },
         { "owners", required_argument, NULL, OPT_OWNERS },
+        { "diagnose", no_argument, NULL, OPT_DIAGNOSE },
         { "watch", required_argument, NULL, 'w' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
@@ -269,6 +275,7 @@ static void parse_options(int argc, char **argv, struct options *o)
                 bad_usage("invalid --watch interval '%s' (seconds: a positive number, at most 86400)", optarg);
             break;
         case OPT_JSON: o->json = true; break;
+        case OPT_DIAGNOSE: o->diagnose = true; break;
         case OPT_SOCKETS: o->sockets = true; break;
         case OPT_PROC: o->proc_root = optarg; break;
         case OPT_SOURCE:
@@ -302,6 +309,8 @@ static void parse_options(int argc, char **argv, struct options *o)
         bad_usage("unexpected argument '%s'", argv[optind]);
     if (o->sockets && o->conn_only_option)
         bad_usage("%s", "--sockets lists socket fds: -t, -u, -l, -a, -c, --source and --owners don't apply");
+    if (o->diagnose && (o->sockets || o->watch_ms || o->json))
+        bad_usage("%s", "--diagnose prints what the library learnt: --sockets, --watch and --json don't apply");
     if (o->sockets && o->watch_ms)
         bad_usage("%s", "--watch reports connections: it does not apply to --sockets");
     if (o->protocols == 0)
@@ -491,6 +500,10 @@ static int on_connection(void *userdata, const procspy_connection *c)
 
     if (!wanted(ctx, c, NULL))
         return 0;
+    if (ctx->opt->diagnose) {
+        ctx->rows++;
+        return 0;
+    }
     if (!note_netns(ctx, c->netns))
         return 1;
     if (c->owner == NULL)
@@ -623,6 +636,29 @@ static void set_signals(void (*handler)(int))
 }
 
 /* Prints this thread's last library error, "procspy: <what failed>". */
+/* --diagnose: a pass has run; say how it went, then what the walker learnt. */
+static bool print_diagnosis(procspy_walker *walker, procspy_status pass, uint64_t rows)
+{
+    size_t len = 0;
+    char *text;
+
+    printf("procspy %s\n", procspy_version());
+    if (pass == PROCSPY_OK)
+        printf("connections pass: ok, %llu connections\n", (unsigned long long)rows);
+    else
+        printf("connections pass: failed (%s)\n", procspy_status_str(pass));
+    if (procspy_walker_diagnose(walker, NULL, 0, &len) != PROCSPY_BUFFER_TOO_SMALL)
+        return false;
+    text = malloc(len + 1);
+    if (text == NULL || procspy_walker_diagnose(walker, text, len + 1, &len) != PROCSPY_OK) {
+        free(text);
+        return false;
+    }
+    fputs(text, stdout);
+    free(text);
+    return true;
+}
+
 static void print_library_error(procspy_status status)
 {
     size_t len = procspy_last_error(NULL, 0);
@@ -748,6 +784,14 @@ int main(int argc, char **argv)
             printf("%-11s %-10s %-5s %-12s %-23s %-23s %7s %-5s %s\n", "EVENT", "NETNS", "PROTO",
                    "STATE", "LOCAL", "REMOTE", "PID", "FD", "NAME");
         status = watch(walker, &ctx, ctx.tcp_states | ctx.udp_states, &polls);
+    } else if (opt.diagnose) {
+        status = procspy_walker_connections(walker, NULL, 0, opt.protocols, ctx.tcp_states | ctx.udp_states,
+                                            on_connection, &ctx, NULL);
+        if (status != PROCSPY_OK)
+            print_library_error(status);
+        if (!print_diagnosis(walker, status, ctx.rows))
+            ctx.out_of_memory = true;
+        status = PROCSPY_OK; /* the diagnosis is the answer, the pass's failure in it */
     } else if (opt.sockets) {
         if (!opt.json)
             printf("%7s %-5s %-10s %-10s %s\n", "PID", "FD", "NETNS", "INODE", "NAME");
@@ -782,6 +826,8 @@ int main(int argc, char **argv)
          * never returns: some namespace would then be missing. */
         print_library_error(status);
         rc = EXIT_FAILURE;
+    } else if (opt.diagnose) {
+        /* Its count is in the diagnosis. */
     } else if (opt.sockets) {
         fprintf(stderr, "%llu sockets in %llu namespaces\n",
                 (unsigned long long)ctx.rows, (unsigned long long)ctx.seen_len);

@@ -774,6 +774,22 @@ enum procspy_status procspy_walker_read_tcp(const struct procspy_walker *walker,
                                             size_t cap,
                                             size_t *out_len);
 
+/**
+ * What the walker has learnt of the running kernel, for diagnostics: a
+ * line each, "what: answer", for each probe (namespace files, IPv6
+ * tables, the one TCP dump of both families, openat2) and the BPF owner
+ * scan (loaded, or why not). A probe no call has needed yet says so: ask
+ * after a `procspy_walker_connections`. Copies at most `cap - 1` bytes
+ * and a NUL into `buf` (NULL when `cap` is 0) and sets `*out_len` to the
+ * full length; `PROCSPY_BUFFER_TOO_SMALL` if it was cut. The text is for
+ * people: its wording may change. Safe to call during a walk.
+ */
+PROCSPY_MUST_USE
+enum procspy_status procspy_walker_diagnose(const struct procspy_walker *walker,
+                                            char *buf,
+                                            size_t cap,
+                                            size_t *out_len);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -457,6 +457,25 @@ func (w *Walker) NetnsOf(pid int) (uint64, error) {
 	return uint64(out), err
 }
 
+// Diagnose tells what the walker has learnt of the running kernel, a line
+// each ("what: answer"): its probes and the BPF owner scan
+// (procspy_walker_diagnose). For people: the wording may change.
+func (w *Walker) Diagnose() (string, error) {
+	var size C.size_t
+	for {
+		buf := make([]byte, int(size)+1)
+		err := w.call(func(p *C.procspy_walker) C.enum_procspy_status {
+			return C.procspy_walker_diagnose(p, (*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)), &size)
+		})
+		if err == nil {
+			return string(buf[:size]), nil
+		}
+		if !errors.Is(err, ErrBufferTooSmall) {
+			return "", err
+		}
+	}
+}
+
 // ChangeKind is what happened to a connection between two Changes calls
 // (procspy_change_kind).
 type ChangeKind int

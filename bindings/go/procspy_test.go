@@ -184,6 +184,25 @@ func TestStatusNames(t *testing.T) {
 	}
 }
 
+func TestDiagnoseTellsWhatAPassLearnt(t *testing.T) {
+	w := mustNew(t)
+	before, err := w.Diagnose()
+	if err != nil || !strings.Contains(before, "namespace files (PID/ns/net): not probed yet\n") {
+		t.Fatalf("%q, %v", before, err)
+	}
+	if err := w.SetOwnerScan(OwnersProc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Connections(TCP|UDP, StatesAll, func(Connection) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	after, err := w.Diagnose()
+	if err != nil || !strings.Contains(after, "namespace files (PID/ns/net): yes\n") ||
+		!strings.Contains(after, "BPF owner scan (task_file iterator): not loaded yet\n") {
+		t.Fatalf("%q, %v", after, err)
+	}
+}
+
 func TestWalkFindsOwnSockets(t *testing.T) {
 	s := openSockets(t)
 	w := mustNew(t)

@@ -33,6 +33,7 @@ use super::owners::{OwnerAt, Procs, Socket};
 use super::pace::Stop;
 use super::stats::Stats;
 use super::tables::Protocols;
+use crate::parse::kernel::{Family, TCP};
 use crate::parse::tcp::Conn;
 use crate::procfs::TableBuf;
 
@@ -210,8 +211,9 @@ impl Snapshot {
     }
 }
 
+/// Bytes of one address of a record's `family` (4 or 6).
 fn addr_len(family: u8) -> usize {
-    if family == 4 { 4 } else { 16 }
+    if family == Family::Inet.version() { Family::Inet } else { Family::Inet6 }.addr_len()
 }
 
 /// Calls `emit` with each change from `old` to `new`, in identity order.
@@ -400,7 +402,7 @@ fn deliver(
         mark_listed(pending, listed, gone.iter().map(|g| (g.netns, g.protocol, g.conn)));
     }
     for (p, _) in pending.iter().zip(listed.iter()).filter(|(_, listed)| !**listed) {
-        let wanted = if p.protocol == 1 { protocols.tcp } else { protocols.udp };
+        let wanted = if p.protocol == TCP { protocols.tcp } else { protocols.udp };
         if wanted {
             let connection = Connection { conn: p.conn, protocol: p.protocol, netns: p.netns, owner: None };
             emit(&Change { kind: ChangeKind::SeenClosed, connection, old_state: 0, old_owner: None })?;

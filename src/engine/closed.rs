@@ -41,7 +41,7 @@ const MAX_PENDING: usize = 1 << 16;
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Closed {
     pub netns: u64,
-    /// 1 = TCP, 2 = UDP.
+    /// `Protocol::number`.
     pub protocol: u8,
     pub conn: Conn,
 }
@@ -98,7 +98,9 @@ impl Subscriptions {
                     Ok((n, sender, groups)) => match destroyed(&buf[..n.min(buf.len())], sender, groups) {
                         // A socket never bound was never in a table either.
                         Some((_, conn)) if conn.local_port == 0 => {}
-                        Some((protocol, conn)) => pending.push(Closed { netns: *netns, protocol, conn }),
+                        Some((protocol, conn)) => {
+                            pending.push(Closed { netns: *netns, protocol: protocol.number(), conn })
+                        }
                         None => stats.dropped += 1,
                     },
                     Err(Errno::ENOBUFS) => stats.closed_lost += 1,
@@ -138,7 +140,7 @@ impl Subscriptions {
         for g in new.take(room) {
             let netns = g[0].0;
             let job = if netns == host.home() {
-                Job { netns, enter: None, sock: Some(host.destroy_socket()) }
+                Job { netns, enter: None, sock: Some(host.socket()) }
             } else {
                 match ctx.netns_of_group(&host, g, &mut scratch) {
                     Ok(enter) => Job { netns, enter, sock: None },
@@ -149,7 +151,7 @@ impl Subscriptions {
         }
         if jobs.iter().any(|j| j.enter.is_some()) {
             let to_make = jobs.iter_mut().filter_map(|j| Some((j.enter.as_ref()?, &mut j.sock)));
-            if let Err(e) = host.destroy_sockets(to_make) {
+            if let Err(e) = host.sockets(to_make) {
                 jobs.iter_mut().filter(|j| j.enter.is_some()).for_each(|j| j.sock = Some(Err(e)));
             }
         }

@@ -12,6 +12,7 @@ use super::tables::{
     Accounted, Ahead, Listed, Namespace, Netlink, Protocols, Sink, Source, TCP, TCP6, Table, TableSource, Text, UDP,
     UDP6,
 };
+use crate::parse::kernel;
 use crate::parse::tcp::{Conn, Dedup, parse_table};
 use crate::procfs::TableBuf;
 
@@ -19,7 +20,7 @@ use crate::procfs::TableBuf;
 #[derive(Clone, Copy, Debug)]
 pub struct Connection<'a> {
     pub conn: Conn,
-    /// 1 = TCP, 2 = UDP.
+    /// `Protocol::number`: 1 TCP, 2 UDP.
     pub protocol: u8,
     pub netns: u64,
     /// The lowest pid holding the socket, and of its fds the lowest; `None`
@@ -153,8 +154,8 @@ pub fn parse_tcp(
         return ParseOutcome { malformed: 0, result: Err(Error::Invalid("state_mask must not be 0")) };
     }
     let mut dedup = Dedup::new();
-    let r = parse_table(text, 1, state_mask, &mut dedup, |conn| {
-        on_connection(&Connection { conn: *conn, protocol: 1, netns: 0, owner: None })
+    let r = parse_table(text, kernel::TCP, state_mask, &mut dedup, |conn| {
+        on_connection(&Connection { conn: *conn, protocol: kernel::TCP, netns: 0, owner: None })
     });
     match r {
         Ok(p) => ParseOutcome { malformed: p.malformed, result: Ok(()) },

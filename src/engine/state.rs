@@ -4,14 +4,8 @@
 
 use std::ffi::CStr;
 
-/// `Connection::protocol` of a TCP table line.
-const TCP: u32 = 1;
-/// `Connection::protocol` of a UDP table line.
-const UDP: u32 = 2;
-/// The kernel's `TCP_ESTABLISHED`: a connected UDP socket.
-const ESTABLISHED: u32 = 1;
-/// The kernel's `TCP_CLOSE`: an unconnected UDP socket.
-const CLOSE: u32 = 7;
+use crate::parse::kernel::Protocol;
+use crate::parse::kernel::tcp_state::{CLOSE, ESTABLISHED, NEW_SYN_RECV};
 
 /// The kernel's names, indexed by state number (1 to 12; 0 is none).
 const KERNEL_NAMES: [&CStr; 13] = [
@@ -30,14 +24,14 @@ const KERNEL_NAMES: [&CStr; 13] = [
     c"NEW_SYN_RECV",
 ];
 
-/// The name of `state` in a table of `protocol` (1 TCP, 2 UDP), as a
-/// static NUL-terminated string; `None` for a state the kernel does not
-/// define (0, 13 and above) or another protocol.
-pub(crate) fn state_name_cstr(protocol: u32, state: u32) -> Option<&'static CStr> {
+/// The name of `state` in a table of `protocol`, as a static
+/// NUL-terminated string; `None` for a state the kernel does not define
+/// (0, 13 and above).
+pub(crate) fn state_name_cstr(protocol: Protocol, state: u8) -> Option<&'static CStr> {
     match (protocol, state) {
-        (UDP, CLOSE) => Some(c"UNCONN"),
-        (UDP, ESTABLISHED) => Some(c"ESTAB"),
-        (TCP | UDP, 1..=12) => Some(KERNEL_NAMES[state as usize]),
+        (Protocol::Udp, CLOSE) => Some(c"UNCONN"),
+        (Protocol::Udp, ESTABLISHED) => Some(c"ESTAB"),
+        (_, 1..=NEW_SYN_RECV) => Some(KERNEL_NAMES[usize::from(state)]),
         _ => None,
     }
 }
@@ -57,7 +51,7 @@ pub(crate) fn state_name_cstr(protocol: u32, state: u32) -> Option<&'static CStr
 /// assert_eq!(procspy::state_name(1, 13), None);
 /// ```
 pub fn state_name(protocol: u8, state: u8) -> Option<&'static str> {
-    state_name_cstr(protocol.into(), state.into()).and_then(|s| s.to_str().ok())
+    state_name_cstr(Protocol::of_number(protocol)?, state).and_then(|s| s.to_str().ok())
 }
 
 #[cfg(test)]
@@ -98,7 +92,5 @@ mod tests {
         for (p, s) in [(1, 0), (1, 13), (1, 255), (2, 0), (2, 200), (0, 1), (3, 1), (255, 10)] {
             assert_eq!(state_name(p, s), None, "{p} {s}");
         }
-        assert_eq!(state_name_cstr(1, 10 + 256), None);
-        assert_eq!(state_name_cstr(1 + 256, 10), None);
     }
 }

@@ -4,7 +4,7 @@
 //! and every socket delivered even where no table could be read.
 
 use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -40,8 +40,8 @@ pub struct Walker {
     ctx: Ctx,
     /// The stats of the last walk that ended.
     last: Mutex<Stats>,
-    source: AtomicU8,
-    owner_scan: AtomicU8,
+    /// Where `connections` reads the tables, and how it finds owners.
+    config: Mutex<(Source, OwnerScan)>,
     state: Mutex<State>,
 }
 
@@ -62,8 +62,7 @@ impl Walker {
         Ok(Self {
             ctx: Ctx::new(root, root_path, stop),
             last: Mutex::new(Stats::default()),
-            source: AtomicU8::new(Source::Auto as u8),
-            owner_scan: AtomicU8::new(OwnerScan::Auto as u8),
+            config: Mutex::new((Source::Auto, OwnerScan::Auto)),
             state: Mutex::new(State::default()),
         })
     }
@@ -77,28 +76,24 @@ impl Walker {
 
     /// Where `connections` reads the tables; takes effect at the next call.
     pub fn set_source(&self, source: Source) {
-        self.source.store(source as u8, Ordering::Relaxed);
+        self.config().0 = source;
     }
 
     pub fn source(&self) -> Source {
-        match self.source.load(Ordering::Relaxed) {
-            1 => Source::Text,
-            2 => Source::Netlink,
-            _ => Source::Auto,
-        }
+        self.config().0
     }
 
     /// How `connections` finds owners; takes effect at the next call.
     pub fn set_owner_scan(&self, scan: OwnerScan) {
-        self.owner_scan.store(scan as u8, Ordering::Relaxed);
+        self.config().1 = scan;
     }
 
     pub fn owner_scan(&self) -> OwnerScan {
-        match self.owner_scan.load(Ordering::Relaxed) {
-            1 => OwnerScan::Proc,
-            2 => OwnerScan::Bpf,
-            _ => OwnerScan::Auto,
-        }
+        self.config().1
+    }
+
+    fn config(&self) -> std::sync::MutexGuard<'_, (Source, OwnerScan)> {
+        self.config.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Ends the walk in progress within one block of work and makes every
@@ -200,7 +195,8 @@ impl Walker {
     }
 
     fn plan(&self, protocols: Protocols, state_mask: u32) -> Result<Plan, Error> {
-        Plan::new(protocols, state_mask, self.source(), self.owner_scan())
+        let (source, owner_scan) = *self.config();
+        Plan::new(protocols, state_mask, source, owner_scan)
     }
 
     /// Runs `f` on the walk state, or fails with `Busy` or `Stopped`.

@@ -3,7 +3,7 @@
 use std::ffi::{c_char, c_int};
 
 use super::guard::{copy_last_error, guard_value};
-use super::types::procspy_status;
+use super::types::{procspy_status, protocol_of_c};
 use crate::engine::state_name_cstr;
 
 /// "MAJOR.MINOR.PATCH" of the library; static.
@@ -53,7 +53,10 @@ pub extern "C" fn procspy_status_str(status: procspy_status_int) -> *const c_cha
 /// NUL-terminated, never NULL: `procspy_state_name(c->protocol, c->state)`.
 #[unsafe(no_mangle)]
 pub extern "C" fn procspy_state_name(protocol: u32, state: u32) -> *const c_char {
-    guard_value(c"UNKNOWN".as_ptr(), || state_name_cstr(protocol, state).unwrap_or(c"UNKNOWN").as_ptr())
+    guard_value(c"UNKNOWN".as_ptr(), || {
+        let name = protocol_of_c(protocol).zip(u8::try_from(state).ok()).and_then(|(p, s)| state_name_cstr(p, s));
+        name.unwrap_or(c"UNKNOWN").as_ptr()
+    })
 }
 
 /// Copies this thread's last failure message ("which call: which path:

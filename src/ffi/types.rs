@@ -2,7 +2,7 @@
 
 use std::ffi::{c_char, c_int, c_void};
 
-use crate::engine::{ChangeKind, Connection, Socket, Stats, StopToken};
+use crate::engine::{ChangeKind, Connection, Protocol, Socket, Stats, StopToken};
 
 /// The result of every call that can fail. Values are fixed; new ones are
 /// only ever appended. `procspy_status_str` names any value, known or not.
@@ -39,6 +39,24 @@ pub enum procspy_status {
 pub const PROCSPY_PROTO_TCP: u32 = 1;
 /// UDP tables (`udp`, `udp6`), for `procspy_walker_connections`' `protocols`.
 pub const PROCSPY_PROTO_UDP: u32 = 2;
+
+/// `protocol` of a record: the C constant of the engine's protocol.
+pub(crate) fn protocol_to_c(p: Protocol) -> u8 {
+    let c = match p {
+        Protocol::Tcp => PROCSPY_PROTO_TCP,
+        Protocol::Udp => PROCSPY_PROTO_UDP,
+    };
+    c as u8
+}
+
+/// The engine's protocol a C constant names, if it names one.
+pub(crate) fn protocol_of_c(c: u32) -> Option<Protocol> {
+    match c {
+        PROCSPY_PROTO_TCP => Some(Protocol::Tcp),
+        PROCSPY_PROTO_UDP => Some(Protocol::Udp),
+        _ => None,
+    }
+}
 
 /// `procspy_walker_set_source`: no tables for a namespace whose every
 /// socket the BPF owner scan holds, netlink `sock_diag` where it can be used
@@ -314,7 +332,7 @@ impl procspy_connection {
         procspy_connection {
             inode: c.conn.inode,
             netns: c.netns,
-            protocol: c.protocol,
+            protocol: Protocol::of_number(c.protocol).map_or(0, protocol_to_c),
             family: c.conn.family,
             state: c.conn.state,
             local_addr: c.conn.local_addr,

@@ -503,3 +503,45 @@ pub extern "C" fn procspy_walker_read_tcp(
         r.map(drop).map_err(Fail::from)
     })
 }
+
+/// What the walker has learnt of the running kernel, for diagnostics: a
+/// line each, "what: answer", for each probe (namespace files, IPv6
+/// tables, the one TCP dump of both families, openat2) and the BPF owner
+/// scan (loaded, or why not). A probe no call has needed yet says so: ask
+/// after a `procspy_walker_connections`. Copies at most `cap - 1` bytes
+/// and a NUL into `buf` (NULL when `cap` is 0) and sets `*out_len` to the
+/// full length; `PROCSPY_BUFFER_TOO_SMALL` if it was cut. The text is for
+/// people: its wording may change. Safe to call during a walk.
+#[unsafe(no_mangle)]
+#[must_use]
+pub extern "C" fn procspy_walker_diagnose(
+    walker: *const procspy_walker,
+    buf: *mut c_char,
+    cap: usize,
+    out_len: *mut usize,
+) -> procspy_status {
+    guard("procspy_walker_diagnose", || {
+        // SAFETY: non-NULL pointers are a live walker and a writable size_t.
+        let (Some(w), Some(out_len)) = (unsafe { walker.as_ref() }, unsafe { out_len.as_mut() }) else {
+            return Err(Fail::Null(if walker.is_null() { "walker" } else { "out_len" }));
+        };
+        if buf.is_null() && cap != 0 {
+            return Err(Fail::Null("buf"));
+        }
+        let text = w.inner.diagnose();
+        *out_len = text.len();
+        if cap > 0 {
+            let n = text.len().min(cap - 1);
+            // SAFETY: the caller lends `cap` writable bytes at `buf`; n < cap.
+            unsafe {
+                std::ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), n);
+                *buf.add(n) = 0;
+            }
+        }
+        if text.len() >= cap {
+            let (needed, capacity) = (text.len() as u64 + 1, cap as u64);
+            return Err(Fail::from(crate::engine::Error::BufferTooSmall { needed, capacity }));
+        }
+        Ok(())
+    })
+}

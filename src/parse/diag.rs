@@ -1,6 +1,7 @@
 //! Netlink `sock_diag` messages: the dump requests, and the replies read as
 //! the same records the text tables give.
 
+use super::kernel::{Family, Protocol};
 use super::tcp::Conn;
 
 const NLMSG_ERROR: u16 = 2;
@@ -14,10 +15,12 @@ const NLMSG_HDRLEN: usize = 16;
 /// `struct inet_diag_msg`.
 const DIAG_MSG_LEN: usize = 72;
 
-pub(crate) const AF_INET: u8 = 2;
-pub(crate) const AF_INET6: u8 = 10;
-pub(crate) const IPPROTO_TCP: u8 = 6;
-pub(crate) const IPPROTO_UDP: u8 = 17;
+/// `struct inet_diag_req_v2` (after the header): family, protocol, then the states at 4.
+const REQ_V2_LEN: usize = 56;
+const REQ_V2_STATES: usize = 4;
+/// `struct inet_diag_req`: family 0 (both), then the states at 52.
+const REQ_LEN: usize = 60;
+const REQ_STATES: usize = 52;
 
 /// Every socket state, 1 (ESTABLISHED) to 12 (NEW_SYN_RECV): what the text
 /// tables list. Not `!0`: bit 13 (BOUND_INACTIVE, Linux 6.8) also walks the
@@ -28,7 +31,7 @@ const ALL_STATES: u32 = 0x1FFE;
 /// mask apply afterwards, exactly as for the text.
 #[derive(Clone, Copy, Debug)]
 pub struct Request {
-    buf: [u8; NLMSG_HDRLEN + 60],
+    buf: [u8; NLMSG_HDRLEN + REQ_LEN],
     len: usize,
 }
 
@@ -39,7 +42,7 @@ impl Request {
 
     fn header(kind: u16, body: usize, seq: u32) -> Self {
         let len = NLMSG_HDRLEN + body;
-        let mut buf = [0u8; NLMSG_HDRLEN + 60];
+        let mut buf = [0u8; NLMSG_HDRLEN + REQ_LEN];
         buf[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
         buf[4..6].copy_from_slice(&kind.to_ne_bytes());
         buf[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
@@ -49,19 +52,24 @@ impl Request {
 
     /// `TCPDIAG_GETSOCK` with a `struct inet_diag_req`: TCP, v4 and v6 at once.
     pub fn tcp_both(seq: u32) -> Self {
-        let mut r = Self::header(TCPDIAG_GETSOCK, 60, seq);
+        let mut r = Self::header(TCPDIAG_GETSOCK, REQ_LEN, seq);
         // family 0 (both), src_len, dst_len, ext; sockid (48 zero bytes); states; dbs.
-        r.buf[NLMSG_HDRLEN + 52..NLMSG_HDRLEN + 56].copy_from_slice(&ALL_STATES.to_ne_bytes());
+        r.put_states(REQ_STATES);
         r
     }
 
     /// `SOCK_DIAG_BY_FAMILY` with a `struct inet_diag_req_v2`.
-    pub fn by_family(family: u8, protocol: u8, seq: u32) -> Self {
-        let mut r = Self::header(SOCK_DIAG_BY_FAMILY, 56, seq);
-        r.buf[NLMSG_HDRLEN] = family;
-        r.buf[NLMSG_HDRLEN + 1] = protocol;
-        r.buf[NLMSG_HDRLEN + 4..NLMSG_HDRLEN + 8].copy_from_slice(&ALL_STATES.to_ne_bytes());
+    pub fn by_family(family: Family, protocol: Protocol, seq: u32) -> Self {
+        let mut r = Self::header(SOCK_DIAG_BY_FAMILY, REQ_V2_LEN, seq);
+        r.buf[NLMSG_HDRLEN] = family.af();
+        r.buf[NLMSG_HDRLEN + 1] = protocol.ipproto();
+        r.put_states(REQ_V2_STATES);
         r
+    }
+
+    /// Every state, at `at` in the request's body.
+    fn put_states(&mut self, at: usize) {
+        self.buf[NLMSG_HDRLEN + at..][..4].copy_from_slice(&ALL_STATES.to_ne_bytes());
     }
 }
 
@@ -111,14 +119,14 @@ pub fn replies(buf: &[u8], seq: u32, port_id: u32) -> impl Iterator<Item = Reply
 /// kernel sent it (port id `sender` 0) to exactly one destroy group
 /// (`groups`: the `nl_groups` bits, group g as bit g - 1), and it is
 /// one `SOCK_DIAG_BY_FAMILY` message, sequence number and port id 0, of that
-/// group's family. Its protocol (1 TCP, 2 UDP) and the socket as its last
-/// table line would read; `None` for anything else.
-pub fn destroyed(buf: &[u8], sender: u32, groups: u32) -> Option<(u8, Conn)> {
+/// group's family. Its protocol and the socket as its last table line
+/// would read; `None` for anything else.
+pub fn destroyed(buf: &[u8], sender: u32, groups: u32) -> Option<(Protocol, Conn)> {
     let (family, protocol) = match groups {
-        0b0001 => (AF_INET, 1),
-        0b0010 => (AF_INET, 2),
-        0b0100 => (AF_INET6, 1),
-        0b1000 => (AF_INET6, 2),
+        0b0001 => (Family::Inet, Protocol::Tcp),
+        0b0010 => (Family::Inet, Protocol::Udp),
+        0b0100 => (Family::Inet6, Protocol::Tcp),
+        0b1000 => (Family::Inet6, Protocol::Udp),
         _ => return None,
     };
     let header = buf.get(..NLMSG_HDRLEN)?;
@@ -130,7 +138,7 @@ pub fn destroyed(buf: &[u8], sender: u32, groups: u32) -> Option<(u8, Conn)> {
         return None;
     }
     let body = &buf[NLMSG_HDRLEN..len];
-    if body.first() != Some(&family) {
+    if body.first() != Some(&family.af()) {
         return None;
     }
     Some((protocol, diag_msg(body)?))
@@ -140,21 +148,17 @@ pub fn destroyed(buf: &[u8], sender: u32, groups: u32) -> Option<(u8, Conn)> {
 /// network order, the inode as 32 bits.
 fn diag_msg(b: &[u8]) -> Option<Conn> {
     let b = b.get(..DIAG_MSG_LEN)?;
-    let family = match b[0] {
-        AF_INET => 4,
-        AF_INET6 => 6,
-        _ => return None,
-    };
+    let family = Family::of_af(u16::from(b[0]))?;
     let addr = |at: usize| {
         let mut a = [0u8; 16];
-        let n = if family == 4 { 4 } else { 16 };
+        let n = family.addr_len();
         a[..n].copy_from_slice(&b[at..at + n]);
         a
     };
     let u32_at = |at: usize| u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
     Some(Conn {
         inode: u64::from(u32_at(68)),
-        family,
+        family: family.version(),
         state: b[1],
         local_addr: addr(8),
         remote_addr: addr(24),
@@ -213,7 +217,7 @@ mod tests {
         assert_eq!(&r.bytes()[8..12], &7u32.to_ne_bytes());
         assert_eq!(r.bytes()[16], 0, "AF_UNSPEC: both families");
         assert_eq!(&r.bytes()[68..72], &0x1FFEu32.to_ne_bytes(), "states 1 to 12");
-        let r = Request::by_family(AF_INET6, IPPROTO_UDP, 9);
+        let r = Request::by_family(Family::Inet6, Protocol::Udp, 9);
         assert_eq!(r.bytes().len(), 72);
         assert_eq!(&r.bytes()[4..6], &20u16.to_ne_bytes());
         assert_eq!(&r.bytes()[16..18], &[10, 17]);
@@ -222,11 +226,11 @@ mod tests {
 
     #[test]
     fn replies_read_as_table_lines() {
-        let mut buf = msg(20, 5, &diag(AF_INET, 10, 8080, 0, &[127, 0, 0, 1], &[], 1000, 4242));
+        let mut buf = msg(20, 5, &diag(Family::Inet.af(), 10, 8080, 0, &[127, 0, 0, 1], &[], 1000, 4242));
         let v6 = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1];
-        buf.extend(msg(20, 5, &diag(AF_INET6, 1, 40000, 8080, &v6, &v6, 0, 77)));
-        buf.extend(msg(20, 4, &diag(AF_INET, 1, 1, 2, &[1, 2, 3, 4], &[], 0, 1)));
-        buf.extend(msg_to(PORT + 1, 20, 5, &diag(AF_INET, 1, 1, 2, &[1, 2, 3, 4], &[], 0, 1)));
+        buf.extend(msg(20, 5, &diag(Family::Inet6.af(), 1, 40000, 8080, &v6, &v6, 0, 77)));
+        buf.extend(msg(20, 4, &diag(Family::Inet.af(), 1, 1, 2, &[1, 2, 3, 4], &[], 0, 1)));
+        buf.extend(msg_to(PORT + 1, 20, 5, &diag(Family::Inet.af(), 1, 1, 2, &[1, 2, 3, 4], &[], 0, 1)));
         buf.extend(msg_to(PORT + 1, 3, 5, &[0; 4]));
         buf.extend(msg(3, 5, &[0; 4]));
         let got: Vec<Reply> = replies(&buf, 5, PORT).collect();
@@ -266,11 +270,15 @@ mod tests {
     #[test]
     fn destroy_notifications_are_believed_only_from_the_kernel_to_one_group() {
         // The kernel's: port id 0 in the header, as in the sender's address.
-        let tcp4 = msg_to(0, 20, 0, &diag(AF_INET, 7, 40000, 8080, &[127, 0, 0, 1], &[127, 0, 0, 2], 1000, 0));
+        let tcp4 =
+            msg_to(0, 20, 0, &diag(Family::Inet.af(), 7, 40000, 8080, &[127, 0, 0, 1], &[127, 0, 0, 2], 1000, 0));
         let (protocol, c) = destroyed(&tcp4, 0, 0b0001).unwrap();
-        assert_eq!((protocol, c.family, c.state, c.local_port, c.remote_port, c.uid), (1, 4, 7, 40000, 8080, 1000));
+        assert_eq!(
+            (protocol, c.family, c.state, c.local_port, c.remote_port, c.uid),
+            (Protocol::Tcp, 4, 7, 40000, 8080, 1000)
+        );
         assert_eq!(&c.remote_addr[..4], &[127, 0, 0, 2]);
-        assert_eq!(destroyed(&tcp4, 0, 0b0010).map(|d| d.0), Some(2), "the group says the protocol");
+        assert_eq!(destroyed(&tcp4, 0, 0b0010).map(|d| d.0), Some(Protocol::Udp), "the group says the protocol");
         assert_eq!(destroyed(&tcp4, 4321, 0b0001), None, "a user-space sender");
         assert_eq!(destroyed(&tcp4, 0, 0), None, "a unicast");
         assert_eq!(destroyed(&tcp4, 0, 0b0011), None, "two groups");
@@ -284,7 +292,7 @@ mod tests {
         let mut two = tcp4.clone();
         two.extend_from_slice(&tcp4);
         assert_eq!(destroyed(&two, 0, 0b0001), None, "two messages");
-        let other = msg_to(0, 3, 0, &diag(AF_INET, 7, 1, 2, &[1, 2, 3, 4], &[], 0, 0));
+        let other = msg_to(0, 3, 0, &diag(Family::Inet.af(), 7, 1, 2, &[1, 2, 3, 4], &[], 0, 0));
         assert_eq!(destroyed(&other, 0, 0b0001), None, "another type");
         for cut in 0..tcp4.len() {
             assert_eq!(destroyed(&tcp4[..cut], 0, 0b0001), None);

@@ -11,6 +11,7 @@ use std::ops::ControlFlow;
 
 use memchr::memchr;
 
+use super::kernel::Family;
 use super::num::{dec, hex_exact, is_dec, is_hex};
 
 /// One line of a kernel socket table.
@@ -46,7 +47,7 @@ impl Conn {
 }
 
 fn ip(family: u8, addr: &[u8; 16]) -> IpAddr {
-    if family == 4 {
+    if family == Family::Inet.version() {
         IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))
     } else {
         IpAddr::V6(Ipv6Addr::from(*addr))
@@ -217,10 +218,11 @@ fn parse_fields<'a>(sl: &[u8], mut fields: impl Iterator<Item = &'a [u8]>) -> Op
         return None;
     }
     let family = match local_hex.len() {
-        8 => 4,
-        32 => 6,
+        8 => Family::Inet,
+        32 => Family::Inet6,
         _ => return None,
-    };
+    }
+    .version();
     let local_addr = parse_addr(local_hex)?;
     let remote_addr = parse_addr(remote_hex)?;
     // 3: state, "%02X"; exact width also rules out values > 0xFF.

@@ -15,6 +15,7 @@ use nix::errno::Errno;
 
 use super::sys;
 use crate::parse::btf::{Btf, KIND_FUNC, KIND_STRUCT};
+use crate::parse::kernel::{Family, Protocol, tcp_state};
 
 /// Where the running kernel describes its types.
 const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -67,7 +68,7 @@ impl SockRecord {
         let u32_ = |off| u32::from_ne_bytes(at(off, 4).try_into().unwrap_or_default());
         let family = u16_(FAMILY);
         let (mut local_addr, mut remote_addr) = ([0u8; 16], [0u8; 16]);
-        if family == AF_INET6 {
+        if Family::of_af(family) == Some(Family::Inet6) {
             local_addr.copy_from_slice(at(LADDR6, 16));
             remote_addr.copy_from_slice(at(RADDR6, 16));
         } else {
@@ -92,10 +93,6 @@ impl SockRecord {
         }
     }
 }
-
-const AF_INET6: u16 = 10;
-const IPPROTO_TCP: i32 = 6;
-const TCP_LISTEN: i32 = 10;
 
 /// Why the scan can't be used here.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -469,8 +466,8 @@ impl Program {
         a.store(QLEN, R3, Size::W);
         a.store(STATE + 1, R3, Size::B);
         // Only a TCP listener has a request queue; its sock is a tcp_sock.
-        a.jump_if(false, R8, IPPROTO_TCP, Label::Write);
-        a.jump_if(false, R9, TCP_LISTEN, Label::Write);
+        a.jump_if(false, R8, Protocol::Tcp.ipproto().into(), Label::Write);
+        a.jump_if(false, R9, tcp_state::LISTEN.into(), Label::Write);
         let qlen = field(btf, "tcp_sock", &["inet_conn", "icsk_accept_queue", "qlen", "counter"], 4)?;
         a.record_addr(R1, QLEN);
         a.push(Insn::MovImm { dst: R2, imm: 4 });

@@ -77,49 +77,33 @@ impl HostProc {
         Ok(Some(Netns { fd }))
     }
 
-    /// A `NETLINK_SOCK_DIAG` socket of the calling thread's own namespace.
-    pub fn diag_socket(&self) -> Result<DiagSocket, Errno> {
-        DiagSocket::open()
+    /// A socket of the calling thread's own namespace.
+    pub fn socket<S: NetlinkSocket>(&self) -> Result<S, Errno> {
+        S::open()
     }
 
-    /// A diag socket in each namespace `jobs` lists, each stored where its
+    /// A socket in each namespace `jobs` lists, each stored where its
     /// namespace came from (or why it could not be made), all made on one
     /// thread of the library's own that enters them in turn: starting and
     /// ending a thread costs far more than a socket. Fails only if the
     /// thread can't be started.
-    pub fn diag_sockets<'a>(
+    pub fn sockets<'a, S: NetlinkSocket + 'a>(
         &self,
-        jobs: impl Iterator<Item = (&'a Netns, &'a mut Option<Result<DiagSocket, Errno>>)> + Send,
+        jobs: impl Iterator<Item = (&'a Netns, &'a mut Option<Result<S, Errno>>)> + Send,
     ) -> Result<(), Errno> {
-        sockets_in(jobs, DiagSocket::open)
-    }
-
-    /// A destroy subscription of the calling thread's own namespace.
-    pub fn destroy_socket(&self) -> Result<DestroySocket, Errno> {
-        DestroySocket::open()
-    }
-
-    /// A destroy subscription in each namespace `jobs` lists, as
-    /// `diag_sockets` makes its sockets.
-    pub fn destroy_sockets<'a>(
-        &self,
-        jobs: impl Iterator<Item = (&'a Netns, &'a mut Option<Result<DestroySocket, Errno>>)> + Send,
-    ) -> Result<(), Errno> {
-        sockets_in(jobs, DestroySocket::open)
+        sys::run_on_own_thread(|| {
+            for (ns, out) in jobs {
+                *out = Some(setns(&ns.fd, CloneFlags::CLONE_NEWNET).and_then(|()| S::open()));
+            }
+        })
     }
 }
 
-/// `open` in each namespace `jobs` lists, on one thread of the library's
-/// own that enters them in turn and ends in the last.
-fn sockets_in<'a, T: Send + 'a>(
-    jobs: impl Iterator<Item = (&'a Netns, &'a mut Option<Result<T, Errno>>)> + Send,
-    open: fn() -> Result<T, Errno>,
-) -> Result<(), Errno> {
-    sys::run_on_own_thread(|| {
-        for (ns, out) in jobs {
-            *out = Some(setns(&ns.fd, CloneFlags::CLONE_NEWNET).and_then(|()| open()));
-        }
-    })
+/// A netlink socket the library makes inside a namespace: a dump socket
+/// or a destroy subscription.
+pub trait NetlinkSocket: Sized + Send {
+    /// A socket of the calling thread's namespace.
+    fn open() -> Result<Self, Errno>;
 }
 
 /// The inode of a file on nsfs; `None` for a file elsewhere.
@@ -139,8 +123,7 @@ pub struct DiagSocket {
     seq: u32,
 }
 
-impl DiagSocket {
-    /// A socket of the calling thread's namespace.
+impl NetlinkSocket for DiagSocket {
     fn open() -> Result<Self, Errno> {
         let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
         let fd = socket(AddressFamily::Netlink, SockType::Raw, flags, SockProtocol::NetlinkSockDiag)?;
@@ -148,7 +131,9 @@ impl DiagSocket {
         let port_id = getsockname::<NetlinkAddr>(fd.as_raw_fd())?.pid();
         Ok(Self { fd, port_id, seq: sys::random_u32()? })
     }
+}
 
+impl DiagSocket {
     /// The port id the kernel gave this socket (replies carry it).
     pub fn port_id(&self) -> u32 {
         self.port_id
@@ -207,7 +192,7 @@ pub struct DestroySocket {
     fd: OwnedFd,
 }
 
-impl DestroySocket {
+impl NetlinkSocket for DestroySocket {
     fn open() -> Result<Self, Errno> {
         let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
         let fd = socket(AddressFamily::Netlink, SockType::Raw, flags, SockProtocol::NetlinkSockDiag)?;
@@ -219,7 +204,9 @@ impl DestroySocket {
         }
         Ok(Self { fd })
     }
+}
 
+impl DestroySocket {
     /// The next datagram, without waiting: its length, its sender's port id
     /// (0: the kernel) and the groups it was sent to. `EAGAIN` if none is
     /// queued; `ENOBUFS` once after the kernel dropped some for want of room.
@@ -244,7 +231,7 @@ mod tests {
         let home = HostProc::open().unwrap();
         let st = nix::sys::stat::stat("/proc/thread-self/ns/net").unwrap();
         assert_eq!(home.home(), st.st_ino);
-        let sock = home.diag_socket().unwrap();
+        let sock: DiagSocket = home.socket().unwrap();
         assert_ne!(sock.port_id(), 0, "bound by connect");
     }
 
@@ -259,8 +246,8 @@ mod tests {
         let checked =
             [host.netns(ns(), host.home()).unwrap().unwrap(), host.netns(ns(), host.home()).unwrap().unwrap()];
         // Made on a thread of its own, which enters the namespaces (ours).
-        let mut made = [None, None];
-        host.diag_sockets(checked.iter().zip(&mut made)).unwrap();
+        let mut made: [Option<Result<DiagSocket, Errno>>; 2] = [None, None];
+        host.sockets(checked.iter().zip(&mut made)).unwrap();
         assert!(made.iter().all(|m| matches!(m, Some(Ok(_)))), "{made:?}");
         let st = nix::sys::stat::stat("/proc/thread-self/ns/net").unwrap();
         assert_eq!(st.st_ino, host.home());

@@ -88,6 +88,14 @@ class SocketsTest(unittest.TestCase):
         self.addCleanup(self.w.close)
         self.pid = os.getpid()
 
+    def test_diagnose_tells_what_a_pass_learnt(self):
+        self.assertIn("namespace files (PID/ns/net): not probed yet\n", self.w.diagnose())
+        self.w.set_owner_scan(procspy.OWNERS_PROC)
+        list(self.w.connections())
+        text = self.w.diagnose()
+        self.assertIn("namespace files (PID/ns/net): yes\n", text)
+        self.assertIn("BPF owner scan (task_file iterator): not loaded yet\n", text)
+
     def test_walk_finds_own_sockets(self):
         netns = self.w.netns_of(self.pid)
         before = own_socket_inodes()

@@ -8,6 +8,8 @@ use super::{Owners, Socket};
 use crate::engine::ctx::{Ctx, Group};
 use crate::engine::error::{DiagStop, Error};
 use crate::engine::stats::Stats;
+use crate::parse::kernel::tcp_state::{CLOSE, NEW_SYN_RECV};
+use crate::parse::kernel::{Family, Protocol, SOCK_DGRAM, SOCK_STREAM};
 use crate::parse::tcp::Conn;
 use crate::procfs::{Refusal, SOCK_RECORD_LEN, SockIter, SockRecord, SockRecords};
 
@@ -17,7 +19,7 @@ use super::Scan;
 #[derive(Clone, Copy, Debug)]
 pub(in crate::engine) struct Held {
     pub netns: u64,
-    pub protocol: u8,
+    pub protocol: Protocol,
     pub conn: Conn,
     /// Connection requests pending on a TCP listener.
     pub pending: u32,
@@ -28,17 +30,12 @@ impl Held {
     /// TCP sockets are hashed (in a table) in every state but CLOSE, UDP
     /// sockets once they have a local port.
     fn of(r: &SockRecord) -> Option<Self> {
-        const SOCK_STREAM: u16 = 1;
-        const SOCK_DGRAM: u16 = 2;
-        const CLOSE: u8 = 7;
-        let family = match r.family {
-            2 => 4,
-            10 => 6,
-            _ => return None,
-        };
+        let family = Family::of_af(r.family)?.version();
+        let tcp = Protocol::Tcp.ipproto().into();
+        let udp = Protocol::Udp.ipproto().into();
         let protocol = match (r.protocol, r.sock_type) {
-            (6, SOCK_STREAM) if r.state != CLOSE && r.state <= 12 => 1,
-            (17, SOCK_DGRAM) if r.local_port != 0 => 2,
+            (p, SOCK_STREAM) if p == tcp && r.state != CLOSE && r.state <= NEW_SYN_RECV => Protocol::Tcp,
+            (p, SOCK_DGRAM) if p == udp && r.local_port != 0 => Protocol::Udp,
             _ => return None,
         };
         let conn = Conn {

@@ -34,16 +34,15 @@ pub struct Socket<'a> {
 
 /// How `connections` finds each socket's owner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
 pub enum OwnerScan {
     /// The kernel's BPF `task_file` iterator where it can be loaded
     /// (`CAP_BPF` and `CAP_PERFMON`, BTF, the host's own procfs as the
     /// root), `PID/fd` elsewhere. The default.
-    Auto = 0,
+    Auto,
     /// List `PID/fd` of every pid and `stat()` each entry.
-    Proc = 1,
+    Proc,
     /// The BPF iterator only: where it can't be used, `connections` fails.
-    Bpf = 2,
+    Bpf,
 }
 
 /// The owner index of the last pass and what builds it, kept from pass to

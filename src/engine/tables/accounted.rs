@@ -10,6 +10,7 @@ use crate::engine::ctx::Ctx;
 use crate::engine::error::Error;
 use crate::engine::owners::Held;
 use crate::engine::stats::Stats;
+use crate::parse::kernel::{Family, Protocol};
 use crate::parse::sockstat::{SockCounts, parse_sockstat};
 
 /// The accounted source of one pass over the BPF scan's `held` sockets.
@@ -24,7 +25,7 @@ impl TableSource for Accounted<'_> {
         let Some(mine) = self.accounted(ctx, ns, sink.protocols) else { return Ok(Listed::Unavailable) };
         stats.accounted += 1;
         let Protocols { tcp, udp } = sink.protocols;
-        for (protocol, wanted) in [(1, tcp), (2, udp)] {
+        for (protocol, wanted) in [(Protocol::Tcp, tcp), (Protocol::Udp, udp)] {
             for h in mine.iter().filter(|h| wanted && h.protocol == protocol) {
                 if sink.offer(protocol, &h.conn).is_break() {
                     return Err(Error::Aborted);
@@ -50,11 +51,12 @@ impl<'a> Accounted<'a> {
         let counts = ns.pids.iter().find_map(|&(_, pid)| sockstat(ctx, pid, self.sockstat))?;
         let mut seen = SockCounts::default();
         for h in mine {
-            match (h.protocol, h.conn.family) {
-                (1, 4) => seen.tcp4 += 1,
-                (1, _) => seen.tcp6 += 1,
-                (_, 4) => seen.udp4 += 1,
-                _ => seen.udp6 += 1,
+            let v4 = h.conn.family == Family::Inet.version();
+            match (h.protocol, v4) {
+                (Protocol::Tcp, true) => seen.tcp4 += 1,
+                (Protocol::Tcp, false) => seen.tcp6 += 1,
+                (Protocol::Udp, true) => seen.udp4 += 1,
+                (Protocol::Udp, false) => seen.udp6 += 1,
             }
         }
         let tcp_ok = !protocols.tcp

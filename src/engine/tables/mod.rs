@@ -18,21 +18,21 @@ pub(super) use text::{TCP, TCP6, Table, Text, UDP, UDP6, append_tables, read_gro
 use super::ctx::{Ctx, Group};
 use super::error::Error;
 use super::stats::Stats;
+use crate::parse::kernel::Protocol;
 use crate::parse::tcp::{Admit, Conn, Dedup};
 
 /// Where `connections` reads the kernel's socket tables from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
 pub enum Source {
     /// Nothing for a namespace the BPF owner scan accounts for (every socket
     /// its `sockstat` counts is one the scan found held), netlink `sock_diag`
     /// where it can be used (entering a namespace needs `CAP_SYS_ADMIN`),
     /// the text tables elsewhere. The default.
-    Auto = 0,
+    Auto,
     /// The text tables under `PID/net/` only.
-    Text = 1,
+    Text,
     /// Netlink only: a namespace it can't be used for is an error.
-    Netlink = 2,
+    Netlink,
 }
 
 /// Which tables `connections` reads.
@@ -73,14 +73,15 @@ pub(super) struct Sink<'a> {
     /// The namespace being listed.
     pub netns: u64,
     pub dedup: &'a mut Dedup,
-    /// Takes a line, its protocol and its namespace.
+    /// Takes a line, its protocol's number and its namespace.
     pub deliver: &'a mut dyn FnMut(&Conn, u8, u64) -> ControlFlow<()>,
 }
 
 impl Sink<'_> {
-    /// Delivers `c` of `protocol` (1 = TCP, 2 = UDP) if it is new in this
-    /// namespace and its state passes; `Break` where the callback said stop.
-    pub fn offer(&mut self, protocol: u8, c: &Conn) -> ControlFlow<()> {
+    /// Delivers `c` of `protocol` if it is new in this namespace and its
+    /// state passes; `Break` where the callback said stop.
+    pub fn offer(&mut self, protocol: Protocol, c: &Conn) -> ControlFlow<()> {
+        let protocol = protocol.number();
         if self.dedup.admit(protocol, c, self.state_mask) == Admit::Fresh {
             (self.deliver)(c, protocol, self.netns)
         } else {

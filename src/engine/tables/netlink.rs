@@ -12,7 +12,8 @@ use crate::engine::ctx::Ctx;
 use crate::engine::error::{DiagStop, Error};
 use crate::engine::pace::Wait;
 use crate::engine::stats::Stats;
-use crate::parse::diag::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, Reply, Request, replies};
+use crate::parse::diag::{Reply, Request, replies};
+use crate::parse::kernel::{Family, Protocol};
 use crate::procfs::{DiagSocket, HostProc, Known, Netns};
 
 /// A kernel dump reply fits in 32 KiB.
@@ -88,7 +89,7 @@ impl<'a> Netlink<'a> {
     fn socket_for(&mut self, ctx: &Ctx, ns: &Namespace<'_>, stats: &mut Stats) -> Result<Option<DiagSocket>, Errno> {
         let host = &self.host;
         if ns.netns == host.home() {
-            return host.diag_socket().map(Some);
+            return host.socket().map(Some);
         }
         let ahead = &mut *self.ahead;
         if !ahead.iter().any(|a| a.netns == ns.netns) {
@@ -106,7 +107,7 @@ impl<'a> Netlink<'a> {
                 let enter: &Option<Netns> = enter;
                 Some((enter.as_ref()?, sock))
             });
-            if let Err(e) = host.diag_sockets(jobs) {
+            if let Err(e) = host.sockets(jobs) {
                 ahead.iter_mut().filter(|a| a.enter.is_some()).for_each(|a| a.sock = Some(Err(e)));
             }
             ahead.iter_mut().for_each(|a| a.enter = None);
@@ -146,7 +147,7 @@ fn dump_namespace(
     sink: &mut Sink<'_>,
     stats: &mut Stats,
 ) -> Result<(), DiagStop> {
-    let mut dump = |request: fn(u32) -> Request, protocol: u8, sink: &mut Sink<'_>| {
+    let mut dump = |request: &dyn Fn(u32) -> Request, protocol: Protocol, sink: &mut Sink<'_>| {
         let seq = sock.next_seq();
         // A callback may have forked: the child must not use the socket it shares with its parent.
         ctx.check_fork().map_err(DiagStop::Ended)?;
@@ -197,13 +198,13 @@ fn dump_namespace(
         }
     };
     let Protocols { tcp, udp } = sink.protocols;
-    let v6 = !ctx.v6_absent();
+    let families: &[Family] = if ctx.v6_absent() { &[Family::Inet] } else { &[Family::Inet, Family::Inet6] };
     if tcp {
         let both = &ctx.root.probes().tcp_both;
         let known = both.get();
         let mut done = false;
         if known != Known::No {
-            match dump(Request::tcp_both, 1, sink) {
+            match dump(&Request::tcp_both, Protocol::Tcp, sink) {
                 Ok(()) => done = true,
                 Err(DiagStop::Unavailable(_)) if known == Known::Unknown => {}
                 Err(e) => return Err(e),
@@ -211,16 +212,14 @@ fn dump_namespace(
             both.set(done);
         }
         if !done {
-            dump(|s| Request::by_family(AF_INET, IPPROTO_TCP, s), 1, sink)?;
-            if v6 {
-                dump(|s| Request::by_family(AF_INET6, IPPROTO_TCP, s), 1, sink)?;
+            for &f in families {
+                dump(&|s| Request::by_family(f, Protocol::Tcp, s), Protocol::Tcp, sink)?;
             }
         }
     }
     if udp {
-        dump(|s| Request::by_family(AF_INET, IPPROTO_UDP, s), 2, sink)?;
-        if v6 {
-            dump(|s| Request::by_family(AF_INET6, IPPROTO_UDP, s), 2, sink)?;
+        for &f in families {
+            dump(&|s| Request::by_family(f, Protocol::Udp, s), Protocol::Udp, sink)?;
         }
     }
     Ok(())

@@ -10,6 +10,7 @@ use super::{Listed, Namespace, Sink, TableSource};
 use crate::engine::ctx::{Ctx, Group};
 use crate::engine::error::Error;
 use crate::engine::stats::Stats;
+use crate::parse::kernel::Protocol;
 use crate::parse::tcp::parse_table;
 use crate::procfs::{Known, TableBuf};
 
@@ -21,14 +22,12 @@ const OWN_TABLES_LIMIT: usize = 1 << 30;
 pub(crate) struct Table {
     pub file: &'static [u8],
     pub v6: bool,
-    /// 1 = TCP, 2 = UDP.
-    pub protocol: u8,
 }
 
-pub(crate) const TCP: Table = Table { file: b"net/tcp", v6: false, protocol: 1 };
-pub(crate) const TCP6: Table = Table { file: b"net/tcp6", v6: true, protocol: 1 };
-pub(crate) const UDP: Table = Table { file: b"net/udp", v6: false, protocol: 2 };
-pub(crate) const UDP6: Table = Table { file: b"net/udp6", v6: true, protocol: 2 };
+pub(crate) const TCP: Table = Table { file: b"net/tcp", v6: false };
+pub(crate) const TCP6: Table = Table { file: b"net/tcp6", v6: true };
+pub(crate) const UDP: Table = Table { file: b"net/udp", v6: false };
+pub(crate) const UDP6: Table = Table { file: b"net/udp6", v6: true };
 
 /// Appends `pid`'s `tables` to `out`; on an error nothing of them stays.
 /// The v6 tables are probed here: missing with the pid's `net` present,
@@ -124,7 +123,8 @@ impl TableSource for Text<'_, '_> {
         stats.bytes_written = stats.bytes_written.max(read.text.len() as u64);
         let (text, split) = (read.text, read.split);
         let Sink { state_mask, netns, dedup, deliver, .. } = sink;
-        for (part, protocol) in [(&text[..split], 1), (&text[split..], 2)] {
+        for (part, protocol) in [(&text[..split], Protocol::Tcp), (&text[split..], Protocol::Udp)] {
+            let protocol = protocol.number();
             // A stop also ends here; `with_state` reports it as such.
             parse_table(part, protocol, *state_mask, dedup, |conn| deliver(conn, protocol, *netns))
                 .map_err(|_| Error::Aborted)?;

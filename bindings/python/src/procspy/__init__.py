@@ -162,6 +162,8 @@ _walker_changes = _fn("procspy_walker_changes", _status, _walker_p, ctypes.c_voi
                       ctypes.c_void_p, ctypes.POINTER(_CWalkStats))
 _netns_of = _fn("procspy_walker_netns_of", _status, _walker_p, ctypes.c_int32,
                 ctypes.POINTER(ctypes.c_uint64))
+_diagnose = _fn("procspy_walker_diagnose", _status, _walker_p, ctypes.c_char_p,
+                ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t))
 
 
 # ---- Python types --------------------------------------------------------
@@ -500,6 +502,22 @@ class Walker:
         finally:
             self._exit()
         return out.value
+
+    def diagnose(self) -> str:
+        """What the walker has learnt of the running kernel, a line each
+        ("what: answer"): its probes and the BPF owner scan. For people:
+        the wording may change."""
+        size = ctypes.c_size_t()
+        p = self._enter()
+        try:
+            while True:
+                buf = ctypes.create_string_buffer(size.value + 1)
+                status = _diagnose(p, buf, len(buf), ctypes.byref(size))
+                if status != Status.BUFFER_TOO_SMALL:
+                    _check(status)
+                    return buf.value.decode()
+        finally:
+            self._exit()
 
     def _run(self, make_fn: Any, convert: Callable[[Any], _Rec],
              call: Callable[[Any, Any, Any], int],
