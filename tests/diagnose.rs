@@ -18,9 +18,13 @@ fn answer(w: &Walker, what: &str) -> String {
     line.split_once(": ").map(|(_, a)| a.to_string()).unwrap_or_default()
 }
 
-fn pass(w: &Walker) {
+/// A walker of `root` with these settings, after one pass; the pass's result.
+fn after_pass(root: Option<&[u8]>, source: Source, scan: OwnerScan) -> (Walker, Result<(), procspy::Error>) {
+    let w = Walker::new(root).unwrap();
+    w.set_source(source);
+    w.set_owner_scan(scan);
     let r = w.connections(None, BOTH, u32::MAX, &mut Stats::default(), &mut |_| ControlFlow::Continue(()));
-    assert_eq!(r, Ok(()));
+    (w, r)
 }
 
 #[test]
@@ -34,10 +38,8 @@ fn a_new_walker_has_probed_nothing() {
 
 #[test]
 fn the_text_pass_learns_what_this_kernel_has() {
-    let w = Walker::new(None).unwrap();
-    w.set_source(Source::Text);
-    w.set_owner_scan(OwnerScan::Proc);
-    pass(&w);
+    let (w, r) = after_pass(None, Source::Text, OwnerScan::Proc);
+    assert_eq!(r, Ok(()));
     assert_eq!(answer(&w, "namespace files"), "yes");
     let v6 = std::path::Path::new("/proc/self/net/tcp6").exists();
     assert_eq!(answer(&w, "IPv6 tables"), if v6 { "yes" } else { "no" });
@@ -51,9 +53,7 @@ fn the_text_pass_learns_what_this_kernel_has() {
 
 #[test]
 fn the_bpf_scan_is_told_as_the_kernel_should_have_it() {
-    let w = Walker::new(None).unwrap();
-    w.set_owner_scan(OwnerScan::Bpf);
-    let r = w.connections(None, BOTH, u32::MAX, &mut Stats::default(), &mut |_| ControlFlow::Continue(()));
+    let (w, r) = after_pass(None, Source::Auto, OwnerScan::Bpf);
     let a = answer(&w, "BPF owner scan");
     if common::assert_bpf_owner_scan_as_the_kernel_should(&r) {
         assert_eq!(a, "yes");
@@ -64,10 +64,8 @@ fn the_bpf_scan_is_told_as_the_kernel_should_have_it() {
 
 #[test]
 fn a_netlink_pass_learns_whether_one_tcp_dump_takes_both_families() {
-    let w = Walker::new(None).unwrap();
-    w.set_source(Source::Netlink);
-    w.set_owner_scan(OwnerScan::Proc);
-    pass(&w);
+    let (w, r) = after_pass(None, Source::Netlink, OwnerScan::Proc);
+    assert_eq!(r, Ok(()));
     // Every kernel since 2.6.14 answers TCPDIAG_GETSOCK; one that did not would say no.
     assert!(["yes", "no"].contains(&answer(&w, "one TCP dump").as_str()));
 }
@@ -82,10 +80,8 @@ fn a_root_without_namespace_files_is_told_so() {
     f.file("42/net/tcp", b"  sl  local_address rem_address   st\n");
     f.file("42/net/udp", b"  sl  local_address rem_address   st\n");
     f.dir("42/fd");
-    let w = Walker::new(Some(f.path.as_os_str().as_encoded_bytes())).unwrap();
-    w.set_source(Source::Text);
-    w.set_owner_scan(OwnerScan::Proc);
-    pass(&w);
+    let (w, r) = after_pass(Some(f.path.as_os_str().as_encoded_bytes()), Source::Text, OwnerScan::Proc);
+    assert_eq!(r, Ok(()));
     assert_eq!(answer(&w, "namespace files"), "no");
     assert_eq!(answer(&w, "IPv6 tables"), "no", "no tcp6 beside net/");
 }

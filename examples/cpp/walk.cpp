@@ -70,21 +70,16 @@ public:
     // thrown by f ends the walk and is rethrown here, never unwinding
     // through the library.
     template <class F> procspy_walk_stats walk(F &&f) {
-        Call<F> call{f, nullptr, false};
-        procspy_walk_stats stats{};
-        finish(call, procspy_walker_walk(w_.get(), nullptr, 0, &Call<F>::template tramp<procspy_socket>,
-                                         &call, &stats));
-        return stats;
+        return call<procspy_socket>(f, true, [&](auto tramp, void *ud, procspy_walk_stats *st) {
+            return procspy_walker_walk(w_.get(), nullptr, 0, tramp, ud, st);
+        });
     }
 
     template <class F>
     procspy_walk_stats connections(uint32_t protocols, uint32_t states, F &&f) {
-        Call<F> call{f, nullptr, false};
-        procspy_walk_stats stats{};
-        finish(call, procspy_walker_connections(w_.get(), nullptr, 0, protocols, states,
-                                                &Call<F>::template tramp<procspy_connection>,
-                                                &call, &stats));
-        return stats;
+        return call<procspy_connection>(f, true, [&](auto tramp, void *ud, procspy_walk_stats *st) {
+            return procspy_walker_connections(w_.get(), nullptr, 0, protocols, states, tramp, ud, st);
+        });
     }
 
     // f(const procspy_change &) -> bool: what changed since the last
@@ -93,12 +88,9 @@ public:
     // PROCSPY_CALLBACK_ABORTED, so the next one reports the same again.
     template <class F>
     procspy_walk_stats changes(uint32_t protocols, uint32_t states, F &&f) {
-        Call<F> call{f, nullptr, false};
-        procspy_walk_stats stats{};
-        finish(call, procspy_walker_changes(w_.get(), nullptr, 0, protocols, states,
-                                            &Call<F>::template tramp<procspy_change>, &call, &stats),
-               false);
-        return stats;
+        return call<procspy_change>(f, false, [&](auto tramp, void *ud, procspy_walk_stats *st) {
+            return procspy_walker_changes(w_.get(), nullptr, 0, protocols, states, tramp, ud, st);
+        });
     }
 
 private:
@@ -124,6 +116,14 @@ private:
             return 1;
         }
     };
+
+    // Runs one call with f behind the trampoline for Rec, then finish().
+    template <class Rec, class F, class Go> static procspy_walk_stats call(F &f, bool decline_is_ok, Go go) {
+        Call<F> c{f, nullptr, false};
+        procspy_walk_stats stats{};
+        finish(c, go(&Call<F>::template tramp<Rec>, &c, &stats), decline_is_ok);
+        return stats;
+    }
 
     template <class C> static void finish(const C &call, procspy_status s, bool decline_is_ok = true) {
         if (s != PROCSPY_OK && !call.error) {
