@@ -6,6 +6,7 @@ pub mod btf;
 pub mod diag;
 pub mod kernel;
 pub mod num;
+pub mod proc;
 pub mod sockstat;
 pub mod stat;
 pub mod tcp;

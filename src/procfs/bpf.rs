@@ -592,12 +592,12 @@ impl SockRecords {
         buf.copy_within(self.tail_at..self.tail_at + self.tail_len, 0);
         let mut len = self.tail_len;
         loop {
-            match nix::unistd::read(self.fd.as_fd(), &mut buf[len..]) {
+            match sys::retry(|| nix::unistd::read(self.fd.as_fd(), &mut buf[len..])) {
                 Ok(0) if len == 0 => return Ok(None),
                 Ok(0) => return Err(Errno::EIO),
                 Ok(n) => len += n,
                 // EAGAIN: a long run of tasks without output; the next read goes on.
-                Err(Errno::EINTR | Errno::EAGAIN) => continue,
+                Err(Errno::EAGAIN) => continue,
                 Err(e) => return Err(e),
             }
             let whole = len - len % RECORD_LEN;

@@ -18,11 +18,14 @@ use nix::fcntl::AtFlags;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat, openat2};
 use nix::sys::stat::{FileStat, Mode, fstatat};
 
+use crate::parse::proc;
+pub use crate::parse::proc::Dirent;
+
 pub(crate) use bpf::{RECORD_LEN as SOCK_RECORD_LEN, Refusal, SockIter, SockRecord, SockRecords};
 pub use netlink::{DestroySocket, DiagSocket, HostProc, Netns};
 pub use probe::{Known, Probes};
-use table::SHORT_READ_EOF;
 pub use table::TableBuf;
+use table::at_eof;
 
 /// `getdents64` chunk size that lists most fd directories in one call.
 pub(crate) const DIRENT_BUF: usize = 64 * 1024;
@@ -66,7 +69,7 @@ impl ProcRoot {
             if entry.d_type == DT_LNK {
                 continue;
             }
-            if let Some(pid) = parse_pid(entry.name.to_bytes()) {
+            if let Some(pid) = proc::pid_name(entry.name.to_bytes()) {
                 out.push(pid);
             }
         }
@@ -94,17 +97,8 @@ impl ProcRoot {
             buf.truncate(n);
             Some(buf)
         };
-        fn words(b: &[u8]) -> Vec<&[u8]> {
-            b.split(|c| c.is_ascii_whitespace()).filter(|w| !w.is_empty()).collect()
-        }
-        let Some(uid_map) = read(b"self/uid_map") else { return false };
-        if words(&uid_map) != [&b"0"[..], b"0", b"4294967295"] {
-            return false;
-        }
-        let Some(status) = read(b"self/status") else { return false };
-        let Some(at) = memchr::memmem::find(&status, b"\nNSpid:") else { return false };
-        let line = status[at + 7..].split(|&b| b == b'\n').next().unwrap_or_default();
-        words(line).len() == 1
+        read(b"self/uid_map").is_some_and(|m| proc::uid_map_is_identity(&m))
+            && read(b"self/status").and_then(|s| proc::nspid_depth(&s)) == Some(1)
     }
 
     /// `stat()` of `PID/suffix`, following a final symlink (`ns/net` is one).
@@ -171,7 +165,7 @@ pub fn stat_entry(dir: BorrowedFd<'_>, name: &CStr) -> Result<FileStat, Errno> {
 
 /// Reads a whole file into `buf`, which grows (and stays grown) as needed,
 /// up to `limit` bytes, without a final read that can only return 0 (see
-/// `SHORT_READ_EOF`). Returns the length read.
+/// `table::at_eof`). Returns the length read.
 pub fn read_all(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, limit: usize) -> Result<usize, Errno> {
     let mut len = 0;
     loop {
@@ -182,19 +176,12 @@ pub fn read_all(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, limit: usize) -> Result<u
             buf.resize((len * 2).max(4096).min(limit), 0);
         }
         let asked = buf.len() - len;
-        match nix::unistd::read(fd, &mut buf[len..]) {
-            Ok(n) if n == 0 || (n < asked && n < SHORT_READ_EOF) => return Ok(len + n),
-            Ok(n) => len += n,
-            Err(Errno::EINTR) => {}
-            Err(e) => return Err(e),
+        let n = sys::retry(|| nix::unistd::read(fd, &mut buf[len..]))?;
+        if at_eof(n, asked) {
+            return Ok(len + n);
         }
+        len += n;
     }
-}
-
-/// One entry of a directory listing.
-pub struct Dirent<'a> {
-    pub name: &'a CStr,
-    pub d_type: u8,
 }
 
 /// Lists a directory with `getdents64` into a borrowed buffer.
@@ -217,7 +204,7 @@ impl<'a, 'b> DirList<'a, 'b> {
 
     /// The next entry other than `.` and `..`, or `None` at the end.
     pub fn next_entry(&mut self) -> Result<Option<Dirent<'_>>, Errno> {
-        let (start, end) = loop {
+        let start = loop {
             if self.off >= self.len {
                 self.len = sys::getdents64(self.dir, self.buf)?;
                 self.off = 0;
@@ -225,34 +212,16 @@ impl<'a, 'b> DirList<'a, 'b> {
                     return Ok(None);
                 }
             }
-            // struct linux_dirent64: ino u64, off i64, reclen u16, type u8, name.
-            let rec = &self.buf[self.off..self.len];
-            let reclen = rec.get(16..18).map_or(0, |b| usize::from(u16::from_ne_bytes([b[0], b[1]])));
-            if reclen < 20 || reclen > rec.len() {
-                return Err(Errno::EIO);
-            }
-            let Some(nul) = memchr::memchr(0, &rec[19..reclen]) else {
-                return Err(Errno::EIO);
-            };
-            let (start, end) = (self.off, self.off + 19 + nul);
+            let (d, reclen) = proc::dirent(&self.buf[self.off..self.len]).ok_or(Errno::EIO)?;
+            let dots = matches!(d.name.to_bytes(), b"." | b"..");
+            let start = self.off;
             self.off += reclen;
-            if !matches!(&self.buf[start + 19..end], b"." | b"..") {
-                break (start, end);
+            if !dots {
+                break start;
             }
         };
-        let name = CStr::from_bytes_until_nul(&self.buf[start + 19..=end]).map_err(|_| Errno::EIO)?;
-        Ok(Some(Dirent { name, d_type: self.buf[start + 18] }))
+        Ok(proc::dirent(&self.buf[start..self.len]).map(|(d, _)| d))
     }
-}
-
-/// A pid: a decimal in `1..=i32::MAX`.
-pub fn parse_pid(name: &[u8]) -> Option<i32> {
-    parse_fd(name).filter(|&pid| pid > 0)
-}
-
-/// An fd number, as `PID/fd` names it.
-pub fn parse_fd(name: &[u8]) -> Option<i32> {
-    crate::parse::num::dec_name(name)
 }
 
 /// `"PID/suffix\0"` on the stack.
@@ -295,14 +264,6 @@ impl PidPath {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pid_names() {
-        assert_eq!(parse_pid(b"1"), Some(1));
-        assert_eq!(parse_fd(b"0"), Some(0));
-        assert_eq!(parse_pid(b"0"), None);
-        assert_eq!(parse_pid(b"01"), None);
-    }
 
     #[test]
     fn pid_paths() {

@@ -147,25 +147,14 @@ impl DiagSocket {
     }
 
     pub fn send(&self, request: &[u8]) -> Result<(), Errno> {
-        loop {
-            match send(self.fd.as_raw_fd(), request, MsgFlags::empty()) {
-                Ok(_) => return Ok(()),
-                Err(Errno::EINTR) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        sys::retry(|| send(self.fd.as_raw_fd(), request, MsgFlags::empty())).map(drop)
     }
 
     /// The next datagram, without waiting (`EAGAIN` if none is queued): its
     /// length and its sender's port id (0: the kernel).
     pub fn try_recv(&self, buf: &mut [u8]) -> Result<(usize, u32), Errno> {
-        loop {
-            match recvfrom::<NetlinkAddr>(self.fd.as_raw_fd(), buf) {
-                Ok((n, from)) => return Ok((n, from.map_or(u32::MAX, |a| a.pid()))),
-                Err(Errno::EINTR) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let (n, from) = sys::retry(|| recvfrom::<NetlinkAddr>(self.fd.as_raw_fd(), buf))?;
+        Ok((n, from.map_or(u32::MAX, |a| a.pid())))
     }
 }
 
@@ -211,14 +200,8 @@ impl DestroySocket {
     /// (0: the kernel) and the groups it was sent to. `EAGAIN` if none is
     /// queued; `ENOBUFS` once after the kernel dropped some for want of room.
     pub fn try_recv(&self, buf: &mut [u8]) -> Result<(usize, u32, u32), Errno> {
-        loop {
-            match recvfrom::<NetlinkAddr>(self.fd.as_raw_fd(), buf) {
-                Ok((n, Some(from))) => return Ok((n, from.pid(), from.groups())),
-                Ok((n, None)) => return Ok((n, u32::MAX, 0)),
-                Err(Errno::EINTR) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let (n, from) = sys::retry(|| recvfrom::<NetlinkAddr>(self.fd.as_raw_fd(), buf))?;
+        Ok(from.map_or((n, u32::MAX, 0), |a| (n, a.pid(), a.groups())))
     }
 }
 

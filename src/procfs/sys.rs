@@ -15,17 +15,22 @@ pub fn getdents64(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
     if n < 0 { Err(Errno::last()) } else { Ok(n as usize) }
 }
 
-/// `read(2)` into memory that may be uninitialised (a caller's buffer).
-pub fn read_uninit(fd: BorrowedFd<'_>, buf: &mut [MaybeUninit<u8>]) -> Result<usize, Errno> {
+/// Calls `f` again while a signal interrupts it (EINTR): the one place a
+/// system call is retried for that.
+pub fn retry<T>(mut f: impl FnMut() -> Result<T, Errno>) -> Result<T, Errno> {
     loop {
-        // SAFETY: the kernel writes at most `buf.len()` bytes and never reads them.
-        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        match n {
-            n if n >= 0 => return Ok(n as usize),
-            _ if Errno::last() == Errno::EINTR => continue,
-            _ => return Err(Errno::last()),
+        match f() {
+            Err(Errno::EINTR) => {}
+            r => return r,
         }
     }
+}
+
+/// `read(2)` into memory that may be uninitialised (a caller's buffer).
+pub fn read_uninit(fd: BorrowedFd<'_>, buf: &mut [MaybeUninit<u8>]) -> Result<usize, Errno> {
+    // SAFETY: the kernel writes at most `buf.len()` bytes and never reads them.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 { Err(Errno::last()) } else { Ok(n as usize) }
 }
 
 /// The first `len` bytes of `buf`, which `read_uninit` has filled.
@@ -128,17 +133,14 @@ pub fn bpf_iter_create(link: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
 /// Four bytes from the kernel's random pool (`getrandom(2)`).
 pub fn random_u32() -> Result<u32, Errno> {
     let mut b = [0u8; 4];
-    loop {
+    let mut getrandom = || {
         // SAFETY: the kernel writes at most `b.len()` bytes into `b`.
         let n = unsafe { libc::syscall(libc::SYS_getrandom, b.as_mut_ptr(), b.len(), 0) };
-        match n {
-            4 => return Ok(u32::from_ne_bytes(b)),
-            // Requests of up to 256 bytes are never cut short, but be sure.
-            n if n >= 0 => {}
-            _ if Errno::last() == Errno::EINTR => {}
-            _ => return Err(Errno::last()),
-        }
-    }
+        if n < 0 { Err(Errno::last()) } else { Ok(n) }
+    };
+    // Requests of up to 256 bytes are never cut short, but be sure.
+    while retry(&mut getrandom)? != 4 {}
+    Ok(u32::from_ne_bytes(b))
 }
 
 /// A thread's stack: enough for a few syscalls.

@@ -17,7 +17,12 @@ use super::sys;
 /// buffer returned more than 4096 - 256 bytes (`PID/stat` is one record,
 /// which the seq_file buffer grows to hold whole). A regular file (a fake
 /// tree) is at its end after any short read.
-pub(super) const SHORT_READ_EOF: usize = 4096 - 256;
+const SHORT_READ_EOF: usize = 4096 - 256;
+
+/// Whether a read that returned `n` of `asked` bytes was the file's last.
+pub(super) fn at_eof(n: usize, asked: usize) -> bool {
+    n == 0 || (n < asked && n < SHORT_READ_EOF)
+}
 
 /// A buffer that receives whole files only. Once one file does not fit,
 /// later files are counted but not stored, so the content is always a prefix
@@ -98,7 +103,7 @@ impl<'a> TableBuf<'a> {
         let mut spilled = self.overflowed;
         loop {
             let (n, asked) = if spilled || self.filled == self.buf.len() {
-                let n = read_retry(|| nix::unistd::read(fd, spill)).inspect_err(|_| self.filled = start)?;
+                let n = sys::retry(|| nix::unistd::read(fd, spill)).inspect_err(|_| self.filled = start)?;
                 if n > 0 && !spilled {
                     spilled = true;
                     self.filled = start;
@@ -107,27 +112,18 @@ impl<'a> TableBuf<'a> {
             } else {
                 let space = &mut self.buf[self.filled..];
                 let asked = space.len();
-                let n = read_retry(|| sys::read_uninit(fd, space)).inspect_err(|_| self.filled = start)?;
+                let n = sys::retry(|| sys::read_uninit(fd, space)).inspect_err(|_| self.filled = start)?;
                 self.filled += n;
                 (n, asked)
             };
             len += n as u64;
-            if n == 0 || (n < asked && n < SHORT_READ_EOF) {
+            if at_eof(n, asked) {
                 break;
             }
         }
         self.needed += len;
         self.overflowed |= spilled;
         Ok(len)
-    }
-}
-
-fn read_retry(mut f: impl FnMut() -> Result<usize, Errno>) -> Result<usize, Errno> {
-    loop {
-        match f() {
-            Err(Errno::EINTR) => {}
-            r => return r,
-        }
     }
 }
 

@@ -11,6 +11,7 @@ use crate::engine::ctx::{Ctx, Group};
 use crate::engine::error::Error;
 use crate::engine::pace::Ticker;
 use crate::engine::stats::Stats;
+use crate::parse::num::dec_name;
 use crate::procfs::{self, DirList};
 
 /// What the fd scan of one pid needs, kept from walk to walk.
@@ -78,7 +79,7 @@ pub(in crate::engine) fn scan_group(
                     break;
                 }
             };
-            let Some(fd) = procfs::parse_fd(entry.name.to_bytes()) else { continue };
+            let Some(fd) = dec_name(entry.name.to_bytes()) else { continue };
             // A process may hold 100,000 fds: a stop doesn't wait for the next pid.
             if ctx.stop.is_set() {
                 return Err(Error::Stopped);
