@@ -6,30 +6,30 @@ use std::ops::ControlFlow;
 use libfuzzer_sys::fuzz_target;
 use procspy::parse::tcp::{Conn, Dedup, Parsed, parse_table};
 
-/// Parses `text` into `dedup`, returning the counts and every delivered Conn.
-fn run(text: &[u8], protocol: u8, mask: u32, dedup: &mut Dedup) -> (Parsed, Vec<Conn>) {
-    let mut seen = Vec::new();
-    let r = parse_table(text, protocol, mask, dedup, |c| {
+/// Parses `text`, returning the counts and every line, and which of them
+/// were new to `dedup` as `protocol`'s.
+fn run(text: &[u8], protocol: u8, dedup: &mut Dedup) -> (Parsed, Vec<Conn>, usize) {
+    let (mut seen, mut fresh) = (Vec::new(), 0);
+    let r = parse_table(text, |c| {
         seen.push(*c);
+        fresh += usize::from(dedup.insert(protocol, c));
         ControlFlow::Continue(())
     });
     // The callback never breaks, so the parse must run to the end.
-    (r.expect("Err without a Break"), seen)
+    (r.expect("Err without a Break"), seen, fresh)
 }
 
 fuzz_target!(|data: &[u8]| {
-    // Byte 0: protocol; bytes 1..5: state mask; the rest: table text.
-    let Some((&protocol, rest)) = data.split_first() else { return };
-    let Some((mask, text)) = rest.split_first_chunk::<4>() else { return };
-    let mask = u32::from_le_bytes(*mask);
+    // Byte 0: protocol; the rest: table text.
+    let Some((&protocol, text)) = data.split_first() else { return };
     // Upper bound on lines: every '\n' ends one, plus a possible unterminated tail.
     let lines = text.iter().filter(|&&b| b == b'\n').count() as u64 + 1;
 
     let mut dedup = Dedup::new();
-    let (p, conns) = run(text, protocol, mask, &mut dedup);
-    assert!(p.delivered + p.duplicates + p.malformed <= lines, "{p:?} > {lines} lines");
-    assert_eq!(conns.len() as u64, p.delivered, "callback calls != delivered");
-    assert!(conns.len() as u64 <= lines);
+    let (p, conns, fresh) = run(text, protocol, &mut dedup);
+    assert!(p.lines + p.malformed <= lines, "{p:?} > {lines} lines");
+    assert_eq!(conns.len() as u64, p.lines, "callback calls != lines");
+    assert!(fresh <= conns.len());
     for c in &conns {
         match c.family {
             4 => assert!(
@@ -41,11 +41,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    // Deterministic: a fresh Dedup gives the same counts and the same Conns.
-    assert_eq!(run(text, protocol, mask, &mut Dedup::new()), (p, conns.clone()));
+    // Deterministic: a fresh Dedup gives the same counts, lines and news.
+    assert_eq!(run(text, protocol, &mut Dedup::new()), (p, conns.clone(), fresh));
 
-    // Everything was recorded in `dedup` the first time, so a repeat delivers nothing.
-    let (again, none) = run(text, protocol, mask, &mut dedup);
-    assert_eq!(again.delivered, 0, "repeat delivered {none:?}");
-    assert_eq!(again.malformed, p.malformed);
+    // Everything was recorded in `dedup` the first time, so a repeat is all seen.
+    let (again, _, fresh_again) = run(text, protocol, &mut dedup);
+    assert_eq!((again, fresh_again), (p, 0));
 });

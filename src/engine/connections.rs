@@ -12,7 +12,7 @@ use super::tables::{
     Accounted, Ahead, Listed, Namespace, Netlink, Protocols, Sink, Source, TCP, TCP6, Table, TableSource, Text, UDP,
     UDP6,
 };
-use crate::parse::kernel;
+use crate::parse::kernel::Protocol;
 use crate::parse::tcp::{Conn, Dedup, parse_table};
 use crate::procfs::TableBuf;
 
@@ -154,9 +154,11 @@ pub fn parse_tcp(
         return ParseOutcome { malformed: 0, result: Err(Error::Invalid("state_mask must not be 0")) };
     }
     let mut dedup = Dedup::new();
-    let r = parse_table(text, kernel::TCP, state_mask, &mut dedup, |conn| {
-        on_connection(&Connection { conn: *conn, protocol: kernel::TCP, netns: 0, owner: None })
-    });
+    let mut deliver =
+        |conn: &Conn, protocol, netns| on_connection(&Connection { conn: *conn, protocol, netns, owner: None });
+    let protocols = Protocols { tcp: true, udp: false };
+    let mut sink = Sink { protocols, state_mask, netns: 0, dedup: &mut dedup, deliver: &mut deliver };
+    let r = parse_table(text, |conn| sink.offer(Protocol::Tcp, conn));
     match r {
         Ok(p) => ParseOutcome { malformed: p.malformed, result: Ok(()) },
         Err(p) => ParseOutcome { malformed: p.malformed, result: Err(Error::Aborted) },

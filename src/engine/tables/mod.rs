@@ -19,7 +19,7 @@ use super::ctx::{Ctx, Group};
 use super::error::Error;
 use super::stats::Stats;
 use crate::parse::kernel::Protocol;
-use crate::parse::tcp::{Admit, Conn, Dedup};
+use crate::parse::tcp::{Conn, Dedup};
 
 /// Where `connections` reads the kernel's socket tables from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,13 +79,70 @@ pub(super) struct Sink<'a> {
 
 impl Sink<'_> {
     /// Delivers `c` of `protocol` if it is new in this namespace and its
-    /// state passes; `Break` where the callback said stop.
+    /// state passes the mask (bit `1 << state`; states from 32 never pass);
+    /// `Break` where the callback said stop. De-duplication comes first: a
+    /// socket's first reading decides, so one that changed state between
+    /// two reads is not delivered because its later state passes.
     pub fn offer(&mut self, protocol: Protocol, c: &Conn) -> ControlFlow<()> {
         let protocol = protocol.number();
-        if self.dedup.admit(protocol, c, self.state_mask) == Admit::Fresh {
+        let passes = 1u32.checked_shl(u32::from(c.state)).is_some_and(|bit| self.state_mask & bit != 0);
+        if self.dedup.insert(protocol, c) && passes {
             (self.deliver)(c, protocol, self.netns)
         } else {
             ControlFlow::Continue(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(inode: u64, state: u8) -> Conn {
+        Conn {
+            inode,
+            family: 4,
+            state,
+            local_addr: [0; 16],
+            remote_addr: [0; 16],
+            local_port: 1,
+            remote_port: 0,
+            uid: 0,
+        }
+    }
+
+    /// The inodes `offer` delivers of `conns`, through one sink.
+    fn delivered(state_mask: u32, conns: &[(Protocol, Conn)]) -> Vec<u64> {
+        let (mut dedup, mut out) = (Dedup::new(), Vec::new());
+        let mut deliver = |c: &Conn, _, _| {
+            out.push(c.inode);
+            ControlFlow::Continue(())
+        };
+        let protocols = Protocols { tcp: true, udp: true };
+        let mut sink = Sink { protocols, state_mask, netns: 1, dedup: &mut dedup, deliver: &mut deliver };
+        for (p, c) in conns {
+            assert!(sink.offer(*p, c).is_continue());
+        }
+        out
+    }
+
+    #[test]
+    fn the_mask_applies_after_dedup() {
+        const LISTEN: u8 = 10;
+        const ESTABLISHED: u8 = 1;
+        // A listener read again as established (two reads of a changing table):
+        // its first reading decides, whichever state the mask passes.
+        let twice = [(Protocol::Tcp, conn(7, LISTEN)), (Protocol::Tcp, conn(7, ESTABLISHED))];
+        assert_eq!(delivered(1 << ESTABLISHED, &twice), [] as [u64; 0]);
+        assert_eq!(delivered(1 << LISTEN, &twice), [7]);
+        assert_eq!(delivered(u32::MAX, &[(Protocol::Tcp, conn(7, 1)), (Protocol::Udp, conn(8, 7))]), [7, 8]);
+    }
+
+    #[test]
+    fn states_from_32_never_pass() {
+        for st in [0x1F_u8, 0x20, 0x3F, 0xFF] {
+            let got = delivered(u32::MAX, &[(Protocol::Tcp, conn(9, st))]);
+            assert_eq!(got.len(), usize::from(st < 32), "state {st:#x}");
         }
     }
 }

@@ -122,12 +122,9 @@ impl TableSource for Text<'_, '_> {
         }
         stats.bytes_written = stats.bytes_written.max(read.text.len() as u64);
         let (text, split) = (read.text, read.split);
-        let Sink { state_mask, netns, dedup, deliver, .. } = sink;
         for (part, protocol) in [(&text[..split], Protocol::Tcp), (&text[split..], Protocol::Udp)] {
-            let protocol = protocol.number();
             // A stop also ends here; `with_state` reports it as such.
-            parse_table(part, protocol, *state_mask, dedup, |conn| deliver(conn, protocol, *netns))
-                .map_err(|_| Error::Aborted)?;
+            parse_table(part, |conn| sink.offer(protocol, conn)).map_err(|_| Error::Aborted)?;
         }
         Ok(Listed::Done)
     }
