@@ -28,6 +28,7 @@ use std::ops::ControlFlow;
 use super::closed::{Closed, Subscriptions};
 use super::error::Error;
 use super::join::{Connection, OwnerAt, Procs, Protocols, tables_of};
+use super::query::Query;
 use super::walker::{Socket, Stats, Walker};
 use crate::parse::tcp::Conn;
 use crate::procfs::TableBuf;
@@ -338,7 +339,7 @@ impl Walker {
             ch.next.entries.reserve(ch.prev.entries.len());
             ch.next.addrs.reserve(ch.prev.addrs.len());
             let mut fits = true;
-            let pass = self.join(state, out, protocols, tables, state_mask, stats, &mut |c, at| {
+            let pass = self.join(state, out, &Query::default(), protocols, tables, state_mask, stats, &mut |c, at| {
                 fits = ch.next.push(c, at);
                 if fits { ControlFlow::Continue(()) } else { ControlFlow::Break(()) }
             });
@@ -348,7 +349,7 @@ impl Walker {
                 Ok(()) => {
                     state.join.swap_procs(&mut ch.next.procs);
                     ch.next.sort();
-                    self.subscribe(&mut ch.subs, &state.groups);
+                    self.subscribe(&mut ch.subs, &state.groups, &state.join.found);
                     let delivered = deliver(&mut ch, protocols, &self.stop, on_change);
                     match delivered {
                         ControlFlow::Break(()) => Err(Error::Aborted),

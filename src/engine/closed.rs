@@ -27,6 +27,7 @@ use crate::parse::diag::destroyed;
 use crate::parse::tcp::Conn;
 use crate::procfs::{DestroySocket, HostProc, Netns};
 
+use super::namespaces::Namespaces;
 use super::walker::{Stats, Walker};
 
 /// Namespaces subscribed at most: one fd and up to 512 KiB of queued
@@ -117,7 +118,7 @@ impl Walker {
     /// not yet, up to `MAX_SUBSCRIBED`, and ends the subscriptions of those
     /// it no longer lists. Nothing here fails a call: a namespace not
     /// subscribed only has no seen-closed events.
-    pub(super) fn subscribe(&self, subs: &mut Subscriptions, groups: &[(u64, i32)]) {
+    pub(super) fn subscribe(&self, subs: &mut Subscriptions, groups: &[(u64, i32)], found: &Namespaces) {
         let listed = |ns: u64| groups.binary_search_by_key(&ns, |g| g.0).is_ok();
         subs.subs.retain(|(ns, _)| listed(*ns));
         subs.refused.retain(|&ns| listed(ns));
@@ -138,7 +139,7 @@ impl Walker {
             let job = if netns == host.home() {
                 Job { netns, enter: None, sock: Some(host.destroy_socket()) }
             } else {
-                match self.netns_of_group(&host, g, &mut scratch) {
+                match self.netns_of_group(&host, g, found, &mut scratch) {
                     Ok(enter) => Job { netns, enter, sock: None },
                     Err(e) => Job { netns, enter: None, sock: Some(Err(e)) },
                 }

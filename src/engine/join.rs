@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 
 use super::error::Error;
+use super::namespaces::{Namespaces, via_of};
 use super::pace::Wait;
+use super::query::{Query, Scope};
 use super::walker::{
     OwnerScan, PROBE_NO, PROBE_UNKNOWN, PROBE_YES, Scan, Socket, Source, State, Stats, TCP, TCP6, Table, UDP, UDP6,
     Walker,
@@ -54,7 +56,7 @@ pub struct Connection<'a> {
 /// The owner index and the join's scratch, kept from walk to walk.
 #[derive(Debug, Default)]
 pub(super) struct JoinState {
-    index: Index,
+    pub(super) index: Index,
     /// The walker's own table scratch, for callers that lend none.
     tables: Vec<u8>,
     /// Netlink replies land here.
@@ -73,6 +75,10 @@ pub(super) struct JoinState {
     sockstat: [Vec<u8>; 2],
     /// Netlink sockets made ahead of their dumps; none outlives a call.
     ahead: Vec<Ahead>,
+    /// Namespaces found beyond the processes', and how to reach them.
+    pub(super) found: Namespaces,
+    /// The pass's query, as the join applies it.
+    pub(super) scope: Scope,
 }
 
 /// A namespace next in line for a dump, and its socket made ahead.
@@ -98,12 +104,12 @@ impl JoinState {
     }
 }
 
-/// A socket the BPF scan found held: its table line.
+/// A socket the BPF scan found held (or that told itself): its table line.
 #[derive(Clone, Copy, Debug)]
-struct Held {
-    netns: u64,
-    protocol: u8,
-    conn: Conn,
+pub(super) struct Held {
+    pub netns: u64,
+    pub protocol: u8,
+    pub conn: Conn,
     /// Connection requests pending on a TCP listener.
     pending: u32,
 }
@@ -112,7 +118,7 @@ impl Held {
     /// The line a namespace's table lists for this socket, if it lists one:
     /// TCP sockets are hashed (in a table) in every state but CLOSE, UDP
     /// sockets once they have a local port.
-    fn of(r: &SockRecord) -> Option<Self> {
+    pub(super) fn of(r: &SockRecord) -> Option<Self> {
         const SOCK_STREAM: u16 = 1;
         const SOCK_DGRAM: u16 = 2;
         const CLOSE: u8 = 7;
@@ -159,7 +165,7 @@ enum DiagStop {
 
 /// Socket inode -> owner, host-wide.
 #[derive(Debug, Default)]
-struct Index {
+pub(super) struct Index {
     /// Sorted by inode, then pid, then fd; then one entry per inode.
     owners: Vec<Owner>,
     procs: Procs,
@@ -211,7 +217,12 @@ impl Procs {
 }
 
 impl Index {
-    fn clear(&mut self) {
+    /// (inode, pid, fd) of every socket fd indexed, in the order found.
+    pub(super) fn sockets(&self) -> impl Iterator<Item = (u64, i32, i32)> + '_ {
+        self.owners.iter().map(|o| (o.inode, o.pid, o.fd))
+    }
+
+    pub(super) fn clear(&mut self) {
         self.owners.clear();
         self.procs.procs.clear();
         self.procs.names.clear();
@@ -275,7 +286,7 @@ impl Walker {
     ) -> Result<(), Error> {
         let tables = tables_of(protocols, state_mask)?;
         self.with_state(stats, |state, stats| {
-            self.join(state, out, protocols, tables, state_mask, stats, &mut |c, _| on_connection(c))
+            self.join(state, out, &Query::default(), protocols, tables, state_mask, stats, &mut |c, _| on_connection(c))
         })
     }
 
@@ -286,6 +297,7 @@ impl Walker {
         &self,
         state: &mut State,
         mut out: Option<&mut TableBuf<'_>>,
+        query: &Query<'_>,
         protocols: Protocols,
         (tcp, udp): (&[Table], &[Table]),
         state_mask: u32,
@@ -293,10 +305,11 @@ impl Walker {
         on_connection: &mut dyn FnMut(&Connection<'_>, OwnerAt) -> ControlFlow<()>,
     ) -> Result<(), Error> {
         {
-            self.group_by_netns(state, stats)?;
-            let groups = std::mem::take(&mut state.groups);
-            let indexed = self.index_owners(&groups, &mut state.scan, &mut state.join, stats);
-            let JoinState { index, tables, diag, dedup, held, sockstat, ahead, .. } = &mut state.join;
+            self.scope_groups(state, query, stats)?;
+            let mut groups = std::mem::take(&mut state.groups);
+            let indexed = self.owners_for(query, &groups, &mut state.scan, &mut state.join, stats)
+                .and_then(|()| self.widen(query, &mut groups, &mut state.scan, &mut state.join, stats));
+            let JoinState { index, tables, diag, dedup, held, sockstat, ahead, found, scope, .. } = &mut state.join;
             if indexed.is_ok() {
                 index.finish();
             }
@@ -329,16 +342,22 @@ impl Walker {
                     }
                     dedup.clear();
                     let netns = group[0].0;
+                    if !scope.wants(netns) {
+                        return Ok(());
+                    }
                     let mut deliver = |conn: &Conn, protocol: u8| {
+                        if !scope.admits(conn.inode) {
+                            return ControlFlow::Continue(());
+                        }
                         let owner = index.owner(conn.inode);
                         let c = Connection { conn: *conn, protocol, netns, owner: owner.map(|o| o.0) };
                         if self.stop.is_set() { ControlFlow::Break(()) } else { on_connection(&c, owner.map(|o| o.1)) }
                     };
-                    if let Some(mine) = held
-                        .as_deref()
-                        .filter(|_| source == Source::Auto)
-                        .and_then(|held| self.accounted(group, held, protocols, sockstat))
-                    {
+                    if let Some(mine) = scope.direct(netns).or_else(|| {
+                        held.as_deref()
+                            .filter(|_| source == Source::Auto)
+                            .and_then(|held| self.accounted(group, held, protocols, sockstat))
+                    }) {
                         stats.accounted += 1;
                         for (protocol, wanted) in [(1, protocols.tcp), (2, protocols.udp)] {
                             for h in mine.iter().filter(|h| wanted && h.protocol == protocol) {
@@ -353,7 +372,7 @@ impl Walker {
                     }
                     if let Some(host) = &host {
                         let dumped =
-                            self.socket_for(host, group, rest, batch, ahead, stats).and_then(|sock| match sock {
+                            self.socket_for(host, group, rest, batch, ahead, found, stats).and_then(|sock| match sock {
                                 Some(sock) => self.dump_namespace(
                                     sock,
                                     netns,
@@ -390,7 +409,11 @@ impl Walker {
                         }
                         None => self.read_own(group, tcp, udp, tables, spill),
                     };
-                    let Some(read) = read else { return Ok(()) };
+                    let Some(read) = read else {
+                        // A namespace no thread is in has no text tables to read.
+                        stats.netns_unreachable += u64::from(via_of(group[0].1).is_some());
+                        return Ok(());
+                    };
                     stats.bytes_needed = stats.bytes_needed.max(read.needed);
                     if read.overflowed {
                         too_small = Some(out.as_ref().map_or(0, |b| b.capacity()));
@@ -418,7 +441,7 @@ impl Walker {
 
     /// Builds the owner index from every pid's fds: the BPF iterator where
     /// the owner scan allows it and it works, `PID/fd` otherwise.
-    fn index_owners(
+    pub(super) fn index_owners(
         &self,
         groups: &[(u64, i32)],
         scan: &mut Scan,
@@ -446,6 +469,19 @@ impl Walker {
             join.index.clear();
             *stats = Stats { ticks: stats.ticks, ..before };
         }
+        self.index_fds(groups, scan, join, stats)
+    }
+
+    /// The owner index from `PID/fd` of every pid of `groups`, with a tick
+    /// before each namespace.
+    pub(super) fn index_fds(
+        &self,
+        groups: &[(u64, i32)],
+        scan: &mut Scan,
+        join: &mut JoinState,
+        stats: &mut Stats,
+    ) -> Result<(), Error> {
+        join.index.clear();
         join.held = None;
         let index = &mut join.index;
         groups.chunk_by(|a, b| a.0 == b.0).try_for_each(|group| {
@@ -527,6 +563,10 @@ impl Walker {
                 }
                 // A holder that exited took its sockets along, or soon will.
                 let Some((_, Some((netns, start_time)))) = holder else { continue };
+                // A socket in a namespace its holder is not in: that namespace may have no process.
+                if rec.netns != netns && join.found.sockets.last().is_none_or(|s| s.0 != rec.netns) {
+                    join.found.sockets.push((rec.netns, rec.pid, rec.fd, rec.inode));
+                }
                 stats.sockets += 1;
                 let name = CStr::from_bytes_until_nul(name).unwrap_or_default();
                 join.index.add(&Socket { inode: rec.inode, netns, start_time, pid: rec.pid, fd: rec.fd, name });
@@ -698,6 +738,7 @@ impl Walker {
         rest: &[(u64, i32)],
         batch: bool,
         ahead: &mut Vec<Ahead>,
+        found: &Namespaces,
         stats: &mut Stats,
     ) -> Result<Option<DiagSocket>, DiagStop> {
         let netns = group[0].0;
@@ -708,7 +749,7 @@ impl Walker {
             ahead.clear();
             let next = rest.chunk_by(|a, b| a.0 == b.0).filter(|g| g[0].0 != host.home());
             for g in std::iter::once(group).chain(next.take(if batch { AHEAD - 1 } else { 0 })) {
-                let (enter, sock) = match self.netns_of_group(host, g, stats) {
+                let (enter, sock) = match self.netns_of_group(host, g, found, stats) {
                     Ok(ns) => (ns, None),
                     Err(e) => (None, Some(Err(e))),
                 };
@@ -741,8 +782,12 @@ impl Walker {
         &self,
         host: &HostProc,
         group: &[(u64, i32)],
+        found: &Namespaces,
         stats: &mut Stats,
     ) -> Result<Option<Netns>, Errno> {
+        if let Some(i) = via_of(group[0].1) {
+            return self.enter_found(host, found, i, group[0].0, stats);
+        }
         if !self.has_ns_files() {
             // Before Linux 3.8: no namespace file to enter.
             return Err(Errno::ENOENT);

@@ -6,7 +6,9 @@ mod changes;
 mod closed;
 mod error;
 mod join;
+mod namespaces;
 mod pace;
+mod query;
 mod state;
 mod walker;
 
@@ -15,6 +17,7 @@ pub use crate::procfs::TableBuf;
 pub use changes::{Change, ChangeKind};
 pub use error::Error;
 pub use join::{Connection, ParseOutcome, Protocols, parse_tcp};
+pub use query::Query;
 pub use state::state_name;
 pub(crate) use state::state_name_cstr;
 pub use walker::{OwnerScan, Socket, Source, Stats, StopToken, Walker};

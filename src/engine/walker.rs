@@ -16,6 +16,7 @@ use nix::sys::stat::{FileStat, SFlag};
 use super::changes::ChangeState;
 use super::error::Error;
 use super::join::JoinState;
+use super::namespaces::NsfsFds;
 use super::pace::{Stop, Ticker};
 use crate::parse::stat::parse_stat;
 use crate::procfs::{self, DirList, ProcRoot, TableBuf};
@@ -64,6 +65,13 @@ pub struct Stats {
     /// for a namespace having overflowed since the last call, or more being
     /// waiting than a walker keeps.
     pub closed_lost: u64,
+    /// Network namespaces found that no listed process is in (a thread's,
+    /// an nsfs mount's, one an fd holds or a socket lives in); also in
+    /// `namespaces`.
+    pub netns_found: u64,
+    /// Of those, the ones whose tables could not be read: the way in was
+    /// gone (a mount removed, an fd closed) or refused.
+    pub netns_unreachable: u64,
 }
 
 /// One socket fd of one process.
@@ -203,6 +211,8 @@ pub(super) struct Scan {
     pub stat: Vec<u8>,
     pub name: Vec<u8>,
     pub ticker: Ticker,
+    /// Namespace files among the fds scanned, when looked for.
+    pub nsfs: NsfsFds,
 }
 
 impl Walker {
@@ -221,6 +231,7 @@ impl Walker {
                 stat: Vec::new(),
                 name: Vec::new(),
                 ticker: Ticker::default(),
+                nsfs: NsfsFds::default(),
             },
             join: JoinState::default(),
             changes: ChangeState::default(),
@@ -477,7 +488,7 @@ impl Walker {
         after_tick: &mut AfterTick<'_>,
         on_socket: &mut dyn FnMut(&Socket<'_>) -> ControlFlow<()>,
     ) -> Result<(), Error> {
-        let Scan { dents, spill, stat, name, ticker } = scan;
+        let Scan { dents, spill, stat, name, ticker, nsfs } = scan;
         let block = self.fd_block();
         let mut in_block = 0u64;
         for (i, &(netns, pid)) in group.iter().enumerate() {
@@ -526,6 +537,7 @@ impl Walker {
                     continue;
                 };
                 if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFSOCK {
+                    nsfs.saw(&st, pid, fd);
                     continue;
                 }
                 let start_time = match start_time {

@@ -4,6 +4,7 @@
 
 pub mod btf;
 pub mod diag;
+pub mod mountinfo;
 pub mod num;
 pub mod sockstat;
 pub mod stat;

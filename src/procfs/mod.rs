@@ -6,6 +6,8 @@
 
 mod bpf;
 mod netlink;
+mod netns;
+mod pidfd;
 mod sys;
 mod table;
 
@@ -20,6 +22,9 @@ use nix::sys::stat::{FileStat, Mode, fstatat};
 
 pub(crate) use bpf::{RECORD_LEN as SOCK_RECORD_LEN, Refusal, SockIter, SockRecord, SockRecords};
 pub use netlink::{DestroySocket, DiagSocket, HostProc, Netns};
+pub use netns::LINK_MAX;
+pub use pidfd::PidFd;
+pub use sys::same_fd_table;
 use table::SHORT_READ_EOF;
 pub use table::TableBuf;
 

@@ -1,0 +1,265 @@
+//! Network namespaces that no listed process is in, found wherever the
+//! kernel keeps them reachable, and how each was reached (to enter it):
+//!
+//! - a thread's own (`TID/ns/net` of each thread of a process with more
+//!   than one), read through that thread as a process is (`TID/net/…`);
+//! - an nsfs bind mount (`ip netns`'s `/run/netns/NAME`) in any mount
+//!   namespace a process is in (its `mountinfo`, read once per mount
+//!   namespace), opened beneath that process's root;
+//! - an fd a process holds open on one (seen by the `PID/fd` owner scan);
+//! - a socket a process holds that lives in one (the BPF owner scan reads
+//!   each socket's namespace).
+//!
+//! Such a namespace joins the pass's groups as one entry: a thread's with
+//! the thread's id, the others with a handle (a negative number, never a
+//! pid) naming their way in; its tables are read once like any other's,
+//! and its lines get owners from the host-wide index. One that can't be
+//! entered or read (the mount went away, no `CAP_SYS_ADMIN`, the text
+//! source for a namespace no thread is in) is counted in
+//! `Stats::netns_unreachable`, never an error.
+
+use std::io::Write;
+use std::os::fd::OwnedFd;
+
+use nix::errno::Errno;
+use nix::sys::stat::{FileStat, SFlag};
+
+use super::error::Error;
+use super::walker::{Stats, Walker};
+use crate::parse::mountinfo::{ns_link, nsfs_mounts};
+use crate::procfs::{HostProc, LINK_MAX, Netns, PidFd, read_all};
+
+/// A `mountinfo` longer than this is not read (a hostile tree).
+const MOUNTINFO_LIMIT: usize = 16 << 20;
+
+/// How a namespace no process is in was reached.
+#[derive(Debug)]
+enum Via {
+    /// An nsfs bind mount at `paths[at..end]` in `pid`'s mount namespace.
+    Mount { pid: i32, at: usize, end: usize },
+    /// Fd `fd` of `pid` holds it open.
+    Fd { pid: i32, fd: i32 },
+    /// Socket `inode` at fd `fd` of `pid` lives in it.
+    Socket { pid: i32, fd: i32, inode: u64 },
+    /// Already open (a socket's namespace, asked of the socket itself).
+    Open(OwnedFd),
+}
+
+/// What a pass found beyond its processes' namespaces, kept from pass to
+/// pass for its buffers.
+#[derive(Debug, Default)]
+pub(super) struct Namespaces {
+    /// Indexed by handle.
+    vias: Vec<Via>,
+    /// Mount points of `Via::Mount`, one after another.
+    paths: Vec<u8>,
+    /// Mount namespaces whose `mountinfo` this pass read, sorted.
+    mnt_seen: Vec<u64>,
+    text: Vec<u8>,
+    path: Vec<u8>,
+    tids: Vec<i32>,
+    /// Sockets the owner scan saw in a namespace other than their holder's:
+    /// (netns, pid, fd, inode).
+    pub sockets: Vec<(u64, i32, i32, u64)>,
+}
+
+/// The nsfs files among the fds the `PID/fd` owner scan stats.
+#[derive(Debug, Default)]
+pub(super) struct NsfsFds {
+    /// nsfs's device, or 0: not looking.
+    dev: u64,
+    /// (inode, pid, fd) of each.
+    found: Vec<(u64, i32, i32)>,
+}
+
+impl NsfsFds {
+    /// Called by the owner scan for each fd that is not a socket.
+    pub fn saw(&mut self, st: &FileStat, pid: i32, fd: i32) {
+        if self.dev != 0
+            && st.st_dev == self.dev
+            && SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFREG
+        {
+            self.found.push((st.st_ino, pid, fd));
+        }
+    }
+}
+
+/// The handle of `vias[i]` in a group entry.
+fn handle(i: usize) -> i32 {
+    -1 - i32::try_from(i).unwrap_or(i32::MAX - 1)
+}
+
+/// Which of `vias` a group entry's "pid" names, if it names one.
+pub(super) fn via_of(pid: i32) -> Option<usize> {
+    (pid < 0).then(|| usize::try_from(-1 - i64::from(pid)).unwrap_or(usize::MAX))
+}
+
+/// What to look for.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Look {
+    pub threads: bool,
+    pub mounts: bool,
+}
+
+impl Walker {
+    /// Starts looking for nsfs fds in the coming `PID/fd` owner scan.
+    pub(super) fn look_for_nsfs_fds(&self, groups: &[(u64, i32)], fds: &mut NsfsFds) {
+        fds.found.clear();
+        fds.dev = groups.iter().find_map(|&(_, pid)| self.root.stat(pid, b"ns/net").ok()).map_or(0, |st| st.st_dev);
+    }
+
+    /// Adds to `groups` (the processes' entries, sorted) one entry per
+    /// namespace found beyond them, then sorts it again. `fds` and
+    /// `found.sockets` hold what the owner scan saw.
+    pub(super) fn discover(
+        &self,
+        groups: &mut Vec<(u64, i32)>,
+        dents: &mut [u8],
+        found: &mut Namespaces,
+        fds: &mut NsfsFds,
+        look: Look,
+        stats: &mut Stats,
+    ) -> Result<(), Error> {
+        found.vias.clear();
+        found.paths.clear();
+        found.mnt_seen.clear();
+        let procs = groups.len();
+        let known = |groups: &[(u64, i32)], ns: u64| {
+            groups[..procs].binary_search_by_key(&ns, |g| g.0).is_ok() || groups[procs..].iter().any(|g| g.0 == ns)
+        };
+        let mut link = [0u8; LINK_MAX];
+        for i in 0..procs {
+            let (netns, pid) = groups[i];
+            if self.stop.is_set() {
+                return Err(Error::Stopped);
+            }
+            if look.threads && self.root.thread_count(pid).is_ok_and(|n| n > 1) {
+                found.tids.clear();
+                if self.root.list_threads(pid, dents, &mut found.tids).is_ok() {
+                    for &tid in &found.tids {
+                        match self.netns(tid) {
+                            Ok(ns) if ns != netns && !known(groups, ns) => groups.push((ns, tid)),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            if !look.mounts {
+                continue;
+            }
+            let Some(mnt) = self.root.read_link(pid, b"ns/mnt", &mut link).ok().and_then(|l| ns_link(l, b"mnt")) else {
+                continue;
+            };
+            let Err(at) = found.mnt_seen.binary_search(&mnt) else { continue };
+            found.mnt_seen.insert(at, mnt);
+            let Ok(file) = self.root.open_file(pid, b"mountinfo") else { continue };
+            let Ok(len) = read_all(std::os::fd::AsFd::as_fd(&file), &mut found.text, MOUNTINFO_LIMIT)
+            else {
+                continue;
+            };
+            let Namespaces { vias, paths, text, path, .. } = found;
+            nsfs_mounts(&text[..len], path, |ns, point| {
+                if !known(groups, ns) {
+                    let at = paths.len();
+                    paths.extend_from_slice(point);
+                    groups.push((ns, handle(vias.len())));
+                    vias.push(Via::Mount { pid, at, end: paths.len() });
+                }
+            });
+        }
+        for &(ino, pid, fd) in &fds.found {
+            if known(groups, ino) {
+                continue;
+            }
+            let mut suffix = [0u8; 16];
+            let n = {
+                let mut w = &mut suffix[..];
+                let _ = write!(w, "fd/{fd}");
+                16 - w.len()
+            };
+            if self.root.read_link(pid, &suffix[..n], &mut link).ok().and_then(|l| ns_link(l, b"net")) == Some(ino) {
+                groups.push((ino, handle(found.vias.len())));
+                found.vias.push(Via::Fd { pid, fd });
+            }
+        }
+        fds.dev = 0;
+        found.sockets.sort_unstable();
+        found.sockets.dedup_by_key(|s| s.0);
+        for &(ns, pid, fd, inode) in &found.sockets {
+            if !known(groups, ns) {
+                groups.push((ns, handle(found.vias.len())));
+                found.vias.push(Via::Socket { pid, fd, inode });
+            }
+        }
+        let extra = (groups.len() - procs) as u64;
+        stats.namespaces += extra;
+        stats.netns_found += extra;
+        groups.sort_unstable();
+        Ok(())
+    }
+
+    /// Adds namespace `netns`, already open (`fd`), to `groups` unless it
+    /// is there; keeps `groups` sorted.
+    pub(super) fn add_open_namespace(
+        &self,
+        groups: &mut Vec<(u64, i32)>,
+        found: &mut Namespaces,
+        netns: u64,
+        fd: OwnedFd,
+        stats: &mut Stats,
+    ) {
+        let at = groups.partition_point(|g| g.0 < netns);
+        if groups.get(at).is_some_and(|g| g.0 == netns) {
+            return;
+        }
+        groups.insert(at, (netns, handle(found.vias.len())));
+        found.vias.push(Via::Open(fd));
+        stats.namespaces += 1;
+        stats.netns_found += 1;
+    }
+
+    /// The namespace of a group entry that names a way in (`via_of`), to
+    /// enter, checked as a pid's is (nsfs, inode `netns`); `None`, counted
+    /// as unreachable, where that way is gone (the mount was removed, the
+    /// fd closed, or it now leads elsewhere).
+    pub(super) fn enter_found(
+        &self,
+        host: &HostProc,
+        found: &Namespaces,
+        i: usize,
+        netns: u64,
+        stats: &mut Stats,
+    ) -> Result<Option<Netns>, Errno> {
+        let opened = match found.vias.get(i) {
+            Some(&Via::Mount { pid, at, end }) => self.root.open_mount_point(pid, &found.paths[at..end]),
+            Some(&Via::Fd { pid, fd }) => self.root.open_fd_path(pid, fd),
+            Some(&Via::Socket { pid, fd, inode }) => PidFd::open(pid).and_then(|p| p.socket(fd, inode)?.netns()),
+            Some(Via::Open(fd)) => fd.try_clone().map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0))),
+            None => Err(Errno::ENOENT),
+        };
+        let checked = match opened {
+            Ok(fd) => host.netns(fd, netns),
+            Err(Errno::ENOENT | Errno::ESRCH | Errno::ESTALE | Errno::EBADF | Errno::ENOTDIR) => Ok(None),
+            Err(e) => Err(e),
+        };
+        if matches!(checked, Ok(None)) {
+            stats.netns_unreachable += 1;
+        }
+        checked
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_are_never_pids() {
+        for i in [0, 1, 77, i32::MAX as usize - 1] {
+            assert!(handle(i) < 0);
+            assert_eq!(via_of(handle(i)), Some(i));
+        }
+        assert_eq!(via_of(1), None);
+        assert_eq!(via_of(0), None);
+    }
+}
