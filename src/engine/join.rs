@@ -431,6 +431,7 @@ impl Walker {
             });
             state.groups = groups;
             state.join.ahead.clear();
+            state.join.found.release();
             joined?;
             match too_small {
                 Some(cap) => Err(Error::BufferTooSmall { needed: stats.bytes_needed, capacity: cap as u64 }),
@@ -564,7 +565,7 @@ impl Walker {
                 // A holder that exited took its sockets along, or soon will.
                 let Some((_, Some((netns, start_time)))) = holder else { continue };
                 // A socket in a namespace its holder is not in: that namespace may have no process.
-                if rec.netns != netns && join.found.sockets.last().is_none_or(|s| s.0 != rec.netns) {
+                if rec.netns != netns {
                     join.found.sockets.push((rec.netns, rec.pid, rec.fd, rec.inode));
                 }
                 stats.sockets += 1;

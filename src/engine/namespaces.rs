@@ -18,7 +18,6 @@
 //! source for a namespace no thread is in) is counted in
 //! `Stats::netns_unreachable`, never an error.
 
-use std::io::Write;
 use std::os::fd::OwnedFd;
 
 use nix::errno::Errno;
@@ -37,11 +36,10 @@ const MOUNTINFO_LIMIT: usize = 16 << 20;
 enum Via {
     /// An nsfs bind mount at `paths[at..end]` in `pid`'s mount namespace.
     Mount { pid: i32, at: usize, end: usize },
-    /// Fd `fd` of `pid` holds it open.
-    Fd { pid: i32, fd: i32 },
-    /// Socket `inode` at fd `fd` of `pid` lives in it.
-    Socket { pid: i32, fd: i32, inode: u64 },
-    /// Already open (a socket's namespace, asked of the socket itself).
+    /// The sockets `sockets[at..end]` live in it: the first still open is asked.
+    Socket { at: usize, end: usize },
+    /// Already open and checked: an fd a process holds, or a socket's
+    /// namespace asked of the socket itself.
     Open(OwnedFd),
 }
 
@@ -70,6 +68,13 @@ pub(super) struct NsfsFds {
     dev: u64,
     /// (inode, pid, fd) of each.
     found: Vec<(u64, i32, i32)>,
+}
+
+impl Namespaces {
+    /// Lets go of the ways in (an fd held would keep its namespace alive).
+    pub fn release(&mut self) {
+        self.vias.clear();
+    }
 }
 
 impl NsfsFds {
@@ -120,7 +125,7 @@ impl Walker {
         look: Look,
         stats: &mut Stats,
     ) -> Result<(), Error> {
-        found.vias.clear();
+        found.release();
         found.paths.clear();
         found.mnt_seen.clear();
         let procs = groups.len();
@@ -167,29 +172,29 @@ impl Walker {
                 }
             });
         }
-        for &(ino, pid, fd) in &fds.found {
+        // An fd's link names a namespace opened through a bind mount by its
+        // path: the file itself tells its type.
+        let host = if fds.found.is_empty() { None } else { HostProc::open().ok() };
+        for &(ino, pid, fd) in fds.found.iter().filter(|_| host.is_some()) {
             if known(groups, ino) {
                 continue;
             }
-            let mut suffix = [0u8; 16];
-            let n = {
-                let mut w = &mut suffix[..];
-                let _ = write!(w, "fd/{fd}");
-                16 - w.len()
-            };
-            if self.root.read_link(pid, &suffix[..n], &mut link).ok().and_then(|l| ns_link(l, b"net")) == Some(ino) {
+            let checked = self.root.open_fd_path(pid, fd).and_then(|f| host.as_ref().map_or(Ok(None), |h| h.net_namespace(f, ino)));
+            if let Ok(Some(ns)) = checked {
                 groups.push((ino, handle(found.vias.len())));
-                found.vias.push(Via::Fd { pid, fd });
+                found.vias.push(Via::Open(ns.into_fd()));
             }
         }
         fds.dev = 0;
         found.sockets.sort_unstable();
-        found.sockets.dedup_by_key(|s| s.0);
-        for &(ns, pid, fd, inode) in &found.sockets {
+        let mut at = 0;
+        for same in found.sockets.chunk_by(|a, b| a.0 == b.0) {
+            let ns = same[0].0;
             if !known(groups, ns) {
                 groups.push((ns, handle(found.vias.len())));
-                found.vias.push(Via::Socket { pid, fd, inode });
+                found.vias.push(Via::Socket { at, end: at + same.len() });
             }
+            at += same.len();
         }
         let extra = (groups.len() - procs) as u64;
         stats.namespaces += extra;
@@ -232,8 +237,12 @@ impl Walker {
     ) -> Result<Option<Netns>, Errno> {
         let opened = match found.vias.get(i) {
             Some(&Via::Mount { pid, at, end }) => self.root.open_mount_point(pid, &found.paths[at..end]),
-            Some(&Via::Fd { pid, fd }) => self.root.open_fd_path(pid, fd),
-            Some(&Via::Socket { pid, fd, inode }) => PidFd::open(pid).and_then(|p| p.socket(fd, inode)?.netns()),
+            // Any of them may have been closed since (a netlink socket of a dump).
+            Some(&Via::Socket { at, end }) => found.sockets[at..end]
+                .iter()
+                .map(|&(_, pid, fd, inode)| PidFd::open(pid).and_then(|p| p.socket(fd, inode)?.netns()))
+                .find(Result::is_ok)
+                .unwrap_or(Err(Errno::ESTALE)),
             Some(Via::Open(fd)) => fd.try_clone().map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0))),
             None => Err(Errno::ENOENT),
         };

@@ -271,3 +271,11 @@ pub fn socket_name(sock: BorrowedFd<'_>, peer: bool) -> Result<[u8; 128], Errno>
     let rc = unsafe { call(sock.as_raw_fd(), addr.as_mut_ptr().cast(), &mut len) };
     if rc < 0 { Err(Errno::last()) } else { Ok(addr) }
 }
+
+/// Whether `ns`, an open nsfs file, is a network namespace (`ioctl`
+/// `NS_GET_NSTYPE`, Linux 4.11).
+pub fn is_net_namespace(ns: BorrowedFd<'_>) -> Result<bool, Errno> {
+    // SAFETY: NS_GET_NSTYPE takes no argument.
+    let r = unsafe { libc::ioctl(ns.as_raw_fd(), libc::NS_GET_NSTYPE as _) };
+    if r < 0 { Err(Errno::last()) } else { Ok(r == libc::CLONE_NEWNET) }
+}
