@@ -107,17 +107,20 @@ void test_layout_change(void)
 void test_layout_walk_stats_ext(void)
 {
     /* u64s, appended to only */
-    CHECK_EQ(sizeof(procspy_walk_stats_ext), 40);
+    CHECK_EQ(sizeof(procspy_walk_stats_ext), 56);
     CHECK_EQ(offsetof(procspy_walk_stats_ext, accounted), 0);
     CHECK_EQ(offsetof(procspy_walk_stats_ext, dropped), 8);
     CHECK_EQ(offsetof(procspy_walk_stats_ext, netns_mismatch), 16);
     CHECK_EQ(offsetof(procspy_walk_stats_ext, snapshot_bytes), 24);
     CHECK_EQ(offsetof(procspy_walk_stats_ext, closed_lost), 32);
+    CHECK_EQ(offsetof(procspy_walk_stats_ext, netns_found), 40);
+    CHECK_EQ(offsetof(procspy_walk_stats_ext, netns_unreachable), 48);
     if (print_layout())
-        fprintf(stderr, "LAYOUT procspy_walk_stats_ext %zu %zu %zu %zu %zu %zu\n", sizeof(procspy_walk_stats_ext),
+        fprintf(stderr, "LAYOUT procspy_walk_stats_ext %zu %zu %zu %zu %zu %zu %zu %zu\n", sizeof(procspy_walk_stats_ext),
                 offsetof(procspy_walk_stats_ext, accounted), offsetof(procspy_walk_stats_ext, dropped),
                 offsetof(procspy_walk_stats_ext, netns_mismatch), offsetof(procspy_walk_stats_ext, snapshot_bytes),
-                offsetof(procspy_walk_stats_ext, closed_lost));
+                offsetof(procspy_walk_stats_ext, closed_lost), offsetof(procspy_walk_stats_ext, netns_found),
+                offsetof(procspy_walk_stats_ext, netns_unreachable));
 }
 
 void test_constants(void)

@@ -83,16 +83,18 @@ fn public_structs_have_the_documented_layout() {
     );
     assert_eq!(size_of::<procspy_walk_stats>(), 72);
     assert_eq!(offset_of!(procspy_walk_stats, elapsed_ns), 64);
-    assert_eq!(size_of::<procspy_walk_stats_ext>(), 40);
+    assert_eq!(size_of::<procspy_walk_stats_ext>(), 56);
     assert_eq!(
         [
             offset_of!(procspy_walk_stats_ext, accounted),
             offset_of!(procspy_walk_stats_ext, dropped),
             offset_of!(procspy_walk_stats_ext, netns_mismatch),
             offset_of!(procspy_walk_stats_ext, snapshot_bytes),
-            offset_of!(procspy_walk_stats_ext, closed_lost)
+            offset_of!(procspy_walk_stats_ext, closed_lost),
+            offset_of!(procspy_walk_stats_ext, netns_found),
+            offset_of!(procspy_walk_stats_ext, netns_unreachable)
         ],
-        [0, 8, 16, 24, 32]
+        [0, 8, 16, 24, 32, 40, 48]
     );
     assert_eq!(size_of::<procspy_status>(), 4);
 }

@@ -14,7 +14,7 @@ use crate::engine::{Change, Connection, OwnerScan, Protocols, Source, Stats, Tab
 ///
 /// # Safety
 /// `buf` must be NULL or valid for writes of `cap` bytes for `'a`.
-unsafe fn caller_buffer<'a>(buf: *mut u8, cap: usize) -> Result<&'a mut [MaybeUninit<u8>], Fail> {
+pub(super) unsafe fn caller_buffer<'a>(buf: *mut u8, cap: usize) -> Result<&'a mut [MaybeUninit<u8>], Fail> {
     if cap == 0 {
         return Ok(&mut []);
     }
@@ -30,7 +30,7 @@ unsafe fn caller_buffer<'a>(buf: *mut u8, cap: usize) -> Result<&'a mut [MaybeUn
 }
 
 /// Stores `stats` where the caller asked, if it did.
-fn put_stats(out: *mut procspy_walk_stats, stats: &Stats) {
+pub(super) fn put_stats(out: *mut procspy_walk_stats, stats: &Stats) {
     // SAFETY: a non-NULL `out` points at a caller-allocated struct.
     if let Some(out) = unsafe { out.as_mut() } {
         *out = stats.into();
@@ -59,7 +59,7 @@ pub(crate) fn deliver_connection(
 }
 
 /// The `protocols` bits as the engine takes them.
-fn protocols_of(protocols: u32) -> Result<Protocols, Fail> {
+pub(super) fn protocols_of(protocols: u32) -> Result<Protocols, Fail> {
     if protocols == 0 || protocols & !(PROCSPY_PROTO_TCP | PROCSPY_PROTO_UDP) != 0 {
         return Err(Fail::Invalid(format!(
             "protocols {protocols:#x}: use PROCSPY_PROTO_TCP, PROCSPY_PROTO_UDP or both"

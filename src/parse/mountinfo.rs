@@ -17,7 +17,7 @@ pub fn ns_link(text: &[u8], kind: &[u8]) -> Option<u64> {
 }
 
 /// Longest mount point kept (the kernel's `PATH_MAX`).
-pub const PATH_MAX: usize = libc::PATH_MAX as usize;
+const PATH_MAX: usize = libc::PATH_MAX as usize;
 
 /// Calls `each(inode, mount_point)` for every mount of a network namespace
 /// file (fstype `nsfs`, root `net:[INODE]`) in `text`, a `mountinfo`, with

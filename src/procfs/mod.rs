@@ -22,7 +22,7 @@ use nix::sys::stat::{FileStat, Mode, fstatat};
 
 pub(crate) use bpf::{RECORD_LEN as SOCK_RECORD_LEN, Refusal, SockIter, SockRecord, SockRecords};
 pub use netlink::{DestroySocket, DiagSocket, HostProc, Netns};
-pub use netns::LINK_MAX;
+pub(crate) use netns::LINK_MAX;
 pub use pidfd::PidFd;
 pub use sys::same_fd_table;
 use table::SHORT_READ_EOF;

@@ -17,7 +17,7 @@ use nix::sys::stat::Mode;
 use super::{DirList, PidPath, ProcRoot, parse_fd, parse_pid, sys};
 
 /// Longest namespace link or fd link target read (`net:[4026531840]` is 16).
-pub const LINK_MAX: usize = 64;
+pub(crate) const LINK_MAX: usize = 64;
 
 impl ProcRoot {
     /// How many threads `pid` has, from its `task` directory's link count
