@@ -186,7 +186,7 @@ fn bad_input_is_refused_clearly_never_taken_as_all() {
         (Query { pids: Some(&me_and_gone), ..Query::default() }, format!("pid {gone}: no such process")),
         (Query { netns: Some(&[1]), ..Query::default() }, "netns 1: no process".into()),
         (Query { every_line: true, ..Query::default() }, "every_line needs".into()),
-        (Query { pids: Some(&me), netns: Some(&[1]), ..Query::default() }, "netns 1: none of the pids".into()),
+        (Query { pids: Some(&me), netns: Some(&[1]), ..Query::default() }, "netns 1: no process".into()),
     ];
     for (q, msg) in cases {
         let mut delivered = 0;

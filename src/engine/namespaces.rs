@@ -203,6 +203,23 @@ impl Walker {
         Ok(())
     }
 
+    /// Whether any process, or any namespace `discover` finds from them
+    /// (the fds aside), is namespace `netns`: a full grouping, for the rare
+    /// query that needs to know.
+    pub(super) fn namespace_exists(&self, netns: u64, dents: &mut [u8]) -> Result<bool, Error> {
+        let mut pids = Vec::new();
+        self.root.list_pids(dents, &mut pids).map_err(|e| Error::io(&self.root_path, e))?;
+        let mut groups: Vec<(u64, i32)> = pids.iter().filter_map(|&pid| Some((self.netns(pid).ok()?, pid))).collect();
+        groups.sort_unstable();
+        if groups.binary_search_by_key(&netns, |g| g.0).is_ok() {
+            return Ok(true);
+        }
+        let (mut found, mut fds, mut scratch) = (Namespaces::default(), NsfsFds::default(), Stats::default());
+        let look = Look { threads: true, mounts: true };
+        self.discover(&mut groups, dents, &mut found, &mut fds, look, &mut scratch)?;
+        Ok(groups.binary_search_by_key(&netns, |g| g.0).is_ok())
+    }
+
     /// Adds namespace `netns`, already open (`fd`), to `groups` unless it
     /// is there; keeps `groups` sorted.
     pub(super) fn add_open_namespace(

@@ -228,11 +228,14 @@ impl Walker {
         asked.extend_from_slice(netns);
         asked.sort_unstable();
         asked.dedup();
-        if let Some(&lost) = asked.iter().find(|&&ns| groups.binary_search_by_key(&ns, |g| g.0).is_err()) {
-            return Err(Error::NotFound(match query.pids {
-                Some(_) => format!("netns {lost}: none of the pids, their threads or their sockets is in it"),
-                None => format!("netns {lost}: no process, thread, nsfs mount or fd of this host leads to it"),
-            }));
+        for &ns in &asked {
+            // With pids, a namespace none of theirs is in lists nothing, if it is there at all.
+            let there = groups.binary_search_by_key(&ns, |g| g.0).is_ok()
+                || (query.pids.is_some() && self.namespace_exists(ns, &mut scan.dents)?);
+            if !there {
+                let what = "no process, thread, nsfs mount or fd of this host leads to it";
+                return Err(Error::NotFound(format!("netns {ns}: {what}")));
+            }
         }
         scope.netns = Some(asked);
         Ok(())
