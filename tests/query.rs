@@ -82,7 +82,8 @@ fn one_pid_gets_its_sockets_as_a_full_pass_lists_them() {
         // Two pids: the union.
         let (r, got, _) = run(&w, &Query { pids: Some(&[a.pid, c.pid]), ..Query::default() });
         assert_eq!(r, Ok(()), "{how}");
-        let want: Vec<Line> = full.iter().filter(|l| l.10.is_some_and(|o| o.0 == a.pid || o.0 == c.pid)).cloned().collect();
+        let want: Vec<Line> =
+            full.iter().filter(|l| l.10.is_some_and(|o| o.0 == a.pid || o.0 == c.pid)).cloned().collect();
         assert_eq!(got, want, "{how}");
     }
 }
@@ -102,7 +103,11 @@ fn every_line_and_namespace_queries_equal_the_full_pass_there() {
         assert_eq!(got, ns_lines, "{how}: pid query, every line");
         let (r, got, _) = run(&w, &Query { pids: Some(&[a.pid]), netns: Some(&[a.netns]), ..Query::default() });
         assert_eq!(r, Ok(()), "{how}");
-        assert_eq!(got, ns_lines.iter().filter(|l| l.10.is_some()).cloned().collect::<Vec<_>>(), "{how}: pid and netns");
+        assert_eq!(
+            got,
+            ns_lines.iter().filter(|l| l.10.is_some()).cloned().collect::<Vec<_>>(),
+            "{how}: pid and netns"
+        );
     }
 }
 

@@ -307,7 +307,8 @@ impl Walker {
         {
             self.scope_groups(state, query, stats)?;
             let mut groups = std::mem::take(&mut state.groups);
-            let indexed = self.owners_for(query, &groups, &mut state.scan, &mut state.join, stats)
+            let indexed = self
+                .owners_for(query, &groups, &mut state.scan, &mut state.join, stats)
                 .and_then(|()| self.widen(query, &mut groups, &mut state.scan, &mut state.join, stats));
             let JoinState { index, tables, diag, dedup, held, sockstat, ahead, found, scope, .. } = &mut state.join;
             if indexed.is_ok() {
@@ -372,20 +373,22 @@ impl Walker {
                     }
                     if let Some(host) = &host {
                         let dumped =
-                            self.socket_for(host, group, rest, batch, ahead, found, stats).and_then(|sock| match sock {
-                                Some(sock) => self.dump_namespace(
-                                    sock,
-                                    netns,
-                                    protocols,
-                                    state_mask,
-                                    dedup,
-                                    diag,
-                                    stats,
-                                    &mut deliver,
-                                ),
-                                // Every pid of it exited or was reused since the grouping: nothing to list.
-                                None => Ok(()),
-                            });
+                            self.socket_for(host, group, rest, batch, ahead, found, stats).and_then(
+                                |sock| match sock {
+                                    Some(sock) => self.dump_namespace(
+                                        sock,
+                                        netns,
+                                        protocols,
+                                        state_mask,
+                                        dedup,
+                                        diag,
+                                        stats,
+                                        &mut deliver,
+                                    ),
+                                    // Every pid of it exited or was reused since the grouping: nothing to list.
+                                    None => Ok(()),
+                                },
+                            );
                         match dumped {
                             Ok(()) => return Ok(()),
                             Err(DiagStop::Ended(e)) => return Err(e),
@@ -533,7 +536,7 @@ impl Walker {
         if !self.tick(&mut scan.ticker, stats) {
             return Err(DiagStop::Ended(Error::Stopped));
         }
-        let Scan { dents: buf, stat, name, ticker, .. } = scan;
+        let Scan { dents: buf, stat, name, ticker, nsfs, .. } = scan;
         let held = join.held.get_or_insert_default();
         let (block, mut in_block) = (self.fd_block(), 0u64);
         // The pid of the last record, with its namespace and start time if it can be read.
@@ -556,7 +559,11 @@ impl Walker {
                         Ok(i) => Some(join.by_pid[i].1),
                         Err(_) => self.netns(rec.pid).ok(),
                     };
-                    let found = netns.and_then(|ns| Some((ns, self.read_stat(rec.pid, stat, name)?)));
+                    let found = netns.and_then(|ns| {
+                        let (start_time, threads) = self.read_stat(rec.pid, stat, name)?;
+                        nsfs.saw_process(rec.pid, threads);
+                        Some((ns, start_time))
+                    });
                     if found.is_none() {
                         stats.skipped += 1;
                     }

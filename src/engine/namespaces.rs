@@ -3,9 +3,10 @@
 //!
 //! - a thread's own (`TID/ns/net` of each thread of a process with more
 //!   than one), read through that thread as a process is (`TID/net/…`);
-//! - an nsfs bind mount (`ip netns`'s `/run/netns/NAME`) in any mount
-//!   namespace a process is in (its `mountinfo`, read once per mount
-//!   namespace), opened beneath that process's root;
+//! - an nsfs bind mount (`ip netns`'s `/run/netns/NAME`) in the mount
+//!   namespace of the lowest pid of each network namespace (its
+//!   `mountinfo`, read once per mount namespace), opened beneath that
+//!   process's root;
 //! - an fd a process holds open on one (seen by the `PID/fd` owner scan);
 //! - a socket a process holds that lives in one (the BPF owner scan reads
 //!   each socket's namespace).
@@ -61,13 +62,18 @@ pub(super) struct Namespaces {
     pub sockets: Vec<(u64, i32, i32, u64)>,
 }
 
-/// The nsfs files among the fds the `PID/fd` owner scan stats.
+/// What the owner scan notices for the namespace search: the nsfs files
+/// among the fds `PID/fd` lists, and the thread count of each process whose
+/// `stat` it reads (which spares those a `stat` of `PID/task`).
 #[derive(Debug, Default)]
-pub(super) struct NsfsFds {
-    /// nsfs's device, or 0: not looking.
+pub(super) struct Noticed {
+    looking: bool,
+    /// nsfs's device, or 0: unknown.
     dev: u64,
-    /// (inode, pid, fd) of each.
+    /// (inode, pid, fd) of each nsfs fd.
     found: Vec<(u64, i32, i32)>,
+    /// (pid, threads), sorted once the scan is over.
+    threads: Vec<(i32, u64)>,
 }
 
 impl Namespaces {
@@ -77,10 +83,18 @@ impl Namespaces {
     }
 }
 
-impl NsfsFds {
+impl Noticed {
+    /// Called by the owner scan for each process whose `stat` it read.
+    pub fn saw_process(&mut self, pid: i32, threads: u64) {
+        if self.looking {
+            self.threads.push((pid, threads));
+        }
+    }
+
     /// Called by the owner scan for each fd that is not a socket.
     pub fn saw(&mut self, st: &FileStat, pid: i32, fd: i32) {
-        if self.dev != 0
+        if self.looking
+            && self.dev != 0
             && st.st_dev == self.dev
             && SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFREG
         {
@@ -107,9 +121,11 @@ pub(super) struct Look {
 }
 
 impl Walker {
-    /// Starts looking for nsfs fds in the coming `PID/fd` owner scan.
-    pub(super) fn look_for_nsfs_fds(&self, groups: &[(u64, i32)], fds: &mut NsfsFds) {
+    /// Starts noticing, in the coming owner scan, what the search wants.
+    pub(super) fn look_for_nsfs_fds(&self, groups: &[(u64, i32)], fds: &mut Noticed) {
         fds.found.clear();
+        fds.threads.clear();
+        fds.looking = true;
         fds.dev = groups.iter().find_map(|&(_, pid)| self.root.stat(pid, b"ns/net").ok()).map_or(0, |st| st.st_dev);
     }
 
@@ -121,10 +137,12 @@ impl Walker {
         groups: &mut Vec<(u64, i32)>,
         dents: &mut [u8],
         found: &mut Namespaces,
-        fds: &mut NsfsFds,
+        fds: &mut Noticed,
         look: Look,
         stats: &mut Stats,
     ) -> Result<(), Error> {
+        fds.looking = false;
+        fds.threads.sort_unstable();
         found.release();
         found.paths.clear();
         found.mnt_seen.clear();
@@ -138,7 +156,11 @@ impl Walker {
             if self.stop.is_set() {
                 return Err(Error::Stopped);
             }
-            if look.threads && self.root.thread_count(pid).is_ok_and(|n| n > 1) {
+            let threads = || match fds.threads.binary_search_by_key(&pid, |t| t.0) {
+                Ok(at) => Ok(fds.threads[at].1),
+                Err(_) => self.root.thread_count(pid),
+            };
+            if look.threads && threads().is_ok_and(|n| n > 1) {
                 found.tids.clear();
                 if self.root.list_threads(pid, dents, &mut found.tids).is_ok() {
                     for &tid in &found.tids {
@@ -149,7 +171,11 @@ impl Walker {
                     }
                 }
             }
-            if !look.mounts {
+            // One process per network namespace is asked its mount namespace
+            // (its lowest pid): a `readlink` per process would cost a pass
+            // some 7% more, for mounts that nearly always propagate from one
+            // mount namespace to the others.
+            if !look.mounts || (i > 0 && groups[i - 1].0 == netns) {
                 continue;
             }
             let Some(mnt) = self.root.read_link(pid, b"ns/mnt", &mut link).ok().and_then(|l| ns_link(l, b"mnt")) else {
@@ -158,8 +184,7 @@ impl Walker {
             let Err(at) = found.mnt_seen.binary_search(&mnt) else { continue };
             found.mnt_seen.insert(at, mnt);
             let Ok(file) = self.root.open_file(pid, b"mountinfo") else { continue };
-            let Ok(len) = read_all(std::os::fd::AsFd::as_fd(&file), &mut found.text, MOUNTINFO_LIMIT)
-            else {
+            let Ok(len) = read_all(std::os::fd::AsFd::as_fd(&file), &mut found.text, MOUNTINFO_LIMIT) else {
                 continue;
             };
             let Namespaces { vias, paths, text, path, .. } = found;
@@ -179,13 +204,15 @@ impl Walker {
             if known(groups, ino) {
                 continue;
             }
-            let checked = self.root.open_fd_path(pid, fd).and_then(|f| host.as_ref().map_or(Ok(None), |h| h.net_namespace(f, ino)));
+            let checked = self
+                .root
+                .open_fd_path(pid, fd)
+                .and_then(|f| host.as_ref().map_or(Ok(None), |h| h.net_namespace(f, ino)));
             if let Ok(Some(ns)) = checked {
                 groups.push((ino, handle(found.vias.len())));
                 found.vias.push(Via::Open(ns.into_fd()));
             }
         }
-        fds.dev = 0;
         found.sockets.sort_unstable();
         let mut at = 0;
         for same in found.sockets.chunk_by(|a, b| a.0 == b.0) {
@@ -214,7 +241,7 @@ impl Walker {
         if groups.binary_search_by_key(&netns, |g| g.0).is_ok() {
             return Ok(true);
         }
-        let (mut found, mut fds, mut scratch) = (Namespaces::default(), NsfsFds::default(), Stats::default());
+        let (mut found, mut fds, mut scratch) = (Namespaces::default(), Noticed::default(), Stats::default());
         let look = Look { threads: true, mounts: true };
         self.discover(&mut groups, dents, &mut found, &mut fds, look, &mut scratch)?;
         Ok(groups.binary_search_by_key(&netns, |g| g.0).is_ok())

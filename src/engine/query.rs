@@ -139,7 +139,9 @@ impl Walker {
             stats.processes += 1;
             let netns = match self.netns(pid) {
                 Ok(ns) => ns,
-                Err(Errno::ENOENT | Errno::ESRCH) => return Err(Error::NotFound(format!("pid {pid}: no such process"))),
+                Err(Errno::ENOENT | Errno::ESRCH) => {
+                    return Err(Error::NotFound(format!("pid {pid}: no such process")));
+                }
                 Err(e) => return Err(Error::io(format_args!("{}/{pid}/ns/net", self.root_path), e)),
             };
             groups.push((netns, pid));

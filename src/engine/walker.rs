@@ -16,7 +16,7 @@ use nix::sys::stat::{FileStat, SFlag};
 use super::changes::ChangeState;
 use super::error::Error;
 use super::join::JoinState;
-use super::namespaces::NsfsFds;
+use super::namespaces::Noticed;
 use super::pace::{Stop, Ticker};
 use crate::parse::stat::parse_stat;
 use crate::procfs::{self, DirList, ProcRoot, TableBuf};
@@ -211,8 +211,8 @@ pub(super) struct Scan {
     pub stat: Vec<u8>,
     pub name: Vec<u8>,
     pub ticker: Ticker,
-    /// Namespace files among the fds scanned, when looked for.
-    pub nsfs: NsfsFds,
+    /// What the namespace search wants of the fds scanned, when it looks.
+    pub nsfs: Noticed,
 }
 
 impl Walker {
@@ -231,7 +231,7 @@ impl Walker {
                 stat: Vec::new(),
                 name: Vec::new(),
                 ticker: Ticker::default(),
-                nsfs: NsfsFds::default(),
+                nsfs: Noticed::default(),
             },
             join: JoinState::default(),
             changes: ChangeState::default(),
@@ -543,7 +543,10 @@ impl Walker {
                 let start_time = match start_time {
                     Some(t) => t,
                     None => match self.read_stat(pid, stat, name) {
-                        Some(t) => *start_time.insert(t),
+                        Some((t, threads)) => {
+                            nsfs.saw_process(pid, threads);
+                            *start_time.insert(t)
+                        }
                         None => {
                             stats.skipped += 1;
                             break;
@@ -562,8 +565,9 @@ impl Walker {
         Ok(())
     }
 
-    /// Reads `pid`'s name into `name` (NUL-terminated) and returns its start time.
-    pub(super) fn read_stat(&self, pid: i32, buf: &mut Vec<u8>, name: &mut Vec<u8>) -> Option<u64> {
+    /// Reads `pid`'s name into `name` (NUL-terminated) and returns its
+    /// start time and thread count.
+    pub(super) fn read_stat(&self, pid: i32, buf: &mut Vec<u8>, name: &mut Vec<u8>) -> Option<(u64, u64)> {
         let fd = self.root.open_file(pid, b"stat").ok()?;
         let len = procfs::read_all(fd.as_fd(), buf, STAT_LIMIT).ok()?;
         let st = parse_stat(&buf[..len])?;
@@ -571,7 +575,7 @@ impl Walker {
         name.clear();
         name.extend_from_slice(&st.name[..cut]);
         name.push(0);
-        Some(st.start_time)
+        Some((st.start_time, st.threads))
     }
 
     /// The walk: for each namespace a tick, its tcp and tcp6 tables into

@@ -114,7 +114,10 @@ pub extern "C" fn procspy_walker_query(
         let mem = unsafe { caller_buffer(buf, cap) }?;
         // SAFETY: the caller lends the sets for this call.
         let sets = unsafe {
-            (set_of(flags, PROCSPY_QUERY_PIDS, pids, n_pids, "pids"), set_of(flags, PROCSPY_QUERY_NETNS, netns, n_netns, "netns"))
+            (
+                set_of(flags, PROCSPY_QUERY_PIDS, pids, n_pids, "pids"),
+                set_of(flags, PROCSPY_QUERY_NETNS, netns, n_netns, "netns"),
+            )
         };
         // A NULL argument is reported before an invalid one.
         let (pids, netns) = match sets {

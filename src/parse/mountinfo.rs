@@ -70,7 +70,9 @@ fn unescape(field: &[u8], out: &mut Vec<u8>) -> Option<()> {
         let b = match field[i] {
             b'\\' => {
                 let oct = field.get(i + 1..i + 4)?;
-                let v = oct.iter().try_fold(0u16, |v, &c| (b'0'..=b'7').contains(&c).then(|| v * 8 + u16::from(c - b'0')))?;
+                let v = oct
+                    .iter()
+                    .try_fold(0u16, |v, &c| (b'0'..=b'7').contains(&c).then(|| v * 8 + u16::from(c - b'0')))?;
                 i += 4;
                 u8::try_from(v).ok()?
             }

@@ -74,7 +74,8 @@ impl ProcRoot {
         let rel = CStr::from_bytes_until_nul(&path).map_err(|_| Errno::EINVAL)?;
         let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         if !self.no_openat2.load(std::sync::atomic::Ordering::Relaxed) {
-            let resolve = ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS | ResolveFlag::RESOLVE_NO_SYMLINKS;
+            let resolve =
+                ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS | ResolveFlag::RESOLVE_NO_SYMLINKS;
             match openat2(root.as_fd(), rel, OpenHow::new().flags(flags).resolve(resolve)) {
                 Err(Errno::ENOSYS | Errno::EPERM) => {}
                 r => return r,

@@ -139,6 +139,7 @@ fn addr_port(a: &[u8; 128]) -> ([u8; 16], u16) {
 mod tests {
     use super::*;
     use std::net::{TcpListener, TcpStream, UdpSocket};
+    use std::os::fd::AsRawFd;
     use std::os::unix::fs::MetadataExt;
 
     #[test]
@@ -150,7 +151,8 @@ mod tests {
         let u = UdpSocket::bind("[::1]:0").unwrap();
         let ino = |fd: i32| std::fs::metadata(format!("/proc/self/fd/{fd}")).unwrap().ino();
         let netns = std::fs::metadata("/proc/self/ns/net").unwrap().ino();
-        for (fd, state, proto) in [(l.as_raw_fd(), TCP_LISTEN, 6), (c.as_raw_fd(), TCP_ESTABLISHED, 6), (u.as_raw_fd(), TCP_CLOSE, 17)]
+        for (fd, state, proto) in
+            [(l.as_raw_fd(), TCP_LISTEN, 6), (c.as_raw_fd(), TCP_ESTABLISHED, 6), (u.as_raw_fd(), TCP_CLOSE, 17)]
         {
             let s = match pidfd.socket(fd, ino(fd)) {
                 Ok(s) => s,
@@ -163,7 +165,10 @@ mod tests {
             assert_eq!((r.state, r.protocol, r.inode), (state, proto, ino(fd)));
         }
         let r = pidfd.socket(c.as_raw_fd(), ino(c.as_raw_fd())).unwrap().record(me, 0, 0).unwrap();
-        assert_eq!((r.family, &r.local_addr[..4], r.remote_port), (AF_INET, &[127, 0, 0, 1][..], l.local_addr().unwrap().port()));
+        assert_eq!(
+            (r.family, &r.local_addr[..4], r.remote_port),
+            (AF_INET, &[127, 0, 0, 1][..], l.local_addr().unwrap().port())
+        );
         assert_eq!(pidfd.socket(c.as_raw_fd(), 1).unwrap_err(), Errno::ESTALE);
     }
 }
