@@ -88,8 +88,11 @@ impl Drop for NsHolder {
     }
 }
 
-/// (inode, owner (pid, fd)) of every line of namespace `netns`, and the stats.
-fn lines_of(w: &Walker, netns: u64, query: &Query<'_>) -> (Vec<(u64, Option<(i32, i32)>)>, Stats) {
+/// A line: its inode and its owner's (pid, fd).
+type Line = (u64, Option<(i32, i32)>);
+
+/// Every line of namespace `netns`, and the stats.
+fn lines_of(w: &Walker, netns: u64, query: &Query<'_>) -> (Vec<Line>, Stats) {
     let mut stats = Stats::default();
     let mut got = Vec::new();
     let both = Protocols { tcp: true, udp: true };
@@ -105,7 +108,7 @@ fn lines_of(w: &Walker, netns: u64, query: &Query<'_>) -> (Vec<(u64, Option<(i32
 }
 
 /// What the holder's sockets should give: each its line, owned by it.
-fn expected(h: &NsHolder) -> Vec<(u64, Option<(i32, i32)>)> {
+fn expected(h: &NsHolder) -> Vec<Line> {
     let mut want: Vec<_> = h.socks.iter().map(|&(fd, inode)| (inode, Some((h.pid, fd)))).collect();
     want.sort();
     want

@@ -739,6 +739,7 @@ impl Walker {
     /// those made ahead, or made with those of up to `AHEAD - 1` namespaces
     /// after it (in `rest`, if `batch`: they will be dumped too) on one
     /// thread of the library's own.
+    #[allow(clippy::too_many_arguments)]
     fn socket_for(
         &self,
         host: &HostProc,

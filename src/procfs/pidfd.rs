@@ -159,7 +159,7 @@ mod tests {
                 Err(Errno::EPERM | Errno::ENOSYS) => return,
                 Err(e) => panic!("{e}"),
             };
-            let ns = fstat(&s.netns().unwrap()).unwrap().st_ino;
+            let ns = fstat(s.netns().unwrap()).unwrap().st_ino;
             assert_eq!(ns, netns);
             let r = s.record(me, fd, ns).unwrap();
             assert_eq!((r.state, r.protocol, r.inode), (state, proto, ino(fd)));
