@@ -284,10 +284,7 @@ impl Walker {
         stats: &mut Stats,
         on_connection: &mut dyn FnMut(&Connection<'_>) -> ControlFlow<()>,
     ) -> Result<(), Error> {
-        let tables = tables_of(protocols, state_mask)?;
-        self.with_state(stats, |state, stats| {
-            self.join(state, out, &Query::default(), protocols, tables, state_mask, stats, &mut |c, _| on_connection(c))
-        })
+        self.query(out, &Query::default(), protocols, state_mask, stats, on_connection)
     }
 
     /// The connections pass on the locked walk state: `on_connection` also

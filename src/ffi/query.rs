@@ -5,8 +5,8 @@ use std::ffi::c_void;
 
 use super::guard::{Fail, guard};
 use super::types::*;
-use super::walker::{caller_buffer, deliver_connection, protocols_of, put_stats};
-use crate::engine::{Query, Stats, TableBuf};
+use super::walker::connections_body;
+use crate::engine::Query;
 
 /// `procspy_walker_query` flag: only the sockets of the processes
 /// `pids[0..n_pids]` (with `PROCSPY_QUERY_EVERY_LINE`, every line of their
@@ -106,41 +106,29 @@ pub extern "C" fn procspy_walker_query(
     stats: *mut procspy_walk_stats,
 ) -> procspy_status {
     guard("procspy_walker_query", || {
-        put_stats(stats, &Stats::default());
-        // SAFETY: a non-NULL `walker` is a live walker.
-        let w = unsafe { walker.as_ref() }.ok_or(Fail::Null("walker"))?;
-        let cb = on_connection.ok_or(Fail::Null("on_connection"))?;
-        // SAFETY: the caller lends `cap` bytes at `buf` for this call.
-        let mem = unsafe { caller_buffer(buf, cap) }?;
-        // SAFETY: the caller lends the sets for this call.
-        let sets = unsafe {
-            (
-                set_of(flags, PROCSPY_QUERY_PIDS, pids, n_pids, "pids"),
-                set_of(flags, PROCSPY_QUERY_NETNS, netns, n_netns, "netns"),
-            )
-        };
-        // A NULL argument is reported before an invalid one.
-        let (pids, netns) = match sets {
-            (Err(Fail::Null(n)), _) | (_, Err(Fail::Null(n))) => return Err(Fail::Null(n)),
-            (pids, netns) => (pids?, netns?),
-        };
-        let protocols = protocols_of(protocols)?;
-        if flags & !QUERY_FLAGS != 0 {
-            return Err(Fail::Invalid(format!("flags {flags:#x}: use PROCSPY_QUERY_* values")));
-        }
-        let query = Query {
-            pids,
-            netns,
-            no_owners: flags & PROCSPY_QUERY_NO_OWNERS != 0,
-            every_line: flags & PROCSPY_QUERY_EVERY_LINE != 0,
-            process_namespaces_only: flags & PROCSPY_QUERY_PROCESS_NAMESPACES_ONLY != 0,
-        };
-        let mut out = (!mem.is_empty()).then(|| TableBuf::new(mem));
-        let mut st = Stats::default();
-        let r = w
-            .inner
-            .query(out.as_mut(), &query, protocols, state_mask, &mut st, &mut |c| deliver_connection(cb, userdata, c));
-        put_stats(stats, &st);
-        Ok(r?)
+        connections_body(walker, buf, cap, protocols, state_mask, on_connection, userdata, stats, || {
+            // SAFETY: the caller lends the sets for this call.
+            let sets = unsafe {
+                (
+                    set_of(flags, PROCSPY_QUERY_PIDS, pids, n_pids, "pids"),
+                    set_of(flags, PROCSPY_QUERY_NETNS, netns, n_netns, "netns"),
+                )
+            };
+            // A NULL argument is reported before an invalid one.
+            let (pids, netns) = match sets {
+                (Err(Fail::Null(n)), _) | (_, Err(Fail::Null(n))) => return Err(Fail::Null(n)),
+                (pids, netns) => (pids?, netns?),
+            };
+            if flags & !QUERY_FLAGS != 0 {
+                return Err(Fail::Invalid(format!("flags {flags:#x}: use PROCSPY_QUERY_* values")));
+            }
+            Ok(Query {
+                pids,
+                netns,
+                no_owners: flags & PROCSPY_QUERY_NO_OWNERS != 0,
+                every_line: flags & PROCSPY_QUERY_EVERY_LINE != 0,
+                process_namespaces_only: flags & PROCSPY_QUERY_PROCESS_NAMESPACES_ONLY != 0,
+            })
+        })
     })
 }
