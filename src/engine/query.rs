@@ -33,8 +33,9 @@ pub struct Query<'a> {
     /// process's; an empty set is an error, never "all".
     pub pids: Option<&'a [i32]>,
     /// Only the lines of these namespaces (inodes). `None`: every
-    /// namespace; an empty set is an error. Each must be reachable (with
-    /// `pids`: be one of theirs), else `Error::NotFound`.
+    /// namespace; an empty set is an error. Each must be reachable, else
+    /// `Error::NotFound` (with `pids`, one that is none of theirs lists
+    /// nothing).
     pub netns: Option<&'a [u64]>,
     /// No owner lookup: no fd of any process is read and every line's
     /// owner is `None` (so no namespace is found through a process's fd or

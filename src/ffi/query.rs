@@ -83,8 +83,9 @@ unsafe fn set_of<'a, T>(
 /// `PROCSPY_QUERY_EVERY_LINE` without `PROCSPY_QUERY_PIDS`, is
 /// `PROCSPY_INVALID_ARGUMENT`; so is an empty set (`n == 0`; never "all"),
 /// a pid that is not positive or names no process, and a namespace that
-/// no process, thread, nsfs mount or fd leads to (with pids: that is none
-/// of theirs); the message names which. A set that is NULL with `n > 0` is
+/// no process, thread, nsfs mount or fd leads to (with pids, one that is
+/// none of theirs lists nothing); the message names which. A pid whose
+/// namespace file can't be read is `PROCSPY_IO`. A set that is NULL with `n > 0` is
 /// `PROCSPY_NULL_ARGUMENT`. Nothing is delivered before every one is found.
 /// The rest is `procspy_walker_connections`': `buf`/`cap`, `protocols`,
 /// `state_mask`, the callback, `stats` (may be NULL), threads and results.

@@ -11,9 +11,12 @@ use super::num::dec;
 /// The inode of a namespace link's target `KIND:[INODE]` (`kind` is
 /// `b"net"`, `b"mnt"`…); `None` for anything else (`socket:[…]`, a path).
 pub fn ns_link(text: &[u8], kind: &[u8]) -> Option<u64> {
-    let rest = text.strip_prefix(kind)?.strip_prefix(b":[")?;
-    let inode = dec(rest.strip_suffix(b"]")?)?;
-    (inode != 0).then_some(inode)
+    let digits = text.strip_prefix(kind)?.strip_prefix(b":[")?.strip_suffix(b"]")?;
+    // The kernel writes no leading zero (and no inode 0).
+    if digits.first() == Some(&b'0') {
+        return None;
+    }
+    dec(digits)
 }
 
 /// Longest mount point kept (the kernel's `PATH_MAX`).
@@ -101,6 +104,7 @@ mod tests {
         assert_eq!(ns_link(b"socket:[123]", b"net"), None);
         assert_eq!(ns_link(b"net:[]", b"net"), None);
         assert_eq!(ns_link(b"net:[0]", b"net"), None);
+        assert_eq!(ns_link(b"net:[012]", b"net"), None);
         assert_eq!(ns_link(b"net:[12", b"net"), None);
         assert_eq!(ns_link(b"net:[1]x", b"net"), None);
         assert_eq!(ns_link(b"net:[99999999999999999999999]", b"net"), None);
