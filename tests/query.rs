@@ -108,6 +108,10 @@ fn every_line_and_namespace_queries_equal_the_full_pass_there() {
             ns_lines.iter().filter(|l| l.10.is_some()).cloned().collect::<Vec<_>>(),
             "{how}: pid and netns"
         );
+        // A namespace that is there but none of the pid's: nothing, and no error.
+        let ours = [std::fs::metadata("/proc/self/ns/net").map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap()];
+        let (r, got, _) = run(&w, &Query { pids: Some(&[a.pid]), netns: Some(&ours), ..Query::default() });
+        assert_eq!((r, got), (Ok(()), Vec::new()), "{how}: pid and another namespace");
     }
 }
 
