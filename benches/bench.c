@@ -16,6 +16,13 @@
  *       text   the same with procspy_walker_set_source(PROCSPY_SOURCE_TEXT)
  *       paced  one connections call under set_rate_limit(fd-block, tick):
  *              CPU per second of wall time
+ *       ns-cases  (with --pid PID) by turns, RUNS of each, one warm walker
+ *              each: conn; conn with PROCSPY_QUERY_PROCESS_NAMESPACES_ONLY
+ *              (procns: no search for namespaces without a process);
+ *              procspy_walker_query for PID alone (onepid); a no-owners
+ *              query over every namespace (noowners); netlink. Median CPU
+ *              of each and the medians of the per-turn ratios onepid/conn,
+ *              noowners/netlink and conn/procns
  *     Each of walk/conn/text: one walker, one warm-up call, then RUNS timed
  *     calls; per call wall (CLOCK_MONOTONIC) and CPU (getrusage RUSAGE_SELF,
  *     user+sys delta); the median of each is reported.
@@ -143,8 +150,13 @@ static int on_change(void *u, const procspy_change *c)
  * account for); netlink, text: BPF owners, every namespace's tables read
  * from there (as on a host where every namespace has a TIME_WAIT); procscan:
  * owners from PID/fd, netlink tables everywhere (as without CAP_BPF). */
-enum what { W_WALK, W_CONN, W_CHANGES, W_NETLINK, W_PROCSCAN, W_TEXT, W_PACED, W_NONE };
-static const char *what_name[] = {"walk", "conn", "changes", "netlink", "procscan", "text", "paced", "none"};
+enum what { W_WALK, W_CONN, W_CHANGES, W_NETLINK, W_PROCSCAN, W_TEXT, W_PACED, W_NONE,
+            W_PROCNS, W_ONEPID, W_NOOWNERS };
+static const char *what_name[] = {"walk", "conn", "changes", "netlink", "procscan", "text", "paced", "none",
+                                  "procns", "onepid", "noowners"};
+
+/* --pid: the process the onepid query asks for. */
+static int32_t query_pid;
 
 struct ctx {
     procspy_walker *w;
@@ -166,6 +178,13 @@ static void one_call(struct ctx *cx, enum what what, struct counts *c, procspy_w
         else if (what == W_CHANGES)
             s = procspy_walker_changes(cx->w, NULL, 0, PROCSPY_PROTO_TCP | PROCSPY_PROTO_UDP,
                                        PROCSPY_STATES_ALL, on_change, c, st);
+        else if (what == W_PROCNS || what == W_ONEPID || what == W_NOOWNERS)
+            s = procspy_walker_query(cx->w, what == W_ONEPID ? &query_pid : NULL, what == W_ONEPID, NULL, 0,
+                                     what == W_ONEPID ? PROCSPY_QUERY_PIDS
+                                     : what == W_PROCNS ? PROCSPY_QUERY_PROCESS_NAMESPACES_ONLY
+                                                        : PROCSPY_QUERY_NO_OWNERS,
+                                     NULL, 0, PROCSPY_PROTO_TCP | PROCSPY_PROTO_UDP, PROCSPY_STATES_ALL, on_conn, c,
+                                     st);
         else
             s = procspy_walker_connections(cx->w, NULL, 0, PROCSPY_PROTO_TCP | PROCSPY_PROTO_UDP,
                                            PROCSPY_STATES_ALL, on_conn, c, st);
@@ -299,6 +318,45 @@ static void measure_changes_vs_conn(int runs)
     free_ctx(&cx);
 }
 
+static void measure_ns_cases(int runs)
+{
+    enum { N = 5 };
+    static const enum what cases[N] = {W_CONN, W_PROCNS, W_ONEPID, W_NOOWNERS, W_NETLINK};
+    struct ctx cx[N];
+    struct counts c[N];
+    procspy_walk_stats st[N];
+    double *wall = calloc((size_t)(N * runs), sizeof *wall), *cpu = calloc((size_t)(N * runs), sizeof *cpu);
+    double *r_pid = calloc((size_t)runs, sizeof *r_pid), *r_bare = calloc((size_t)runs, sizeof *r_bare);
+    double *r_find = calloc((size_t)runs, sizeof *r_find);
+    double w0, c0;
+    if (query_pid <= 0) { fprintf(stderr, "bench: ns-cases needs --pid PID\n"); exit(2); }
+    for (int k = 0; k < N; k++) {
+        cx[k] = new_ctx(cases[k]);
+        one_call(&cx[k], cases[k], &c[k], &st[k], &w0, &c0);
+    }
+    for (int i = 0; i < runs; i++) {
+        for (int k = 0; k < N; k++)
+            one_call(&cx[k], cases[k], &c[k], &st[k], &wall[k * runs + i], &cpu[k * runs + i]);
+        r_pid[i] = cpu[2 * runs + i] / cpu[i];
+        r_bare[i] = cpu[3 * runs + i] / cpu[4 * runs + i];
+        r_find[i] = cpu[i] / cpu[runs + i];
+    }
+    for (int k = 0; k < N; k++)
+        print_row(what_name[cases[k]], runs, wall + k * runs, cpu + k * runs, &c[k], &st[k]);
+    printf("row name=ns-cases runs=%d onepid_vs_conn_cpu=%.4f noowners_vs_netlink_cpu=%.3f "
+           "conn_vs_procns_cpu=%.3f onepid_records=%llu\n",
+           runs, median(r_pid, runs), median(r_bare, runs), median(r_find, runs),
+           (unsigned long long)c[2].records);
+    fflush(stdout);
+    for (int k = 0; k < N; k++)
+        free_ctx(&cx[k]);
+    free(wall);
+    free(cpu);
+    free(r_pid);
+    free(r_bare);
+    free(r_find);
+}
+
 static int once(enum what what)
 {
     print_rss("start");
@@ -380,8 +438,8 @@ static int exec_mode(int runs, int headers, double max_s, char **argv)
 
 static void usage(void)
 {
-    fputs("usage: bench [-n RUNS] [--only walk,conn,changes,changes-vs-conn,netlink,procscan,text,paced]\n"
-          "             [--fd-block N] [--tick-ms MS] [-v]\n"
+    fputs("usage: bench [-n RUNS] [--only walk,conn,changes,changes-vs-conn,netlink,procscan,text,paced,ns-cases]\n"
+          "             [--fd-block N] [--tick-ms MS] [--pid PID] [-v]\n"
           "       bench --once walk|conn|changes|netlink|procscan|text|none\n"
           "       bench --exec [-n RUNS] [--headers K] [--max-seconds S] -- CMD [ARG]...\n",
           stderr);
@@ -404,6 +462,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--exec")) exec = 1;
         else if (!strcmp(a, "--headers") && i + 1 < argc) headers = atoi(argv[++i]);
         else if (!strcmp(a, "--max-seconds") && i + 1 < argc) max_s = atof(argv[++i]);
+        else if (!strcmp(a, "--pid") && i + 1 < argc) query_pid = atoi(argv[++i]);
         else if (!strcmp(a, "-v")) verbose = 1;
         else if (!strcmp(a, "--")) { i++; break; }
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(); return 0; }
@@ -431,6 +490,7 @@ int main(int argc, char **argv)
         else if (!strcmp(tok, "procscan")) measure(W_PROCSCAN, runs, verbose);
         else if (!strcmp(tok, "text")) measure(W_TEXT, runs, verbose);
         else if (!strcmp(tok, "paced")) measure_paced(fd_block, (uint64_t)(tick_ms * 1e6));
+        else if (!strcmp(tok, "ns-cases")) measure_ns_cases(runs);
         else { fprintf(stderr, "bench: unknown measurement '%s'\n", tok); return 2; }
     }
     free(list);

@@ -5,6 +5,10 @@
 #                                        (benches/fixture up ...): the table,
 #                                        syscall counts, paced cost, peak RSS
 #   benches/bench.sh ... --perf          also a perf profile of connections
+#   benches/bench.sh --ns-cases          only the query and namespace cases on
+#                                        the fixture that is up (one pid, no
+#                                        owners, the namespace search; --full
+#                                        runs them on the default fixture)
 #   benches/bench.sh --full [--runs N]   what `make bench` runs: the default
 #                                        fixture (table, syscalls, pacing, RSS),
 #                                        then dense, wide and big (table, RSS),
@@ -31,6 +35,7 @@ RUNS=10
 LOOP_RUNS=3
 FULL=0
 PERF=0
+NS_ONLY=0
 OUT=${BENCH_OUT:-$B/bench-results.txt}
 
 while [ $# -gt 0 ]; do
@@ -39,7 +44,8 @@ while [ $# -gt 0 ]; do
         --loop-runs) LOOP_RUNS=$2; shift ;;
         --full) FULL=1 ;;
         --perf) PERF=1 ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        --ns-cases) NS_ONLY=1 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -204,6 +210,28 @@ EOF
 }
 
 # --- pacing --------------------------------------------------------------------
+# The query and namespace cases, by turns in one process (bench.c ns-cases):
+# each ratio is the median of the per-turn CPU ratios, against its target.
+nscases() {
+    local pid line
+    pid=$(ip netns pids "$(fixture_names | head -n1)" | head -n1)
+    line=$("$BENCH" -n "$RUNS" --only ns-cases --pid "$pid")
+    printf '%s\n' "$line" | grep '^row ' > "$TMP/nscases.rows"
+    {
+        echo "| case (CPU, by turns, median of $RUNS per-turn ratios) | ratio | target |"
+        echo "|---|---:|---:|"
+        echo "| one pid's connections (pid $pid, $(kv onepid_records "$(grep name=ns-cases <<<"$line")") lines) vs a default pass | $(kv onepid_vs_conn_cpu "$(grep name=ns-cases <<<"$line")")x | <= 0.02x |"
+        echo "| a no-owners pass over every namespace vs the owners pass with --source netlink | $(kv noowners_vs_netlink_cpu "$(grep name=ns-cases <<<"$line")")x | <= 1x |"
+        echo "| a default pass vs one that looks for no namespace without a process | $(kv conn_vs_procns_cpu "$(grep name=ns-cases <<<"$line")")x | <= 1.05x |"
+        echo
+        for n in conn procns onepid noowners netlink; do
+            l=$(grep "^row name=$n " "$TMP/nscases.rows")
+            echo "- $n: median CPU $(kv cpu_ms "$l") ms, wall $(kv wall_ms "$l") ms, $(kv records "$l") lines, $(kv namespaces "$l") namespaces, $(kv processes "$l") processes, $(kv fds "$l") fds"
+        done
+    } > "$TMP/nscases"
+    cat "$TMP/nscases"
+}
+
 paced() {
     local line
     line=$("$BENCH" --only paced --fd-block 1000 --tick-ms 10 | grep '^row name=paced')
@@ -286,6 +314,11 @@ echo "# bench $(date -u +%FT%TZ): $(nproc) cores, $(grep -m1 'model name' /proc/
 
 if [ "$FULL" = 0 ]; then
     $FX status >/dev/null 2>&1 || { echo "bench.sh: no fixture is up (benches/fixture up, or --full)" >&2; exit 1; }
+    if [ "$NS_ONLY" = 1 ]; then
+        nscases
+        echo "# load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+        exit 0
+    fi
     P=$($FX status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["config"]["preset"])')
     table "$P"; rss "$P"; syscalls; paced
     [ "$PERF" = 1 ] && { profile conn; profile netlink; }
@@ -303,7 +336,7 @@ up() { # up PRESET [ARGS]
 
 sysctl -qw net.ipv4.tcp_child_ehash_entries="${ORIG_EHASH:-0}"
 up default
-table default; rss default; syscalls > "$TMP/syscalls"; cat "$TMP/syscalls"; paced
+table default; rss default; syscalls > "$TMP/syscalls"; cat "$TMP/syscalls"; paced; nscases > /dev/null
 { profile conn; profile netlink; } > "$TMP/perf" 2>&1; cat "$TMP/perf"
 for p in dense wide big; do
     $FX down
@@ -345,6 +378,10 @@ echo
 echo "### pacing (default fixture)"
 echo
 cat "$TMP/paced"
+echo
+echo "### queries and the namespace search (default fixture)"
+echo
+cat "$TMP/nscases"
 echo
 echo "### net.ipv4.tcp_child_ehash_entries (default fixture)"
 echo

@@ -60,7 +60,7 @@ check "--help exits 0" "$BIN" --help
 help_mentions_all() {
     local opt missing=0
     for opt in -t --tcp -u --udp -l --listening -a --all -c --connected -n --netns \
-               -p --pid --json --sockets --proc --source --owners -w --watch --diagnose -h --help -V --version; do
+               -p --pid --no-owners --json --sockets --proc --source --owners -w --watch --diagnose -h --help -V --version; do
         if ! grep -q -e "$opt\\b" "$TMP/help"; then echo "missing: $opt"; missing=1; fi
     done
     return $missing

@@ -85,8 +85,8 @@ void test_layout_change(void)
 void test_layout_walk_stats_ext(void)
 {
     /* u64s, appended to only */
-    CHECK_LAYOUT(procspy_walk_stats_ext, 40, F(accounted, 0), F(dropped, 8), F(netns_mismatch, 16),
-                 F(snapshot_bytes, 24), F(closed_lost, 32));
+    CHECK_LAYOUT(procspy_walk_stats_ext, 56, F(accounted, 0), F(dropped, 8), F(netns_mismatch, 16),
+                 F(snapshot_bytes, 24), F(closed_lost, 32), F(netns_found, 40), F(netns_unreachable, 48));
 }
 
 void test_constants(void)

@@ -3,7 +3,7 @@
  * every network namespace.
  *
  * This is the project's command-line program and an example of the C API in
- * include/procspy.h: one walker, one call to procspy_walker_connections (or
+ * include/procspy.h: one walker, one call to procspy_walker_query (or
  * procspy_walker_walk with --sockets, procspy_walker_changes in a loop with
  * --watch), a callback that filters and prints each record while the record
  * is valid, and a status that is always checked.
@@ -54,6 +54,7 @@ struct options {
     uint64_t netns;            /* -n: only this namespace */
     bool pid_set;
     int32_t pid;               /* -p: only this owner */
+    bool no_owners;            /* --no-owners: the tables without the owner lookup */
     bool json;
     bool sockets;              /* --sockets: socket fds instead of table lines */
     bool conn_only_option;     /* one of -t -u -l -a -c was given */
@@ -79,8 +80,12 @@ static void usage(FILE *out)
         "                        FIN_WAIT2, CLOSE_WAIT; UDP ESTAB (connected)\n"
         "                        (of -l, -a and -c the last one given counts)\n"
         "  -n, --netns INODE     only the network namespace with this inode\n"
-        "                        (stat -L -c %i /proc/PID/ns/net)\n"
-        "  -p, --pid PID         only sockets owned by this process\n"
+        "                        (stat -L -c %i /proc/PID/ns/net); only its\n"
+        "                        tables are read\n"
+        "  -p, --pid PID         only sockets owned by this process; only its\n"
+        "                        fds and its namespaces are read\n"
+        "      --no-owners       the tables alone: no process's fds are read,\n"
+        "                        PID, FD and NAME are '-' (with -p, its sockets)\n"
         "      --json            one JSON object per line instead of a table\n"
         "      --sockets         one line per socket file descriptor instead:\n"
         "                        PID FD NETNS INODE NAME (-n, -p, --json apply)\n"
@@ -211,7 +216,7 @@ static void bad_usage(const char *fmt, const char *arg)
 
 static void parse_options(int argc, char **argv, struct options *o)
 {
-    enum { OPT_JSON = 256, OPT_SOCKETS, OPT_PROC, OPT_SOURCE, OPT_OWNERS, OPT_DIAGNOSE };
+    enum { OPT_JSON = 256, OPT_SOCKETS, OPT_PROC, OPT_SOURCE, OPT_OWNERS, OPT_DIAGNOSE, OPT_NO_OWNERS };
     static const struct choice sources[] = {
         { "auto", PROCSPY_SOURCE_AUTO }, { "netlink", PROCSPY_SOURCE_NETLINK },
         { "text", PROCSPY_SOURCE_TEXT }, { NULL, 0 },
@@ -234,6 +239,7 @@ static void parse_options(int argc, char **argv, struct options *o)
         { "source", required_argument, NULL, OPT_SOURCE },
         { "owners", required_argument, NULL, OPT_OWNERS },
         { "diagnose", no_argument, NULL, OPT_DIAGNOSE },
+        { "no-owners", no_argument, NULL, OPT_NO_OWNERS },
         { "watch", required_argument, NULL, 'w' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
@@ -276,6 +282,7 @@ static void parse_options(int argc, char **argv, struct options *o)
             break;
         case OPT_JSON: o->json = true; break;
         case OPT_DIAGNOSE: o->diagnose = true; break;
+        case OPT_NO_OWNERS: o->no_owners = true; break;
         case OPT_SOCKETS: o->sockets = true; break;
         case OPT_PROC: o->proc_root = optarg; break;
         case OPT_SOURCE:
@@ -313,6 +320,8 @@ static void parse_options(int argc, char **argv, struct options *o)
         bad_usage("%s", "--diagnose prints what the library learnt: --sockets, --watch and --json don't apply");
     if (o->sockets && o->watch_ms)
         bad_usage("%s", "--watch reports connections: it does not apply to --sockets");
+    if (o->no_owners && (o->sockets || o->watch_ms))
+        bad_usage("%s", "--no-owners applies to a listing of connections, not to --sockets or --watch");
     if (o->protocols == 0)
         o->protocols = PROCSPY_PROTO_TCP | PROCSPY_PROTO_UDP;
 }
@@ -377,6 +386,7 @@ struct context {
     uint64_t *seen_netns;            /* namespaces listed, for the count */
     size_t seen_len, seen_cap;
     uint64_t last_netns;
+    bool queried;                    /* -n and -p were the library's to apply */
     bool out_of_memory;
     bool write_failed;
 };
@@ -485,6 +495,9 @@ static bool wanted(const struct context *ctx, const procspy_connection *c, const
     /* The library filters with one mask for both protocols; refine it. */
     if (c->state >= 32 || !(states & (UINT32_C(1) << c->state)))
         return false;
+    /* A listing asked the library for -n and -p (procspy_walker_query). */
+    if (ctx->queried)
+        return true;
     if (opt->netns_set && c->netns != opt->netns)
         return false;
     if (opt->pid_set && !(c->owner != NULL && c->owner->pid == opt->pid) &&
@@ -801,10 +814,14 @@ int main(int argc, char **argv)
         if (!opt.json)
             printf("%-10s %-5s %-12s %-23s %-23s %7s %-5s %s\n", "NETNS", "PROTO",
                    "STATE", "LOCAL", "REMOTE", "PID", "FD", "NAME");
+        uint32_t flags = (opt.pid_set ? PROCSPY_QUERY_PIDS : 0) | (opt.netns_set ? PROCSPY_QUERY_NETNS : 0) |
+                         (opt.no_owners ? PROCSPY_QUERY_NO_OWNERS : 0);
+
+        ctx.queried = true;
         /* NULL, 0: the walker's own scratch buffer, so every namespace fits. */
-        status = procspy_walker_connections(walker, NULL, 0, opt.protocols,
-                                            ctx.tcp_states | ctx.udp_states,
-                                            on_connection, &ctx, NULL);
+        status = procspy_walker_query(walker, opt.pid_set ? &opt.pid : NULL, opt.pid_set,
+                                      opt.netns_set ? &opt.netns : NULL, opt.netns_set, flags, NULL, 0,
+                                      opt.protocols, ctx.tcp_states | ctx.udp_states, on_connection, &ctx, NULL);
     }
     set_signals(SIG_DFL);
     running_walker = NULL;

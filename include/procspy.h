@@ -150,6 +150,40 @@
 #define PROCSPY_STATES_LISTEN (1 << 10)
 
 /**
+ * `procspy_walker_query` flag: only the sockets of the processes
+ * `pids[0..n_pids]` (with `PROCSPY_QUERY_EVERY_LINE`, every line of their
+ * namespaces).
+ */
+#define PROCSPY_QUERY_PIDS 1
+
+/**
+ * `procspy_walker_query` flag: only the lines of the network namespaces
+ * `netns[0..n_netns]` (inodes, as `procspy_connection.netns` has them).
+ */
+#define PROCSPY_QUERY_NETNS 2
+
+/**
+ * `procspy_walker_query` flag: no owner lookup. No process's fds are read
+ * and every `owner` is NULL; the tables of every namespace are read
+ * (none is listed from the BPF owner scan).
+ */
+#define PROCSPY_QUERY_NO_OWNERS 4
+
+/**
+ * `procspy_walker_query` flag, with `PROCSPY_QUERY_PIDS`: every line of
+ * the namespaces the processes, their threads and their sockets are in,
+ * not only their sockets' lines.
+ */
+#define PROCSPY_QUERY_EVERY_LINE 8
+
+/**
+ * `procspy_walker_query` flag: only the namespaces some process is in, as
+ * `procspy_walker_connections` listed them before namespaces were looked
+ * for elsewhere (no thread, mount or fd is examined).
+ */
+#define PROCSPY_QUERY_PROCESS_NAMESPACES_ONLY 16
+
+/**
  * The result of every call that can fail. Values are fixed; new ones are
  * only ever appended. `procspy_status_str` names any value, known or not.
  */
@@ -467,6 +501,20 @@ typedef struct procspy_walk_stats_ext {
    * missing from the `PROCSPY_CHANGE_SEEN_CLOSED` events.
    */
   uint64_t closed_lost;
+  /**
+   * connections, changes, query: network namespaces found that no
+   * process is in (a thread's own, an nsfs bind mount's such as
+   * `/run/netns/NAME`, one a process holds open by an fd, one a socket
+   * lives in); also counted in `procspy_walk_stats.namespaces`.
+   */
+  uint64_t netns_found;
+  /**
+   * Of those, the ones whose tables could not be read (skipped, never an
+   * error): the way in was gone by the time it was taken (a mount
+   * removed, an fd closed), entering was refused (`CAP_SYS_ADMIN`), or
+   * the text source was chosen for a namespace no thread is in.
+   */
+  uint64_t netns_unreachable;
 } procspy_walk_stats_ext;
 
 #ifdef __cplusplus
@@ -789,6 +837,48 @@ enum procspy_status procspy_walker_diagnose(const struct procspy_walker *walker,
                                             char *buf,
                                             size_t cap,
                                             size_t *out_len);
+
+/**
+ * `procspy_walker_connections`, restricted (`flags`, any combination of
+ * `PROCSPY_QUERY_*`; other bits are `PROCSPY_INVALID_ARGUMENT`):
+ *
+ * - `PROCSPY_QUERY_PIDS`: only the lines of sockets the processes
+ *   `pids[0..n_pids]` hold, with owners among them. Only their fds are
+ *   scanned (and those of their threads with an fd table of their own),
+ *   and only their namespaces, their threads' and their sockets' are
+ *   read; where the caller may take their fds (`pidfd_getfd`: the right
+ *   to ptrace them) each socket tells its line and no table is read.
+ *   With `PROCSPY_QUERY_EVERY_LINE`, every line of those namespaces.
+ * - `PROCSPY_QUERY_NETNS`: only the lines of the namespaces
+ *   `netns[0..n_netns]`, whose tables alone are read; owners host-wide.
+ * - `PROCSPY_QUERY_NO_OWNERS`: the tables without the owner lookup.
+ * - `PROCSPY_QUERY_PROCESS_NAMESPACES_ONLY`: only namespaces a process is in.
+ *
+ * A set is used only with its flag: a set without its flag, or
+ * `PROCSPY_QUERY_EVERY_LINE` without `PROCSPY_QUERY_PIDS`, is
+ * `PROCSPY_INVALID_ARGUMENT`; so is an empty set (`n == 0`; never "all"),
+ * a pid that is not positive or names no process, and a namespace that
+ * no process, thread, nsfs mount or fd leads to (with pids, one that is
+ * none of theirs lists nothing); the message names which. A pid whose
+ * namespace file can't be read is `PROCSPY_IO`. A set that is NULL with `n > 0` is
+ * `PROCSPY_NULL_ARGUMENT`. Nothing is delivered before every one is found.
+ * The rest is `procspy_walker_connections`': `buf`/`cap`, `protocols`,
+ * `state_mask`, the callback, `stats` (may be NULL), threads and results.
+ */
+PROCSPY_MUST_USE
+enum procspy_status procspy_walker_query(struct procspy_walker *walker,
+                                         const int32_t *pids,
+                                         size_t n_pids,
+                                         const uint64_t *netns,
+                                         size_t n_netns,
+                                         uint32_t flags,
+                                         uint8_t *buf,
+                                         size_t cap,
+                                         uint32_t protocols,
+                                         uint32_t state_mask,
+                                         procspy_connection_fn on_connection,
+                                         void *userdata,
+                                         struct procspy_walk_stats *stats);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -29,6 +29,10 @@ enum procspy_status procspy_go_connections(procspy_walker *walker, uint32_t prot
 enum procspy_status procspy_go_changes(procspy_walker *walker, uint32_t protocols,
                                   uint32_t state_mask, uintptr_t handle,
                                   procspy_walk_stats *stats);
+enum procspy_status procspy_go_query(procspy_walker *walker, const int32_t *pids, size_t n_pids,
+                                const uint64_t *netns, size_t n_netns, uint32_t flags,
+                                uint32_t protocols, uint32_t state_mask, uintptr_t handle,
+                                procspy_walk_stats *stats);
 */
 import "C"
 
@@ -573,6 +577,61 @@ func (w *Walker) Connections(protocols Protocol, states StateMask, fn func(Conne
 	return w.run(&walkState{onConnection: fn},
 		func(p *C.procspy_walker, h C.uintptr_t, s *C.procspy_walk_stats) C.enum_procspy_status {
 			return C.procspy_go_connections(p, C.uint32_t(protocols), C.uint32_t(states), h, s)
+		})
+}
+
+// Query restricts a Connections pass. A set is used where it is non-nil; an
+// empty non-nil set is an error (ErrInvalidArgument), never "all".
+type Query struct {
+	// Pids: only the sockets these processes hold, with owners among them.
+	// Only their fds are read, and only their namespaces (their threads',
+	// their sockets') are listed.
+	Pids []int32
+	// Netns: only the lines of these namespaces (inodes); only their
+	// tables are read. Each must exist, else ErrInvalidArgument.
+	Netns []uint64
+	// NoOwners: the tables alone; no process's fds are read, every Owner is nil.
+	NoOwners bool
+	// EveryLine (with Pids): every line of their namespaces.
+	EveryLine bool
+	// ProcessNamespacesOnly: only namespaces some process is in (no thread,
+	// mount or fd is examined).
+	ProcessNamespacesOnly bool
+}
+
+// Query is Connections restricted by q (procspy_walker_query): a pid that
+// names no process, a namespace no one has, or an empty set fails with
+// ErrInvalidArgument and a message that names it.
+func (w *Walker) Query(q Query, protocols Protocol, states StateMask, fn func(Connection) bool) (Stats, error) {
+	var flags C.uint32_t
+	var pids *C.int32_t
+	var netns *C.uint64_t
+	if q.Pids != nil {
+		flags |= C.PROCSPY_QUERY_PIDS
+		if len(q.Pids) > 0 {
+			pids = (*C.int32_t)(unsafe.Pointer(&q.Pids[0]))
+		}
+	}
+	if q.Netns != nil {
+		flags |= C.PROCSPY_QUERY_NETNS
+		if len(q.Netns) > 0 {
+			netns = (*C.uint64_t)(unsafe.Pointer(&q.Netns[0]))
+		}
+	}
+	for _, f := range []struct {
+		on   bool
+		flag C.uint32_t
+	}{{q.NoOwners, C.PROCSPY_QUERY_NO_OWNERS}, {q.EveryLine, C.PROCSPY_QUERY_EVERY_LINE},
+		{q.ProcessNamespacesOnly, C.PROCSPY_QUERY_PROCESS_NAMESPACES_ONLY}} {
+		if f.on {
+			flags |= f.flag
+		}
+	}
+	// The sets hold no Go pointer, and C keeps none past the call.
+	return w.run(&walkState{onConnection: fn},
+		func(p *C.procspy_walker, h C.uintptr_t, s *C.procspy_walk_stats) C.enum_procspy_status {
+			return C.procspy_go_query(p, pids, C.size_t(len(q.Pids)), netns, C.size_t(len(q.Netns)), flags,
+				C.uint32_t(protocols), C.uint32_t(states), h, s)
 		})
 }
 

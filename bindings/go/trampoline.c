@@ -31,6 +31,14 @@ enum procspy_status procspy_go_connections(procspy_walker *walker, uint32_t prot
                                       connection_tramp, (void *)handle, stats);
 }
 
+enum procspy_status procspy_go_query(procspy_walker *walker, const int32_t *pids, size_t n_pids,
+                                const uint64_t *netns, size_t n_netns, uint32_t flags,
+                                uint32_t protocols, uint32_t state_mask, uintptr_t handle,
+                                procspy_walk_stats *stats) {
+    return procspy_walker_query(walker, pids, n_pids, netns, n_netns, flags, NULL, 0, protocols,
+                                state_mask, connection_tramp, (void *)handle, stats);
+}
+
 enum procspy_status procspy_go_changes(procspy_walker *walker, uint32_t protocols,
                                   uint32_t state_mask, uintptr_t handle,
                                   procspy_walk_stats *stats) {

@@ -5,7 +5,8 @@
 // loopback listeners and a connected pair, and exits non-zero unless the
 // library finds each of them with this process's pid and the right fd, and
 // unless changes calls report its listener and accepted end appearing once
-// and a connection opened and closed between two of them as seen closed.
+// and a connection opened and closed between two of them as seen closed,
+// and unless a query for its own pid delivers its sockets and nothing else.
 //
 //   g++ -std=c++17 -Wall -Wextra -Werror walk.cpp $(pkg-config --cflags --libs procspy)
 //   g++ -std=c++17 -Wall -Wextra -Werror -I../../include walk.cpp
@@ -21,6 +22,7 @@
 #include <exception>
 #include <map>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -80,6 +82,30 @@ public:
         return call<procspy_connection>(f, true, [&](auto tramp, void *ud, procspy_walk_stats *st) {
             return procspy_walker_connections(w_.get(), nullptr, 0, protocols, states, tramp, ud, st);
         });
+    }
+
+    // What a query restricts (procspy_walker_query): a set applies where
+    // its optional holds one; an empty set is an Error, never "all".
+    struct Query {
+        std::optional<std::vector<int32_t>> pids;
+        std::optional<std::vector<uint64_t>> netns;
+        bool no_owners = false, every_line = false;
+    };
+
+    // f(const procspy_connection &) -> bool, as for connections(), over
+    // what q selects: a pid that names no process or a namespace no one
+    // has throws Error (PROCSPY_INVALID_ARGUMENT) saying which.
+    template <class F>
+    procspy_walk_stats query(const Query &q, uint32_t protocols, uint32_t states, F &&f) {
+        uint32_t flags = (q.pids ? PROCSPY_QUERY_PIDS : 0) | (q.netns ? PROCSPY_QUERY_NETNS : 0) |
+                         (q.no_owners ? PROCSPY_QUERY_NO_OWNERS : 0) | (q.every_line ? PROCSPY_QUERY_EVERY_LINE : 0);
+        Call<F> call{f, nullptr, false};
+        procspy_walk_stats stats{};
+        finish(call, procspy_walker_query(w_.get(), q.pids ? q.pids->data() : nullptr, q.pids ? q.pids->size() : 0,
+                                          q.netns ? q.netns->data() : nullptr, q.netns ? q.netns->size() : 0, flags,
+                                          nullptr, 0, protocols, states,
+                                          &Call<F>::template tramp<procspy_connection>, &call, &stats));
+        return stats;
     }
 
     // f(const procspy_change &) -> bool: what changed since the last
@@ -348,6 +374,26 @@ int run() {
                     second.size(), closed.size());
     }
 
+    // 7. A query for this pid: its sockets only, each with it as owner; a
+    //    pid that is gone is an Error naming it, never every process.
+    bool query_ok = true;
+    size_t queried = 0;
+    w.query({std::vector<int32_t>{int32_t(pid)}, std::nullopt}, PROCSPY_PROTO_TCP | PROCSPY_PROTO_UDP,
+            PROCSPY_STATES_ALL, [&](const procspy_connection &c) {
+                query_ok = query_ok && c.owner && c.owner->pid == pid;
+                queried += c.local_port == port4 && c.state == PROCSPY_STATE_LISTEN;
+                return true;
+            });
+    query_ok = query_ok && queried == 1;
+    try {
+        w.query({std::vector<int32_t>{}, std::nullopt}, PROCSPY_PROTO_TCP, PROCSPY_STATES_ALL,
+                [](const procspy_connection &) { return true; });
+        query_ok = false;
+    } catch (const procspy::Error &e) {
+        query_ok = query_ok && e.status() == PROCSPY_INVALID_ARGUMENT;
+        std::printf("empty pid set: %s\n", e.what());
+    }
+
     int failures = 0;
     for (const auto &e : want) {
         bool ok = e.by_walk && e.by_connections;
@@ -373,6 +419,10 @@ int run() {
     if (!changes_ok) {
         ++failures;
         std::printf("FAIL changes did not report the listener and accepted end once, and the closed connection\n");
+    }
+    if (!query_ok) {
+        ++failures;
+        std::printf("FAIL a query for this pid did not deliver its listener alone, or an empty set was not refused\n");
     }
     std::printf("%s\n", failures ? "walk.cpp: FAILED" : "walk.cpp: all found");
     return failures ? 1 : 0;

@@ -31,6 +31,7 @@ use super::ctx::Ctx;
 use super::error::Error;
 use super::owners::{OwnerAt, Procs, Socket};
 use super::pace::Stop;
+use super::query::Query;
 use super::stats::Stats;
 use super::tables::Protocols;
 use crate::parse::kernel::{Family, TCP};
@@ -342,7 +343,7 @@ pub(super) fn changes(
     ch.next.entries.reserve(ch.prev.entries.len());
     ch.next.addrs.reserve(ch.prev.addrs.len());
     let mut fits = true;
-    let joined = join(ctx, plan, pass, out, stats, &mut |c, at| {
+    let joined = join(ctx, plan, &Query::default(), pass, out, stats, &mut |c, at| {
         fits = ch.next.push(c, at);
         if fits { ControlFlow::Continue(()) } else { ControlFlow::Break(()) }
     });
@@ -352,7 +353,7 @@ pub(super) fn changes(
         Ok(()) => {
             pass.owners.swap_procs(&mut ch.next.procs);
             ch.next.sort();
-            ch.subs.subscribe(ctx, &pass.groups);
+            ch.subs.subscribe(ctx, &pass.groups, &pass.found);
             let delivered = deliver(&mut ch, plan.protocols, &ctx.stop, on_change);
             match delivered {
                 ControlFlow::Break(()) => Err(Error::Aborted),

@@ -28,6 +28,7 @@ use crate::parse::tcp::Conn;
 use crate::procfs::{DestroySocket, HostProc, Netns};
 
 use super::ctx::{Ctx, Group};
+use super::namespaces::Namespaces;
 use super::stats::Stats;
 
 /// Namespaces subscribed at most: one fd and up to 512 KiB of queued
@@ -120,7 +121,7 @@ impl Subscriptions {
     /// not yet, up to `MAX_SUBSCRIBED`, and ends the subscriptions of those
     /// it no longer lists. Nothing here fails a call: a namespace not
     /// subscribed only has no seen-closed events.
-    pub(super) fn subscribe(&mut self, ctx: &Ctx, groups: &Group) {
+    pub(super) fn subscribe(&mut self, ctx: &Ctx, groups: &Group, found: &Namespaces) {
         let subs = self;
         let listed = |ns: u64| groups.binary_search_by_key(&ns, |g| g.0).is_ok();
         subs.subs.retain(|(ns, _)| listed(*ns));
@@ -142,7 +143,7 @@ impl Subscriptions {
             let job = if netns == host.home() {
                 Job { netns, enter: None, sock: Some(host.socket()) }
             } else {
-                match ctx.netns_of_group(&host, g, &mut scratch) {
+                match ctx.netns_of_group(&host, g, found, &mut scratch) {
                     Ok(enter) => Job { netns, enter, sock: None },
                     Err(e) => Job { netns, enter: None, sock: Some(Err(e)) },
                 }

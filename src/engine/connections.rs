@@ -6,7 +6,9 @@ use std::ops::ControlFlow;
 
 use super::ctx::{Ctx, Groups};
 use super::error::Error;
+use super::namespaces::Namespaces;
 use super::owners::{OwnerAt, OwnerScan, Owners, Scan, Socket};
+use super::query::{Query, Scope, Told};
 use super::stats::Stats;
 use super::tables::{
     Accounted, Ahead, Listed, Namespace, Netlink, Protocols, Sink, Source, TCP, TCP6, Table, TableSource, Text, UDP,
@@ -58,10 +60,16 @@ impl Plan {
 #[derive(Debug, Default)]
 pub(super) struct Pass {
     pub pids: Vec<i32>,
-    /// (netns, pid), sorted: each namespace's pids are contiguous.
+    /// (netns, pid), sorted: each namespace's pids are contiguous. An
+    /// entry for a namespace no listed process is in names its way in
+    /// instead of a pid (`namespaces::via_of`).
     pub groups: Groups,
     pub scan: Scan,
     pub owners: Owners,
+    /// Namespaces found beyond the processes', and how to reach them.
+    pub found: Namespaces,
+    /// The pass's query, as it applies.
+    pub scope: Scope,
     /// The walker's own table scratch, for callers that lend none.
     tables: Vec<u8>,
     /// Netlink replies land here.
@@ -73,12 +81,33 @@ pub(super) struct Pass {
     ahead: Vec<Ahead>,
 }
 
-/// The connections pass: every line of the planned tables in every
-/// namespace that passes the state mask, once, with its owner, and where
-/// that owner's process is in `pass.owners`' `Procs`. `out` is the
-/// caller's scratch (`None`: the pass's own); a namespace whose tables
-/// don't fit it is skipped whole and the result is `BufferTooSmall`.
+/// The connections pass: every line `query` asks for of the planned
+/// tables, in every namespace found, that passes the state mask, once,
+/// with its owner, and where that owner's process is in `pass.owners`'
+/// `Procs`. `out` is the caller's scratch (`None`: the pass's own); a
+/// namespace whose tables don't fit it is skipped whole and the result is
+/// `BufferTooSmall`.
 pub(super) fn join(
+    ctx: &Ctx,
+    plan: &Plan,
+    query: &Query<'_>,
+    pass: &mut Pass,
+    out: Option<&mut TableBuf<'_>>,
+    stats: &mut Stats,
+    on_connection: &mut dyn FnMut(&Connection<'_>, OwnerAt) -> ControlFlow<()>,
+) -> Result<(), Error> {
+    let r = pass
+        .scope_groups(ctx, query, stats)
+        .and_then(|()| pass.owners_for(ctx, query, plan.owner_scan, stats))
+        .and_then(|()| pass.widen(ctx, query, stats))
+        .and_then(|()| list(ctx, plan, pass, out, stats, on_connection));
+    // A way in held (an fd) would keep its namespace alive.
+    pass.found.release();
+    r
+}
+
+/// Lists each namespace of the pass from the first source that can.
+fn list(
     ctx: &Ctx,
     plan: &Plan,
     pass: &mut Pass,
@@ -86,9 +115,7 @@ pub(super) fn join(
     stats: &mut Stats,
     on_connection: &mut dyn FnMut(&Connection<'_>, OwnerAt) -> ControlFlow<()>,
 ) -> Result<(), Error> {
-    let Pass { pids, groups, scan, owners, tables, diag, dedup, sockstat, ahead } = pass;
-    ctx.group_by_netns(&mut scan.dents, pids, groups, stats)?;
-    owners.index(ctx, plan.owner_scan, groups, scan, stats)?;
+    let Pass { groups, scan, owners, found, scope, tables, diag, dedup, sockstat, ahead, .. } = pass;
     let owners = &*owners;
     // Tried in turn for each namespace, until one lists it.
     let mut accounted = owners.held().filter(|_| plan.source == Source::Auto).map(|held| Accounted { held, sockstat });
@@ -96,7 +123,8 @@ pub(super) fn join(
         Source::Text => None,
         // Every namespace but ours will be dumped where no BPF accounting may spare one.
         source => {
-            Netlink::open(diag, ahead, owners.held().is_none() || source == Source::Netlink, source == Source::Netlink)?
+            let batch = owners.held().is_none() || source == Source::Netlink;
+            Netlink::open(diag, ahead, found, batch, source == Source::Netlink)?
         }
     };
     let mut text = (plan.source != Source::Netlink).then(|| Text {
@@ -107,7 +135,11 @@ pub(super) fn join(
         udp: plan.udp,
         too_small: None,
     });
+    let mut told = Told(scope);
     let mut deliver = |conn: &Conn, protocol: u8, netns: u64| {
+        if !scope.admits(conn.inode) {
+            return ControlFlow::Continue(());
+        }
         let owner = owners.owner(conn.inode);
         let c = Connection { conn: *conn, protocol, netns, owner: owner.map(|o| o.0) };
         if ctx.stop.is_set() { ControlFlow::Break(()) } else { on_connection(&c, owner.map(|o| o.1)) }
@@ -118,11 +150,15 @@ pub(super) fn join(
         if ctx.stop.is_set() {
             return Err(Error::Stopped);
         }
+        if !scope.wants(pids[0].0) {
+            continue;
+        }
         dedup.clear();
         let ns = Namespace { netns: pids[0].0, pids, rest: &groups[at..] };
         let (protocols, state_mask) = (plan.protocols, plan.state_mask);
         let mut sink = Sink { protocols, state_mask, netns: ns.netns, dedup, deliver: &mut deliver };
-        let sources: [Option<&mut dyn TableSource>; 3] = [
+        let sources: [Option<&mut dyn TableSource>; 4] = [
+            Some(&mut told),
             accounted.as_mut().map(|s| s as &mut dyn TableSource),
             netlink.as_mut().map(|s| s as &mut dyn TableSource),
             text.as_mut().map(|s| s as &mut dyn TableSource),

@@ -13,6 +13,7 @@ use nix::errno::Errno;
 use nix::sys::stat::{FileStat, SFlag};
 
 use super::error::Error;
+use super::namespaces::{Namespaces, via_of};
 use super::pace::{Stop, Ticker};
 use super::stats::Stats;
 use crate::parse::stat::parse_stat;
@@ -151,8 +152,19 @@ impl Ctx {
     /// The namespace `group` was keyed by, to enter through the first of its
     /// pids whose `ns/net` is that namespace. A pid whose file is anything
     /// else (the pid was reused, or it is no namespace at all) is skipped
-    /// and counted. `None`: no pid leads there any more.
-    pub fn netns_of_group(&self, host: &HostProc, group: &Group, stats: &mut Stats) -> Result<Option<Netns>, Errno> {
+    /// and counted. `None`: no pid leads there any more. An entry that
+    /// names a way in instead of a pid (`namespaces::via_of`) is entered
+    /// that way.
+    pub fn netns_of_group(
+        &self,
+        host: &HostProc,
+        group: &Group,
+        found: &Namespaces,
+        stats: &mut Stats,
+    ) -> Result<Option<Netns>, Errno> {
+        if let Some(i) = via_of(group[0].1) {
+            return self.enter_found(host, found, i, group[0].0, stats);
+        }
         if !self.has_ns_files() {
             // Before Linux 3.8: no namespace file to enter.
             return Err(Errno::ENOENT);
@@ -175,8 +187,9 @@ impl Ctx {
         }
     }
 
-    /// Reads `pid`'s name into `name` (NUL-terminated) and returns its start time.
-    pub fn read_stat(&self, pid: i32, buf: &mut Vec<u8>, name: &mut Vec<u8>) -> Option<u64> {
+    /// Reads `pid`'s name into `name` (NUL-terminated) and returns its
+    /// start time and thread count.
+    pub fn read_stat(&self, pid: i32, buf: &mut Vec<u8>, name: &mut Vec<u8>) -> Option<(u64, u64)> {
         let fd = self.root.open_file(pid, b"stat").ok()?;
         let len = procfs::read_all(fd.as_fd(), buf, STAT_LIMIT).ok()?;
         let st = parse_stat(&buf[..len])?;
@@ -184,6 +197,6 @@ impl Ctx {
         name.clear();
         name.extend_from_slice(&st.name[..cut]);
         name.push(0);
-        Some(st.start_time)
+        Some((st.start_time, st.threads))
     }
 }

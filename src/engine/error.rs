@@ -17,6 +17,9 @@ pub enum Error {
     /// An argument is out of its range.
     #[error("{0}")]
     Invalid(&'static str),
+    /// A query named a process or namespace that is not there.
+    #[error("{0}")]
+    NotFound(String),
     /// A system call on `path` failed.
     #[error("{path}: {}", .errno.desc())]
     Io { path: String, errno: Errno },

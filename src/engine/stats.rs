@@ -38,4 +38,11 @@ pub struct Stats {
     /// for a namespace having overflowed since the last call, or more being
     /// waiting than a walker keeps.
     pub closed_lost: u64,
+    /// Network namespaces found that no listed process is in (a thread's,
+    /// an nsfs mount's, one an fd holds or a socket lives in); also in
+    /// `namespaces`.
+    pub netns_found: u64,
+    /// Of those, the ones whose tables could not be read: the way in was
+    /// gone (a mount removed, an fd closed) or refused.
+    pub netns_unreachable: u64,
 }

@@ -14,6 +14,7 @@ use super::ctx::Ctx;
 use super::error::Error;
 use super::owners::{OwnerScan, Socket, scan_group};
 use super::pace::Stop;
+use super::query::Query;
 use super::stats::Stats;
 use super::tables::{Protocols, Source, TCP, TCP6, append_tables, read_group_tables};
 use crate::procfs::{ProcRoot, TableBuf};
@@ -147,9 +148,25 @@ impl Walker {
         stats: &mut Stats,
         on_connection: &mut dyn FnMut(&Connection<'_>) -> ControlFlow<()>,
     ) -> Result<(), Error> {
+        self.query(out, &Query::default(), protocols, state_mask, stats, on_connection)
+    }
+
+    /// The lines `query` asks for, of the chosen tables, that pass
+    /// `state_mask`, each once, with its owner (`connections`' rules for
+    /// everything else: one namespace's lines contiguous, `out`, stats).
+    pub fn query(
+        &self,
+        out: Option<&mut TableBuf<'_>>,
+        query: &Query<'_>,
+        protocols: Protocols,
+        state_mask: u32,
+        stats: &mut Stats,
+        on_connection: &mut dyn FnMut(&Connection<'_>) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
         let plan = self.plan(protocols, state_mask)?;
+        query.check()?;
         self.with_state(stats, |state, stats| {
-            connections::join(&self.ctx, &plan, &mut state.pass, out, stats, &mut |c, _| on_connection(c))
+            connections::join(&self.ctx, &plan, query, &mut state.pass, out, stats, &mut |c, _| on_connection(c))
         })
     }
 

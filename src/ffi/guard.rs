@@ -32,7 +32,7 @@ impl Fail {
                 Error::Stopped => procspy_status::PROCSPY_STOPPED,
                 Error::Aborted => procspy_status::PROCSPY_CALLBACK_ABORTED,
                 Error::BufferTooSmall { .. } => procspy_status::PROCSPY_BUFFER_TOO_SMALL,
-                Error::Invalid(_) => procspy_status::PROCSPY_INVALID_ARGUMENT,
+                Error::Invalid(_) | Error::NotFound(_) => procspy_status::PROCSPY_INVALID_ARGUMENT,
                 Error::Io { .. } => procspy_status::PROCSPY_IO,
                 Error::Busy | Error::Forked => procspy_status::PROCSPY_BUSY,
                 Error::Unsupported(_) => procspy_status::PROCSPY_UNSUPPORTED,

@@ -14,8 +14,11 @@ mod info;
 mod parse;
 mod types;
 mod walker;
+// Last: the header lists its items after those it had before.
+mod query;
 
 pub use info::*;
 pub use parse::*;
+pub use query::*;
 pub use types::*;
 pub use walker::*;

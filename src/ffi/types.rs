@@ -298,6 +298,16 @@ pub struct procspy_walk_stats_ext {
     /// than a walker keeps): connections that opened and closed then may be
     /// missing from the `PROCSPY_CHANGE_SEEN_CLOSED` events.
     pub closed_lost: u64,
+    /// connections, changes, query: network namespaces found that no
+    /// process is in (a thread's own, an nsfs bind mount's such as
+    /// `/run/netns/NAME`, one a process holds open by an fd, one a socket
+    /// lives in); also counted in `procspy_walk_stats.namespaces`.
+    pub netns_found: u64,
+    /// Of those, the ones whose tables could not be read (skipped, never an
+    /// error): the way in was gone by the time it was taken (a mount
+    /// removed, an fd closed), entering was refused (`CAP_SYS_ADMIN`), or
+    /// the text source was chosen for a namespace no thread is in.
+    pub netns_unreachable: u64,
 }
 
 /// Called once per socket fd, synchronously on the walking thread. The
@@ -353,6 +363,8 @@ impl From<&Stats> for procspy_walk_stats_ext {
             netns_mismatch: s.netns_mismatch,
             snapshot_bytes: s.snapshot_bytes,
             closed_lost: s.closed_lost,
+            netns_found: s.netns_found,
+            netns_unreachable: s.netns_unreachable,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::guard::{Fail, guard};
 use super::types::*;
-use crate::engine::{Change, Connection, OwnerScan, Protocols, Source, Stats, TableBuf, Walker};
+use crate::engine::{Change, Connection, OwnerScan, Protocols, Query, Source, Stats, TableBuf, Walker};
 
 /// The caller's buffer as uninitialised memory: `cap == 0` is an empty
 /// buffer whatever `buf` is.
@@ -331,21 +331,42 @@ pub extern "C" fn procspy_walker_connections(
     stats: *mut procspy_walk_stats,
 ) -> procspy_status {
     guard("procspy_walker_connections", || {
-        put_stats(stats, &Stats::default());
-        // SAFETY: a non-NULL `walker` is a live walker.
-        let w = unsafe { walker.as_ref() }.ok_or(Fail::Null("walker"))?;
-        let cb = on_connection.ok_or(Fail::Null("on_connection"))?;
-        // SAFETY: the caller lends `cap` bytes at `buf` for this call.
-        let mem = unsafe { caller_buffer(buf, cap) }?;
-        let protocols = protocols_of(protocols)?;
-        let mut out = (!mem.is_empty()).then(|| TableBuf::new(mem));
-        let mut st = Stats::default();
-        let r = w
-            .inner
-            .connections(out.as_mut(), protocols, state_mask, &mut st, &mut |c| deliver_connection(cb, userdata, c));
-        put_stats(stats, &st);
-        Ok(r?)
+        connections_body(walker, buf, cap, protocols, state_mask, on_connection, userdata, stats, || {
+            Ok(Query::default())
+        })
     })
+}
+
+/// The body of `procspy_walker_connections` and `procspy_walker_query`:
+/// the pointers checked, then `query()` (which checks its own arguments),
+/// then the pass.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn connections_body<'q>(
+    walker: *mut procspy_walker,
+    buf: *mut u8,
+    cap: usize,
+    protocols: u32,
+    state_mask: u32,
+    on_connection: procspy_connection_fn,
+    userdata: *mut c_void,
+    stats: *mut procspy_walk_stats,
+    query: impl FnOnce() -> Result<Query<'q>, Fail>,
+) -> Result<(), Fail> {
+    put_stats(stats, &Stats::default());
+    // SAFETY: a non-NULL `walker` is a live walker.
+    let w = unsafe { walker.as_ref() }.ok_or(Fail::Null("walker"))?;
+    let cb = on_connection.ok_or(Fail::Null("on_connection"))?;
+    // SAFETY: the caller lends `cap` bytes at `buf` for this call.
+    let mem = unsafe { caller_buffer(buf, cap) }?;
+    let query = query()?;
+    let protocols = protocols_of(protocols)?;
+    let mut out = (!mem.is_empty()).then(|| TableBuf::new(mem));
+    let mut st = Stats::default();
+    let r = w
+        .inner
+        .query(out.as_mut(), &query, protocols, state_mask, &mut st, &mut |c| deliver_connection(cb, userdata, c));
+    put_stats(stats, &st);
+    Ok(r?)
 }
 
 /// What changed since the previous `procspy_walker_changes` call on this

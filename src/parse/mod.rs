@@ -5,6 +5,7 @@
 pub mod btf;
 pub mod diag;
 pub mod kernel;
+pub mod mountinfo;
 pub mod num;
 pub mod proc;
 pub mod sockstat;

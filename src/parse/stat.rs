@@ -1,4 +1,4 @@
-//! `/proc/PID/stat`: the process name and its start time.
+//! `/proc/PID/stat`: the process name, its thread count and its start time.
 
 /// What a walk needs of `/proc/PID/stat`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -6,6 +6,8 @@ pub struct ProcStat<'a> {
     /// The bytes between the first `(` and the last `)`: the name may hold
     /// spaces, parentheses, newlines, even `) R 1`.
     pub name: &'a [u8],
+    /// Field 20, `num_threads`.
+    pub threads: u64,
     /// Field 22, clock ticks after boot.
     pub start_time: u64,
 }
@@ -18,9 +20,11 @@ pub fn parse_stat(buf: &[u8]) -> Option<ProcStat<'_>> {
         return None;
     }
     let name = &buf[open + 1..close];
-    // Fields after the name start at 3 (state), so field 22 is the 20th.
-    let field = buf[close + 1..].split(|&c| c == b' ').filter(|f| !f.is_empty()).nth(19)?;
-    Some(ProcStat { name, start_time: super::num::dec(field.strip_suffix(b"\n").unwrap_or(field))? })
+    // Fields after the name start at 3 (state), so field 20 is the 18th, 22 the 20th.
+    let mut fields = buf[close + 1..].split(|&c| c == b' ').filter(|f| !f.is_empty());
+    let threads = super::num::dec(fields.nth(17)?)?;
+    let field = fields.nth(1)?;
+    Some(ProcStat { name, threads, start_time: super::num::dec(field.strip_suffix(b"\n").unwrap_or(field))? })
 }
 
 #[cfg(test)]
@@ -36,7 +40,7 @@ mod tests {
             line.extend_from_slice(name);
             line.push(b')');
             line.extend_from_slice(TAIL.as_bytes());
-            assert_eq!(parse_stat(&line), Some(ProcStat { name, start_time: 123456 }), "{name:?}");
+            assert_eq!(parse_stat(&line), Some(ProcStat { name, threads: 1, start_time: 123456 }), "{name:?}");
         }
     }
 

@@ -6,6 +6,8 @@
 
 mod bpf;
 mod netlink;
+mod netns;
+mod pidfd;
 mod probe;
 mod sys;
 mod table;
@@ -23,7 +25,10 @@ pub use crate::parse::proc::Dirent;
 
 pub(crate) use bpf::{RECORD_LEN as SOCK_RECORD_LEN, Refusal, SockIter, SockRecord, SockRecords};
 pub use netlink::{DestroySocket, DiagSocket, HostProc, Netns};
+pub(crate) use netns::LINK_MAX;
+pub use pidfd::PidFd;
 pub use probe::{Known, Probes};
+pub use sys::same_fd_table;
 pub use table::TableBuf;
 use table::at_eof;
 

@@ -44,6 +44,13 @@ pub struct Netns {
     fd: OwnedFd,
 }
 
+impl Netns {
+    /// Its fd, to keep and check again later.
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+}
+
 impl HostProc {
     /// Fails unless `/proc` is a procfs and the calling thread's namespace
     /// file in it is nsfs.
@@ -75,6 +82,15 @@ impl HostProc {
         let path = std::ffi::CStr::from_bytes_until_nul(&path).map_err(|_| Errno::ENAMETOOLONG)?;
         let fd = openat(self.dir.as_fd(), path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
         Ok(Some(Netns { fd }))
+    }
+
+    /// As `netns`, for a file that may be a namespace of any type (an fd a
+    /// process holds): `None` unless it is a network namespace.
+    pub fn net_namespace(&self, ns: OwnedFd, netns: u64) -> Result<Option<Netns>, Errno> {
+        match self.netns(ns, netns)? {
+            Some(ns) if sys::is_net_namespace(ns.fd.as_fd())? => Ok(Some(ns)),
+            _ => Ok(None),
+        }
     }
 
     /// A socket of the calling thread's own namespace.

@@ -205,3 +205,79 @@ pub fn run_on_own_thread<F: FnOnce() -> R + Send, R: Send>(job: F) -> Result<R, 
     }
     slot.out.ok_or(Errno::EIO)
 }
+
+/// `readlinkat(2)` of `path` under `dir` into `buf`; returns the length
+/// (`ENAMETOOLONG` if the target may not have fit).
+pub fn readlinkat(dir: BorrowedFd<'_>, path: &CStr, buf: &mut [u8]) -> Result<usize, Errno> {
+    // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`; `path` is NUL-terminated.
+    let n = unsafe { libc::readlinkat(dir.as_raw_fd(), path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    match n {
+        n if n < 0 => Err(Errno::last()),
+        n if n as usize == buf.len() => Err(Errno::ENAMETOOLONG),
+        n => Ok(n as usize),
+    }
+}
+
+/// A new fd of `ret`, a system call's result that is an fd nothing else owns.
+fn owned_fd(ret: libc::c_long) -> Result<OwnedFd, Errno> {
+    if ret < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as i32) })
+}
+
+/// `pidfd_open(2)`: a pidfd of process `pid` of the caller's pid namespace.
+pub fn pidfd_open(pid: i32) -> Result<OwnedFd, Errno> {
+    // SAFETY: no pointer is passed.
+    owned_fd(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })
+}
+
+/// `pidfd_getfd(2)`: a copy (close-on-exec) of fd `fd` of the process of
+/// `pidfd` (needs the right to ptrace it).
+pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, fd: i32) -> Result<OwnedFd, Errno> {
+    // SAFETY: no pointer is passed.
+    owned_fd(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) })
+}
+
+/// `ioctl(SIOCGSKNS)`: an fd of the network namespace socket `sock` lives in.
+pub fn socket_netns(sock: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
+    // SAFETY: SIOCGSKNS takes no argument.
+    owned_fd(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGSKNS as _) }.into())
+}
+
+/// `getsockopt(2)` of `level`/`name` into `buf`; returns the bytes written.
+pub fn getsockopt_bytes(sock: BorrowedFd<'_>, level: i32, name: i32, buf: &mut [u8]) -> Result<usize, Errno> {
+    let mut len = libc::socklen_t::try_from(buf.len()).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: the kernel writes at most `len` bytes into `buf` and stores the length in `len`.
+    let rc = unsafe { libc::getsockopt(sock.as_raw_fd(), level, name, buf.as_mut_ptr().cast(), &mut len) };
+    if rc < 0 { Err(Errno::last()) } else { Ok(len as usize) }
+}
+
+/// `kcmp(2)` with `KCMP_FILES`: whether processes (or threads) `a` and `b`
+/// of the caller's pid namespace share one fd table.
+pub fn same_fd_table(a: i32, b: i32) -> Result<bool, Errno> {
+    const KCMP_FILES: libc::c_int = 2;
+    // SAFETY: no pointer is passed.
+    let r = unsafe { libc::syscall(libc::SYS_kcmp, a, b, KCMP_FILES, 0, 0) };
+    if r < 0 { Err(Errno::last()) } else { Ok(r == 0) }
+}
+
+/// `getsockname(2)` (or, with `peer`, `getpeername(2)`) of `sock` as the
+/// bytes of its `struct sockaddr_storage`.
+pub fn socket_name(sock: BorrowedFd<'_>, peer: bool) -> Result<[u8; 128], Errno> {
+    let mut addr = [0u8; 128];
+    let mut len = addr.len() as libc::socklen_t;
+    let call = if peer { libc::getpeername } else { libc::getsockname };
+    // SAFETY: the kernel writes at most `len` bytes into `addr` and stores the length in `len`.
+    let rc = unsafe { call(sock.as_raw_fd(), addr.as_mut_ptr().cast(), &mut len) };
+    if rc < 0 { Err(Errno::last()) } else { Ok(addr) }
+}
+
+/// Whether `ns`, an open nsfs file, is a network namespace (`ioctl`
+/// `NS_GET_NSTYPE`, Linux 4.11).
+pub fn is_net_namespace(ns: BorrowedFd<'_>) -> Result<bool, Errno> {
+    // SAFETY: NS_GET_NSTYPE takes no argument.
+    let r = unsafe { libc::ioctl(ns.as_raw_fd(), libc::NS_GET_NSTYPE as _) };
+    if r < 0 { Err(Errno::last()) } else { Ok(r == libc::CLONE_NEWNET) }
+}

@@ -137,18 +137,22 @@ class CliTest(unittest.TestCase):
         self.assertTrue(all(o["fd"] is None and o["name"] is None and o["start_time"] is None
                             for o in ownerless))
         self.assert_same_listing(["-n", netns, "--sockets"], False)
+        rows = self.assert_same_listing(["-n", netns, "--no-owners"], False)
+        self.assertTrue(all(r.endswith(b"      - -     -") for r in rows), rows)
 
     def test_usage_and_version(self):
         (crc, cout, _), (prc, pout, _) = self.run_both("--version")
         self.assertEqual((crc, prc, pout), (0, 0, cout))
         for bad in (["--pid", "abc"], ["-n", "-1"], ["--source", "x"], ["--owners", "x"],
-                    ["--sockets", "-t"], ["--no-such-option"], ["stray"]):
+                    ["--sockets", "-t"], ["--sockets", "--no-owners"], ["--no-such-option"],
+                    ["stray"]):
             (crc, _, _), (prc, _, perr) = self.run_both(*bad)
             self.assertEqual((crc, prc), (2, 2), (bad, perr))
         (crc, _, _), (prc, pout, _) = self.run_both("--help")
         self.assertEqual((crc, prc), (0, 0))
         for opt in ("--tcp", "--udp", "--listening", "--all", "--connected", "--netns", "--pid",
-                    "--json", "--sockets", "--proc", "--source", "--owners", "--version"):
+                    "--json", "--sockets", "--proc", "--source", "--owners", "--no-owners",
+                    "--version"):
             self.assertIn(opt.encode(), pout)
 
 

@@ -15,7 +15,7 @@ use crate::procfs::{Refusal, SOCK_RECORD_LEN, SockIter, SockRecord, SockRecords}
 
 use super::Scan;
 
-/// A socket the BPF scan found held: its table line.
+/// A socket the BPF scan found held (or that told itself): its table line.
 #[derive(Clone, Copy, Debug)]
 pub(in crate::engine) struct Held {
     pub netns: u64,
@@ -29,7 +29,7 @@ impl Held {
     /// The line a namespace's table lists for this socket, if it lists one:
     /// TCP sockets are hashed (in a table) in every state but CLOSE, UDP
     /// sockets once they have a local port.
-    fn of(r: &SockRecord) -> Option<Self> {
+    pub(in crate::engine) fn of(r: &SockRecord) -> Option<Self> {
         let family = Family::of_af(r.family)?.version();
         let tcp = Protocol::Tcp.ipproto().into();
         let udp = Protocol::Udp.ipproto().into();
@@ -81,6 +81,7 @@ pub(super) fn index(
     groups: &Group,
     scan: &mut Scan,
     owners: &mut Owners,
+    elsewhere: &mut Vec<(u64, i32, i32, u64)>,
     stats: &mut Stats,
 ) -> Result<(), DiagStop> {
     let by_pid = &mut owners.by_pid;
@@ -90,7 +91,7 @@ pub(super) fn index(
     if !ctx.tick(&mut scan.ticker, stats) {
         return Err(DiagStop::Ended(Error::Stopped));
     }
-    let Scan { dents: buf, stat, name, ticker, .. } = scan;
+    let Scan { dents: buf, stat, name, ticker, nsfs, .. } = scan;
     // Put back once whole: a pass that fails here builds no index.
     let mut held = owners.held.take().unwrap_or_default();
     let (block, mut in_block) = (ctx.fd_block(), 0u64);
@@ -114,7 +115,11 @@ pub(super) fn index(
                     Ok(i) => Some(owners.by_pid[i].1),
                     Err(_) => ctx.netns(rec.pid).ok(),
                 };
-                let found = netns.and_then(|ns| Some((ns, ctx.read_stat(rec.pid, stat, name)?)));
+                let found = netns.and_then(|ns| {
+                    let (start_time, threads) = ctx.read_stat(rec.pid, stat, name)?;
+                    nsfs.saw_process(rec.pid, threads);
+                    Some((ns, start_time))
+                });
                 if found.is_none() {
                     stats.skipped += 1;
                 }
@@ -122,6 +127,10 @@ pub(super) fn index(
             }
             // A holder that exited took its sockets along, or soon will.
             let Some((_, Some((netns, start_time)))) = holder else { continue };
+            // A socket in a namespace its holder is not in: that namespace may have no process.
+            if rec.netns != netns {
+                elsewhere.push((rec.netns, rec.pid, rec.fd, rec.inode));
+            }
             stats.sockets += 1;
             let name = CStr::from_bytes_until_nul(name).unwrap_or_default();
             owners.add(&Socket { inode: rec.inode, netns, start_time, pid: rec.pid, fd: rec.fd, name });

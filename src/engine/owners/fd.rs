@@ -9,6 +9,7 @@ use nix::sys::stat::SFlag;
 use super::Socket;
 use crate::engine::ctx::{Ctx, Group};
 use crate::engine::error::Error;
+use crate::engine::namespaces::Noticed;
 use crate::engine::pace::Ticker;
 use crate::engine::stats::Stats;
 use crate::parse::num::dec_name;
@@ -22,6 +23,8 @@ pub(in crate::engine) struct Scan {
     pub stat: Vec<u8>,
     pub name: Vec<u8>,
     pub ticker: Ticker,
+    /// What the namespace search wants of the fds scanned, when it looks.
+    pub nsfs: Noticed,
 }
 
 impl Default for Scan {
@@ -32,6 +35,7 @@ impl Default for Scan {
             stat: Vec::new(),
             name: Vec::new(),
             ticker: Ticker::default(),
+            nsfs: Noticed::default(),
         }
     }
 }
@@ -50,7 +54,7 @@ pub(in crate::engine) fn scan_group(
     after_tick: &mut AfterTick<'_>,
     on_socket: &mut dyn FnMut(&Socket<'_>) -> ControlFlow<()>,
 ) -> Result<(), Error> {
-    let Scan { dents, spill, stat, name, ticker } = scan;
+    let Scan { dents, spill, stat, name, ticker, nsfs } = scan;
     let block = ctx.fd_block();
     let mut in_block = 0u64;
     for (i, &(netns, pid)) in group.iter().enumerate() {
@@ -99,12 +103,16 @@ pub(in crate::engine) fn scan_group(
                 continue;
             };
             if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFSOCK {
+                nsfs.saw(&st, pid, fd);
                 continue;
             }
             let start_time = match start_time {
                 Some(t) => t,
                 None => match ctx.read_stat(pid, stat, name) {
-                    Some(t) => *start_time.insert(t),
+                    Some((t, threads)) => {
+                        nsfs.saw_process(pid, threads);
+                        *start_time.insert(t)
+                    }
                     None => {
                         stats.skipped += 1;
                         break;

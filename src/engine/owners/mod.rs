@@ -113,13 +113,16 @@ pub(super) type OwnerAt = Option<u32>;
 
 impl Owners {
     /// Builds the index from every pid's fds: the BPF iterator where `mode`
-    /// allows it and it works, `PID/fd` otherwise.
+    /// allows it and it works, `PID/fd` otherwise. The BPF scan also notes
+    /// in `elsewhere` each socket that lives in a namespace its holder is
+    /// not in: (netns, pid, fd, inode).
     pub(super) fn index(
         &mut self,
         ctx: &Ctx,
         mode: OwnerScan,
         groups: &Group,
         scan: &mut Scan,
+        elsewhere: &mut Vec<(u64, i32, i32, u64)>,
         stats: &mut Stats,
     ) -> Result<(), Error> {
         self.clear();
@@ -128,7 +131,7 @@ impl Owners {
             self.held.get_or_insert_default().clear();
             let in_pass = |e| Error::io("BPF owner scan (task_file iterator)", e);
             let refused = match bpf::sock_iter(ctx, &mut self.sock_iter).map(SockIter::start) {
-                Ok(Ok(records)) => match bpf::index(ctx, records, groups, scan, self, stats) {
+                Ok(Ok(records)) => match bpf::index(ctx, records, groups, scan, self, elsewhere, stats) {
                     Ok(()) => {
                         self.finish();
                         return Ok(());
@@ -142,9 +145,22 @@ impl Owners {
             if mode == OwnerScan::Bpf {
                 return Err(refused);
             }
-            self.clear();
+            elsewhere.clear();
             *stats = Stats { ticks: stats.ticks, ..before };
         }
+        self.index_fds(ctx, groups, scan, stats)
+    }
+
+    /// The index from `PID/fd` of every entry of `groups`, with a tick
+    /// before each namespace.
+    pub(super) fn index_fds(
+        &mut self,
+        ctx: &Ctx,
+        groups: &Group,
+        scan: &mut Scan,
+        stats: &mut Stats,
+    ) -> Result<(), Error> {
+        self.clear();
         self.held = None;
         groups.chunk_by(|a, b| a.0 == b.0).try_for_each(|group| {
             if !ctx.tick(&mut scan.ticker, stats) {
@@ -168,6 +184,11 @@ impl Owners {
         }
     }
 
+    /// (inode, pid, fd) of every socket fd indexed.
+    pub(super) fn sockets(&self) -> impl Iterator<Item = (u64, i32, i32)> + '_ {
+        self.owners.iter().map(|o| (o.inode, o.pid, o.fd))
+    }
+
     /// What the BPF scan found held, if it built this pass's index.
     pub(super) fn held(&self) -> Option<&[Held]> {
         self.held.as_deref()
@@ -188,7 +209,7 @@ impl Owners {
         std::mem::swap(&mut self.procs, other);
     }
 
-    fn clear(&mut self) {
+    pub(super) fn clear(&mut self) {
         self.owners.clear();
         self.procs.procs.clear();
         self.procs.names.clear();

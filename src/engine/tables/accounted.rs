@@ -23,17 +23,23 @@ pub(in crate::engine) struct Accounted<'a> {
 impl TableSource for Accounted<'_> {
     fn list(&mut self, ctx: &Ctx, ns: &Namespace<'_>, sink: &mut Sink<'_>, stats: &mut Stats) -> Result<Listed, Error> {
         let Some(mine) = self.accounted(ctx, ns, sink.protocols) else { return Ok(Listed::Unavailable) };
-        stats.accounted += 1;
-        let Protocols { tcp, udp } = sink.protocols;
-        for (protocol, wanted) in [(Protocol::Tcp, tcp), (Protocol::Udp, udp)] {
-            for h in mine.iter().filter(|h| wanted && h.protocol == protocol) {
-                if sink.offer(protocol, &h.conn).is_break() {
-                    return Err(Error::Aborted);
-                }
+        offer_held(mine, sink, stats)
+    }
+}
+
+/// Lists a namespace from sockets' own lines (`mine`, sorted by protocol):
+/// its tables are not read, which `stats.accounted` counts.
+pub(in crate::engine) fn offer_held(mine: &[Held], sink: &mut Sink<'_>, stats: &mut Stats) -> Result<Listed, Error> {
+    stats.accounted += 1;
+    let Protocols { tcp, udp } = sink.protocols;
+    for (protocol, wanted) in [(Protocol::Tcp, tcp), (Protocol::Udp, udp)] {
+        for h in mine.iter().filter(|h| wanted && h.protocol == protocol) {
+            if sink.offer(protocol, &h.conn).is_break() {
+                return Err(Error::Aborted);
             }
         }
-        Ok(Listed::Done)
     }
+    Ok(Listed::Done)
 }
 
 impl<'a> Accounted<'a> {

@@ -11,7 +11,7 @@ mod text;
 
 use std::ops::ControlFlow;
 
-pub(super) use accounted::Accounted;
+pub(super) use accounted::{Accounted, offer_held};
 pub(super) use netlink::{Ahead, Netlink};
 pub(super) use text::{TCP, TCP6, Table, Text, UDP, UDP6, append_tables, read_group_tables};
 

@@ -10,6 +10,7 @@ use nix::errno::Errno;
 use super::{Listed, Namespace, Protocols, Sink, TableSource};
 use crate::engine::ctx::Ctx;
 use crate::engine::error::{DiagStop, Error};
+use crate::engine::namespaces::Namespaces;
 use crate::engine::pace::Wait;
 use crate::engine::stats::Stats;
 use crate::parse::diag::{Reply, Request, replies};
@@ -47,6 +48,8 @@ pub(in crate::engine) struct Netlink<'a> {
     /// Netlink replies land here.
     buf: &'a mut Vec<u8>,
     ahead: &'a mut Vec<Ahead>,
+    /// How to enter the namespaces no process is in.
+    found: &'a Namespaces,
     /// Make the sockets of the namespaces after one, a batch at a time:
     /// every namespace will be dumped.
     batch: bool,
@@ -67,6 +70,7 @@ impl<'a> Netlink<'a> {
     pub fn open(
         buf: &'a mut Vec<u8>,
         ahead: &'a mut Vec<Ahead>,
+        found: &'a Namespaces,
         batch: bool,
         only: bool,
     ) -> Result<Option<Self>, Error> {
@@ -78,7 +82,7 @@ impl<'a> Netlink<'a> {
         if buf.len() < DIAG_BUF {
             buf.resize(DIAG_BUF, 0);
         }
-        Ok(Some(Netlink { host, buf, ahead, batch, only }))
+        Ok(Some(Netlink { host, buf, ahead, found, batch, only }))
     }
 
     /// The diag socket of `group`'s namespace; `None` if no pid of it leads
@@ -96,7 +100,7 @@ impl<'a> Netlink<'a> {
             ahead.clear();
             let next = ns.rest.chunk_by(|a, b| a.0 == b.0).filter(|g| g[0].0 != host.home());
             for g in std::iter::once(ns.pids).chain(next.take(if self.batch { AHEAD - 1 } else { 0 })) {
-                let (enter, sock) = match ctx.netns_of_group(host, g, stats) {
+                let (enter, sock) = match ctx.netns_of_group(host, g, self.found, stats) {
                     Ok(enter) => (enter, None),
                     Err(e) => (None, Some(Err(e))),
                 };

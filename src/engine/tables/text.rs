@@ -9,6 +9,7 @@ use nix::errno::Errno;
 use super::{Listed, Namespace, Sink, TableSource};
 use crate::engine::ctx::{Ctx, Group};
 use crate::engine::error::Error;
+use crate::engine::namespaces::via_of;
 use crate::engine::stats::Stats;
 use crate::parse::kernel::Protocol;
 use crate::parse::tcp::parse_table;
@@ -114,7 +115,11 @@ impl TableSource for Text<'_, '_> {
             }
             None => read_own(ctx, ns.pids, (tcp, udp), own, spill),
         };
-        let Some(read) = read else { return Ok(Listed::Done) };
+        let Some(read) = read else {
+            // A namespace no thread is in has no text tables to read.
+            stats.netns_unreachable += u64::from(via_of(ns.pids[0].1).is_some());
+            return Ok(Listed::Done);
+        };
         stats.bytes_needed = stats.bytes_needed.max(read.needed);
         if read.overflowed {
             *too_small = Some(out.as_ref().map_or(0, |b| b.capacity()));

@@ -28,6 +28,8 @@ __all__ = [
     "ProcspyError",
     "TCP", "UDP", "STATES_ALL", "STATES_CONNECTED", "STATES_LISTEN", "states",
     "SOURCE_AUTO", "SOURCE_TEXT", "SOURCE_NETLINK", "OWNERS_AUTO", "OWNERS_PROC", "OWNERS_BPF",
+    "QUERY_PIDS", "QUERY_NETNS", "QUERY_NO_OWNERS", "QUERY_EVERY_LINE",
+    "QUERY_PROCESS_NAMESPACES_ONLY",
     "version", "status_str", "state_name", "SONAME", "LIBRARY_PATH",
 ]
 
@@ -164,6 +166,10 @@ _netns_of = _fn("procspy_walker_netns_of", _status, _walker_p, ctypes.c_int32,
                 ctypes.POINTER(ctypes.c_uint64))
 _diagnose = _fn("procspy_walker_diagnose", _status, _walker_p, ctypes.c_char_p,
                 ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t))
+_walker_query = _fn("procspy_walker_query", _status, _walker_p, ctypes.POINTER(ctypes.c_int32),
+                    ctypes.c_size_t, ctypes.POINTER(ctypes.c_uint64), ctypes.c_size_t,
+                    ctypes.c_uint32, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32,
+                    ctypes.c_uint32, _CONNECTION_FN, ctypes.c_void_p, ctypes.POINTER(_CWalkStats))
 
 
 # ---- Python types --------------------------------------------------------
@@ -209,6 +215,9 @@ UDP = 2
 STATES_ALL = 0xFFFFFFFF
 # Where connections() reads the tables (Walker.set_source).
 SOURCE_AUTO, SOURCE_TEXT, SOURCE_NETLINK = 0, 1, 2
+#: procspy_walker_query's flags (Walker.query sets them from its arguments).
+QUERY_PIDS, QUERY_NETNS, QUERY_NO_OWNERS, QUERY_EVERY_LINE = 1, 2, 4, 8
+QUERY_PROCESS_NAMESPACES_ONLY = 16
 # How connections() finds owners (Walker.set_owner_scan).
 OWNERS_AUTO, OWNERS_PROC, OWNERS_BPF = 0, 1, 2
 STATES_CONNECTED = (State.ESTABLISHED.mask() | State.FIN_WAIT1.mask()
@@ -587,6 +596,41 @@ class Walker:
         return self._run(_CONNECTION_FN, Connection._from_c,
                          lambda p, fn, st: _walker_connections(p, None, 0, protocols, states,
                                                                fn, None, st), callback)
+
+    @overload
+    def query(self, protocols: int = ..., states: int = ..., *, pids: list[int] | None = ...,
+              netns: list[int] | None = ..., no_owners: bool = ..., every_line: bool = ...,
+              process_namespaces_only: bool = ..., callback: None = None) -> list[Connection]: ...
+    @overload
+    def query(self, protocols: int = ..., states: int = ..., *, pids: list[int] | None = ...,
+              netns: list[int] | None = ..., no_owners: bool = ..., every_line: bool = ...,
+              process_namespaces_only: bool = ...,
+              callback: Callable[[Connection], bool | None]) -> Stats: ...
+
+    def query(self, protocols: int = TCP | UDP, states: int = STATES_ALL, *,
+              pids: list[int] | None = None, netns: list[int] | None = None,
+              no_owners: bool = False, every_line: bool = False,
+              process_namespaces_only: bool = False,
+              callback: Callable[[Connection], bool | None] | None = None,
+              ) -> list[Connection] | Stats:
+        """connections() restricted (procspy_walker_query): pids, only the
+        sockets these processes hold (only their fds and their namespaces
+        are read; every_line: every line of those namespaces); netns, only
+        the lines of these namespaces (inodes); no_owners, the tables
+        without the owner lookup (every owner None). None is no restriction;
+        an empty list, a pid that names no process or a namespace no one
+        has raises ProcspyError INVALID_ARGUMENT naming it, never "all".
+        List or callback, as for walk()."""
+        flags = ((QUERY_PIDS if pids is not None else 0) | (QUERY_NETNS if netns is not None else 0)
+                 | (QUERY_NO_OWNERS if no_owners else 0) | (QUERY_EVERY_LINE if every_line else 0)
+                 | (QUERY_PROCESS_NAMESPACES_ONLY if process_namespaces_only else 0))
+        c_pids = (ctypes.c_int32 * len(pids))(*pids) if pids else None
+        c_netns = (ctypes.c_uint64 * len(netns))(*netns) if netns else None
+        return self._run(_CONNECTION_FN, Connection._from_c,
+                         lambda p, fn, st: _walker_query(p, c_pids, len(pids or ()), c_netns,
+                                                         len(netns or ()), flags, None, 0,
+                                                         protocols, states, fn, None, st),
+                         callback)
 
     @overload
     def changes(self, protocols: int = ..., states: int = ...,

@@ -52,8 +52,12 @@ with the process that holds it, as the procspy command does (by walking
   -c, --connected       only connections: TCP ESTABLISHED, FIN_WAIT1,
                         FIN_WAIT2, CLOSE_WAIT; UDP ESTAB (connected)
                         (of -l, -a and -c the last one given counts)
-  -n, --netns INODE     only the network namespace with this inode
-  -p, --pid PID         only sockets owned by this process
+  -n, --netns INODE     only the network namespace with this inode; only its
+                        tables are read
+  -p, --pid PID         only sockets owned by this process; only its fds and
+                        its namespaces are read
+      --no-owners       the tables alone: no process's fds are read, PID, FD
+                        and NAME are '-' (with -p, its sockets)
       --json            one JSON object per line instead of a table
       --sockets         one line per socket file descriptor instead:
                         PID FD NETNS INODE NAME (-n, -p, --json apply)
@@ -109,6 +113,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("-c", "--connected", dest="states", action="store_const", const="connected")
     p.add_argument("-n", "--netns", type=_number(1, 2**64 - 1, "namespace inode"))
     p.add_argument("-p", "--pid", type=_number(1, 2**31 - 1, "pid"))
+    p.add_argument("--no-owners", action="store_true")
     p.add_argument("--json", action="store_true")
     p.add_argument("--sockets", action="store_true")
     p.add_argument("--proc")
@@ -126,6 +131,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     conn_only = o.tcp or o.udp or o.states is not None or o.source is not None or o.owners is not None
     if o.sockets and conn_only:
         bad_usage("--sockets lists socket fds: -t, -u, -l, -a, -c, --source and --owners don't apply")
+    if o.sockets and o.no_owners:
+        bad_usage("--no-owners applies to a listing of connections, not to --sockets or --watch")
     return o
 
 
@@ -286,10 +293,7 @@ class Listing:
         mask = self.udp_states if c.protocol == UDP else self.tcp_states
         if c.state >= 32 or not mask & (1 << c.state):
             return
-        if o.netns is not None and c.netns != o.netns:
-            return
-        if o.pid is not None and (c.owner is None or c.owner.pid != o.pid):
-            return
+        # -n and -p were the library's to apply (Walker.query).
         if c.owner is None:
             self.ownerless += 1
         self._emit(c.netns, connection_json(c) if o.json else connection_table(c))
@@ -333,8 +337,10 @@ def main(argv: list[str] | None = None) -> int:
             if not o.json:
                 out.write(f"{'NETNS':<10} {'PROTO':<5} {'STATE':<12} {'LOCAL':<23} {'REMOTE':<23} "
                           f"{'PID':>7} {'FD':<5} NAME\n".encode())
-            w.connections(listing.protocols, listing.tcp_states | listing.udp_states,
-                          callback=listing.on_connection)
+            w.query(listing.protocols, listing.tcp_states | listing.udp_states,
+                    pids=None if o.pid is None else [o.pid],
+                    netns=None if o.netns is None else [o.netns], no_owners=o.no_owners,
+                    callback=listing.on_connection)
     except ProcspyError as e:
         error = e
     except OSError:

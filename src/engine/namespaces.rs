@@ -1,0 +1,319 @@
+//! Network namespaces that no listed process is in, found wherever the
+//! kernel keeps them reachable, and how each was reached (to enter it):
+//!
+//! - a thread's own (`TID/ns/net` of each thread of a process with more
+//!   than one), read through that thread as a process is (`TID/net/…`);
+//! - an nsfs bind mount (`ip netns`'s `/run/netns/NAME`) in the mount
+//!   namespace of the lowest pid of each network namespace (its
+//!   `mountinfo`, read once per mount namespace), opened beneath that
+//!   process's root;
+//! - an fd a process holds open on one (seen by the `PID/fd` owner scan);
+//! - a socket a process holds that lives in one (the BPF owner scan reads
+//!   each socket's namespace).
+//!
+//! Such a namespace joins the pass's groups as one entry: a thread's with
+//! the thread's id, the others with a handle (a negative number, never a
+//! pid) naming their way in; its tables are read once like any other's,
+//! and its lines get owners from the host-wide index. One that can't be
+//! entered or read (the mount went away, no `CAP_SYS_ADMIN`, the text
+//! source for a namespace no thread is in) is counted in
+//! `Stats::netns_unreachable`, never an error.
+
+use std::os::fd::OwnedFd;
+
+use nix::errno::Errno;
+use nix::sys::stat::{FileStat, SFlag};
+
+use super::ctx::{Ctx, Groups};
+use super::error::Error;
+use super::stats::Stats;
+use crate::parse::mountinfo::{ns_link, nsfs_mounts};
+use crate::procfs::{HostProc, LINK_MAX, Netns, PidFd, read_all};
+
+/// A `mountinfo` longer than this is not read (a hostile tree).
+const MOUNTINFO_LIMIT: usize = 16 << 20;
+
+/// How a namespace no process is in was reached.
+#[derive(Debug)]
+enum Via {
+    /// An nsfs bind mount at `paths[at..end]` in `pid`'s mount namespace.
+    Mount { pid: i32, at: usize, end: usize },
+    /// The sockets `sockets[at..end]` live in it: the first still open is asked.
+    Socket { at: usize, end: usize },
+    /// Already open and checked: an fd a process holds, or a socket's
+    /// namespace asked of the socket itself.
+    Open(OwnedFd),
+}
+
+/// What a pass found beyond its processes' namespaces, kept from pass to
+/// pass for its buffers.
+#[derive(Debug, Default)]
+pub(super) struct Namespaces {
+    /// Indexed by handle.
+    vias: Vec<Via>,
+    /// Mount points of `Via::Mount`, one after another.
+    paths: Vec<u8>,
+    /// Mount namespaces whose `mountinfo` this pass read, sorted.
+    mnt_seen: Vec<u64>,
+    text: Vec<u8>,
+    path: Vec<u8>,
+    tids: Vec<i32>,
+    /// Sockets the owner scan saw in a namespace other than their holder's:
+    /// (netns, pid, fd, inode).
+    pub sockets: Vec<(u64, i32, i32, u64)>,
+}
+
+/// What the owner scan notices for the namespace search: the nsfs files
+/// among the fds `PID/fd` lists, and the thread count of each process whose
+/// `stat` it reads (which spares those a `stat` of `PID/task`).
+#[derive(Debug, Default)]
+pub(super) struct Noticed {
+    looking: bool,
+    /// nsfs's device, or 0: unknown.
+    dev: u64,
+    /// (inode, pid, fd) of each nsfs fd.
+    found: Vec<(u64, i32, i32)>,
+    /// (pid, threads), sorted once the scan is over.
+    threads: Vec<(i32, u64)>,
+}
+
+impl Namespaces {
+    /// Lets go of the ways in (an fd held would keep its namespace alive).
+    pub fn release(&mut self) {
+        self.vias.clear();
+    }
+}
+
+impl Noticed {
+    /// Called by the owner scan for each process whose `stat` it read.
+    pub fn saw_process(&mut self, pid: i32, threads: u64) {
+        if self.looking {
+            self.threads.push((pid, threads));
+        }
+    }
+
+    /// Called by the owner scan for each fd that is not a socket.
+    pub fn saw(&mut self, st: &FileStat, pid: i32, fd: i32) {
+        if self.looking
+            && self.dev != 0
+            && st.st_dev == self.dev
+            && SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFREG
+        {
+            self.found.push((st.st_ino, pid, fd));
+        }
+    }
+}
+
+/// The handle of `vias[i]` in a group entry.
+fn handle(i: usize) -> i32 {
+    -1 - i32::try_from(i).unwrap_or(i32::MAX - 1)
+}
+
+/// Which of `vias` a group entry's "pid" names, if it names one.
+pub(super) fn via_of(pid: i32) -> Option<usize> {
+    (pid < 0).then(|| usize::try_from(-1 - i64::from(pid)).unwrap_or(usize::MAX))
+}
+
+/// What to look for.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Look {
+    pub threads: bool,
+    pub mounts: bool,
+}
+
+impl Ctx {
+    /// Starts noticing, in the coming owner scan, what the search wants.
+    pub(super) fn look_for_nsfs_fds(&self, groups: &[(u64, i32)], fds: &mut Noticed) {
+        fds.found.clear();
+        fds.threads.clear();
+        fds.looking = true;
+        fds.dev = groups.iter().find_map(|&(_, pid)| self.root.stat(pid, b"ns/net").ok()).map_or(0, |st| st.st_dev);
+    }
+
+    /// Adds to `groups` (the processes' entries, sorted) one entry per
+    /// namespace found beyond them, then sorts it again. `fds` and
+    /// `found.sockets` hold what the owner scan saw.
+    pub(super) fn discover(
+        &self,
+        groups: &mut Groups,
+        dents: &mut [u8],
+        found: &mut Namespaces,
+        fds: &mut Noticed,
+        look: Look,
+        stats: &mut Stats,
+    ) -> Result<(), Error> {
+        fds.looking = false;
+        fds.threads.sort_unstable();
+        found.release();
+        found.paths.clear();
+        found.mnt_seen.clear();
+        let procs = groups.len();
+        let known = |groups: &[(u64, i32)], ns: u64| {
+            groups[..procs].binary_search_by_key(&ns, |g| g.0).is_ok() || groups[procs..].iter().any(|g| g.0 == ns)
+        };
+        let mut link = [0u8; LINK_MAX];
+        for i in 0..procs {
+            let (netns, pid) = groups[i];
+            if self.stop.is_set() {
+                return Err(Error::Stopped);
+            }
+            let threads = || match fds.threads.binary_search_by_key(&pid, |t| t.0) {
+                Ok(at) => Ok(fds.threads[at].1),
+                Err(_) => self.root.thread_count(pid),
+            };
+            if look.threads && threads().is_ok_and(|n| n > 1) {
+                found.tids.clear();
+                if self.root.list_threads(pid, dents, &mut found.tids).is_ok() {
+                    for &tid in &found.tids {
+                        match self.netns(tid) {
+                            Ok(ns) if ns != netns && !known(groups, ns) => groups.push((ns, tid)),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            // One process per network namespace is asked its mount namespace
+            // (its lowest pid): a `readlink` per process would cost a pass
+            // some 7% more, for mounts that nearly always propagate from one
+            // mount namespace to the others.
+            if !look.mounts || (i > 0 && groups[i - 1].0 == netns) {
+                continue;
+            }
+            let Some(mnt) = self.root.read_link(pid, b"ns/mnt", &mut link).ok().and_then(|l| ns_link(l, b"mnt")) else {
+                continue;
+            };
+            let Err(at) = found.mnt_seen.binary_search(&mnt) else { continue };
+            found.mnt_seen.insert(at, mnt);
+            let Ok(file) = self.root.open_file(pid, b"mountinfo") else { continue };
+            let Ok(len) = read_all(std::os::fd::AsFd::as_fd(&file), &mut found.text, MOUNTINFO_LIMIT) else {
+                continue;
+            };
+            let Namespaces { vias, paths, text, path, .. } = found;
+            nsfs_mounts(&text[..len], path, |ns, point| {
+                if !known(groups, ns) {
+                    let at = paths.len();
+                    paths.extend_from_slice(point);
+                    groups.push((ns, handle(vias.len())));
+                    vias.push(Via::Mount { pid, at, end: paths.len() });
+                }
+            });
+        }
+        // An fd's link names a namespace opened through a bind mount by its
+        // path: the file itself tells its type.
+        let host = if fds.found.is_empty() { None } else { HostProc::open().ok() };
+        for &(ino, pid, fd) in fds.found.iter().filter(|_| host.is_some()) {
+            if known(groups, ino) {
+                continue;
+            }
+            let checked = self
+                .root
+                .open_fd_path(pid, fd)
+                .and_then(|f| host.as_ref().map_or(Ok(None), |h| h.net_namespace(f, ino)));
+            if let Ok(Some(ns)) = checked {
+                groups.push((ino, handle(found.vias.len())));
+                found.vias.push(Via::Open(ns.into_fd()));
+            }
+        }
+        found.sockets.sort_unstable();
+        let mut at = 0;
+        for same in found.sockets.chunk_by(|a, b| a.0 == b.0) {
+            let ns = same[0].0;
+            if !known(groups, ns) {
+                groups.push((ns, handle(found.vias.len())));
+                found.vias.push(Via::Socket { at, end: at + same.len() });
+            }
+            at += same.len();
+        }
+        let extra = (groups.len() - procs) as u64;
+        stats.namespaces += extra;
+        stats.netns_found += extra;
+        groups.sort_unstable();
+        Ok(())
+    }
+
+    /// Whether any process, or any namespace `discover` finds from them
+    /// (the fds aside), is namespace `netns`: a full grouping, for the rare
+    /// query that needs to know.
+    pub(super) fn namespace_exists(&self, netns: u64, dents: &mut [u8]) -> Result<bool, Error> {
+        let mut pids = Vec::new();
+        self.root.list_pids(dents, &mut pids).map_err(|e| Error::io(&self.root_path, e))?;
+        let mut groups: Vec<(u64, i32)> = pids.iter().filter_map(|&pid| Some((self.netns(pid).ok()?, pid))).collect();
+        groups.sort_unstable();
+        if groups.binary_search_by_key(&netns, |g| g.0).is_ok() {
+            return Ok(true);
+        }
+        let (mut found, mut fds, mut scratch) = (Namespaces::default(), Noticed::default(), Stats::default());
+        let look = Look { threads: true, mounts: true };
+        self.discover(&mut groups, dents, &mut found, &mut fds, look, &mut scratch)?;
+        Ok(groups.binary_search_by_key(&netns, |g| g.0).is_ok())
+    }
+
+    /// Adds namespace `netns`, already open (`fd`), to `groups` unless it
+    /// is there; keeps `groups` sorted.
+    pub(super) fn add_open_namespace(
+        &self,
+        groups: &mut Groups,
+        found: &mut Namespaces,
+        netns: u64,
+        fd: OwnedFd,
+        stats: &mut Stats,
+    ) {
+        let at = groups.partition_point(|g| g.0 < netns);
+        if groups.get(at).is_some_and(|g| g.0 == netns) {
+            return;
+        }
+        groups.insert(at, (netns, handle(found.vias.len())));
+        found.vias.push(Via::Open(fd));
+        stats.namespaces += 1;
+        stats.netns_found += 1;
+    }
+
+    /// The namespace of a group entry that names a way in (`via_of`), to
+    /// enter, checked as a pid's is (nsfs, inode `netns`); `None`, counted
+    /// as unreachable, where that way is gone (the mount was removed, the
+    /// fd closed, or it now leads elsewhere).
+    pub(super) fn enter_found(
+        &self,
+        host: &HostProc,
+        found: &Namespaces,
+        i: usize,
+        netns: u64,
+        stats: &mut Stats,
+    ) -> Result<Option<Netns>, Errno> {
+        let opened = match found.vias.get(i) {
+            Some(&Via::Mount { pid, at, end }) => self.root.open_mount_point(pid, &found.paths[at..end]),
+            // Any of them may have been closed since (a netlink socket of a dump).
+            Some(&Via::Socket { at, end }) => found.sockets[at..end]
+                .iter()
+                .map(|&(_, pid, fd, inode)| PidFd::open(pid).and_then(|p| p.socket(fd, inode)?.netns()))
+                .find(Result::is_ok)
+                .unwrap_or(Err(Errno::ESTALE)),
+            Some(Via::Open(fd)) => fd.try_clone().map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0))),
+            None => Err(Errno::ENOENT),
+        };
+        let checked = match opened {
+            Ok(fd) => host.netns(fd, netns),
+            Err(Errno::ENOENT | Errno::ESRCH | Errno::ESTALE | Errno::EBADF | Errno::ENOTDIR) => Ok(None),
+            Err(e) => Err(e),
+        };
+        if matches!(checked, Ok(None)) {
+            stats.netns_unreachable += 1;
+        }
+        checked
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_are_never_pids() {
+        for i in [0, 1, 77, i32::MAX as usize - 1] {
+            assert!(handle(i) < 0);
+            assert_eq!(via_of(handle(i)), Some(i));
+        }
+        assert_eq!(via_of(1), None);
+        assert_eq!(via_of(0), None);
+    }
+}

@@ -1,0 +1,200 @@
+//! Network namespaces no process is in, found where the kernel keeps them
+//! reachable, each listed once with the right owners: one made by `ip netns
+//! add` whose sockets a process made there through `setns` before going
+//! back; one held only by an open fd; one only a thread is in. And, with a
+//! fake proc tree, a bind mount that is gone by the time it is entered:
+//! skipped and counted, never an error.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::ops::ControlFlow;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::process::{Child, Command, Stdio};
+
+use common::fake::FakeRoot;
+use procspy::{OwnerScan, Protocols, Query, Source, Stats, Walker};
+
+const NSHOLDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/nsholder.py");
+
+/// A namespace made by `ip netns add`, deleted on drop.
+struct IpNetns {
+    name: String,
+    inode: u64,
+}
+
+impl IpNetns {
+    fn add(tag: &str) -> IpNetns {
+        let name = format!("procspy-t-{tag}-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "delete", &name]).stderr(Stdio::null()).status();
+        assert!(Command::new("ip").args(["netns", "add", &name]).status().unwrap().success(), "ip netns add");
+        let inode = std::fs::metadata(format!("/run/netns/{name}")).unwrap().ino();
+        IpNetns { name, inode }
+    }
+
+    fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
+    }
+
+    /// Removes the mount: the namespace lives on only while something holds it.
+    fn delete(&self) {
+        assert!(Command::new("ip").args(["netns", "delete", &self.name]).status().unwrap().success());
+    }
+}
+
+impl Drop for IpNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "delete", &self.name]).stderr(Stdio::null()).status();
+    }
+}
+
+/// nsholder.py: (fd, inode) of its sockets, the extra line ("nsfd"/"tid") if any.
+struct NsHolder {
+    child: Child,
+    pid: i32,
+    socks: Vec<(i32, u64)>,
+    extra: Option<i64>,
+}
+
+impl NsHolder {
+    fn start(mode: &str, nsfile: &str) -> NsHolder {
+        let mut child = Command::new("python3")
+            .args([NSHOLDER, mode, nsfile])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let (mut socks, mut extra) = (Vec::new(), None);
+        for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+            let line = line.unwrap();
+            let f: Vec<&str> = line.split(' ').collect();
+            match f[0] {
+                "ready" => break,
+                "nsfd" | "tid" => extra = Some(f[1].parse().unwrap()),
+                _ => socks.push((f[0].parse().unwrap(), f[1].parse().unwrap())),
+            }
+        }
+        assert_eq!(socks.len(), 4, "nsholder {mode} did not get ready");
+        NsHolder { child, pid, socks, extra }
+    }
+}
+
+impl Drop for NsHolder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A line: its inode and its owner's (pid, fd).
+type Line = (u64, Option<(i32, i32)>);
+
+/// Every line of namespace `netns`, and the stats.
+fn lines_of(w: &Walker, netns: u64, query: &Query<'_>) -> (Vec<Line>, Stats) {
+    let mut stats = Stats::default();
+    let mut got = Vec::new();
+    let both = Protocols { tcp: true, udp: true };
+    w.query(None, query, both, u32::MAX, &mut stats, &mut |c| {
+        if c.netns == netns {
+            got.push((c.conn.inode, c.owner.map(|o| (o.pid, o.fd))));
+        }
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    got.sort();
+    (got, stats)
+}
+
+/// What the holder's sockets should give: each its line, owned by it.
+fn expected(h: &NsHolder) -> Vec<Line> {
+    let mut want: Vec<_> = h.socks.iter().map(|&(fd, inode)| (inode, Some((h.pid, fd)))).collect();
+    want.sort();
+    want
+}
+
+/// Every owner scan and source this kernel should run, and whether that
+/// combination can read the namespace at all (`text`: only where a thread
+/// is in it).
+fn check_listed(h: &NsHolder, netns: u64, text_reaches: bool, why: &str) {
+    for scan in [OwnerScan::Proc, OwnerScan::Auto] {
+        for source in [Source::Auto, Source::Netlink, Source::Text] {
+            let w = Walker::new(None).unwrap();
+            w.set_owner_scan(scan);
+            w.set_source(source);
+            let (got, stats) = lines_of(&w, netns, &Query::default());
+            if source == Source::Text && !text_reaches {
+                assert!(got.is_empty(), "{why} {scan:?}/{source:?}: {got:?}");
+                assert!(stats.netns_unreachable >= 1, "{why} {scan:?}/{source:?}: not counted: {stats:?}");
+                continue;
+            }
+            assert_eq!(got, expected(h), "{why}, owners {scan:?}, source {source:?}: {stats:?}");
+            assert!(stats.netns_found >= 1, "{stats:?}");
+            // Without the search, only namespaces a process is in are listed.
+            let before = Query { process_namespaces_only: true, ..Query::default() };
+            assert!(lines_of(&w, netns, &before).0.is_empty(), "{why}: listed without looking");
+        }
+    }
+}
+
+#[test]
+fn ip_netns_namespace_with_sockets_made_through_setns() {
+    let ns = IpNetns::add("setns");
+    let h = NsHolder::start("setns", &ns.path());
+    assert_ne!(std::fs::metadata(format!("/proc/{}/ns/net", h.pid)).unwrap().ino(), ns.inode);
+    check_listed(&h, ns.inode, false, "ip netns + setns and back");
+}
+
+#[test]
+fn namespace_held_only_by_an_open_fd() {
+    let ns = IpNetns::add("fd");
+    let h = NsHolder::start("fd", &ns.path());
+    let fd = h.extra.expect("the holder's namespace fd");
+    ns.delete();
+    // Opened by its path, the fd's link names no namespace: the file itself does.
+    assert_eq!(std::fs::metadata(format!("/proc/{}/fd/{fd}", h.pid)).unwrap().ino(), ns.inode);
+    check_listed(&h, ns.inode, false, "held by an fd");
+}
+
+#[test]
+fn namespace_only_a_thread_is_in() {
+    let ns = IpNetns::add("thread");
+    let h = NsHolder::start("thread", &ns.path());
+    let tid = h.extra.expect("the thread's id");
+    ns.delete();
+    assert_eq!(std::fs::metadata(format!("/proc/{}/task/{tid}/ns/net", h.pid)).unwrap().ino(), ns.inode);
+    check_listed(&h, ns.inode, true, "a thread's");
+}
+
+/// A fake tree whose process's mountinfo names nsfs mounts that are gone
+/// (nothing there, or the empty file a removed bind mount leaves): each is
+/// skipped and counted, and the pass succeeds.
+#[test]
+fn a_bind_mount_gone_before_it_is_entered_is_skipped_and_counted() {
+    let f = FakeRoot::new("nsmount");
+    let me = std::process::id() as i32;
+    f.pid(7, me, &[], b"seven");
+    f.link("7/ns/mnt", "mnt:[4026531841]");
+    f.dir("7/root/run/netns");
+    f.file("7/root/run/netns/left", b"");
+    f.file(
+        "7/mountinfo",
+        b"540 25 0:4 net:[4026599001] /run/netns/gone rw shared:5 - nsfs nsfs rw\n\
+          541 25 0:4 net:[4026599002] /run/netns/left rw shared:5 - nsfs nsfs rw\n\
+          542 25 0:4 net:[4026599003] /../../etc/passwd rw - nsfs nsfs rw\n",
+    );
+    let w = Walker::new(Some(f.path.as_os_str().as_bytes())).unwrap();
+    for source in [Source::Auto, Source::Netlink, Source::Text] {
+        w.set_source(source);
+        let mut stats = Stats::default();
+        let mut got = 0;
+        let both = Protocols { tcp: true, udp: true };
+        let r = w.connections(None, both, u32::MAX, &mut stats, &mut |c| {
+            got += u64::from(c.netns > 4026599000);
+            ControlFlow::Continue(())
+        });
+        assert_eq!(r, Ok(()), "{source:?}: {stats:?}");
+        assert_eq!((got, stats.netns_found, stats.netns_unreachable), (0, 3, 3), "{source:?}: {stats:?}");
+    }
+}
