@@ -138,6 +138,8 @@ int h_conn_cb(void *userdata, const procspy_connection *c);
 void h_conns_free(struct h_conns *r);
 /* The record of (netns, inode), or NULL; counts duplicates into *dups. */
 const struct h_conn *h_conns_find(const struct h_conns *r, uint64_t netns, uint64_t inode, size_t *count);
+/* Two deliveries of one socket say the same of it and of its owner. */
+void h_same_conn(const struct h_conn *a, const struct h_conn *b);
 /* The first record with these ports in netns (0: any) and state (0: any), or NULL. */
 const struct h_conn *h_conns_by_port(const struct h_conns *r, uint64_t netns, uint16_t lport, uint16_t rport,
                                      uint8_t state);

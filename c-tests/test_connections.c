@@ -192,28 +192,6 @@ void test_conn_all_fields(void)
     all_fields(PROCSPY_SOURCE_AUTO);
 }
 
-/* Two deliveries of one socket say the same of it and of its owner. */
-static void same_record(const struct h_conn *a, const struct h_conn *b)
-{
-    CHECK_EQ(a->c.protocol, b->c.protocol);
-    CHECK_EQ(a->c.family, b->c.family);
-    CHECK_EQ(a->c.state, b->c.state);
-    CHECK_MEM(a->c.local_addr, 16, b->c.local_addr, 16);
-    CHECK_MEM(a->c.remote_addr, 16, b->c.remote_addr, 16);
-    CHECK_EQ(a->c.local_port, b->c.local_port);
-    CHECK_EQ(a->c.remote_port, b->c.remote_port);
-    CHECK_EQ(a->c.uid, b->c.uid);
-    CHECK_EQ(a->has_owner, b->has_owner);
-    if (!a->has_owner || !b->has_owner)
-        return;
-    CHECK_EQ(a->owner.pid, b->owner.pid);
-    CHECK_EQ(a->owner.fd, b->owner.fd);
-    CHECK_EQ(a->owner.inode, b->owner.inode);
-    CHECK_EQ(a->owner.netns, b->owner.netns);
-    CHECK_EQ(a->owner.start_time, b->owner.start_time);
-    CHECK(a->owner_name && b->owner_name && strcmp(a->owner_name, b->owner_name) == 0);
-}
-
 /* In the children's namespaces, `b` lists each record of `a` once, the
  * same, and nothing else; returns how many of them have an owner. */
 static size_t same_children_records(const struct h_fixture *fx, const struct h_conns *a, const struct h_conns *b)
@@ -232,7 +210,7 @@ static size_t same_children_records(const struct h_fixture *fx, const struct h_c
             if (!CHECK(y != NULL) || !CHECK_EQ(n, 1))
                 continue;
             owned += x->has_owner != 0;
-            same_record(x, y);
+            h_same_conn(x, y);
         }
     }
     return owned;

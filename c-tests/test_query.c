@@ -84,19 +84,7 @@ static int same_records(const struct h_conns *a, const struct h_conns *b)
             continue;
         if (!CHECK(y != NULL) || !CHECK_EQ(dups, 1))
             return 0;
-        CHECK_EQ(x->c.state, y->c.state);
-        CHECK_EQ(x->c.protocol, y->c.protocol);
-        CHECK_EQ(x->c.family, y->c.family);
-        CHECK_EQ(x->c.local_port, y->c.local_port);
-        CHECK_EQ(x->c.remote_port, y->c.remote_port);
-        CHECK_MEM(x->c.local_addr, 16, y->c.local_addr, 16);
-        CHECK_MEM(x->c.remote_addr, 16, y->c.remote_addr, 16);
-        CHECK_EQ(x->c.uid, y->c.uid);
-        CHECK_EQ(x->has_owner, y->has_owner);
-        if (x->has_owner && y->has_owner) {
-            CHECK_EQ(x->owner.pid, y->owner.pid);
-            CHECK_EQ(x->owner.fd, y->owner.fd);
-        }
+        h_same_conn(x, y);
     }
     return 1;
 }
@@ -108,8 +96,12 @@ static void pick(const struct h_conns *all, struct h_conns *out, int (*keep)(con
     size_t i;
     for (i = 0; i < all->n; i++) {
         procspy_connection c = all->v[i].c;
+        procspy_socket o = all->v[i].owner;
         if (keep(&all->v[i], arg)) {
-            c.owner = all->v[i].has_owner ? &all->v[i].owner : NULL;
+            /* The name the record lent is gone: lend the copy kept of it. */
+            o.name = all->v[i].owner_name;
+            o.name_len = o.name ? strlen(o.name) : 0;
+            c.owner = all->v[i].has_owner ? &o : NULL;
             h_conn_cb(out, &c);
         }
     }

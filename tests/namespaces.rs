@@ -138,33 +138,41 @@ fn check_listed(h: &NsHolder, netns: u64, text_reaches: bool, why: &str) {
     }
 }
 
+/// A holder of `mode` (nsholder.py) whose sockets live in a new `ip netns`
+/// namespace, which then loses its name where `delete` says; `path` is the
+/// proc file that should then lead to it (`{pid}` and `{extra}` filled in),
+/// if any; then the namespace is listed as `check_listed` says.
+fn listed_through(mode: &str, delete: bool, path: Option<&str>, text_reaches: bool, why: &str) {
+    let ns = IpNetns::add(mode);
+    let h = NsHolder::start(mode, &ns.path());
+    if delete {
+        ns.delete();
+    }
+    match path {
+        Some(p) => {
+            let extra = h.extra.unwrap_or_else(|| panic!("{why}: the holder's {mode} id"));
+            let p = p.replace("{pid}", &h.pid.to_string()).replace("{extra}", &extra.to_string());
+            assert_eq!(std::fs::metadata(p).unwrap().ino(), ns.inode, "{why}");
+        }
+        None => assert_ne!(std::fs::metadata(format!("/proc/{}/ns/net", h.pid)).unwrap().ino(), ns.inode),
+    }
+    check_listed(&h, ns.inode, text_reaches, why);
+}
+
 #[test]
 fn ip_netns_namespace_with_sockets_made_through_setns() {
-    let ns = IpNetns::add("setns");
-    let h = NsHolder::start("setns", &ns.path());
-    assert_ne!(std::fs::metadata(format!("/proc/{}/ns/net", h.pid)).unwrap().ino(), ns.inode);
-    check_listed(&h, ns.inode, false, "ip netns + setns and back");
+    listed_through("setns", false, None, false, "ip netns + setns and back");
 }
 
 #[test]
 fn namespace_held_only_by_an_open_fd() {
-    let ns = IpNetns::add("fd");
-    let h = NsHolder::start("fd", &ns.path());
-    let fd = h.extra.expect("the holder's namespace fd");
-    ns.delete();
     // Opened by its path, the fd's link names no namespace: the file itself does.
-    assert_eq!(std::fs::metadata(format!("/proc/{}/fd/{fd}", h.pid)).unwrap().ino(), ns.inode);
-    check_listed(&h, ns.inode, false, "held by an fd");
+    listed_through("fd", true, Some("/proc/{pid}/fd/{extra}"), false, "held by an fd");
 }
 
 #[test]
 fn namespace_only_a_thread_is_in() {
-    let ns = IpNetns::add("thread");
-    let h = NsHolder::start("thread", &ns.path());
-    let tid = h.extra.expect("the thread's id");
-    ns.delete();
-    assert_eq!(std::fs::metadata(format!("/proc/{}/task/{tid}/ns/net", h.pid)).unwrap().ino(), ns.inode);
-    check_listed(&h, ns.inode, true, "a thread's");
+    listed_through("thread", true, Some("/proc/{pid}/task/{extra}/ns/net"), true, "a thread's");
 }
 
 /// A fake tree whose process's mountinfo names nsfs mounts that are gone

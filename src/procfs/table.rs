@@ -175,26 +175,33 @@ mod tests {
         }
     }
 
+    /// `files` appended in turn to a buffer of `cap` bytes, the spill `spill`
+    /// bytes, with a mark taken before the file at `mark_at`: the buffer's
+    /// content and its count once rolled back to that mark (if any).
+    fn appended(cap: usize, spill: usize, files: &[&[u8]], mark_at: Option<usize>) -> (Vec<u8>, u64) {
+        let mut mem = vec![MaybeUninit::new(0u8); cap];
+        let mut t = TableBuf::new(&mut mem);
+        let mut spill = vec![0u8; spill];
+        let mut mark = None;
+        for (i, f) in files.iter().enumerate() {
+            if mark_at == Some(i) {
+                mark = Some(t.mark());
+            }
+            t.append_file(file_with(f).as_fd(), &mut spill).unwrap();
+        }
+        if let Some(m) = mark {
+            t.reset_to(m);
+        }
+        (t.filled().to_vec(), t.needed())
+    }
+
     #[test]
     fn a_later_small_file_does_not_follow_one_that_overflowed() {
-        let mut mem = vec![MaybeUninit::new(0u8); 4];
-        let mut t = TableBuf::new(&mut mem);
-        let mut spill = [0u8; 2];
-        t.append_file(file_with(b"toolong").as_fd(), &mut spill).unwrap();
-        t.append_file(file_with(b"ab").as_fd(), &mut spill).unwrap();
-        assert_eq!(t.filled(), b"");
-        assert_eq!(t.needed(), 9);
+        assert_eq!(appended(4, 2, &[b"toolong", b"ab"], None), (vec![], 9));
     }
 
     #[test]
     fn rollback_to_mark() {
-        let mut mem = vec![MaybeUninit::new(0u8); 64];
-        let mut t = TableBuf::new(&mut mem);
-        let mut spill = [0u8; 8];
-        t.append_file(file_with(b"keep\n").as_fd(), &mut spill).unwrap();
-        let m = t.mark();
-        t.append_file(file_with(b"drop\n").as_fd(), &mut spill).unwrap();
-        t.reset_to(m);
-        assert_eq!((t.filled(), t.needed()), (&b"keep\n"[..], 5));
+        assert_eq!(appended(64, 8, &[b"keep\n", b"drop\n"], Some(1)), (b"keep\n".to_vec(), 5));
     }
 }
