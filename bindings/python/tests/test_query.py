@@ -2,34 +2,23 @@
 namespace's lines without owners, and bad input refused (never "all")."""
 
 import os
-import socket
 import subprocess
 import unittest
+
+from test_procspy import Sockets
 
 from procspy import TCP, UDP, ProcspyError, Status, Walker
 
 
-def own_sockets():
-    lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    lst.bind(("127.0.0.1", 0))
-    lst.listen(4)
-    cli = socket.create_connection(lst.getsockname())
-    srv, _ = lst.accept()
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", 0))
-    return [lst, cli, srv, udp]
-
-
 class QueryTest(unittest.TestCase):
     def setUp(self):
-        self.socks = own_sockets()
-        self.inodes = {os.fstat(s.fileno()).st_ino for s in self.socks}
+        self.socks = Sockets()
+        self.inodes = {os.fstat(s.fileno()).st_ino for s in self.socks.all}
         self.walker = Walker()
 
     def tearDown(self):
         self.walker.close()
-        for s in self.socks:
-            s.close()
+        self.socks.close()
 
     def test_one_pid(self):
         me = os.getpid()
