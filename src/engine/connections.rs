@@ -4,15 +4,13 @@
 
 use std::ops::ControlFlow;
 
-use super::ctx::{Ctx, Groups};
+use super::ctx::Ctx;
 use super::error::Error;
-use super::namespaces::Namespaces;
-use super::owners::{OwnerAt, OwnerScan, Owners, Scan, Socket};
-use super::query::{Query, Scope, Told};
+use super::owners::{OwnerAt, OwnerScan, Socket};
+use super::query::{Pass, Query, Told};
 use super::stats::Stats;
 use super::tables::{
-    Accounted, Ahead, Listed, Namespace, Netlink, Protocols, Sink, Source, TCP, TCP6, Table, TableSource, Text, UDP,
-    UDP6,
+    Accounted, Listed, Namespace, Netlink, Protocols, Sink, Source, TCP, TCP6, Table, TableSource, Text, UDP, UDP6,
 };
 use crate::parse::kernel::Protocol;
 use crate::parse::tcp::{Conn, Dedup, parse_table};
@@ -54,31 +52,6 @@ impl Plan {
         let udp: &[Table] = if protocols.udp { &[UDP, UDP6] } else { &[] };
         Ok(Plan { protocols, state_mask, source, owner_scan, tcp, udp })
     }
-}
-
-/// A pass's buffers, kept from pass to pass so a warm one allocates nothing.
-#[derive(Debug, Default)]
-pub(super) struct Pass {
-    pub pids: Vec<i32>,
-    /// (netns, pid), sorted: each namespace's pids are contiguous. An
-    /// entry for a namespace no listed process is in names its way in
-    /// instead of a pid (`namespaces::via_of`).
-    pub groups: Groups,
-    pub scan: Scan,
-    pub owners: Owners,
-    /// Namespaces found beyond the processes', and how to reach them.
-    pub found: Namespaces,
-    /// The pass's query, as it applies.
-    pub scope: Scope,
-    /// The walker's own table scratch, for callers that lend none.
-    tables: Vec<u8>,
-    /// Netlink replies land here.
-    diag: Vec<u8>,
-    dedup: Dedup,
-    /// `net/sockstat` and `net/sockstat6` of one namespace.
-    sockstat: [Vec<u8>; 2],
-    /// Netlink sockets made ahead of their dumps; none outlives a pass.
-    ahead: Vec<Ahead>,
 }
 
 /// The connections pass: every line `query` asks for of the planned

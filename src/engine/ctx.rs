@@ -1,8 +1,7 @@
 //! What every part of a pass reads and nothing else: the proc root and its
 //! probes, the stop, the pacing, and which process is walking. The owner
 //! scans and the table sources take a `Ctx`, never the `Walker`, so the
-//! engine's modules depend one way: walker, then changes, then
-//! connections, then owners and tables, then this.
+//! engine's modules depend one way, down to this (see `engine`).
 
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -13,11 +12,10 @@ use nix::errno::Errno;
 use nix::sys::stat::{FileStat, SFlag};
 
 use super::error::Error;
-use super::namespaces::{Namespaces, via_of};
 use super::pace::{Stop, Ticker};
 use super::stats::Stats;
 use crate::parse::stat::parse_stat;
-use crate::procfs::{self, HostProc, Netns, ProcRoot};
+use crate::procfs::{self, ProcRoot};
 
 /// A `stat` file longer than this is not a process's (a hostile tree).
 const STAT_LIMIT: usize = 4 << 20;
@@ -147,44 +145,6 @@ impl Ctx {
         groups.sort_unstable();
         stats.namespaces = groups.chunk_by(|a, b| a.0 == b.0).count() as u64;
         Ok(())
-    }
-
-    /// The namespace `group` was keyed by, to enter through the first of its
-    /// pids whose `ns/net` is that namespace. A pid whose file is anything
-    /// else (the pid was reused, or it is no namespace at all) is skipped
-    /// and counted. `None`: no pid leads there any more. An entry that
-    /// names a way in instead of a pid (`namespaces::via_of`) is entered
-    /// that way.
-    pub fn netns_of_group(
-        &self,
-        host: &HostProc,
-        group: &Group,
-        found: &Namespaces,
-        stats: &mut Stats,
-    ) -> Result<Option<Netns>, Errno> {
-        if let Some(i) = via_of(group[0].1) {
-            return self.enter_found(host, found, i, group[0].0, stats);
-        }
-        if !self.has_ns_files() {
-            // Before Linux 3.8: no namespace file to enter.
-            return Err(Errno::ENOENT);
-        }
-        let mut last = Errno::ENOENT;
-        for &(netns, pid) in group {
-            match self.root.open_netns(pid).and_then(|fd| host.netns(fd, netns)) {
-                Ok(Some(ns)) => return Ok(Some(ns)),
-                Ok(None) => {
-                    stats.skipped += 1;
-                    stats.netns_mismatch += 1;
-                }
-                Err(Errno::ENOENT | Errno::ESRCH) => {}
-                Err(e) => last = e,
-            }
-        }
-        match last {
-            Errno::ENOENT => Ok(None),
-            e => Err(e),
-        }
     }
 
     /// Reads `pid`'s name into `name` (NUL-terminated) and returns its

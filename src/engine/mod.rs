@@ -2,8 +2,9 @@
 //! `Result<_, Error>`. Knows nothing of C.
 //!
 //! Modules depend one way: `walker` (the API and its lock) over `changes`
-//! over `connections` (one pass) over `owners` and `tables`, all over
-//! `ctx` (what a pass reads: the root, the stop, the pacing).
+//! over `connections` (one pass) over `query` (what a pass is asked and
+//! keeps) over `tables` over `owners` over `namespaces`, all over `ctx`
+//! (what a pass reads: the root, the stop, the pacing).
 #![forbid(unsafe_code)]
 
 mod changes;

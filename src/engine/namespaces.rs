@@ -24,7 +24,7 @@ use std::os::fd::OwnedFd;
 use nix::errno::Errno;
 use nix::sys::stat::{FileStat, SFlag};
 
-use super::ctx::{Ctx, Groups};
+use super::ctx::{Ctx, Group, Groups};
 use super::error::Error;
 use super::stats::Stats;
 use crate::parse::mountinfo::{ns_link, nsfs_mounts};
@@ -122,6 +122,44 @@ pub(super) struct Look {
 }
 
 impl Ctx {
+    /// The namespace `group` was keyed by, to enter through the first of its
+    /// pids whose `ns/net` is that namespace. A pid whose file is anything
+    /// else (the pid was reused, or it is no namespace at all) is skipped
+    /// and counted. `None`: no pid leads there any more. An entry that
+    /// names a way in instead of a pid (`namespaces::via_of`) is entered
+    /// that way.
+    pub fn netns_of_group(
+        &self,
+        host: &HostProc,
+        group: &Group,
+        found: &Namespaces,
+        stats: &mut Stats,
+    ) -> Result<Option<Netns>, Errno> {
+        if let Some(i) = via_of(group[0].1) {
+            return self.enter_found(host, found, i, group[0].0, stats);
+        }
+        if !self.has_ns_files() {
+            // Before Linux 3.8: no namespace file to enter.
+            return Err(Errno::ENOENT);
+        }
+        let mut last = Errno::ENOENT;
+        for &(netns, pid) in group {
+            match self.root.open_netns(pid).and_then(|fd| host.netns(fd, netns)) {
+                Ok(Some(ns)) => return Ok(Some(ns)),
+                Ok(None) => {
+                    stats.skipped += 1;
+                    stats.netns_mismatch += 1;
+                }
+                Err(Errno::ENOENT | Errno::ESRCH) => {}
+                Err(e) => last = e,
+            }
+        }
+        match last {
+            Errno::ENOENT => Ok(None),
+            e => Err(e),
+        }
+    }
+
     /// Starts noticing, in the coming owner scan, what the search wants.
     pub(super) fn look_for_nsfs_fds(&self, groups: &[(u64, i32)], fds: &mut Noticed) {
         fds.found.clear();

@@ -17,13 +17,14 @@ use std::os::fd::AsFd;
 
 use nix::errno::Errno;
 
-use super::connections::Pass;
-use super::ctx::Ctx;
+use super::ctx::{Ctx, Groups};
 use super::error::Error;
 use super::namespaces::Look;
-use super::owners::{Held, OwnerScan};
+use super::namespaces::Namespaces;
+use super::owners::{Held, OwnerScan, Owners, Scan};
 use super::stats::Stats;
-use super::tables::{Listed, Namespace, Sink, TableSource, offer_held};
+use super::tables::{Ahead, Listed, Namespace, Sink, TableSource, offer_held};
+use crate::parse::tcp::Dedup;
 use crate::procfs::{PidFd, same_fd_table};
 
 /// What a query asks for; `Query::default()` is every connection, as
@@ -103,6 +104,31 @@ impl Scope {
         let lo = direct.partition_point(|h| h.netns < netns);
         Some(&direct[lo..lo + direct[lo..].partition_point(|h| h.netns == netns)])
     }
+}
+
+/// A pass's buffers, kept from pass to pass so a warm one allocates nothing.
+#[derive(Debug, Default)]
+pub(super) struct Pass {
+    pub pids: Vec<i32>,
+    /// (netns, pid), sorted: each namespace's pids are contiguous. An
+    /// entry for a namespace no listed process is in names its way in
+    /// instead of a pid (`namespaces::via_of`).
+    pub groups: Groups,
+    pub scan: Scan,
+    pub owners: Owners,
+    /// Namespaces found beyond the processes', and how to reach them.
+    pub found: Namespaces,
+    /// The pass's query, as it applies.
+    pub scope: Scope,
+    /// The walker's own table scratch, for callers that lend none.
+    pub tables: Vec<u8>,
+    /// Netlink replies land here.
+    pub diag: Vec<u8>,
+    pub dedup: Dedup,
+    /// `net/sockstat` and `net/sockstat6` of one namespace.
+    pub sockstat: [Vec<u8>; 2],
+    /// Netlink sockets made ahead of their dumps; none outlives a pass.
+    pub ahead: Vec<Ahead>,
 }
 
 impl Pass {

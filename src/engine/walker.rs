@@ -9,11 +9,12 @@ use std::sync::{Arc, Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
 use super::changes::{self, Change, ChangeState};
-use super::connections::{self, Connection, Pass, Plan};
+use super::connections::{self, Connection, Plan};
 use super::ctx::Ctx;
 use super::error::Error;
 use super::owners::{OwnerScan, Socket, scan_group};
 use super::pace::Stop;
+use super::query::Pass;
 use super::query::Query;
 use super::stats::Stats;
 use super::tables::{Protocols, Source, TCP, TCP6, append_tables, read_group_tables};
