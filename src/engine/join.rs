@@ -79,6 +79,9 @@ pub(super) struct JoinState {
     pub(super) found: Namespaces,
     /// The pass's query, as the join applies it.
     pub(super) scope: Scope,
+    /// Inodes of the lines delivered, where the sockets no table listed are
+    /// asked their namespace (`find_by_sockets`).
+    delivered: Vec<u64>,
 }
 
 /// A namespace next in line for a dump, and its socket made ahead.
@@ -307,7 +310,8 @@ impl Walker {
             let indexed = self
                 .owners_for(query, &groups, &mut state.scan, &mut state.join, stats)
                 .and_then(|()| self.widen(query, &mut groups, &mut state.scan, &mut state.join, stats));
-            let JoinState { index, tables, diag, dedup, held, sockstat, ahead, found, scope, .. } = &mut state.join;
+            let JoinState { index, tables, diag, dedup, held, sockstat, ahead, found, scope, delivered, .. } =
+                &mut state.join;
             if indexed.is_ok() {
                 index.finish();
             }
@@ -330,105 +334,130 @@ impl Walker {
             }
             // Every namespace but ours will be dumped: make their sockets ahead, a batch at a time.
             let batch = held.is_none() || source == Source::Netlink;
-            let mut at = 0;
+            // Without the BPF scan, which reads each socket's namespace, the
+            // sockets no table listed are asked theirs once every namespace
+            // found so far is read; the new ones are read in a second round.
+            let mut probe = held.is_none()
+                && query.pids.is_none()
+                && !query.no_owners
+                && !query.process_namespaces_only
+                && self.root.shows_kernel_ids();
+            delivered.clear();
+            let mut from = 0;
             let joined = indexed.and_then(|()| {
-                groups.chunk_by(|a, b| a.0 == b.0).try_for_each(|group| {
-                    let rest = &groups[at + group.len()..];
-                    at += group.len();
-                    if self.stop.is_set() {
-                        return Err(Error::Stopped);
-                    }
-                    dedup.clear();
-                    let netns = group[0].0;
-                    if !scope.wants(netns) {
-                        return Ok(());
-                    }
-                    let mut deliver = |conn: &Conn, protocol: u8| {
-                        if !scope.admits(conn.inode) {
-                            return ControlFlow::Continue(());
+                loop {
+                    let mut at = from;
+                    groups[from..].chunk_by(|a, b| a.0 == b.0).try_for_each(|group| {
+                        let rest = &groups[at + group.len()..];
+                        at += group.len();
+                        if self.stop.is_set() {
+                            return Err(Error::Stopped);
                         }
-                        let owner = index.owner(conn.inode);
-                        let c = Connection { conn: *conn, protocol, netns, owner: owner.map(|o| o.0) };
-                        if self.stop.is_set() { ControlFlow::Break(()) } else { on_connection(&c, owner.map(|o| o.1)) }
-                    };
-                    if let Some(mine) = scope.direct(netns).or_else(|| {
-                        held.as_deref()
-                            .filter(|_| source == Source::Auto)
-                            .and_then(|held| self.accounted(group, held, protocols, sockstat))
-                    }) {
-                        stats.accounted += 1;
-                        for (protocol, wanted) in [(1, protocols.tcp), (2, protocols.udp)] {
-                            for h in mine.iter().filter(|h| wanted && h.protocol == protocol) {
-                                if dedup.admit(protocol, &h.conn, state_mask) == Admit::Fresh
-                                    && deliver(&h.conn, protocol).is_break()
-                                {
-                                    return Err(Error::Aborted);
+                        dedup.clear();
+                        let netns = group[0].0;
+                        if !scope.wants(netns) {
+                            return Ok(());
+                        }
+                        let mut deliver = |conn: &Conn, protocol: u8| {
+                            if !scope.admits(conn.inode) {
+                                return ControlFlow::Continue(());
+                            }
+                            if probe {
+                                delivered.push(conn.inode);
+                            }
+                            let owner = index.owner(conn.inode);
+                            let c = Connection { conn: *conn, protocol, netns, owner: owner.map(|o| o.0) };
+                            if self.stop.is_set() {
+                                ControlFlow::Break(())
+                            } else {
+                                on_connection(&c, owner.map(|o| o.1))
+                            }
+                        };
+                        if let Some(mine) = scope.direct(netns).or_else(|| {
+                            held.as_deref()
+                                .filter(|_| source == Source::Auto)
+                                .and_then(|held| self.accounted(group, held, protocols, sockstat))
+                        }) {
+                            stats.accounted += 1;
+                            for (protocol, wanted) in [(1, protocols.tcp), (2, protocols.udp)] {
+                                for h in mine.iter().filter(|h| wanted && h.protocol == protocol) {
+                                    if dedup.admit(protocol, &h.conn, state_mask) == Admit::Fresh
+                                        && deliver(&h.conn, protocol).is_break()
+                                    {
+                                        return Err(Error::Aborted);
+                                    }
                                 }
                             }
+                            return Ok(());
                         }
-                        return Ok(());
-                    }
-                    if let Some(host) = &host {
-                        let dumped =
-                            self.socket_for(host, group, rest, batch, ahead, found, stats).and_then(
-                                |sock| match sock {
-                                    Some(sock) => self.dump_namespace(
-                                        sock,
-                                        netns,
-                                        protocols,
-                                        state_mask,
-                                        dedup,
-                                        diag,
-                                        stats,
-                                        &mut deliver,
-                                    ),
-                                    // Every pid of it exited or was reused since the grouping: nothing to list.
-                                    None => Ok(()),
-                                },
-                            );
-                        match dumped {
-                            Ok(()) => return Ok(()),
-                            Err(DiagStop::Ended(e)) => return Err(e),
-                            Err(DiagStop::Unavailable(e)) if source == Source::Netlink => {
-                                return Err(Error::io(format_args!("sock_diag in netns {netns}"), e));
+                        if let Some(host) = &host {
+                            let dumped =
+                                self.socket_for(host, group, rest, batch, ahead, found, stats).and_then(|sock| {
+                                    match sock {
+                                        Some(sock) => self.dump_namespace(
+                                            sock,
+                                            netns,
+                                            protocols,
+                                            state_mask,
+                                            dedup,
+                                            diag,
+                                            stats,
+                                            &mut deliver,
+                                        ),
+                                        // Every pid of it exited or was reused since the grouping: nothing to list.
+                                        None => Ok(()),
+                                    }
+                                });
+                            match dumped {
+                                Ok(()) => return Ok(()),
+                                Err(DiagStop::Ended(e)) => return Err(e),
+                                Err(DiagStop::Unavailable(e)) if source == Source::Netlink => {
+                                    return Err(Error::io(format_args!("sock_diag in netns {netns}"), e));
+                                }
+                                // What was delivered stays in `dedup`: the text adds only the rest.
+                                Err(DiagStop::Unavailable(_)) => {}
                             }
-                            // What was delivered stays in `dedup`: the text adds only the rest.
-                            Err(DiagStop::Unavailable(_)) => {}
                         }
-                    }
-                    let spill = &mut state.scan.spill;
-                    let read = match out.as_deref_mut() {
-                        Some(buf) => {
-                            buf.clear();
-                            self.read_split(group, tcp, udp, buf, spill).map(|split| Tables {
-                                text: buf.filled(),
-                                split,
-                                needed: buf.needed(),
-                                overflowed: buf.overflowed(),
-                            })
+                        let spill = &mut state.scan.spill;
+                        let read = match out.as_deref_mut() {
+                            Some(buf) => {
+                                buf.clear();
+                                self.read_split(group, tcp, udp, buf, spill).map(|split| Tables {
+                                    text: buf.filled(),
+                                    split,
+                                    needed: buf.needed(),
+                                    overflowed: buf.overflowed(),
+                                })
+                            }
+                            None => self.read_own(group, tcp, udp, tables, spill),
+                        };
+                        let Some(read) = read else {
+                            // A namespace no thread is in has no text tables to read.
+                            stats.netns_unreachable += u64::from(via_of(group[0].1).is_some());
+                            return Ok(());
+                        };
+                        stats.bytes_needed = stats.bytes_needed.max(read.needed);
+                        if read.overflowed {
+                            too_small = Some(out.as_ref().map_or(0, |b| b.capacity()));
+                            return Ok(());
                         }
-                        None => self.read_own(group, tcp, udp, tables, spill),
-                    };
-                    let Some(read) = read else {
-                        // A namespace no thread is in has no text tables to read.
-                        stats.netns_unreachable += u64::from(via_of(group[0].1).is_some());
-                        return Ok(());
-                    };
-                    stats.bytes_needed = stats.bytes_needed.max(read.needed);
-                    if read.overflowed {
-                        too_small = Some(out.as_ref().map_or(0, |b| b.capacity()));
-                        return Ok(());
+                        stats.bytes_written = stats.bytes_written.max(read.text.len() as u64);
+                        let (text, split) = (read.text, read.split);
+                        for (part, protocol) in [(&text[..split], 1), (&text[split..], 2)] {
+                            // A stop also ends here; `with_state` reports it as such.
+                            parse_table(part, protocol, state_mask, dedup, |conn| deliver(conn, protocol))
+                                .map_err(|_| Error::Aborted)?;
+                        }
+                        Ok(())
+                    })?;
+                    from = groups.len();
+                    if !std::mem::take(&mut probe) || !self.find_by_sockets(&mut groups, found, index, delivered, stats)
+                    {
+                        break Ok(());
                     }
-                    stats.bytes_written = stats.bytes_written.max(read.text.len() as u64);
-                    let (text, split) = (read.text, read.split);
-                    for (part, protocol) in [(&text[..split], 1), (&text[split..], 2)] {
-                        // A stop also ends here; `with_state` reports it as such.
-                        parse_table(part, protocol, state_mask, dedup, |conn| deliver(conn, protocol))
-                            .map_err(|_| Error::Aborted)?;
-                    }
-                    Ok(())
-                })
+                }
             });
+            groups.sort_unstable();
             state.groups = groups;
             state.join.ahead.clear();
             state.join.found.release();
