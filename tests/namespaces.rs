@@ -1,7 +1,8 @@
 //! Network namespaces no process is in, found where the kernel keeps them
 //! reachable, each listed once with the right owners: one made by `ip netns
 //! add` whose sockets a process made there through `setns` before going
-//! back; one held only by an open fd; one only a thread is in. And, with a
+//! back (with its mount, and with only those sockets left to hold it); one
+//! held only by an open fd; one only a thread is in. And, with a
 //! fake proc tree, a bind mount that is gone by the time it is entered:
 //! skipped and counted, never an error.
 
@@ -162,6 +163,15 @@ fn listed_through(mode: &str, delete: bool, path: Option<&str>, text_reaches: bo
 #[test]
 fn ip_netns_namespace_with_sockets_made_through_setns() {
     listed_through("setns", false, None, false, "ip netns + setns and back");
+}
+
+#[test]
+fn namespace_held_only_by_sockets_of_a_process_not_in_it() {
+    let ns = IpNetns::add("socks");
+    let h = NsHolder::start("setns", &ns.path());
+    ns.delete();
+    // No mount, no fd, no thread: only the sockets keep it; each is asked where it lives.
+    check_listed(&h, ns.inode, false, "held by its sockets");
 }
 
 #[test]

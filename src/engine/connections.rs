@@ -73,22 +73,67 @@ pub(super) fn join(
         .scope_groups(ctx, query, stats)
         .and_then(|()| pass.owners_for(ctx, query, plan.owner_scan, stats))
         .and_then(|()| pass.widen(ctx, query, stats))
-        .and_then(|()| list(ctx, plan, pass, out, stats, on_connection));
+        .and_then(|()| list(ctx, plan, query, pass, out, stats, on_connection));
     // A way in held (an fd) would keep its namespace alive.
     pass.found.release();
     r
 }
 
 /// Lists each namespace of the pass from the first source that can.
+/// Without the BPF scan, which reads each socket's namespace, the sockets
+/// no line listed are then asked theirs (`find_by_sockets`), and the
+/// namespaces that finds are listed in a second round.
 fn list(
+    ctx: &Ctx,
+    plan: &Plan,
+    query: &Query<'_>,
+    pass: &mut Pass,
+    mut out: Option<&mut TableBuf<'_>>,
+    stats: &mut Stats,
+    on_connection: &mut dyn FnMut(&Connection<'_>, OwnerAt) -> ControlFlow<()>,
+) -> Result<(), Error> {
+    let mut probe = pass.owners.held().is_none()
+        && query.pids.is_none()
+        && !query.no_owners
+        && !query.process_namespaces_only
+        && ctx.root.shows_kernel_ids();
+    pass.delivered.clear();
+    let mut round = Round { from: 0, record: probe, too_small: None };
+    loop {
+        list_round(ctx, plan, pass, out.as_deref_mut(), &mut round, stats, on_connection)?;
+        round.from = pass.groups.len();
+        let Pass { groups, owners, found, delivered, .. } = pass;
+        if !std::mem::take(&mut probe) || !ctx.find_by_sockets(groups, found, owners.sockets(), delivered, stats) {
+            break;
+        }
+        round.record = false;
+    }
+    pass.groups.sort_unstable();
+    match round.too_small {
+        Some(cap) => Err(Error::BufferTooSmall { needed: stats.bytes_needed, capacity: cap as u64 }),
+        None => Ok(()),
+    }
+}
+
+/// Where a round of `list` starts in the pass's groups, whether it notes
+/// the lines it delivers, and the capacity a namespace's tables outgrew.
+struct Round {
+    from: usize,
+    record: bool,
+    too_small: Option<usize>,
+}
+
+/// One round of `list`: the namespaces of `pass.groups[round.from..]`.
+fn list_round(
     ctx: &Ctx,
     plan: &Plan,
     pass: &mut Pass,
     out: Option<&mut TableBuf<'_>>,
+    round: &mut Round,
     stats: &mut Stats,
     on_connection: &mut dyn FnMut(&Connection<'_>, OwnerAt) -> ControlFlow<()>,
 ) -> Result<(), Error> {
-    let Pass { groups, scan, owners, found, scope, tables, diag, dedup, sockstat, ahead, .. } = pass;
+    let Pass { groups, scan, owners, found, scope, tables, diag, dedup, sockstat, ahead, delivered, .. } = pass;
     let owners = &*owners;
     // Tried in turn for each namespace, until one lists it.
     let mut accounted = owners.held().filter(|_| plan.source == Source::Auto).map(|held| Accounted { held, sockstat });
@@ -109,16 +154,20 @@ fn list(
         too_small: None,
     });
     let mut told = Told(scope);
+    let record = round.record;
     let mut deliver = |conn: &Conn, protocol: u8, netns: u64| {
         if !scope.admits(conn.inode) {
             return ControlFlow::Continue(());
+        }
+        if record {
+            delivered.push(conn.inode);
         }
         let owner = owners.owner(conn.inode);
         let c = Connection { conn: *conn, protocol, netns, owner: owner.map(|o| o.0) };
         if ctx.stop.is_set() { ControlFlow::Break(()) } else { on_connection(&c, owner.map(|o| o.1)) }
     };
-    let mut at = 0;
-    for pids in groups.chunk_by(|a, b| a.0 == b.0) {
+    let mut at = round.from;
+    for pids in groups[round.from..].chunk_by(|a, b| a.0 == b.0) {
         at += pids.len();
         if ctx.stop.is_set() {
             return Err(Error::Stopped);
@@ -142,7 +191,8 @@ fn list(
             }
         }
     }
-    text.map_or(Ok(()), |t| t.finish(stats))
+    round.too_small = round.too_small.or(text.and_then(|t| t.too_small));
+    Ok(())
 }
 
 /// What `parse_tcp` saw: malformed lines are counted even when it fails.

@@ -286,6 +286,47 @@ impl Ctx {
         Ok(groups.binary_search_by_key(&netns, |g| g.0).is_ok())
     }
 
+    /// Asks each of `sockets` (inode, pid, fd) that no delivered line listed
+    /// (`delivered`: their inodes) where it lives (`pidfd_getfd`, then
+    /// `SIOCGSKNS`; a unix socket too, the only way to know it is one), and
+    /// appends the namespaces not yet in `groups`; whether it found any.
+    pub(super) fn find_by_sockets(
+        &self,
+        groups: &mut Groups,
+        found: &mut Namespaces,
+        sockets: impl Iterator<Item = (u64, i32, i32)>,
+        delivered: &mut Vec<u64>,
+        stats: &mut Stats,
+    ) -> bool {
+        delivered.sort_unstable();
+        let before = groups.len();
+        let mut pidfd: Option<(i32, Result<PidFd, Errno>)> = None;
+        for (inode, pid, fd) in sockets {
+            if self.stop.is_set() {
+                break;
+            }
+            if delivered.binary_search(&inode).is_ok() {
+                continue;
+            }
+            if pidfd.as_ref().is_none_or(|p| p.0 != pid) {
+                pidfd = Some((pid, PidFd::open(pid)));
+            }
+            let Some((_, Ok(p))) = &pidfd else { continue };
+            let Ok(nsfd) = p.socket(fd, inode).and_then(|s| s.netns()) else { continue };
+            let Ok(netns) = nix::sys::stat::fstat(&nsfd).map(|st| st.st_ino) else { continue };
+            if groups[..before].binary_search_by_key(&netns, |g| g.0).is_err()
+                && groups[before..].iter().all(|g| g.0 != netns)
+            {
+                groups.push((netns, handle(found.vias.len())));
+                found.vias.push(Via::Open(nsfd));
+                stats.namespaces += 1;
+                stats.netns_found += 1;
+            }
+        }
+        delivered.clear();
+        groups.len() > before
+    }
+
     /// Adds namespace `netns`, already open (`fd`), to `groups` unless it
     /// is there; keeps `groups` sorted.
     pub(super) fn add_open_namespace(

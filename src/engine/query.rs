@@ -129,6 +129,9 @@ pub(super) struct Pass {
     pub sockstat: [Vec<u8>; 2],
     /// Netlink sockets made ahead of their dumps; none outlives a pass.
     pub ahead: Vec<Ahead>,
+    /// Inodes of the lines delivered, where the sockets no line listed are
+    /// asked their namespace (`Ctx::find_by_sockets`).
+    pub delivered: Vec<u64>,
 }
 
 impl Pass {

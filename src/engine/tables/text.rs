@@ -90,16 +90,6 @@ pub(in crate::engine) struct Text<'a, 'b> {
     pub too_small: Option<usize>,
 }
 
-impl Text<'_, '_> {
-    /// `BufferTooSmall` if a namespace was skipped for its size.
-    pub fn finish(&self, stats: &Stats) -> Result<(), Error> {
-        match self.too_small {
-            Some(cap) => Err(Error::BufferTooSmall { needed: stats.bytes_needed, capacity: cap as u64 }),
-            None => Ok(()),
-        }
-    }
-}
-
 impl TableSource for Text<'_, '_> {
     fn list(&mut self, ctx: &Ctx, ns: &Namespace<'_>, sink: &mut Sink<'_>, stats: &mut Stats) -> Result<Listed, Error> {
         let Text { out, own, spill, tcp, udp, too_small } = self;
