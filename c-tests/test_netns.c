@@ -94,7 +94,27 @@ void test_ns_walk_sockets(void)
     procspy_walker_free(w);
 }
 
-/* The buffer holds each namespace's tcp then tcp6 text, in the order of the records. */
+/* Zeroes each table line's timer field (tr:tm->when, the sixth), which a
+ * TIME_WAIT line counts down between two reads of the same table. */
+static void mask_timers(char *text, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        int field = 0, in_word = 0;
+        for (; i < len && text[i] != '\n'; i++) {
+            int space = text[i] == ' ';
+            if (!space && !in_word)
+                field++;
+            in_word = !space;
+            if (field == 6 && !space && text[i] != ':')
+                text[i] = '0';
+        }
+        i++;
+    }
+}
+
+/* The buffer holds each namespace's tcp then tcp6 text, in the order of the
+ * records, each line as the child's own read has it but for its timer. */
 void test_ns_walk_buffer_tables(void)
 {
     const struct h_fixture *fx = fixture_ok();
@@ -110,6 +130,7 @@ void test_ns_walk_buffer_tables(void)
     CHECK_STATUS(h_walk_all(w, &recs, &buf, &len, &st), PROCSPY_OK);
     CHECK(len > 0);
     CHECK(len >= strlen(H_HDR4) - 1 && memcmp(buf, "  sl  local_address rem_address", 31) == 0);
+    mask_timers((char *)buf, len);
     for (i = 0; i < fx->nchild; i++) {
         const struct h_child *c = &fx->child[i];
         size_t tlen, k;
@@ -119,6 +140,7 @@ void test_ns_walk_buffer_tables(void)
         pos[i] = first[i] = -1;
         if (!CHECK(tables != NULL))
             continue;
+        mask_timers(tables, tlen);
         at = h_memmem(buf, len, tables, tlen);
         if (CHECK(at != NULL))
             pos[i] = (long)((const uint8_t *)at - buf);
