@@ -97,6 +97,15 @@ fn warm_walks_allocate_nothing() {
     let (_, allocs) = (0..5).map(|_| counted(|| changes(&mut cstats))).min_by_key(|r| r.1).unwrap();
     println!("warm changes: {} sockets, {allocs} allocations", cstats.sockets);
     assert_eq!(allocs, 0, "a warm changes call allocated");
+    // With PID/fd owners too (a kernel without the BPF scan, or a caller
+    // without CAP_BPF), which asks the sockets no line listed their namespace.
+    w.set_owner_scan(procspy::OwnerScan::Proc);
+    for _ in 0..3 {
+        conns(&mut cstats);
+    }
+    let (_, allocs) = (0..5).map(|_| counted(|| conns(&mut cstats))).min_by_key(|r| r.1).unwrap();
+    println!("warm connections, PID/fd owners: {} sockets, {allocs} allocations", cstats.sockets);
+    assert_eq!(allocs, 0, "a warm connections walk with PID/fd owners allocated");
     // The counter counts: a cold walker allocates its buffers.
     let (_, cold) = counted(|| Walker::new(None).unwrap());
     assert!(cold > 0);

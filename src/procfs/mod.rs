@@ -85,8 +85,22 @@ impl ProcRoot {
     /// procfs whose `self` is the caller, and the caller in the initial pid
     /// namespace (its `NSpid` lists one number) and user namespace (its
     /// `uid_map` maps every uid to itself). Only then do the ids the kernel
-    /// reports by other means (a BPF iterator) mean what this root's do.
+    /// reports by other means (a BPF iterator, `pidfd_getfd`) mean what
+    /// this root's do. Asked once per root: a warm pass allocates nothing.
     pub fn shows_kernel_ids(&self) -> bool {
+        let probe = &self.probes.kernel_ids;
+        match probe.get() {
+            Known::Yes => true,
+            Known::No => false,
+            Known::Unknown => {
+                let yes = self.ask_kernel_ids();
+                probe.set(yes);
+                yes
+            }
+        }
+    }
+
+    fn ask_kernel_ids(&self) -> bool {
         use nix::sys::statfs::{PROC_SUPER_MAGIC, fstatfs};
         if fstatfs(&self.dir).map(|s| s.filesystem_type()) != Ok(PROC_SUPER_MAGIC) {
             return false;

@@ -61,16 +61,20 @@ pub struct Probes {
     pub tcp_both: Probe,
     /// `openat2` exists (Linux 5.6), so opens stay beneath the root.
     pub openat2: Probe,
+    /// The root is the host's procfs, seen from the initial pid and user
+    /// namespaces: the kernel's pids and uids are its own.
+    pub kernel_ids: Probe,
 }
 
 impl Probes {
     /// Each probe, named as `--diagnose` prints it.
-    pub fn each(&self) -> [(&'static str, Known); 4] {
+    pub fn each(&self) -> [(&'static str, Known); 5] {
         [
             ("namespace files (PID/ns/net)", self.ns_file.get()),
             ("IPv6 tables", self.v6.get()),
             ("one TCP dump of both families", self.tcp_both.get()),
             ("openat2 (opens beneath the proc root)", self.openat2.get()),
+            ("the proc root shows the kernel's own pids (BPF scan, pidfd_getfd)", self.kernel_ids.get()),
         ]
     }
 }
