@@ -19,6 +19,11 @@ use procspy::{OwnerScan, Protocols, Query, Source, Stats, Walker};
 
 const NSHOLDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/nsholder.py");
 
+/// One real-namespace test at a time: each pass lists every namespace of
+/// the host, and another test's namespaces coming and going (a mount
+/// removed, a holder ended) would be what that pass sees of them.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A namespace made by `ip netns add`, deleted on drop.
 struct IpNetns {
     name: String,
@@ -144,6 +149,7 @@ fn check_listed(h: &NsHolder, netns: u64, text_reaches: bool, why: &str) {
 /// proc file that should then lead to it (`{pid}` and `{extra}` filled in),
 /// if any; then the namespace is listed as `check_listed` says.
 fn listed_through(mode: &str, delete: bool, path: Option<&str>, text_reaches: bool, why: &str) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let ns = IpNetns::add(mode);
     let h = NsHolder::start(mode, &ns.path());
     if delete {
@@ -167,6 +173,7 @@ fn ip_netns_namespace_with_sockets_made_through_setns() {
 
 #[test]
 fn namespace_held_only_by_sockets_of_a_process_not_in_it() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let ns = IpNetns::add("socks");
     let h = NsHolder::start("setns", &ns.path());
     ns.delete();
