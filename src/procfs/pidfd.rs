@@ -13,19 +13,18 @@ use nix::sys::stat::{SFlag, fstat};
 
 use super::SockRecord;
 use super::sys;
+use crate::parse::kernel::tcp_state::{CLOSE as TCP_CLOSE, ESTABLISHED as TCP_ESTABLISHED, LISTEN as TCP_LISTEN};
+use crate::parse::kernel::{Family, Protocol};
 
 /// `linux/in.h`, `linux/socket.h`, `netinet/tcp.h`, `include/net/tcp_states.h`.
 const SOL_SOCKET: i32 = 1;
 const SO_TYPE: i32 = 3;
 const SO_PROTOCOL: i32 = 38;
-const IPPROTO_TCP: i32 = 6;
-const IPPROTO_UDP: i32 = 17;
+const IPPROTO_TCP: i32 = Protocol::Tcp.ipproto() as i32;
+const IPPROTO_UDP: i32 = Protocol::Udp.ipproto() as i32;
 const TCP_INFO: i32 = 11;
-const AF_INET: u16 = 2;
-const AF_INET6: u16 = 10;
-const TCP_ESTABLISHED: u8 = 1;
-const TCP_CLOSE: u8 = 7;
-const TCP_LISTEN: u8 = 10;
+const AF_INET: u16 = Family::Inet.af() as u16;
+const AF_INET6: u16 = Family::Inet6.af() as u16;
 
 /// A process, to take fds from.
 #[derive(Debug)]
