@@ -85,8 +85,10 @@ void test_layout_change(void)
 void test_layout_walk_stats_ext(void)
 {
     /* u64s, appended to only */
-    CHECK_LAYOUT(procspy_walk_stats_ext, 56, F(accounted, 0), F(dropped, 8), F(netns_mismatch, 16),
-                 F(snapshot_bytes, 24), F(closed_lost, 32), F(netns_found, 40), F(netns_unreachable, 48));
+    CHECK_LAYOUT(procspy_walk_stats_ext, 88, F(accounted, 0), F(dropped, 8), F(netns_mismatch, 16),
+                 F(snapshot_bytes, 24), F(closed_lost, 32), F(netns_found, 40), F(netns_unreachable, 48),
+                 F(netns_unreachable_fds, 56), F(closes_stalled, 64), F(files_truncated, 72),
+                 F(tables_unreadable, 80));
 }
 
 void test_constants(void)

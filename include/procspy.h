@@ -184,6 +184,11 @@
 #define PROCSPY_QUERY_PROCESS_NAMESPACES_ONLY 16
 
 /**
+ * Copies waiting for their close at most: the fds a pass holds for them.
+ */
+#define MAX_CLOSING 32
+
+/**
  * The result of every call that can fail. Values are fixed; new ones are
  * only ever appended. `procspy_status_str` names any value, known or not.
  */
@@ -515,6 +520,35 @@ typedef struct procspy_walk_stats_ext {
    * the text source was chosen for a namespace no thread is in.
    */
   uint64_t netns_unreachable;
+  /**
+   * connections, changes, query: of `netns_unreachable`, the namespaces
+   * not entered for want of an fd (the process's `RLIMIT_NOFILE` or the
+   * system's limit was reached). A pass holds a bounded number of fds
+   * however many namespaces it finds.
+   */
+  uint64_t netns_unreachable_fds;
+  /**
+   * connections, changes, query: sockets of other processes not asked
+   * where they live (nor used to enter a namespace) because copies taken
+   * before (`pidfd_getfd`) had not all been closed yet: the holder put a
+   * file there whose close does not return (a FUSE server that does not
+   * answer, a socket lingering on close). Those closes are made on a
+   * thread of the library's own and never on the caller's.
+   */
+  uint64_t closes_stalled;
+  /**
+   * connections, changes, query: files not read whole because they
+   * outgrew their bound (a `PID/mountinfo` past 16 MiB, or past what
+   * one pass reads of them all, 64 MiB): nsfs mounts listed past the cut
+   * are not looked at.
+   */
+  uint64_t files_truncated;
+  /**
+   * connections, changes, query: socket tables of a namespace (`tcp`,
+   * `udp`, their v6) that could not be read while others of it were;
+   * the lines of those that were read are delivered.
+   */
+  uint64_t tables_unreadable;
 } procspy_walk_stats_ext;
 
 #ifdef __cplusplus

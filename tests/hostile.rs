@@ -165,3 +165,24 @@ fn files_are_never_read_through_a_symlink_out_of_the_root() {
     assert_eq!(text, b"inside table\n", "the tables of the next pid, from inside the root");
     assert_eq!(stats.skipped, 1, "{stats:?}");
 }
+
+#[test]
+fn a_table_that_cannot_be_read_costs_only_its_own_lines() {
+    let f = FakeRoot::new("udp-unreadable");
+    f.pid(500, std::process::id() as i32, &[], b"z");
+    let line = b"   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 31337 1 0 100 0 0 10 0\n";
+    f.file("500/net/tcp", &[&b"  sl  local_address rem_address   st\n"[..], line].concat());
+    // UDP's table is a directory: reading it fails, TCP's is still read.
+    f.dir("500/net/udp");
+    let w = root_of(&f);
+    w.set_source(procspy::engine::Source::Text);
+    let mut stats = Stats::default();
+    let mut got = Vec::new();
+    let r = w.connections(None, Protocols { tcp: true, udp: true }, u32::MAX, &mut stats, &mut |c| {
+        got.push((c.conn.inode, c.conn.local_port, c.protocol));
+        ControlFlow::Continue(())
+    });
+    assert_eq!(r, Ok(()));
+    assert_eq!(got, [(31337, 8080, 1)], "{stats:?}");
+    assert_eq!(stats.tables_unreadable, 1, "{stats:?}");
+}

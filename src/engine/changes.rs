@@ -354,7 +354,7 @@ pub(super) fn changes(
         Ok(()) => {
             pass.owners.swap_procs(&mut ch.next.procs);
             ch.next.sort();
-            ch.subs.subscribe(ctx, &pass.groups, &pass.found);
+            ch.subs.subscribe(ctx, &pass.groups, &pass.found, stats);
             let delivered = deliver(&mut ch, plan.protocols, &ctx.stop, on_change);
             match delivered {
                 ControlFlow::Break(()) => Err(Error::Aborted),

@@ -28,7 +28,7 @@ use crate::parse::tcp::Conn;
 use crate::procfs::{DestroySocket, HostProc, Netns};
 
 use super::ctx::{Ctx, Group};
-use super::namespaces::Namespaces;
+use super::namespaces::{Namespaces, via_of};
 use super::stats::Stats;
 
 /// Namespaces subscribed at most: one fd and up to 512 KiB of queued
@@ -37,6 +37,13 @@ const MAX_SUBSCRIBED: usize = 256;
 
 /// Notifications kept for delivery at most; more wait in the kernel.
 const MAX_PENDING: usize = 1 << 16;
+
+/// Where namespace `netns` comes in the subscription order of `key`: a
+/// multiplication by an odd key and a rotation, a permutation of the inodes
+/// that no one who does not know the key can aim at.
+fn rank(key: u64, netns: u64) -> u64 {
+    (netns ^ key.rotate_left(29)).wrapping_mul(key).rotate_right(31)
+}
 
 /// A freed socket, as the notification of its namespace told it.
 #[derive(Clone, Copy, Debug)]
@@ -77,6 +84,16 @@ pub(super) struct Subscriptions {
     refused: Vec<u64>,
     /// The namespaces being subscribed: where to enter, what came of it.
     jobs: Vec<Job>,
+    /// The namespaces to subscribe this call: (rank, where in `groups`).
+    new: Vec<(u64, usize, usize)>,
+    /// Which subscriptions `drain` still reads from this call.
+    open: Vec<bool>,
+    /// Calls drained: where the next starts.
+    turn: usize,
+    /// The order namespaces are subscribed in when there are more than
+    /// `MAX_SUBSCRIBED`: a random permutation of their inodes, so that no
+    /// user takes every place by making the namespaces met first.
+    key: u64,
 }
 
 #[derive(Debug)]
@@ -91,10 +108,27 @@ impl Subscriptions {
     /// `MAX_PENDING`; counts datagrams not believed in `stats.dropped` and
     /// notifications lost (the kernel's queue overflowed, or `pending` is
     /// full) in `stats.closed_lost`.
-    pub fn drain(&self, pending: &mut Vec<Closed>, stats: &mut Stats) {
+    pub fn drain(&mut self, pending: &mut Vec<Closed>, stats: &mut Stats) {
         let mut buf = [0u8; 4096];
-        for (netns, sock) in &self.subs {
-            while pending.len() < MAX_PENDING {
+        // One datagram from each subscription in turn, from a different
+        // one each call: a namespace with a flood of them takes no more of
+        // `MAX_PENDING` than the others it shares it with.
+        let Subscriptions { subs, open, turn, .. } = self;
+        let n = subs.len();
+        let first = if n == 0 { 0 } else { *turn % n };
+        *turn = turn.wrapping_add(1);
+        open.clear();
+        open.resize(n, true);
+        while open.iter().any(|&o| o) {
+            for i in (first..n).chain(0..first) {
+                if !open[i] {
+                    continue;
+                }
+                if pending.len() == MAX_PENDING {
+                    stats.closed_lost += 1;
+                    return;
+                }
+                let (netns, sock) = &subs[i];
                 match sock.try_recv(&mut buf) {
                     Ok((n, sender, groups)) => match destroyed(&buf[..n.min(buf.len())], sender, groups) {
                         // A socket never bound was never in a table either.
@@ -105,12 +139,8 @@ impl Subscriptions {
                         None => stats.dropped += 1,
                     },
                     Err(Errno::ENOBUFS) => stats.closed_lost += 1,
-                    Err(_) => break,
+                    Err(_) => open[i] = false,
                 }
-            }
-            if pending.len() == MAX_PENDING {
-                stats.closed_lost += 1;
-                return;
             }
         }
     }
@@ -118,27 +148,50 @@ impl Subscriptions {
 
 impl Subscriptions {
     /// Subscribes the namespaces of `groups` (sorted by namespace) that are
-    /// not yet, up to `MAX_SUBSCRIBED`, and ends the subscriptions of those
-    /// it no longer lists. Nothing here fails a call: a namespace not
-    /// subscribed only has no seen-closed events.
-    pub(super) fn subscribe(&mut self, ctx: &Ctx, groups: &Group, found: &Namespaces) {
+    /// not yet, up to `MAX_SUBSCRIBED` (those past it, in the order of
+    /// `key`, are counted in `stats.closed_lost`: their seen-closed events
+    /// are missing), and ends the subscriptions of those it no longer
+    /// lists. A namespace no process is in is not subscribed: the
+    /// subscription's socket would keep it alive, and every later pass
+    /// would find it through that socket. Nothing here fails a call: a
+    /// namespace not subscribed only has no seen-closed events.
+    pub(super) fn subscribe(&mut self, ctx: &Ctx, groups: &Group, found: &Namespaces, stats: &mut Stats) {
         let subs = self;
         let listed = |ns: u64| groups.binary_search_by_key(&ns, |g| g.0).is_ok();
         subs.subs.retain(|(ns, _)| listed(*ns));
         subs.refused.retain(|&ns| listed(ns));
-        let room = MAX_SUBSCRIBED - subs.subs.len();
-        if room == 0 {
+        if subs.key == 0 {
+            let random = || crate::procfs::random_u32().map_or(0x9E37_79B9, u64::from);
+            subs.key = (random() << 32 | random()) | 1;
+        }
+        let Subscriptions { subs: made, refused, new, key, .. } = subs;
+        new.clear();
+        let mut at = 0;
+        for g in groups.chunk_by(|a, b| a.0 == b.0) {
+            let ns = g[0].0;
+            if via_of(g[0].1).is_none()
+                && made.binary_search_by_key(&ns, |s| s.0).is_err()
+                && refused.binary_search(&ns).is_err()
+            {
+                new.push((rank(*key, ns), at, at + g.len()));
+            }
+            at += g.len();
+        }
+        let room = MAX_SUBSCRIBED - made.len();
+        if new.len() > room {
+            stats.closed_lost += (new.len() - room) as u64;
+            new.sort_unstable();
+            new.truncate(room);
+        }
+        if new.is_empty() {
             return;
         }
         let Ok(host) = HostProc::open() else { return };
         // The walk's stats describe its pass, not this.
         let mut scratch = Stats::default();
-        let Subscriptions { subs: made, refused, jobs } = subs;
-        let new = groups.chunk_by(|a, b| a.0 == b.0).filter(|g| {
-            let ns = g[0].0;
-            made.binary_search_by_key(&ns, |s| s.0).is_err() && refused.binary_search(&ns).is_err()
-        });
-        for g in new.take(room) {
+        let Subscriptions { subs: made, refused, jobs, new, .. } = subs;
+        for &(_, from, to) in new.iter() {
+            let g = &groups[from..to];
             let netns = g[0].0;
             let job = if netns == host.home() {
                 Job { netns, enter: None, sock: Some(host.socket()) }

@@ -69,13 +69,16 @@ pub(super) fn join(
     stats: &mut Stats,
     on_connection: &mut dyn FnMut(&Connection<'_>, OwnerAt) -> ControlFlow<()>,
 ) -> Result<(), Error> {
+    // The ways in of the last pass lead where they led then.
+    pass.found.release();
     let r = pass
         .scope_groups(ctx, query, stats)
         .and_then(|()| pass.owners_for(ctx, query, plan.owner_scan, stats))
         .and_then(|()| pass.widen(ctx, query, stats))
         .and_then(|()| list(ctx, plan, query, pass, out, stats, on_connection));
-    // A way in held (an fd) would keep its namespace alive.
-    pass.found.release();
+    if !ctx.stop.is_set() {
+        ctx.closer.settle();
+    }
     r
 }
 

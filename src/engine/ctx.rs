@@ -15,7 +15,7 @@ use super::error::Error;
 use super::pace::{Stop, Ticker};
 use super::stats::Stats;
 use crate::parse::stat::parse_stat;
-use crate::procfs::{self, ProcRoot};
+use crate::procfs::{self, Closer, ProcRoot};
 
 /// A `stat` file longer than this is not a process's (a hostile tree).
 const STAT_LIMIT: usize = 4 << 20;
@@ -31,6 +31,8 @@ pub(super) struct Ctx {
     pub root: ProcRoot,
     pub root_path: String,
     pub stop: Arc<Stop>,
+    /// Closes the fds a pass takes from other processes, off the caller's thread.
+    pub closer: Closer,
     /// The process whose walk holds the walker's state (0: none). A child
     /// forked during a walk sees its parent's pid here.
     pub walking: AtomicU32,
@@ -56,6 +58,7 @@ impl Ctx {
             root,
             root_path,
             stop,
+            closer: Closer::default(),
             walking: AtomicU32::new(0),
             fd_block: AtomicU64::new(0),
             tick_ns: AtomicU64::new(0),
@@ -151,7 +154,7 @@ impl Ctx {
     /// start time and thread count.
     pub fn read_stat(&self, pid: i32, buf: &mut Vec<u8>, name: &mut Vec<u8>) -> Option<(u64, u64)> {
         let fd = self.root.open_file(pid, b"stat").ok()?;
-        let len = procfs::read_all(fd.as_fd(), buf, STAT_LIMIT).ok()?;
+        let len = procfs::read_all(fd.as_fd(), buf, STAT_LIMIT, procfs::Records::Short).ok()?;
         let st = parse_stat(&buf[..len])?;
         let cut = memchr::memchr(0, st.name).unwrap_or(st.name.len());
         name.clear();

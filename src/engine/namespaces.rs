@@ -18,31 +18,41 @@
 //! entered or read (the mount went away, no `CAP_SYS_ADMIN`, the text
 //! source for a namespace no thread is in) is counted in
 //! `Stats::netns_unreachable`, never an error.
+//!
+//! No way in is held open between finding and entering: each is opened
+//! when its namespace's turn comes and checked again then, so a pass holds
+//! a bounded number of fds however many namespaces a user makes, and one
+//! that can't be entered for want of fds is counted as such. A socket is
+//! asked where it lives once in its life: the answer is kept while some
+//! process holds it.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::AsFd;
 
 use nix::errno::Errno;
-use nix::sys::stat::{FileStat, SFlag};
+use nix::sys::stat::SFlag;
 
 use super::ctx::{Ctx, Group, Groups};
 use super::error::Error;
 use super::stats::Stats;
 use crate::parse::mountinfo::{ns_link, nsfs_mounts};
-use crate::procfs::{HostProc, LINK_MAX, Netns, PidFd, read_all};
+use crate::procfs::{EntryMeta, HostProc, LINK_MAX, Netns, PidFd, Records, read_all};
 
-/// A `mountinfo` longer than this is not read (a hostile tree).
+/// A `mountinfo` longer than this is read only this far (a hostile tree,
+/// or a host with a hundred thousand mounts).
 const MOUNTINFO_LIMIT: usize = 16 << 20;
 
+/// What one pass reads of all the `mountinfo`s together at most.
+const MOUNTINFO_PASS_LIMIT: usize = 64 << 20;
+
 /// How a namespace no process is in was reached.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 enum Via {
     /// An nsfs bind mount at `paths[at..end]` in `pid`'s mount namespace.
     Mount { pid: i32, at: usize, end: usize },
     /// The sockets `sockets[at..end]` live in it: the first still open is asked.
     Socket { at: usize, end: usize },
-    /// Already open and checked: an fd a process holds, or a socket's
-    /// namespace asked of the socket itself.
-    Open(OwnedFd),
+    /// Fd `fd` of `pid` is a file of it (an nsfs file, checked when found).
+    Fd { pid: i32, fd: i32 },
 }
 
 /// What a pass found beyond its processes' namespaces, kept from pass to
@@ -58,9 +68,13 @@ pub(super) struct Namespaces {
     text: Vec<u8>,
     path: Vec<u8>,
     tids: Vec<i32>,
-    /// Sockets the owner scan saw in a namespace other than their holder's:
-    /// (netns, pid, fd, inode).
+    /// Sockets the owner scan saw in a namespace other than their holder's,
+    /// or that were asked theirs: (netns, pid, fd, inode).
     pub sockets: Vec<(u64, i32, i32, u64)>,
+    /// (inode, netns) of each socket asked where it lives, sorted: kept
+    /// while some process holds it (`find_by_sockets`).
+    asked: Vec<(u64, u64)>,
+    asked_next: Vec<(u64, u64)>,
 }
 
 /// What the owner scan notices for the namespace search: the nsfs files
@@ -78,7 +92,7 @@ pub(super) struct Noticed {
 }
 
 impl Namespaces {
-    /// Lets go of the ways in (an fd held would keep its namespace alive).
+    /// Forgets the ways in of the last pass.
     pub fn release(&mut self) {
         self.vias.clear();
     }
@@ -93,13 +107,9 @@ impl Noticed {
     }
 
     /// Called by the owner scan for each fd that is not a socket.
-    pub fn saw(&mut self, st: &FileStat, pid: i32, fd: i32) {
-        if self.looking
-            && self.dev != 0
-            && st.st_dev == self.dev
-            && SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFREG
-        {
-            self.found.push((st.st_ino, pid, fd));
+    pub fn saw(&mut self, st: &EntryMeta, pid: i32, fd: i32) {
+        if self.looking && self.dev != 0 && st.dev == self.dev && st.is(SFlag::S_IFREG) {
+            self.found.push((st.ino, pid, fd));
         }
     }
 }
@@ -190,6 +200,8 @@ impl Ctx {
             groups[..procs].binary_search_by_key(&ns, |g| g.0).is_ok() || groups[procs..].iter().any(|g| g.0 == ns)
         };
         let mut link = [0u8; LINK_MAX];
+        // Bytes of `mountinfo` read this pass.
+        let mut read = 0;
         for i in 0..procs {
             let (netns, pid) = groups[i];
             if self.stop.is_set() {
@@ -223,9 +235,18 @@ impl Ctx {
             let Err(at) = found.mnt_seen.binary_search(&mnt) else { continue };
             found.mnt_seen.insert(at, mnt);
             let Ok(file) = self.root.open_file(pid, b"mountinfo") else { continue };
-            let Ok(len) = read_all(std::os::fd::AsFd::as_fd(&file), &mut found.text, MOUNTINFO_LIMIT) else {
-                continue;
+            let room = MOUNTINFO_PASS_LIMIT.saturating_sub(read);
+            let len = match read_all(file.as_fd(), &mut found.text, MOUNTINFO_LIMIT.min(room), Records::Long) {
+                Ok(len) => len,
+                // What was read holds whole lines up to its last newline.
+                Err(Errno::EFBIG) => {
+                    stats.files_truncated += 1;
+                    let read = MOUNTINFO_LIMIT.min(room).min(found.text.len());
+                    memchr::memrchr(b'\n', &found.text[..read]).map_or(0, |nl| nl + 1)
+                }
+                Err(_) => continue,
             };
+            read += len;
             let Namespaces { vias, paths, text, path, .. } = found;
             nsfs_mounts(&text[..len], path, |ns, point| {
                 if !known(groups, ns) {
@@ -237,7 +258,7 @@ impl Ctx {
             });
         }
         // An fd's link names a namespace opened through a bind mount by its
-        // path: the file itself tells its type.
+        // path: the file itself tells its type. It is opened again to enter.
         let host = if fds.found.is_empty() { None } else { HostProc::open().ok() };
         for &(ino, pid, fd) in fds.found.iter().filter(|_| host.is_some()) {
             if known(groups, ino) {
@@ -247,10 +268,19 @@ impl Ctx {
                 .root
                 .open_fd_path(pid, fd)
                 .and_then(|f| host.as_ref().map_or(Ok(None), |h| h.net_namespace(f, ino)));
-            if let Ok(Some(ns)) = checked {
-                groups.push((ino, handle(found.vias.len())));
-                found.vias.push(Via::Open(ns.into_fd()));
+            match checked {
+                Ok(Some(_)) => {}
+                // It may be one: counted as found, and as not entered.
+                Err(e) if out_of_fds(e) => {
+                    stats.netns_found += 1;
+                    stats.netns_unreachable += 1;
+                    stats.netns_unreachable_fds += 1;
+                    continue;
+                }
+                _ => continue,
             }
+            groups.push((ino, handle(found.vias.len())));
+            found.vias.push(Via::Fd { pid, fd });
         }
         found.sockets.sort_unstable();
         let mut at = 0;
@@ -286,10 +316,14 @@ impl Ctx {
         Ok(groups.binary_search_by_key(&netns, |g| g.0).is_ok())
     }
 
-    /// Asks each of `sockets` (inode, pid, fd) that no delivered line listed
-    /// (`delivered`: their inodes) where it lives (`pidfd_getfd`, then
-    /// `SIOCGSKNS`; a unix socket too, the only way to know it is one), and
-    /// appends the namespaces not yet in `groups`; whether it found any.
+    /// Asks each of `sockets` (inode, pid, fd, sorted by inode) that no
+    /// delivered line listed (`delivered`: their inodes) where it lives
+    /// (`pidfd_getfd`, then `SIOCGSKNS`; a unix socket too, the only way to
+    /// know it is one), unless it was asked in an earlier pass, and appends
+    /// the namespaces not yet in `groups`; whether it found any. An answer
+    /// is kept while the socket is held: a socket inode is not reused while
+    /// it lives, and another socket would need some 2^32 inodes made
+    /// between two passes to get a freed one's number.
     pub(super) fn find_by_sockets(
         &self,
         groups: &mut Groups,
@@ -300,7 +334,10 @@ impl Ctx {
     ) -> bool {
         delivered.sort_unstable();
         let before = groups.len();
+        let Namespaces { vias, sockets: via_sockets, asked, asked_next, .. } = found;
+        asked_next.clear();
         let mut pidfd: Option<(i32, Result<PidFd, Errno>)> = None;
+        let mut memo = asked.iter().peekable();
         for (inode, pid, fd) in sockets {
             if self.stop.is_set() {
                 break;
@@ -308,33 +345,51 @@ impl Ctx {
             if delivered.binary_search(&inode).is_ok() {
                 continue;
             }
-            if pidfd.as_ref().is_none_or(|p| p.0 != pid) {
-                pidfd = Some((pid, PidFd::open(pid)));
-            }
-            let Some((_, Ok(p))) = &pidfd else { continue };
-            let Ok(nsfd) = p.socket(fd, inode).and_then(|s| s.netns()) else { continue };
-            let Ok(netns) = nix::sys::stat::fstat(&nsfd).map(|st| st.st_ino) else { continue };
+            while memo.next_if(|m| m.0 < inode).is_some() {}
+            let netns = match memo.next_if(|m| m.0 == inode) {
+                Some(&(_, netns)) => netns,
+                None => {
+                    if pidfd.as_ref().is_none_or(|p| p.0 != pid) {
+                        pidfd = Some((pid, PidFd::open(pid)));
+                    }
+                    let Some((_, Ok(p))) = &pidfd else { continue };
+                    match p.socket(fd, inode, &self.closer).and_then(|s| s.netns()) {
+                        Ok(nsfd) => match nix::sys::stat::fstat(&nsfd) {
+                            Ok(st) => st.st_ino,
+                            Err(_) => continue,
+                        },
+                        Err(Errno::EAGAIN) => {
+                            stats.closes_stalled += 1;
+                            continue;
+                        }
+                        Err(_) => continue,
+                    }
+                }
+            };
+            asked_next.push((inode, netns));
             if groups[..before].binary_search_by_key(&netns, |g| g.0).is_err()
                 && groups[before..].iter().all(|g| g.0 != netns)
             {
-                groups.push((netns, handle(found.vias.len())));
-                found.vias.push(Via::Open(nsfd));
+                groups.push((netns, handle(vias.len())));
+                via_sockets.push((netns, pid, fd, inode));
+                vias.push(Via::Socket { at: via_sockets.len() - 1, end: via_sockets.len() });
                 stats.namespaces += 1;
                 stats.netns_found += 1;
             }
         }
+        std::mem::swap(asked, asked_next);
         delivered.clear();
         groups.len() > before
     }
 
-    /// Adds namespace `netns`, already open (`fd`), to `groups` unless it
-    /// is there; keeps `groups` sorted.
-    pub(super) fn add_open_namespace(
+    /// Adds namespace `netns`, which socket `inode` at `fd` of `pid` lives
+    /// in, to `groups` unless it is there; keeps `groups` sorted.
+    pub(super) fn add_socket_namespace(
         &self,
         groups: &mut Groups,
         found: &mut Namespaces,
         netns: u64,
-        fd: OwnedFd,
+        (pid, fd, inode): (i32, i32, u64),
         stats: &mut Stats,
     ) {
         let at = groups.partition_point(|g| g.0 < netns);
@@ -342,7 +397,8 @@ impl Ctx {
             return;
         }
         groups.insert(at, (netns, handle(found.vias.len())));
-        found.vias.push(Via::Open(fd));
+        found.sockets.push((netns, pid, fd, inode));
+        found.vias.push(Via::Socket { at: found.sockets.len() - 1, end: found.sockets.len() });
         stats.namespaces += 1;
         stats.netns_found += 1;
     }
@@ -362,24 +418,43 @@ impl Ctx {
         let opened = match found.vias.get(i) {
             Some(&Via::Mount { pid, at, end }) => self.root.open_mount_point(pid, &found.paths[at..end]),
             // Any of them may have been closed since (a netlink socket of a dump).
-            Some(&Via::Socket { at, end }) => found.sockets[at..end]
-                .iter()
-                .map(|&(_, pid, fd, inode)| PidFd::open(pid).and_then(|p| p.socket(fd, inode)?.netns()))
-                .find(Result::is_ok)
-                .unwrap_or(Err(Errno::ESTALE)),
-            Some(Via::Open(fd)) => fd.try_clone().map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0))),
+            Some(&Via::Socket { at, end }) => {
+                let mut last = Err(Errno::ESTALE);
+                for &(_, pid, fd, inode) in &found.sockets[at..end] {
+                    match PidFd::open(pid).and_then(|p| p.socket(fd, inode, &self.closer)?.netns()) {
+                        Ok(fd) => {
+                            last = Ok(fd);
+                            break;
+                        }
+                        // Why none could be asked, if not that all were closed.
+                        Err(e) if out_of_fds(e) || e == Errno::EAGAIN => last = Err(e),
+                        Err(_) => {}
+                    }
+                }
+                last
+            }
+            Some(&Via::Fd { pid, fd }) => self.root.open_fd_path(pid, fd),
             None => Err(Errno::ENOENT),
         };
         let checked = match opened {
             Ok(fd) => host.netns(fd, netns),
-            Err(Errno::ENOENT | Errno::ESRCH | Errno::ESTALE | Errno::EBADF | Errno::ENOTDIR) => Ok(None),
             Err(e) => Err(e),
         };
-        if matches!(checked, Ok(None)) {
-            stats.netns_unreachable += 1;
+        match checked {
+            Ok(Some(ns)) => return Ok(Some(ns)),
+            Err(e) if out_of_fds(e) => stats.netns_unreachable_fds += 1,
+            Err(Errno::EAGAIN) => stats.closes_stalled += 1,
+            Ok(None) | Err(Errno::ENOENT | Errno::ESRCH | Errno::ESTALE | Errno::EBADF | Errno::ENOTDIR) => {}
+            Err(e) => return Err(e),
         }
-        checked
+        stats.netns_unreachable += 1;
+        Ok(None)
     }
+}
+
+/// Whether `e` says the process or the system has no fd to spare.
+fn out_of_fds(e: Errno) -> bool {
+    matches!(e, Errno::EMFILE | Errno::ENFILE)
 }
 
 #[cfg(test)]

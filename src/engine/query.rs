@@ -269,7 +269,7 @@ impl Pass {
                 pidfd = Some((pid, PidFd::open(pid)));
             }
             let sock = match pidfd.as_ref().map(|p| p.1.as_ref()) {
-                Some(Ok(p)) => p.socket(fd, inode),
+                Some(Ok(p)) => p.socket(fd, inode, &ctx.closer),
                 Some(Err(e)) => Err(*e),
                 None => Err(Errno::ENOENT),
             };
@@ -277,7 +277,8 @@ impl Pass {
                 Ok(s) => s,
                 // Closed since the scan: not in any table now either.
                 Err(Errno::ESTALE | Errno::EBADF) => continue,
-                Err(_) => {
+                Err(e) => {
+                    stats.closes_stalled += u64::from(e == Errno::EAGAIN);
                     told = false;
                     continue;
                 }
@@ -287,7 +288,7 @@ impl Pass {
                 continue;
             };
             let Ok(netns) = nix::sys::stat::fstat(nsfd.as_fd()).map(|st| st.st_ino) else { continue };
-            ctx.add_open_namespace(groups, found, netns, nsfd, stats);
+            ctx.add_socket_namespace(groups, found, netns, (pid, fd, inode), stats);
             match sock.record(pid, fd, netns) {
                 Ok(rec) => direct.extend(Held::of(&rec)),
                 Err(_) => scope.tables.push(netns),

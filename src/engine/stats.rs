@@ -45,4 +45,18 @@ pub struct Stats {
     /// Of those, the ones whose tables could not be read: the way in was
     /// gone (a mount removed, an fd closed) or refused.
     pub netns_unreachable: u64,
+    /// Of those, the ones not entered for want of an fd (the process's fd
+    /// limit or the system's was reached).
+    pub netns_unreachable_fds: u64,
+    /// Sockets of other processes not asked where they live (nor used to
+    /// enter a namespace) because the copies taken before had not all been
+    /// closed: a holder put something there whose close does not return (a
+    /// file of a FUSE server that does not answer, a lingering socket).
+    pub closes_stalled: u64,
+    /// Files not read whole because they outgrew their bound (a
+    /// `mountinfo` past 16 MiB, or past what a pass reads of them all).
+    pub files_truncated: u64,
+    /// Tables of a namespace (`tcp`, `udp`, ...) that could not be read
+    /// while others of it were: its lines from those are delivered.
+    pub tables_unreadable: u64,
 }

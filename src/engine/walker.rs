@@ -209,6 +209,20 @@ impl Walker {
             Err(TryLockError::WouldBlock) => "not known while a walk runs".into(),
         };
         let _ = writeln!(out, "BPF owner scan (task_file iterator): {bpf}");
+        let closes = if self.ctx.closer.stalled() { "stalled: no fd is taken until they return" } else { "returning" };
+        let _ = writeln!(out, "closes of other processes' fds (on the library's own thread): {closes}");
+        let s = self.last_stats();
+        let _ = writeln!(
+            out,
+            "last pass: {} namespaces found beyond processes, {} unreachable ({} for want of fds), \
+             {} sockets not asked (closes stalled), {} files truncated, {} tables unreadable",
+            s.netns_found,
+            s.netns_unreachable,
+            s.netns_unreachable_fds,
+            s.closes_stalled,
+            s.files_truncated,
+            s.tables_unreadable
+        );
         out
     }
 

@@ -308,6 +308,27 @@ pub struct procspy_walk_stats_ext {
     /// removed, an fd closed), entering was refused (`CAP_SYS_ADMIN`), or
     /// the text source was chosen for a namespace no thread is in.
     pub netns_unreachable: u64,
+    /// connections, changes, query: of `netns_unreachable`, the namespaces
+    /// not entered for want of an fd (the process's `RLIMIT_NOFILE` or the
+    /// system's limit was reached). A pass holds a bounded number of fds
+    /// however many namespaces it finds.
+    pub netns_unreachable_fds: u64,
+    /// connections, changes, query: sockets of other processes not asked
+    /// where they live (nor used to enter a namespace) because copies taken
+    /// before (`pidfd_getfd`) had not all been closed yet: the holder put a
+    /// file there whose close does not return (a FUSE server that does not
+    /// answer, a socket lingering on close). Those closes are made on a
+    /// thread of the library's own and never on the caller's.
+    pub closes_stalled: u64,
+    /// connections, changes, query: files not read whole because they
+    /// outgrew their bound (a `PID/mountinfo` past 16 MiB, or past what
+    /// one pass reads of them all, 64 MiB): nsfs mounts listed past the cut
+    /// are not looked at.
+    pub files_truncated: u64,
+    /// connections, changes, query: socket tables of a namespace (`tcp`,
+    /// `udp`, their v6) that could not be read while others of it were;
+    /// the lines of those that were read are delivered.
+    pub tables_unreadable: u64,
 }
 
 /// Called once per socket fd, synchronously on the walking thread. The
@@ -365,6 +386,10 @@ impl From<&Stats> for procspy_walk_stats_ext {
             closed_lost: s.closed_lost,
             netns_found: s.netns_found,
             netns_unreachable: s.netns_unreachable,
+            netns_unreachable_fds: s.netns_unreachable_fds,
+            closes_stalled: s.closes_stalled,
+            files_truncated: s.files_truncated,
+            tables_unreadable: s.tables_unreadable,
         }
     }
 }

@@ -26,9 +26,9 @@ pub use crate::parse::proc::Dirent;
 pub(crate) use bpf::{RECORD_LEN as SOCK_RECORD_LEN, Refusal, SockIter, SockRecord, SockRecords};
 pub use netlink::{DestroySocket, DiagSocket, HostProc, Netns};
 pub(crate) use netns::LINK_MAX;
-pub use pidfd::PidFd;
+pub use pidfd::{Closer, PidFd};
 pub use probe::{Known, Probes};
-pub use sys::same_fd_table;
+pub use sys::{Meta as EntryMeta, random_u32, same_fd_table};
 pub use table::TableBuf;
 use table::at_eof;
 
@@ -112,7 +112,7 @@ impl ProcRoot {
         let read = |path: &[u8]| -> Option<Vec<u8>> {
             let fd = self.open_path(path).ok()?;
             let mut buf = Vec::new();
-            let n = read_all(fd.as_fd(), &mut buf, 1 << 16).ok()?;
+            let n = read_all(fd.as_fd(), &mut buf, 1 << 16, Records::Short).ok()?;
             buf.truncate(n);
             Some(buf)
         };
@@ -176,16 +176,30 @@ impl ProcRoot {
     }
 }
 
-/// `stat()` of an entry of an open directory, following a final symlink
-/// (a `PID/fd/N` link leads to the socket itself).
-pub fn stat_entry(dir: BorrowedFd<'_>, name: &CStr) -> Result<FileStat, Errno> {
-    fstatat(dir, name, AtFlags::empty())
+/// What an entry of an open directory is, following a final symlink (a
+/// `PID/fd/N` link leads to the open file itself), from what the kernel
+/// has cached: another process's file on a FUSE or network filesystem is
+/// not asked (its server might never answer).
+pub fn stat_entry(dir: BorrowedFd<'_>, name: &CStr) -> Result<EntryMeta, Errno> {
+    sys::stat_cached(dir, name)
+}
+
+/// How long a file's records may be, which says when a read ends it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Records {
+    /// Each under 256 bytes (`stat`, `status`, `sockstat`): a short read
+    /// ends the file, with no final read that can only return 0 (see
+    /// `table::at_eof`).
+    Short,
+    /// Of any length (`mountinfo`: a mount point is a path, an overlay's
+    /// options list its layers): a seq_file stops a read short whenever
+    /// its next line does not fit, so only a read that returns 0 ends it.
+    Long,
 }
 
 /// Reads a whole file into `buf`, which grows (and stays grown) as needed,
-/// up to `limit` bytes, without a final read that can only return 0 (see
-/// `table::at_eof`). Returns the length read.
-pub fn read_all(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, limit: usize) -> Result<usize, Errno> {
+/// up to `limit` bytes (`EFBIG` past it). Returns the length read.
+pub fn read_all(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, limit: usize, records: Records) -> Result<usize, Errno> {
     let mut len = 0;
     loop {
         if len == buf.len() {
@@ -196,7 +210,7 @@ pub fn read_all(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, limit: usize) -> Result<u
         }
         let asked = buf.len() - len;
         let n = sys::retry(|| nix::unistd::read(fd, &mut buf[len..]))?;
-        if at_eof(n, asked) {
+        if n == 0 || (records == Records::Short && at_eof(n, asked)) {
             return Ok(len + n);
         }
         len += n;
@@ -300,9 +314,9 @@ mod tests {
         let pid = std::process::id() as i32;
         let fd = root.open_file(pid, b"stat").unwrap();
         let mut buf = Vec::new();
-        let n = read_all(fd.as_fd(), &mut buf, 1 << 20).unwrap();
+        let n = read_all(fd.as_fd(), &mut buf, 1 << 20, Records::Short).unwrap();
         assert!(n > 20 && buf.len() >= n);
         let fd = root.open_file(pid, b"maps").unwrap();
-        assert_eq!(read_all(fd.as_fd(), &mut Vec::new(), 8), Err(Errno::EFBIG));
+        assert_eq!(read_all(fd.as_fd(), &mut Vec::new(), 8, Records::Long), Err(Errno::EFBIG));
     }
 }

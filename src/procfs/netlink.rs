@@ -25,7 +25,7 @@ use nix::sys::socket::{
     AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, connect, getsockname, recvfrom, send,
     setsockopt, socket, sockopt,
 };
-use nix::sys::stat::{Mode, fstat};
+use nix::sys::stat::Mode;
 use nix::sys::statfs::{NSFS_MAGIC, PROC_SUPER_MAGIC, fstatfs};
 
 use super::sys;
@@ -36,19 +36,14 @@ use super::sys;
 pub struct HostProc {
     dir: OwnedFd,
     home: u64,
+    /// nsfs's device: every namespace file is on it.
+    nsfs_dev: u64,
 }
 
 /// A network namespace to enter, checked.
 #[derive(Debug)]
 pub struct Netns {
     fd: OwnedFd,
-}
-
-impl Netns {
-    /// Its fd, to keep and check again later.
-    pub fn into_fd(self) -> OwnedFd {
-        self.fd
-    }
 }
 
 impl HostProc {
@@ -60,8 +55,11 @@ impl HostProc {
             return Err(Errno::ENODEV);
         }
         let ns = openat(dir.as_fd(), c"thread-self/ns/net", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())?;
-        let home = nsfs_inode(ns.as_fd())?.ok_or(Errno::ENODEV)?;
-        Ok(Self { dir, home })
+        let own = sys::stat_cached(ns.as_fd(), c"")?;
+        if fstatfs(&ns)?.filesystem_type() != NSFS_MAGIC {
+            return Err(Errno::ENODEV);
+        }
+        Ok(Self { dir, home: own.ino, nsfs_dev: own.dev })
     }
 
     /// The inode of the calling thread's network namespace.
@@ -73,7 +71,7 @@ impl HostProc {
     /// as a namespace to enter if it is nsfs with the inode `netns`; `None`
     /// if it is anything else.
     pub fn netns(&self, ns: OwnedFd, netns: u64) -> Result<Option<Netns>, Errno> {
-        if nsfs_inode(ns.as_fd())? != Some(netns) {
+        if self.nsfs_inode(ns.as_fd())? != Some(netns) {
             return Ok(None);
         }
         // setns takes no O_PATH fd: open the same file through its fd link.
@@ -82,6 +80,18 @@ impl HostProc {
         let path = std::ffi::CStr::from_bytes_until_nul(&path).map_err(|_| Errno::ENAMETOOLONG)?;
         let fd = openat(self.dir.as_fd(), path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
         Ok(Some(Netns { fd }))
+    }
+
+    /// The inode of a file on nsfs; `None` for a file elsewhere. Its
+    /// device, from what the kernel has cached, is checked first: a file
+    /// on another's FUSE mount (a path or fd swapped meanwhile) is asked
+    /// nothing, where `fstatfs` would wait for its server.
+    fn nsfs_inode(&self, fd: BorrowedFd<'_>) -> Result<Option<u64>, Errno> {
+        let meta = sys::stat_cached(fd, c"")?;
+        if meta.dev != self.nsfs_dev || fstatfs(fd)?.filesystem_type() != NSFS_MAGIC {
+            return Ok(None);
+        }
+        Ok(Some(meta.ino))
     }
 
     /// As `netns`, for a file that may be a namespace of any type (an fd a
@@ -120,14 +130,6 @@ impl HostProc {
 pub trait NetlinkSocket: Sized + Send {
     /// A socket of the calling thread's namespace.
     fn open() -> Result<Self, Errno>;
-}
-
-/// The inode of a file on nsfs; `None` for a file elsewhere.
-fn nsfs_inode(fd: BorrowedFd<'_>) -> Result<Option<u64>, Errno> {
-    if fstatfs(fd)?.filesystem_type() != NSFS_MAGIC {
-        return Ok(None);
-    }
-    Ok(Some(fstat(fd)?.st_ino))
 }
 
 /// A socket that sends dump requests and reads their replies, connected to
@@ -240,7 +242,7 @@ mod tests {
         let ns = || open("/proc/self/ns/net", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).unwrap();
         assert!(host.netns(ns(), host.home() + 1).unwrap().is_none(), "another inode");
         let file = open("/proc/self/stat", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).unwrap();
-        let ino = fstat(file.as_fd()).unwrap().st_ino;
+        let ino = nix::sys::stat::fstat(file.as_fd()).unwrap().st_ino;
         assert!(host.netns(file, ino).unwrap().is_none(), "not nsfs");
         let checked =
             [host.netns(ns(), host.home()).unwrap().unwrap(), host.netns(ns(), host.home()).unwrap().unwrap()];

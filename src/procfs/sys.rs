@@ -206,6 +206,54 @@ pub fn run_on_own_thread<F: FnOnce() -> R + Send, R: Send>(job: F) -> Result<R, 
     slot.out.ok_or(Errno::EIO)
 }
 
+/// Runs `job` on a new detached thread with every signal blocked (set on
+/// this thread around the spawn, inherited by the new one, then restored
+/// here), for work that may block for as long as another process wishes:
+/// nothing waits for it.
+pub fn spawn_detached(name: &str, job: impl FnOnce() + Send + 'static) -> Result<(), Errno> {
+    use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
+    let mut mask = SigSet::empty();
+    pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), Some(&mut mask))?;
+    let spawned = std::thread::Builder::new().name(name.into()).stack_size(THREAD_STACK).spawn(job);
+    let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&mask), None);
+    spawned.map(drop).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EAGAIN)))
+}
+
+/// What `statx` tells of a file from what the kernel has cached: its type
+/// bits, inode and device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta {
+    /// The type bits of `st_mode`.
+    pub mode: u32,
+    pub ino: u64,
+    pub dev: u64,
+}
+
+impl Meta {
+    pub fn is(&self, kind: nix::sys::stat::SFlag) -> bool {
+        self.mode == kind.bits()
+    }
+}
+
+/// `statx(2)` of `path` under `dir` (or of `dir` itself, where `path` is
+/// empty), following a final link, with `AT_STATX_DONT_SYNC`: a network or
+/// FUSE filesystem answers from its cache and is never asked, so a server
+/// that does not answer cannot block the caller.
+pub fn stat_cached(dir: BorrowedFd<'_>, path: &CStr) -> Result<Meta, Errno> {
+    let mut stx = MaybeUninit::<libc::statx>::zeroed();
+    let flags = libc::AT_STATX_DONT_SYNC | if path.is_empty() { libc::AT_EMPTY_PATH } else { 0 };
+    let mask = libc::STATX_TYPE | libc::STATX_INO;
+    // SAFETY: the kernel writes one `struct statx` into `stx`; `path` is NUL-terminated.
+    let rc = unsafe { libc::statx(dir.as_raw_fd(), path.as_ptr(), flags, mask, stx.as_mut_ptr()) };
+    if rc < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: zeroed, then filled by the kernel.
+    let stx = unsafe { stx.assume_init() };
+    let dev = libc::makedev(stx.stx_dev_major, stx.stx_dev_minor);
+    Ok(Meta { mode: u32::from(stx.stx_mode) & libc::S_IFMT, ino: stx.stx_ino, dev })
+}
+
 /// `readlinkat(2)` of `path` under `dir` into `buf`; returns the length
 /// (`ENAMETOOLONG` if the target may not have fit).
 pub fn readlinkat(dir: BorrowedFd<'_>, path: &CStr, buf: &mut [u8]) -> Result<usize, Errno> {

@@ -102,7 +102,7 @@ pub(in crate::engine) fn scan_group(
                 stats.skipped += 1;
                 continue;
             };
-            if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFSOCK {
+            if !st.is(SFlag::S_IFSOCK) {
                 nsfs.saw(&st, pid, fd);
                 continue;
             }
@@ -121,7 +121,7 @@ pub(in crate::engine) fn scan_group(
             };
             stats.sockets += 1;
             let name = CStr::from_bytes_until_nul(name).unwrap_or_default();
-            let sock = Socket { inode: st.st_ino, netns, start_time, pid, fd, name };
+            let sock = Socket { inode: st.ino, netns, start_time, pid, fd, name };
             if on_socket(&sock).is_break() {
                 return Err(Error::Aborted);
             }

@@ -79,7 +79,7 @@ fn sockstat(ctx: &Ctx, pid: i32, bufs: &mut [Vec<u8>; 2]) -> Option<SockCounts> 
     let [v4, v6] = bufs;
     let read = |file: &[u8], buf: &mut Vec<u8>| -> Result<usize, Errno> {
         let fd = ctx.root.open_file(pid, file)?;
-        crate::procfs::read_all(fd.as_fd(), buf, 1 << 16)
+        crate::procfs::read_all(fd.as_fd(), buf, 1 << 16, crate::procfs::Records::Short)
     };
     let n4 = read(b"net/sockstat", v4).ok()?;
     let v6_text: &[u8] = match read(b"net/sockstat6", v6) {

@@ -96,9 +96,10 @@ impl TableSource for Text<'_, '_> {
         let read = match out.as_deref_mut() {
             Some(buf) => {
                 buf.clear();
-                read_split(ctx, ns.pids, (tcp, udp), buf, spill).map(|split| Tables {
+                read_split(ctx, ns.pids, (tcp, udp), buf, spill).map(|(split, unreadable)| Tables {
                     text: buf.filled(),
                     split,
+                    unreadable,
                     needed: buf.needed(),
                     overflowed: buf.overflowed(),
                 })
@@ -106,10 +107,12 @@ impl TableSource for Text<'_, '_> {
             None => read_own(ctx, ns.pids, (tcp, udp), own, spill),
         };
         let Some(read) = read else {
-            // A namespace no thread is in has no text tables to read.
+            // A namespace no thread is in has no text tables to read; one
+            // whose every pid is gone has nothing left to list.
             stats.netns_unreachable += u64::from(via_of(ns.pids[0].1).is_some());
             return Ok(Listed::Done);
         };
+        stats.tables_unreadable += u64::from(read.unreadable);
         stats.bytes_needed = stats.bytes_needed.max(read.needed);
         if read.overflowed {
             *too_small = Some(out.as_ref().map_or(0, |b| b.capacity()));
@@ -125,27 +128,30 @@ impl TableSource for Text<'_, '_> {
     }
 }
 
-/// One namespace's tables as read: TCP text before `split`, UDP after.
+/// One namespace's tables as read: TCP text before `split`, UDP after;
+/// `unreadable` of the two could not be read.
 struct Tables<'a> {
     text: &'a [u8],
     split: usize,
+    unreadable: u8,
     needed: u64,
     overflowed: bool,
 }
 
 /// Reads the TCP tables then the UDP ones of `group` into `buf`; returns
-/// the offset where UDP starts, or `None` if no pid could be read.
+/// the offset where UDP starts and how many of the two could not be read
+/// (what could be is kept), or `None` if neither could.
 fn read_split(
     ctx: &Ctx,
     group: &Group,
     (tcp, udp): (&[Table], &[Table]),
     buf: &mut TableBuf<'_>,
     spill: &mut [u8],
-) -> Option<usize> {
+) -> Option<(usize, u8)> {
     let tcp_ok = tcp.is_empty() || read_group_tables(ctx, group, tcp, buf, spill);
     let split = buf.written();
     let udp_ok = udp.is_empty() || read_group_tables(ctx, group, udp, buf, spill);
-    (tcp_ok && udp_ok).then_some(split)
+    (tcp_ok || udp_ok).then_some((split, u8::from(!tcp_ok) + u8::from(!udp_ok)))
 }
 
 /// `read_split` into the walker's own scratch, grown until the tables fit.
@@ -158,10 +164,10 @@ fn read_own<'b>(
 ) -> Option<Tables<'b>> {
     loop {
         let mut buf = TableBuf::from_init(own);
-        let split = read_split(ctx, group, tables, &mut buf, spill)?;
+        let (split, unreadable) = read_split(ctx, group, tables, &mut buf, spill)?;
         let (written, needed, overflowed) = (buf.written(), buf.needed(), buf.overflowed());
         if !overflowed || needed > OWN_TABLES_LIMIT as u64 {
-            return Some(Tables { text: &own[..written], split, needed, overflowed });
+            return Some(Tables { text: &own[..written], split, unreadable, needed, overflowed });
         }
         // Tables grow under churn: leave room for some.
         let needed = needed as usize;
