@@ -110,40 +110,59 @@ impl Subscriptions {
     /// full) in `stats.closed_lost`.
     pub fn drain(&mut self, pending: &mut Vec<Closed>, stats: &mut Stats) {
         let mut buf = [0u8; 4096];
-        // One datagram from each subscription in turn, from a different
-        // one each call: a namespace with a flood of them takes no more of
-        // `MAX_PENDING` than the others it shares it with.
         let Subscriptions { subs, open, turn, .. } = self;
-        let n = subs.len();
-        let first = if n == 0 { 0 } else { *turn % n };
         *turn = turn.wrapping_add(1);
-        open.clear();
-        open.resize(n, true);
-        while open.iter().any(|&o| o) {
-            for i in (first..n).chain(0..first) {
-                if !open[i] {
-                    continue;
-                }
-                if pending.len() == MAX_PENDING {
-                    stats.closed_lost += 1;
-                    return;
-                }
-                let (netns, sock) = &subs[i];
-                match sock.try_recv(&mut buf) {
-                    Ok((n, sender, groups)) => match destroyed(&buf[..n.min(buf.len())], sender, groups) {
-                        // A socket never bound was never in a table either.
-                        Some((_, conn)) if conn.local_port == 0 => {}
-                        Some((protocol, conn)) => {
-                            pending.push(Closed { netns: *netns, protocol: protocol.number(), conn })
-                        }
-                        None => stats.dropped += 1,
-                    },
-                    Err(Errno::ENOBUFS) => stats.closed_lost += 1,
-                    Err(_) => open[i] = false,
+        let full = in_turn(subs.len(), *turn, open, |i| {
+            if pending.len() == MAX_PENDING {
+                return Turn::Full;
+            }
+            let (netns, sock) = &subs[i];
+            match sock.try_recv(&mut buf) {
+                Ok((n, sender, groups)) => match destroyed(&buf[..n.min(buf.len())], sender, groups) {
+                    // A socket never bound was never in a table either.
+                    Some((_, conn)) if conn.local_port == 0 => {}
+                    Some((protocol, conn)) => pending.push(Closed { netns: *netns, protocol: protocol.number(), conn }),
+                    None => stats.dropped += 1,
+                },
+                Err(Errno::ENOBUFS) => stats.closed_lost += 1,
+                Err(_) => return Turn::Empty,
+            }
+            Turn::More
+        });
+        stats.closed_lost += u64::from(full);
+    }
+}
+
+/// What one read of a subscription came to.
+#[derive(Debug, PartialEq, Eq)]
+enum Turn {
+    More,
+    /// Nothing more waits there this call.
+    Empty,
+    /// No more is kept this call.
+    Full,
+}
+
+/// Reads each of `n` sources once in turn (`read(i)`), round after round,
+/// starting from a different one on each `turn`, until all are empty;
+/// whether it stopped because `read` said full. A source with a flood
+/// takes no more than its share of what is kept. `open` is scratch.
+fn in_turn(n: usize, turn: usize, open: &mut Vec<bool>, mut read: impl FnMut(usize) -> Turn) -> bool {
+    let first = if n == 0 { 0 } else { turn % n };
+    open.clear();
+    open.resize(n, true);
+    while open.iter().any(|&o| o) {
+        for i in (first..n).chain(0..first) {
+            if open[i] {
+                match read(i) {
+                    Turn::More => {}
+                    Turn::Empty => open[i] = false,
+                    Turn::Full => return true,
                 }
             }
         }
     }
+    false
 }
 
 impl Subscriptions {
@@ -223,5 +242,61 @@ impl Subscriptions {
                 _ => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flooding_source_takes_only_its_share() {
+        // Source 0 never runs dry; 1 and 2 hold three each; 10 are kept.
+        let mut left = [usize::MAX, 3, 3];
+        let mut kept = Vec::new();
+        let full = in_turn(3, 0, &mut Vec::new(), |i| {
+            if kept.len() == 10 {
+                return Turn::Full;
+            }
+            if left[i] == 0 {
+                return Turn::Empty;
+            }
+            left[i] -= 1;
+            kept.push(i);
+            Turn::More
+        });
+        assert!(full);
+        let count = |s| kept.iter().filter(|&&k| k == s).count();
+        assert_eq!((count(0), count(1), count(2)), (4, 3, 3), "{kept:?}");
+    }
+
+    #[test]
+    fn each_call_starts_with_another_source() {
+        for turn in 0..6 {
+            let mut first = None;
+            in_turn(3, turn, &mut Vec::new(), |i| {
+                first.get_or_insert(i);
+                Turn::Full
+            });
+            assert_eq!(first, Some(turn % 3));
+        }
+    }
+
+    #[test]
+    fn the_lowest_inodes_do_not_take_every_place() {
+        // 300 namespaces, inodes from 4026531840 up, of which 256 are subscribed.
+        let chosen = |key: u64| {
+            let mut ns: Vec<u64> = (4_026_531_840..4_026_532_140).collect();
+            ns.sort_unstable_by_key(|&n| rank(key, n));
+            ns.truncate(MAX_SUBSCRIBED);
+            ns.sort_unstable();
+            ns
+        };
+        let lowest: Vec<u64> = (4_026_531_840..4_026_531_840 + MAX_SUBSCRIBED as u64).collect();
+        let (a, b) = (chosen(0x0123_4567_89ab_cdef), chosen(0xfedc_ba98_7654_3211));
+        assert_ne!(a, lowest);
+        assert_ne!(a, b, "the order depends on the key");
+        // Of the 44 highest, some are subscribed.
+        assert!(a.iter().any(|&n| n >= 4_026_531_840 + MAX_SUBSCRIBED as u64));
     }
 }
