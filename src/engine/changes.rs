@@ -26,12 +26,12 @@ use std::cmp::Ordering;
 use std::ops::ControlFlow;
 
 use super::closed::{Closed, Subscriptions};
-use super::connections::{Connection, Plan, join};
+use super::connections::{Connection, Plan};
 use super::ctx::Ctx;
 use super::error::Error;
 use super::owners::{OwnerAt, Procs, Socket};
 use super::pace::Stop;
-use super::query::Pass;
+use super::pass::{Pass, join};
 use super::query::Query;
 use super::stats::Stats;
 use super::tables::Protocols;

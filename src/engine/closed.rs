@@ -27,8 +27,8 @@ use crate::parse::diag::destroyed;
 use crate::parse::tcp::Conn;
 use crate::procfs::{DestroySocket, HostProc, Netns};
 
-use super::ctx::{Ctx, Group};
-use super::namespaces::{Namespaces, via_of};
+use super::ctx::{Ctx, Group, by_netns};
+use super::namespaces::Namespaces;
 use super::stats::Stats;
 
 /// Namespaces subscribed at most: one fd and up to 512 KiB of queued
@@ -176,7 +176,7 @@ impl Subscriptions {
     /// namespace not subscribed only has no seen-closed events.
     pub(super) fn subscribe(&mut self, ctx: &Ctx, groups: &Group, found: &Namespaces, stats: &mut Stats) {
         let subs = self;
-        let listed = |ns: u64| groups.binary_search_by_key(&ns, |g| g.0).is_ok();
+        let listed = |ns: u64| groups.binary_search_by_key(&ns, |g| g.netns).is_ok();
         subs.subs.retain(|(ns, _)| listed(*ns));
         subs.refused.retain(|&ns| listed(ns));
         if subs.key == 0 {
@@ -186,9 +186,9 @@ impl Subscriptions {
         let Subscriptions { subs: made, refused, new, key, .. } = subs;
         new.clear();
         let mut at = 0;
-        for g in groups.chunk_by(|a, b| a.0 == b.0) {
-            let ns = g[0].0;
-            if via_of(g[0].1).is_none()
+        for g in by_netns(groups) {
+            let ns = g[0].netns;
+            if g[0].as_pid().is_some()
                 && made.binary_search_by_key(&ns, |s| s.0).is_err()
                 && refused.binary_search(&ns).is_err()
             {
@@ -211,11 +211,11 @@ impl Subscriptions {
         let Subscriptions { subs: made, refused, jobs, new, .. } = subs;
         for &(_, from, to) in new.iter() {
             let g = &groups[from..to];
-            let netns = g[0].0;
+            let netns = g[0].netns;
             let job = if netns == host.home() {
                 Job { netns, enter: None, sock: Some(host.socket()) }
             } else {
-                match ctx.netns_of_group(&host, g, found, &mut scratch) {
+                match found.netns_of_group(ctx, &host, g, &mut scratch) {
                     Ok(enter) => Job { netns, enter, sock: None },
                     Err(e) => Job { netns, enter: None, sock: Some(Err(e)) },
                 }

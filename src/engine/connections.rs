@@ -4,17 +4,11 @@
 
 use std::ops::ControlFlow;
 
-use super::ctx::Ctx;
 use super::error::Error;
-use super::owners::{OwnerAt, OwnerScan, Socket};
-use super::query::{Pass, Query, Told};
-use super::stats::Stats;
-use super::tables::{
-    Accounted, Listed, Namespace, Netlink, Protocols, Sink, Source, TCP, TCP6, Table, TableSource, Text, UDP, UDP6,
-};
+use super::owners::{OwnerScan, Socket};
+use super::tables::{Protocols, Sink, Source, TCP, TCP6, Table, UDP, UDP6};
 use crate::parse::kernel::Protocol;
 use crate::parse::tcp::{Conn, Dedup, parse_table};
-use crate::procfs::TableBuf;
 
 /// One table line, the namespace whose table listed it, and its owner.
 #[derive(Clone, Copy, Debug)]
@@ -35,8 +29,8 @@ pub(super) struct Plan {
     pub state_mask: u32,
     pub source: Source,
     pub owner_scan: OwnerScan,
-    tcp: &'static [Table],
-    udp: &'static [Table],
+    pub tcp: &'static [Table],
+    pub udp: &'static [Table],
 }
 
 impl Plan {
@@ -52,150 +46,6 @@ impl Plan {
         let udp: &[Table] = if protocols.udp { &[UDP, UDP6] } else { &[] };
         Ok(Plan { protocols, state_mask, source, owner_scan, tcp, udp })
     }
-}
-
-/// The connections pass: every line `query` asks for of the planned
-/// tables, in every namespace found, that passes the state mask, once,
-/// with its owner, and where that owner's process is in `pass.owners`'
-/// `Procs`. `out` is the caller's scratch (`None`: the pass's own); a
-/// namespace whose tables don't fit it is skipped whole and the result is
-/// `BufferTooSmall`.
-pub(super) fn join(
-    ctx: &Ctx,
-    plan: &Plan,
-    query: &Query<'_>,
-    pass: &mut Pass,
-    out: Option<&mut TableBuf<'_>>,
-    stats: &mut Stats,
-    on_connection: &mut dyn FnMut(&Connection<'_>, OwnerAt) -> ControlFlow<()>,
-) -> Result<(), Error> {
-    // The ways in of the last pass lead where they led then.
-    pass.found.release();
-    let r = pass
-        .scope_groups(ctx, query, stats)
-        .and_then(|()| pass.owners_for(ctx, query, plan.owner_scan, stats))
-        .and_then(|()| pass.widen(ctx, query, stats))
-        .and_then(|()| list(ctx, plan, query, pass, out, stats, on_connection));
-    if !ctx.stop.is_set() {
-        ctx.closer.settle();
-    }
-    r
-}
-
-/// Lists each namespace of the pass from the first source that can.
-/// Without the BPF scan, which reads each socket's namespace, the sockets
-/// no line listed are then asked theirs (`find_by_sockets`), and the
-/// namespaces that finds are listed in a second round.
-fn list(
-    ctx: &Ctx,
-    plan: &Plan,
-    query: &Query<'_>,
-    pass: &mut Pass,
-    mut out: Option<&mut TableBuf<'_>>,
-    stats: &mut Stats,
-    on_connection: &mut dyn FnMut(&Connection<'_>, OwnerAt) -> ControlFlow<()>,
-) -> Result<(), Error> {
-    let mut probe = pass.owners.held().is_none()
-        && query.pids.is_none()
-        && !query.no_owners
-        && !query.process_namespaces_only
-        && ctx.root.shows_kernel_ids();
-    pass.delivered.clear();
-    let mut round = Round { from: 0, record: probe, too_small: None };
-    loop {
-        list_round(ctx, plan, pass, out.as_deref_mut(), &mut round, stats, on_connection)?;
-        round.from = pass.groups.len();
-        let Pass { groups, owners, found, delivered, .. } = pass;
-        if !std::mem::take(&mut probe) || !ctx.find_by_sockets(groups, found, owners.sockets(), delivered, stats) {
-            break;
-        }
-        round.record = false;
-    }
-    pass.groups.sort_unstable();
-    match round.too_small {
-        Some(cap) => Err(Error::BufferTooSmall { needed: stats.bytes_needed, capacity: cap as u64 }),
-        None => Ok(()),
-    }
-}
-
-/// Where a round of `list` starts in the pass's groups, whether it notes
-/// the lines it delivers, and the capacity a namespace's tables outgrew.
-struct Round {
-    from: usize,
-    record: bool,
-    too_small: Option<usize>,
-}
-
-/// One round of `list`: the namespaces of `pass.groups[round.from..]`.
-fn list_round(
-    ctx: &Ctx,
-    plan: &Plan,
-    pass: &mut Pass,
-    out: Option<&mut TableBuf<'_>>,
-    round: &mut Round,
-    stats: &mut Stats,
-    on_connection: &mut dyn FnMut(&Connection<'_>, OwnerAt) -> ControlFlow<()>,
-) -> Result<(), Error> {
-    let Pass { groups, scan, owners, found, scope, tables, diag, dedup, sockstat, ahead, delivered, .. } = pass;
-    let owners = &*owners;
-    // Tried in turn for each namespace, until one lists it.
-    let mut accounted = owners.held().filter(|_| plan.source == Source::Auto).map(|held| Accounted { held, sockstat });
-    let mut netlink = match plan.source {
-        Source::Text => None,
-        // Every namespace but ours will be dumped where no BPF accounting may spare one.
-        source => {
-            let batch = owners.held().is_none() || source == Source::Netlink;
-            Netlink::open(diag, ahead, found, batch, source == Source::Netlink)?
-        }
-    };
-    let mut text = (plan.source != Source::Netlink).then(|| Text {
-        out,
-        own: tables,
-        spill: &mut scan.spill,
-        tcp: plan.tcp,
-        udp: plan.udp,
-        too_small: None,
-    });
-    let mut told = Told(scope);
-    let record = round.record;
-    let mut deliver = |conn: &Conn, protocol: u8, netns: u64| {
-        if !scope.admits(conn.inode) {
-            return ControlFlow::Continue(());
-        }
-        if record {
-            delivered.push(conn.inode);
-        }
-        let owner = owners.owner(conn.inode);
-        let c = Connection { conn: *conn, protocol, netns, owner: owner.map(|o| o.0) };
-        if ctx.stop.is_set() { ControlFlow::Break(()) } else { on_connection(&c, owner.map(|o| o.1)) }
-    };
-    let mut at = round.from;
-    for pids in groups[round.from..].chunk_by(|a, b| a.0 == b.0) {
-        at += pids.len();
-        if ctx.stop.is_set() {
-            return Err(Error::Stopped);
-        }
-        if !scope.wants(pids[0].0) {
-            continue;
-        }
-        dedup.clear();
-        let ns = Namespace { netns: pids[0].0, pids, rest: &groups[at..] };
-        let (protocols, state_mask) = (plan.protocols, plan.state_mask);
-        let mut sink = Sink { protocols, state_mask, netns: ns.netns, dedup, deliver: &mut deliver };
-        let sources: [Option<&mut dyn TableSource>; 4] = [
-            Some(&mut told),
-            accounted.as_mut().map(|s| s as &mut dyn TableSource),
-            netlink.as_mut().map(|s| s as &mut dyn TableSource),
-            text.as_mut().map(|s| s as &mut dyn TableSource),
-        ];
-        for source in sources.into_iter().flatten() {
-            if source.list(ctx, &ns, &mut sink, stats)? == Listed::Done {
-                break;
-            }
-        }
-    }
-    round.too_small = round.too_small.or(text.and_then(|t| t.too_small));
-    Ok(())
 }
 
 /// What `parse_tcp` saw: malformed lines are counted even when it fails.

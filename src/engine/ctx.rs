@@ -20,11 +20,46 @@ use crate::procfs::{self, Closer, ProcRoot};
 /// A `stat` file longer than this is not a process's (a hostile tree).
 const STAT_LIMIT: usize = 4 << 20;
 
-/// (netns, pid), sorted: each namespace's pids are contiguous.
-pub(super) type Groups = Vec<(u64, i32)>;
+/// How a pass reaches a network namespace: through a process (or thread)
+/// in it, or a way in the namespace search found (`namespaces`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Way {
+    Pid(i32),
+    /// The entry of that index in the pass's `Namespaces`.
+    Via(usize),
+}
 
-/// One namespace's pids, a slice of `Groups`.
-pub(super) type Group = [(u64, i32)];
+/// A member of a namespace's group: the namespace, and one way to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Member {
+    pub netns: u64,
+    pub way: Way,
+}
+
+impl Member {
+    pub fn pid(netns: u64, pid: i32) -> Self {
+        Member { netns, way: Way::Pid(pid) }
+    }
+
+    /// The pid it is, if it is one.
+    pub fn as_pid(&self) -> Option<i32> {
+        match self.way {
+            Way::Pid(pid) => Some(pid),
+            Way::Via(_) => None,
+        }
+    }
+}
+
+/// Members, sorted: each namespace's are contiguous.
+pub(super) type Groups = Vec<Member>;
+
+/// One namespace's members, a slice of `Groups`.
+pub(super) type Group = [Member];
+
+/// The groups of `members`, one per namespace.
+pub(super) fn by_netns(members: &Group) -> impl Iterator<Item = &Group> {
+    members.chunk_by(|a, b| a.netns == b.netns)
+}
 
 #[derive(Debug)]
 pub(super) struct Ctx {
@@ -141,12 +176,12 @@ impl Ctx {
             }
             stats.processes += 1;
             match self.netns(pid) {
-                Ok(ns) => groups.push((ns, pid)),
+                Ok(ns) => groups.push(Member::pid(ns, pid)),
                 Err(_) => stats.skipped += 1,
             }
         }
         groups.sort_unstable();
-        stats.namespaces = groups.chunk_by(|a, b| a.0 == b.0).count() as u64;
+        stats.namespaces = by_netns(groups).count() as u64;
         Ok(())
     }
 

@@ -2,9 +2,10 @@
 //! `Result<_, Error>`. Knows nothing of C.
 //!
 //! Modules depend one way: `walker` (the API and its lock) over `changes`
-//! over `connections` (one pass) over `query` (what a pass is asked and
-//! keeps) over `tables` over `owners` over `namespaces`, all over `ctx`
-//! (what a pass reads: the root, the stop, the pacing).
+//! over `pass` (one pass, and what it keeps from call to call) over
+//! `connections` (what a pass delivers) and `query` (what it is asked)
+//! over `tables` over `owners` over `namespaces`, all over `ctx` (what a
+//! pass reads: the root, the stop, the pacing, the closer).
 #![forbid(unsafe_code)]
 
 mod changes;
@@ -15,6 +16,7 @@ mod error;
 mod namespaces;
 mod owners;
 mod pace;
+mod pass;
 mod query;
 mod state;
 mod stats;

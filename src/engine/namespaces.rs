@@ -11,9 +11,8 @@
 //! - a socket a process holds that lives in one (the BPF owner scan reads
 //!   each socket's namespace).
 //!
-//! Such a namespace joins the pass's groups as one entry: a thread's with
-//! the thread's id, the others with a handle (a negative number, never a
-//! pid) naming their way in; its tables are read once like any other's,
+//! Such a namespace joins the pass's groups as one member: a thread's
+//! with the thread's id, the others naming their way in (`Way::Via`); its tables are read once like any other's,
 //! and its lines get owners from the host-wide index. One that can't be
 //! entered or read (the mount went away, no `CAP_SYS_ADMIN`, the text
 //! source for a namespace no thread is in) is counted in
@@ -31,7 +30,7 @@ use std::os::fd::AsFd;
 use nix::errno::Errno;
 use nix::sys::stat::SFlag;
 
-use super::ctx::{Ctx, Group, Groups};
+use super::ctx::{Ctx, Group, Groups, Member, Way};
 use super::error::Error;
 use super::stats::Stats;
 use crate::parse::mountinfo::{ns_link, nsfs_mounts};
@@ -114,16 +113,6 @@ impl Noticed {
     }
 }
 
-/// The handle of `vias[i]` in a group entry.
-fn handle(i: usize) -> i32 {
-    -1 - i32::try_from(i).unwrap_or(i32::MAX - 1)
-}
-
-/// Which of `vias` a group entry's "pid" names, if it names one.
-pub(super) fn via_of(pid: i32) -> Option<usize> {
-    (pid < 0).then(|| usize::try_from(-1 - i64::from(pid)).unwrap_or(usize::MAX))
-}
-
 /// What to look for.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Look {
@@ -131,30 +120,47 @@ pub(super) struct Look {
     pub mounts: bool,
 }
 
-impl Ctx {
+impl Noticed {
+    /// Starts noticing, in the coming owner scan, what the search wants.
+    pub(super) fn look(&mut self, ctx: &Ctx, groups: &Group) {
+        self.found.clear();
+        self.threads.clear();
+        self.looking = true;
+        let dev = groups.iter().filter_map(Member::as_pid).find_map(|pid| ctx.root.stat(pid, b"ns/net").ok());
+        self.dev = dev.map_or(0, |st| st.st_dev);
+    }
+}
+
+impl Namespaces {
+    /// A member for a way in, kept here.
+    fn add_via(&mut self, netns: u64, via: Via) -> Member {
+        self.vias.push(via);
+        Member { netns, way: Way::Via(self.vias.len() - 1) }
+    }
+
     /// The namespace `group` was keyed by, to enter through the first of its
     /// pids whose `ns/net` is that namespace. A pid whose file is anything
     /// else (the pid was reused, or it is no namespace at all) is skipped
-    /// and counted. `None`: no pid leads there any more. An entry that
-    /// names a way in instead of a pid (`namespaces::via_of`) is entered
-    /// that way.
+    /// and counted. `None`: no pid leads there any more. A member that
+    /// names a way in instead of a pid is entered that way.
     pub fn netns_of_group(
         &self,
+        ctx: &Ctx,
         host: &HostProc,
         group: &Group,
-        found: &Namespaces,
         stats: &mut Stats,
     ) -> Result<Option<Netns>, Errno> {
-        if let Some(i) = via_of(group[0].1) {
-            return self.enter_found(host, found, i, group[0].0, stats);
+        if let Way::Via(i) = group[0].way {
+            return self.enter_found(ctx, host, i, group[0].netns, stats);
         }
-        if !self.has_ns_files() {
+        if !ctx.has_ns_files() {
             // Before Linux 3.8: no namespace file to enter.
             return Err(Errno::ENOENT);
         }
         let mut last = Errno::ENOENT;
-        for &(netns, pid) in group {
-            match self.root.open_netns(pid).and_then(|fd| host.netns(fd, netns)) {
+        for m in group {
+            let (netns, Some(pid)) = (m.netns, m.as_pid()) else { continue };
+            match ctx.root.open_netns(pid).and_then(|fd| host.netns(fd, netns)) {
                 Ok(Some(ns)) => return Ok(Some(ns)),
                 Ok(None) => {
                     stats.skipped += 1;
@@ -170,53 +176,47 @@ impl Ctx {
         }
     }
 
-    /// Starts noticing, in the coming owner scan, what the search wants.
-    pub(super) fn look_for_nsfs_fds(&self, groups: &[(u64, i32)], fds: &mut Noticed) {
-        fds.found.clear();
-        fds.threads.clear();
-        fds.looking = true;
-        fds.dev = groups.iter().find_map(|&(_, pid)| self.root.stat(pid, b"ns/net").ok()).map_or(0, |st| st.st_dev);
-    }
-
     /// Adds to `groups` (the processes' entries, sorted) one entry per
     /// namespace found beyond them, then sorts it again. `fds` and
     /// `found.sockets` hold what the owner scan saw.
     pub(super) fn discover(
-        &self,
+        &mut self,
+        ctx: &Ctx,
         groups: &mut Groups,
         dents: &mut [u8],
-        found: &mut Namespaces,
-        fds: &mut Noticed,
+        noticed: &mut Noticed,
         look: Look,
         stats: &mut Stats,
     ) -> Result<(), Error> {
-        fds.looking = false;
-        fds.threads.sort_unstable();
+        let found = self;
+        noticed.looking = false;
+        noticed.threads.sort_unstable();
         found.release();
         found.paths.clear();
         found.mnt_seen.clear();
         let procs = groups.len();
-        let known = |groups: &[(u64, i32)], ns: u64| {
-            groups[..procs].binary_search_by_key(&ns, |g| g.0).is_ok() || groups[procs..].iter().any(|g| g.0 == ns)
+        let known = |groups: &Group, ns: u64| {
+            groups[..procs].binary_search_by_key(&ns, |g| g.netns).is_ok()
+                || groups[procs..].iter().any(|g| g.netns == ns)
         };
         let mut link = [0u8; LINK_MAX];
         // Bytes of `mountinfo` read this pass.
         let mut read = 0;
         for i in 0..procs {
-            let (netns, pid) = groups[i];
-            if self.stop.is_set() {
+            let (netns, Some(pid)) = (groups[i].netns, groups[i].as_pid()) else { continue };
+            if ctx.stop.is_set() {
                 return Err(Error::Stopped);
             }
-            let threads = || match fds.threads.binary_search_by_key(&pid, |t| t.0) {
-                Ok(at) => Ok(fds.threads[at].1),
-                Err(_) => self.root.thread_count(pid),
+            let threads = || match noticed.threads.binary_search_by_key(&pid, |t| t.0) {
+                Ok(at) => Ok(noticed.threads[at].1),
+                Err(_) => ctx.root.thread_count(pid),
             };
             if look.threads && threads().is_ok_and(|n| n > 1) {
                 found.tids.clear();
-                if self.root.list_threads(pid, dents, &mut found.tids).is_ok() {
+                if ctx.root.list_threads(pid, dents, &mut found.tids).is_ok() {
                     for &tid in &found.tids {
-                        match self.netns(tid) {
-                            Ok(ns) if ns != netns && !known(groups, ns) => groups.push((ns, tid)),
+                        match ctx.netns(tid) {
+                            Ok(ns) if ns != netns && !known(groups, ns) => groups.push(Member::pid(ns, tid)),
                             _ => {}
                         }
                     }
@@ -226,15 +226,15 @@ impl Ctx {
             // (its lowest pid): a `readlink` per process would cost a pass
             // some 7% more, for mounts that nearly always propagate from one
             // mount namespace to the others.
-            if !look.mounts || (i > 0 && groups[i - 1].0 == netns) {
+            if !look.mounts || (i > 0 && groups[i - 1].netns == netns) {
                 continue;
             }
-            let Some(mnt) = self.root.read_link(pid, b"ns/mnt", &mut link).ok().and_then(|l| ns_link(l, b"mnt")) else {
+            let Some(mnt) = ctx.root.read_link(pid, b"ns/mnt", &mut link).ok().and_then(|l| ns_link(l, b"mnt")) else {
                 continue;
             };
             let Err(at) = found.mnt_seen.binary_search(&mnt) else { continue };
             found.mnt_seen.insert(at, mnt);
-            let Ok(file) = self.root.open_file(pid, b"mountinfo") else { continue };
+            let Ok(file) = ctx.root.open_file(pid, b"mountinfo") else { continue };
             let room = MOUNTINFO_PASS_LIMIT.saturating_sub(read);
             let len = match read_all(file.as_fd(), &mut found.text, MOUNTINFO_LIMIT.min(room), Records::Long) {
                 Ok(len) => len,
@@ -252,19 +252,19 @@ impl Ctx {
                 if !known(groups, ns) {
                     let at = paths.len();
                     paths.extend_from_slice(point);
-                    groups.push((ns, handle(vias.len())));
                     vias.push(Via::Mount { pid, at, end: paths.len() });
+                    groups.push(Member { netns: ns, way: Way::Via(vias.len() - 1) });
                 }
             });
         }
         // An fd's link names a namespace opened through a bind mount by its
         // path: the file itself tells its type. It is opened again to enter.
-        let host = if fds.found.is_empty() { None } else { HostProc::open().ok() };
-        for &(ino, pid, fd) in fds.found.iter().filter(|_| host.is_some()) {
+        let host = if noticed.found.is_empty() { None } else { HostProc::open().ok() };
+        for &(ino, pid, fd) in noticed.found.iter().filter(|_| host.is_some()) {
             if known(groups, ino) {
                 continue;
             }
-            let checked = self
+            let checked = ctx
                 .root
                 .open_fd_path(pid, fd)
                 .and_then(|f| host.as_ref().map_or(Ok(None), |h| h.net_namespace(f, ino)));
@@ -279,16 +279,16 @@ impl Ctx {
                 }
                 _ => continue,
             }
-            groups.push((ino, handle(found.vias.len())));
-            found.vias.push(Via::Fd { pid, fd });
+            groups.push(found.add_via(ino, Via::Fd { pid, fd }));
         }
         found.sockets.sort_unstable();
         let mut at = 0;
-        for same in found.sockets.chunk_by(|a, b| a.0 == b.0) {
+        let Namespaces { vias, sockets, .. } = found;
+        for same in sockets.chunk_by(|a, b| a.0 == b.0) {
             let ns = same[0].0;
             if !known(groups, ns) {
-                groups.push((ns, handle(found.vias.len())));
-                found.vias.push(Via::Socket { at, end: at + same.len() });
+                vias.push(Via::Socket { at, end: at + same.len() });
+                groups.push(Member { netns: ns, way: Way::Via(vias.len() - 1) });
             }
             at += same.len();
         }
@@ -302,18 +302,18 @@ impl Ctx {
     /// Whether any process, or any namespace `discover` finds from them
     /// (the fds aside), is namespace `netns`: a full grouping, for the rare
     /// query that needs to know.
-    pub(super) fn namespace_exists(&self, netns: u64, dents: &mut [u8]) -> Result<bool, Error> {
+    pub(super) fn namespace_exists(ctx: &Ctx, netns: u64, dents: &mut [u8]) -> Result<bool, Error> {
         let mut pids = Vec::new();
-        self.root.list_pids(dents, &mut pids).map_err(|e| Error::io(&self.root_path, e))?;
-        let mut groups: Vec<(u64, i32)> = pids.iter().filter_map(|&pid| Some((self.netns(pid).ok()?, pid))).collect();
+        ctx.root.list_pids(dents, &mut pids).map_err(|e| Error::io(&ctx.root_path, e))?;
+        let mut groups: Groups = pids.iter().filter_map(|&pid| Some(Member::pid(ctx.netns(pid).ok()?, pid))).collect();
         groups.sort_unstable();
-        if groups.binary_search_by_key(&netns, |g| g.0).is_ok() {
+        if groups.binary_search_by_key(&netns, |g| g.netns).is_ok() {
             return Ok(true);
         }
-        let (mut found, mut fds, mut scratch) = (Namespaces::default(), Noticed::default(), Stats::default());
+        let (mut found, mut noticed, mut scratch) = (Namespaces::default(), Noticed::default(), Stats::default());
         let look = Look { threads: true, mounts: true };
-        self.discover(&mut groups, dents, &mut found, &mut fds, look, &mut scratch)?;
-        Ok(groups.binary_search_by_key(&netns, |g| g.0).is_ok())
+        found.discover(ctx, &mut groups, dents, &mut noticed, look, &mut scratch)?;
+        Ok(groups.binary_search_by_key(&netns, |g| g.netns).is_ok())
     }
 
     /// Asks each of `sockets` (inode, pid, fd, sorted by inode) that no
@@ -325,21 +325,21 @@ impl Ctx {
     /// it lives, and another socket would need some 2^32 inodes made
     /// between two passes to get a freed one's number.
     pub(super) fn find_by_sockets(
-        &self,
+        &mut self,
+        ctx: &Ctx,
         groups: &mut Groups,
-        found: &mut Namespaces,
         sockets: impl Iterator<Item = (u64, i32, i32)>,
         delivered: &mut Vec<u64>,
         stats: &mut Stats,
     ) -> bool {
         delivered.sort_unstable();
         let before = groups.len();
-        let Namespaces { vias, sockets: via_sockets, asked, asked_next, .. } = found;
+        let Namespaces { vias, sockets: via_sockets, asked, asked_next, .. } = self;
         asked_next.clear();
         let mut pidfd: Option<(i32, Result<PidFd, Errno>)> = None;
         let mut memo = asked.iter().peekable();
         for (inode, pid, fd) in sockets {
-            if self.stop.is_set() {
+            if ctx.stop.is_set() {
                 break;
             }
             if delivered.binary_search(&inode).is_ok() {
@@ -353,7 +353,7 @@ impl Ctx {
                         pidfd = Some((pid, PidFd::open(pid)));
                     }
                     let Some((_, Ok(p))) = &pidfd else { continue };
-                    match p.socket(fd, inode, &self.closer).and_then(|s| s.netns()) {
+                    match p.socket(fd, inode, &ctx.closer).and_then(|s| s.netns()) {
                         Ok(nsfd) => match nix::sys::stat::fstat(&nsfd) {
                             Ok(st) => st.st_ino,
                             Err(_) => continue,
@@ -367,12 +367,12 @@ impl Ctx {
                 }
             };
             asked_next.push((inode, netns));
-            if groups[..before].binary_search_by_key(&netns, |g| g.0).is_err()
-                && groups[before..].iter().all(|g| g.0 != netns)
+            if groups[..before].binary_search_by_key(&netns, |g| g.netns).is_err()
+                && groups[before..].iter().all(|g| g.netns != netns)
             {
-                groups.push((netns, handle(vias.len())));
                 via_sockets.push((netns, pid, fd, inode));
                 vias.push(Via::Socket { at: via_sockets.len() - 1, end: via_sockets.len() });
+                groups.push(Member { netns, way: Way::Via(vias.len() - 1) });
                 stats.namespaces += 1;
                 stats.netns_found += 1;
             }
@@ -385,43 +385,43 @@ impl Ctx {
     /// Adds namespace `netns`, which socket `inode` at `fd` of `pid` lives
     /// in, to `groups` unless it is there; keeps `groups` sorted.
     pub(super) fn add_socket_namespace(
-        &self,
+        &mut self,
         groups: &mut Groups,
-        found: &mut Namespaces,
         netns: u64,
         (pid, fd, inode): (i32, i32, u64),
         stats: &mut Stats,
     ) {
-        let at = groups.partition_point(|g| g.0 < netns);
-        if groups.get(at).is_some_and(|g| g.0 == netns) {
+        let at = groups.partition_point(|g| g.netns < netns);
+        if groups.get(at).is_some_and(|g| g.netns == netns) {
             return;
         }
-        groups.insert(at, (netns, handle(found.vias.len())));
-        found.sockets.push((netns, pid, fd, inode));
-        found.vias.push(Via::Socket { at: found.sockets.len() - 1, end: found.sockets.len() });
+        self.sockets.push((netns, pid, fd, inode));
+        let via = Via::Socket { at: self.sockets.len() - 1, end: self.sockets.len() };
+        groups.insert(at, self.add_via(netns, via));
         stats.namespaces += 1;
         stats.netns_found += 1;
     }
 
-    /// The namespace of a group entry that names a way in (`via_of`), to
+    /// The namespace of a member that names a way in, to
     /// enter, checked as a pid's is (nsfs, inode `netns`); `None`, counted
     /// as unreachable, where that way is gone (the mount was removed, the
     /// fd closed, or it now leads elsewhere).
-    pub(super) fn enter_found(
+    fn enter_found(
         &self,
+        ctx: &Ctx,
         host: &HostProc,
-        found: &Namespaces,
         i: usize,
         netns: u64,
         stats: &mut Stats,
     ) -> Result<Option<Netns>, Errno> {
+        let found = self;
         let opened = match found.vias.get(i) {
-            Some(&Via::Mount { pid, at, end }) => self.root.open_mount_point(pid, &found.paths[at..end]),
+            Some(&Via::Mount { pid, at, end }) => ctx.root.open_mount_point(pid, &found.paths[at..end]),
             // Any of them may have been closed since (a netlink socket of a dump).
             Some(&Via::Socket { at, end }) => {
                 let mut last = Err(Errno::ESTALE);
                 for &(_, pid, fd, inode) in &found.sockets[at..end] {
-                    match PidFd::open(pid).and_then(|p| p.socket(fd, inode, &self.closer)?.netns()) {
+                    match PidFd::open(pid).and_then(|p| p.socket(fd, inode, &ctx.closer)?.netns()) {
                         Ok(fd) => {
                             last = Ok(fd);
                             break;
@@ -433,7 +433,7 @@ impl Ctx {
                 }
                 last
             }
-            Some(&Via::Fd { pid, fd }) => self.root.open_fd_path(pid, fd),
+            Some(&Via::Fd { pid, fd }) => ctx.root.open_fd_path(pid, fd),
             None => Err(Errno::ENOENT),
         };
         let checked = match opened {
@@ -455,19 +455,4 @@ impl Ctx {
 /// Whether `e` says the process or the system has no fd to spare.
 fn out_of_fds(e: Errno) -> bool {
     matches!(e, Errno::EMFILE | Errno::ENFILE)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn handles_are_never_pids() {
-        for i in [0, 1, 77, i32::MAX as usize - 1] {
-            assert!(handle(i) < 0);
-            assert_eq!(via_of(handle(i)), Some(i));
-        }
-        assert_eq!(via_of(1), None);
-        assert_eq!(via_of(0), None);
-    }
 }

@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
 use super::changes::{self, Change, ChangeState};
-use super::connections::{self, Connection, Plan};
-use super::ctx::Ctx;
+use super::connections::{Connection, Plan};
+use super::ctx::{Ctx, Group, by_netns};
 use super::error::Error;
 use super::owners::{OwnerScan, Socket, scan_group};
 use super::pace::Stop;
-use super::query::Pass;
+use super::pass::{self, Pass};
 use super::query::Query;
 use super::stats::Stats;
 use super::tables::{Protocols, Source, TCP, TCP6, append_tables, read_group_tables};
@@ -167,7 +167,7 @@ impl Walker {
         let plan = self.plan(protocols, state_mask)?;
         query.check()?;
         self.with_state(stats, |state, stats| {
-            connections::join(&self.ctx, &plan, query, &mut state.pass, out, stats, &mut |c, _| on_connection(c))
+            pass::join(&self.ctx, &plan, query, &mut state.pass, out, stats, &mut |c, _| on_connection(c))
         })
     }
 
@@ -291,13 +291,13 @@ impl Walker {
         let ctx = &self.ctx;
         let Pass { pids, groups, scan, .. } = pass;
         ctx.group_by_netns(&mut scan.dents, pids, groups, stats)?;
-        groups.chunk_by(|a, b| a.0 == b.0).try_for_each(|group| {
+        by_netns(groups).try_for_each(|group| {
             if !ctx.tick(&mut scan.ticker, stats) {
                 return Err(Error::Stopped);
             }
             read_group_tables(ctx, group, &[TCP, TCP6], out, &mut scan.spill);
             // Re-read after each tick to narrow the race between the tables and the fds.
-            let mut reread = |rest: &[(u64, i32)], spill: &mut [u8]| {
+            let mut reread = |rest: &Group, spill: &mut [u8]| {
                 read_group_tables(ctx, rest, &[TCP, TCP6], out, spill);
             };
             scan_group(ctx, scan, group, stats, &mut reread, on_socket)

@@ -86,12 +86,12 @@ pub(super) fn index(
 ) -> Result<(), DiagStop> {
     let by_pid = &mut owners.by_pid;
     by_pid.clear();
-    by_pid.extend(groups.iter().map(|&(netns, pid)| (pid, netns)));
+    by_pid.extend(groups.iter().filter_map(|m| Some((m.as_pid()?, m.netns))));
     by_pid.sort_unstable();
     if !ctx.tick(&mut scan.ticker, stats) {
         return Err(DiagStop::Ended(Error::Stopped));
     }
-    let Scan { dents: buf, stat, name, ticker, nsfs, .. } = scan;
+    let Scan { dents: buf, stat, name, ticker, noticed, .. } = scan;
     // Put back once whole: a pass that fails here builds no index.
     let mut held = owners.held.take().unwrap_or_default();
     let (block, mut in_block) = (ctx.fd_block(), 0u64);
@@ -117,7 +117,7 @@ pub(super) fn index(
                 };
                 let found = netns.and_then(|ns| {
                     let (start_time, threads) = ctx.read_stat(rec.pid, stat, name)?;
-                    nsfs.saw_process(rec.pid, threads);
+                    noticed.saw_process(rec.pid, threads);
                     Some((ns, start_time))
                 });
                 if found.is_none() {

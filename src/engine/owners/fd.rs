@@ -24,7 +24,7 @@ pub(in crate::engine) struct Scan {
     pub name: Vec<u8>,
     pub ticker: Ticker,
     /// What the namespace search wants of the fds scanned, when it looks.
-    pub nsfs: Noticed,
+    pub noticed: Noticed,
 }
 
 impl Default for Scan {
@@ -35,7 +35,7 @@ impl Default for Scan {
             stat: Vec::new(),
             name: Vec::new(),
             ticker: Ticker::default(),
-            nsfs: Noticed::default(),
+            noticed: Noticed::default(),
         }
     }
 }
@@ -54,10 +54,11 @@ pub(in crate::engine) fn scan_group(
     after_tick: &mut AfterTick<'_>,
     on_socket: &mut dyn FnMut(&Socket<'_>) -> ControlFlow<()>,
 ) -> Result<(), Error> {
-    let Scan { dents, spill, stat, name, ticker, nsfs } = scan;
+    let Scan { dents, spill, stat, name, ticker, noticed } = scan;
     let block = ctx.fd_block();
     let mut in_block = 0u64;
-    for (i, &(netns, pid)) in group.iter().enumerate() {
+    for (i, member) in group.iter().enumerate() {
+        let (netns, Some(pid)) = (member.netns, member.as_pid()) else { continue };
         if ctx.stop.is_set() {
             return Err(Error::Stopped);
         }
@@ -103,14 +104,14 @@ pub(in crate::engine) fn scan_group(
                 continue;
             };
             if !st.is(SFlag::S_IFSOCK) {
-                nsfs.saw(&st, pid, fd);
+                noticed.saw(&st, pid, fd);
                 continue;
             }
             let start_time = match start_time {
                 Some(t) => t,
                 None => match ctx.read_stat(pid, stat, name) {
                     Some((t, threads)) => {
-                        nsfs.saw_process(pid, threads);
+                        noticed.saw_process(pid, threads);
                         *start_time.insert(t)
                     }
                     None => {

@@ -14,7 +14,7 @@ use std::ops::ControlFlow;
 pub(super) use bpf::Held;
 pub(super) use fd::{Scan, scan_group};
 
-use super::ctx::{Ctx, Group};
+use super::ctx::{Ctx, Group, by_netns};
 use super::error::{DiagStop, Error};
 use super::stats::Stats;
 use crate::procfs::{Known, SockIter};
@@ -162,7 +162,7 @@ impl Owners {
     ) -> Result<(), Error> {
         self.clear();
         self.held = None;
-        groups.chunk_by(|a, b| a.0 == b.0).try_for_each(|group| {
+        by_netns(groups).try_for_each(|group| {
             if !ctx.tick(&mut scan.ticker, stats) {
                 return Err(Error::Stopped);
             }

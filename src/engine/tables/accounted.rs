@@ -6,7 +6,7 @@ use std::os::fd::AsFd;
 use nix::errno::Errno;
 
 use super::{Listed, Namespace, Protocols, Sink, TableSource};
-use crate::engine::ctx::Ctx;
+use crate::engine::ctx::{Ctx, Member};
 use crate::engine::error::Error;
 use crate::engine::owners::Held;
 use crate::engine::stats::Stats;
@@ -54,7 +54,7 @@ impl<'a> Accounted<'a> {
         let lo = held.partition_point(|h| h.netns < ns.netns);
         let hi = lo + held[lo..].partition_point(|h| h.netns == ns.netns);
         let mine = &held[lo..hi];
-        let counts = ns.pids.iter().find_map(|&(_, pid)| sockstat(ctx, pid, self.sockstat))?;
+        let counts = ns.members.iter().filter_map(Member::as_pid).find_map(|pid| sockstat(ctx, pid, self.sockstat))?;
         let mut seen = SockCounts::default();
         for h in mine {
             let v4 = h.conn.family == Family::Inet.version();

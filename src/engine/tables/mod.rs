@@ -42,11 +42,11 @@ pub struct Protocols {
     pub udp: bool,
 }
 
-/// One namespace to list: its pids, and the namespaces after it (a source
-/// may prepare for them).
+/// One namespace to list: its members, and the namespaces after it (a
+/// source may prepare for them).
 pub(super) struct Namespace<'g> {
     pub netns: u64,
-    pub pids: &'g Group,
+    pub members: &'g Group,
     pub rest: &'g Group,
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 
 use super::{Listed, Namespace, Protocols, Sink, TableSource};
-use crate::engine::ctx::Ctx;
+use crate::engine::ctx::{Ctx, by_netns};
 use crate::engine::error::{DiagStop, Error};
 use crate::engine::namespaces::Namespaces;
 use crate::engine::pace::Wait;
@@ -98,13 +98,13 @@ impl<'a> Netlink<'a> {
         let ahead = &mut *self.ahead;
         if !ahead.iter().any(|a| a.netns == ns.netns) {
             ahead.clear();
-            let next = ns.rest.chunk_by(|a, b| a.0 == b.0).filter(|g| g[0].0 != host.home());
-            for g in std::iter::once(ns.pids).chain(next.take(if self.batch { AHEAD - 1 } else { 0 })) {
-                let (enter, sock) = match ctx.netns_of_group(host, g, self.found, stats) {
+            let next = by_netns(ns.rest).filter(|g| g[0].netns != host.home());
+            for g in std::iter::once(ns.members).chain(next.take(if self.batch { AHEAD - 1 } else { 0 })) {
+                let (enter, sock) = match self.found.netns_of_group(ctx, host, g, stats) {
                     Ok(enter) => (enter, None),
                     Err(e) => (None, Some(Err(e))),
                 };
-                ahead.push(Ahead { netns: g[0].0, enter, sock });
+                ahead.push(Ahead { netns: g[0].netns, enter, sock });
             }
             let jobs = ahead.iter_mut().filter_map(|a| {
                 let Ahead { enter, sock, .. } = a;

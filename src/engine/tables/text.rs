@@ -7,9 +7,8 @@ use std::os::fd::AsFd;
 use nix::errno::Errno;
 
 use super::{Listed, Namespace, Sink, TableSource};
-use crate::engine::ctx::{Ctx, Group};
+use crate::engine::ctx::{Ctx, Group, Member};
 use crate::engine::error::Error;
-use crate::engine::namespaces::via_of;
 use crate::engine::stats::Stats;
 use crate::parse::kernel::Protocol;
 use crate::parse::tcp::parse_table;
@@ -74,7 +73,7 @@ pub(in crate::engine) fn read_group_tables(
     out: &mut TableBuf<'_>,
     spill: &mut [u8],
 ) -> bool {
-    group.iter().any(|&(_, pid)| append_tables(ctx, pid, tables, out, spill).is_ok())
+    group.iter().filter_map(Member::as_pid).any(|pid| append_tables(ctx, pid, tables, out, spill).is_ok())
 }
 
 /// The text source: always available, but a namespace whose tables don't
@@ -96,7 +95,7 @@ impl TableSource for Text<'_, '_> {
         let read = match out.as_deref_mut() {
             Some(buf) => {
                 buf.clear();
-                read_split(ctx, ns.pids, (tcp, udp), buf, spill).map(|(split, unreadable)| Tables {
+                read_split(ctx, ns.members, (tcp, udp), buf, spill).map(|(split, unreadable)| Tables {
                     text: buf.filled(),
                     split,
                     unreadable,
@@ -104,12 +103,12 @@ impl TableSource for Text<'_, '_> {
                     overflowed: buf.overflowed(),
                 })
             }
-            None => read_own(ctx, ns.pids, (tcp, udp), own, spill),
+            None => read_own(ctx, ns.members, (tcp, udp), own, spill),
         };
         let Some(read) = read else {
             // A namespace no thread is in has no text tables to read; one
             // whose every pid is gone has nothing left to list.
-            stats.netns_unreachable += u64::from(via_of(ns.pids[0].1).is_some());
+            stats.netns_unreachable += u64::from(ns.members[0].as_pid().is_none());
             return Ok(Listed::Done);
         };
         stats.tables_unreadable += u64::from(read.unreadable);
