@@ -757,7 +757,16 @@ enum procspy_status procspy_walker_walk(struct procspy_walker *walker,
  * opens its socket and exits; the call waits for it. That thread has every
  * signal blocked from its start (the calling thread's mask is full for the
  * moment of `pthread_create`, then restored), runs no callback and
- * outlives no call. The library creates no other thread.
+ * outlives no call. One more thread may serve a walker: where a call takes
+ * a copy of another process's socket (`pidfd_getfd`: a pid query, the
+ * namespaces found through sockets), the copy is closed on a thread of the
+ * walker's own, made at its first copy with every signal blocked, because
+ * a last close can wait as long as the holder wishes (a file of its FUSE
+ * server swapped in for the socket, a lingering socket). No call waits for
+ * it past 50 ms: while its closes do not return, no more copies are taken
+ * and what they would have found is counted (`procspy_walk_stats_ext`).
+ * It runs no callback and ends once the walker is freed and its closes
+ * have returned. The library creates no other thread.
  *
  * `buf`/`cap` is scratch for one namespace's text tables; `cap == 0` means
  * the walker's own, whatever `buf` is. A namespace whose tables don't fit a

@@ -56,6 +56,8 @@
 //! One direction: `ffi` (the C ABI) over `engine` (the plain Rust API),
 //! which joins what `procfs` reads and [`parse`] understands.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod engine;
 pub mod ffi;
 pub mod parse;

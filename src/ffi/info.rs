@@ -3,6 +3,7 @@
 use std::ffi::{c_char, c_int};
 
 use super::guard::{copy_last_error, guard_value};
+use super::mem::copy_out;
 use super::types::{procspy_status, protocol_of_c};
 use crate::engine::state_name_cstr;
 
@@ -67,15 +68,8 @@ pub extern "C" fn procspy_state_name(protocol: u32, state: u32) -> *const c_char
 pub extern "C" fn procspy_last_error(buf: *mut c_char, cap: usize) -> usize {
     guard_value(0, || {
         copy_last_error(&mut |msg| {
-            if buf.is_null() || cap == 0 {
-                return;
-            }
-            let n = msg.len().min(cap - 1);
-            // SAFETY: the caller lends `cap` writable bytes at `buf`; n < cap.
-            unsafe {
-                std::ptr::copy_nonoverlapping(msg.as_ptr(), buf.cast::<u8>(), n);
-                *buf.add(n) = 0;
-            }
+            // SAFETY: the caller lends `cap` writable bytes at `buf` (NULL only with `cap` 0).
+            unsafe { copy_out(msg, buf, cap) };
         })
     })
 }

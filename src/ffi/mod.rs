@@ -11,6 +11,7 @@
 
 mod guard;
 mod info;
+mod mem;
 mod parse;
 mod types;
 mod walker;

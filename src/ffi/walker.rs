@@ -1,41 +1,13 @@
 //! The walker's entry points.
 
 use std::ffi::{CStr, c_char, c_void};
-use std::mem::MaybeUninit;
 use std::ops::ControlFlow;
 use std::time::Duration;
 
 use super::guard::{Fail, guard};
+use super::mem::{caller_buffer, copy_out, put_stats, walker_ref};
 use super::types::*;
-use crate::engine::{Change, Connection, OwnerScan, Protocols, Query, Source, Stats, TableBuf, Walker};
-
-/// The caller's buffer as uninitialised memory: `cap == 0` is an empty
-/// buffer whatever `buf` is.
-///
-/// # Safety
-/// `buf` must be NULL or valid for writes of `cap` bytes for `'a`.
-unsafe fn caller_buffer<'a>(buf: *mut u8, cap: usize) -> Result<&'a mut [MaybeUninit<u8>], Fail> {
-    if cap == 0 {
-        return Ok(&mut []);
-    }
-    if buf.is_null() {
-        return Err(Fail::Null("buf"));
-    }
-    if cap > isize::MAX as usize {
-        return Err(Fail::Invalid(format!("cap {cap} exceeds the address space")));
-    }
-    // SAFETY: the caller lends `cap` writable bytes; they are only written
-    // through read(2) and never read before that.
-    Ok(unsafe { std::slice::from_raw_parts_mut(buf.cast::<MaybeUninit<u8>>(), cap) })
-}
-
-/// Stores `stats` where the caller asked, if it did.
-fn put_stats(out: *mut procspy_walk_stats, stats: &Stats) {
-    // SAFETY: a non-NULL `out` points at a caller-allocated struct.
-    if let Some(out) = unsafe { out.as_mut() } {
-        *out = stats.into();
-    }
-}
+use crate::engine::{Change, Connection, OwnerScan, Protocols, Query, Socket, Source, Stats, TableBuf, Walker};
 
 /// Lends `f` the record of `c`, pointing at its owner's.
 fn with_record<R>(c: &Connection<'_>, f: impl FnOnce(&procspy_connection) -> R) -> R {
@@ -46,6 +18,37 @@ fn with_record<R>(c: &Connection<'_>, f: impl FnOnce(&procspy_connection) -> R) 
 /// A callback's answer: 0 goes on.
 fn verdict(answer: std::ffi::c_int) -> ControlFlow<()> {
     if answer == 0 { ControlFlow::Continue(()) } else { ControlFlow::Break(()) }
+}
+
+/// The one body of every call that walks (walk, connections, query,
+/// changes): its stats zeroed at once, then the walker, the callback and
+/// the buffer checked in that order, then `run` on a fresh `Stats`, which
+/// the caller gets whatever the outcome.
+fn pass<'a, F>(
+    walker: *const procspy_walker,
+    mem: Result<&'a mut [std::mem::MaybeUninit<u8>], Fail>,
+    stats: *mut procspy_walk_stats,
+    cb: Result<F, Fail>,
+    run: impl FnOnce(&Walker, &'a mut [std::mem::MaybeUninit<u8>], &mut Stats, F) -> Result<(), Fail>,
+) -> Result<(), Fail> {
+    put_stats(stats, &Stats::default());
+    let w = walker_ref(walker)?;
+    let (cb, mem) = (cb?, mem?);
+    let mut st = Stats::default();
+    let r = run(w, mem, &mut st, cb);
+    put_stats(stats, &st);
+    r
+}
+
+/// Calls `cb` with the record of `s`; `ControlFlow::Break` if it said stop.
+fn deliver_socket(
+    cb: unsafe extern "C" fn(*mut c_void, *const procspy_socket) -> std::ffi::c_int,
+    userdata: *mut c_void,
+    s: &Socket<'_>,
+) -> ControlFlow<()> {
+    let rec = procspy_socket::from(s);
+    // SAFETY: the caller's callback, given a record that outlives the call.
+    verdict(unsafe { cb(userdata, &rec) })
 }
 
 /// Calls `cb` with the record of `c`; `ControlFlow::Break` if it said stop.
@@ -116,9 +119,8 @@ pub extern "C" fn procspy_walker_set_rate_limit(
     tick_ns: u64,
 ) -> procspy_status {
     guard("procspy_walker_set_rate_limit", || {
-        // SAFETY: a non-NULL `walker` is a live walker.
-        let w = unsafe { walker.as_ref() }.ok_or(Fail::Null("walker"))?;
-        w.inner.set_rate_limit(fd_block_size, Duration::from_nanos(tick_ns));
+        let w = walker_ref(walker)?;
+        w.set_rate_limit(fd_block_size, Duration::from_nanos(tick_ns));
         Ok(())
     })
 }
@@ -138,15 +140,14 @@ pub extern "C" fn procspy_walker_set_rate_limit(
 #[must_use]
 pub extern "C" fn procspy_walker_set_source(walker: *mut procspy_walker, source: u32) -> procspy_status {
     guard("procspy_walker_set_source", || {
-        // SAFETY: a non-NULL `walker` is a live walker.
-        let w = unsafe { walker.as_ref() }.ok_or(Fail::Null("walker"))?;
+        let w = walker_ref(walker)?;
         let source = match source {
             PROCSPY_SOURCE_AUTO => Source::Auto,
             PROCSPY_SOURCE_TEXT => Source::Text,
             PROCSPY_SOURCE_NETLINK => Source::Netlink,
             other => return Err(Fail::Invalid(format!("source {other}: use a PROCSPY_SOURCE_* value"))),
         };
-        w.inner.set_source(source);
+        w.set_source(source);
         Ok(())
     })
 }
@@ -171,15 +172,14 @@ pub extern "C" fn procspy_walker_set_source(walker: *mut procspy_walker, source:
 #[must_use]
 pub extern "C" fn procspy_walker_set_owner_scan(walker: *mut procspy_walker, scan: u32) -> procspy_status {
     guard("procspy_walker_set_owner_scan", || {
-        // SAFETY: a non-NULL `walker` is a live walker.
-        let w = unsafe { walker.as_ref() }.ok_or(Fail::Null("walker"))?;
+        let w = walker_ref(walker)?;
         let scan = match scan {
             PROCSPY_OWNERS_AUTO => OwnerScan::Auto,
             PROCSPY_OWNERS_PROC => OwnerScan::Proc,
             PROCSPY_OWNERS_BPF => OwnerScan::Bpf,
             other => return Err(Fail::Invalid(format!("owner scan {other}: use a PROCSPY_OWNERS_* value"))),
         };
-        w.inner.set_owner_scan(scan);
+        w.set_owner_scan(scan);
         Ok(())
     })
 }
@@ -220,9 +220,7 @@ pub extern "C" fn procspy_walker_stop_token(
         // SAFETY: a non-NULL `out` points at a writable pointer.
         let out = unsafe { out.as_mut() }.ok_or(Fail::Null("out"))?;
         *out = std::ptr::null_mut();
-        // SAFETY: a non-NULL `walker` is a live walker.
-        let w = unsafe { walker.as_ref() }.ok_or(Fail::Null("walker"))?;
-        *out = Box::into_raw(Box::new(procspy_stop_token { inner: w.inner.stop_token() }));
+        *out = Box::into_raw(Box::new(procspy_stop_token { inner: walker_ref(walker)?.stop_token() }));
         Ok(())
     })
 }
@@ -274,20 +272,14 @@ pub extern "C" fn procspy_walker_walk(
     stats: *mut procspy_walk_stats,
 ) -> procspy_status {
     guard("procspy_walker_walk", || {
-        put_stats(stats, &Stats::default());
-        // SAFETY: a non-NULL `walker` is a live walker.
-        let w = unsafe { walker.as_ref() }.ok_or(Fail::Null("walker"))?;
-        let cb = on_socket.ok_or(Fail::Null("on_socket"))?;
         // SAFETY: the caller lends `cap` bytes at `buf` for this call.
-        let mut out = TableBuf::new(unsafe { caller_buffer(buf, cap) }?);
-        let mut st = Stats::default();
-        let r = w.inner.walk(&mut out, &mut st, &mut |s| {
-            let rec = procspy_socket::from(s);
-            // SAFETY: the caller's callback, given a record that outlives the call.
-            verdict(unsafe { cb(userdata, &rec) })
-        });
-        put_stats(stats, &st);
-        Ok(r?)
+        pass(
+            walker,
+            unsafe { caller_buffer(buf, cap) },
+            stats,
+            on_socket.ok_or(Fail::Null("on_socket")),
+            |w, mem, st, cb| Ok(w.walk(&mut TableBuf::new(mem), st, &mut |s| deliver_socket(cb, userdata, s))?),
+        )
     })
 }
 
@@ -311,7 +303,16 @@ pub extern "C" fn procspy_walker_walk(
 /// opens its socket and exits; the call waits for it. That thread has every
 /// signal blocked from its start (the calling thread's mask is full for the
 /// moment of `pthread_create`, then restored), runs no callback and
-/// outlives no call. The library creates no other thread.
+/// outlives no call. One more thread may serve a walker: where a call takes
+/// a copy of another process's socket (`pidfd_getfd`: a pid query, the
+/// namespaces found through sockets), the copy is closed on a thread of the
+/// walker's own, made at its first copy with every signal blocked, because
+/// a last close can wait as long as the holder wishes (a file of its FUSE
+/// server swapped in for the socket, a lingering socket). No call waits for
+/// it past 50 ms: while its closes do not return, no more copies are taken
+/// and what they would have found is counted (`procspy_walk_stats_ext`).
+/// It runs no callback and ends once the walker is freed and its closes
+/// have returned. The library creates no other thread.
 ///
 /// `buf`/`cap` is scratch for one namespace's text tables; `cap == 0` means
 /// the walker's own, whatever `buf` is. A namespace whose tables don't fit a
@@ -352,21 +353,13 @@ pub(super) fn connections_body<'q>(
     stats: *mut procspy_walk_stats,
     query: impl FnOnce() -> Result<Query<'q>, Fail>,
 ) -> Result<(), Fail> {
-    put_stats(stats, &Stats::default());
-    // SAFETY: a non-NULL `walker` is a live walker.
-    let w = unsafe { walker.as_ref() }.ok_or(Fail::Null("walker"))?;
-    let cb = on_connection.ok_or(Fail::Null("on_connection"))?;
+    let cb = on_connection.ok_or(Fail::Null("on_connection"));
     // SAFETY: the caller lends `cap` bytes at `buf` for this call.
-    let mem = unsafe { caller_buffer(buf, cap) }?;
-    let query = query()?;
-    let protocols = protocols_of(protocols)?;
-    let mut out = (!mem.is_empty()).then(|| TableBuf::new(mem));
-    let mut st = Stats::default();
-    let r = w
-        .inner
-        .query(out.as_mut(), &query, protocols, state_mask, &mut st, &mut |c| deliver_connection(cb, userdata, c));
-    put_stats(stats, &st);
-    Ok(r?)
+    pass(walker, unsafe { caller_buffer(buf, cap) }, stats, cb, |w, mem, st, cb| {
+        let (query, protocols) = (query()?, protocols_of(protocols)?);
+        let mut out = (!mem.is_empty()).then(|| TableBuf::new(mem));
+        Ok(w.query(out.as_mut(), &query, protocols, state_mask, st, &mut |c| deliver_connection(cb, userdata, c))?)
+    })
 }
 
 /// What changed since the previous `procspy_walker_changes` call on this
@@ -413,18 +406,18 @@ pub extern "C" fn procspy_walker_changes(
     stats: *mut procspy_walk_stats,
 ) -> procspy_status {
     guard("procspy_walker_changes", || {
-        put_stats(stats, &Stats::default());
-        // SAFETY: a non-NULL `walker` is a live walker.
-        let w = unsafe { walker.as_ref() }.ok_or(Fail::Null("walker"))?;
-        let cb = on_change.ok_or(Fail::Null("on_change"))?;
         // SAFETY: the caller lends `cap` bytes at `buf` for this call.
-        let mem = unsafe { caller_buffer(buf, cap) }?;
-        let protocols = protocols_of(protocols)?;
-        let mut out = (!mem.is_empty()).then(|| TableBuf::new(mem));
-        let mut st = Stats::default();
-        let r = w.inner.changes(out.as_mut(), protocols, state_mask, &mut st, &mut |c| deliver_change(cb, userdata, c));
-        put_stats(stats, &st);
-        Ok(r?)
+        pass(
+            walker,
+            unsafe { caller_buffer(buf, cap) },
+            stats,
+            on_change.ok_or(Fail::Null("on_change")),
+            |w, mem, st, cb| {
+                let protocols = protocols_of(protocols)?;
+                let mut out = (!mem.is_empty()).then(|| TableBuf::new(mem));
+                Ok(w.changes(out.as_mut(), protocols, state_mask, st, &mut |c| deliver_change(cb, userdata, c))?)
+            },
+        )
     })
 }
 
@@ -461,12 +454,11 @@ pub extern "C" fn procspy_walker_stats_ext(
     size: usize,
 ) -> procspy_status {
     guard("procspy_walker_stats_ext", || {
-        // SAFETY: a non-NULL `walker` is a live walker.
-        let w = unsafe { walker.as_ref() }.ok_or(Fail::Null("walker"))?;
+        let w = walker_ref(walker)?;
         if out.is_null() {
             return Err(Fail::Null("out"));
         }
-        let ext = procspy_walk_stats_ext::from(&w.inner.last_stats());
+        let ext = procspy_walk_stats_ext::from(&w.last_stats());
         let n = size.min(std::mem::size_of::<procspy_walk_stats_ext>());
         // SAFETY: the caller lends `size` writable bytes at `out`; n <= size.
         unsafe { std::ptr::copy_nonoverlapping((&raw const ext).cast::<u8>(), out.cast::<u8>(), n) };
@@ -482,14 +474,13 @@ pub extern "C" fn procspy_walker_stats_ext(
 #[must_use]
 pub extern "C" fn procspy_walker_netns_of(walker: *const procspy_walker, pid: i32, out: *mut u64) -> procspy_status {
     guard("procspy_walker_netns_of", || {
-        // SAFETY: non-NULL pointers are a live walker and a writable u64.
-        let (Some(w), Some(out)) = (unsafe { walker.as_ref() }, unsafe { out.as_mut() }) else {
-            return Err(Fail::Null(if walker.is_null() { "walker" } else { "out" }));
-        };
+        let w = walker_ref(walker)?;
+        // SAFETY: a non-NULL `out` is a writable u64.
+        let out = unsafe { out.as_mut() }.ok_or(Fail::Null("out"))?;
         if pid <= 0 {
             return Err(Fail::Invalid(format!("pid {pid} is not positive")));
         }
-        *out = w.inner.netns_of(pid)?;
+        *out = w.netns_of(pid)?;
         Ok(())
     })
 }
@@ -509,17 +500,16 @@ pub extern "C" fn procspy_walker_read_tcp(
     out_len: *mut usize,
 ) -> procspy_status {
     guard("procspy_walker_read_tcp", || {
-        // SAFETY: non-NULL pointers are a live walker and a writable size_t.
-        let (Some(w), Some(out_len)) = (unsafe { walker.as_ref() }, unsafe { out_len.as_mut() }) else {
-            return Err(Fail::Null(if walker.is_null() { "walker" } else { "out_len" }));
-        };
+        let w = walker_ref(walker)?;
+        // SAFETY: a non-NULL `out_len` is a writable size_t.
+        let out_len = unsafe { out_len.as_mut() }.ok_or(Fail::Null("out_len"))?;
         *out_len = 0;
         // SAFETY: the caller lends `cap` bytes at `buf` for this call.
         let mut out = TableBuf::new(unsafe { caller_buffer(buf, cap) }?);
         if pid <= 0 {
             return Err(Fail::Invalid(format!("pid {pid} is not positive")));
         }
-        let r = w.inner.read_tcp(pid, &mut out);
+        let r = w.read_tcp(pid, &mut out);
         *out_len = usize::try_from(out.needed()).unwrap_or(usize::MAX);
         r.map(drop).map_err(Fail::from)
     })
@@ -542,24 +532,16 @@ pub extern "C" fn procspy_walker_diagnose(
     out_len: *mut usize,
 ) -> procspy_status {
     guard("procspy_walker_diagnose", || {
-        // SAFETY: non-NULL pointers are a live walker and a writable size_t.
-        let (Some(w), Some(out_len)) = (unsafe { walker.as_ref() }, unsafe { out_len.as_mut() }) else {
-            return Err(Fail::Null(if walker.is_null() { "walker" } else { "out_len" }));
-        };
+        let w = walker_ref(walker)?;
+        // SAFETY: a non-NULL `out_len` is a writable size_t.
+        let out_len = unsafe { out_len.as_mut() }.ok_or(Fail::Null("out_len"))?;
         if buf.is_null() && cap != 0 {
             return Err(Fail::Null("buf"));
         }
-        let text = w.inner.diagnose();
+        let text = w.diagnose();
         *out_len = text.len();
-        if cap > 0 {
-            let n = text.len().min(cap - 1);
-            // SAFETY: the caller lends `cap` writable bytes at `buf`; n < cap.
-            unsafe {
-                std::ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), n);
-                *buf.add(n) = 0;
-            }
-        }
-        if text.len() >= cap {
+        // SAFETY: the caller lends `cap` writable bytes at `buf` (checked above).
+        if !unsafe { copy_out(text.as_bytes(), buf, cap) } {
             let (needed, capacity) = (text.len() as u64 + 1, cap as u64);
             return Err(Fail::from(crate::engine::Error::BufferTooSmall { needed, capacity }));
         }
