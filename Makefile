@@ -61,9 +61,9 @@ $(B)/native-static-libs: Cargo.toml
 
 # ---- examples: built against the header and library exactly as a user would
 
-CLI_SRC := examples/procspy.c examples/json.c
+CLI_SRC := cli/procspy.c cli/json.c
 
-$(B)/procspy: $(CLI_SRC) examples/json.h $(HEADER) $(SO)
+$(B)/procspy: $(CLI_SRC) cli/json.h $(HEADER) $(SO)
 	@mkdir -p $(B)
 	$(CC) $(CFLAGS_C) -o $@ $(CLI_SRC) -L$(REL) -lprocspy -Wl,-rpath,'$$ORIGIN/../$(REL)'
 
@@ -72,7 +72,7 @@ run: lib $(B)/procspy
 
 # The command as installed: no rpath, it finds libprocspy.so.0 in LIBDIR
 # through the loader, like any program linked against an installed library.
-$(B)/dist/procspy: $(CLI_SRC) examples/json.h $(HEADER) $(SO)
+$(B)/dist/procspy: $(CLI_SRC) cli/json.h $(HEADER) $(SO)
 	@mkdir -p $(B)/dist
 	$(CC) $(CFLAGS_C) -o $@ $(CLI_SRC) -L$(REL) -lprocspy
 

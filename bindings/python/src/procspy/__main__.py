@@ -1,6 +1,6 @@
 """python -m procspy: the procspy command's listing, from Python.
 
-Prints what the procspy command (examples/procspy.c) prints, byte for byte:
+Prints what the procspy command (cli/procspy.c) prints, byte for byte:
 the same table (NETNS PROTO STATE LOCAL REMOTE PID FD NAME) or the same JSON
 objects (--json), the same --sockets listing, and the same closing count on
 stderr. Options as the command's; exit status 0 ok, 1 error, 2 bad usage,
@@ -136,7 +136,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return o
 
 
-# ---- formatting: as examples/procspy.c writes it ---------------------------
+# ---- formatting: as cli/procspy.c writes it ---------------------------
 
 _HEX = "0123456789abcdef"
 
