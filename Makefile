@@ -33,7 +33,7 @@ DEPS_TEST := cbindgen deb:valgrind=valgrind deb:ip=iproute2 deb:pkg-config=pkg-c
 	deb:/usr/bin/python3=python3 deb:/usr/share/doc/python3-venv/copyright=python3-venv \
 	deb:groff=groff-base deb:man=man-db
 
-.PHONY: all lib header deps test test-lint test-rust test-doc test-header test-abi test-c test-clients run install \
+.PHONY: all lib header deps test test-lint test-rust test-doc test-crate test-header test-abi test-c test-clients run install \
 	uninstall \
 	clean fuzz stress bench fixture-smoke test-kernels FORCE
 
@@ -78,7 +78,7 @@ $(B)/dist/procspy: $(CLI_SRC) cli/json.h $(HEADER) $(SO)
 
 # ---- tests
 
-test: deps test-lint test-doc test-header test-abi test-rust test-c test-clients fixture-smoke
+test: deps test-lint test-doc test-crate test-header test-abi test-rust test-c test-clients fixture-smoke
 	@echo "make test: all passed"
 
 # Unit, integration and doc tests; then the Rust example runs.
@@ -90,6 +90,12 @@ test-rust:
 test-doc:
 	RUSTDOCFLAGS=-Dwarnings $(CARGO) doc --no-deps --quiet
 	@echo "doc: cargo doc --no-deps, no warnings"
+
+# The crate as crates.io would take it: its metadata, the files it ships
+# (Cargo.toml's include), and that they build on their own.
+test-crate:
+	$(CARGO) publish --dry-run --allow-dirty --quiet
+	@echo "crate: cargo publish --dry-run passes"
 
 # fmt, clippy with warnings as errors, and the declared rust-version: built
 # with that toolchain where rustup has it, else clippy's incompatible_msrv
