@@ -123,7 +123,7 @@ s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(); print(s.getsockname()
     out=$(LD_LIBRARY_PATH=$lib "$cmd" -tl -p "$holder" 2>&1)
     kill $holder
     echo "$out"
-    grep -Eq "^[0-9]+ +tcp +LISTEN +127\.0\.0\.1:$port +0\.0\.0\.0:0 +$holder +[0-9]+ +python3$" <<<"$out" &&
+    grep -Eq "^[0-9]+ +tcp +LISTEN +127\.0\.0\.1:$port +0\.0\.0\.0:\* +root +$holder +[0-9]+ +python3$" <<<"$out" &&
         { LD_LIBRARY_PATH=$lib ldd "$cmd" | grep "libprocspy.so.$major => $lib/"; }
 }
 run "installed command (LD_LIBRARY_PATH): procspy -tl -p PID finds a listener" command_runs
