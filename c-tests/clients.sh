@@ -18,7 +18,7 @@
 #   5. Python: `pip install` of bindings/python into a fresh venv, then
 #      `import procspy` finds the installed library by its SONAME, and
 #      PROCSPY_LIB overrides it; its pytest tests, `python -m procspy`
-#      compared with the installed command included; ruff check.
+#      handing over to the installed command included; ruff check.
 #   6. Rust: a crate outside the tree with `procspy = { path = ... }`.
 #   7. C++: examples/cpp/walk.cpp against the installed library.
 #
@@ -357,12 +357,12 @@ run "Python: pip install into a fresh venv; import procspy finds libprocspy.so.$
 
 py_tests() { # every test must run: PROCSPY_NO_SKIP turns a skip into a failure
     "$user/bin/pip" install --quiet --disable-pip-version-check -r python/requirements-test.txt &&
-    cd python && env -u PROCSPY_LIB LD_LIBRARY_PATH="$lib" PROCSPY_NO_SKIP=1 PROCSPY_CLI="$cmd" \
+    cd python && env -u PROCSPY_LIB LD_LIBRARY_PATH="$lib" PATH="$prefix/bin:$PATH" PROCSPY_NO_SKIP=1 PROCSPY_CLI="$cmd" \
         PROCSPY_INCLUDE="$prefix/include" PROCSPY_HARNESS="$root/build/harness-so" \
         "$user/bin/python" -m pytest -p no:cacheprovider -v tests
 }
 run "C harness for the layout check: make build/harness-so" make -C "$root" --no-print-directory build/harness-so
-run "Python: pytest (the installed package; python -m procspy vs the installed command)" py_tests
+run "Python: pytest (the installed package; python -m procspy hands over to the installed command)" py_tests
 grep -E '(PASSED|FAILED|ERROR|SKIPPED)|passed|failed' "$tmp/log" | sed 's/^/     > /' | head -n 40
 
 # ---- 6. Rust: a crate that depends on procspy by path -------------------------

@@ -11,6 +11,7 @@ that cannot run fail instead of skipping (make test sets it)."""
 import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -250,6 +251,8 @@ class ChangesTest(unittest.TestCase):
             owner = got[0].connection.owner
             self.assertEqual((owner.pid, owner.fd), (os.getpid(), lst.fileno()))
             self.assertEqual(self.at(w.changes(), port), [])
+            # procspy_walk_stats_ext: the snapshot kept for the next call.
+            self.assertGreater(w.last_stats.snapshot_bytes, 0, w.last_stats)
 
             # Ended early: CALLBACK_ABORTED, and the next call reports it again.
             fd = lst.fileno()
@@ -283,6 +286,22 @@ class ChangesTest(unittest.TestCase):
             for c in got:
                 if c.kind is ChangeKind.SEEN_CLOSED:
                     self.assertEqual((c.connection.inode, c.connection.owner, c.old_owner), (0, None, None))
+
+
+class NamespacesTest(unittest.TestCase):
+    def test_a_namespace_no_process_is_in_is_counted(self):
+        # procspy_walk_stats_ext.netns_found: an ip netns namespace that no
+        # process is in, held by its bind mount alone.
+        if os.geteuid() != 0 or shutil.which("ip") is None:
+            skip_or_fail(self, "needs root and ip, for a namespace of its own")
+        name = f"procspy-py-{os.getpid()}"
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        self.addCleanup(subprocess.run, ["ip", "netns", "del", name], check=True)
+        inode = os.stat(f"/run/netns/{name}").st_ino
+        with Walker() as w:
+            w.query(netns=[inode])
+            self.assertGreaterEqual(w.last_stats.netns_found, 1, w.last_stats)
+            self.assertEqual(w.last_stats.netns_unreachable, 0, w.last_stats)
 
 
 class ErrorsAndStopTest(unittest.TestCase):
@@ -333,6 +352,36 @@ class ErrorsAndStopTest(unittest.TestCase):
         with self.assertRaises(ProcspyError) as cm:
             w.connections()
         self.assertEqual(cm.exception.status, Status.STOPPED)
+
+    def test_stop_token_in_a_signal_handler(self):
+        # Python runs a signal handler on the main thread, between bytecodes,
+        # maybe while that thread holds the walker's lock (in close(), say):
+        # the token takes none. The walk runs on another thread, as it must
+        # for a handler to run while it does.
+        w = Walker()
+        token = w.stop_token()
+        self.addCleanup(token.close)
+        w.set_rate_limit(fd_block=1, tick=10.0)  # unstopped: at least 10 s
+        result = {}
+
+        def run():
+            try:
+                w.walk()
+            except ProcspyError as e:
+                result["err"] = e
+
+        previous = signal.signal(signal.SIGALRM, lambda *_: token.stop())
+        self.addCleanup(signal.signal, signal.SIGALRM, previous)
+        t = threading.Thread(target=run)
+        t.start()
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        t.join(5)
+        self.assertFalse(t.is_alive(), "walk did not end within 5 s of the signal")
+        self.assertEqual(result["err"].status, Status.STOPPED)
+        w.close()
+        token.stop()  # its walker is gone: nothing, and no fault
+        token.close()
+        token.stop()  # freed: nothing
 
     def test_version_and_status_names(self):
         self.assertRegex(procspy.version(), r"^\d+\.\d+\.\d+$")
