@@ -70,11 +70,38 @@ $(B)/procspy: $(CLI_SRC) cli/json.h $(HEADER) $(SO)
 run: lib $(B)/procspy
 	@$(B)/procspy $(RUN_ARGS)
 
+# ---- what is installed and packaged (build/dist/)
+
+DIST    := $(B)/dist
+DIST_SO := $(DIST)/libprocspy.so.$(VERSION)
+DIST_A  := $(DIST)/libprocspy.a
+
 # The command as installed: no rpath, it finds libprocspy.so.0 in LIBDIR
 # through the loader, like any program linked against an installed library.
-$(B)/dist/procspy: $(CLI_SRC) cli/json.h $(HEADER) $(SO)
-	@mkdir -p $(B)/dist
+$(DIST)/procspy: $(CLI_SRC) cli/json.h $(HEADER) $(SO)
+	@mkdir -p $(DIST)
 	$(CC) $(CFLAGS_C) -o $@ $(CLI_SRC) -L$(REL) -lprocspy
+	strip --strip-unneeded $@
+
+# The library stripped (the release build keeps debug info: 6.5 MB against
+# 0.6 MB), its debug info kept apart beside it, found through a debuglink;
+# the .a without debug info.
+$(DIST_SO): $(SO)
+	@mkdir -p $(DIST)
+	objcopy --only-keep-debug $< $@.debug
+	objcopy --strip-unneeded --add-gnu-debuglink=$@.debug $< $@
+$(DIST_A): $(A)
+	@mkdir -p $(DIST)
+	strip --strip-debug -o $@ $<
+
+# The man page with this version, and the date of the commit it is built
+# from (SOURCE_DATE_EPOCH where set; today outside a git checkout).
+MAN_DATE = $(shell if [ -n "$$SOURCE_DATE_EPOCH" ]; then date -u -d "@$$SOURCE_DATE_EPOCH" +%F; \
+	else git log -1 --format=%cs 2>/dev/null | grep . || date -u +%F; fi)
+$(B)/procspy.1: man/procspy.1.in Cargo.toml FORCE
+	@mkdir -p $(B)
+	sed -e 's/@VERSION@/$(VERSION)/; s/@DATE@/$(MAN_DATE)/' $< > $@.new
+	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
 
 # ---- tests
 
@@ -211,24 +238,27 @@ $(B)/procspy.pc: procspy.pc.in Cargo.toml $(B)/native-static-libs FORCE
 
 FORCE:
 
-# The library, its header and .pc, the command and its man page. As root
-# and without DESTDIR, ldconfig then makes the new SONAME known to the loader.
-install: lib $(B)/procspy.pc $(B)/dist/procspy
+# The stripped library (its debug info stays in build/dist/), its links,
+# the .a, the header and .pc, the command and its man page. As root and
+# without DESTDIR, ldconfig then makes the new SONAME known to the loader.
+LDCONFIG = @if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then ldconfig; fi
+install: $(DIST_SO) $(DIST_A) $(HEADER) $(B)/procspy.pc $(DIST)/procspy $(B)/procspy.1
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
-	install -m 0755 $(SO) $(DESTDIR)$(LIBDIR)/libprocspy.so.$(VERSION)
+	install -m 0644 $(DIST_SO) $(DESTDIR)$(LIBDIR)/libprocspy.so.$(VERSION)
 	ln -sf libprocspy.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libprocspy.so.$(MAJOR)
 	ln -sf libprocspy.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libprocspy.so
-	install -m 0644 $(A) $(DESTDIR)$(LIBDIR)/libprocspy.a
+	install -m 0644 $(DIST_A) $(DESTDIR)$(LIBDIR)/libprocspy.a
 	install -m 0644 $(HEADER) $(DESTDIR)$(INCLUDEDIR)/procspy.h
 	install -m 0644 $(B)/procspy.pc $(DESTDIR)$(LIBDIR)/pkgconfig/procspy.pc
-	install -m 0755 $(B)/dist/procspy $(DESTDIR)$(BINDIR)/procspy
-	install -m 0644 man/procspy.1 $(DESTDIR)$(MANDIR)/man1/procspy.1
-	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then ldconfig; fi
+	install -m 0755 $(DIST)/procspy $(DESTDIR)$(BINDIR)/procspy
+	install -m 0644 $(B)/procspy.1 $(DESTDIR)$(MANDIR)/man1/procspy.1
+	$(LDCONFIG)
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libprocspy.so* $(DESTDIR)$(LIBDIR)/libprocspy.a \
 	  $(DESTDIR)$(INCLUDEDIR)/procspy.h $(DESTDIR)$(LIBDIR)/pkgconfig/procspy.pc \
 	  $(DESTDIR)$(BINDIR)/procspy $(DESTDIR)$(MANDIR)/man1/procspy.1
+	$(LDCONFIG)
 
 clean:
 	$(CARGO) clean --quiet

@@ -78,7 +78,11 @@ check_tree() { # DESTDIR PREFIX
     soname=$(readelf -d "$d/lib/libprocspy.so.$version" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
     [ "$soname" = "libprocspy.so.$major" ] || { echo "SONAME '$soname'"; return 1; }
     cmp -s "$d/include/procspy.h" "$root/include/procspy.h" || { echo "installed header differs"; return 1; }
-    cmp -s "$d/share/man/man1/procspy.1" "$root/man/procspy.1" || { echo "installed man page differs"; return 1; }
+    cmp -s "$d/share/man/man1/procspy.1" "$root/build/procspy.1" || { echo "installed man page differs"; return 1; }
+    # Stripped: no debug info, no symbol table beyond the dynamic one.
+    if readelf -S "$d/lib/libprocspy.so.$version" "$d/bin/procspy" | grep -E '\.debug_info|\.symtab'; then
+        echo "installed library or command not stripped"; return 1; fi
+    if readelf -S "$d/lib/libprocspy.a" | grep -q '\.debug_info'; then echo "libprocspy.a has debug info"; return 1; fi
     # The installed command finds the library through the loader, not a path.
     if readelf -d "$d/bin/procspy" | grep -E 'R(UN)?PATH'; then echo "bin/procspy has an rpath"; return 1; fi
     readelf -d "$d/bin/procspy" | grep -q "Shared library: \[libprocspy.so.$major\]" || { echo "bin/procspy needs no libprocspy.so.$major"; return 1; }
@@ -135,7 +139,8 @@ man_renders() {
     warn=$(MANWIDTH=80 man --warnings -l "$page" 2>&1 >/dev/null) && [ -z "$warn" ] || { echo "man --warnings -l: $warn"; return 1; }
     # man finds it by name in the installed tree, as `man procspy` would.
     MANWIDTH=80 man -M "$prefix/share/man" procspy 2>&1 | grep -qE "procspy +- +list +every" || { echo "man -M: no page"; return 1; }
-    grep -q "^\.TH PROCSPY 1 [0-9-]* \"libprocspy $version\"" "$page" || { echo ".TH does not name libprocspy $version"; return 1; }
+    grep -Eq "^\.TH PROCSPY 1 [0-9]{4}-[0-9]{2}-[0-9]{2} \"libprocspy $version\"" "$page" ||
+        { echo ".TH does not name a date and libprocspy $version"; grep '^\.TH' "$page"; return 1; }
     echo "renders without warnings"
 }
 run "man page: groff -ww and man -l render it without a warning; man -M finds it" man_renders
