@@ -33,7 +33,7 @@ DEPS_TEST := cbindgen deb:valgrind=valgrind deb:ip=iproute2 deb:pkg-config=pkg-c
 	deb:/usr/bin/python3=python3 deb:/usr/share/doc/python3-venv/copyright=python3-venv \
 	deb:groff=groff-base deb:man=man-db
 
-.PHONY: all lib header deps test test-lint test-rust test-doc test-crate test-header test-abi test-c test-clients run install \
+.PHONY: all lib header deps wheel deb test test-lint test-rust test-doc test-crate test-packages test-header test-abi test-c test-clients run install \
 	uninstall \
 	clean fuzz stress bench fixture-smoke test-kernels FORCE
 
@@ -237,6 +237,58 @@ $(B)/procspy.pc: procspy.pc.in Cargo.toml $(B)/native-static-libs FORCE
 	    -e 's|@VERSION@|$(VERSION)|; s|@LIBS_PRIVATE@|$(filter-out -lgcc_s -lc,$(NATIVE_LIBS))|' $< > $@
 
 FORCE:
+
+# ---- packages: a self-contained wheel, a .deb (build/dist/)
+
+# The wheel: the binding with the stripped library and the command (rpath
+# $ORIGIN/..) inside the package, built by setuptools from a copy of
+# bindings/python, then auditwheel repair: a manylinux tag, checked to need
+# nothing outside the wheel but what that tag promises. The library is the
+# one already built, not built again. Tools in build/pkg-venv, pinned.
+PKG_VENV := $(B)/pkg-venv
+$(PKG_VENV)/requirements-wheel.txt: bindings/python/requirements-wheel.txt
+	@.ci/deps deb:/usr/bin/python3=python3 deb:/usr/share/doc/python3-venv/copyright=python3-venv
+	rm -rf $(PKG_VENV) && python3 -m venv $(PKG_VENV)
+	$(PKG_VENV)/bin/pip install --quiet --disable-pip-version-check -r $<
+	cp $< $@
+
+WHEEL_SRC := $(shell find bindings/python/src bindings/python/pyproject.toml bindings/python/setup.py \
+	bindings/python/README.md -type f -not -path '*/__pycache__/*' -not -path '*.egg-info*')
+$(DIST)/wheel.stamp: $(WHEEL_SRC) $(DIST_SO) $(CLI_SRC) cli/json.h $(HEADER) $(PKG_VENV)/requirements-wheel.txt
+	rm -rf $(B)/wheel $(DIST)/procspy-*.whl
+	mkdir -p $(B)/wheel/src/src/procspy/bin $(DIST)
+	cp -r bindings/python/pyproject.toml bindings/python/setup.py bindings/python/README.md $(B)/wheel/src/
+	cp -r bindings/python/src/procspy/*.py bindings/python/src/procspy/py.typed $(B)/wheel/src/src/procspy/
+	cp $(DIST_SO) $(B)/wheel/src/src/procspy/libprocspy.so.$(MAJOR)
+	$(CC) $(CFLAGS_C) -o $(B)/wheel/src/src/procspy/bin/procspy $(CLI_SRC) -L$(REL) -lprocspy \
+	  -Wl,-rpath,'$$ORIGIN/..'
+	strip --strip-unneeded $(B)/wheel/src/src/procspy/bin/procspy
+	$(PKG_VENV)/bin/pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation \
+	  -w $(B)/wheel/raw $(B)/wheel/src
+	PATH="$(abspath $(PKG_VENV))/bin:$$PATH" $(PKG_VENV)/bin/auditwheel repair --strip \
+	  -w $(DIST) $(B)/wheel/raw/procspy-*.whl
+	touch $@
+wheel: $(DIST)/wheel.stamp
+	@ls -s --block-size=K $(DIST)/procspy-*.whl
+
+# The .deb: make install into a tree (PREFIX=/usr, Debian's multiarch
+# LIBDIR), then dpkg-deb, with the dependencies dpkg-shlibdeps finds and
+# the shlibs, ldconfig trigger and md5sums a library package has
+# (pkg/deb.sh). Debian's own tools, no other.
+DEPS_DEB := deb:dpkg-deb=dpkg deb:dpkg-shlibdeps=dpkg-dev deb:gzip=gzip
+DEB_ARCH  = $(shell dpkg --print-architecture)
+DEB_MULTIARCH = $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null)
+DEB_MAINTAINER ?= libprocspy maintainers <libprocspy@users.noreply.invalid>
+$(DIST)/deb.stamp: $(DIST_SO) $(DIST_A) $(HEADER) $(DIST)/procspy $(B)/procspy.1 procspy.pc.in \
+		pkg/deb.sh LICENSE-MIT LICENSE-APACHE
+	@.ci/deps $(DEPS_DEB)
+	rm -rf $(B)/deb $(DIST)/procspy_*.deb
+	$(MAKE) --no-print-directory install DESTDIR=$(abspath $(B))/deb/debian/procspy PREFIX=/usr \
+	  LIBDIR=/usr/lib/$(DEB_MULTIARCH) > /dev/null
+	pkg/deb.sh $(B)/deb $(VERSION) $(DEB_ARCH) '$(DEB_MAINTAINER)' $(DIST)
+	touch $@
+deb: $(DIST)/deb.stamp
+	@ls -s --block-size=K $(DIST)/procspy_*.deb
 
 # The stripped library (its debug info stays in build/dist/), its links,
 # the .a, the header and .pc, the command and its man page. As root and
