@@ -105,7 +105,7 @@ $(B)/procspy.1: man/procspy.1.in Cargo.toml FORCE
 
 # ---- tests
 
-test: deps test-lint test-doc test-crate test-header test-abi test-rust test-c test-clients fixture-smoke
+test: deps test-lint test-doc test-crate test-header test-abi test-rust test-c test-clients test-packages fixture-smoke
 	@echo "make test: all passed"
 
 # Unit, integration and doc tests; then the Rust example runs.
@@ -222,6 +222,11 @@ fixture-smoke: lib $(B)/bench $(B)/procspy $(B)/procspy-holder
 # and ruff.
 test-clients: lib
 	c-tests/clients.sh
+
+# The .deb installed, used and removed; then the wheel in a fresh venv on a
+# machine without the library (c-tests/packages.sh). As root.
+test-packages: deb wheel
+	c-tests/packages.sh
 
 # ---- install
 
