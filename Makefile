@@ -142,7 +142,10 @@ test-header: lib
 	@printf '#include "procspy.h"\nint main(void) { return procspy_version() == 0; }\n' > $(B)/header_alone.c
 	$(CC) -std=c99 -pedantic $(CWARN) -Iinclude -c $(B)/header_alone.c -o $(B)/header_alone_c.o
 	g++ -std=c++11 -pedantic $(CWARN) -Iinclude -x c++ -c $(B)/header_alone.c -o $(B)/header_alone_cc.o
-	@echo "header: fresh, compiles alone as C99 and C++11"
+	@printf '#include "procspy.hpp"\nint main() { procspy::Walker w; return w.stats_ext().accounted != 0; }\n' \
+	  > $(B)/hpp_alone.cpp
+	g++ -std=c++17 -pedantic $(CWARN) -Iinclude -c $(B)/hpp_alone.cpp -o $(B)/hpp_alone.o
+	@echo "header: fresh, compiles alone as C99 and C++11; procspy.hpp alone as C++17"
 
 test-abi: lib
 	nm -D --defined-only $(SO) | awk '{print $$3}' | sort | diff -u c-tests/abi/symbols.txt -
@@ -284,7 +287,7 @@ DEPS_DEB := deb:dpkg-deb=dpkg deb:dpkg-shlibdeps=dpkg-dev deb:gzip=gzip
 DEB_ARCH  = $(shell dpkg --print-architecture)
 DEB_MULTIARCH = $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null)
 DEB_MAINTAINER ?= libprocspy maintainers <libprocspy@users.noreply.invalid>
-$(DIST)/deb.stamp: $(DIST_SO) $(DIST_A) $(HEADER) $(DIST)/procspy $(B)/procspy.1 procspy.pc.in \
+$(DIST)/deb.stamp: $(DIST_SO) $(DIST_A) $(HEADER) include/procspy.hpp $(DIST)/procspy $(B)/procspy.1 procspy.pc.in \
 		pkg/deb.sh LICENSE-MIT LICENSE-APACHE
 	@.ci/deps $(DEPS_DEB)
 	rm -rf $(B)/deb $(DIST)/procspy_*.deb
@@ -299,13 +302,14 @@ deb: $(DIST)/deb.stamp
 # the .a, the header and .pc, the command and its man page. As root and
 # without DESTDIR, ldconfig then makes the new SONAME known to the loader.
 LDCONFIG = @if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then ldconfig; fi
-install: $(DIST_SO) $(DIST_A) $(HEADER) $(B)/procspy.pc $(DIST)/procspy $(B)/procspy.1
+install: $(DIST_SO) $(DIST_A) $(HEADER) include/procspy.hpp $(B)/procspy.pc $(DIST)/procspy $(B)/procspy.1
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
 	install -m 0644 $(DIST_SO) $(DESTDIR)$(LIBDIR)/libprocspy.so.$(VERSION)
 	ln -sf libprocspy.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libprocspy.so.$(MAJOR)
 	ln -sf libprocspy.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libprocspy.so
 	install -m 0644 $(DIST_A) $(DESTDIR)$(LIBDIR)/libprocspy.a
 	install -m 0644 $(HEADER) $(DESTDIR)$(INCLUDEDIR)/procspy.h
+	install -m 0644 include/procspy.hpp $(DESTDIR)$(INCLUDEDIR)/procspy.hpp
 	install -m 0644 $(B)/procspy.pc $(DESTDIR)$(LIBDIR)/pkgconfig/procspy.pc
 	install -m 0755 $(DIST)/procspy $(DESTDIR)$(BINDIR)/procspy
 	install -m 0644 $(B)/procspy.1 $(DESTDIR)$(MANDIR)/man1/procspy.1
@@ -313,7 +317,7 @@ install: $(DIST_SO) $(DIST_A) $(HEADER) $(B)/procspy.pc $(DIST)/procspy $(B)/pro
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libprocspy.so* $(DESTDIR)$(LIBDIR)/libprocspy.a \
-	  $(DESTDIR)$(INCLUDEDIR)/procspy.h $(DESTDIR)$(LIBDIR)/pkgconfig/procspy.pc \
+	  $(DESTDIR)$(INCLUDEDIR)/procspy.h $(DESTDIR)$(INCLUDEDIR)/procspy.hpp $(DESTDIR)$(LIBDIR)/pkgconfig/procspy.pc \
 	  $(DESTDIR)$(BINDIR)/procspy $(DESTDIR)$(MANDIR)/man1/procspy.1
 	$(LDCONFIG)
 

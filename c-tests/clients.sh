@@ -20,7 +20,7 @@
 #      PROCSPY_LIB overrides it; its pytest tests, `python -m procspy`
 #      handing over to the installed command included; ruff check.
 #   6. Rust: a crate outside the tree with `procspy = { path = ... }`.
-#   7. C++: examples/cpp/walk.cpp against the installed library.
+#   7. C++: examples/cpp/walk.cpp through the installed procspy.hpp.
 #
 # Usage: c-tests/clients.sh   (from anywhere; needs cc, g++, pkg-config, go,
 # python3 with venv, groff, man, cargo; PyPI for pytest, ruff and setuptools)
@@ -66,7 +66,7 @@ lib=$prefix/lib
 run "make install DESTDIR=… PREFIX=/usr/local" make -C "$root" --no-print-directory install DESTDIR="$dest" PREFIX=/usr/local
 run "make install DESTDIR=… PREFIX=/opt/procspy" make -C "$root" --no-print-directory install DESTDIR="$opt" PREFIX=/opt/procspy
 
-installed_files="lib/libprocspy.so.$version lib/libprocspy.a include/procspy.h lib/pkgconfig/procspy.pc
+installed_files="lib/libprocspy.so.$version lib/libprocspy.a include/procspy.h include/procspy.hpp lib/pkgconfig/procspy.pc
     bin/procspy share/man/man1/procspy.1"
 check_tree() { # DESTDIR PREFIX
     local d=$1$2 soname f
