@@ -31,22 +31,8 @@ set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/procspy-clients.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-
-# run NAME CMD...: one test; its output is shown only when it fails.
-run() {
-    local name=$1
-    shift
-    if (cd "$tmp/work" && "$@") >"$tmp/log" 2>&1; then
-        passed=$((passed + 1))
-        echo "ok   $name"
-    else
-        failed=$((failed + 1))
-        echo "FAIL $name"
-        sed 's/^/     | /' "$tmp/log" | tail -n 40
-    fi
-}
+# shellcheck source=c-tests/runner.sh
+. "$root/c-tests/runner.sh"
 
 need() {
     command -v "$1" >/dev/null 2>&1 || { echo "$1 not found${2:+ (install $2)}"; return 1; }

@@ -19,8 +19,6 @@ set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/procspy-packages.XXXXXX")
-passed=0
-failed=0
 installed_deb=
 cleanup() {
     # Never leave the package installed, whatever failed.
@@ -31,18 +29,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-run() { # run NAME CMD...: one test; its output is shown only when it fails
-    local name=$1
-    shift
-    if (cd "$tmp/work" && "$@") >"$tmp/log" 2>&1; then
-        passed=$((passed + 1))
-        echo "ok   $name"
-    else
-        failed=$((failed + 1))
-        echo "FAIL $name"
-        sed 's/^/     | /' "$tmp/log" | tail -n 40
-    fi
-}
+# shellcheck source=c-tests/runner.sh
+. "$root/c-tests/runner.sh"
 
 mkdir -p "$tmp/work"
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -n1)

@@ -558,12 +558,12 @@ func TestStopDuringCallbackFromAnotherGoroutine(t *testing.T) {
 	}
 }
 
-func TestCloseDuringWalk(t *testing.T) {
-	w, err := New("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.SetRateLimit(0, 10*time.Second); err != nil {
+// slowWalk starts a Walk on w that, unstopped, takes at least 10 s (a
+// tick 10 s apart, before each namespace and every fdBlock fds); its
+// result comes on the channel.
+func slowWalk(t *testing.T, w *Walker, fdBlock uint64) <-chan error {
+	t.Helper()
+	if err := w.SetRateLimit(fdBlock, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
@@ -571,6 +571,15 @@ func TestCloseDuringWalk(t *testing.T) {
 		_, err := w.Walk(func(Socket) bool { return true })
 		done <- err
 	}()
+	return done
+}
+
+func TestCloseDuringWalk(t *testing.T) {
+	w, err := New("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := slowWalk(t, w, 0)
 	time.Sleep(100 * time.Millisecond)
 	w.Close() // stops the walk; frees the walker when it has returned
 	select {
@@ -680,14 +689,7 @@ func TestStopToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tok.Close()
-	if err := w.SetRateLimit(1, 10*time.Second); err != nil { // unstopped: at least 10 s
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := w.Walk(func(Socket) bool { return true })
-		done <- err
-	}()
+	done := slowWalk(t, w, 1)
 	time.Sleep(300 * time.Millisecond)
 	tok.Stop()
 	select {

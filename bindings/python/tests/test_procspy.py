@@ -327,10 +327,11 @@ class ErrorsAndStopTest(unittest.TestCase):
         with self.assertRaises(ValueError):
             w.walk()  # closed
 
-    def test_stop_from_another_thread(self):
-        w = Walker()
-        self.addCleanup(w.close)
-        w.set_rate_limit(fd_block=1, tick=10.0)  # unstopped: at least 10 s
+    @staticmethod
+    def slow_walk(w):
+        """A walk on another thread that, unstopped, takes at least 10 s;
+        its error, and when it came, land in the dict returned."""
+        w.set_rate_limit(fd_block=1, tick=10.0)
         result = {}
 
         def run():
@@ -341,6 +342,12 @@ class ErrorsAndStopTest(unittest.TestCase):
 
         t = threading.Thread(target=run)
         t.start()
+        return t, result
+
+    def test_stop_from_another_thread(self):
+        w = Walker()
+        self.addCleanup(w.close)
+        t, result = self.slow_walk(w)
         time.sleep(0.5)
         stop_at = time.monotonic()
         w.stop()
@@ -361,19 +368,9 @@ class ErrorsAndStopTest(unittest.TestCase):
         w = Walker()
         token = w.stop_token()
         self.addCleanup(token.close)
-        w.set_rate_limit(fd_block=1, tick=10.0)  # unstopped: at least 10 s
-        result = {}
-
-        def run():
-            try:
-                w.walk()
-            except ProcspyError as e:
-                result["err"] = e
-
         previous = signal.signal(signal.SIGALRM, lambda *_: token.stop())
         self.addCleanup(signal.signal, signal.SIGALRM, previous)
-        t = threading.Thread(target=run)
-        t.start()
+        t, result = self.slow_walk(w)
         signal.setitimer(signal.ITIMER_REAL, 0.3)
         t.join(5)
         self.assertFalse(t.is_alive(), "walk did not end within 5 s of the signal")

@@ -431,9 +431,29 @@ class Stats:
 
 _Rec = TypeVar("_Rec", Socket, Connection, Change)
 _Callback = Callable[[_Rec], Union[bool, None]]
+_Self = TypeVar("_Self", bound="_Closes")
 
 
-class Walker:
+class _Closes:
+    """A context manager over close(), which garbage collection calls too."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _Self) -> _Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # a failed __init__, or interpreter shutdown (module globals gone)
+            pass
+
+
+class Walker(_Closes):
     """A walker over one proc root (None: the host's /proc). A context
     manager. Thread-safe: one walk runs at a time (another one raises
     ProcspyError BUSY); stop() and close() may be called from any thread."""
@@ -451,19 +471,6 @@ class Walker:
         p = _walker_p()
         _check(_walker_new(root, ctypes.byref(p)))
         self._p, self._closed = p, False
-
-    def __enter__(self) -> Walker:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            if getattr(self, "_lock", None) is not None:
-                self.close()
-        except Exception:  # interpreter shutdown: module globals may be gone
-            pass
 
     def close(self) -> None:
         """Stops any walk in progress and frees the walker, now or when the
@@ -698,7 +705,7 @@ class Walker:
                          decline_is_ok=False)
 
 
-class StopToken:
+class StopToken(_Closes):
     """procspy_walker_stop_token: stops its walker's walks, and outlives it.
     Walker.stop_token() makes one; close() frees it (also on garbage
     collection); it must not race stop() on the same token."""
@@ -718,14 +725,3 @@ class StopToken:
         if p is not None:
             _stop_token_free(p)
 
-    def __enter__(self) -> StopToken:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown: module globals may be gone
-            pass
