@@ -344,6 +344,7 @@ check "--port -l: the unconnected UDP socket, not the one connected to it" table
 # USER: the name of a socket's uid, the number where the database has none.
 user_column() {
     local who=$1 want=$2 port
+    : > "$TMP/uport" # before the job starts: its own redirection may come after the wait does
     ip netns exec "$NS" setpriv --reuid "$who" --regid "$who" --clear-groups /usr/bin/python3 -c '
 import socket, time
 s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
