@@ -135,7 +135,10 @@ wheel_install() {
     [ -f "$wheel" ] || { echo "no build/dist/procspy-${version}-*.whl (make wheel)"; return 1; }
     echo "$wheel" | grep -q manylinux || { echo "no manylinux tag: $wheel"; return 1; }
     # Nowhere the loader looks has a libprocspy: what the wheel carries is all.
-    if ldconfig -p | grep libprocspy; then echo "libprocspy is installed on this machine"; return 1; fi
+    if ldconfig -p | grep libprocspy; then
+        echo "libprocspy is installed on this machine: the wheel's test needs one without (make uninstall first)"
+        return 1
+    fi
     python3 -m venv "$venv" &&
         "$venv/bin/pip" install --quiet --disable-pip-version-check --no-index "$wheel" &&
         env -u PROCSPY_LIB -u LD_LIBRARY_PATH PATH=/usr/bin:/bin "$venv/bin/python" -c '
