@@ -33,7 +33,7 @@ DEPS_TEST := cbindgen deb:valgrind=valgrind deb:ip=iproute2 deb:pkg-config=pkg-c
 	deb:/usr/bin/python3=python3 deb:/usr/share/doc/python3-venv/copyright=python3-venv \
 	deb:groff=groff-base deb:man=man-db
 
-.PHONY: all lib header deps test test-lint test-rust test-doc test-header test-abi test-c test-clients run install \
+.PHONY: all lib header deps wheel deb test test-lint test-rust test-doc test-crate test-packages test-header test-abi test-c test-clients run install \
 	uninstall \
 	clean fuzz stress bench fixture-smoke test-kernels FORCE
 
@@ -61,24 +61,51 @@ $(B)/native-static-libs: Cargo.toml
 
 # ---- examples: built against the header and library exactly as a user would
 
-CLI_SRC := examples/procspy.c examples/json.c
+CLI_SRC := cli/procspy.c cli/json.c
 
-$(B)/procspy: $(CLI_SRC) examples/json.h $(HEADER) $(SO)
+$(B)/procspy: $(CLI_SRC) cli/json.h $(HEADER) $(SO)
 	@mkdir -p $(B)
 	$(CC) $(CFLAGS_C) -o $@ $(CLI_SRC) -L$(REL) -lprocspy -Wl,-rpath,'$$ORIGIN/../$(REL)'
 
 run: lib $(B)/procspy
 	@$(B)/procspy $(RUN_ARGS)
 
+# ---- what is installed and packaged (build/dist/)
+
+DIST    := $(B)/dist
+DIST_SO := $(DIST)/libprocspy.so.$(VERSION)
+DIST_A  := $(DIST)/libprocspy.a
+
 # The command as installed: no rpath, it finds libprocspy.so.0 in LIBDIR
 # through the loader, like any program linked against an installed library.
-$(B)/dist/procspy: $(CLI_SRC) examples/json.h $(HEADER) $(SO)
-	@mkdir -p $(B)/dist
+$(DIST)/procspy: $(CLI_SRC) cli/json.h $(HEADER) $(SO)
+	@mkdir -p $(DIST)
 	$(CC) $(CFLAGS_C) -o $@ $(CLI_SRC) -L$(REL) -lprocspy
+	strip --strip-unneeded $@
+
+# The library stripped (the release build keeps debug info: 6.5 MB against
+# 0.6 MB), its debug info kept apart beside it, found through a debuglink;
+# the .a without debug info.
+$(DIST_SO): $(SO)
+	@mkdir -p $(DIST)
+	objcopy --only-keep-debug $< $@.debug
+	objcopy --strip-unneeded --add-gnu-debuglink=$@.debug $< $@
+$(DIST_A): $(A)
+	@mkdir -p $(DIST)
+	strip --strip-debug -o $@ $<
+
+# The man page with this version, and the date of the commit it is built
+# from (SOURCE_DATE_EPOCH where set; today outside a git checkout).
+MAN_DATE = $(shell if [ -n "$$SOURCE_DATE_EPOCH" ]; then date -u -d "@$$SOURCE_DATE_EPOCH" +%F; \
+	else git log -1 --format=%cs 2>/dev/null | grep . || date -u +%F; fi)
+$(B)/procspy.1: man/procspy.1.in Cargo.toml FORCE
+	@mkdir -p $(B)
+	sed -e 's/@VERSION@/$(VERSION)/; s/@DATE@/$(MAN_DATE)/' $< > $@.new
+	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
 
 # ---- tests
 
-test: deps test-lint test-doc test-header test-abi test-rust test-c test-clients fixture-smoke
+test: deps test-lint test-doc test-crate test-header test-abi test-rust test-c test-clients test-packages fixture-smoke
 	@echo "make test: all passed"
 
 # Unit, integration and doc tests; then the Rust example runs.
@@ -90,6 +117,12 @@ test-rust:
 test-doc:
 	RUSTDOCFLAGS=-Dwarnings $(CARGO) doc --no-deps --quiet
 	@echo "doc: cargo doc --no-deps, no warnings"
+
+# The crate as crates.io would take it: its metadata, the files it ships
+# (Cargo.toml's include), and that they build on their own.
+test-crate:
+	$(CARGO) publish --dry-run --allow-dirty --quiet
+	@echo "crate: cargo publish --dry-run passes"
 
 # fmt, clippy with warnings as errors, and the declared rust-version: built
 # with that toolchain where rustup has it, else clippy's incompatible_msrv
@@ -109,7 +142,10 @@ test-header: lib
 	@printf '#include "procspy.h"\nint main(void) { return procspy_version() == 0; }\n' > $(B)/header_alone.c
 	$(CC) -std=c99 -pedantic $(CWARN) -Iinclude -c $(B)/header_alone.c -o $(B)/header_alone_c.o
 	g++ -std=c++11 -pedantic $(CWARN) -Iinclude -x c++ -c $(B)/header_alone.c -o $(B)/header_alone_cc.o
-	@echo "header: fresh, compiles alone as C99 and C++11"
+	@printf '#include "procspy.hpp"\nint main() { procspy::Walker w; return w.stats_ext().accounted != 0; }\n' \
+	  > $(B)/hpp_alone.cpp
+	g++ -std=c++17 -pedantic $(CWARN) -Iinclude -c $(B)/hpp_alone.cpp -o $(B)/hpp_alone.o
+	@echo "header: fresh, compiles alone as C99 and C++11; procspy.hpp alone as C++17"
 
 test-abi: lib
 	nm -D --defined-only $(SO) | awk '{print $$3}' | sort | diff -u c-tests/abi/symbols.txt -
@@ -190,6 +226,11 @@ fixture-smoke: lib $(B)/bench $(B)/procspy $(B)/procspy-holder
 test-clients: lib
 	c-tests/clients.sh
 
+# The .deb installed, used and removed; then the wheel in a fresh venv on a
+# machine without the library (c-tests/packages.sh). As root.
+test-packages: deb wheel
+	c-tests/packages.sh
+
 # ---- install
 
 # Made afresh each time: it names PREFIX. Relocatable: prefix is found from
@@ -205,24 +246,80 @@ $(B)/procspy.pc: procspy.pc.in Cargo.toml $(B)/native-static-libs FORCE
 
 FORCE:
 
-# The library, its header and .pc, the command and its man page. As root
-# and without DESTDIR, ldconfig then makes the new SONAME known to the loader.
-install: lib $(B)/procspy.pc $(B)/dist/procspy
+# ---- packages: a self-contained wheel, a .deb (build/dist/)
+
+# The wheel: the binding with the stripped library and the command (rpath
+# $ORIGIN/..) inside the package, built by setuptools from a copy of
+# bindings/python, then auditwheel repair: a manylinux tag, checked to need
+# nothing outside the wheel but what that tag promises. The library is the
+# one already built, not built again. Tools in build/pkg-venv, pinned.
+PKG_VENV := $(B)/pkg-venv
+$(PKG_VENV)/requirements-wheel.txt: bindings/python/requirements-wheel.txt
+	@.ci/deps deb:/usr/bin/python3=python3 deb:/usr/share/doc/python3-venv/copyright=python3-venv
+	rm -rf $(PKG_VENV) && python3 -m venv $(PKG_VENV)
+	$(PKG_VENV)/bin/pip install --quiet --disable-pip-version-check -r $<
+	cp $< $@
+
+WHEEL_SRC := $(shell find bindings/python/src bindings/python/pyproject.toml bindings/python/setup.py \
+	bindings/python/README.md -type f -not -path '*/__pycache__/*' -not -path '*.egg-info*')
+$(DIST)/wheel.stamp: $(WHEEL_SRC) $(DIST_SO) $(CLI_SRC) cli/json.h $(HEADER) $(PKG_VENV)/requirements-wheel.txt
+	rm -rf $(B)/wheel $(DIST)/procspy-*.whl
+	mkdir -p $(B)/wheel/src/src/procspy/bin $(DIST)
+	cp -r bindings/python/pyproject.toml bindings/python/setup.py bindings/python/README.md $(B)/wheel/src/
+	cp -r bindings/python/src/procspy/*.py bindings/python/src/procspy/py.typed $(B)/wheel/src/src/procspy/
+	cp $(DIST_SO) $(B)/wheel/src/src/procspy/libprocspy.so.$(MAJOR)
+	$(CC) $(CFLAGS_C) -o $(B)/wheel/src/src/procspy/bin/procspy $(CLI_SRC) -L$(REL) -lprocspy \
+	  -Wl,-rpath,'$$ORIGIN/..'
+	strip --strip-unneeded $(B)/wheel/src/src/procspy/bin/procspy
+	$(PKG_VENV)/bin/pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation \
+	  -w $(B)/wheel/raw $(B)/wheel/src
+	PATH="$(abspath $(PKG_VENV))/bin:$$PATH" $(PKG_VENV)/bin/auditwheel repair --strip \
+	  -w $(DIST) $(B)/wheel/raw/procspy-*.whl
+	touch $@
+wheel: $(DIST)/wheel.stamp
+	@ls -s --block-size=K $(DIST)/procspy-*.whl
+
+# The .deb: make install into a tree (PREFIX=/usr, Debian's multiarch
+# LIBDIR), then dpkg-deb, with the dependencies dpkg-shlibdeps finds and
+# the shlibs, ldconfig trigger and md5sums a library package has
+# (pkg/deb.sh). Debian's own tools, no other.
+DEPS_DEB := deb:dpkg-deb=dpkg deb:dpkg-shlibdeps=dpkg-dev deb:gzip=gzip
+DEB_ARCH  = $(shell dpkg --print-architecture)
+DEB_MULTIARCH = $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null)
+DEB_MAINTAINER ?= libprocspy maintainers <libprocspy@users.noreply.invalid>
+$(DIST)/deb.stamp: $(DIST_SO) $(DIST_A) $(HEADER) include/procspy.hpp $(DIST)/procspy $(B)/procspy.1 procspy.pc.in \
+		pkg/deb.sh LICENSE-MIT LICENSE-APACHE
+	@.ci/deps $(DEPS_DEB)
+	rm -rf $(B)/deb $(DIST)/procspy_*.deb
+	$(MAKE) --no-print-directory install DESTDIR=$(abspath $(B))/deb/debian/procspy PREFIX=/usr \
+	  LIBDIR=/usr/lib/$(DEB_MULTIARCH) > /dev/null
+	pkg/deb.sh $(B)/deb $(VERSION) $(DEB_ARCH) '$(DEB_MAINTAINER)' $(DIST)
+	touch $@
+deb: $(DIST)/deb.stamp
+	@ls -s --block-size=K $(DIST)/procspy_*.deb
+
+# The stripped library (its debug info stays in build/dist/), its links,
+# the .a, the header and .pc, the command and its man page. As root and
+# without DESTDIR, ldconfig then makes the new SONAME known to the loader.
+LDCONFIG = @if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then ldconfig; fi
+install: $(DIST_SO) $(DIST_A) $(HEADER) include/procspy.hpp $(B)/procspy.pc $(DIST)/procspy $(B)/procspy.1
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
-	install -m 0755 $(SO) $(DESTDIR)$(LIBDIR)/libprocspy.so.$(VERSION)
+	install -m 0644 $(DIST_SO) $(DESTDIR)$(LIBDIR)/libprocspy.so.$(VERSION)
 	ln -sf libprocspy.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libprocspy.so.$(MAJOR)
 	ln -sf libprocspy.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libprocspy.so
-	install -m 0644 $(A) $(DESTDIR)$(LIBDIR)/libprocspy.a
+	install -m 0644 $(DIST_A) $(DESTDIR)$(LIBDIR)/libprocspy.a
 	install -m 0644 $(HEADER) $(DESTDIR)$(INCLUDEDIR)/procspy.h
+	install -m 0644 include/procspy.hpp $(DESTDIR)$(INCLUDEDIR)/procspy.hpp
 	install -m 0644 $(B)/procspy.pc $(DESTDIR)$(LIBDIR)/pkgconfig/procspy.pc
-	install -m 0755 $(B)/dist/procspy $(DESTDIR)$(BINDIR)/procspy
-	install -m 0644 man/procspy.1 $(DESTDIR)$(MANDIR)/man1/procspy.1
-	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then ldconfig; fi
+	install -m 0755 $(DIST)/procspy $(DESTDIR)$(BINDIR)/procspy
+	install -m 0644 $(B)/procspy.1 $(DESTDIR)$(MANDIR)/man1/procspy.1
+	$(LDCONFIG)
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libprocspy.so* $(DESTDIR)$(LIBDIR)/libprocspy.a \
-	  $(DESTDIR)$(INCLUDEDIR)/procspy.h $(DESTDIR)$(LIBDIR)/pkgconfig/procspy.pc \
+	  $(DESTDIR)$(INCLUDEDIR)/procspy.h $(DESTDIR)$(INCLUDEDIR)/procspy.hpp $(DESTDIR)$(LIBDIR)/pkgconfig/procspy.pc \
 	  $(DESTDIR)$(BINDIR)/procspy $(DESTDIR)$(MANDIR)/man1/procspy.1
+	$(LDCONFIG)
 
 clean:
 	$(CARGO) clean --quiet

@@ -59,8 +59,9 @@ check "--help exits 0" "$BIN" --help
 "$BIN" --help > "$TMP/help" 2>&1 || true
 help_mentions_all() {
     local opt missing=0
-    for opt in -t --tcp -u --udp -l --listening -a --all -c --connected -n --netns \
-               -p --pid --no-owners --json --sockets --proc --source --owners -w --watch --diagnose -h --help -V --version; do
+    for opt in -t --tcp -u --udp -4 --ipv4 -6 --ipv6 -l --listening -a --all -c --connected -n --netns \
+               -N --netns-name -p --pid --port --no-owners --json -H --no-header --sockets --proc --source \
+               --owners -w --watch --diagnose -h --help -V --version; do
         if ! grep -q -e "$opt\\b" "$TMP/help"; then echo "missing: $opt"; missing=1; fi
     done
     return $missing
@@ -79,6 +80,24 @@ check "an unknown short option exits 2 and names it" \
     bash -c '"$0" -Z 2>&1 >/dev/null | grep -q -- "-Z"; [ "${PIPESTATUS[0]}" = 2 ]' "$BIN"
 check "a bad pid exits 2" exits_with 2 "$BIN" --pid abc
 check "a bad namespace inode exits 2" exits_with 2 "$BIN" -n 12x
+# An ss habit: -n and -p are flags there (numeric, processes), options here.
+ss_habit() {
+    exits_with 2 "$BIN" -tlnp || return 1
+    grep -qx "procspy: invalid namespace inode 'p'" "$TMP/err" &&
+        grep -q "ss's -n and -p" "$TMP/err" && grep -qx "Did you mean 'procspy -tl'?" "$TMP/err"
+}
+check "-tlnp (an ss habit) exits 2, says why and offers 'procspy -tl'" ss_habit
+check "-p abc says -p takes a pid, offers nothing from another argument" bash -c \
+    '"$0" -p abc 2>&1 >/dev/null | grep -q "and -p a pid" && ! "$0" -p abc 2>&1 | grep -q "Did you mean"' "$BIN"
+for bad in 0 65536 http -1; do
+    check "--port '$bad' exits 2" exits_with 2 "$BIN" --port "$bad"
+done
+check "--port with --sockets exits 2" exits_with 2 "$BIN" --sockets --port 80
+check "-4 with --sockets exits 2" exits_with 2 "$BIN" --sockets -4
+check "-N with a slash exits 2" exits_with 2 "$BIN" -N a/b
+check "-N of a name ip netns does not have exits 1 and says so" bash -c \
+    '"$0" -N procspy-no-such-ns 2>&1 >/dev/null | grep -q "no network namespace named .procspy-no-such-ns."; [ "${PIPESTATUS[0]}" = 1 ]' "$BIN"
+check "-n and -N together exit 2" exits_with 2 "$BIN" -n 1 -N x
 check "a stray argument exits 2" exits_with 2 "$BIN" extra
 check "--sockets with -l exits 2" exits_with 2 "$BIN" --sockets -l
 check "a bad --source exits 2" exits_with 2 "$BIN" --source nope
@@ -106,7 +125,7 @@ SUMMARY_RE='^[0-9]+ connections in [0-9]+ namespaces \([0-9]+ without a visible 
 default_run() {
     "$BIN" > "$TMP/all" 2> "$TMP/all.err" || { cat "$TMP/all.err"; return 1; }
     head -n 1 "$TMP/all" | awk '{ $1 = $1; print }' \
-        | grep -qx 'NETNS PROTO STATE LOCAL REMOTE PID FD NAME' \
+        | grep -qx 'NETNS PROTO STATE LOCAL REMOTE USER PID FD NAME' \
         || { echo "header:"; head -n 1 "$TMP/all"; return 1; }
     tail -n 1 "$TMP/all.err" | grep -Eq "$SUMMARY_RE" \
         || { echo "closing line:"; cat "$TMP/all.err"; return 1; }
@@ -196,15 +215,17 @@ ESC_NAME='ev\nil"\\\x1b\xff)q\xc3\xa9' # the name as the table shows it (literal
 check "the helper lives in the namespace (inode $NETNS)" \
     test "$(stat -L -c %i "/proc/$P/ns/net")" = "$NETNS"
 
-# The expected table rows, blanks squeezed.
+# The expected table rows, blanks squeezed: the helper runs as root; a
+# TIME_WAIT line keeps no user; an unbound port is '*', as ss has it.
+ROOT=$(id -nu 0)
 {
-    echo "$NETNS tcp LISTEN 127.0.0.1:$LV4 0.0.0.0:0 $P $FD_LV4 $ESC_NAME"
-    echo "$NETNS tcp6 LISTEN [::1]:$LV6 [::]:0 $P $FD_LV6 $ESC_NAME"
-    echo "$NETNS tcp ESTABLISHED 127.0.0.1:$CLI 127.0.0.1:$LV4 $P $FD_CLI $ESC_NAME"
-    echo "$NETNS tcp ESTABLISHED 127.0.0.1:$LV4 127.0.0.1:$CLI $P $FD_SRV $ESC_NAME"
-    echo "$NETNS tcp TIME_WAIT 127.0.0.1:$TW 127.0.0.1:$LV4 - - -"
-    echo "$NETNS udp UNCONN 127.0.0.1:$UDP 0.0.0.0:0 $P $FD_UDP $ESC_NAME"
-    echo "$NETNS udp ESTAB 127.0.0.1:$UDPC 127.0.0.1:$UDP $P $FD_UDPC $ESC_NAME"
+    echo "$NETNS tcp LISTEN 127.0.0.1:$LV4 0.0.0.0:* $ROOT $P $FD_LV4 $ESC_NAME"
+    echo "$NETNS tcp6 LISTEN [::1]:$LV6 [::]:* $ROOT $P $FD_LV6 $ESC_NAME"
+    echo "$NETNS tcp ESTABLISHED 127.0.0.1:$CLI 127.0.0.1:$LV4 $ROOT $P $FD_CLI $ESC_NAME"
+    echo "$NETNS tcp ESTABLISHED 127.0.0.1:$LV4 127.0.0.1:$CLI $ROOT $P $FD_SRV $ESC_NAME"
+    echo "$NETNS tcp TIME_WAIT 127.0.0.1:$TW 127.0.0.1:$LV4 - - - -"
+    echo "$NETNS udp UNCONN 127.0.0.1:$UDP 0.0.0.0:* $ROOT $P $FD_UDP $ESC_NAME"
+    echo "$NETNS udp ESTAB 127.0.0.1:$UDPC 127.0.0.1:$UDP $ROOT $P $FD_UDPC $ESC_NAME"
 } > "$TMP/expected"
 expect() { grep -E "$1" "$TMP/expected" > "$TMP/want" || true; }
 
@@ -293,6 +314,51 @@ expect .
 check "-c -a: every row again (the last of -l/-a/-c counts)" table_is -n "$NETNS" -c -a
 expect .
 check "--all: every row" table_is -n "$NETNS" --all
+expect .
+check "-N NAME (ip netns's name): the same seven rows" table_is -N "$NS"
+no_header() {
+    "$BIN" -H -N "$NS" > "$TMP/t" 2> "$TMP/t.err" || { cat "$TMP/t.err"; return 1; }
+    awk '{ $1 = $1; print }' "$TMP/t" > "$TMP/got"
+    same_lines "$TMP/expected" "$TMP/got"
+}
+check "-H: the seven rows and no header" no_header
+# LOCAL and REMOTE as ss prints them (the address, '*' for an unbound port).
+like_ss() {
+    ip netns exec "$NS" ss -tuanH | awk '{ print $5, $6 }' | sort > "$TMP/ss" || return 1
+    awk '{ print $4, $5 }' "$TMP/expected" | sort > "$TMP/ours"
+    cat "$TMP/ss"
+    diff "$TMP/ss" "$TMP/ours"
+}
+check "LOCAL and REMOTE are ss -tuan's Local and Peer columns" like_ss
+expect ' (tcp|udp) '
+check "-4: the IPv4 rows only" table_is -n "$NETNS" -4
+expect ' (tcp6|udp6) '
+check "--ipv6: the IPv6 row only" table_is -n "$NETNS" --ipv6
+expect .
+check "-4 -6: every row" table_is -n "$NETNS" -4 -6
+expect ":$LV4 "
+check "--port: the rows with the port, local or remote (listener, both ends, TIME_WAIT)" \
+    table_is -n "$NETNS" --port "$LV4"
+expect " 127\.0\.0\.1:$UDP 0\.0\.0\.0"
+check "--port -l: the unconnected UDP socket, not the one connected to it" table_is -n "$NETNS" --port "$UDP" -l
+# USER: the name of a socket's uid, the number where the database has none.
+user_column() {
+    local who=$1 want=$2 port
+    : > "$TMP/uport" # before the job starts: its own redirection may come after the wait does
+    ip netns exec "$NS" setpriv --reuid "$who" --regid "$who" --clear-groups /usr/bin/python3 -c '
+import socket, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+print(s.getsockname()[1], flush=True); time.sleep(30)' > "$TMP/uport" &
+    local holder=$!
+    for _ in $(seq 1 100); do [ -s "$TMP/uport" ] && break; sleep 0.1; done
+    port=$(cat "$TMP/uport")
+    "$BIN" -H -n "$NETNS" --port "$port" > "$TMP/t" 2> "$TMP/t.err"
+    kill "$holder"; wait "$holder" 2>/dev/null
+    cat "$TMP/t"
+    [ "$(awk '{ print $6, $7 }' "$TMP/t")" = "$want $holder" ]
+}
+check "USER: a listener of uid 65534 shows its name" user_column 65534 "$(getent passwd 65534 | cut -d: -f1)"
+check "USER: a uid no user has shows the number" user_column 54321 54321
 
 ascii_rows() {
     "$BIN" -p "$P" > "$TMP/t" 2> /dev/null || return 1
@@ -475,7 +541,7 @@ watch_table() {
     wp=$!
     wait_lines "$TMP/w" '^appeared ' 7 || { kill "$wp"; return 1; }
     stop_watch "$wp" TERM 143 || return 1
-    head -n 1 "$TMP/w" | awk '{ $1 = $1; print }' | grep -qx 'EVENT NETNS PROTO STATE LOCAL REMOTE PID FD NAME' \
+    head -n 1 "$TMP/w" | awk '{ $1 = $1; print }' | grep -qx 'EVENT NETNS PROTO STATE LOCAL REMOTE USER PID FD NAME' \
         || { echo "header:"; head -n 1 "$TMP/w"; return 1; }
     sed 's/^/appeared /' "$TMP/expected" > "$TMP/want"
     rows "$TMP/w" > "$TMP/got"

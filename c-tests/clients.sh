@@ -18,9 +18,9 @@
 #   5. Python: `pip install` of bindings/python into a fresh venv, then
 #      `import procspy` finds the installed library by its SONAME, and
 #      PROCSPY_LIB overrides it; its pytest tests, `python -m procspy`
-#      compared with the installed command included; ruff check.
+#      handing over to the installed command included; ruff check.
 #   6. Rust: a crate outside the tree with `procspy = { path = ... }`.
-#   7. C++: examples/cpp/walk.cpp against the installed library.
+#   7. C++: examples/cpp/walk.cpp through the installed procspy.hpp.
 #
 # Usage: c-tests/clients.sh   (from anywhere; needs cc, g++, pkg-config, go,
 # python3 with venv, groff, man, cargo; PyPI for pytest, ruff and setuptools)
@@ -31,22 +31,8 @@ set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/procspy-clients.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-
-# run NAME CMD...: one test; its output is shown only when it fails.
-run() {
-    local name=$1
-    shift
-    if (cd "$tmp/work" && "$@") >"$tmp/log" 2>&1; then
-        passed=$((passed + 1))
-        echo "ok   $name"
-    else
-        failed=$((failed + 1))
-        echo "FAIL $name"
-        sed 's/^/     | /' "$tmp/log" | tail -n 40
-    fi
-}
+# shellcheck source=c-tests/runner.sh
+. "$root/c-tests/runner.sh"
 
 need() {
     command -v "$1" >/dev/null 2>&1 || { echo "$1 not found${2:+ (install $2)}"; return 1; }
@@ -66,7 +52,7 @@ lib=$prefix/lib
 run "make install DESTDIR=… PREFIX=/usr/local" make -C "$root" --no-print-directory install DESTDIR="$dest" PREFIX=/usr/local
 run "make install DESTDIR=… PREFIX=/opt/procspy" make -C "$root" --no-print-directory install DESTDIR="$opt" PREFIX=/opt/procspy
 
-installed_files="lib/libprocspy.so.$version lib/libprocspy.a include/procspy.h lib/pkgconfig/procspy.pc
+installed_files="lib/libprocspy.so.$version lib/libprocspy.a include/procspy.h include/procspy.hpp lib/pkgconfig/procspy.pc
     bin/procspy share/man/man1/procspy.1"
 check_tree() { # DESTDIR PREFIX
     local d=$1$2 soname f
@@ -78,7 +64,11 @@ check_tree() { # DESTDIR PREFIX
     soname=$(readelf -d "$d/lib/libprocspy.so.$version" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
     [ "$soname" = "libprocspy.so.$major" ] || { echo "SONAME '$soname'"; return 1; }
     cmp -s "$d/include/procspy.h" "$root/include/procspy.h" || { echo "installed header differs"; return 1; }
-    cmp -s "$d/share/man/man1/procspy.1" "$root/man/procspy.1" || { echo "installed man page differs"; return 1; }
+    cmp -s "$d/share/man/man1/procspy.1" "$root/build/procspy.1" || { echo "installed man page differs"; return 1; }
+    # Stripped: no debug info, no symbol table beyond the dynamic one.
+    if readelf -S "$d/lib/libprocspy.so.$version" "$d/bin/procspy" | grep -E '\.debug_info|\.symtab'; then
+        echo "installed library or command not stripped"; return 1; fi
+    if readelf -S "$d/lib/libprocspy.a" | grep -q '\.debug_info'; then echo "libprocspy.a has debug info"; return 1; fi
     # The installed command finds the library through the loader, not a path.
     if readelf -d "$d/bin/procspy" | grep -E 'R(UN)?PATH'; then echo "bin/procspy has an rpath"; return 1; fi
     readelf -d "$d/bin/procspy" | grep -q "Shared library: \[libprocspy.so.$major\]" || { echo "bin/procspy needs no libprocspy.so.$major"; return 1; }
@@ -123,7 +113,7 @@ s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(); print(s.getsockname()
     out=$(LD_LIBRARY_PATH=$lib "$cmd" -tl -p "$holder" 2>&1)
     kill $holder
     echo "$out"
-    grep -Eq "^[0-9]+ +tcp +LISTEN +127\.0\.0\.1:$port +0\.0\.0\.0:0 +$holder +[0-9]+ +python3$" <<<"$out" &&
+    grep -Eq "^[0-9]+ +tcp +LISTEN +127\.0\.0\.1:$port +0\.0\.0\.0:\* +root +$holder +[0-9]+ +python3$" <<<"$out" &&
         { LD_LIBRARY_PATH=$lib ldd "$cmd" | grep "libprocspy.so.$major => $lib/"; }
 }
 run "installed command (LD_LIBRARY_PATH): procspy -tl -p PID finds a listener" command_runs
@@ -135,7 +125,8 @@ man_renders() {
     warn=$(MANWIDTH=80 man --warnings -l "$page" 2>&1 >/dev/null) && [ -z "$warn" ] || { echo "man --warnings -l: $warn"; return 1; }
     # man finds it by name in the installed tree, as `man procspy` would.
     MANWIDTH=80 man -M "$prefix/share/man" procspy 2>&1 | grep -qE "procspy +- +list +every" || { echo "man -M: no page"; return 1; }
-    grep -q "^\.TH PROCSPY 1 [0-9-]* \"libprocspy $version\"" "$page" || { echo ".TH does not name libprocspy $version"; return 1; }
+    grep -Eq "^\.TH PROCSPY 1 [0-9]{4}-[0-9]{2}-[0-9]{2} \"libprocspy $version\"" "$page" ||
+        { echo ".TH does not name a date and libprocspy $version"; grep '^\.TH' "$page"; return 1; }
     echo "renders without warnings"
 }
 run "man page: groff -ww and man -l render it without a warning; man -M finds it" man_renders
@@ -158,60 +149,7 @@ run "man page: every option procspy --help lists is described" man_lists_every_o
 
 # ---- 3. C from outside the tree ---------------------------------------------
 
-# A real client: includes the socket headers next to procspy.h, opens a
-# loopback listener and finds it, owned by itself, through the library.
-cat >"$tmp/work/prog.c" <<'CEOF'
-#define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <stdio.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <procspy.h>
-
-struct want { unsigned long long inode; int fd; unsigned port; int found; };
-
-static int on_conn(void *userdata, const procspy_connection *c)
-{
-    struct want *w = userdata;
-    if (c->inode == w->inode && c->owner && c->owner->pid == getpid() && c->owner->fd == w->fd &&
-        c->local_port == w->port && c->state == PROCSPY_STATE_LISTEN &&
-        strcmp(procspy_state_name(c->protocol, c->state), "LISTEN") == 0)
-        w->found = 1;
-    return 0;
-}
-
-int main(void)
-{
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t len = sizeof a;
-    struct stat st;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) || listen(fd, 1) ||
-        getsockname(fd, (struct sockaddr *)&a, &len) || fstat(fd, &st)) {
-        perror("listen on 127.0.0.1");
-        return 2;
-    }
-    struct want w = { (unsigned long long)st.st_ino, fd, ntohs(a.sin_port), 0 };
-    procspy_walker *walker;
-    procspy_walk_stats stats;
-    char msg[256];
-    if (procspy_walker_new(NULL, &walker) != PROCSPY_OK) {
-        procspy_last_error(msg, sizeof msg);
-        fprintf(stderr, "%s\n", msg);
-        return 1;
-    }
-    procspy_status s = procspy_walker_connections(walker, NULL, 0, PROCSPY_PROTO_TCP,
-                                                  PROCSPY_STATES_LISTEN, on_conn, &w, &stats);
-    procspy_walker_free(walker);
-    printf("libprocspy %s: %s; 127.0.0.1:%u (fd %d) %s with pid %d\n", procspy_version(),
-           procspy_status_str(s), w.port, fd, w.found ? "found" : "NOT found", (int)getpid());
-    return s == PROCSPY_OK && w.found ? 0 : 1;
-}
-CEOF
+cp "$root/c-tests/client/prog.c" "$tmp/work/prog.c"
 
 CFLAGS_T="-std=c99 -Wall -Wextra -Werror"
 shared_build() {
@@ -357,12 +295,12 @@ run "Python: pip install into a fresh venv; import procspy finds libprocspy.so.$
 
 py_tests() { # every test must run: PROCSPY_NO_SKIP turns a skip into a failure
     "$user/bin/pip" install --quiet --disable-pip-version-check -r python/requirements-test.txt &&
-    cd python && env -u PROCSPY_LIB LD_LIBRARY_PATH="$lib" PROCSPY_NO_SKIP=1 PROCSPY_CLI="$cmd" \
+    cd python && env -u PROCSPY_LIB LD_LIBRARY_PATH="$lib" PATH="$prefix/bin:$PATH" PROCSPY_NO_SKIP=1 PROCSPY_CLI="$cmd" \
         PROCSPY_INCLUDE="$prefix/include" PROCSPY_HARNESS="$root/build/harness-so" \
         "$user/bin/python" -m pytest -p no:cacheprovider -v tests
 }
 run "C harness for the layout check: make build/harness-so" make -C "$root" --no-print-directory build/harness-so
-run "Python: pytest (the installed package; python -m procspy vs the installed command)" py_tests
+run "Python: pytest (the installed package; python -m procspy hands over to the installed command)" py_tests
 grep -E '(PASSED|FAILED|ERROR|SKIPPED)|passed|failed' "$tmp/log" | sed 's/^/     > /' | head -n 40
 
 # ---- 6. Rust: a crate that depends on procspy by path -------------------------

@@ -40,6 +40,10 @@ void test_version(void)
     CHECK(v[0] >= '0' && v[0] <= '9');
     CHECK(strspn(v, "0123456789.") == strlen(v));
     CHECK(procspy_version() == v); /* static */
+    /* The header's version macros are the library's version. */
+    CHECK_EQ(a, PROCSPY_VERSION_MAJOR);
+    CHECK_EQ(b, PROCSPY_VERSION_MINOR);
+    CHECK_EQ(c, PROCSPY_VERSION_PATCH);
 }
 
 void test_status_str_known(void)

@@ -23,6 +23,26 @@
 #endif
 
 /**
+ * The major version of the header a program is compiled against: a
+ * binding may check it at compile time (`#if PROCSPY_VERSION_MAJOR != 0`)
+ * and `procspy_version()` at run time, for the library it was loaded
+ * with. Programs built against one major version run with any library of
+ * that major version whose minor version is at least theirs.
+ */
+#define PROCSPY_VERSION_MAJOR 0
+
+/**
+ * The minor version of the header: what it declares is in every library
+ * of the same major version and at least this minor version.
+ */
+#define PROCSPY_VERSION_MINOR 1
+
+/**
+ * The patch version of the header.
+ */
+#define PROCSPY_VERSION_PATCH 0
+
+/**
  * TCP tables (`tcp`, `tcp6`), for `procspy_walker_connections`' `protocols`.
  */
 #define PROCSPY_PROTO_TCP 1

@@ -64,6 +64,6 @@ pub mod parse;
 mod procfs;
 
 pub use engine::{
-    Conn, Connection, Error, OwnerScan, Protocols, Query, Socket, Source, Stats, StopToken, TableBuf, Walker,
-    state_name,
+    Change, ChangeKind, Conn, Connection, Error, OwnerScan, Protocols, Query, Socket, Source, Stats, StopToken,
+    TableBuf, Walker, state_name,
 };

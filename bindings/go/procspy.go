@@ -21,6 +21,12 @@ package procspy
 #include <stdlib.h>
 #include <procspy.h>
 
+// What this binding is written against: ABI 0, version 0.1 or later (for
+// procspy_walker_query, the stop token and procspy_walk_stats_ext).
+#if !defined(PROCSPY_VERSION_MAJOR) || PROCSPY_VERSION_MAJOR != 0 || PROCSPY_VERSION_MINOR < 1
+#error "the Go binding needs procspy.h of libprocspy 0.x, x >= 1"
+#endif
+
 enum procspy_status procspy_go_walk(procspy_walker *walker, uintptr_t handle,
                                procspy_walk_stats *stats);
 enum procspy_status procspy_go_connections(procspy_walker *walker, uint32_t protocols,
@@ -239,7 +245,8 @@ type Connection struct {
 // StateName(c.Protocol, c.State), so "UNCONN" and "ESTAB" for UDP.
 func (c Connection) StateName() string { return StateName(c.Protocol, c.State) }
 
-// Stats is what a walk saw (procspy_walk_stats).
+// Stats is what a walk saw: procspy_walk_stats, then the counters of
+// procspy_walk_stats_ext, which the frozen C struct has no room for.
 type Stats struct {
 	Namespaces   uint64
 	Processes    uint64
@@ -250,19 +257,34 @@ type Stats struct {
 	BytesNeeded  uint64
 	Ticks        uint64
 	Elapsed      time.Duration
+
+	Accounted        uint64 // Connections: namespaces listed from the BPF owner scan alone
+	Dropped          uint64 // netlink messages not believed and dropped
+	NetnsMismatch    uint64 // pids skipped: their namespace was not the one grouped by
+	SnapshotBytes    uint64 // Changes: the snapshot kept for the next call
+	ClosedLost       uint64 // Changes: times destroy notifications were lost
+	NetnsFound       uint64 // namespaces found that no process is in
+	NetnsUnreachable uint64 // of those, the ones whose tables could not be read
 }
 
-func goStats(s *C.procspy_walk_stats) Stats {
+func goStats(s *C.procspy_walk_stats, e *C.procspy_walk_stats_ext) Stats {
 	return Stats{
-		Namespaces:   uint64(s.namespaces),
-		Processes:    uint64(s.processes),
-		Skipped:      uint64(s.skipped),
-		Fds:          uint64(s.fds),
-		Sockets:      uint64(s.sockets),
-		BytesWritten: uint64(s.bytes_written),
-		BytesNeeded:  uint64(s.bytes_needed),
-		Ticks:        uint64(s.ticks),
-		Elapsed:      time.Duration(s.elapsed_ns),
+		Namespaces:       uint64(s.namespaces),
+		Processes:        uint64(s.processes),
+		Skipped:          uint64(s.skipped),
+		Fds:              uint64(s.fds),
+		Sockets:          uint64(s.sockets),
+		BytesWritten:     uint64(s.bytes_written),
+		BytesNeeded:      uint64(s.bytes_needed),
+		Ticks:            uint64(s.ticks),
+		Elapsed:          time.Duration(s.elapsed_ns),
+		Accounted:        uint64(e.accounted),
+		Dropped:          uint64(e.dropped),
+		NetnsMismatch:    uint64(e.netns_mismatch),
+		SnapshotBytes:    uint64(e.snapshot_bytes),
+		ClosedLost:       uint64(e.closed_lost),
+		NetnsFound:       uint64(e.netns_found),
+		NetnsUnreachable: uint64(e.netns_unreachable),
 	}
 }
 
@@ -382,6 +404,49 @@ func (w *Walker) Stop() {
 	defer w.mu.Unlock()
 	if !w.closed {
 		C.procspy_walker_stop(w.p)
+	}
+}
+
+// StopToken stops the walks of the Walker it was made from, and stays safe
+// to use after that Walker is closed (it then stops nothing):
+// procspy_walker_stop_token.
+type StopToken struct {
+	mu sync.Mutex
+	p  *C.procspy_stop_token
+}
+
+// StopToken makes a StopToken for w. Close it when done (a finalizer
+// closes it otherwise).
+func (w *Walker) StopToken() (*StopToken, error) {
+	var p *C.procspy_stop_token
+	if err := w.call(func(wp *C.procspy_walker) C.enum_procspy_status {
+		return C.procspy_walker_stop_token(wp, &p)
+	}); err != nil {
+		return nil, err
+	}
+	t := &StopToken{p: p}
+	runtime.SetFinalizer(t, (*StopToken).Close)
+	return t, nil
+}
+
+// Stop is Stop of the token's Walker, or nothing once that Walker is
+// closed or the token is. Safe from any goroutine.
+func (t *StopToken) Stop() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.p != nil {
+		C.procspy_stop_token_stop(t.p)
+	}
+}
+
+// Close frees the token; Stop does nothing after it.
+func (t *StopToken) Close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.p != nil {
+		runtime.SetFinalizer(t, nil)
+		C.procspy_stop_token_free(t.p)
+		t.p = nil
 	}
 }
 
@@ -547,8 +612,15 @@ func (w *Walker) run(st *walkState, f func(*C.procspy_walker, C.uintptr_t, *C.pr
 	h := cgo.NewHandle(st)
 	defer h.Delete()
 	var cstats C.procspy_walk_stats
+	var ext C.procspy_walk_stats_ext
 	err := w.call(func(p *C.procspy_walker) C.enum_procspy_status {
-		return f(p, C.uintptr_t(h), &cstats)
+		status := f(p, C.uintptr_t(h), &cstats)
+		// A BUSY call ran no walk: the counters would be another call's.
+		// With a live walker and out, stats_ext cannot fail.
+		if status != C.PROCSPY_BUSY {
+			_ = C.procspy_walker_stats_ext(p, &ext, C.sizeof_procspy_walk_stats_ext)
+		}
+		return status
 	})
 	if st.panicked {
 		panic(st.panicValue)
@@ -556,7 +628,7 @@ func (w *Walker) run(st *walkState, f func(*C.procspy_walker, C.uintptr_t, *C.pr
 	if st.declined && !st.declineFails && errors.Is(err, ErrCallbackAborted) {
 		err = nil // the caller asked to stop: not a failure
 	}
-	return goStats(&cstats), err
+	return goStats(&cstats, &ext), err
 }
 
 // Walk calls fn once per socket fd of every process, namespace by

@@ -2,9 +2,11 @@ package procspy
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"regexp"
 	"sort"
 	"strconv"
@@ -556,12 +558,12 @@ func TestStopDuringCallbackFromAnotherGoroutine(t *testing.T) {
 	}
 }
 
-func TestCloseDuringWalk(t *testing.T) {
-	w, err := New("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.SetRateLimit(0, 10*time.Second); err != nil {
+// slowWalk starts a Walk on w that, unstopped, takes at least 10 s (a
+// tick 10 s apart, before each namespace and every fdBlock fds); its
+// result comes on the channel.
+func slowWalk(t *testing.T, w *Walker, fdBlock uint64) <-chan error {
+	t.Helper()
+	if err := w.SetRateLimit(fdBlock, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
@@ -569,6 +571,15 @@ func TestCloseDuringWalk(t *testing.T) {
 		_, err := w.Walk(func(Socket) bool { return true })
 		done <- err
 	}()
+	return done
+}
+
+func TestCloseDuringWalk(t *testing.T) {
+	w, err := New("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := slowWalk(t, w, 0)
 	time.Sleep(100 * time.Millisecond)
 	w.Close() // stops the walk; frees the walker when it has returned
 	select {
@@ -668,5 +679,66 @@ func TestChanges(t *testing.T) {
 	sort.Strings(kinds[lport])
 	if strings.Join(kinds[lport], ",") != "closed CLOSE,closed CLOSE" || strings.Join(kinds[cport], ",") != "appeared TIME_WAIT" {
 		t.Fatalf("a connection between two calls: %v", kinds)
+	}
+}
+
+func TestStopToken(t *testing.T) {
+	w := mustNew(t)
+	tok, err := w.StopToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+	done := slowWalk(t, w, 1)
+	time.Sleep(300 * time.Millisecond)
+	tok.Stop()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrStopped) {
+			t.Fatalf("Walk = %v, want ErrStopped", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Walk did not return within 5 s of the token's Stop")
+	}
+	w.Close()
+	tok.Stop() // its walker is gone: nothing, and no fault
+	tok.Close()
+	tok.Stop() // closed: nothing
+	tok.Close()
+}
+
+func TestStatsExt(t *testing.T) {
+	w := mustNew(t)
+	// Changes keeps a snapshot for the next call, and says how big.
+	st, err := w.Changes(TCP|UDP, StatesAll, func(Change) bool { return true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.SnapshotBytes == 0 {
+		t.Errorf("Changes kept a snapshot of 0 bytes: %+v", st)
+	}
+	// A namespace no process is in, held by an ip netns bind mount alone.
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, for a namespace of its own")
+	}
+	ipCmd, err := exec.LookPath("ip")
+	if err != nil {
+		t.Skip("needs ip, for a namespace of its own")
+	}
+	name := fmt.Sprintf("procspy-go-%d", os.Getpid())
+	if out, err := exec.Command(ipCmd, "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	defer exec.Command(ipCmd, "netns", "del", name).Run()
+	var fi syscall.Stat_t
+	if err := syscall.Stat("/run/netns/"+name, &fi); err != nil {
+		t.Fatal(err)
+	}
+	st, err = w.Query(Query{Netns: []uint64{fi.Ino}}, TCP|UDP, StatesAll, func(Connection) bool { return true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.NetnsFound < 1 || st.NetnsUnreachable != 0 {
+		t.Errorf("a namespace of a bind mount alone: %+v", st)
 	}
 }

@@ -1,7 +1,5 @@
-// A C++17 client of libprocspy: a small RAII wrapper (the walker in a
-// unique_ptr with procspy_walker_free as its deleter, errors as exceptions
-// carrying the status and procspy_last_error) and walks driven by lambdas
-// through a trampoline. It checks something real: it opens its own
+// A C++17 client of libprocspy through procspy.hpp, the header-only
+// wrapper installed with procspy.h. It checks something real: it opens its own
 // loopback listeners and a connected pair, and exits non-zero unless the
 // library finds each of them with this process's pid and the right fd, and
 // unless changes calls report its listener and accepted end appearing once
@@ -19,151 +17,15 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <exception>
 #include <map>
-#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include <procspy.h>
+#include <procspy.hpp>
 
-namespace procspy {
-
-class Error : public std::runtime_error {
-public:
-    Error(procspy_status status, const std::string &what)
-        : std::runtime_error(what), status_(status) {}
-    procspy_status status() const noexcept { return status_; }
-
-private:
-    procspy_status status_;
-};
-
-// Must run on the thread of the failing call (it does: callers throw at once).
-inline std::string last_error() {
-    std::vector<char> buf(procspy_last_error(nullptr, 0) + 1);
-    size_t n = procspy_last_error(buf.data(), buf.size());
-    return std::string(buf.data(), n < buf.size() ? n : buf.size() - 1);
-}
-
-inline void check(procspy_status s) {
-    if (s != PROCSPY_OK)
-        throw Error(s, last_error() + " (" + procspy_status_str(s) + ")");
-}
-
-class Walker {
-public:
-    // An empty root means the host's /proc.
-    explicit Walker(const std::string &proc_root = "") {
-        procspy_walker *w = nullptr;
-        check(procspy_walker_new(proc_root.empty() ? nullptr : proc_root.c_str(), &w));
-        w_.reset(w);
-    }
-
-    void set_rate_limit(uint64_t fd_block, uint64_t tick_ns) {
-        check(procspy_walker_set_rate_limit(w_.get(), fd_block, tick_ns));
-    }
-    void stop() const noexcept { procspy_walker_stop(w_.get()); }
-
-    // f(const procspy_socket &) -> bool (false ends the walk). An exception
-    // thrown by f ends the walk and is rethrown here, never unwinding
-    // through the library.
-    template <class F> procspy_walk_stats walk(F &&f) {
-        return call<procspy_socket>(f, true, [&](auto tramp, void *ud, procspy_walk_stats *st) {
-            return procspy_walker_walk(w_.get(), nullptr, 0, tramp, ud, st);
-        });
-    }
-
-    template <class F>
-    procspy_walk_stats connections(uint32_t protocols, uint32_t states, F &&f) {
-        return call<procspy_connection>(f, true, [&](auto tramp, void *ud, procspy_walk_stats *st) {
-            return procspy_walker_connections(w_.get(), nullptr, 0, protocols, states, tramp, ud, st);
-        });
-    }
-
-    // What a query restricts (procspy_walker_query): a set applies where
-    // its optional holds one; an empty set is an Error, never "all".
-    struct Query {
-        std::optional<std::vector<int32_t>> pids;
-        std::optional<std::vector<uint64_t>> netns;
-        bool no_owners = false, every_line = false;
-    };
-
-    // f(const procspy_connection &) -> bool, as for connections(), over
-    // what q selects: a pid that names no process or a namespace no one
-    // has throws Error (PROCSPY_INVALID_ARGUMENT) saying which.
-    template <class F>
-    procspy_walk_stats query(const Query &q, uint32_t protocols, uint32_t states, F &&f) {
-        uint32_t flags = (q.pids ? PROCSPY_QUERY_PIDS : 0) | (q.netns ? PROCSPY_QUERY_NETNS : 0) |
-                         (q.no_owners ? PROCSPY_QUERY_NO_OWNERS : 0) | (q.every_line ? PROCSPY_QUERY_EVERY_LINE : 0);
-        Call<F> call{f, nullptr, false};
-        procspy_walk_stats stats{};
-        finish(call, procspy_walker_query(w_.get(), q.pids ? q.pids->data() : nullptr, q.pids ? q.pids->size() : 0,
-                                          q.netns ? q.netns->data() : nullptr, q.netns ? q.netns->size() : 0, flags,
-                                          nullptr, 0, protocols, states,
-                                          &Call<F>::template tramp<procspy_connection>, &call, &stats));
-        return stats;
-    }
-
-    // f(const procspy_change &) -> bool: what changed since the last
-    // changes call that succeeded. Unlike walk(), f returning false is no
-    // success: the call keeps nothing and throws Error with
-    // PROCSPY_CALLBACK_ABORTED, so the next one reports the same again.
-    template <class F>
-    procspy_walk_stats changes(uint32_t protocols, uint32_t states, F &&f) {
-        return call<procspy_change>(f, false, [&](auto tramp, void *ud, procspy_walk_stats *st) {
-            return procspy_walker_changes(w_.get(), nullptr, 0, protocols, states, tramp, ud, st);
-        });
-    }
-
-private:
-    struct Free {
-        void operator()(procspy_walker *w) const noexcept { procspy_walker_free(w); }
-    };
-    std::unique_ptr<procspy_walker, Free> w_;
-
-    template <class F> struct Call {
-        F &f;
-        std::exception_ptr error;
-        bool declined;
-
-        template <class Rec> static int tramp(void *userdata, const Rec *rec) {
-            auto *self = static_cast<Call *>(userdata);
-            try {
-                if (self->f(*rec))
-                    return 0;
-                self->declined = true;
-            } catch (...) {
-                self->error = std::current_exception();
-            }
-            return 1;
-        }
-    };
-
-    // Runs one call with f behind the trampoline for Rec, then finish().
-    template <class Rec, class F, class Go> static procspy_walk_stats call(F &f, bool decline_is_ok, Go go) {
-        Call<F> c{f, nullptr, false};
-        procspy_walk_stats stats{};
-        finish(c, go(&Call<F>::template tramp<Rec>, &c, &stats), decline_is_ok);
-        return stats;
-    }
-
-    template <class C> static void finish(const C &call, procspy_status s, bool decline_is_ok = true) {
-        if (s != PROCSPY_OK && !call.error) {
-            std::string msg = last_error();  // before anything else can fail on this thread
-            if (s == PROCSPY_CALLBACK_ABORTED && call.declined && decline_is_ok)
-                return;
-            throw Error(s, msg + " (" + procspy_status_str(s) + ")");
-        }
-        if (call.error)
-            std::rethrow_exception(call.error);
-    }
-};
-
-}  // namespace procspy
 
 namespace {
 
@@ -372,6 +234,28 @@ int run() {
                      closed == std::vector<procspy_change_kind>{PROCSPY_CHANGE_SEEN_CLOSED, PROCSPY_CHANGE_SEEN_CLOSED};
         std::printf("changes: %zu appeared at the listener's port, then %zu; seen closed %zu\n", first.size(),
                     second.size(), closed.size());
+        // procspy_walk_stats_ext: the snapshot kept for the next call.
+        const procspy_walk_stats_ext ext = w.stats_ext();
+        changes_ok = changes_ok && ext.snapshot_bytes > 0;
+        std::printf("changes: a snapshot of %llu bytes kept\n", static_cast<unsigned long long>(ext.snapshot_bytes));
+    }
+
+    // 8. A stop token stops its walker's walks (every later one, at once),
+    //    and outlives the walker harmlessly.
+    bool token_ok = false;
+    {
+        std::optional<procspy::StopToken> token;
+        {
+            procspy::Walker w2;
+            token.emplace(w2.stop_token());
+            token->stop();
+            try {
+                w2.walk([](const procspy_socket &) { return true; });
+            } catch (const procspy::Error &e) {
+                token_ok = e.status() == PROCSPY_STOPPED;
+            }
+        }
+        token->stop();  // its walker is gone: nothing
     }
 
     // 7. A query for this pid: its sockets only, each with it as owner; a
@@ -419,6 +303,10 @@ int run() {
     if (!changes_ok) {
         ++failures;
         std::printf("FAIL changes did not report the listener and accepted end once, and the closed connection\n");
+    }
+    if (!token_ok) {
+        ++failures;
+        std::printf("FAIL a stopped token's walker did not return PROCSPY_STOPPED\n");
     }
     if (!query_ok) {
         ++failures;

@@ -56,6 +56,13 @@ struct State {
 
 impl Walker {
     /// Opens `proc_root` (any bytes but NUL); fails unless it is a readable directory.
+    ///
+    /// ```
+    /// let walker = procspy::Walker::new(None)?; // None: the host's /proc
+    /// assert!(procspy::Walker::new(Some(b"/nonexistent")).is_err());
+    /// # drop(walker);
+    /// # Ok::<(), procspy::Error>(())
+    /// ```
     pub fn new(proc_root: Option<&[u8]>) -> Result<Self, Error> {
         let path = proc_root.unwrap_or(DEFAULT_PROC_ROOT);
         let root_path = String::from_utf8_lossy(path).into_owned();
@@ -72,11 +79,27 @@ impl Walker {
     /// Pacing: a tick before each namespace and after every `fd_block_size`
     /// fd stats (0 = none), each tick `tick` apart (0 = never wait). Takes
     /// effect at the next tick.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let walker = procspy::Walker::new(None)?;
+    /// // At most one namespace, or 1000 fd stats, every 10 ms.
+    /// walker.set_rate_limit(1000, Duration::from_millis(10));
+    /// # Ok::<(), procspy::Error>(())
+    /// ```
     pub fn set_rate_limit(&self, fd_block_size: u64, tick: Duration) {
         self.ctx.set_rate_limit(fd_block_size, tick);
     }
 
     /// Where `connections` reads the tables; takes effect at the next call.
+    ///
+    /// ```
+    /// use procspy::{Source, Walker};
+    /// let walker = Walker::new(None)?;
+    /// walker.set_source(Source::Text); // the text tables of PID/net/
+    /// assert_eq!(walker.source(), Source::Text);
+    /// # Ok::<(), procspy::Error>(())
+    /// ```
     pub fn set_source(&self, source: Source) {
         self.config().0 = source;
     }
@@ -86,6 +109,14 @@ impl Walker {
     }
 
     /// How `connections` finds owners; takes effect at the next call.
+    ///
+    /// ```
+    /// use procspy::{OwnerScan, Walker};
+    /// let walker = Walker::new(None)?;
+    /// walker.set_owner_scan(OwnerScan::Proc); // PID/fd of every process, no BPF
+    /// assert_eq!(walker.owner_scan(), OwnerScan::Proc);
+    /// # Ok::<(), procspy::Error>(())
+    /// ```
     pub fn set_owner_scan(&self, scan: OwnerScan) {
         self.config().1 = scan;
     }
@@ -100,6 +131,17 @@ impl Walker {
 
     /// Ends the walk in progress within one block of work and makes every
     /// later walk fail with `Error::Stopped`. Async-signal-safe.
+    ///
+    /// ```
+    /// use std::ops::ControlFlow;
+    /// use procspy::{Error, Protocols, Stats, Walker};
+    /// let walker = Walker::new(None)?;
+    /// walker.stop(); // from any thread; here, before the walk
+    /// let tcp = Protocols { tcp: true, udp: false };
+    /// let r = walker.connections(None, tcp, u32::MAX, &mut Stats::default(), &mut |_| ControlFlow::Continue(()));
+    /// assert!(matches!(r, Err(Error::Stopped)) && walker.is_stopped());
+    /// # Ok::<(), procspy::Error>(())
+    /// ```
     pub fn stop(&self) {
         self.ctx.stop.request();
     }
@@ -110,16 +152,45 @@ impl Walker {
 
     /// A handle that stops this walker and may outlive it: for a signal
     /// handler that may run while the walker is freed.
+    ///
+    /// ```
+    /// let walker = procspy::Walker::new(None)?;
+    /// let token = walker.stop_token();
+    /// token.stop();
+    /// assert!(walker.is_stopped());
+    /// drop(walker);
+    /// token.stop(); // its walker is gone: nothing
+    /// # Ok::<(), procspy::Error>(())
+    /// ```
     pub fn stop_token(&self) -> StopToken {
         StopToken(self.ctx.stop.clone())
     }
 
     /// The stats of the last walk on this walker that ended.
+    ///
+    /// ```
+    /// use std::ops::ControlFlow;
+    /// use procspy::{Protocols, Stats, Walker};
+    /// let walker = Walker::new(None)?;
+    /// let mut stats = Stats::default();
+    /// let both = Protocols { tcp: true, udp: true };
+    /// walker.connections(None, both, u32::MAX, &mut stats, &mut |_| ControlFlow::Continue(()))?;
+    /// assert_eq!(walker.last_stats().namespaces, stats.namespaces);
+    /// # Ok::<(), procspy::Error>(())
+    /// ```
     pub fn last_stats(&self) -> Stats {
         *self.last.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The inode of `pid`'s network namespace.
+    ///
+    /// ```
+    /// use std::os::unix::fs::MetadataExt;
+    /// let walker = procspy::Walker::new(None)?;
+    /// let mine = walker.netns_of(std::process::id() as i32)?;
+    /// assert_eq!(mine, std::fs::metadata("/proc/self/ns/net").unwrap().ino());
+    /// # Ok::<(), procspy::Error>(())
+    /// ```
     pub fn netns_of(&self, pid: i32) -> Result<u64, Error> {
         let ctx = &self.ctx;
         ctx.netns(pid).map_err(|e| Error::io(format_args!("{}/{pid}/{}", ctx.root_path, ctx.ns_file()), e))
@@ -127,6 +198,16 @@ impl Walker {
 
     /// Reads `pid`'s tcp and tcp6 tables (tcp6 where it exists) into `out`.
     /// Returns the tables' full length; `BufferTooSmall` if they did not fit.
+    ///
+    /// ```
+    /// use std::mem::MaybeUninit;
+    /// let walker = procspy::Walker::new(None)?;
+    /// let mut buf = vec![MaybeUninit::uninit(); 1 << 20];
+    /// let mut out = procspy::TableBuf::new(&mut buf);
+    /// let len = walker.read_tcp(std::process::id() as i32, &mut out)?;
+    /// assert!(len > 0 && out.written() as u64 == len); // at least the header line
+    /// # Ok::<(), procspy::Error>(())
+    /// ```
     pub fn read_tcp(&self, pid: i32, out: &mut TableBuf<'_>) -> Result<u64, Error> {
         let mut spill = [0u8; 4096];
         append_tables(&self.ctx, pid, &[TCP, TCP6], out, &mut spill)
@@ -141,6 +222,26 @@ impl Walker {
     /// `state_mask`, once, with its owner. `out` is the caller's scratch
     /// (`None`: the walker's own); a namespace whose tables don't fit it is
     /// skipped whole and the result is `BufferTooSmall`.
+    ///
+    /// Who holds a port (here a listener of this process):
+    ///
+    /// ```
+    /// use std::ops::ControlFlow;
+    /// use procspy::{Protocols, Stats, Walker};
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    /// let port = listener.local_addr().unwrap().port();
+    /// let walker = Walker::new(None)?;
+    /// let mut holders = Vec::new();
+    /// let tcp = Protocols { tcp: true, udp: false };
+    /// walker.connections(None, tcp, u32::MAX, &mut Stats::default(), &mut |c| {
+    ///     if c.conn.local_port == port {
+    ///         holders.extend(c.owner.as_ref().map(|o| o.pid));
+    ///     }
+    ///     ControlFlow::Continue(())
+    /// })?;
+    /// assert_eq!(holders, [std::process::id() as i32]);
+    /// # Ok::<(), procspy::Error>(())
+    /// ```
     pub fn connections(
         &self,
         out: Option<&mut TableBuf<'_>>,
@@ -155,6 +256,26 @@ impl Walker {
     /// The lines `query` asks for, of the chosen tables, that pass
     /// `state_mask`, each once, with its owner (`connections`' rules for
     /// everything else: one namespace's lines contiguous, `out`, stats).
+    ///
+    /// One process's sockets, reading only its fds and its namespaces:
+    ///
+    /// ```
+    /// use std::ops::ControlFlow;
+    /// use procspy::{Protocols, Query, Stats, Walker};
+    /// let _listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    /// let me = [std::process::id() as i32];
+    /// let walker = Walker::new(None)?;
+    /// let mut mine = 0;
+    /// let both = Protocols { tcp: true, udp: true };
+    /// let query = Query { pids: Some(&me), ..Query::default() };
+    /// walker.query(None, &query, both, u32::MAX, &mut Stats::default(), &mut |c| {
+    ///     assert_eq!(c.owner.as_ref().map(|o| o.pid), Some(me[0]));
+    ///     mine += 1;
+    ///     ControlFlow::Continue(())
+    /// })?;
+    /// assert!(mine >= 1);
+    /// # Ok::<(), procspy::Error>(())
+    /// ```
     pub fn query(
         &self,
         out: Option<&mut TableBuf<'_>>,
@@ -180,6 +301,24 @@ impl Walker {
     /// that neither call listed. Nothing is delivered unless the pass
     /// succeeded; a call that does not return OK leaves the previous
     /// snapshot, and the notifications not yet delivered, as they were.
+    ///
+    /// ```
+    /// use std::ops::ControlFlow;
+    /// use procspy::{ChangeKind, Protocols, Stats, Walker};
+    /// let walker = Walker::new(None)?;
+    /// let tcp = Protocols { tcp: true, udp: false };
+    /// let mut stats = Stats::default();
+    /// walker.changes(None, tcp, u32::MAX, &mut stats, &mut |_| ControlFlow::Continue(()))?; // everything appears
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    /// let port = listener.local_addr().unwrap().port();
+    /// let mut appeared = false;
+    /// walker.changes(None, tcp, u32::MAX, &mut stats, &mut |ch| {
+    ///     appeared |= ch.kind == ChangeKind::Appeared && ch.connection.conn.local_port == port;
+    ///     ControlFlow::Continue(())
+    /// })?;
+    /// assert!(appeared);
+    /// # Ok::<(), procspy::Error>(())
+    /// ```
     pub fn changes(
         &self,
         out: Option<&mut TableBuf<'_>>,
@@ -197,6 +336,13 @@ impl Walker {
     /// What this walker has learnt of the running kernel, a line each
     /// (`what: answer`): its probes, then the BPF owner scan. A probe no
     /// call has needed yet says so.
+    ///
+    /// ```
+    /// let walker = procspy::Walker::new(None)?;
+    /// let text = walker.diagnose();
+    /// assert!(text.lines().any(|l| l.starts_with("BPF owner scan")));
+    /// # Ok::<(), procspy::Error>(())
+    /// ```
     pub fn diagnose(&self) -> String {
         use std::fmt::Write as _;
         let mut out = String::new();
@@ -267,6 +413,21 @@ impl Walker {
     /// socket fd of its pids. Every socket is delivered even if the tables
     /// don't fit (`BufferTooSmall`), unless `out` has no capacity at all,
     /// which means count only.
+    ///
+    /// ```
+    /// use std::ops::ControlFlow;
+    /// use procspy::{Stats, TableBuf, Walker};
+    /// let _listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    /// let walker = Walker::new(None)?;
+    /// let mut ours = 0;
+    /// let mut count_only = TableBuf::new(&mut []);
+    /// walker.walk(&mut count_only, &mut Stats::default(), &mut |s| {
+    ///     ours += usize::from(s.pid == std::process::id() as i32);
+    ///     ControlFlow::Continue(())
+    /// })?;
+    /// assert!(ours >= 1);
+    /// # Ok::<(), procspy::Error>(())
+    /// ```
     pub fn walk(
         &self,
         out: &mut TableBuf<'_>,

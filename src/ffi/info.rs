@@ -7,6 +7,39 @@ use super::mem::copy_out;
 use super::types::{procspy_status, protocol_of_c};
 use crate::engine::state_name_cstr;
 
+/// The major version of the header a program is compiled against: a
+/// binding may check it at compile time (`#if PROCSPY_VERSION_MAJOR != 0`)
+/// and `procspy_version()` at run time, for the library it was loaded
+/// with. Programs built against one major version run with any library of
+/// that major version whose minor version is at least theirs.
+pub const PROCSPY_VERSION_MAJOR: u32 = 0;
+/// The minor version of the header: what it declares is in every library
+/// of the same major version and at least this minor version.
+pub const PROCSPY_VERSION_MINOR: u32 = 1;
+/// The patch version of the header.
+pub const PROCSPY_VERSION_PATCH: u32 = 0;
+
+/// A decimal number at compile time, for checking the version constants.
+const fn decimal(s: &str) -> u32 {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut v = 0;
+    while i < b.len() {
+        v = v * 10 + (b[i] - b'0') as u32;
+        i += 1;
+    }
+    v
+}
+
+// The header's version is the crate's: a version bump that forgets the
+// constants above fails to build.
+const _: () = assert!(
+    PROCSPY_VERSION_MAJOR == decimal(env!("CARGO_PKG_VERSION_MAJOR"))
+        && PROCSPY_VERSION_MINOR == decimal(env!("CARGO_PKG_VERSION_MINOR"))
+        && PROCSPY_VERSION_PATCH == decimal(env!("CARGO_PKG_VERSION_PATCH")),
+    "PROCSPY_VERSION_* differ from Cargo.toml's version"
+);
+
 /// "MAJOR.MINOR.PATCH" of the library; static.
 #[unsafe(no_mangle)]
 pub extern "C" fn procspy_version() -> *const c_char {

@@ -11,6 +11,7 @@ that cannot run fail instead of skipping (make test sets it)."""
 import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -250,6 +251,8 @@ class ChangesTest(unittest.TestCase):
             owner = got[0].connection.owner
             self.assertEqual((owner.pid, owner.fd), (os.getpid(), lst.fileno()))
             self.assertEqual(self.at(w.changes(), port), [])
+            # procspy_walk_stats_ext: the snapshot kept for the next call.
+            self.assertGreater(w.last_stats.snapshot_bytes, 0, w.last_stats)
 
             # Ended early: CALLBACK_ABORTED, and the next call reports it again.
             fd = lst.fileno()
@@ -285,6 +288,22 @@ class ChangesTest(unittest.TestCase):
                     self.assertEqual((c.connection.inode, c.connection.owner, c.old_owner), (0, None, None))
 
 
+class NamespacesTest(unittest.TestCase):
+    def test_a_namespace_no_process_is_in_is_counted(self):
+        # procspy_walk_stats_ext.netns_found: an ip netns namespace that no
+        # process is in, held by its bind mount alone.
+        if os.geteuid() != 0 or shutil.which("ip") is None:
+            skip_or_fail(self, "needs root and ip, for a namespace of its own")
+        name = f"procspy-py-{os.getpid()}"
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        self.addCleanup(subprocess.run, ["ip", "netns", "del", name], check=True)
+        inode = os.stat(f"/run/netns/{name}").st_ino
+        with Walker() as w:
+            w.query(netns=[inode])
+            self.assertGreaterEqual(w.last_stats.netns_found, 1, w.last_stats)
+            self.assertEqual(w.last_stats.netns_unreachable, 0, w.last_stats)
+
+
 class ErrorsAndStopTest(unittest.TestCase):
     def test_bad_proc_root(self):
         with self.assertRaises(ProcspyError) as cm:
@@ -308,10 +327,11 @@ class ErrorsAndStopTest(unittest.TestCase):
         with self.assertRaises(ValueError):
             w.walk()  # closed
 
-    def test_stop_from_another_thread(self):
-        w = Walker()
-        self.addCleanup(w.close)
-        w.set_rate_limit(fd_block=1, tick=10.0)  # unstopped: at least 10 s
+    @staticmethod
+    def slow_walk(w):
+        """A walk on another thread that, unstopped, takes at least 10 s;
+        its error, and when it came, land in the dict returned."""
+        w.set_rate_limit(fd_block=1, tick=10.0)
         result = {}
 
         def run():
@@ -322,6 +342,12 @@ class ErrorsAndStopTest(unittest.TestCase):
 
         t = threading.Thread(target=run)
         t.start()
+        return t, result
+
+    def test_stop_from_another_thread(self):
+        w = Walker()
+        self.addCleanup(w.close)
+        t, result = self.slow_walk(w)
         time.sleep(0.5)
         stop_at = time.monotonic()
         w.stop()
@@ -333,6 +359,26 @@ class ErrorsAndStopTest(unittest.TestCase):
         with self.assertRaises(ProcspyError) as cm:
             w.connections()
         self.assertEqual(cm.exception.status, Status.STOPPED)
+
+    def test_stop_token_in_a_signal_handler(self):
+        # Python runs a signal handler on the main thread, between bytecodes,
+        # maybe while that thread holds the walker's lock (in close(), say):
+        # the token takes none. The walk runs on another thread, as it must
+        # for a handler to run while it does.
+        w = Walker()
+        token = w.stop_token()
+        self.addCleanup(token.close)
+        previous = signal.signal(signal.SIGALRM, lambda *_: token.stop())
+        self.addCleanup(signal.signal, signal.SIGALRM, previous)
+        t, result = self.slow_walk(w)
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        t.join(5)
+        self.assertFalse(t.is_alive(), "walk did not end within 5 s of the signal")
+        self.assertEqual(result["err"].status, Status.STOPPED)
+        w.close()
+        token.stop()  # its walker is gone: nothing, and no fault
+        token.close()
+        token.stop()  # freed: nothing
 
     def test_version_and_status_names(self):
         self.assertRegex(procspy.version(), r"^\d+\.\d+\.\d+$")

@@ -6,11 +6,11 @@ namespace. Standard library only (ctypes).
         for c in w.connections(protocols=procspy.TCP, states=procspy.STATES_LISTEN):
             print(c.local_addr, c.local_port, c.state_name, c.owner and c.owner.pid)
 
-The library is loaded by its SONAME, "libprocspy.so.0", through the dynamic
-loader (its cache after ldconfig, or LD_LIBRARY_PATH), as a C program linked
-against it would find it; the path in env PROCSPY_LIB, if set, is loaded
-instead. ``python -m procspy`` lists the host's connections as the procspy
-command does.
+The library is the file in env PROCSPY_LIB, if set; else the one beside
+this file, where the wheel puts it (the self-contained wheel of ``make
+wheel``); else "libprocspy.so.0", its SONAME, through the dynamic loader
+(its cache after ldconfig, or LD_LIBRARY_PATH), as a C program linked
+against it would find it. ``python -m procspy`` is the procspy command.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, TypeVar, Union, overload
 
 __all__ = [
-    "Walker", "Socket", "Connection", "Change", "ChangeKind", "Stats", "State", "Status",
+    "Walker", "StopToken", "Socket", "Connection", "Change", "ChangeKind", "Stats", "State", "Status",
     "ProcspyError",
     "TCP", "UDP", "STATES_ALL", "STATES_CONNECTED", "STATES_LISTEN", "states",
     "SOURCE_AUTO", "SOURCE_TEXT", "SOURCE_NETLINK", "OWNERS_AUTO", "OWNERS_PROC", "OWNERS_BPF",
@@ -63,7 +63,8 @@ def _file_of(lib: ctypes.CDLL, name: str) -> str:
 
 
 def _load() -> tuple[ctypes.CDLL, str]:
-    name = os.environ.get("PROCSPY_LIB") or SONAME
+    bundled = os.path.join(os.path.dirname(os.path.abspath(__file__)), SONAME)
+    name = os.environ.get("PROCSPY_LIB") or (bundled if os.path.exists(bundled) else SONAME)
     try:
         lib = ctypes.CDLL(name)
     except OSError as e:
@@ -122,11 +123,18 @@ class _CWalkStats(ctypes.Structure):
         "bytes_written", "bytes_needed", "ticks", "elapsed_ns")]
 
 
+class _CWalkStatsExt(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name in (
+        "accounted", "dropped", "netns_mismatch", "snapshot_bytes", "closed_lost",
+        "netns_found", "netns_unreachable")]
+
+
 # C struct name -> ctypes type, for the layout test (tests/test_procspy.py).
 C_STRUCTS: dict[str, type[ctypes.Structure]] = {
     "procspy_socket": _CSocket,
     "procspy_connection": _CConnection,
     "procspy_walk_stats": _CWalkStats,
+    "procspy_walk_stats_ext": _CWalkStatsExt,
     "procspy_change": _CChange,
 }
 
@@ -154,6 +162,11 @@ _set_rate_limit = _fn("procspy_walker_set_rate_limit", _status, _walker_p,
 _set_source = _fn("procspy_walker_set_source", _status, _walker_p, ctypes.c_uint32)
 _set_owner_scan = _fn("procspy_walker_set_owner_scan", _status, _walker_p, ctypes.c_uint32)
 _walker_stop = _fn("procspy_walker_stop", None, _walker_p)
+_stop_token = _fn("procspy_walker_stop_token", _status, _walker_p, ctypes.POINTER(ctypes.c_void_p))
+_stop_token_stop = _fn("procspy_stop_token_stop", None, ctypes.c_void_p)
+_stop_token_free = _fn("procspy_stop_token_free", None, ctypes.c_void_p)
+_stats_ext = _fn("procspy_walker_stats_ext", _status, _walker_p, ctypes.POINTER(_CWalkStatsExt),
+                 ctypes.c_size_t)
 _walker_walk = _fn("procspy_walker_walk", _status, _walker_p, ctypes.c_void_p, ctypes.c_size_t,
                    _SOCKET_FN, ctypes.c_void_p, ctypes.POINTER(_CWalkStats))
 _walker_connections = _fn("procspy_walker_connections", _status, _walker_p, ctypes.c_void_p,
@@ -390,7 +403,8 @@ class Change:
 
 @dataclass(frozen=True)
 class Stats:
-    """What a walk saw (procspy_walk_stats)."""
+    """What a walk saw: procspy_walk_stats, then procspy_walk_stats_ext
+    (the counters the frozen C struct has no room for)."""
 
     namespaces: int
     processes: int
@@ -401,17 +415,45 @@ class Stats:
     bytes_needed: int
     ticks: int
     elapsed_ns: int
+    accounted: int = 0  # connections: namespaces listed from the BPF owner scan alone
+    dropped: int = 0  # netlink messages not believed and dropped
+    netns_mismatch: int = 0  # pids skipped: their namespace was not the one grouped by
+    snapshot_bytes: int = 0  # changes: the snapshot kept for the next call
+    closed_lost: int = 0  # changes: times destroy notifications were lost
+    netns_found: int = 0  # namespaces found that no process is in
+    netns_unreachable: int = 0  # of those, the ones whose tables could not be read
 
     @classmethod
-    def _from_c(cls, s: _CWalkStats) -> Stats:
-        return cls(*(getattr(s, f) for f, _ in _CWalkStats._fields_))
+    def _from_c(cls, s: _CWalkStats, ext: _CWalkStatsExt) -> Stats:
+        return cls(*(getattr(s, f) for f, _ in _CWalkStats._fields_),
+                   *(getattr(ext, f) for f, _ in _CWalkStatsExt._fields_))
 
 
 _Rec = TypeVar("_Rec", Socket, Connection, Change)
 _Callback = Callable[[_Rec], Union[bool, None]]
+_Self = TypeVar("_Self", bound="_Closes")
 
 
-class Walker:
+class _Closes:
+    """A context manager over close(), which garbage collection calls too."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _Self) -> _Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # a failed __init__, or interpreter shutdown (module globals gone)
+            pass
+
+
+class Walker(_Closes):
     """A walker over one proc root (None: the host's /proc). A context
     manager. Thread-safe: one walk runs at a time (another one raises
     ProcspyError BUSY); stop() and close() may be called from any thread."""
@@ -430,19 +472,6 @@ class Walker:
         _check(_walker_new(root, ctypes.byref(p)))
         self._p, self._closed = p, False
 
-    def __enter__(self) -> Walker:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            if getattr(self, "_lock", None) is not None:
-                self.close()
-        except Exception:  # interpreter shutdown: module globals may be gone
-            pass
-
     def close(self) -> None:
         """Stops any walk in progress and frees the walker, now or when the
         calls still running on it return."""
@@ -456,10 +485,24 @@ class Walker:
                 self._p = None
 
     def stop(self) -> None:
-        """Ends the walk in progress soon, and every later one at once. Final."""
+        """Ends the walk in progress soon, and every later one at once. Final.
+        It takes the walker's lock: from a signal handler, use a stop_token()."""
         with self._lock:
             if not self._closed:
                 _walker_stop(self._p)
+
+    def stop_token(self) -> StopToken:
+        """A StopToken for this walker: its stop() is this walker's, and it
+        stays safe to call after the walker is closed (it then stops
+        nothing). It takes no lock, so a signal handler may call it while
+        the thread it interrupted is inside a call on the walker."""
+        out = ctypes.c_void_p()
+        p = self._enter()
+        try:
+            _check(_stop_token(p, ctypes.byref(out)))
+        finally:
+            self._exit()
+        return StopToken(out)
 
     def _enter(self) -> ctypes.c_void_p | None:
         with self._lock:
@@ -550,14 +593,17 @@ class Walker:
                 return 1
 
         c_fn = make_fn(tramp)  # kept alive until the call returns
-        stats = _CWalkStats()
+        stats, ext = _CWalkStats(), _CWalkStatsExt()
         p = self._enter()
         try:
             status = call(p, c_fn, ctypes.byref(stats))
             message = _last_error() if status != Status.OK else ""
+            # A BUSY call ran no walk: the counters would be another call's.
+            if status != Status.BUSY:
+                _check(_stats_ext(p, ctypes.byref(ext), ctypes.sizeof(ext)))
         finally:
             self._exit()
-        self.last_stats = Stats._from_c(stats)
+        self.last_stats = Stats._from_c(stats, ext)
         if failure:
             raise failure[0]
         if status == Status.CALLBACK_ABORTED and declined and decline_is_ok:
@@ -657,3 +703,25 @@ class Walker:
                          lambda p, fn, st: _walker_changes(p, None, 0, protocols, states,
                                                            fn, None, st), callback,
                          decline_is_ok=False)
+
+
+class StopToken(_Closes):
+    """procspy_walker_stop_token: stops its walker's walks, and outlives it.
+    Walker.stop_token() makes one; close() frees it (also on garbage
+    collection); it must not race stop() on the same token."""
+
+    def __init__(self, p: ctypes.c_void_p) -> None:
+        self._p: ctypes.c_void_p | None = p
+
+    def stop(self) -> None:
+        """Walker.stop() of its walker, or nothing once that walker is closed.
+        Takes no lock and allocates nothing in C: safe in a signal handler."""
+        if self._p is not None:
+            _stop_token_stop(self._p)
+
+    def close(self) -> None:
+        """Frees the token; stop() does nothing after it."""
+        p, self._p = self._p, None
+        if p is not None:
+            _stop_token_free(p)
+

@@ -10,7 +10,8 @@
  *
  *   procspy                  every TCP and UDP socket, all states, table
  *   procspy -tl              TCP listeners
- *   procspy -n 4026532281    one network namespace
+ *   procspy --port 80        who holds port 80 (local or remote)
+ *   procspy -n 4026532281    one network namespace (-N NAME: one of ip netns)
  *   procspy -p 1234 --json   one process's connections, one JSON object a line
  *   procspy --sockets        every socket fd: PID FD NETNS INODE NAME
  *   procspy --watch 5        what changed every 5 seconds, until SIGINT/SIGTERM
@@ -28,8 +29,11 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pwd.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,12 +47,23 @@ enum { EXIT_USAGE = 2, EXIT_SIGNAL = 128 };
 /* --watch: the longest interval, a day, in milliseconds. */
 #define WATCH_MAX_MS 86400000u
 
+/* -N NAME: where ip-netns(8) keeps its names, and the file system a
+ * namespace file is on (statfs f_type, linux/magic.h). */
+#define NETNS_RUN_DIR "/run/netns/"
+#define NSFS_MAGIC_NUMBER 0x6e736673
+
 /* ---- options ---------------------------------------------------------- */
 
 enum state_filter { STATES_ALL, STATES_LISTENING, STATES_CONNECTED };
+enum { FAMILY_4 = 1, FAMILY_6 = 2 };
 
 struct options {
     uint32_t protocols;        /* PROCSPY_PROTO_* bits; 0 until -t/-u: both */
+    uint8_t families;          /* FAMILY_* bits; 0 until -4/-6: both */
+    bool port_set;
+    uint16_t port;             /* --port: only sockets with it, local or remote */
+    bool no_header;            /* -H: no header line */
+    const char *netns_name;    /* -N: the namespace ip netns calls so */
     enum state_filter states;
     bool netns_set;
     uint64_t netns;            /* -n: only this namespace */
@@ -74,19 +89,27 @@ static void usage(FILE *out)
         "\n"
         "  -t, --tcp             TCP sockets (tcp, tcp6)\n"
         "  -u, --udp             UDP sockets (udp, udp6); default: -t and -u\n"
+        "  -4, --ipv4            IPv4 sockets only\n"
+        "  -6, --ipv6            IPv6 sockets only; default: -4 and -6\n"
         "  -l, --listening       only listening sockets: TCP LISTEN, UDP UNCONN\n"
         "  -a, --all             sockets in every state (the default)\n"
         "  -c, --connected       only connections: TCP ESTABLISHED, FIN_WAIT1,\n"
         "                        FIN_WAIT2, CLOSE_WAIT; UDP ESTAB (connected)\n"
         "                        (of -l, -a and -c the last one given counts)\n"
+        "      --port PORT       only sockets with this port, local or remote\n"
         "  -n, --netns INODE     only the network namespace with this inode\n"
         "                        (stat -L -c %i /proc/PID/ns/net); only its\n"
         "                        tables are read\n"
+        "  -N, --netns-name NAME only the network namespace ip netns calls NAME\n"
+        "                        (/run/netns/NAME); as -n of its inode\n"
         "  -p, --pid PID         only sockets owned by this process; only its\n"
         "                        fds and its namespaces are read\n"
+        "                        (-n and -p take a number: ss's -n and -p,\n"
+        "                        numeric output and processes, are always on)\n"
         "      --no-owners       the tables alone: no process's fds are read,\n"
         "                        PID, FD and NAME are '-' (with -p, its sockets)\n"
         "      --json            one JSON object per line instead of a table\n"
+        "  -H, --no-header       no header line above the table\n"
         "      --sockets         one line per socket file descriptor instead:\n"
         "                        PID FD NETNS INODE NAME (-n, -p, --json apply)\n"
         "      --proc DIR        read DIR instead of the host's /proc\n"
@@ -112,9 +135,12 @@ static void usage(FILE *out)
         "  -h, --help            show this help and exit\n"
         "  -V, --version         show the library version and exit\n"
         "\n"
-        "Table: NETNS PROTO STATE LOCAL REMOTE PID FD NAME; '-' where no owner\n"
-        "is visible (TIME_WAIT sockets, or opened during the walk). UDP has no\n"
-        "states: UNCONN is an unconnected socket, ESTAB a connected one.\n"
+        "Table: NETNS PROTO STATE LOCAL REMOTE USER PID FD NAME; '-' where no\n"
+        "owner is visible (TIME_WAIT sockets, or opened during the walk). UDP has\n"
+        "no states: UNCONN is an unconnected socket, ESTAB a connected one.\n"
+        "An unbound port shows as '*', as ss shows it (0.0.0.0:*). USER is the\n"
+        "socket's owner as the kernel's table gives it (its uid where no name\n"
+        "is known; '-' for a TIME_WAIT line, which keeps none).\n"
         "Process names are shown as plain ASCII: backslash, control bytes and\n"
         "bytes >= 0x80 are escaped C-style (\\\\, \\n, \\t, \\xHH).\n"
         "--watch puts EVENT first (appeared, disappeared, state, owner, closed) and,\n"
@@ -214,9 +240,58 @@ static void bad_usage(const char *fmt, const char *arg)
     exit(EXIT_USAGE);
 }
 
+/*
+ * -n or -p got something that is not a number. In ss they are flags
+ * (numeric output, show processes), and "procspy -tlnp" is an ss habit:
+ * say that both are always on here, and where the bad value came from the
+ * same cluster of short options, offer the cluster without them.
+ */
+static void bad_number(const char *what, const char *arg, const char *cluster)
+{
+    char try[64];
+    size_t n = 0;
+    const char *c;
+
+    fprintf(stderr, "procspy: invalid %s '%s'\n", what, arg);
+    fputs("procspy: -n takes a namespace inode (-N a name of ip netns) and -p a pid;\n"
+          "procspy: what ss's -n and -p do (numbers, processes) procspy always does\n",
+          stderr);
+    if (cluster[0] == '-' && cluster[1] != '-' && arg > cluster && arg < cluster + strlen(cluster)) {
+        for (c = cluster + 1; *c && n + 2 < sizeof try; c++)
+            if (*c != 'n' && *c != 'p')
+                try[n++] = *c;
+        try[n] = '\0';
+        fprintf(stderr, "Did you mean 'procspy%s%s'?\n", n ? " -" : "", try);
+    }
+    fputs("Try 'procspy --help' for more information.\n", stderr);
+    exit(EXIT_USAGE);
+}
+
+/* -N NAME: the inode of the namespace file ip netns keeps as NAME. */
+static uint64_t netns_by_name(const char *name)
+{
+    char path[sizeof NETNS_RUN_DIR + 256];
+    struct statfs fs;
+    struct stat st;
+
+    if (name[0] == '\0' || strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0 ||
+        strlen(name) > 255)
+        bad_usage("invalid namespace name '%s' (a name ip netns lists)", name);
+    snprintf(path, sizeof path, NETNS_RUN_DIR "%s", name);
+    if (stat(path, &st) != 0 || statfs(path, &fs) != 0) {
+        fprintf(stderr, "procspy: no network namespace named '%s' (%s: %s)\n", name, path, strerror(errno));
+        exit(EXIT_FAILURE);
+    }
+    if (fs.f_type != NSFS_MAGIC_NUMBER) {
+        fprintf(stderr, "procspy: %s is not a namespace (is ip netns add %s half done?)\n", path, name);
+        exit(EXIT_FAILURE);
+    }
+    return (uint64_t)st.st_ino;
+}
+
 static void parse_options(int argc, char **argv, struct options *o)
 {
-    enum { OPT_JSON = 256, OPT_SOCKETS, OPT_PROC, OPT_SOURCE, OPT_OWNERS, OPT_DIAGNOSE, OPT_NO_OWNERS };
+    enum { OPT_JSON = 256, OPT_SOCKETS, OPT_PROC, OPT_SOURCE, OPT_OWNERS, OPT_DIAGNOSE, OPT_NO_OWNERS, OPT_PORT };
     static const struct choice sources[] = {
         { "auto", PROCSPY_SOURCE_AUTO }, { "netlink", PROCSPY_SOURCE_NETLINK },
         { "text", PROCSPY_SOURCE_TEXT }, { NULL, 0 },
@@ -228,6 +303,11 @@ static void parse_options(int argc, char **argv, struct options *o)
     static const struct option longopts[] = {
         { "tcp", no_argument, NULL, 't' },
         { "udp", no_argument, NULL, 'u' },
+        { "ipv4", no_argument, NULL, '4' },
+        { "ipv6", no_argument, NULL, '6' },
+        { "port", required_argument, NULL, OPT_PORT },
+        { "netns-name", required_argument, NULL, 'N' },
+        { "no-header", no_argument, NULL, 'H' },
         { "listening", no_argument, NULL, 'l' },
         { "all", no_argument, NULL, 'a' },
         { "connected", no_argument, NULL, 'c' },
@@ -252,7 +332,7 @@ static void parse_options(int argc, char **argv, struct options *o)
     opterr = 0; /* we word the errors ourselves */
     /* '+': stop at the first operand, so argv[at] is the element in hand;
      * ':': a missing argument returns ':' instead of '?'. */
-    while ((c = getopt_long(argc, argv, "+:tulacn:p:w:hV", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+:tu46lacn:N:p:w:HhV", longopts, NULL)) != -1) {
         const char *arg = argv[at];
         bool is_long = strncmp(arg, "--", 2) == 0;
         char short_opt[3] = { '-', (char)optopt, '\0' };
@@ -261,18 +341,31 @@ static void parse_options(int argc, char **argv, struct options *o)
         switch (c) {
         case 't': o->protocols |= PROCSPY_PROTO_TCP; o->conn_only_option = true; break;
         case 'u': o->protocols |= PROCSPY_PROTO_UDP; o->conn_only_option = true; break;
+        case '4': o->families |= FAMILY_4; o->conn_only_option = true; break;
+        case '6': o->families |= FAMILY_6; o->conn_only_option = true; break;
+        case 'H': o->no_header = true; break;
+        case OPT_PORT:
+            if (!parse_u64(optarg, 1, UINT16_MAX, &v))
+                bad_usage("invalid port '%s' (1 to 65535)", optarg);
+            o->port_set = true;
+            o->port = (uint16_t)v;
+            o->conn_only_option = true;
+            break;
+        case 'N':
+            o->netns_name = optarg;
+            break;
         case 'l': o->states = STATES_LISTENING; o->conn_only_option = true; break;
         case 'a': o->states = STATES_ALL; o->conn_only_option = true; break;
         case 'c': o->states = STATES_CONNECTED; o->conn_only_option = true; break;
         case 'n':
             if (!parse_u64(optarg, 1, UINT64_MAX, &v))
-                bad_usage("invalid namespace inode '%s'", optarg);
+                bad_number("namespace inode", optarg, arg);
             o->netns_set = true;
             o->netns = v;
             break;
         case 'p':
             if (!parse_u64(optarg, 1, INT32_MAX, &v))
-                bad_usage("invalid pid '%s'", optarg);
+                bad_number("pid", optarg, arg);
             o->pid_set = true;
             o->pid = (int32_t)v;
             break;
@@ -315,7 +408,10 @@ static void parse_options(int argc, char **argv, struct options *o)
     if (optind < argc)
         bad_usage("unexpected argument '%s'", argv[optind]);
     if (o->sockets && o->conn_only_option)
-        bad_usage("%s", "--sockets lists socket fds: -t, -u, -l, -a, -c, --source and --owners don't apply");
+        bad_usage("%s", "--sockets lists socket fds: -t, -u, -4, -6, -l, -a, -c, --port, --source and "
+                        "--owners don't apply");
+    if (o->netns_name && o->netns_set)
+        bad_usage("%s", "-n and -N both name the namespace: give one");
     if (o->diagnose && (o->sockets || o->watch_ms || o->json))
         bad_usage("%s", "--diagnose prints what the library learnt: --sockets, --watch and --json don't apply");
     if (o->sockets && o->watch_ms)
@@ -324,6 +420,12 @@ static void parse_options(int argc, char **argv, struct options *o)
         bad_usage("%s", "--no-owners applies to a listing of connections, not to --sockets or --watch");
     if (o->protocols == 0)
         o->protocols = PROCSPY_PROTO_TCP | PROCSPY_PROTO_UDP;
+    if (o->families == 0)
+        o->families = FAMILY_4 | FAMILY_6;
+    if (o->netns_name) {
+        o->netns = netns_by_name(o->netns_name);
+        o->netns_set = true;
+    }
 }
 
 /* ---- formatting ------------------------------------------------------- */
@@ -342,14 +444,41 @@ static void format_addr(char out[INET6_ADDRSTRLEN], uint8_t family, const uint8_
         strcpy(out, "?");
 }
 
-/* "addr:port", IPv6 in brackets: "[::1]:8080". */
+/* "addr:port", IPv6 in brackets: "[::1]:8080"; an unbound port (0) is
+ * "*", as ss prints it: "0.0.0.0:*". */
 static void format_endpoint(char out[INET6_ADDRSTRLEN + 8], uint8_t family,
                             const uint8_t addr[16], uint16_t port)
 {
-    char a[INET6_ADDRSTRLEN];
+    char a[INET6_ADDRSTRLEN], p[8] = "*";
 
     format_addr(a, family, addr);
-    sprintf(out, family == 6 ? "[%s]:%u" : "%s:%u", a, (unsigned)port);
+    if (port != 0)
+        sprintf(p, "%u", (unsigned)port);
+    sprintf(out, family == 6 ? "[%s]:%s" : "%s:%s", a, p);
+}
+
+/* The USER column: the name of `uid`, or the number where the user
+ * database has none. The last few are kept: a listing asks for the same
+ * handful of users thousands of times. */
+static const char *user_name(uint32_t uid)
+{
+    static struct { uint32_t uid; bool set; char name[33]; } cache[16];
+    static unsigned next;
+    const struct passwd *pw;
+    unsigned i;
+
+    for (i = 0; i < sizeof cache / sizeof cache[0]; i++)
+        if (cache[i].set && cache[i].uid == uid)
+            return cache[i].name;
+    i = next++ % (sizeof cache / sizeof cache[0]);
+    pw = getpwuid((uid_t)uid);
+    if (pw != NULL && strlen(pw->pw_name) < sizeof cache[i].name)
+        strcpy(cache[i].name, pw->pw_name);
+    else
+        snprintf(cache[i].name, sizeof cache[i].name, "%lu", (unsigned long)uid);
+    cache[i].uid = uid;
+    cache[i].set = true;
+    return cache[i].name;
 }
 
 /* A process name for the table: plain printable ASCII, C-style escapes. */
@@ -481,9 +610,18 @@ static void put_connection_table(const procspy_connection *c)
 
     format_endpoint(local, c->family, c->local_addr, c->local_port);
     format_endpoint(remote, c->family, c->remote_addr, c->remote_port);
-    printf("%-10llu %-5s %-12s %-23s %-23s ", (unsigned long long)c->netns,
-           proto_name(c), procspy_state_name(c->protocol, c->state), local, remote);
+    printf("%-10llu %-5s %-12s %-23s %-23s %-8s ", (unsigned long long)c->netns,
+           proto_name(c), procspy_state_name(c->protocol, c->state), local, remote,
+           c->inode == 0 ? "-" : user_name(c->uid)); /* inode 0: a TIME_WAIT line keeps no uid */
     put_owner_table(c->owner);
+}
+
+/* Whether -4, -6 and --port let `c` through (the library has no such filters). */
+static bool endpoint_wanted(const struct options *opt, const procspy_connection *c)
+{
+    if (!(opt->families & (c->family == 6 ? FAMILY_6 : FAMILY_4)))
+        return false;
+    return !opt->port_set || c->local_port == opt->port || c->remote_port == opt->port;
 }
 
 /* Whether the options let `c` through; with `old_owner`, -p also matches it. */
@@ -493,7 +631,7 @@ static bool wanted(const struct context *ctx, const procspy_connection *c, const
     uint32_t states = c->protocol == PROCSPY_PROTO_UDP ? ctx->udp_states : ctx->tcp_states;
 
     /* The library filters with one mask for both protocols; refine it. */
-    if (c->state >= 32 || !(states & (UINT32_C(1) << c->state)))
+    if (c->state >= 32 || !(states & (UINT32_C(1) << c->state)) || !endpoint_wanted(opt, c))
         return false;
     /* A listing asked the library for -n and -p (procspy_walker_query). */
     if (ctx->queried)
@@ -557,7 +695,8 @@ static int on_change(void *userdata, const procspy_change *ch)
         /* Its state is the one it was freed in, and it has no owner: -l and
          * -c don't apply, -p hides it. */
         const struct options *opt = ctx->opt;
-        if (!(opt->protocols & c->protocol) || opt->pid_set || (opt->netns_set && c->netns != opt->netns))
+        if (!(opt->protocols & c->protocol) || opt->pid_set || (opt->netns_set && c->netns != opt->netns) ||
+            !endpoint_wanted(opt, c))
             return 0;
     } else if (!wanted(ctx, c, owner ? ch->old_owner : NULL)) {
         return 0;
@@ -793,9 +932,9 @@ int main(int argc, char **argv)
     running_walker = walker;
     set_signals(on_signal);
     if (opt.watch_ms) {
-        if (!opt.json)
-            printf("%-11s %-10s %-5s %-12s %-23s %-23s %7s %-5s %s\n", "EVENT", "NETNS", "PROTO",
-                   "STATE", "LOCAL", "REMOTE", "PID", "FD", "NAME");
+        if (!opt.json && !opt.no_header)
+            printf("%-11s %-10s %-5s %-12s %-23s %-23s %-8s %7s %-5s %s\n", "EVENT", "NETNS", "PROTO",
+                   "STATE", "LOCAL", "REMOTE", "USER", "PID", "FD", "NAME");
         status = watch(walker, &ctx, ctx.tcp_states | ctx.udp_states, &polls);
     } else if (opt.diagnose) {
         status = procspy_walker_connections(walker, NULL, 0, opt.protocols, ctx.tcp_states | ctx.udp_states,
@@ -806,14 +945,14 @@ int main(int argc, char **argv)
             ctx.out_of_memory = true;
         status = PROCSPY_OK; /* the diagnosis is the answer, the pass's failure in it */
     } else if (opt.sockets) {
-        if (!opt.json)
+        if (!opt.json && !opt.no_header)
             printf("%7s %-5s %-10s %-10s %s\n", "PID", "FD", "NETNS", "INODE", "NAME");
         /* cap 0: count the TCP tables only; we want the socket records. */
         status = procspy_walker_walk(walker, NULL, 0, on_socket, &ctx, NULL);
     } else {
-        if (!opt.json)
-            printf("%-10s %-5s %-12s %-23s %-23s %7s %-5s %s\n", "NETNS", "PROTO",
-                   "STATE", "LOCAL", "REMOTE", "PID", "FD", "NAME");
+        if (!opt.json && !opt.no_header)
+            printf("%-10s %-5s %-12s %-23s %-23s %-8s %7s %-5s %s\n", "NETNS", "PROTO",
+                   "STATE", "LOCAL", "REMOTE", "USER", "PID", "FD", "NAME");
         uint32_t flags = (opt.pid_set ? PROCSPY_QUERY_PIDS : 0) | (opt.netns_set ? PROCSPY_QUERY_NETNS : 0) |
                          (opt.no_owners ? PROCSPY_QUERY_NO_OWNERS : 0);
 

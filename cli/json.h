@@ -1,6 +1,6 @@
 /* The command's JSON string encoder (json.c). */
-#ifndef PROCSPY_EXAMPLES_JSON_H
-#define PROCSPY_EXAMPLES_JSON_H
+#ifndef PROCSPY_CLI_JSON_H
+#define PROCSPY_CLI_JSON_H
 
 #include <stddef.h>
 
