@@ -8,21 +8,24 @@ import "C"
 
 import "runtime/cgo"
 
-// The exported functions the C trampolines (trampoline.c) call. The
-// records are copied (names with C.GoStringN) before Go code sees them;
-// a panic is caught here, never unwinds through the library, and is
-// re-raised by the Go caller once the library has returned.
+// The exported functions the C trampolines (trampoline.c) call, on the
+// binding's own goroutine. The records are copied (names with C.GoStringN)
+// before Go code sees them, and handed to the caller's goroutine (see
+// walkState): no code of the caller's runs above the library's frames.
 
-func (st *walkState) deliver(f func() bool) (ret C.int) {
-	defer func() {
-		if r := recover(); r != nil {
-			st.panicked, st.panicValue, ret = true, r, 1
-		}
-	}()
-	if f() {
+// deliver keeps the call of fn on a record for the caller's goroutine and
+// hands a batch over when it is full (each record alone where an early end
+// must reach the library before it commits); 1 ends the call.
+func (st *walkState) deliver(f func() bool) C.int {
+	st.batch = append(st.batch, f)
+	if len(st.batch) < batchLen && !st.declineFails {
 		return 0
 	}
-	st.declined = true
+	st.toUser <- st.batch
+	st.batch = nil
+	if <-st.verdict {
+		return 0
+	}
 	return 1
 }
 

@@ -596,39 +596,100 @@ func goChange(c *C.procspy_change) Change {
 	return ch
 }
 
-// walkState travels to the callbacks through a cgo.Handle.
+// walkState travels to the callbacks through a cgo.Handle. The library
+// calls them on a goroutine of the binding's own; the caller's fn runs on
+// the caller's goroutine, which has no C frame beneath it, so a panic or
+// a runtime.Goexit there (a test's t.FailNow) never unwinds through the
+// library: the call is ended as if fn had returned false, waited for, and
+// the panic or Goexit goes on in the caller once the library has returned.
 type walkState struct {
 	onSocket     func(Socket) bool
 	onConnection func(Connection) bool
 	onChange     func(Change) bool
-	// An early end is a failure: Changes keeps nothing of such a call.
+	// An early end is a failure: Changes keeps nothing of such a call, so
+	// each change is handed over alone and answered before the next (the
+	// library commits its snapshot when the last one is answered).
 	declineFails bool
-	declined     bool // the callback returned false
-	panicked     bool
-	panicValue   interface{}
+	// Records read and not yet handed over, each as the call of fn on it.
+	batch   []func() bool
+	toUser  chan []func() bool
+	verdict chan bool
 }
+
+// batchLen: records handed to the caller's goroutine at a time. A handover
+// costs some microseconds; fn may see up to this many records past a
+// Stop it called.
+const batchLen = 64
 
 func (w *Walker) run(st *walkState, f func(*C.procspy_walker, C.uintptr_t, *C.procspy_walk_stats) C.enum_procspy_status) (Stats, error) {
 	h := cgo.NewHandle(st)
 	defer h.Delete()
+	st.toUser, st.verdict = make(chan []func() bool), make(chan bool)
 	var cstats C.procspy_walk_stats
 	var ext C.procspy_walk_stats_ext
-	err := w.call(func(p *C.procspy_walker) C.enum_procspy_status {
-		status := f(p, C.uintptr_t(h), &cstats)
-		// A BUSY call ran no walk: the counters would be another call's.
-		// With a live walker and out, stats_ext cannot fail.
-		if status != C.PROCSPY_BUSY {
-			_ = C.procspy_walker_stats_ext(p, &ext, C.sizeof_procspy_walk_stats_ext)
-		}
-		return status
-	})
-	if st.panicked {
-		panic(st.panicValue)
-	}
-	if st.declined && !st.declineFails && errors.Is(err, ErrCallbackAborted) {
+	result := make(chan error, 1)
+	go func() {
+		result <- w.call(func(p *C.procspy_walker) C.enum_procspy_status {
+			status := f(p, C.uintptr_t(h), &cstats)
+			// A BUSY call ran no walk: the counters would be another call's.
+			// With a live walker and out, stats_ext cannot fail.
+			if status != C.PROCSPY_BUSY {
+				_ = C.procspy_walker_stats_ext(p, &ext, C.sizeof_procspy_walk_stats_ext)
+			}
+			return status
+		})
+	}()
+	declined, err := st.serve(result)
+	if declined && !st.declineFails && errors.Is(err, ErrCallbackAborted) {
 		err = nil // the caller asked to stop: not a failure
 	}
 	return goStats(&cstats, &ext), err
+}
+
+// serve runs fn on the records the library's goroutine hands over until
+// the call has returned, then on those read after the last handover;
+// whether fn declined. If fn panics or exits its goroutine, the call is
+// ended and waited for first.
+func (st *walkState) serve(result chan error) (declined bool, err error) {
+	// awaited: the library waits for a verdict; ended: it has returned.
+	awaited, ended, done := false, false, false
+	defer func() {
+		if done {
+			return
+		}
+		if awaited {
+			st.verdict <- false
+		}
+		if !ended {
+			<-result // the library has returned: the panic or Goexit goes on
+		}
+	}()
+	for !ended {
+		select {
+		case batch := <-st.toUser:
+			awaited = true
+			ok := !declined && runAll(batch)
+			declined = declined || !ok
+			awaited = false
+			st.verdict <- ok
+		case err = <-result:
+			ended = true
+		}
+	}
+	// What was read after the last handover, as it would have been delivered.
+	declined = declined || !runAll(st.batch)
+	done = true
+	return declined, err
+}
+
+// runAll calls each of fns until one returns false; whether none did.
+func runAll(fns []func() bool) bool {
+	for _, f := range fns {
+		if !f() {
+			return false
+		}
+	}
+	return true
 }
 
 // Walk calls fn once per socket fd of every process, namespace by

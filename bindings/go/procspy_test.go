@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -462,6 +463,40 @@ func TestCallbackPanicIsReraised(t *testing.T) {
 	// The walker is usable afterwards (not left busy).
 	if _, err := w.Walk(func(Socket) bool { return true }); err != nil {
 		t.Fatalf("Walk after a panic: %v", err)
+	}
+}
+
+// A callback that ends its goroutine (runtime.Goexit, as t.FailNow does)
+// ends the call as a panic would: the library returns first, nothing of
+// the caller's runs above its frames, and the walker is not left busy.
+func TestCallbackGoexitEndsTheCallCleanly(t *testing.T) {
+	openSockets(t)
+	w := mustNew(t)
+	for _, call := range []struct {
+		name string
+		run  func()
+	}{
+		{"Walk", func() { w.Walk(func(Socket) bool { runtime.Goexit(); return true }) }},
+		{"Connections", func() { w.Connections(TCP|UDP, StatesAll, func(Connection) bool { runtime.Goexit(); return true }) }},
+		{"Changes", func() { w.Changes(TCP|UDP, StatesAll, func(Change) bool { runtime.Goexit(); return true }) }},
+	} {
+		returned := make(chan bool, 1)
+		go func() {
+			defer func() { returned <- false }()
+			call.run()
+			returned <- true
+		}()
+		if <-returned {
+			t.Fatalf("%s returned after its callback's Goexit", call.name)
+		}
+		if _, err := w.Connections(TCP, StatesAll, func(Connection) bool { return true }); err != nil {
+			t.Fatalf("Connections after a Goexit in %s: %v", call.name, err)
+		}
+	}
+	// Changes kept nothing of the call its callback ended: all appear again.
+	n := 0
+	if _, err := w.Changes(TCP|UDP, StatesAll, func(c Change) bool { n++; return c.Kind == ChangeAppeared }); err != nil || n == 0 {
+		t.Fatalf("Changes after a Goexit: %d changes, %v", n, err)
 	}
 }
 
