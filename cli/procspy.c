@@ -162,7 +162,9 @@ static void usage(FILE *out)
         "The closing count line (\"N connections in M namespaces (K without a\n"
         "visible owner)\", \"N sockets in M namespaces\", or with --watch \"N\n"
         "events in P polls\") goes to stderr, so stdout holds only the records.\n"
-        "M counts the namespaces listed. --watch flushes its output after each\n"
+        "M counts the namespaces listed. A line after it says what could not be\n"
+        "read, if anything (namespaces unreachable, sockets not asked, files\n"
+        "truncated, tables unreadable). --watch flushes its output after each\n"
         "poll.\n"
         "\n"
         "Exit status: 0 ok, 1 error, 2 bad usage, 128 + the signal that ended\n"
@@ -876,6 +878,25 @@ static procspy_status watch(procspy_walker *walker, struct context *ctx, uint32_
     }
 }
 
+/* What the pass could not read, if anything, on stderr after the count:
+ * a limit never hides something in silence. */
+static void warn_unread(const procspy_walker *walker)
+{
+    procspy_walk_stats_ext ext = {0};
+    if (procspy_walker_stats_ext(walker, &ext, sizeof ext) != PROCSPY_OK)
+        return;
+    if (ext.netns_unreachable == 0 && ext.closes_stalled == 0 && ext.files_truncated == 0 &&
+        ext.tables_unreadable == 0)
+        return;
+    fprintf(stderr,
+            "procspy: not everything could be read: %llu namespaces unreachable (%llu for want of fds), "
+            "%llu sockets not asked (closes stalled), %llu files truncated, %llu tables unreadable "
+            "(procspy --diagnose says more)\n",
+            (unsigned long long)ext.netns_unreachable, (unsigned long long)ext.netns_unreachable_fds,
+            (unsigned long long)ext.closes_stalled, (unsigned long long)ext.files_truncated,
+            (unsigned long long)ext.tables_unreadable);
+}
+
 int main(int argc, char **argv)
 {
     static char outbuf[1 << 20]; /* a walk can print 100k lines */
@@ -991,6 +1012,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "%llu connections in %llu namespaces (%llu without a visible owner)\n",
                 (unsigned long long)ctx.rows, (unsigned long long)ctx.seen_len,
                 (unsigned long long)ctx.ownerless);
+        warn_unread(walker);
     }
 
     free(ctx.seen_netns);
