@@ -23,7 +23,7 @@ use nix::sys::stat::{FileStat, Mode, fstatat};
 use crate::parse::proc;
 pub use crate::parse::proc::Dirent;
 
-pub(crate) use bpf::{RECORD_LEN as SOCK_RECORD_LEN, Refusal, SockIter, SockRecord, SockRecords};
+pub(crate) use bpf::{RECORD_LEN as SOCK_RECORD_LEN, Record, Refusal, SockIter, SockRecord, SockRecords};
 pub use netlink::{DestroySocket, DiagSocket, HostProc, Netns};
 pub(crate) use netns::LINK_MAX;
 pub use pidfd::PidFd;

@@ -4,7 +4,7 @@
 
 use std::ffi::CStr;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use nix::errno::Errno;
 
@@ -48,26 +48,25 @@ pub fn as_uninit_mut(buf: &mut [u8]) -> &mut [MaybeUninit<u8>] {
     unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) }
 }
 
+const BPF_MAP_CREATE: libc::c_long = 0;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_ITER_CREATE: libc::c_long = 33;
 const BPF_PROG_TYPE_TRACING: u32 = 26;
 const BPF_TRACE_ITER: u32 = 28;
+const BPF_MAP_TYPE_ARRAY: u32 = 2;
 /// `sizeof(union bpf_attr)` of the kernels this was written against; a
 /// kernel checks that bytes past what it knows are zero.
 const ATTR_LEN: usize = 144;
 
-/// `bpf(cmd, attr)`; the result is a new fd.
-fn bpf(cmd: libc::c_long, attr: &[u8; ATTR_LEN]) -> Result<OwnedFd, Errno> {
+/// `bpf(cmd, attr)`.
+fn bpf(cmd: libc::c_long, attr: &[u8; ATTR_LEN]) -> libc::c_long {
     // SAFETY: every pointer inside `attr` was taken by the callers below from
     // a live borrow that outlives this call, with its length beside it (the
-    // log is borrowed mutably: the kernel writes at most `log_size` bytes).
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_ptr(), ATTR_LEN) };
-    if fd < 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: the kernel returned a new fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    // log is borrowed mutably: the kernel writes at most `log_size` bytes;
+    // a map's key and value are read, never written).
+    unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_ptr(), ATTR_LEN) }
 }
 
 fn put(attr: &mut [u8; ATTR_LEN], at: usize, bytes: &[u8]) {
@@ -89,6 +88,46 @@ const ATTR_ATTACH_BTF_ID: usize = 108;
 const ATTR_LINK_PROG_FD: usize = 0;
 const ATTR_LINK_ATTACH_TYPE: usize = 8;
 const ATTR_ITER_LINK_FD: usize = 0;
+const ATTR_MAP_TYPE: usize = 0;
+const ATTR_KEY_SIZE: usize = 4;
+const ATTR_VALUE_SIZE: usize = 8;
+const ATTR_MAX_ENTRIES: usize = 12;
+const ATTR_MAP_NAME: usize = 28;
+const ATTR_ELEM_MAP_FD: usize = 0;
+const ATTR_ELEM_KEY: usize = 8;
+const ATTR_ELEM_VALUE: usize = 16;
+
+/// A BPF array map of `u64` values, keyed by a `u32` index.
+#[derive(Debug)]
+pub struct U64Array(OwnedFd);
+
+impl U64Array {
+    /// A new map of `entries` values, all 0; `name` is cut to 15 bytes.
+    pub fn create(name: &CStr, entries: u32) -> Result<Self, Errno> {
+        let mut a = [0u8; ATTR_LEN];
+        put(&mut a, ATTR_MAP_TYPE, &BPF_MAP_TYPE_ARRAY.to_ne_bytes());
+        put(&mut a, ATTR_KEY_SIZE, &(size_of::<u32>() as u32).to_ne_bytes());
+        put(&mut a, ATTR_VALUE_SIZE, &(size_of::<u64>() as u32).to_ne_bytes());
+        put(&mut a, ATTR_MAX_ENTRIES, &entries.to_ne_bytes());
+        put(&mut a, ATTR_MAP_NAME, &name.to_bytes()[..name.to_bytes().len().min(15)]);
+        owned_fd(bpf(BPF_MAP_CREATE, &a)).map(Self)
+    }
+
+    /// Sets entry `key` to `value`.
+    pub fn set(&self, key: u32, value: u64) -> Result<(), Errno> {
+        let mut a = [0u8; ATTR_LEN];
+        put(&mut a, ATTR_ELEM_MAP_FD, &(self.0.as_raw_fd() as u32).to_ne_bytes());
+        put(&mut a, ATTR_ELEM_KEY, &(&key as *const u32 as u64).to_ne_bytes());
+        put(&mut a, ATTR_ELEM_VALUE, &(&value as *const u64 as u64).to_ne_bytes());
+        if bpf(BPF_MAP_UPDATE_ELEM, &a) < 0 { Err(Errno::last()) } else { Ok(()) }
+    }
+}
+
+impl AsFd for U64Array {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
 
 /// Loads a BPF iterator program (`insns`, 8 bytes each) for the kernel
 /// function whose BTF id is `attach_btf_id`; with `log`, the verifier
@@ -112,7 +151,7 @@ pub fn bpf_iter_prog_load(
     put(&mut a, ATTR_PROG_NAME, b"procspy_fds");
     put(&mut a, ATTR_EXPECTED_ATTACH_TYPE, &BPF_TRACE_ITER.to_ne_bytes());
     put(&mut a, ATTR_ATTACH_BTF_ID, &attach_btf_id.to_ne_bytes());
-    bpf(BPF_PROG_LOAD, &a)
+    owned_fd(bpf(BPF_PROG_LOAD, &a))
 }
 
 /// A link that keeps an iterator program and makes iterators of it.
@@ -120,14 +159,14 @@ pub fn bpf_iter_link_create(prog: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
     let mut a = [0u8; ATTR_LEN];
     put(&mut a, ATTR_LINK_PROG_FD, &(prog.as_raw_fd() as u32).to_ne_bytes());
     put(&mut a, ATTR_LINK_ATTACH_TYPE, &BPF_TRACE_ITER.to_ne_bytes());
-    bpf(BPF_LINK_CREATE, &a)
+    owned_fd(bpf(BPF_LINK_CREATE, &a))
 }
 
 /// A new iterator of `link`: read it to run the program over every object.
 pub fn bpf_iter_create(link: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
     let mut a = [0u8; ATTR_LEN];
     put(&mut a, ATTR_ITER_LINK_FD, &(link.as_raw_fd() as u32).to_ne_bytes());
-    bpf(BPF_ITER_CREATE, &a)
+    owned_fd(bpf(BPF_ITER_CREATE, &a))
 }
 
 /// Four bytes from the kernel's random pool (`getrandom(2)`).
