@@ -666,7 +666,15 @@ impl Program {
         for i in &self.insns {
             i.encode(tally.as_raw_fd(), &mut code);
         }
-        let load = |log| sys::bpf_iter_prog_load(&code, c"GPL", self.attach_btf_id, log);
+        let prog = sys::ProgLoad {
+            prog_type: sys::BPF_PROG_TYPE_TRACING,
+            expected_attach_type: sys::BPF_TRACE_ITER,
+            attach_btf_id: self.attach_btf_id,
+            insns: &code,
+            license: c"GPL",
+            name: c"procspy_fds",
+        };
+        let load = |log| sys::bpf_prog_load(&prog, log);
         match load(None) {
             Ok(prog) => Ok(prog),
             Err(first @ (Errno::EACCES | Errno::EINVAL)) => {
@@ -712,30 +720,34 @@ fn verdict(log: &[u8]) -> String {
     lines[lines.len().saturating_sub(3)..].join(" | ")
 }
 
+/// The tally map: one u64, keyed by a u32 (0).
+fn tally_map() -> Result<sys::BpfMap, Errno> {
+    sys::BpfMap::create(sys::BPF_MAP_TYPE_ARRAY, 4, 8, 1, c"procspy_tally")
+}
+
 /// A loaded iterator program, ready to list every task's fds, and its
 /// tally map (one u64: the socket fds a pass passed over).
 #[derive(Debug)]
 pub struct SockIter {
     link: OwnedFd,
-    tally: sys::U64Array,
+    tally: sys::BpfMap,
 }
 
 impl SockIter {
     /// Loads the program and links it to its iterator.
     pub fn load() -> Result<Self, Refusal> {
         let program = Program::get()?;
-        let tally = sys::U64Array::create(c"procspy_tally", 1)
-            .map_err(|errno| Refusal::Sys { call: "bpf(BPF_MAP_CREATE)", errno })?;
+        let tally = tally_map().map_err(|errno| Refusal::Sys { call: "bpf(BPF_MAP_CREATE)", errno })?;
         let prog = program.load(tally.as_fd())?;
         // The link holds the program; its own fd can go.
-        let link = sys::bpf_iter_link_create(prog.as_fd())
+        let link = sys::bpf_link_create(prog.as_fd(), sys::BPF_TRACE_ITER)
             .map_err(|errno| Refusal::Sys { call: "bpf(BPF_LINK_CREATE)", errno })?;
         Ok(Self { link, tally })
     }
 
     /// A fresh pass over every task's socket fds, its tally at zero.
     pub fn start(&self) -> Result<SockRecords, Errno> {
-        self.tally.set(0, 0)?;
+        self.tally.update(&0u32.to_ne_bytes(), &0u64.to_ne_bytes())?;
         Ok(SockRecords { fd: sys::bpf_iter_create(self.link.as_fd())?, tail_at: 0, tail_len: 0 })
     }
 }
@@ -1031,7 +1043,7 @@ mod tests {
         let Ok(blob) = std::fs::read(VMLINUX_BTF) else { return };
         let Some(attach_btf_id) = Btf::parse(&blob).unwrap().find(KIND_FUNC, b"bpf_iter_task_file") else { return };
         let insns = vec![Insn::Load { dst: R0, src: FP, off: 8, size: Size::DW }, Insn::Exit];
-        let tally = sys::U64Array::create(c"procspy_test", 1).unwrap();
+        let tally = tally_map().unwrap();
         match (Program { insns, attach_btf_id }).load(tally.as_fd()) {
             Err(Refusal::Unsupported(m)) => {
                 assert!(m.contains("verifier refused") && !m.contains("Permission denied"), "{m}");
