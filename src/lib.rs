@@ -56,6 +56,7 @@
 //! One direction: `ffi` (the C ABI) over `engine` (the plain Rust API),
 //! which joins what `procfs` reads and [`parse`] understands.
 
+mod bpf;
 pub mod engine;
 pub mod ffi;
 pub mod parse;
