@@ -54,9 +54,9 @@ const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_ITER_CREATE: libc::c_long = 33;
-pub const BPF_PROG_TYPE_TRACING: u32 = 26;
-pub const BPF_TRACE_ITER: u32 = 28;
-pub const BPF_MAP_TYPE_ARRAY: u32 = 2;
+pub(crate) const BPF_PROG_TYPE_TRACING: u32 = 26;
+pub(crate) const BPF_TRACE_ITER: u32 = 28;
+pub(crate) const BPF_MAP_TYPE_ARRAY: u32 = 2;
 
 /// `union bpf_attr` as `BPF_MAP_CREATE` reads it.
 #[repr(C)]
