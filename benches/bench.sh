@@ -9,6 +9,12 @@
 #                                        the fixture that is up (one pid, no
 #                                        owners, the namespace search; --full
 #                                        runs them on the default fixture)
+#   benches/bench.sh --fd-cases          only the fd cases: a pass while
+#                                        processes of nobody's hold FD_CASE_N
+#                                        (100,000) unix sockets, or as many
+#                                        /dev/null fds, or nothing more, by
+#                                        owner path (BPF, PID/fd); needs no
+#                                        fixture (--full runs them too)
 #   benches/bench.sh --full [--runs N]   what `make bench` runs: the default
 #                                        fixture (table, syscalls, pacing, RSS),
 #                                        then dense, wide and big (table, RSS),
@@ -36,6 +42,10 @@ LOOP_RUNS=3
 FULL=0
 PERF=0
 NS_ONLY=0
+FD_ONLY=0
+FD_CASE_N=${FD_CASE_N:-100000}
+FD_CASE_PER=${FD_CASE_PER:-10000}   # fds per holder process (RLIMIT_NOFILE's hard limit may be low)
+HOLDER=$B/procspy-holder
 OUT=${BENCH_OUT:-$B/bench-results.txt}
 
 while [ $# -gt 0 ]; do
@@ -45,14 +55,15 @@ while [ $# -gt 0 ]; do
         --full) FULL=1 ;;
         --perf) PERF=1 ;;
         --ns-cases) NS_ONLY=1 ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        --fd-cases) FD_ONLY=1 ;;
+        -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
 done
 
 [ "$(id -u)" -eq 0 ] || { echo "bench.sh: needs root" >&2; exit 1; }
-for t in "$BENCH" "$CLI"; do
+for t in "$BENCH" "$CLI" "$HOLDER"; do
     [ -x "$t" ] || { echo "bench.sh: $t missing (make bench builds it)" >&2; exit 1; }
 done
 for c in ss ip netstat lsof strace; do
@@ -240,6 +251,61 @@ paced() {
          "$(kv ticks "$line") ticks: $(kv cpu_ms_per_wall_s "$line") ms CPU per second of wall" >> "$TMP/paced"
 }
 
+# --- fd cases -------------------------------------------------------------------
+# What an unprivileged user's fds cost a pass: processes of nobody's (in the
+# root namespace, FD_CASE_PER fds each) hold FD_CASE_N unix sockets, or as
+# many /dev/null fds, or nothing more; for each, conn (BPF owners) and
+# procscan (PID/fd owners), RUNS each, in this one run. The BPF program lists
+# only the sockets a pass uses and counts the others in the kernel, so the
+# unix sockets should cost no more than the /dev/null fds.
+fdcases() {
+    local kind line w i pids procs=$(((FD_CASE_N + FD_CASE_PER - 1) / FD_CASE_PER))
+    : > "$TMP/fdcases"
+    for kind in none null unix; do
+        pids=()
+        if [ "$kind" != none ]; then
+            for i in $(seq "$procs"); do
+                prlimit --nofile=$((FD_CASE_PER + 64)) setpriv --reuid=nobody --regid=nogroup --clear-groups \
+                    "$HOLDER" --ttl 900 --fds "$kind" "$FD_CASE_PER" > "$TMP/fdholder.$i" &
+                pids+=($!)
+            done
+            for i in $(seq "$procs"); do
+                for _ in $(seq 600); do grep -q '^[RE] ' "$TMP/fdholder.$i" && break; sleep 0.1; done
+                grep -q '^R ' "$TMP/fdholder.$i" || {
+                    echo "bench.sh: fd holder ($kind): $(cat "$TMP/fdholder.$i")" >&2; kill "${pids[@]}"; return 1; }
+            done
+        fi
+        line=$("$BENCH" -n "$RUNS" --only conn,procscan)
+        for w in conn procscan; do
+            printf '%s\t%s\t%s\n' "$kind" "$w" "$(grep "^row name=$w " <<<"$line")" >> "$TMP/fdcases"
+        done
+        [ ${#pids[@]} -gt 0 ] && { kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null; }
+    done
+    python3 - "$TMP/fdcases" "$((procs * FD_CASE_PER))" "$procs" "$RUNS" <<'EOF'
+import sys
+rows = {}
+for l in open(sys.argv[1]):
+    kind, w, row = l.rstrip("\n").split("\t")
+    rows[(kind, w)] = dict(kv.split("=", 1) for kv in row.split()[1:])
+n, procs, runs = int(sys.argv[2]), sys.argv[3], sys.argv[4]
+what = {"none": "nothing more", "null": "%d /dev/null fds in %s processes" % (n, procs),
+        "unix": "%d unix sockets in %s processes" % (n, procs)}
+path = {"conn": "BPF (default)", "procscan": "PID/fd (+ netlink)"}
+print("| held by nobody | owner scan | median CPU ms | median wall ms | fds | sockets |")
+print("|---|---|---:|---:|---:|---:|")
+for kind in ("none", "null", "unix"):
+    for w in ("conn", "procscan"):
+        r = rows[(kind, w)]
+        print("| %s | %s | %.1f | %.1f | %s | %s |" % (what[kind], path[w], float(r["cpu_ms"]), float(r["wall_ms"]),
+              r["fds"], r["sockets"]))
+print()
+for w in ("conn", "procscan"):
+    c = {k: float(rows[(k, w)]["cpu_ms"]) for k in ("none", "null", "unix")}
+    print("- %s: the unix sockets add %.1f ms of CPU to a pass, the /dev/null fds %.1f ms (medians of %s)"
+          % (path[w], c["unix"] - c["none"], c["null"] - c["none"], runs))
+EOF
+}
+
 # --- profile ------------------------------------------------------------------
 profile() { # profile WHAT (conn|text|walk)
     command -v perf >/dev/null || { echo "(perf missing: no profile)"; return 0; }
@@ -312,6 +378,12 @@ echo "# bench $(date -u +%FT%TZ): $(nproc) cores, $(grep -m1 'model name' /proc/
      "libprocspy $("$CLI" -V 2>/dev/null | tail -n1), runs $RUNS (ss loop $LOOP_RUNS)," \
      "tcp_child_ehash_entries $ORIG_EHASH, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
+if [ "$FD_ONLY" = 1 ]; then
+    fdcases
+    echo "# load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    exit 0
+fi
+
 if [ "$FULL" = 0 ]; then
     $FX status >/dev/null 2>&1 || { echo "bench.sh: no fixture is up (benches/fixture up, or --full)" >&2; exit 1; }
     if [ "$NS_ONLY" = 1 ]; then
@@ -360,6 +432,7 @@ for e in 1024 0; do
     $FX down
 done
 sysctl -qw net.ipv4.tcp_child_ehash_entries="$ORIG_EHASH"
+fdcases > "$TMP/fdresults"
 
 echo
 echo "######## results"
@@ -382,6 +455,10 @@ echo
 echo "### queries and the namespace search (default fixture)"
 echo
 cat "$TMP/nscases"
+echo
+echo "### fds of an unprivileged user (no fixture)"
+echo
+cat "$TMP/fdresults"
 echo
 echo "### net.ipv4.tcp_child_ehash_entries (default fixture)"
 echo

@@ -18,6 +18,11 @@
  *
  * Usage: procspy-holder [--ttl SECONDS] SPEC...
  *   SPEC = NSPATH,PROCS,PAIRS[,LISTENERS[,PORTLO-PORTHI]]   (NSPATH "-": current)
+ *        procspy-holder [--ttl SECONDS] --fds unix|null N
+ *   one process (this one) holding N fds: N/2 connected unix socket pairs,
+ *   or N opens of /dev/null; "R <pid> 0 <fds>" once they are open, then it
+ *   waits for SIGTERM/SIGINT or the ttl (bench.sh's fd cases; the caller
+ *   sets RLIMIT_NOFILE and the user it runs as)
  * Stdout (a pipe the caller reads to EOF; every writer closes it when done):
  *   "S <supervisor pid>" first, then one line per child:
  *   "R <pid> <spec index> <socket fds>" when its sockets are up, or
@@ -238,11 +243,42 @@ static void kill_all(int sig)
         if (kids[i] > 0) kill(kids[i], sig);
 }
 
+/* --fds: hold n fds of one kind until a stop or the ttl. */
+static int hold_fds(const char *kind, long n, long ttl)
+{
+    int unix_ = strcmp(kind, "unix") == 0;
+    if (!unix_ && strcmp(kind, "null") != 0) {
+        fprintf(stderr, "procspy-holder: --fds takes unix or null, not '%s'\n", kind);
+        return 2;
+    }
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGALRM);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    prctl(PR_SET_NAME, unix_ ? "procspy-fxunix" : "procspy-fxnull");
+    for (long i = 0; i < n; i += unix_ ? 2 : 1) {
+        int sv[2];
+        int r = unix_ ? socketpair(AF_UNIX, SOCK_STREAM, 0, sv) : (sv[0] = open("/dev/null", O_RDONLY));
+        if (r < 0) {
+            out_line("E %d 0 %s after %ld fds: %s\n", (int)getpid(), kind, i, strerror(errno));
+            return 1;
+        }
+    }
+    out_line("R %d 0 %ld\n", (int)getpid(), n);
+    close_stdout();
+    alarm((unsigned)(ttl > 0 ? ttl : 1));
+    sigwaitinfo(&set, NULL);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     long ttl = 7200;
     int a = 1;
     if (a + 1 < argc && strcmp(argv[a], "--ttl") == 0) { ttl = atol(argv[a + 1]); a += 2; }
+    if (a + 2 < argc && strcmp(argv[a], "--fds") == 0) return hold_fds(argv[a + 1], atol(argv[a + 2]), ttl);
     int nspec = argc - a;
     if (nspec < 1) {
         fprintf(stderr, "usage: procspy-holder [--ttl S] NSPATH,PROCS,PAIRS[,LISTENERS[,LO-HI]]...\n");

@@ -58,6 +58,7 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod bpf;
 pub mod engine;
 pub mod ffi;
 pub mod parse;

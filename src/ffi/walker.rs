@@ -164,10 +164,12 @@ pub extern "C" fn procspy_walker_set_source(walker: *mut procspy_walker, source:
 /// tables (the same records; anything no process holds, such as a
 /// TIME_WAIT or a connection not yet accepted, sends the namespace to its
 /// tables). It is loaded at the first call that uses it and kept with the
-/// walker (one fd). With it the owner scan is one pass, so `fd_block_size` ticks
-/// count its records and there is no tick per namespace; `fds` counts every
-/// fd it listed. `procspy_walker_walk` always reads `PID/fd`. Takes effect
-/// at the next call.
+/// walker (two fds: the program's link and a one-entry map). With it the
+/// owner scan is one pass, so `fd_block_size` ticks count its records and
+/// there is no tick per namespace; `fds` and `sockets` count the socket fds
+/// it saw (those no pass uses, such as a unix socket in its holder's
+/// namespace, are counted in the kernel, not listed). `procspy_walker_walk`
+/// always reads `PID/fd`. Takes effect at the next call.
 #[unsafe(no_mangle)]
 #[must_use]
 pub extern "C" fn procspy_walker_set_owner_scan(walker: *mut procspy_walker, scan: u32) -> procspy_status {

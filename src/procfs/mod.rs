@@ -4,7 +4,6 @@
 //! Paths are built on the stack (`PidPath`) and directories are read with
 //! `getdents64` into a caller-owned buffer, so a warm walk allocates nothing.
 
-mod bpf;
 mod netlink;
 mod netns;
 mod pidfd;
@@ -23,12 +22,43 @@ use nix::sys::stat::{FileStat, Mode, fstatat};
 use crate::parse::proc;
 pub use crate::parse::proc::Dirent;
 
-pub(crate) use bpf::{RECORD_LEN as SOCK_RECORD_LEN, Refusal, SockIter, SockRecord, SockRecords};
 pub use netlink::{DestroySocket, DiagSocket, HostProc, Netns};
 pub(crate) use netns::LINK_MAX;
 pub use pidfd::{Closer, PidFd};
 pub use probe::{Known, Probes};
+pub(crate) use sys::retry;
 pub use sys::{Meta as EntryMeta, random_u32, same_fd_table};
+
+/// The `bpf(2)` calls, for `crate::bpf`.
+pub(crate) mod bpf_sys {
+    pub(crate) use super::sys::{
+        BPF_MAP_TYPE_ARRAY, BPF_PROG_TYPE_TRACING, BPF_TRACE_ITER, BpfMap, ProgLoad, bpf_iter_create, bpf_link_create,
+        bpf_prog_load,
+    };
+}
+
+/// A socket fd of a process and what the kernel holds of the socket, as
+/// the BPF owner scan records it or a socket taken with `pidfd_getfd` tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SockRecord {
+    pub inode: u64,
+    /// The process (thread group) id, as the initial pid namespace numbers it.
+    pub pid: i32,
+    pub fd: i32,
+    pub netns: u64,
+    pub uid: u32,
+    pub family: u16,
+    pub protocol: u16,
+    pub sock_type: u16,
+    pub state: u8,
+    pub local_port: u16,
+    pub remote_port: u16,
+    /// Requests (SYN_RECV) waiting on a TCP listener; 0 for other sockets.
+    pub pending: u32,
+    /// Network order; for an IPv4 socket only the first 4 bytes are set.
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+}
 pub use table::TableBuf;
 use table::at_eof;
 

@@ -4,7 +4,7 @@
 
 use std::ffi::CStr;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use nix::errno::Errno;
 
@@ -48,86 +48,216 @@ pub fn as_uninit_mut(buf: &mut [u8]) -> &mut [MaybeUninit<u8>] {
     unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) }
 }
 
+/// `bpf(2)` commands, program, attach and map types (`linux/bpf.h`).
+const BPF_MAP_CREATE: libc::c_long = 0;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_ITER_CREATE: libc::c_long = 33;
-const BPF_PROG_TYPE_TRACING: u32 = 26;
-const BPF_TRACE_ITER: u32 = 28;
-/// `sizeof(union bpf_attr)` of the kernels this was written against; a
-/// kernel checks that bytes past what it knows are zero.
-const ATTR_LEN: usize = 144;
+pub(crate) const BPF_PROG_TYPE_TRACING: u32 = 26;
+pub(crate) const BPF_TRACE_ITER: u32 = 28;
+pub(crate) const BPF_MAP_TYPE_ARRAY: u32 = 2;
 
-/// `bpf(cmd, attr)`; the result is a new fd.
-fn bpf(cmd: libc::c_long, attr: &[u8; ATTR_LEN]) -> Result<OwnedFd, Errno> {
-    // SAFETY: every pointer inside `attr` was taken by the callers below from
-    // a live borrow that outlives this call, with its length beside it (the
-    // log is borrowed mutably: the kernel writes at most `log_size` bytes).
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_ptr(), ATTR_LEN) };
-    if fd < 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: the kernel returned a new fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+/// `union bpf_attr` as `BPF_MAP_CREATE` reads it.
+#[repr(C)]
+#[derive(Default)]
+struct MapCreateAttr {
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
+    inner_map_fd: u32,
+    numa_node: u32,
+    map_name: [u8; 16],
 }
 
-fn put(attr: &mut [u8; ATTR_LEN], at: usize, bytes: &[u8]) {
-    attr[at..at + bytes.len()].copy_from_slice(bytes);
+/// `union bpf_attr` as `BPF_MAP_*_ELEM` reads it.
+#[repr(C)]
+#[derive(Default)]
+struct MapElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
 }
 
-/// Where `union bpf_attr` keeps each field a command reads (`linux/bpf.h`):
-/// `prog_load`, then `link_create` and `iter_create`.
-const ATTR_PROG_TYPE: usize = 0;
-const ATTR_INSN_CNT: usize = 4;
-const ATTR_INSNS: usize = 8;
-const ATTR_LICENSE: usize = 16;
-const ATTR_LOG_LEVEL: usize = 24;
-const ATTR_LOG_SIZE: usize = 28;
-const ATTR_LOG_BUF: usize = 32;
-const ATTR_PROG_NAME: usize = 48;
-const ATTR_EXPECTED_ATTACH_TYPE: usize = 68;
-const ATTR_ATTACH_BTF_ID: usize = 108;
-const ATTR_LINK_PROG_FD: usize = 0;
-const ATTR_LINK_ATTACH_TYPE: usize = 8;
-const ATTR_ITER_LINK_FD: usize = 0;
-
-/// Loads a BPF iterator program (`insns`, 8 bytes each) for the kernel
-/// function whose BTF id is `attach_btf_id`; with `log`, the verifier
-/// writes why it refuses (a NUL-terminated text) there.
-pub fn bpf_iter_prog_load(
-    insns: &[[u8; 8]],
-    license: &CStr,
+/// `union bpf_attr` as `BPF_PROG_LOAD` reads it, up to `attach_btf_id`.
+#[repr(C)]
+#[derive(Default)]
+struct ProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
+    prog_btf_fd: u32,
+    func_info_rec_size: u32,
+    func_info: u64,
+    func_info_cnt: u32,
+    line_info_rec_size: u32,
+    line_info: u64,
+    line_info_cnt: u32,
     attach_btf_id: u32,
-    log: Option<&mut [u8]>,
-) -> Result<OwnedFd, Errno> {
-    let mut a = [0u8; ATTR_LEN];
-    put(&mut a, ATTR_PROG_TYPE, &BPF_PROG_TYPE_TRACING.to_ne_bytes());
-    put(&mut a, ATTR_INSN_CNT, &u32::try_from(insns.len()).map_err(|_| Errno::E2BIG)?.to_ne_bytes());
-    put(&mut a, ATTR_INSNS, &(insns.as_ptr() as u64).to_ne_bytes());
-    put(&mut a, ATTR_LICENSE, &(license.as_ptr() as u64).to_ne_bytes());
-    if let Some(log) = log {
-        put(&mut a, ATTR_LOG_LEVEL, &1u32.to_ne_bytes());
-        put(&mut a, ATTR_LOG_SIZE, &u32::try_from(log.len()).map_err(|_| Errno::E2BIG)?.to_ne_bytes());
-        put(&mut a, ATTR_LOG_BUF, &(log.as_mut_ptr() as u64).to_ne_bytes());
-    }
-    put(&mut a, ATTR_PROG_NAME, b"procspy_fds");
-    put(&mut a, ATTR_EXPECTED_ATTACH_TYPE, &BPF_TRACE_ITER.to_ne_bytes());
-    put(&mut a, ATTR_ATTACH_BTF_ID, &attach_btf_id.to_ne_bytes());
-    bpf(BPF_PROG_LOAD, &a)
 }
 
-/// A link that keeps an iterator program and makes iterators of it.
-pub fn bpf_iter_link_create(prog: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
-    let mut a = [0u8; ATTR_LEN];
-    put(&mut a, ATTR_LINK_PROG_FD, &(prog.as_raw_fd() as u32).to_ne_bytes());
-    put(&mut a, ATTR_LINK_ATTACH_TYPE, &BPF_TRACE_ITER.to_ne_bytes());
-    bpf(BPF_LINK_CREATE, &a)
+/// `union bpf_attr` as `BPF_LINK_CREATE` reads it, up to `flags`.
+#[repr(C)]
+#[derive(Default)]
+struct LinkCreateAttr {
+    prog_fd: u32,
+    target_fd: u32,
+    attach_type: u32,
+    flags: u32,
+}
+
+/// `union bpf_attr` as `BPF_ITER_CREATE` reads it.
+#[repr(C)]
+#[derive(Default)]
+struct IterCreateAttr {
+    link_fd: u32,
+    flags: u32,
+}
+
+// Where `linux/bpf.h` puts each field: a field out of place here would be
+// read by the kernel as another.
+const _: () = {
+    use std::mem::offset_of;
+    assert!(offset_of!(MapCreateAttr, max_entries) == 12 && offset_of!(MapCreateAttr, map_name) == 28);
+    assert!(offset_of!(MapElemAttr, key) == 8 && offset_of!(MapElemAttr, value) == 16);
+    assert!(offset_of!(MapElemAttr, flags) == 24);
+    assert!(offset_of!(ProgLoadAttr, insns) == 8 && offset_of!(ProgLoadAttr, license) == 16);
+    assert!(offset_of!(ProgLoadAttr, log_level) == 24 && offset_of!(ProgLoadAttr, log_buf) == 32);
+    assert!(offset_of!(ProgLoadAttr, prog_name) == 48 && offset_of!(ProgLoadAttr, expected_attach_type) == 68);
+    assert!(offset_of!(ProgLoadAttr, attach_btf_id) == 108 && size_of::<ProgLoadAttr>() == 112);
+    assert!(offset_of!(LinkCreateAttr, attach_type) == 8 && size_of::<LinkCreateAttr>() == 16);
+    assert!(size_of::<IterCreateAttr>() == 8);
+};
+
+/// One of the `bpf_attr` shapes above.
+trait Attr {}
+impl Attr for MapCreateAttr {}
+impl Attr for MapElemAttr {}
+impl Attr for ProgLoadAttr {}
+impl Attr for LinkCreateAttr {}
+impl Attr for IterCreateAttr {}
+
+/// `bpf(cmd, attr, sizeof attr)`: the kernel reads that many bytes and takes
+/// the rest of its `union bpf_attr` as zero.
+fn bpf<A: Attr>(cmd: libc::c_long, attr: &A) -> libc::c_long {
+    // SAFETY: `attr` is one of the `repr(C)` shapes of `union bpf_attr`
+    // above, read for its size; every pointer inside it was taken by the
+    // callers below from a live borrow that outlives this call, with its
+    // length beside it (the log is borrowed mutably: the kernel writes at
+    // most `log_size` bytes; a map's key and value, of the sizes the map
+    // was made with, are only read).
+    unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *const A, size_of::<A>()) }
+}
+
+/// `name` as the kernel takes an object's name: at most 15 bytes and a NUL.
+fn object_name(name: &CStr) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let b = name.to_bytes();
+    out[..b.len().min(15)].copy_from_slice(&b[..b.len().min(15)]);
+    out
+}
+
+/// A BPF map, with the sizes of its keys and values.
+#[derive(Debug)]
+pub struct BpfMap {
+    fd: OwnedFd,
+    key_size: usize,
+    value_size: usize,
+}
+
+impl BpfMap {
+    /// A new map of `map_type` (`BPF_MAP_TYPE_*`); `name` is cut to 15 bytes.
+    pub fn create(map_type: u32, key_size: u32, value_size: u32, entries: u32, name: &CStr) -> Result<Self, Errno> {
+        let a = MapCreateAttr {
+            map_type,
+            key_size,
+            value_size,
+            max_entries: entries,
+            map_name: object_name(name),
+            ..MapCreateAttr::default()
+        };
+        let fd = owned_fd(bpf(BPF_MAP_CREATE, &a))?;
+        Ok(Self { fd, key_size: key_size as usize, value_size: value_size as usize })
+    }
+
+    /// Sets the entry of `key` to `value`; `EINVAL` if either is not of the
+    /// map's size.
+    pub fn update(&self, key: &[u8], value: &[u8]) -> Result<(), Errno> {
+        if key.len() != self.key_size || value.len() != self.value_size {
+            return Err(Errno::EINVAL);
+        }
+        let a = MapElemAttr {
+            map_fd: self.fd.as_raw_fd() as u32,
+            key: key.as_ptr() as u64,
+            value: value.as_ptr() as u64,
+            ..MapElemAttr::default()
+        };
+        if bpf(BPF_MAP_UPDATE_ELEM, &a) < 0 { Err(Errno::last()) } else { Ok(()) }
+    }
+}
+
+impl AsFd for BpfMap {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// A program to load: its type, what it attaches to, its instructions (8
+/// bytes each), its license and name.
+pub struct ProgLoad<'a> {
+    pub prog_type: u32,
+    pub expected_attach_type: u32,
+    pub attach_btf_id: u32,
+    pub insns: &'a [[u8; 8]],
+    pub license: &'a CStr,
+    pub name: &'a CStr,
+}
+
+/// Loads `p`; with `log`, the verifier writes why it refuses (a
+/// NUL-terminated text) there.
+pub fn bpf_prog_load(p: &ProgLoad<'_>, log: Option<&mut [u8]>) -> Result<OwnedFd, Errno> {
+    let mut a = ProgLoadAttr {
+        prog_type: p.prog_type,
+        insn_cnt: u32::try_from(p.insns.len()).map_err(|_| Errno::E2BIG)?,
+        insns: p.insns.as_ptr() as u64,
+        license: p.license.as_ptr() as u64,
+        prog_name: object_name(p.name),
+        expected_attach_type: p.expected_attach_type,
+        attach_btf_id: p.attach_btf_id,
+        ..ProgLoadAttr::default()
+    };
+    if let Some(log) = log {
+        a.log_level = 1;
+        a.log_size = u32::try_from(log.len()).map_err(|_| Errno::E2BIG)?;
+        a.log_buf = log.as_mut_ptr() as u64;
+    }
+    owned_fd(bpf(BPF_PROG_LOAD, &a))
+}
+
+/// A link of program `prog` by `attach_type` (for an iterator: one that
+/// keeps the program and makes iterators of it).
+pub fn bpf_link_create(prog: BorrowedFd<'_>, attach_type: u32) -> Result<OwnedFd, Errno> {
+    let a = LinkCreateAttr { prog_fd: prog.as_raw_fd() as u32, attach_type, ..LinkCreateAttr::default() };
+    owned_fd(bpf(BPF_LINK_CREATE, &a))
 }
 
 /// A new iterator of `link`: read it to run the program over every object.
 pub fn bpf_iter_create(link: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
-    let mut a = [0u8; ATTR_LEN];
-    put(&mut a, ATTR_ITER_LINK_FD, &(link.as_raw_fd() as u32).to_ne_bytes());
-    bpf(BPF_ITER_CREATE, &a)
+    let a = IterCreateAttr { link_fd: link.as_raw_fd() as u32, ..IterCreateAttr::default() };
+    owned_fd(bpf(BPF_ITER_CREATE, &a))
 }
 
 /// Four bytes from the kernel's random pool (`getrandom(2)`).

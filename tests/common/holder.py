@@ -5,7 +5,8 @@ network namespace), opens TCP listening and established pairs and UDP bound and
 connected sockets, v4 and v6, sets its comm to NAME, prints one line per
 socket fd: "fd inode proto family state local_port remote_port", then
 "ready", and exits when its stdin closes. PROCSPY_HOLDER_EXTRA=N adds N
-unreported listeners per family; PROCSPY_HOLDER_UNHELD=1 leaves a TIME_WAIT
+unreported listeners per family; PROCSPY_HOLDER_UNIX=N adds N unreported unix
+sockets (connected pairs); PROCSPY_HOLDER_UNHELD=1 leaves a TIME_WAIT
 socket and a connection never accepted (held by no process) in its tables.
 """
 import os
@@ -45,6 +46,9 @@ extra = [socket.socket(fam, socket.SOCK_STREAM)
 for s in extra:
     s.bind(("127.0.0.1" if s.family == socket.AF_INET else "::1", 0))
     s.listen(1)
+
+# Unreported unix sockets, which no table lists.
+unix = [s for _ in range(int(os.environ.get("PROCSPY_HOLDER_UNIX", "0")) // 2) for s in socket.socketpair()]
 
 # Sockets no process holds, in this namespace's tables all the same: a
 # TIME_WAIT left by an active close, and a connection never accepted.

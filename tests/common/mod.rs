@@ -59,6 +59,12 @@ impl Holder {
         Self::spawn(&["unshare", "-n"], None, &[("PROCSPY_HOLDER_EXTRA", &extra.to_string())], HOLDER_SCRIPT)
     }
 
+    /// In a new network namespace, also holding `n` unix sockets (which no
+    /// table lists).
+    pub fn start_with_unix(n: usize) -> Holder {
+        Self::spawn(&["unshare", "-n"], None, &[("PROCSPY_HOLDER_UNIX", &n.to_string())], HOLDER_SCRIPT)
+    }
+
     /// In a new network namespace whose tables also list sockets no process
     /// holds: one TIME_WAIT, one connection never accepted.
     pub fn start_with_unheld() -> Holder {

@@ -7,10 +7,12 @@ mount such as /run/netns/NAME). MODE:
           namespace;
 - fd:     as setns, and keep NSFILE open (its fd is reported as "nsfd FD");
 - thread: a second thread enters it, opens the sockets and stays there
-          (reported as "tid TID").
+          (reported as "tid TID");
+- unix:   as setns, but leaves there only a TIME_WAIT (a line no process
+          holds) and opens one unix socket, the one thing that holds it.
 
 The sockets: a TCP listener on 127.0.0.1 with one established pair, and a
-bound UDP socket. Prints one line per socket fd, "fd inode", then "ready",
+bound UDP socket; in unix mode, the unix socket. Prints one line per socket fd, "fd inode", then "ready",
 and exits when its stdin closes.
 """
 import ctypes
@@ -41,13 +43,27 @@ def open_sockets():
     return [lst, cli, srv, udp]
 
 
+def time_wait_and_a_unix_socket():
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(8)
+    cli = socket.create_connection(lst.getsockname())
+    srv, _ = lst.accept()
+    cli.close()
+    srv.recv(1)
+    srv.close()
+    lst.close()
+    return [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)]
+
+
 mode, nsfile = sys.argv[1], sys.argv[2]
 ns = os.open(nsfile, os.O_RDONLY)
 socks = []
-if mode in ("setns", "fd"):
+if mode in ("setns", "fd", "unix"):
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     setns(ns)
-    socks = open_sockets()
+    socks = time_wait_and_a_unix_socket() if mode == "unix" else open_sockets()
     setns(home)
     os.close(home)
     if mode == "fd":

@@ -1,17 +1,19 @@
-//! The BPF owner scan: one pass of the kernel's `task_file` iterator lists
-//! every socket fd with its pid and the socket's own fields, which `Held`
-//! keeps as the line its table would list.
+//! The BPF owner scan (`crate::bpf`'s `owner_scan.rs`): one pass of the
+//! kernel's `task_file` iterator lists the socket fds a pass uses with their
+//! pids and the sockets' own fields, which `Held` keeps as the line its
+//! table would list, and counts the others.
 
 use std::ffi::CStr;
 
 use super::{Owners, Socket};
+use crate::bpf::{RECORD_LEN, Record, Refusal, SockIter, SockRecords};
 use crate::engine::ctx::{Ctx, Group};
 use crate::engine::error::{DiagStop, Error};
 use crate::engine::stats::Stats;
 use crate::parse::kernel::tcp_state::{CLOSE, NEW_SYN_RECV};
 use crate::parse::kernel::{Family, Protocol, SOCK_DGRAM, SOCK_STREAM};
 use crate::parse::tcp::Conn;
-use crate::procfs::{Refusal, SOCK_RECORD_LEN, SockIter, SockRecord, SockRecords};
+use crate::procfs::SockRecord;
 
 use super::Scan;
 
@@ -74,7 +76,11 @@ pub(super) fn sock_iter<'s>(ctx: &Ctx, slot: &'s mut Option<Result<SockIter, Err
 /// The owner index from one pass of the BPF `task_file` iterator: each
 /// socket fd's pid is looked up among the listed pids for its namespace
 /// (or stat()ed, if it appeared since), and its `stat` read once. The
-/// sockets' own fields go to `owners.held`.
+/// sockets' own fields go to `owners.held`. The program lists only the
+/// socket fds a pass can use (TCP and UDP ones, and those in a namespace
+/// other than their holder's); the others it counts, and its tally, the
+/// last record, counts in `fds` and `sockets` as the `PID/fd` scan counts
+/// them (whatever became of their holders since).
 pub(super) fn index(
     ctx: &Ctx,
     mut records: SockRecords,
@@ -98,7 +104,15 @@ pub(super) fn index(
     // The pid of the last record, with its namespace and start time if it can be read.
     let mut holder: Option<(i32, Option<(u64, u64)>)> = None;
     while let Some(len) = records.read(buf).map_err(DiagStop::Unavailable)? {
-        for rec in buf[..len].chunks_exact(SOCK_RECORD_LEN).map(SockRecord::decode) {
+        for rec in buf[..len].chunks_exact(RECORD_LEN).map(Record::decode) {
+            let rec = match rec {
+                Record::Socket(rec) => rec,
+                Record::Tally { passed_over } => {
+                    stats.fds += passed_over;
+                    stats.sockets += passed_over;
+                    continue;
+                }
+            };
             if ctx.stop.is_set() {
                 return Err(DiagStop::Ended(Error::Stopped));
             }

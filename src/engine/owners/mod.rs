@@ -17,7 +17,8 @@ pub(super) use fd::{Scan, scan_group};
 use super::ctx::{Ctx, Group, by_netns};
 use super::error::{DiagStop, Error};
 use super::stats::Stats;
-use crate::procfs::{Known, SockIter};
+use crate::bpf::SockIter;
+use crate::procfs::Known;
 
 /// One socket fd of one process.
 #[derive(Clone, Copy, Debug)]

@@ -1,0 +1,601 @@
+//! The owner scan: every task's socket fds listed by the kernel itself, a
+//! `task_file` iterator whose program writes a record for each socket fd a
+//! pass can use, with what the kernel holds of the socket (namespace,
+//! addresses, ports, state, uid). It does in one pass what listing `PID/fd`
+//! and `stat()`ing each entry does with two syscalls per fd, for about a
+//! fifth of the CPU. Loading it needs `CAP_BPF` and `CAP_PERFMON` (or
+//! `CAP_SYS_ADMIN`); callers fall back to `PID/fd` without.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::OnceLock;
+
+use nix::errno::Errno;
+
+use super::Refusal;
+use super::asm::Size::{B, DW, H, W};
+use super::asm::{Asm, FP, Field, Helper, Insn, R0, R1, R2, R3, R4, R6, R7, R8, R9, Reg, Size, Slot};
+use super::kernel::Kernel;
+use super::load::{Program, with_vmlinux};
+use crate::parse::btf::Btf;
+use crate::parse::kernel::{Family, Protocol, tcp_state};
+use crate::procfs::bpf_sys::{self, BPF_MAP_TYPE_ARRAY, BPF_PROG_TYPE_TRACING, BPF_TRACE_ITER, BpfMap};
+use crate::procfs::{SockRecord, retry};
+
+/// What the messages call it.
+const WHAT: &str = "the BPF owner scan";
+
+/// The record: one per socket fd, native byte order, built at the top of
+/// the program's stack; the program stores by these slots and `Record`
+/// reads by them.
+pub(crate) const RECORD_LEN: usize = 80;
+const INODE: Slot = Slot::new("inode", 0, DW);
+/// The holder's tgid.
+const PID: Slot = Slot::new("pid", 8, W);
+const FD: Slot = Slot::new("fd", 12, W);
+/// The socket's namespace's inode number.
+const NETNS: Slot = Slot::new("netns", 16, W);
+const UID: Slot = Slot::new("uid", 20, W);
+const FAMILY: Slot = Slot::new("family", 24, H);
+const PROTOCOL: Slot = Slot::new("protocol", 26, H);
+const TYPE: Slot = Slot::new("type", 28, H);
+const STATE: Slot = Slot::new("state", 30, B);
+/// `SOCKET`, or `TALLY` for the pass's last record.
+const KIND: Slot = Slot::new("kind", 31, B);
+/// Host order.
+const LOCAL_PORT: Slot = Slot::new("local_port", 32, H);
+/// Network order.
+const REMOTE_PORT: Slot = Slot::new("remote_port", 34, H);
+/// A TCP listener's pending connection requests.
+const PENDING: Slot = Slot::new("pending", 36, W);
+const LOCAL_ADDR4: Slot = Slot::new("local_addr4", 40, W);
+const REMOTE_ADDR4: Slot = Slot::new("remote_addr4", 44, W);
+/// IPv6 addresses, 16 bytes each, stored in two halves.
+const LOCAL_ADDR6: [Slot; 2] = [Slot::new("local_addr6[0..8]", 48, DW), Slot::new("local_addr6[8..16]", 56, DW)];
+const REMOTE_ADDR6: [Slot; 2] = [Slot::new("remote_addr6[0..8]", 64, DW), Slot::new("remote_addr6[8..16]", 72, DW)];
+/// In the tally record: the socket fds the program passed over.
+const PASSED_OVER: Slot = Slot::new("passed_over", 0, DW);
+const SOCKET: i32 = 0;
+const TALLY: i32 = 1;
+
+/// The tally map: one `u64` (the socket fds a pass passed over), keyed by
+/// a `u32` (0); map 0 of the program. Its key sits below the record.
+const TALLY_MAP: i32 = 0;
+const TALLY_KEY: i16 = -(RECORD_LEN as i16) - 8;
+
+/// One record of a pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// A socket fd the pass can use: a TCP or UDP one, or one that lives in
+    /// a namespace other than its holder task's.
+    Socket(SockRecord),
+    /// The pass's last record: how many socket fds the program passed over
+    /// (a unix socket in its holder's namespace, say), counted in the kernel.
+    Tally { passed_over: u64 },
+}
+
+impl Record {
+    /// `b`: `RECORD_LEN` bytes as the program wrote them.
+    pub fn decode(b: &[u8]) -> Self {
+        if KIND.read(b) == TALLY as u64 {
+            return Record::Tally { passed_over: PASSED_OVER.read(b) };
+        }
+        let family = FAMILY.read(b) as u16;
+        let (mut local_addr, mut remote_addr) = ([0u8; 16], [0u8; 16]);
+        let addr = |half: Slot| &b[half.off..half.off + 16];
+        if Family::of_af(family) == Some(Family::Inet6) {
+            local_addr.copy_from_slice(addr(LOCAL_ADDR6[0]));
+            remote_addr.copy_from_slice(addr(REMOTE_ADDR6[0]));
+        } else {
+            local_addr[..4].copy_from_slice(LOCAL_ADDR4.bytes(b));
+            remote_addr[..4].copy_from_slice(REMOTE_ADDR4.bytes(b));
+        }
+        Record::Socket(SockRecord {
+            inode: INODE.read(b),
+            pid: PID.read(b) as u32 as i32,
+            fd: FD.read(b) as u32 as i32,
+            netns: NETNS.read(b),
+            uid: UID.read(b) as u32,
+            family,
+            protocol: PROTOCOL.read(b) as u16,
+            sock_type: TYPE.read(b) as u16,
+            state: STATE.read(b) as u8,
+            local_port: LOCAL_PORT.read(b) as u16,
+            remote_port: u16::from_be(REMOTE_PORT.read(b) as u16),
+            pending: PENDING.read(b) as u32,
+            local_addr,
+            remote_addr,
+        })
+    }
+}
+
+/// Where a jump goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Label {
+    /// The call after the last fd: the tally record.
+    Stop,
+    /// An AF_INET or AF_INET6 socket: is it TCP or UDP?
+    Inet,
+    /// Any other socket: is its namespace its holder's?
+    Other,
+    /// A socket the pass can use: its record.
+    Record,
+    Write,
+    Out,
+}
+
+/// `r0` = the tally map's one value, or on to `Out` (it is never missing).
+fn tally(a: &mut Asm<Label>, lookup: Helper) {
+    a.push(Insn::MovImm { dst: R1, imm: 0 });
+    a.push_noted(Insn::Store { dst: FP, off: TALLY_KEY, src: R1, size: W }, "0 -> key");
+    a.push(Insn::Mov { dst: R2, src: FP });
+    a.push(Insn::AddImm { dst: R2, imm: TALLY_KEY.into() });
+    a.load_map(R1, TALLY_MAP, "tally");
+    a.call(lookup);
+    a.jeq(R0, 0, Label::Out);
+}
+
+/// r1 = the context. Skips entries that are not sockets; copies the fields
+/// of a socket the pass can use into a record on the stack and writes it: a
+/// TCP or UDP socket (its table line, its owner), or any socket in a
+/// namespace other than its holder task's (how a namespace no process is in
+/// is found; a task that is exiting has no namespaces left, and its sockets
+/// are written too). The others (a unix socket in its holder's namespace,
+/// say) are only counted, in the tally map, and the call after the last fd
+/// writes that count. Whether a socket is used is read from its sock alone:
+/// one passed over costs no other memory. Only direct loads through
+/// pointers the verifier hands out, which every kernel allows even where it
+/// calls them untrusted (a NULL one reads as 0); a TCP listener's request
+/// queue lies past `struct sock`, so it is read with `bpf_probe_read_kernel`.
+fn assemble(btf: &Btf<'_>) -> Result<Program, Refusal> {
+    let k = Kernel::new(btf, WHAT);
+    let attach_to = "bpf_iter_task_file";
+    let attach_btf_id = k.func(attach_to, "task_file iterator")?;
+    let ctx = |name, size| k.field("bpf_iter__task_file", &[name], size);
+    let sock = |path: &[&str], size| k.field("sock", path, size);
+    let common = |name, size| sock(&["__sk_common", name], size);
+    let net_inum = k.field("net", &["ns", "inum"], 4)?;
+    let sock_from_file = k.helper("sock_from_file")?; // Linux 5.11
+    let probe_read_kernel = k.helper("probe_read_kernel")?;
+    let seq_write = k.helper("seq_write")?;
+    let map_lookup_elem = k.helper("map_lookup_elem")?;
+    let mut a = Asm::new(RECORD_LEN);
+
+    let (meta, task, fd, file) = (R6, R7, R8, R9);
+    a.load(meta, R1, &ctx("meta", 8)?);
+    a.load(task, R1, &ctx("task", 8)?);
+    a.load(fd, R1, &ctx("fd", 4)?);
+    a.load(file, R1, &ctx("file", 8)?);
+    a.jeq(file, 0, Label::Stop);
+    a.jeq(task, 0, Label::Out);
+    a.push(Insn::Mov { dst: R1, src: file });
+    a.call(sock_from_file);
+    let socket = R0;
+    a.jeq(socket, 0, Label::Out);
+    let (sk, netns, scratch) = (R2, R3, R4);
+    a.load(sk, socket, &k.field("socket", &["sk"], 8)?);
+    a.jeq(sk, 0, Label::Out);
+    a.load(netns, sk, &common("skc_net", 8)?); // possible_net_t holds one pointer
+    a.load(netns, netns, &net_inum);
+    let family = scratch;
+    a.load(family, sk, &common("skc_family", 2)?);
+    a.jeq(family, i32::from(Family::Inet.af()), Label::Inet);
+    a.jne(family, i32::from(Family::Inet6.af()), Label::Other);
+    a.place(Label::Inet);
+    let protocol = scratch;
+    a.load(protocol, sk, &sock(&["sk_protocol"], 2)?);
+    a.jeq(protocol, i32::from(Protocol::Tcp.ipproto()), Label::Record);
+    a.jeq(protocol, i32::from(Protocol::Udp.ipproto()), Label::Record);
+    a.place(Label::Other);
+    let task_netns = scratch;
+    a.load(task_netns, task, &k.field("task_struct", &["nsproxy"], 8)?);
+    a.load(task_netns, task_netns, &k.field("nsproxy", &["net_ns"], 8)?);
+    a.load(task_netns, task_netns, &net_inum);
+    a.jne(netns, task_netns, Label::Record);
+    // Of no use to the pass: counted.
+    tally(&mut a, map_lookup_elem);
+    a.push(Insn::MovImm { dst: R1, imm: 1 });
+    a.push_noted(Insn::AtomicAdd { dst: R0, off: 0, src: R1, size: DW }, "tally += 1");
+    a.ja(Label::Out);
+
+    a.place(Label::Stop);
+    // The tally record: zeros, its kind and its count.
+    a.push(Insn::MovImm { dst: R3, imm: 0 });
+    for at in (0..RECORD_LEN).step_by(8) {
+        a.push_noted(Insn::Store { dst: FP, off: a.record_off(at), src: R3, size: DW }, "0 -> record");
+    }
+    tally(&mut a, map_lookup_elem);
+    a.push_noted(Insn::Load { dst: R3, src: R0, off: 0, size: DW }, "tally");
+    a.store(PASSED_OVER, R3);
+    a.push(Insn::MovImm { dst: R3, imm: TALLY });
+    a.store(KIND, R3);
+    a.ja(Label::Write);
+
+    a.place(Label::Record);
+    a.store(NETNS, netns);
+    a.load(R3, file, &k.field("file", &["f_inode"], 8)?);
+    a.load(R3, R3, &k.field("inode", &["i_ino"], 8)?);
+    a.store(INODE, R3);
+    a.load(R3, task, &k.field("task_struct", &["tgid"], 4)?);
+    a.store(PID, R3);
+    a.store(FD, fd);
+    // The file, the task and the fd are done with: their registers, which
+    // survive calls, hold the sock, its protocol and its state.
+    let (sk, protocol, state) = (copy(&mut a, R9, sk), R8, R7);
+    a.load(R3, sk, &sock(&["sk_uid", "val"], 4)?);
+    a.store(UID, R3);
+    a.load(R3, sk, &common("skc_family", 2)?);
+    a.store(FAMILY, R3);
+    a.load(protocol, sk, &sock(&["sk_protocol"], 2)?);
+    a.store(PROTOCOL, protocol);
+    a.load(R3, sk, &sock(&["sk_type"], 2)?);
+    a.store(TYPE, R3);
+    a.load(state, sk, &common("skc_state", 1)?);
+    a.store(STATE, state);
+    for (name, to) in [
+        ("skc_num", LOCAL_PORT),
+        ("skc_dport", REMOTE_PORT),
+        ("skc_rcv_saddr", LOCAL_ADDR4),
+        ("skc_daddr", REMOTE_ADDR4),
+    ] {
+        a.load(R3, sk, &common(name, to.size.bytes() as u32)?);
+        a.store(to, R3);
+    }
+    for (name, to) in [("skc_v6_rcv_saddr", LOCAL_ADDR6), ("skc_v6_daddr", REMOTE_ADDR6)] {
+        let off = k.offset("sock", &["__sk_common", name], 16)?;
+        for (half, slot) in to.into_iter().enumerate() {
+            let path = format!("sock.__sk_common.{name}[{}..{}]", half * 8, half * 8 + 8);
+            a.load(R3, sk, &Field { path, off: off + 8 * half as i16, size: DW });
+            a.store(slot, R3);
+        }
+    }
+    a.push(Insn::MovImm { dst: R3, imm: 0 });
+    a.store(PENDING, R3);
+    a.push(Insn::MovImm { dst: R3, imm: SOCKET });
+    a.store(KIND, R3);
+    // Only a TCP listener has a request queue; its sock is a tcp_sock.
+    a.jne(protocol, i32::from(Protocol::Tcp.ipproto()), Label::Write);
+    a.jne(state, i32::from(tcp_state::LISTEN), Label::Write);
+    let qlen = k.field("tcp_sock", &["inet_conn", "icsk_accept_queue", "qlen", "counter"], 4)?;
+    a.record_addr(R1, PENDING.off);
+    a.push(Insn::MovImm { dst: R2, imm: 4 });
+    a.push(Insn::Mov { dst: R3, src: sk });
+    a.push_noted(Insn::AddImm { dst: R3, imm: qlen.off.into() }, qlen.path);
+    a.call(probe_read_kernel);
+
+    a.place(Label::Write);
+    a.load(R1, meta, &k.field("bpf_iter_meta", &["seq"], 8)?);
+    a.record_addr(R2, 0);
+    a.push(Insn::MovImm { dst: R3, imm: RECORD_LEN as i32 });
+    a.call(seq_write);
+    a.place(Label::Out);
+    a.push(Insn::MovImm { dst: R0, imm: 0 });
+    a.push(Insn::Exit);
+    let code = a.finish().map_err(|e| Refusal::Unsupported(format!("{WHAT}'s program is malformed: {e}")))?;
+    Ok(Program {
+        what: WHAT,
+        name: c"procspy_fds",
+        code,
+        prog_type: BPF_PROG_TYPE_TRACING,
+        attach_type: BPF_TRACE_ITER,
+        attach_btf_id,
+        attach_to,
+    })
+}
+
+/// `dst = src`; `dst` from here on.
+fn copy(a: &mut Asm<Label>, dst: Reg, src: Reg) -> Reg {
+    a.push(Insn::Mov { dst, src });
+    dst
+}
+
+/// Assembled once per process, the kernel's layout does not change under
+/// it; a failed read of its BTF (EMFILE, ENOMEM) is tried again next time.
+fn program() -> Result<&'static Program, Refusal> {
+    static PROGRAM: OnceLock<Result<Program, Refusal>> = OnceLock::new();
+    if let Some(built) = PROGRAM.get() {
+        return built.as_ref().map_err(Clone::clone);
+    }
+    let built = match with_vmlinux(WHAT, assemble) {
+        Err(e @ Refusal::Sys { .. }) => return Err(e),
+        built => built,
+    };
+    PROGRAM.get_or_init(|| built).as_ref().map_err(Clone::clone)
+}
+
+/// The tally map.
+fn tally_map() -> Result<BpfMap, Errno> {
+    BpfMap::create(BPF_MAP_TYPE_ARRAY, 4, Size::DW.bytes() as u32, 1, c"procspy_tally")
+}
+
+/// The loaded program, linked to its iterator, and its tally map.
+#[derive(Debug)]
+pub struct SockIter {
+    link: OwnedFd,
+    tally: BpfMap,
+}
+
+impl SockIter {
+    /// Loads the program and links it to its iterator.
+    pub fn load() -> Result<Self, Refusal> {
+        let program = program()?;
+        let tally = tally_map().map_err(|errno| Refusal::Sys { call: "bpf(BPF_MAP_CREATE)", errno })?;
+        let prog = program.load(&[tally.as_fd()])?;
+        // The link holds the program; its own fd can go.
+        let link = bpf_sys::bpf_link_create(prog.as_fd(), BPF_TRACE_ITER)
+            .map_err(|errno| Refusal::Sys { call: "bpf(BPF_LINK_CREATE)", errno })?;
+        Ok(Self { link, tally })
+    }
+
+    /// A fresh pass over every task's socket fds, its tally at zero.
+    pub fn start(&self) -> Result<SockRecords, Errno> {
+        self.tally.update(&0u32.to_ne_bytes(), &0u64.to_ne_bytes())?;
+        Ok(SockRecords { fd: bpf_sys::bpf_iter_create(self.link.as_fd())?, tail_at: 0, tail_len: 0 })
+    }
+}
+
+/// The records of one pass, read in batches.
+#[derive(Debug)]
+pub struct SockRecords {
+    fd: OwnedFd,
+    /// A record cut by the last read, kept in the caller's buffer.
+    tail_at: usize,
+    tail_len: usize,
+}
+
+impl SockRecords {
+    /// Reads whole records into `buf` (at least `RECORD_LEN` bytes) and
+    /// returns their length, or `None` at the end. Between calls the caller
+    /// must leave `buf` as it was.
+    pub fn read(&mut self, buf: &mut [u8]) -> Result<Option<usize>, Errno> {
+        buf.copy_within(self.tail_at..self.tail_at + self.tail_len, 0);
+        let mut len = self.tail_len;
+        loop {
+            match retry(|| nix::unistd::read(self.fd.as_fd(), &mut buf[len..])) {
+                Ok(0) if len == 0 => return Ok(None),
+                Ok(0) => return Err(Errno::EIO),
+                Ok(n) => len += n,
+                // EAGAIN: a long run of tasks without output; the next read goes on.
+                Err(Errno::EAGAIN) => continue,
+                Err(e) => return Err(e),
+            }
+            let whole = len - len % RECORD_LEN;
+            if whole > 0 {
+                (self.tail_at, self.tail_len) = (whole, len - whole);
+                return Ok(Some(whole));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bpf::asm::Insn;
+    use crate::bpf::load::VMLINUX_BTF;
+    use crate::parse::btf::build::{W as Word, blob};
+    use crate::parse::btf::{KIND_ENUM, KIND_FUNC, KIND_INT, KIND_PTR, KIND_STRUCT, KIND_TYPEDEF};
+
+    #[test]
+    fn decodes_both_families_and_the_tally() {
+        let mut b = [0u8; RECORD_LEN];
+        let put = |b: &mut [u8; RECORD_LEN], s: Slot, v: &[u8]| b[s.off..s.off + v.len()].copy_from_slice(v);
+        put(&mut b, INODE, &77u64.to_ne_bytes());
+        put(&mut b, PID, &1234u32.to_ne_bytes());
+        put(&mut b, FD, &5u32.to_ne_bytes());
+        put(&mut b, NETNS, &4026531833u32.to_ne_bytes());
+        put(&mut b, UID, &1000u32.to_ne_bytes());
+        put(&mut b, FAMILY, &2u16.to_ne_bytes());
+        put(&mut b, PROTOCOL, &6u16.to_ne_bytes());
+        put(&mut b, TYPE, &1u16.to_ne_bytes());
+        put(&mut b, STATE, &[10]);
+        put(&mut b, LOCAL_PORT, &8080u16.to_ne_bytes());
+        put(&mut b, REMOTE_PORT, &443u16.to_be_bytes());
+        put(&mut b, PENDING, &3u32.to_ne_bytes());
+        put(&mut b, LOCAL_ADDR4, &[127, 0, 0, 1]);
+        put(&mut b, REMOTE_ADDR4, &[127, 0, 0, 2]);
+        put(&mut b, LOCAL_ADDR6[0], &[0xfe; 16]);
+        let Record::Socket(r) = Record::decode(&b) else { panic!("a socket") };
+        assert_eq!((r.inode, r.pid, r.fd, r.netns, r.uid), (77, 1234, 5, 4026531833, 1000));
+        assert_eq!((r.family, r.protocol, r.sock_type, r.state, r.pending), (2, 6, 1, 10, 3));
+        assert_eq!((r.local_port, r.remote_port), (8080, 443));
+        assert_eq!(r.local_addr[..4], [127, 0, 0, 1]);
+        assert_eq!(r.local_addr[4..], [0; 12], "a v4 socket's v6 fields are not read");
+        assert_eq!(r.remote_addr[..4], [127, 0, 0, 2]);
+        put(&mut b, FAMILY, &10u16.to_ne_bytes());
+        let Record::Socket(r) = Record::decode(&b) else { panic!("a socket") };
+        assert_eq!((r.local_addr, r.remote_addr), ([0xfe; 16], [0; 16]));
+        put(&mut b, KIND, &[TALLY as u8]);
+        assert_eq!(Record::decode(&b), Record::Tally { passed_over: 77 });
+    }
+
+    /// Every jump of `p` lands on an instruction of it, forward, and it
+    /// ends in `exit`.
+    fn check_jumps(p: &Program) {
+        let insns = p.code.insns();
+        assert_eq!(insns.last(), Some(&Insn::Exit));
+        let starts: Vec<usize> =
+            insns.iter().scan(0, |slot, i| Some(std::mem::replace(slot, *slot + i.slots()))).collect();
+        for (&at, ins) in starts.iter().zip(insns) {
+            if let Insn::Ja { off } | Insn::Jmp { off, .. } = *ins {
+                assert!(off >= 0 && starts.contains(&(at + 1 + off as usize)), "jump at {at}: {off}");
+            }
+        }
+    }
+
+    /// A kernel's BTF cut down to what the program reads, at fixed offsets,
+    /// with `helpers` as its `enum bpf_func_id`.
+    fn small_kernel(helpers: &[(&'static str, u32)]) -> Vec<u8> {
+        use Word::{N, Name};
+        let bits = |bytes: u32| N(bytes * 8);
+        let ids: Vec<Word> = helpers.iter().flat_map(|&(name, id)| [Name(name), N(id)]).collect();
+        blob(&[
+            ("unsigned int", KIND_INT, 0, 4, &[N(32)]),           // 1
+            ("long long unsigned int", KIND_INT, 0, 8, &[N(64)]), // 2
+            ("short unsigned int", KIND_INT, 0, 2, &[N(16)]),     // 3
+            ("unsigned char", KIND_INT, 0, 1, &[N(8)]),           // 4
+            ("", KIND_PTR, 0, 0, &[]),                            // 5
+            ("bpf_iter_task_file", KIND_FUNC, 0, 0, &[]),         // 6
+            (
+                "bpf_iter__task_file",
+                KIND_STRUCT,
+                4,
+                32,
+                &[
+                    Name("meta"),
+                    N(5),
+                    bits(0),
+                    Name("task"),
+                    N(5),
+                    bits(8),
+                    Name("fd"),
+                    N(1),
+                    bits(16),
+                    Name("file"),
+                    N(5),
+                    bits(24),
+                ],
+            ), // 7
+            ("bpf_iter_meta", KIND_STRUCT, 1, 24, &[Name("seq"), N(5), bits(0)]), // 8
+            ("socket", KIND_STRUCT, 1, 128, &[Name("sk"), N(5), bits(24)]), // 9
+            ("file", KIND_STRUCT, 1, 256, &[Name("f_inode"), N(5), bits(32)]), // 10
+            ("inode", KIND_STRUCT, 1, 600, &[Name("i_ino"), N(2), bits(64)]), // 11
+            ("task_struct", KIND_STRUCT, 2, 4096, &[Name("tgid"), N(1), bits(2000), Name("nsproxy"), N(5), bits(2040)]), // 12
+            ("possible_net_t", KIND_STRUCT, 1, 8, &[Name("net"), N(5), bits(0)]), // 13
+            ("in6_addr", KIND_STRUCT, 0, 16, &[]),                                // 14
+            (
+                "sock_common",
+                KIND_STRUCT,
+                9,
+                136,
+                &[
+                    Name("skc_daddr"),
+                    N(1),
+                    bits(0),
+                    Name("skc_rcv_saddr"),
+                    N(1),
+                    bits(4),
+                    Name("skc_dport"),
+                    N(3),
+                    bits(12),
+                    Name("skc_num"),
+                    N(3),
+                    bits(14),
+                    Name("skc_family"),
+                    N(3),
+                    bits(16),
+                    Name("skc_state"),
+                    N(4),
+                    bits(18),
+                    Name("skc_net"),
+                    N(13),
+                    bits(48),
+                    Name("skc_v6_daddr"),
+                    N(14),
+                    bits(56),
+                    Name("skc_v6_rcv_saddr"),
+                    N(14),
+                    bits(72),
+                ],
+            ), // 15
+            ("kuid_t", KIND_TYPEDEF, 0, 17, &[]),                                 // 16
+            ("", KIND_STRUCT, 1, 4, &[Name("val"), N(1), bits(0)]),               // 17
+            (
+                "sock",
+                KIND_STRUCT,
+                4,
+                760,
+                &[
+                    Name("__sk_common"),
+                    N(15),
+                    bits(0),
+                    Name("sk_protocol"),
+                    N(3),
+                    bits(516),
+                    Name("sk_type"),
+                    N(3),
+                    bits(518),
+                    Name("sk_uid"),
+                    N(16),
+                    bits(600),
+                ],
+            ), // 18
+            ("ns_common", KIND_STRUCT, 1, 24, &[Name("inum"), N(1), bits(16)]),   // 19
+            ("net", KIND_STRUCT, 1, 4000, &[Name("ns"), N(19), bits(120)]),       // 20
+            ("atomic_t", KIND_TYPEDEF, 0, 22, &[]),                               // 21
+            ("", KIND_STRUCT, 1, 4, &[Name("counter"), N(23), bits(0)]),          // 22
+            ("int", KIND_INT, 0, 4, &[N((1 << 24) | 32)]),                        // 23
+            ("request_sock_queue", KIND_STRUCT, 1, 64, &[Name("qlen"), N(21), bits(8)]), // 24
+            ("inet_connection_sock", KIND_STRUCT, 1, 1400, &[Name("icsk_accept_queue"), N(24), bits(1000)]), // 25
+            ("tcp_sock", KIND_STRUCT, 1, 2200, &[Name("inet_conn"), N(25), bits(0)]), // 26
+            ("bpf_func_id", KIND_ENUM, helpers.len() as u32, 4, &ids),            // 27
+            ("nsproxy", KIND_STRUCT, 1, 72, &[Name("net_ns"), N(5), bits(64)]),   // 28
+        ])
+    }
+
+    const HELPERS: [(&str, u32); 4] = [
+        ("BPF_FUNC_map_lookup_elem", 1),
+        ("BPF_FUNC_probe_read_kernel", 113),
+        ("BPF_FUNC_seq_write", 127),
+        ("BPF_FUNC_sock_from_file", 162),
+    ];
+
+    /// The program for a fixed kernel, as an annotated listing: a change to
+    /// what it does shows up as a diff of `owner_scan.listing`.
+    /// `PROCSPY_BLESS=1` rewrites it.
+    #[test]
+    fn the_program_is_the_committed_listing() {
+        let kernel = small_kernel(&HELPERS);
+        let p = assemble(&Btf::parse(&kernel).unwrap()).unwrap();
+        check_jumps(&p);
+        let listing = p.to_string();
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/bpf/owner_scan.listing");
+        if std::env::var_os("PROCSPY_BLESS").is_some() {
+            std::fs::write(path, &listing).unwrap();
+        }
+        assert_eq!(listing, include_str!("owner_scan.listing"), "the program changed: PROCSPY_BLESS=1 to accept");
+        assert_eq!(p.attach_btf_id, 6);
+        // Its encoding decodes back to it, slot by slot.
+        let code = p.code.encode(&[TALLY_MAP]);
+        let mut at = 0;
+        for &i in p.code.insns() {
+            let (back, n) = Insn::decode(&code[at..]).unwrap();
+            assert_eq!(back, i);
+            at += n;
+        }
+        assert_eq!(at, code.len());
+    }
+
+    #[test]
+    fn assembles_wherever_the_btf_has_what_it_reads() {
+        let Ok(blob) = std::fs::read(VMLINUX_BTF) else {
+            assert!(matches!(program(), Err(Refusal::Unsupported(m)) if m.contains("no BTF")));
+            return;
+        };
+        let btf = Btf::parse(&blob).unwrap();
+        let has = btf.find(KIND_FUNC, b"bpf_iter_task_file").is_some()
+            && HELPERS.iter().all(|h| btf.enumerator(b"bpf_func_id", h.0.as_bytes()).is_some());
+        match assemble(&btf) {
+            Ok(p) => {
+                assert!(has);
+                check_jumps(&p);
+                assert!((60..140).contains(&p.code.insns().len()), "{p}");
+            }
+            Err(e) => assert!(!has, "{e}"),
+        }
+    }
+
+    #[test]
+    fn a_kernel_without_what_it_needs_is_refused_by_name() {
+        let without = |name: &str| {
+            let helpers: Vec<_> = HELPERS.into_iter().filter(|h| h.0 != name).collect();
+            assemble(&Btf::parse(&small_kernel(&helpers)).unwrap()).unwrap_err().to_string()
+        };
+        // Linux 5.10 has the iterator but not bpf_sock_from_file.
+        let e = without("BPF_FUNC_sock_from_file");
+        assert!(e.contains("BPF_FUNC_sock_from_file") && e.contains("kernel") && e.contains(WHAT), "{e}");
+        assert!(without("BPF_FUNC_probe_read_kernel").contains("BPF_FUNC_probe_read_kernel"));
+        let empty = [0x9fu8, 0xeb, 1, 0, 24, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0];
+        let e = assemble(&Btf::parse(&empty).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("bpf_iter_task_file"), "{e}");
+    }
+}
