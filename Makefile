@@ -184,7 +184,7 @@ fuzz:
 
 # ---- the kernel matrix (tests/kernels/): the suite on Debian's kernels
 # booted in QEMU (software emulation), and on the host's own. KERNELS="5.10
-# sid" runs a subset; the table lands in README.md. As root.
+# sid" runs a subset; the table lands in docs/kernels.md. As root.
 
 KERNELS    ?=
 DEPS_KERNELS := deb:qemu-system-x86_64=qemu-system-x86 deb:/usr/sbin/depmod=kmod \

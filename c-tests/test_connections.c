@@ -604,7 +604,7 @@ static void vanish_once(int source)
     } else {
         r = procspy_walker_walk(w, NULL, 0, vanish_sock_cb, &v, &st);
     }
-    /* API.md: processes that vanish are skipped, never an error */
+    /* docs/pass.md: processes that exit mid-walk are skipped, never an error */
     CHECK_STATUS(r, PROCSPY_OK);
     for (i = 0; i < 2; i++) {
         if (v.killed[i]) {

@@ -308,7 +308,7 @@ void test_fake_bad_fd_entries(void)
     CHECK_EQ(t.st.fds, 5);       /* 3, 4, 5, 6 and 7 were stat()ed; the others are no fds */
     CHECK_EQ(t.st.sockets, 1);
     CHECK_EQ(t.st.processes, 1);
-    /* API.md: "fds that can't be read (permission, races) are skipped and counted in skipped" */
+    /* procspy.h, procspy_walk_stats.skipped: fds that could not be stat()ed are counted there */
     CHECK_EQ(t.st.skipped, 1);
     fake_end(&t);
 }

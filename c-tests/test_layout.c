@@ -1,5 +1,5 @@
 /*
- * The ABI's struct layouts and constants, as API.md fixes them for x86_64
+ * The ABI's struct layouts and constants, as procspy.h declares them for x86_64
  * (LP64). With env PROCSPY_PRINT_LAYOUT=1 each struct is also printed on
  * stderr as `LAYOUT name size off1 off2 ...` (fields in declaration order)
  * for other clients to compare against.
@@ -17,7 +17,7 @@ static int print_layout(void)
     return e && strcmp(e, "1") == 0;
 }
 
-/* A field's offset, and the one API.md fixes for it. */
+/* A field's offset, and the one this test holds the ABI to. */
 struct field {
     const char *name;
     size_t off, want;
@@ -70,7 +70,7 @@ void test_layout_connection(void)
 
 void test_layout_walk_stats(void)
 {
-    /* nine u64, in API.md's order: frozen for ABI 0 */
+    /* nine u64, in the header's order: frozen for ABI 0 */
     CHECK_LAYOUT(procspy_walk_stats, 72, F(namespaces, 0), F(processes, 8), F(skipped, 16), F(fds, 24),
                  F(sockets, 32), F(bytes_written, 40), F(bytes_needed, 48), F(ticks, 56), F(elapsed_ns, 64));
 }

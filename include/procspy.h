@@ -160,7 +160,8 @@
 #define PROCSPY_STATES_ALL UINT32_MAX
 
 /**
- * ESTABLISHED | FIN_WAIT1 | FIN_WAIT2 | CLOSE_WAIT: the seed's "connection".
+ * ESTABLISHED | FIN_WAIT1 | FIN_WAIT2 | CLOSE_WAIT: what Weave Scope's
+ * procspy calls a connection.
  */
 #define PROCSPY_STATES_CONNECTED ((((1 << 1) | (1 << 4)) | (1 << 5)) | (1 << 8))
 
@@ -238,7 +239,13 @@ typedef enum procspy_status {
    */
   PROCSPY_INVALID_ARGUMENT = 5,
   /**
-   * The proc root (or, for single-pid calls, that pid's file) could not be read.
+   * A system call failed where no other way was left: the proc root (or,
+   * for calls that name pids, such a pid's file) could not be read, a
+   * netlink dump went unanswered for 5 s, an explicit
+   * `PROCSPY_SOURCE_NETLINK` or `PROCSPY_OWNERS_BPF` met a failing system
+   * call (EPERM without the capabilities, EMFILE), or a walker's eventfd
+   * could not be made. `procspy_last_error` names the call, the path and
+   * the errno; the next call tries again.
    */
   PROCSPY_IO = 6,
   /**
@@ -286,7 +293,7 @@ typedef enum procspy_change_kind {
    * kernel's destroy notification tells it (see
    * `procspy_walker_changes`): inode 0, no owner, the state it was freed
    * in (TCP: `PROCSPY_STATE_CLOSE`; a connected UDP socket: ESTABLISHED),
-   * the tuple as far as the kernel kept it.
+   * its uid, and the tuple as far as the kernel kept it.
    */
   PROCSPY_CHANGE_SEEN_CLOSED = 5,
 } procspy_change_kind;
@@ -412,7 +419,7 @@ typedef int (*procspy_socket_fn)(void *userdata, const struct procspy_socket *so
  */
 typedef struct procspy_walk_stats {
   /**
-   * Network namespaces seen (the seed's gauge).
+   * Network namespaces seen.
    */
   uint64_t namespaces;
   /**
@@ -501,10 +508,11 @@ typedef struct procspy_walk_stats_ext {
    */
   uint64_t accounted;
   /**
-   * connections: netlink messages not believed and dropped (not sent by
-   * the kernel, not for this walker's socket or request, or unreadable).
-   * Each socket is connected to the kernel, which turns away messages
-   * from other sockets; this counts what got past that.
+   * connections, changes: netlink messages not believed and dropped (not
+   * sent by the kernel, not for this walker's socket or request, a
+   * destroy notification not sent to exactly one destroy group, or
+   * unreadable). Each socket is connected to the kernel, which turns away
+   * messages from other sockets; this counts what got past that.
    */
   uint64_t dropped;
   /**
@@ -522,8 +530,9 @@ typedef struct procspy_walk_stats_ext {
   /**
    * changes: times destroy notifications were lost (the kernel's queue
    * for a namespace overflowed since the last call, or more were waiting
-   * than a walker keeps): connections that opened and closed then may be
-   * missing from the `PROCSPY_CHANGE_SEEN_CLOSED` events.
+   * than a walker keeps), plus the namespaces left unsubscribed for want
+   * of room: connections that opened and closed then may be missing from
+   * the `PROCSPY_CHANGE_SEEN_CLOSED` events.
    */
   uint64_t closed_lost;
   /**
@@ -813,17 +822,23 @@ enum procspy_status procspy_walker_connections(struct procspy_walker *walker,
  * changed state or changed owner (both: two calls, the state first). The
  * arguments and the pass are `procspy_walker_connections`' (`protocols`,
  * `state_mask`, `buf`/`cap`, `stats`); a connection whose state leaves
- * `state_mask` disappears, one that enters it appears. Identity is
- * (netns, protocol, inode), and the tuple for lines without an inode
- * (TIME_WAIT and the like); changes come in that order.
+ * `state_mask` disappears, one that enters it appears, and a change of
+ * `protocols` or `state_mask` between calls is reported the same way (a
+ * change of source or owner scan changes nothing: the same records).
+ * Identity is (netns, protocol, inode), and the tuple for lines without an
+ * inode (TIME_WAIT and the like); changes come in that order. Owners are
+ * compared as (pid, start time, fd): a reused pid is an owner change, and
+ * so is an owner becoming visible or going.
  *
  * The whole pass runs before the first change is delivered, and only a
  * call that returns `PROCSPY_OK` keeps what it saw: one that is stopped,
  * aborted by its callback, `PROCSPY_BUFFER_TOO_SMALL` (then nothing is
  * delivered) or failed leaves the previous snapshot as it was, so the next
- * call reports against it again. The walker keeps that snapshot, about 48
- * bytes per connection (72 for IPv6) and one entry and name per owning
- * process, so a disappeared connection keeps its owner's name.
+ * call reports against it again: nothing is lost, and treating an
+ * unfinished call's changes as not delivered doubles nothing. The walker
+ * keeps that snapshot, about 48 bytes per connection (72 for IPv6) and
+ * one entry and name per owning process, so a disappeared connection
+ * keeps its owner's name.
  * `on_change` NULL is `PROCSPY_NULL_ARGUMENT`; a call while another runs
  * on the walker is `PROCSPY_BUSY`.
  *
@@ -837,7 +852,9 @@ enum procspy_status procspy_walker_connections(struct procspy_walker *walker,
  * snapshot lists and that the previous call did not report disappeared.
  * The kernel names no process, so `owner` is NULL; a reset socket has
  * lost its remote port, an unbound one its local address. A call that
- * does not return `PROCSPY_OK` keeps them for the next.
+ * does not return `PROCSPY_OK` keeps them for the next. How the
+ * subscriptions are bounded and checked, and what the kernel cannot tell:
+ * docs/changes.md in the source tree.
  */
 PROCSPY_MUST_USE
 enum procspy_status procspy_walker_changes(struct procspy_walker *walker,
@@ -890,12 +907,16 @@ enum procspy_status procspy_walker_read_tcp(const struct procspy_walker *walker,
 /**
  * What the walker has learnt of the running kernel, for diagnostics: a
  * line each, "what: answer", for each probe (namespace files, IPv6
- * tables, the one TCP dump of both families, openat2) and the BPF owner
- * scan (loaded, or why not). A probe no call has needed yet says so: ask
- * after a `procspy_walker_connections`. Copies at most `cap - 1` bytes
- * and a NUL into `buf` (NULL when `cap` is 0) and sets `*out_len` to the
- * full length; `PROCSPY_BUFFER_TOO_SMALL` if it was cut. The text is for
- * people: its wording may change. Safe to call during a walk.
+ * tables, the one TCP dump of both families, openat2, a proc root that
+ * shows the kernel's own pids), the BPF owner scan (loaded, or why not),
+ * whether the closes of other processes' fds return, and what the last
+ * pass could not read (namespaces unreachable, sockets not asked, files
+ * truncated, tables unreadable). A probe no call
+ * has needed yet says so: ask after a `procspy_walker_connections`.
+ * Copies at most `cap - 1` bytes and a NUL into `buf` (NULL when `cap` is
+ * 0) and sets `*out_len` to the full length; `PROCSPY_BUFFER_TOO_SMALL` if
+ * it was cut. The text is for people: its wording may change. Safe to
+ * call during a walk.
  */
 PROCSPY_MUST_USE
 enum procspy_status procspy_walker_diagnose(const struct procspy_walker *walker,

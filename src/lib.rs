@@ -43,7 +43,7 @@
 //! # Ok::<(), procspy::Error>(())
 //! ```
 //!
-//! Run as root (or with the capabilities the README lists) to see every
+//! Run as root (or with the capabilities `docs/privileges.md` lists) to see every
 //! process's sockets; without them the walk still runs, and finds the
 //! owners among the caller's own processes. A walker is reusable and may be
 //! shared between threads: one walk at a time runs on it (another gets

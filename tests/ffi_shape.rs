@@ -1,5 +1,5 @@
 //! The shape of the C ABI: every entry point guarded, every public struct
-//! laid out as API.md says.
+//! laid out as the header declares it (offsets checked here and in c-tests/test_layout.c).
 
 use std::mem::{offset_of, size_of};
 

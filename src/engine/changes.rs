@@ -1,21 +1,15 @@
-//! Changes: what appeared, disappeared, changed state or changed owner
-//! since the previous changes call on a walker, from one connections pass
-//! and the snapshot the previous call kept.
+//! Changes, from one connections pass and the snapshot the previous call
+//! kept. What a call promises is `procspy_walker_changes`' comment in
+//! `ffi`; this is how.
 //!
-//! A snapshot holds every connection the pass delivered, sorted by identity:
-//! (netns, protocol, inode), and for lines without an inode (TIME_WAIT and
-//! the like) (netns, protocol, tuple). Two snapshots merge in one pass over
-//! both, so a call costs a sort of what it saw plus one step per connection
-//! and per change, never a product of them.
-//!
-//! A connection costs 40 bytes plus its addresses (8 for IPv4, 32 for IPv6).
-//! Its owner is an index into the pass's process table, which the snapshot
-//! takes over whole: one entry and one name per socket-holding process, so
-//! an owner that has gone keeps its name for the events that name it.
-//!
-//! A call commits its snapshot only when it returns OK: a stopped, aborted
-//! or failed call leaves the previous one as it was, and the next call
-//! reports against that.
+//! A snapshot holds every connection the pass delivered, sorted by
+//! identity. Two snapshots merge in one pass over both, so a call costs a
+//! sort of what it saw plus one step per connection and per change, never
+//! a product of them. A connection is 40 bytes plus its addresses; its
+//! owner is an index into the pass's process table, which the snapshot
+//! takes over whole, so an owner that has gone keeps its name for the
+//! events that name it. The snapshot is committed only by a call that
+//! returns OK.
 //!
 //! Connections that opened and closed between two calls come from the
 //! kernel's destroy notifications (`closed.rs`), each delivered unless it

@@ -12,10 +12,11 @@
 //! `NL_CFG_F_NONROOT_RECV`); entering another namespace needs
 //! `CAP_SYS_ADMIN`. A namespace that refuses either (EPERM, EACCES) is not
 //! asked again while it lasts, and only its seen-closed events are missing.
-//! At most `MAX_SUBSCRIBED` namespaces are subscribed, the first met in
-//! inode order; a namespace's subscription ends with the first call that no
-//! longer sees it (a socket keeps its namespace alive), which frees its
-//! place for another.
+//! At most `MAX_SUBSCRIBED` namespaces are subscribed, in an order drawn
+//! from a key each walker picks at random (`rank`), so no one can place
+//! namespaces of theirs first; a namespace's subscription ends with the
+//! first call that no longer sees it (a socket keeps its namespace alive),
+//! which frees its place for another.
 //!
 //! Notifications are drained at the start of each call, without waiting,
 //! and kept until a call commits; each datagram is believed only if the

@@ -1,7 +1,10 @@
-//! The walk of Weave Scope's procspy, with its faults fixed: a stop that
-//! stops, a namespace-path probe instead of a kernel-version guess, tcp6
-//! only where it exists, the next pid when one pid's tables can't be read,
-//! and every socket delivered even where no table could be read.
+//! The `Walker`, the Rust API, and its lock: one walk at a time on a walker
+//! (another gets `Busy`; one in a child forked during a walk, `Forked`),
+//! its settings, its stop, and the stats of the last walk. Each method's
+//! contract is its C function's comment in `ffi` (the header's); a method's
+//! doc says what Rust adds. A pass (connections, query, changes) is
+//! `pass.rs`; the walk of Weave Scope's procspy, fixed, is the short
+//! `walk_locked` at the end of this file.
 
 use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
@@ -55,7 +58,8 @@ struct State {
 }
 
 impl Walker {
-    /// Opens `proc_root` (any bytes but NUL); fails unless it is a readable directory.
+    /// Opens `proc_root` (`None`: the host's `/proc`); see
+    /// [`procspy_walker_new`](crate::ffi::procspy_walker_new).
     ///
     /// ```
     /// let walker = procspy::Walker::new(None)?; // None: the host's /proc
@@ -76,9 +80,8 @@ impl Walker {
         })
     }
 
-    /// Pacing: a tick before each namespace and after every `fd_block_size`
-    /// fd stats (0 = none), each tick `tick` apart (0 = never wait). Takes
-    /// effect at the next tick.
+    /// Pacing, with `tick` as a `Duration`; see
+    /// [`procspy_walker_set_rate_limit`](crate::ffi::procspy_walker_set_rate_limit).
     ///
     /// ```
     /// use std::time::Duration;
@@ -91,7 +94,8 @@ impl Walker {
         self.ctx.set_rate_limit(fd_block_size, tick);
     }
 
-    /// Where `connections` reads the tables; takes effect at the next call.
+    /// Where `connections` reads the tables; see
+    /// [`procspy_walker_set_source`](crate::ffi::procspy_walker_set_source).
     ///
     /// ```
     /// use procspy::{Source, Walker};
@@ -104,11 +108,13 @@ impl Walker {
         self.config().0 = source;
     }
 
+    /// What `set_source` chose last ([`Source::Auto`] before).
     pub fn source(&self) -> Source {
         self.config().0
     }
 
-    /// How `connections` finds owners; takes effect at the next call.
+    /// How `connections` finds owners; see
+    /// [`procspy_walker_set_owner_scan`](crate::ffi::procspy_walker_set_owner_scan).
     ///
     /// ```
     /// use procspy::{OwnerScan, Walker};
@@ -121,6 +127,7 @@ impl Walker {
         self.config().1 = scan;
     }
 
+    /// What `set_owner_scan` chose last ([`OwnerScan::Auto`] before).
     pub fn owner_scan(&self) -> OwnerScan {
         self.config().1
     }
@@ -129,8 +136,8 @@ impl Walker {
         self.config.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Ends the walk in progress within one block of work and makes every
-    /// later walk fail with `Error::Stopped`. Async-signal-safe.
+    /// Ends the walk in progress, and every later one, with
+    /// [`Error::Stopped`]; see [`procspy_walker_stop`](crate::ffi::procspy_walker_stop).
     ///
     /// ```
     /// use std::ops::ControlFlow;
@@ -146,12 +153,13 @@ impl Walker {
         self.ctx.stop.request();
     }
 
+    /// Whether `stop` was called, on this walker or through a token.
     pub fn is_stopped(&self) -> bool {
         self.ctx.stop.is_set()
     }
 
-    /// A handle that stops this walker and may outlive it: for a signal
-    /// handler that may run while the walker is freed.
+    /// A handle that stops this walker and may outlive it; see
+    /// [`procspy_walker_stop_token`](crate::ffi::procspy_walker_stop_token).
     ///
     /// ```
     /// let walker = procspy::Walker::new(None)?;
@@ -166,7 +174,9 @@ impl Walker {
         StopToken(self.ctx.stop.clone())
     }
 
-    /// The stats of the last walk on this walker that ended.
+    /// The stats of the last walk on this walker that ended, all of them
+    /// (C has them in two structs; see
+    /// [`procspy_walker_stats_ext`](crate::ffi::procspy_walker_stats_ext)).
     ///
     /// ```
     /// use std::ops::ControlFlow;
@@ -182,7 +192,8 @@ impl Walker {
         *self.last.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The inode of `pid`'s network namespace.
+    /// The inode of `pid`'s network namespace; see
+    /// [`procspy_walker_netns_of`](crate::ffi::procspy_walker_netns_of).
     ///
     /// ```
     /// use std::os::unix::fs::MetadataExt;
@@ -196,8 +207,8 @@ impl Walker {
         ctx.netns(pid).map_err(|e| Error::io(format_args!("{}/{pid}/{}", ctx.root_path, ctx.ns_file()), e))
     }
 
-    /// Reads `pid`'s tcp and tcp6 tables (tcp6 where it exists) into `out`.
-    /// Returns the tables' full length; `BufferTooSmall` if they did not fit.
+    /// Reads `pid`'s tcp and tcp6 tables into `out` and returns their full
+    /// length; see [`procspy_walker_read_tcp`](crate::ffi::procspy_walker_read_tcp).
     ///
     /// ```
     /// use std::mem::MaybeUninit;
@@ -219,9 +230,10 @@ impl Walker {
     }
 
     /// Every line of the chosen tables in every namespace that passes
-    /// `state_mask`, once, with its owner. `out` is the caller's scratch
-    /// (`None`: the walker's own); a namespace whose tables don't fit it is
-    /// skipped whole and the result is `BufferTooSmall`.
+    /// `state_mask`, once, with its owner; see
+    /// [`procspy_walker_connections`](crate::ffi::procspy_walker_connections).
+    /// `out` is the caller's scratch (`None`: the walker's own, as `cap` 0 in
+    /// C); `ControlFlow::Break` from the closure is [`Error::Aborted`].
     ///
     /// Who holds a port (here a listener of this process):
     ///
@@ -253,9 +265,9 @@ impl Walker {
         self.query(out, &Query::default(), protocols, state_mask, stats, on_connection)
     }
 
-    /// The lines `query` asks for, of the chosen tables, that pass
-    /// `state_mask`, each once, with its owner (`connections`' rules for
-    /// everything else: one namespace's lines contiguous, `out`, stats).
+    /// `connections`, restricted to what `query` asks for; see
+    /// [`procspy_walker_query`](crate::ffi::procspy_walker_query), whose
+    /// flags are [`Query`]'s fields.
     ///
     /// One process's sockets, reading only its fds and its namespaces:
     ///
@@ -293,14 +305,10 @@ impl Walker {
     }
 
     /// What changed since the previous changes call on this walker that
-    /// returned OK (at the first, every connection appears): one
-    /// connections pass (`connections`' arguments, its rules), then
-    /// `on_change` for each change, in the order of the connections'
-    /// identities, then a `SeenClosed` for each connection of the chosen
-    /// protocols (whatever `state_mask`) that the kernel said it freed and
-    /// that neither call listed. Nothing is delivered unless the pass
-    /// succeeded; a call that does not return OK leaves the previous
-    /// snapshot, and the notifications not yet delivered, as they were.
+    /// returned `Ok`, with `connections`' arguments; the contract is
+    /// [`procspy_walker_changes`](crate::ffi::procspy_walker_changes).
+    /// `ControlFlow::Break` from the closure is [`Error::Aborted`], which,
+    /// like every `Err`, keeps nothing for the next call.
     ///
     /// ```
     /// use std::ops::ControlFlow;
@@ -333,9 +341,8 @@ impl Walker {
         })
     }
 
-    /// What this walker has learnt of the running kernel, a line each
-    /// (`what: answer`): its probes, then the BPF owner scan. A probe no
-    /// call has needed yet says so.
+    /// What this walker has learnt of the running kernel, a line each; see
+    /// [`procspy_walker_diagnose`](crate::ffi::procspy_walker_diagnose).
     ///
     /// ```
     /// let walker = procspy::Walker::new(None)?;
@@ -408,11 +415,9 @@ impl Walker {
         }
     }
 
-    /// The walk: for each namespace a tick, its tcp and tcp6 tables into
-    /// `out` (again after every fd-block tick), and one `on_socket` call per
-    /// socket fd of its pids. Every socket is delivered even if the tables
-    /// don't fit (`BufferTooSmall`), unless `out` has no capacity at all,
-    /// which means count only.
+    /// The walk: one `on_socket` call per socket fd, namespace by
+    /// namespace, and their tcp and tcp6 tables into `out` (no capacity:
+    /// count only); see [`procspy_walker_walk`](crate::ffi::procspy_walker_walk).
     ///
     /// ```
     /// use std::ops::ControlFlow;

@@ -64,7 +64,7 @@ pub extern "C" fn procspy_status_str(status: procspy_status_int) -> *const c_cha
             s if s == PROCSPY_BUFFER_TOO_SMALL as c_int => c"PROCSPY_BUFFER_TOO_SMALL: the buffer was too small",
             s if s == PROCSPY_NULL_ARGUMENT as c_int => c"PROCSPY_NULL_ARGUMENT: a required pointer was NULL",
             s if s == PROCSPY_INVALID_ARGUMENT as c_int => c"PROCSPY_INVALID_ARGUMENT: an argument was out of range",
-            s if s == PROCSPY_IO as c_int => c"PROCSPY_IO: the proc root could not be read",
+            s if s == PROCSPY_IO as c_int => c"PROCSPY_IO: a system call failed (procspy_last_error() says which)",
             s if s == PROCSPY_BUSY as c_int => c"PROCSPY_BUSY: a walk on this walker is already running",
             s if s == PROCSPY_PANIC as c_int => c"PROCSPY_PANIC: an internal fault was caught at the boundary",
             s if s == PROCSPY_UNSUPPORTED as c_int => {

@@ -21,7 +21,13 @@ pub enum procspy_status {
     PROCSPY_NULL_ARGUMENT = 4,
     /// An argument was out of range.
     PROCSPY_INVALID_ARGUMENT = 5,
-    /// The proc root (or, for single-pid calls, that pid's file) could not be read.
+    /// A system call failed where no other way was left: the proc root (or,
+    /// for calls that name pids, such a pid's file) could not be read, a
+    /// netlink dump went unanswered for 5 s, an explicit
+    /// `PROCSPY_SOURCE_NETLINK` or `PROCSPY_OWNERS_BPF` met a failing system
+    /// call (EPERM without the capabilities, EMFILE), or a walker's eventfd
+    /// could not be made. `procspy_last_error` names the call, the path and
+    /// the errno; the next call tries again.
     PROCSPY_IO = 6,
     /// A walk on this walker is already running; or, in a child forked
     /// during a walk, that walk, which goes on in the parent only.
@@ -111,7 +117,8 @@ pub const PROCSPY_STATE_NEW_SYN_RECV: u8 = 12;
 
 /// State mask (`1u << state`) that lets every state through.
 pub const PROCSPY_STATES_ALL: u32 = u32::MAX;
-/// ESTABLISHED | FIN_WAIT1 | FIN_WAIT2 | CLOSE_WAIT: the seed's "connection".
+/// ESTABLISHED | FIN_WAIT1 | FIN_WAIT2 | CLOSE_WAIT: what Weave Scope's
+/// procspy calls a connection.
 pub const PROCSPY_STATES_CONNECTED: u32 = (1 << 1) | (1 << 4) | (1 << 5) | (1 << 8);
 /// LISTEN only.
 pub const PROCSPY_STATES_LISTEN: u32 = 1 << 10;
@@ -186,7 +193,7 @@ pub struct procspy_connection {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct procspy_walk_stats {
-    /// Network namespaces seen (the seed's gauge).
+    /// Network namespaces seen.
     pub namespaces: u64,
     /// Pids examined.
     pub processes: u64,
@@ -228,7 +235,7 @@ pub enum procspy_change_kind {
     /// kernel's destroy notification tells it (see
     /// `procspy_walker_changes`): inode 0, no owner, the state it was freed
     /// in (TCP: `PROCSPY_STATE_CLOSE`; a connected UDP socket: ESTABLISHED),
-    /// the tuple as far as the kernel kept it.
+    /// its uid, and the tuple as far as the kernel kept it.
     PROCSPY_CHANGE_SEEN_CLOSED = 5,
 }
 
@@ -280,10 +287,11 @@ pub struct procspy_walk_stats_ext {
     /// connections: namespaces listed from the BPF owner scan, their tables
     /// not read.
     pub accounted: u64,
-    /// connections: netlink messages not believed and dropped (not sent by
-    /// the kernel, not for this walker's socket or request, or unreadable).
-    /// Each socket is connected to the kernel, which turns away messages
-    /// from other sockets; this counts what got past that.
+    /// connections, changes: netlink messages not believed and dropped (not
+    /// sent by the kernel, not for this walker's socket or request, a
+    /// destroy notification not sent to exactly one destroy group, or
+    /// unreadable). Each socket is connected to the kernel, which turns away
+    /// messages from other sockets; this counts what got past that.
     pub dropped: u64,
     /// connections: pids skipped (also counted in `skipped`) because their
     /// namespace file was not the namespace they were grouped by: the pid
@@ -295,8 +303,9 @@ pub struct procspy_walk_stats_ext {
     pub snapshot_bytes: u64,
     /// changes: times destroy notifications were lost (the kernel's queue
     /// for a namespace overflowed since the last call, or more were waiting
-    /// than a walker keeps): connections that opened and closed then may be
-    /// missing from the `PROCSPY_CHANGE_SEEN_CLOSED` events.
+    /// than a walker keeps), plus the namespaces left unsubscribed for want
+    /// of room: connections that opened and closed then may be missing from
+    /// the `PROCSPY_CHANGE_SEEN_CLOSED` events.
     pub closed_lost: u64,
     /// connections, changes, query: network namespaces found that no
     /// process is in (a thread's own, an nsfs bind mount's such as

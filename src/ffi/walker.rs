@@ -370,17 +370,23 @@ pub(super) fn connections_body<'q>(
 /// changed state or changed owner (both: two calls, the state first). The
 /// arguments and the pass are `procspy_walker_connections`' (`protocols`,
 /// `state_mask`, `buf`/`cap`, `stats`); a connection whose state leaves
-/// `state_mask` disappears, one that enters it appears. Identity is
-/// (netns, protocol, inode), and the tuple for lines without an inode
-/// (TIME_WAIT and the like); changes come in that order.
+/// `state_mask` disappears, one that enters it appears, and a change of
+/// `protocols` or `state_mask` between calls is reported the same way (a
+/// change of source or owner scan changes nothing: the same records).
+/// Identity is (netns, protocol, inode), and the tuple for lines without an
+/// inode (TIME_WAIT and the like); changes come in that order. Owners are
+/// compared as (pid, start time, fd): a reused pid is an owner change, and
+/// so is an owner becoming visible or going.
 ///
 /// The whole pass runs before the first change is delivered, and only a
 /// call that returns `PROCSPY_OK` keeps what it saw: one that is stopped,
 /// aborted by its callback, `PROCSPY_BUFFER_TOO_SMALL` (then nothing is
 /// delivered) or failed leaves the previous snapshot as it was, so the next
-/// call reports against it again. The walker keeps that snapshot, about 48
-/// bytes per connection (72 for IPv6) and one entry and name per owning
-/// process, so a disappeared connection keeps its owner's name.
+/// call reports against it again: nothing is lost, and treating an
+/// unfinished call's changes as not delivered doubles nothing. The walker
+/// keeps that snapshot, about 48 bytes per connection (72 for IPv6) and
+/// one entry and name per owning process, so a disappeared connection
+/// keeps its owner's name.
 /// `on_change` NULL is `PROCSPY_NULL_ARGUMENT`; a call while another runs
 /// on the walker is `PROCSPY_BUSY`.
 ///
@@ -394,7 +400,9 @@ pub(super) fn connections_body<'q>(
 /// snapshot lists and that the previous call did not report disappeared.
 /// The kernel names no process, so `owner` is NULL; a reset socket has
 /// lost its remote port, an unbound one its local address. A call that
-/// does not return `PROCSPY_OK` keeps them for the next.
+/// does not return `PROCSPY_OK` keeps them for the next. How the
+/// subscriptions are bounded and checked, and what the kernel cannot tell:
+/// docs/changes.md in the source tree.
 #[unsafe(no_mangle)]
 #[must_use]
 pub extern "C" fn procspy_walker_changes(
@@ -519,12 +527,16 @@ pub extern "C" fn procspy_walker_read_tcp(
 
 /// What the walker has learnt of the running kernel, for diagnostics: a
 /// line each, "what: answer", for each probe (namespace files, IPv6
-/// tables, the one TCP dump of both families, openat2) and the BPF owner
-/// scan (loaded, or why not). A probe no call has needed yet says so: ask
-/// after a `procspy_walker_connections`. Copies at most `cap - 1` bytes
-/// and a NUL into `buf` (NULL when `cap` is 0) and sets `*out_len` to the
-/// full length; `PROCSPY_BUFFER_TOO_SMALL` if it was cut. The text is for
-/// people: its wording may change. Safe to call during a walk.
+/// tables, the one TCP dump of both families, openat2, a proc root that
+/// shows the kernel's own pids), the BPF owner scan (loaded, or why not),
+/// whether the closes of other processes' fds return, and what the last
+/// pass could not read (namespaces unreachable, sockets not asked, files
+/// truncated, tables unreadable). A probe no call
+/// has needed yet says so: ask after a `procspy_walker_connections`.
+/// Copies at most `cap - 1` bytes and a NUL into `buf` (NULL when `cap` is
+/// 0) and sets `*out_len` to the full length; `PROCSPY_BUFFER_TOO_SMALL` if
+/// it was cut. The text is for people: its wording may change. Safe to
+/// call during a walk.
 #[unsafe(no_mangle)]
 #[must_use]
 pub extern "C" fn procspy_walker_diagnose(

@@ -3,13 +3,13 @@
 # and the C harness (tests/kernels/guest.sh) on each of
 # Debian's kernels, booted in QEMU under software emulation, and on the
 # host's own kernel directly (there is no image of it to boot), then
-# writes the table into README.md (and tests/kernels/matrix.tsv, which
+# writes the table into docs/kernels.md (and tests/kernels/matrix.tsv, which
 # keeps the rows of kernels not run this time).
 #
 # Usage: tests/kernels/matrix.sh [KEY...]   (default: $KERNELS, else all)
 #   KEY: 5.10 6.1 6.12 6.18 sid host
-#        tests/kernels/matrix.sh --readme    (the README's table again, from
-#                                             matrix.tsv, running nothing)
+#        tests/kernels/matrix.sh --table     (docs/kernels.md's table again,
+#                                             from matrix.tsv, running nothing)
 #        tests/kernels/matrix.sh --reread KEY...  (KEY's row again from the
 #                                             logs of its last run)
 # Env: KERNEL_TIMEOUT (s, one guest from boot to power-off, default 900),
@@ -30,7 +30,7 @@ KERNEL_TIMEOUT=${KERNEL_TIMEOUT:-900}
 export SUITE_TIMEOUT=${SUITE_TIMEOUT:-600}
 GUEST_MEM=${GUEST_MEM:-3G}
 TSV=tests/kernels/matrix.tsv
-README=README.md
+DOC=docs/kernels.md
 
 log() { echo "matrix: $*" >&2; }
 
@@ -196,7 +196,7 @@ row() {
         "$(failures_of "$run" | tr '|\t' '  ' | paste -sd';' | sed 's/;/; /g' | cut -c1-2000)"
 }
 
-# ---- the table, in the README between its markers
+# ---- the table, in docs/kernels.md between its markers
 
 render() {
     echo '| kernel | build | BPF owner scan | netlink | text tables | openat2 | tests | boot | suite | run |'
@@ -217,15 +217,15 @@ render() {
         echo "$failures"
     fi
 }
-update_readme() {
+update_doc() {
     local table
     table=$(mktemp)
     render > "$table"
     awk -v table="$table" '
         /^<!-- kernels:begin/ { print; while ((getline l < table) > 0) print l; skip = 1; next }
         /^<!-- kernels:end/ { skip = 0 }
-        !skip { print }' "$README" > "$README.new"
-    mv "$README.new" "$README"
+        !skip { print }' "$DOC" > "$DOC.new"
+    mv "$DOC.new" "$DOC"
     rm -f "$table"
 }
 
@@ -240,8 +240,8 @@ record() {
     mv "$TSV.new" "$TSV"
 }
 case ${1:-} in
-    --readme)
-        update_readme
+    --table)
+        update_doc
         exit 0 ;;
     --reread)
         # The rows of the last runs again, from their logs (after a change
@@ -250,7 +250,7 @@ case ${1:-} in
         for key in "$@"; do
             if [ -d "$CACHE/runs/$key" ]; then record "$key"; else log "$key: no run to read"; fi
         done
-        update_readme
+        update_doc
         exit 0 ;;
 esac
 read -r -a keys <<< "${*:-${KERNELS:-$ALL_KERNELS}}"
@@ -267,7 +267,7 @@ build_suite_list
 # The commit measured; "+changes" if the tree differs from it (but for
 # what this script writes).
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD -- . ":!$README" ":!$TSV" 2>/dev/null || commit="$commit+changes"
+git diff --quiet HEAD -- . ":!$DOC" ":!$TSV" 2>/dev/null || commit="$commit+changes"
 
 ok=0 bad=0
 for key in "${keys[@]}"; do
@@ -284,7 +284,7 @@ done
 if [ -n "${SUITES:-}" ]; then
     log "SUITES=$SUITES: a partial run, the table is left as it was"
 else
-    update_readme
+    update_doc
     render
 fi
 # One line for CI's reader: kernels whose every suite passed, and the others.
