@@ -268,12 +268,12 @@ fn bpf_and_proc_owner_scans_agree_record_for_record() {
 }
 
 /// The BPF scan lists only the socket fds a pass can use and counts the
-/// others in the kernel: a holder of 4,000 unix sockets (in its own
+/// others in the kernel: a holder of 2,000 unix sockets (in its own
 /// namespace) gets the same lines and owners as with `PID/fd`, and its
 /// unix sockets count among the sockets found by both.
 #[test]
 fn a_holder_of_many_unix_sockets_gets_the_same_owners_from_both_scans() {
-    const UNIX: u64 = 4000;
+    const UNIX: u64 = 2000;
     let h = Holder::start_with_unix(UNIX as usize);
     let ours = HashSet::from([h.pid]);
     let w = Walker::new(None).unwrap();

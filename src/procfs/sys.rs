@@ -150,16 +150,31 @@ impl Attr for ProgLoadAttr {}
 impl Attr for LinkCreateAttr {}
 impl Attr for IterCreateAttr {}
 
-/// `bpf(cmd, attr, sizeof attr)`: the kernel reads that many bytes and takes
-/// the rest of its `union bpf_attr` as zero.
-fn bpf<A: Attr>(cmd: libc::c_long, attr: &A) -> libc::c_long {
-    // SAFETY: `attr` is one of the `repr(C)` shapes of `union bpf_attr`
-    // above, read for its size; every pointer inside it was taken by the
-    // callers below from a live borrow that outlives this call, with its
-    // length beside it (the log is borrowed mutably: the kernel writes at
-    // most `log_size` bytes; a map's key and value, of the sizes the map
-    // was made with, are only read).
-    unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *const A, size_of::<A>()) }
+/// `sizeof(union bpf_attr)` of the kernels this was written against: each
+/// attr goes to the kernel followed by zeros up to this size, which a newer
+/// kernel takes as its own fields' zeros, and which valgrind, reading the
+/// fields it knows of each command whatever the size, finds initialised.
+const ATTR_LEN: usize = 144;
+
+/// An attr and the zeros after it.
+#[repr(C)]
+struct Padded<A> {
+    attr: A,
+    zeros: [u8; ATTR_LEN],
+}
+
+/// `bpf(cmd, attr, ATTR_LEN)`.
+fn bpf<A: Attr>(cmd: libc::c_long, attr: A) -> libc::c_long {
+    const { assert!(size_of::<A>() <= ATTR_LEN) };
+    let padded = Padded { attr, zeros: [0; ATTR_LEN] };
+    // SAFETY: `padded` is one of the `repr(C)` shapes of `union bpf_attr`
+    // above (none with padding inside) and at least ATTR_LEN bytes of
+    // zeros, of which the kernel reads ATTR_LEN bytes; every pointer inside
+    // it was taken by the callers below from a live borrow that outlives
+    // this call, with its length beside it (the log is borrowed mutably:
+    // the kernel writes at most `log_size` bytes; a map's key and value, of
+    // the sizes the map was made with, are only read).
+    unsafe { libc::syscall(libc::SYS_bpf, cmd, &padded as *const Padded<A>, ATTR_LEN) }
 }
 
 /// `name` as the kernel takes an object's name: at most 15 bytes and a NUL.
@@ -189,7 +204,7 @@ impl BpfMap {
             map_name: object_name(name),
             ..MapCreateAttr::default()
         };
-        let fd = owned_fd(bpf(BPF_MAP_CREATE, &a))?;
+        let fd = owned_fd(bpf(BPF_MAP_CREATE, a))?;
         Ok(Self { fd, key_size: key_size as usize, value_size: value_size as usize })
     }
 
@@ -205,7 +220,7 @@ impl BpfMap {
             value: value.as_ptr() as u64,
             ..MapElemAttr::default()
         };
-        if bpf(BPF_MAP_UPDATE_ELEM, &a) < 0 { Err(Errno::last()) } else { Ok(()) }
+        if bpf(BPF_MAP_UPDATE_ELEM, a) < 0 { Err(Errno::last()) } else { Ok(()) }
     }
 }
 
@@ -244,20 +259,20 @@ pub fn bpf_prog_load(p: &ProgLoad<'_>, log: Option<&mut [u8]>) -> Result<OwnedFd
         a.log_size = u32::try_from(log.len()).map_err(|_| Errno::E2BIG)?;
         a.log_buf = log.as_mut_ptr() as u64;
     }
-    owned_fd(bpf(BPF_PROG_LOAD, &a))
+    owned_fd(bpf(BPF_PROG_LOAD, a))
 }
 
 /// A link of program `prog` by `attach_type` (for an iterator: one that
 /// keeps the program and makes iterators of it).
 pub fn bpf_link_create(prog: BorrowedFd<'_>, attach_type: u32) -> Result<OwnedFd, Errno> {
     let a = LinkCreateAttr { prog_fd: prog.as_raw_fd() as u32, attach_type, ..LinkCreateAttr::default() };
-    owned_fd(bpf(BPF_LINK_CREATE, &a))
+    owned_fd(bpf(BPF_LINK_CREATE, a))
 }
 
 /// A new iterator of `link`: read it to run the program over every object.
 pub fn bpf_iter_create(link: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
     let a = IterCreateAttr { link_fd: link.as_raw_fd() as u32, ..IterCreateAttr::default() };
-    owned_fd(bpf(BPF_ITER_CREATE, &a))
+    owned_fd(bpf(BPF_ITER_CREATE, a))
 }
 
 /// Four bytes from the kernel's random pool (`getrandom(2)`).

@@ -10,6 +10,7 @@ sockets (connected pairs); PROCSPY_HOLDER_UNHELD=1 leaves a TIME_WAIT
 socket and a connection never accepted (held by no process) in its tables.
 """
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -47,8 +48,13 @@ for s in extra:
     s.bind(("127.0.0.1" if s.family == socket.AF_INET else "::1", 0))
     s.listen(1)
 
-# Unreported unix sockets, which no table lists.
-unix = [s for _ in range(int(os.environ.get("PROCSPY_HOLDER_UNIX", "0")) // 2) for s in socket.socketpair()]
+# Unreported unix sockets, which no table lists; as many fds as the hard
+# limit allows (a soft limit of 1024 is common).
+UNIX = int(os.environ.get("PROCSPY_HOLDER_UNIX", "0"))
+if UNIX:
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+unix = [s for _ in range(UNIX // 2) for s in socket.socketpair()]
 
 # Sockets no process holds, in this namespace's tables all the same: a
 # TIME_WAIT left by an active close, and a connection never accepted.
