@@ -65,6 +65,6 @@ pub mod parse;
 mod procfs;
 
 pub use engine::{
-    Change, ChangeKind, Conn, Connection, Error, OwnerScan, Protocols, Query, Socket, Source, Stats, StopToken,
-    TableBuf, Walker, state_name,
+    Change, ChangeKind, Conn, Connection, Error, OwnerScan, Protocol, Protocols, Query, Socket, Source, Stats,
+    StopToken, TableBuf, TcpState, Walker, state_name,
 };

@@ -17,7 +17,7 @@ use super::asm::{Asm, FP, Field, Helper, Insn, R0, R1, R2, R3, R4, R6, R7, R8, R
 use super::kernel::Kernel;
 use super::load::{Program, with_vmlinux};
 use crate::parse::btf::Btf;
-use crate::parse::kernel::{Family, Protocol, tcp_state};
+use crate::parse::kernel::{Family, Protocol, TcpState};
 use crate::procfs::bpf_sys::{self, BPF_MAP_TYPE_ARRAY, BPF_PROG_TYPE_TRACING, BPF_TRACE_ITER, BpfMap};
 use crate::procfs::{SockRecord, retry};
 
@@ -254,7 +254,7 @@ fn assemble(btf: &Btf<'_>) -> Result<Program, Refusal> {
     a.store(KIND, R3);
     // Only a TCP listener has a request queue; its sock is a tcp_sock.
     a.jne(protocol, i32::from(Protocol::Tcp.ipproto()), Label::Write);
-    a.jne(state, i32::from(tcp_state::LISTEN), Label::Write);
+    a.jne(state, i32::from(TcpState::Listen.number()), Label::Write);
     let qlen = k.field("tcp_sock", &["inet_conn", "icsk_accept_queue", "qlen", "counter"], 4)?;
     a.record_addr(R1, PENDING.off);
     a.push(Insn::MovImm { dst: R2, imm: 4 });

@@ -4,35 +4,16 @@
 
 use std::ffi::CStr;
 
-use crate::parse::kernel::Protocol;
-use crate::parse::kernel::tcp_state::{CLOSE, ESTABLISHED, NEW_SYN_RECV};
-
-/// The kernel's names, indexed by state number (1 to 12; 0 is none).
-const KERNEL_NAMES: [&CStr; 13] = [
-    c"",
-    c"ESTABLISHED",
-    c"SYN_SENT",
-    c"SYN_RECV",
-    c"FIN_WAIT1",
-    c"FIN_WAIT2",
-    c"TIME_WAIT",
-    c"CLOSE",
-    c"CLOSE_WAIT",
-    c"LAST_ACK",
-    c"LISTEN",
-    c"CLOSING",
-    c"NEW_SYN_RECV",
-];
+use crate::parse::kernel::{Protocol, TcpState};
 
 /// The name of `state` in a table of `protocol`, as a static
 /// NUL-terminated string; `None` for a state the kernel does not define
 /// (0, 13 and above).
 pub(crate) fn state_name_cstr(protocol: Protocol, state: u8) -> Option<&'static CStr> {
-    match (protocol, state) {
-        (Protocol::Udp, CLOSE) => Some(c"UNCONN"),
-        (Protocol::Udp, ESTABLISHED) => Some(c"ESTAB"),
-        (_, 1..=NEW_SYN_RECV) => Some(KERNEL_NAMES[usize::from(state)]),
-        _ => None,
+    match (protocol, TcpState::from_u8(state)?) {
+        (Protocol::Udp, TcpState::Close) => Some(c"UNCONN"),
+        (Protocol::Udp, TcpState::Established) => Some(c"ESTAB"),
+        (_, s) => Some(s.c_name()),
     }
 }
 

@@ -109,6 +109,31 @@ pub const PROCSPY_STATE_CLOSING: u8 = 11;
 /// Kernel state NEW_SYN_RECV.
 pub const PROCSPY_STATE_NEW_SYN_RECV: u8 = 12;
 
+/// Each `PROCSPY_STATE_*` is the kernel's number of the state it names.
+const _: () = {
+    use crate::parse::kernel::TcpState as S;
+    let pairs = [
+        (PROCSPY_STATE_ESTABLISHED, S::Established),
+        (PROCSPY_STATE_SYN_SENT, S::SynSent),
+        (PROCSPY_STATE_SYN_RECV, S::SynRecv),
+        (PROCSPY_STATE_FIN_WAIT1, S::FinWait1),
+        (PROCSPY_STATE_FIN_WAIT2, S::FinWait2),
+        (PROCSPY_STATE_TIME_WAIT, S::TimeWait),
+        (PROCSPY_STATE_CLOSE, S::Close),
+        (PROCSPY_STATE_CLOSE_WAIT, S::CloseWait),
+        (PROCSPY_STATE_LAST_ACK, S::LastAck),
+        (PROCSPY_STATE_LISTEN, S::Listen),
+        (PROCSPY_STATE_CLOSING, S::Closing),
+        (PROCSPY_STATE_NEW_SYN_RECV, S::NewSynRecv),
+    ];
+    let mut i = 0;
+    while i < pairs.len() {
+        assert!(pairs[i].0 == pairs[i].1.number());
+        i += 1;
+    }
+    assert!(pairs.len() == S::all().len());
+};
+
 /// State mask (`1u << state`) that lets every state through.
 pub const PROCSPY_STATES_ALL: u32 = u32::MAX;
 /// ESTABLISHED | FIN_WAIT1 | FIN_WAIT2 | CLOSE_WAIT: the seed's "connection".

@@ -13,7 +13,7 @@ use std::ops::ControlFlow;
 
 use memchr::memchr;
 
-use super::kernel::Family;
+use super::kernel::{Family, TcpState};
 use super::num::{dec, hex_exact, is_dec, is_hex};
 
 /// One line of a kernel socket table.
@@ -23,7 +23,9 @@ pub struct Conn {
     pub inode: u64,
     /// 4 or 6, by address width (8 vs 32 hex digits); v4-mapped in tcp6 stays 6.
     pub family: u8,
-    /// Kernel state number (hex "st" column), e.g. 0x0A LISTEN, 0x01 ESTABLISHED, 0x07 CLOSE.
+    /// Kernel state number (hex "st" column), e.g. 0x0A LISTEN, 0x01
+    /// ESTABLISHED, 0x07 CLOSE; kept as the kernel wrote it, which may be
+    /// no state it defines ([`Conn::tcp_state`]).
     pub state: u8,
     /// Network byte order; IPv4 in the first 4 bytes, rest zero.
     pub local_addr: [u8; 16],
@@ -37,6 +39,12 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// The state `state` numbers; `None` for a number the kernel does not
+    /// define (0, 13 and above).
+    pub fn tcp_state(&self) -> Option<TcpState> {
+        TcpState::from_u8(self.state)
+    }
+
     /// The local address and port (IPv4 for family 4; v4-mapped stays IPv6).
     pub fn local(&self) -> SocketAddr {
         SocketAddr::new(ip(self.family, &self.local_addr), self.local_port)
