@@ -115,20 +115,63 @@ pub fn replies(buf: &[u8], seq: u32, port_id: u32) -> impl Iterator<Item = Reply
     })
 }
 
+/// sock_diag's destroy notification groups (`linux/sock_diag.h`,
+/// `SKNLGRP_*`): one per family and protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DestroyGroup {
+    /// `SKNLGRP_INET_TCP_DESTROY`.
+    InetTcp = 1,
+    /// `SKNLGRP_INET_UDP_DESTROY`.
+    InetUdp = 2,
+    /// `SKNLGRP_INET6_TCP_DESTROY`.
+    Inet6Tcp = 3,
+    /// `SKNLGRP_INET6_UDP_DESTROY`.
+    Inet6Udp = 4,
+}
+
+impl DestroyGroup {
+    pub const ALL: [DestroyGroup; 4] =
+        [DestroyGroup::InetTcp, DestroyGroup::InetUdp, DestroyGroup::Inet6Tcp, DestroyGroup::Inet6Udp];
+
+    /// Its bit in `nl_groups`: group g is bit g - 1.
+    pub const fn bit(self) -> u32 {
+        1 << (self as u32 - 1)
+    }
+
+    /// Every group's bit.
+    pub const fn all_bits() -> u32 {
+        let (mut bits, mut i) = (0, 0);
+        while i < Self::ALL.len() {
+            bits |= Self::ALL[i].bit();
+            i += 1;
+        }
+        bits
+    }
+
+    /// The one group whose bit `groups` is; `None` for none or several.
+    pub fn of_bits(groups: u32) -> Option<Self> {
+        Self::ALL.into_iter().find(|g| g.bit() == groups)
+    }
+
+    /// The family and protocol of the sockets it tells of.
+    pub const fn family_protocol(self) -> (Family, Protocol) {
+        match self {
+            DestroyGroup::InetTcp => (Family::Inet, Protocol::Tcp),
+            DestroyGroup::InetUdp => (Family::Inet, Protocol::Udp),
+            DestroyGroup::Inet6Tcp => (Family::Inet6, Protocol::Tcp),
+            DestroyGroup::Inet6Udp => (Family::Inet6, Protocol::Udp),
+        }
+    }
+}
+
 /// One destroy notification, checked as strictly as a dump reply: the
 /// kernel sent it (port id `sender` 0) to exactly one destroy group
-/// (`groups`: the `nl_groups` bits, group g as bit g - 1), and it is
+/// (`groups`: the `nl_groups` bits, [`DestroyGroup::bit`]), and it is
 /// one `SOCK_DIAG_BY_FAMILY` message, sequence number and port id 0, of that
 /// group's family. Its protocol and the socket as its last table line
 /// would read; `None` for anything else.
 pub fn destroyed(buf: &[u8], sender: u32, groups: u32) -> Option<(Protocol, Conn)> {
-    let (family, protocol) = match groups {
-        0b0001 => (Family::Inet, Protocol::Tcp),
-        0b0010 => (Family::Inet, Protocol::Udp),
-        0b0100 => (Family::Inet6, Protocol::Tcp),
-        0b1000 => (Family::Inet6, Protocol::Udp),
-        _ => return None,
-    };
+    let (family, protocol) = DestroyGroup::of_bits(groups)?.family_protocol();
     let header = buf.get(..NLMSG_HDRLEN)?;
     let word = |at: usize| u32::from_ne_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
     let len = word(0) as usize;
@@ -269,33 +312,34 @@ mod tests {
 
     #[test]
     fn destroy_notifications_are_believed_only_from_the_kernel_to_one_group() {
+        use DestroyGroup::{Inet6Tcp, InetTcp, InetUdp};
         // The kernel's: port id 0 in the header, as in the sender's address.
         let tcp4 =
             msg_to(0, 20, 0, &diag(Family::Inet.af(), 7, 40000, 8080, &[127, 0, 0, 1], &[127, 0, 0, 2], 1000, 0));
-        let (protocol, c) = destroyed(&tcp4, 0, 0b0001).unwrap();
+        let (protocol, c) = destroyed(&tcp4, 0, InetTcp.bit()).unwrap();
         assert_eq!(
             (protocol, c.family, c.state, c.local_port, c.remote_port, c.uid),
             (Protocol::Tcp, 4, 7, 40000, 8080, 1000)
         );
         assert_eq!(&c.remote_addr[..4], &[127, 0, 0, 2]);
-        assert_eq!(destroyed(&tcp4, 0, 0b0010).map(|d| d.0), Some(Protocol::Udp), "the group says the protocol");
-        assert_eq!(destroyed(&tcp4, 4321, 0b0001), None, "a user-space sender");
+        assert_eq!(destroyed(&tcp4, 0, InetUdp.bit()).map(|d| d.0), Some(Protocol::Udp), "the group says the protocol");
+        assert_eq!(destroyed(&tcp4, 4321, InetTcp.bit()), None, "a user-space sender");
         assert_eq!(destroyed(&tcp4, 0, 0), None, "a unicast");
-        assert_eq!(destroyed(&tcp4, 0, 0b0011), None, "two groups");
-        assert_eq!(destroyed(&tcp4, 0, 0b0100), None, "an IPv6 group, an IPv4 socket");
+        assert_eq!(destroyed(&tcp4, 0, InetTcp.bit() | InetUdp.bit()), None, "two groups");
+        assert_eq!(destroyed(&tcp4, 0, Inet6Tcp.bit()), None, "an IPv6 group, an IPv4 socket");
         let mut seq = tcp4.clone();
         seq[8] = 1;
-        assert_eq!(destroyed(&seq, 0, 0b0001), None, "a sequence number");
+        assert_eq!(destroyed(&seq, 0, InetTcp.bit()), None, "a sequence number");
         let mut pid = tcp4.clone();
         pid[12] = 1;
-        assert_eq!(destroyed(&pid, 0, 0b0001), None, "a port id");
+        assert_eq!(destroyed(&pid, 0, InetTcp.bit()), None, "a port id");
         let mut two = tcp4.clone();
         two.extend_from_slice(&tcp4);
-        assert_eq!(destroyed(&two, 0, 0b0001), None, "two messages");
+        assert_eq!(destroyed(&two, 0, InetTcp.bit()), None, "two messages");
         let other = msg_to(0, 3, 0, &diag(Family::Inet.af(), 7, 1, 2, &[1, 2, 3, 4], &[], 0, 0));
-        assert_eq!(destroyed(&other, 0, 0b0001), None, "another type");
+        assert_eq!(destroyed(&other, 0, InetTcp.bit()), None, "another type");
         for cut in 0..tcp4.len() {
-            assert_eq!(destroyed(&tcp4[..cut], 0, 0b0001), None);
+            assert_eq!(destroyed(&tcp4[..cut], 0, InetTcp.bit()), None);
         }
     }
 

@@ -25,8 +25,7 @@ use nix::sys::stat::{SFlag, fstat};
 
 use super::SockRecord;
 use super::sys;
-use crate::parse::kernel::TcpState;
-use crate::parse::kernel::{Family, Protocol};
+use crate::parse::kernel::{Family, Protocol, TcpState};
 
 /// `linux/in.h`, `linux/socket.h`, `netinet/tcp.h`, `include/net/tcp_states.h`.
 const SOL_SOCKET: i32 = 1;
