@@ -26,13 +26,12 @@
 //!
 //! ```
 //! use std::ops::ControlFlow;
-//! use procspy::{Protocols, Stats, Walker};
+//! use procspy::{Protocols, StateMask, Stats, Walker};
 //!
 //! let walker = Walker::new(None)?; // None: the host's /proc
 //! let mut stats = Stats::default();
-//! let tcp_and_udp = Protocols { tcp: true, udp: true };
-//! walker.connections(None, tcp_and_udp, u32::MAX, &mut stats, &mut |c| {
-//!     let state = procspy::state_name(c.protocol, c.conn.state).unwrap_or("UNKNOWN");
+//! walker.connections(None, Protocols::BOTH, StateMask::ALL, &mut stats, &mut |c| {
+//!     let state = c.state_name().unwrap_or("UNKNOWN");
 //!     match &c.owner {
 //!         Some(o) => println!("{state} {} pid {} ({})", c.conn.local(), o.pid, o.name.to_string_lossy()),
 //!         None => println!("{state} {} (no visible owner)", c.conn.local()),
@@ -65,6 +64,6 @@ pub mod parse;
 mod procfs;
 
 pub use engine::{
-    Change, ChangeKind, Conn, Connection, Error, OwnerScan, Protocol, Protocols, Query, Socket, Source, Stats,
-    StopToken, TableBuf, TcpState, Walker, state_name,
+    Change, ChangeKind, Conn, Connection, Error, OwnerScan, Protocol, Protocols, Query, Socket, Source, StateMask,
+    Stats, StopToken, TableBuf, TcpState, Walker, state_name,
 };

@@ -10,11 +10,11 @@ use std::ops::ControlFlow;
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use procspy::engine::{OwnerScan, Protocols};
-use procspy::{Error, Stats, Walker};
+use procspy::{Error, StateMask, Stats, Walker};
 
 fn connections(w: &Walker) -> Result<(), Error> {
     let mut stats = Stats::default();
-    w.connections(None, Protocols { tcp: true, udp: true }, u32::MAX, &mut stats, &mut |_| ControlFlow::Continue(()))
+    w.connections(None, Protocols::BOTH, StateMask::ALL, &mut stats, &mut |_| ControlFlow::Continue(()))
 }
 
 #[test]

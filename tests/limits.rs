@@ -6,7 +6,7 @@ mod common;
 
 use common::rec::{Rec, walk_all};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
-use procspy::{Error, Stats, Walker};
+use procspy::{Error, Protocols, StateMask, Stats, Walker};
 
 /// A walk that counts only: the host's tables may be any size.
 fn walk(w: &Walker) -> (Result<(), Error>, Vec<Rec>, Stats) {
@@ -102,9 +102,8 @@ fn unprivileged_child() {
 
     // Connections: no BPF without CAP_BPF, so owners come from PID/fd.
     let mut owners = Vec::new();
-    let both = procspy::engine::Protocols { tcp: true, udp: true };
     let mut stats = Stats::default();
-    let r = w.connections(None, both, u32::MAX, &mut stats, &mut |c| {
+    let r = w.connections(None, Protocols::BOTH, StateMask::ALL, &mut stats, &mut |c| {
         owners.extend(c.owner.map(|o| o.pid));
         std::ops::ControlFlow::Continue(())
     });
@@ -115,7 +114,8 @@ fn unprivileged_child() {
     );
     assert!(!owners.contains(&var("PROCSPY_TEST_THEIRS")));
     w.set_owner_scan(procspy::engine::OwnerScan::Bpf);
-    let r = w.connections(None, both, u32::MAX, &mut stats, &mut |_| std::ops::ControlFlow::Continue(()));
+    let r =
+        w.connections(None, Protocols::BOTH, StateMask::ALL, &mut stats, &mut |_| std::ops::ControlFlow::Continue(()));
     if common::kernel_has_bpf_owner_scan() {
         assert!(matches!(r, Err(Error::Io { errno: nix::errno::Errno::EPERM, .. })), "{r:?}");
     } else {

@@ -23,6 +23,7 @@ mod stats;
 mod tables;
 mod walker;
 
+pub use crate::parse::StateMask;
 pub use crate::parse::kernel::{Protocol, TcpState};
 pub use crate::parse::tcp::Conn;
 pub use crate::procfs::TableBuf;

@@ -141,6 +141,14 @@ pub const PROCSPY_STATES_CONNECTED: u32 = (1 << 1) | (1 << 4) | (1 << 5) | (1 <<
 /// LISTEN only.
 pub const PROCSPY_STATES_LISTEN: u32 = 1 << 10;
 
+/// Each `PROCSPY_STATES_*` is the Rust API's mask of the same name.
+const _: () = {
+    use crate::parse::StateMask;
+    assert!(PROCSPY_STATES_ALL == StateMask::ALL.bits());
+    assert!(PROCSPY_STATES_CONNECTED == StateMask::CONNECTED.bits());
+    assert!(PROCSPY_STATES_LISTEN == StateMask::LISTEN.bits());
+};
+
 /// A walker over one proc root. Opaque; create with `procspy_walker_new`,
 /// free with `procspy_walker_free`.
 pub struct procspy_walker {
@@ -388,7 +396,7 @@ impl procspy_connection {
         procspy_connection {
             inode: c.conn.inode,
             netns: c.netns,
-            protocol: Protocol::of_number(c.protocol).map_or(0, protocol_to_c),
+            protocol: protocol_to_c(c.protocol),
             family: c.conn.family,
             state: c.conn.state,
             local_addr: c.conn.local_addr,

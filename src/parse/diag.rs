@@ -1,6 +1,7 @@
 //! Netlink `sock_diag` messages: the dump requests, and the replies read as
 //! the same records the text tables give.
 
+use super::StateMask;
 use super::kernel::{Family, Protocol};
 use super::tcp::Conn;
 
@@ -25,7 +26,7 @@ const REQ_STATES: usize = 52;
 /// Every socket state, 1 (ESTABLISHED) to 12 (NEW_SYN_RECV): what the text
 /// tables list. Not `!0`: bit 13 (BOUND_INACTIVE, Linux 6.8) also walks the
 /// bind hash, which is host-wide, in every namespace's dump.
-const ALL_STATES: u32 = 0x1FFE;
+const ALL_STATES: u32 = StateMask::DEFINED.bits();
 
 /// The bytes of one dump request, every state asked for: dedup and the state
 /// mask apply afterwards, exactly as for the text.
@@ -130,7 +131,7 @@ pub enum DestroyGroup {
 }
 
 impl DestroyGroup {
-    pub const ALL: [DestroyGroup; 4] =
+    const ALL: [DestroyGroup; 4] =
         [DestroyGroup::InetTcp, DestroyGroup::InetUdp, DestroyGroup::Inet6Tcp, DestroyGroup::Inet6Udp];
 
     /// Its bit in `nl_groups`: group g is bit g - 1.

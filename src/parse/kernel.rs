@@ -13,11 +13,8 @@ pub enum Protocol {
     Udp,
 }
 
-/// `Protocol::Tcp` as records number it (`Connection::protocol`).
-pub(crate) const TCP: u8 = Protocol::Tcp.number();
-
 impl Protocol {
-    /// Its number in records: 1 TCP, 2 UDP.
+    /// Its number in records: 1 TCP, 2 UDP (`PROCSPY_PROTO_*`).
     pub const fn number(self) -> u8 {
         match self {
             Protocol::Tcp => 1,
@@ -25,6 +22,7 @@ impl Protocol {
         }
     }
 
+    /// The protocol numbered `n` (1 TCP, 2 UDP).
     pub const fn of_number(n: u8) -> Option<Self> {
         match n {
             1 => Some(Protocol::Tcp),
