@@ -2,7 +2,7 @@
 //! by walking a proc root.
 //!
 //! The same library serves C, C++, Go and Python through its C ABI
-//! (`include/procspy.h`, the [`ffi`] module) and Rust through the safe API
+//! (`include/procspy.h`) and Rust through the safe API
 //! re-exported here: a [`Walker`] over a proc root, closures for records,
 //! [`Result`]s with an [`Error`].
 //!
@@ -53,13 +53,17 @@
 //! # Layers
 //!
 //! One direction: `ffi` (the C ABI) over `engine` (the plain Rust API),
-//! which joins what `procfs` reads and [`parse`] understands.
+//! which joins what `procfs` reads and `parse` understands. `ffi` and
+//! `parse` are public for the C ABI's own tests and the fuzz targets, and
+//! hidden from these docs: a Rust program needs neither.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod bpf;
 pub mod engine;
+#[doc(hidden)]
 pub mod ffi;
+#[doc(hidden)]
 pub mod parse;
 mod procfs;
 

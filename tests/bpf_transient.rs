@@ -30,7 +30,7 @@ fn emfile_at_the_first_bpf_load_is_not_kept() {
             let r = connections(&w);
             setrlimit(Resource::RLIMIT_NOFILE, soft, hard).unwrap();
             match r {
-                Err(Error::Io { errno: nix::errno::Errno::EMFILE, path }) => failed.push(path),
+                Err(Error::Io { errno: libc::EMFILE, path }) => failed.push(path),
                 other => assert!(other.is_ok() || matches!(other, Err(Error::Unsupported(_))), "{other:?}"),
             }
             w
