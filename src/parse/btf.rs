@@ -8,59 +8,9 @@ const HEADER_LEN: usize = 24;
 /// `struct btf_type`: name_off, info, size_or_type.
 const TYPE_LEN: usize = 12;
 
-/// A BTF type's kind (`BTF_KIND_*`, `include/uapi/linux/btf.h`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Int = 1,
-    Ptr = 2,
-    Array = 3,
-    Struct = 4,
-    Union = 5,
-    Enum = 6,
-    Fwd = 7,
-    Typedef = 8,
-    Volatile = 9,
-    Const = 10,
-    Restrict = 11,
-    Func = 12,
-    FuncProto = 13,
-    Var = 14,
-    Datasec = 15,
-    Float = 16,
-    DeclTag = 17,
-    TypeTag = 18,
-    /// Since Linux 6.0.
-    Enum64 = 19,
-}
+pub use super::kernel::BtfKind as Kind;
 
 impl Kind {
-    const ALL: [Kind; 19] = [
-        Kind::Int,
-        Kind::Ptr,
-        Kind::Array,
-        Kind::Struct,
-        Kind::Union,
-        Kind::Enum,
-        Kind::Fwd,
-        Kind::Typedef,
-        Kind::Volatile,
-        Kind::Const,
-        Kind::Restrict,
-        Kind::Func,
-        Kind::FuncProto,
-        Kind::Var,
-        Kind::Datasec,
-        Kind::Float,
-        Kind::DeclTag,
-        Kind::TypeTag,
-        Kind::Enum64,
-    ];
-
-    /// The kind numbered `n`; `None` for one this parser does not know.
-    pub fn from_u8(n: u8) -> Option<Self> {
-        Self::ALL.get(usize::from(n).checked_sub(1)?).copied()
-    }
-
     /// Bytes of the trailing records after a `struct btf_type` of this
     /// kind with `vlen` entries.
     fn extra_len(self, vlen: usize) -> usize {

@@ -2,7 +2,7 @@
 //! the same records the text tables give.
 
 use super::StateMask;
-use super::kernel::{Family, Protocol};
+use super::kernel::{DestroyGroup, Family, Protocol};
 use super::tcp::Conn;
 
 const NLMSG_ERROR: u16 = 2;
@@ -114,55 +114,6 @@ pub fn replies(buf: &[u8], seq: u32, port_id: u32) -> impl Iterator<Item = Reply
             _ => diag_msg(body).map_or(Reply::Skip, Reply::Sock),
         })
     })
-}
-
-/// sock_diag's destroy notification groups (`linux/sock_diag.h`,
-/// `SKNLGRP_*`): one per family and protocol.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DestroyGroup {
-    /// `SKNLGRP_INET_TCP_DESTROY`.
-    InetTcp = 1,
-    /// `SKNLGRP_INET_UDP_DESTROY`.
-    InetUdp = 2,
-    /// `SKNLGRP_INET6_TCP_DESTROY`.
-    Inet6Tcp = 3,
-    /// `SKNLGRP_INET6_UDP_DESTROY`.
-    Inet6Udp = 4,
-}
-
-impl DestroyGroup {
-    const ALL: [DestroyGroup; 4] =
-        [DestroyGroup::InetTcp, DestroyGroup::InetUdp, DestroyGroup::Inet6Tcp, DestroyGroup::Inet6Udp];
-
-    /// Its bit in `nl_groups`: group g is bit g - 1.
-    pub const fn bit(self) -> u32 {
-        1 << (self as u32 - 1)
-    }
-
-    /// Every group's bit.
-    pub const fn all_bits() -> u32 {
-        let (mut bits, mut i) = (0, 0);
-        while i < Self::ALL.len() {
-            bits |= Self::ALL[i].bit();
-            i += 1;
-        }
-        bits
-    }
-
-    /// The one group whose bit `groups` is; `None` for none or several.
-    pub fn of_bits(groups: u32) -> Option<Self> {
-        Self::ALL.into_iter().find(|g| g.bit() == groups)
-    }
-
-    /// The family and protocol of the sockets it tells of.
-    pub const fn family_protocol(self) -> (Family, Protocol) {
-        match self {
-            DestroyGroup::InetTcp => (Family::Inet, Protocol::Tcp),
-            DestroyGroup::InetUdp => (Family::Inet, Protocol::Udp),
-            DestroyGroup::Inet6Tcp => (Family::Inet6, Protocol::Tcp),
-            DestroyGroup::Inet6Udp => (Family::Inet6, Protocol::Udp),
-        }
-    }
 }
 
 /// One destroy notification, checked as strictly as a dump reply: the

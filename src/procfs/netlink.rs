@@ -29,7 +29,7 @@ use nix::sys::stat::Mode;
 use nix::sys::statfs::{NSFS_MAGIC, PROC_SUPER_MAGIC, fstatfs};
 
 use super::sys;
-use crate::parse::diag::DestroyGroup;
+use crate::parse::kernel::DestroyGroup;
 
 /// The caller's own procfs, `/proc`: where the calling thread's namespace
 /// is read and namespace files are reopened. Never the walker's root.
