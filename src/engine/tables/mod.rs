@@ -96,16 +96,7 @@ mod tests {
     use crate::parse::kernel::TcpState;
 
     fn conn(inode: u64, state: u8) -> Conn {
-        Conn {
-            inode,
-            family: 4,
-            state,
-            local_addr: [0; 16],
-            remote_addr: [0; 16],
-            local_port: 1,
-            remote_port: 0,
-            uid: 0,
-        }
+        Conn { inode, state, local_port: 1, ..Conn::V4 }
     }
 
     /// The inodes `offer` delivers of `conns`, through one sink.
