@@ -7,14 +7,14 @@
 use std::ops::ControlFlow;
 use std::process::ExitCode;
 
-use procspy::{Protocols, Stats, Walker};
+use procspy::{Protocol, Protocols, StateMask, Stats, TcpState, Walker};
 
-/// `1 << state`: the kernel's LISTEN (TCP) and CLOSE (an unconnected UDP socket).
-const LISTENING: u32 = (1 << 10) | (1 << 7);
+/// TCP's listeners, and UDP's unconnected sockets (the kernel's CLOSE).
+const LISTENING: StateMask = StateMask::LISTEN.union(StateMask::of(TcpState::Close));
 
 fn main() -> ExitCode {
     let states = match std::env::args().nth(1).as_deref() {
-        None => u32::MAX,
+        None => StateMask::ALL,
         Some("listen") => LISTENING,
         Some(other) => {
             eprintln!("connections: unknown argument {other:?} (listen, or nothing)");
@@ -30,14 +30,14 @@ fn main() -> ExitCode {
     };
     let mut stats = Stats::default();
     let mut rows = 0u64;
-    let result = walker.connections(None, Protocols { tcp: true, udp: true }, states, &mut stats, &mut |c| {
+    let result = walker.connections(None, Protocols::BOTH, states, &mut stats, &mut |c| {
         let proto = match (c.protocol, c.conn.family) {
-            (2, 6) => "udp6",
-            (2, _) => "udp",
-            (_, 6) => "tcp6",
-            _ => "tcp",
+            (Protocol::Udp, 6) => "udp6",
+            (Protocol::Udp, _) => "udp",
+            (Protocol::Tcp, 6) => "tcp6",
+            (Protocol::Tcp, _) => "tcp",
         };
-        let state = procspy::state_name(c.protocol, c.conn.state).unwrap_or("UNKNOWN");
+        let state = c.state_name().unwrap_or("UNKNOWN");
         let owner = match &c.owner {
             Some(o) => format!("{} {}", o.pid, o.name.to_string_lossy()),
             None => "-".to_string(),

@@ -2,7 +2,7 @@
 //! by walking a proc root.
 //!
 //! The same library serves C, C++, Go and Python through its C ABI
-//! (`include/procspy.h`, the [`ffi`] module) and Rust through the safe API
+//! (`include/procspy.h`) and Rust through the safe API
 //! re-exported here: a [`Walker`] over a proc root, closures for records,
 //! [`Result`]s with an [`Error`].
 //!
@@ -26,13 +26,12 @@
 //!
 //! ```
 //! use std::ops::ControlFlow;
-//! use procspy::{Protocols, Stats, Walker};
+//! use procspy::{Protocols, StateMask, Stats, Walker};
 //!
 //! let walker = Walker::new(None)?; // None: the host's /proc
 //! let mut stats = Stats::default();
-//! let tcp_and_udp = Protocols { tcp: true, udp: true };
-//! walker.connections(None, tcp_and_udp, u32::MAX, &mut stats, &mut |c| {
-//!     let state = procspy::state_name(c.protocol, c.conn.state).unwrap_or("UNKNOWN");
+//! walker.connections(None, Protocols::BOTH, StateMask::ALL, &mut stats, &mut |c| {
+//!     let state = c.state_name().unwrap_or("UNKNOWN");
 //!     match &c.owner {
 //!         Some(o) => println!("{state} {} pid {} ({})", c.conn.local(), o.pid, o.name.to_string_lossy()),
 //!         None => println!("{state} {} (no visible owner)", c.conn.local()),
@@ -54,17 +53,21 @@
 //! # Layers
 //!
 //! One direction: `ffi` (the C ABI) over `engine` (the plain Rust API),
-//! which joins what `procfs` reads and [`parse`] understands.
+//! which joins what `procfs` reads and `parse` understands. `ffi` and
+//! `parse` are public for the C ABI's own tests and the fuzz targets, and
+//! hidden from these docs: a Rust program needs neither.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod bpf;
 pub mod engine;
+#[doc(hidden)]
 pub mod ffi;
+#[doc(hidden)]
 pub mod parse;
 mod procfs;
 
 pub use engine::{
-    Change, ChangeKind, Conn, Connection, Error, OwnerScan, Protocols, Query, Socket, Source, Stats, StopToken,
-    TableBuf, Walker, state_name,
+    Change, ChangeKind, Conn, Connection, Error, OwnerScan, Protocol, Protocols, Query, Socket, Source, StateMask,
+    Stats, StopToken, TableBuf, TcpState, Walker, state_name,
 };

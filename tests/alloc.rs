@@ -11,7 +11,7 @@ use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use procspy::engine::Protocols;
-use procspy::{Stats, TableBuf, Walker};
+use procspy::{StateMask, Stats, TableBuf, Walker};
 
 struct Counting;
 
@@ -67,12 +67,10 @@ fn warm_walks_allocate_nothing() {
         stats
     };
     let conns = |stats: &mut Stats| {
-        let both = Protocols { tcp: true, udp: true };
-        w.connections(None, both, u32::MAX, stats, &mut |_| ControlFlow::Continue(())).unwrap();
+        w.connections(None, Protocols::BOTH, StateMask::ALL, stats, &mut |_| ControlFlow::Continue(())).unwrap();
     };
     let changes = |stats: &mut Stats| {
-        let both = Protocols { tcp: true, udp: true };
-        w.changes(None, both, u32::MAX, stats, &mut |_| ControlFlow::Continue(())).unwrap();
+        w.changes(None, Protocols::BOTH, StateMask::ALL, stats, &mut |_| ControlFlow::Continue(())).unwrap();
     };
     // Warm up; then a walk may allocate only if the host grew (a new
     // process, a new namespace), so take the best of a few.

@@ -10,11 +10,11 @@ use std::ops::ControlFlow;
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use procspy::engine::{OwnerScan, Protocols};
-use procspy::{Error, Stats, Walker};
+use procspy::{Error, StateMask, Stats, Walker};
 
 fn connections(w: &Walker) -> Result<(), Error> {
     let mut stats = Stats::default();
-    w.connections(None, Protocols { tcp: true, udp: true }, u32::MAX, &mut stats, &mut |_| ControlFlow::Continue(()))
+    w.connections(None, Protocols::BOTH, StateMask::ALL, &mut stats, &mut |_| ControlFlow::Continue(()))
 }
 
 #[test]
@@ -30,7 +30,7 @@ fn emfile_at_the_first_bpf_load_is_not_kept() {
             let r = connections(&w);
             setrlimit(Resource::RLIMIT_NOFILE, soft, hard).unwrap();
             match r {
-                Err(Error::Io { errno: nix::errno::Errno::EMFILE, path }) => failed.push(path),
+                Err(Error::Io { errno: libc::EMFILE, path }) => failed.push(path),
                 other => assert!(other.is_ok() || matches!(other, Err(Error::Unsupported(_))), "{other:?}"),
             }
             w

@@ -11,9 +11,7 @@ use std::ops::ControlFlow;
 use common::proc::{socket_inode, start_time};
 use common::{Actor, Holder};
 use procspy::engine::{Change, ChangeKind, OwnerScan, Protocols, Source};
-use procspy::{Error, Stats, TableBuf, Walker};
-
-const BOTH: Protocols = Protocols { tcp: true, udp: true };
+use procspy::{Error, Protocol, StateMask, Stats, TableBuf, TcpState, Walker};
 
 /// An owner, copied: (pid, fd, start time, name).
 type Owner = (i32, i32, u64, Vec<u8>);
@@ -23,7 +21,7 @@ type Owner = (i32, i32, u64, Vec<u8>);
 struct Ev {
     kind: ChangeKind,
     netns: u64,
-    protocol: u8,
+    protocol: Protocol,
     inode: u64,
     family: u8,
     state: u8,
@@ -65,7 +63,7 @@ impl Ev {
 fn changes(w: &Walker, abort_at: Option<usize>) -> (Result<(), Error>, Vec<Ev>, Stats) {
     let mut evs = Vec::new();
     let mut stats = Stats::default();
-    let r = w.changes(None, BOTH, u32::MAX, &mut stats, &mut |c| {
+    let r = w.changes(None, Protocols::BOTH, StateMask::ALL, &mut stats, &mut |c| {
         evs.push(Ev::of(c));
         if abort_at == Some(evs.len()) { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
     });
@@ -134,26 +132,27 @@ fn state_and_owner_changes_carry_what_was() {
     let mut got = of_ns(&evs, a.netns);
     got.sort_by_key(|e| e.inode);
     let lo = [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-    let ev = |kind, inode, state, local_port, remote_port, owner, old_state, old_owner| Ev {
-        kind,
+    let appeared = Ev {
+        kind: ChangeKind::Appeared,
         netns,
-        protocol: 1,
-        inode,
+        protocol: Protocol::Tcp,
+        inode: 0,
         family: 4,
-        state,
-        local_port,
-        remote_port,
+        state: 0,
+        local_port: 0,
+        remote_port: 0,
         local_addr: lo,
-        remote_addr: if remote_port == 0 { [0; 16] } else { lo },
-        owner,
-        old_state,
-        old_owner,
+        remote_addr: [0; 16],
+        owner: None,
+        old_state: 0,
+        old_owner: None,
     };
-    let mut want = vec![
-        ev(ChangeKind::Appeared, linode, 10, lport, 0, me(lfd), 0, None),
-        ev(ChangeKind::Appeared, cinode, 1, cport, lport, me(cfd), 0, None),
-        ev(ChangeKind::Appeared, sinode, 1, lport, cport, me(sfd), 0, None),
-    ];
+    let (listen, established) = (TcpState::Listen.number(), TcpState::Established.number());
+    let listener = Ev { inode: linode, state: listen, local_port: lport, owner: me(lfd), ..appeared.clone() };
+    let connected = Ev { state: established, remote_addr: lo, ..appeared };
+    let client = Ev { inode: cinode, local_port: cport, remote_port: lport, owner: me(cfd), ..connected.clone() };
+    let server = Ev { inode: sinode, local_port: lport, remote_port: cport, owner: me(sfd), ..connected };
+    let mut want = vec![listener.clone(), client.clone(), server.clone()];
     want.sort_by_key(|e| e.inode);
     assert_eq!(got, want);
 
@@ -164,10 +163,14 @@ fn state_and_owner_changes_carry_what_was() {
     assert_eq!(r, Ok(()));
     let mut got = of_ns(&evs, a.netns);
     got.sort_by_key(|e| e.inode);
-    let mut want = vec![
-        ev(ChangeKind::State, cinode, 5, cport, lport, me(cfd), 1, me(cfd)), // FIN_WAIT2
-        ev(ChangeKind::State, sinode, 8, lport, cport, me(sfd), 1, me(sfd)), // CLOSE_WAIT
-    ];
+    let state = |e: &Ev, now: TcpState| Ev {
+        kind: ChangeKind::State,
+        state: now.number(),
+        old_state: e.state,
+        old_owner: e.owner.clone(),
+        ..e.clone()
+    };
+    let mut want = vec![state(&client, TcpState::FinWait2), state(&server, TcpState::CloseWait)];
     want.sort_by_key(|e| e.inode);
     assert_eq!(got, want);
 
@@ -180,16 +183,16 @@ fn state_and_owner_changes_carry_what_was() {
     let (r, evs, _) = changes(&w, None);
     assert_eq!(r, Ok(()));
     let theirs = Some((child, lfd as i32, start_time(child), b"python3".to_vec()));
-    assert_eq!(of_ns(&evs, a.netns), vec![ev(ChangeKind::Owner, linode, 10, lport, 0, theirs.clone(), 10, me(lfd))]);
+    let owner =
+        Ev { kind: ChangeKind::Owner, owner: theirs.clone(), old_state: listen, old_owner: me(lfd), ..listener };
+    assert_eq!(of_ns(&evs, a.netns), vec![owner.clone()]);
 
     // The child ends: the listener has no holder left, so it closes.
     a.ask("unfork");
     let (r, evs, _) = changes(&w, None);
     assert_eq!(r, Ok(()));
-    assert_eq!(
-        of_ns(&evs, a.netns),
-        vec![ev(ChangeKind::Disappeared, linode, 10, lport, 0, theirs.clone(), 10, theirs)]
-    );
+    let gone = Ev { kind: ChangeKind::Disappeared, old_owner: theirs, ..owner };
+    assert_eq!(of_ns(&evs, a.netns), vec![gone]);
 }
 
 #[test]
@@ -216,7 +219,7 @@ fn a_call_that_does_not_finish_leaves_the_snapshot_as_it_was() {
     let mut mem = vec![MaybeUninit::new(0u8); 64];
     let mut out = TableBuf::new(&mut mem);
     let mut n = 0;
-    let r = w.changes(Some(&mut out), BOTH, u32::MAX, &mut Stats::default(), &mut |_| {
+    let r = w.changes(Some(&mut out), Protocols::BOTH, StateMask::ALL, &mut Stats::default(), &mut |_| {
         n += 1;
         ControlFlow::Continue(())
     });
@@ -227,7 +230,10 @@ fn a_call_that_does_not_finish_leaves_the_snapshot_as_it_was() {
     assert_eq!(r, Ok(()));
     let mine = of_ns(&evs, a.netns);
     assert_eq!(mine.len(), 1, "{mine:#?}");
-    assert_eq!((mine[0].kind, mine[0].protocol, mine[0].local_port), (ChangeKind::Appeared, 2, u[0] as u16));
+    assert_eq!(
+        (mine[0].kind, mine[0].protocol, mine[0].local_port),
+        (ChangeKind::Appeared, Protocol::Udp, u[0] as u16)
+    );
 
     // Stopped: STOPPED now and ever after, and nothing delivered.
     w.stop();
@@ -244,8 +250,11 @@ fn bad_arguments_are_refused_before_anything_runs() {
         ControlFlow::Continue(())
     };
     let none = Protocols { tcp: false, udp: false };
-    assert!(matches!(w.changes(None, none, u32::MAX, &mut Stats::default(), &mut count), Err(Error::Invalid(_))));
-    assert!(matches!(w.changes(None, BOTH, 0, &mut Stats::default(), &mut count), Err(Error::Invalid(_))));
+    assert!(matches!(w.changes(None, none, StateMask::ALL, &mut Stats::default(), &mut count), Err(Error::Invalid(_))));
+    assert!(matches!(
+        w.changes(None, Protocols::BOTH, StateMask::from_bits(0), &mut Stats::default(), &mut count),
+        Err(Error::Invalid(_))
+    ));
     assert_eq!(n, 0);
 }
 
@@ -334,7 +343,7 @@ fn flash_seen_closed(new_netns: bool) -> Result<(), [u16; 2]> {
     if (server.len(), client.len()) != (2, 1) {
         let mut reused = false;
         let mut stats = Stats::default();
-        let listed = w.connections(None, BOTH, u32::MAX, &mut stats, &mut |c| {
+        let listed = w.connections(None, Protocols::BOTH, StateMask::ALL, &mut stats, &mut |c| {
             reused |= c.netns == a.netns && [lport, cport].contains(&c.conn.local_port);
             ControlFlow::Continue(())
         });
@@ -347,7 +356,11 @@ fn flash_seen_closed(new_netns: bool) -> Result<(), [u16; 2]> {
     assert_eq!(client.len(), 1, "{client:#?}");
     for e in server.iter().chain(&client) {
         assert_eq!(e.kind, ChangeKind::SeenClosed, "{e:?}");
-        assert_eq!((e.protocol, e.family, e.state, e.inode), (1, 4, 7, 0), "{e:?}");
+        assert_eq!(
+            (e.protocol, e.family, TcpState::from_u8(e.state), e.inode),
+            (Protocol::Tcp, 4, Some(TcpState::Close), 0),
+            "{e:?}"
+        );
         assert_eq!((e.owner.as_ref(), e.old_owner.as_ref(), e.old_state), (None, None, 0));
     }
     assert!(server.iter().all(|e| e.local_addr == lo), "{server:#?}");

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use common::Holder;
 use common::child::{python3, script, start_until_ready};
 use procspy::engine::{Change, ChangeKind, OwnerScan, Protocols, Source};
-use procspy::{Error, Stats, Walker};
+use procspy::{Error, Protocol, StateMask, Stats, Walker};
 
 const TIME_WAIT: u8 = 6;
 const MAX_FAILURES: usize = 40;
@@ -48,14 +48,14 @@ type Tuple = (u8, [u8; 16], u16, [u8; 16], u16, u8);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Key {
     netns: u64,
-    protocol: u8,
+    protocol: Protocol,
     inode: u64,
     tuple: Option<Tuple>,
 }
 
 impl Key {
     /// A table line's key: `tuple` is the line's (family, addresses, ports, state).
-    fn new(netns: u64, protocol: u8, inode: u64, tuple: Tuple) -> Key {
+    fn new(netns: u64, protocol: Protocol, inode: u64, tuple: Tuple) -> Key {
         Key { netns, protocol, inode, tuple: (inode == 0).then_some(tuple) }
     }
 
@@ -93,7 +93,9 @@ fn endpoint(s: &str) -> Option<(u8, [u8; 16], u16)> {
 /// One pid's four tables, or `None` if any of them can't be read.
 fn tables_of(pid: &str, netns: u64, into: &mut Truth) -> Option<()> {
     let mut lines = Truth::new();
-    for (file, protocol) in [("tcp", 1), ("tcp6", 1), ("udp", 2), ("udp6", 2)] {
+    for (file, protocol) in
+        [("tcp", Protocol::Tcp), ("tcp6", Protocol::Tcp), ("udp", Protocol::Udp), ("udp6", Protocol::Udp)]
+    {
         let text = std::fs::read_to_string(format!("/proc/{pid}/net/{file}")).ok()?;
         for line in text.lines().skip(1) {
             let f: Vec<&str> = line.split_whitespace().collect();
@@ -348,7 +350,6 @@ fn changes_under_churn_are_real_complete_and_single() {
         (Source::Text, if bpf { OwnerScan::Bpf } else { OwnerScan::Auto }),
         (Source::Netlink, OwnerScan::Proc),
     ];
-    let both = Protocols { tcp: true, udp: true };
     let mut mirror = Mirror::new();
     let mut ever: HashSet<Key> = HashSet::new();
     let mut last: Option<Around> = None;
@@ -369,7 +370,7 @@ fn changes_under_churn_are_real_complete_and_single() {
         let before = truth();
         let mut evs = Vec::new();
         let mut stats = Stats::default();
-        let r = w.changes(None, both, u32::MAX, &mut stats, &mut |c| {
+        let r = w.changes(None, Protocols::BOTH, StateMask::ALL, &mut stats, &mut |c| {
             evs.push(Ev::of(c));
             if abort_at == Some(evs.len()) { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
         });

@@ -25,9 +25,8 @@ use common::child::{python3, script, start_until_ready};
 use common::proc;
 use common::rec::{Rec, walk_into};
 use procspy::engine::{Connection, Protocols, Source};
-use procspy::{Error, Stats, TableBuf, Walker};
+use procspy::{Error, Protocol, StateMask, Stats, TableBuf, Walker};
 
-const BOTH: Protocols = Protocols { tcp: true, udp: true };
 /// Failure messages kept (the first ones tell the story).
 const MAX_FAILURES: usize = 40;
 
@@ -290,7 +289,7 @@ impl Judge {
 struct Conn {
     inode: u64,
     netns: u64,
-    protocol: u8,
+    protocol: Protocol,
     family: u8,
     state: u8,
     local_port: u16,
@@ -317,7 +316,7 @@ fn connections(w: &Walker, mem: Option<&mut [MaybeUninit<u8>]>, conns: &mut Vec<
     conns.clear();
     let mut stats = Stats::default();
     let mut out = mem.map(TableBuf::new);
-    let r = w.connections(out.as_mut(), BOTH, u32::MAX, &mut stats, &mut |c| {
+    let r = w.connections(out.as_mut(), Protocols::BOTH, StateMask::ALL, &mut stats, &mut |c| {
         conns.push(Conn::of(c));
         ControlFlow::Continue(())
     });
@@ -486,7 +485,7 @@ fn stopper(judge: &Judge, done: &AtomicBool) -> Tally {
             let before = snapshot();
             let mut stats = Stats::default();
             let r = if conn {
-                w2.connections(None, BOTH, u32::MAX, &mut stats, &mut |c| {
+                w2.connections(None, Protocols::BOTH, StateMask::ALL, &mut stats, &mut |c| {
                     if let Some(o) = &c.owner {
                         on_one(o.pid, o.start_time, o.inode);
                     } else {

@@ -16,7 +16,7 @@ use std::ops::ControlFlow;
 use std::process::Command;
 
 use procspy::engine::Protocols;
-use procspy::{Stats, Walker};
+use procspy::{Protocol, StateMask, Stats, Walker};
 
 #[derive(Clone, Debug, PartialEq)]
 struct SsLine {
@@ -90,7 +90,7 @@ fn tcp_connections_agree_with_ss() {
     let here = common::proc::netns_of("self");
     let before = ss();
     let mut ours: HashMap<u64, SsLine> = HashMap::new();
-    let r = w.connections(None, Protocols { tcp: true, udp: false }, u32::MAX, &mut stats, &mut |c| {
+    let r = w.connections(None, Protocols::TCP, StateMask::ALL, &mut stats, &mut |c| {
         if c.netns == here && c.conn.inode != 0 {
             let line = SsLine {
                 state: c.conn.state,
@@ -127,9 +127,9 @@ fn tcp_connections_agree_with_ss() {
     for ino in ours.keys() {
         assert!(before.contains_key(ino) || after.contains_key(ino), "we list inode {ino}, ss never did");
     }
-    let held_tcp = holder.socks.iter().filter(|s| s.proto == 1 && s.family == 4).count();
+    let held_tcp = holder.socks.iter().filter(|s| s.proto == Protocol::Tcp && s.family == 4).count();
     assert!(stable >= held_tcp, "the holder's sockets are stable: {stable} < {held_tcp}");
-    for s in holder.socks.iter().filter(|s| s.proto == 1) {
+    for s in holder.socks.iter().filter(|s| s.proto == Protocol::Tcp) {
         assert_eq!(ours[&s.inode].pids, vec![holder.pid]);
     }
 }

@@ -7,9 +7,7 @@ mod common;
 use std::ops::ControlFlow;
 
 use common::fake::FakeRoot;
-use procspy::{OwnerScan, Protocols, Source, Stats, Walker};
-
-const BOTH: Protocols = Protocols { tcp: true, udp: true };
+use procspy::{OwnerScan, Protocols, Source, StateMask, Stats, Walker};
 
 /// The answer `diagnose` gives for `what`.
 fn answer(w: &Walker, what: &str) -> String {
@@ -23,7 +21,8 @@ fn after_pass(root: Option<&[u8]>, source: Source, scan: OwnerScan) -> (Walker, 
     let w = Walker::new(root).unwrap();
     w.set_source(source);
     w.set_owner_scan(scan);
-    let r = w.connections(None, BOTH, u32::MAX, &mut Stats::default(), &mut |_| ControlFlow::Continue(()));
+    let r =
+        w.connections(None, Protocols::BOTH, StateMask::ALL, &mut Stats::default(), &mut |_| ControlFlow::Continue(()));
     (w, r)
 }
 

@@ -27,9 +27,7 @@ use std::time::{Duration, Instant};
 use common::child::{AS_NOBODY, ForNobody, Reaped, python3, script};
 use common::proc::netns_of;
 use procspy::engine::{Change, ChangeKind};
-use procspy::{Connection, Error, OwnerScan, Protocols, Query, Stats, Walker};
-
-const BOTH: Protocols = Protocols { tcp: true, udp: true };
+use procspy::{Connection, Error, OwnerScan, Protocol, Protocols, Query, StateMask, Stats, Walker};
 
 /// How long one pass may take while the server stalls: some 20 ms on an
 /// idle host, seconds on one where other tests hold a thousand namespaces;
@@ -56,7 +54,7 @@ const RETURNING: &str = "closes of other processes' fds (on the library's own th
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Rec {
     netns: u64,
-    protocol: u8,
+    protocol: Protocol,
     inode: u64,
     local_port: u16,
     owner: Option<(i32, i32)>,
@@ -226,10 +224,10 @@ fn pass(w: &Walker, path: Path, pid: i32) -> PassOut {
     let r = match path {
         Path::PidQuery => {
             let query = Query { pids: Some(&[pid]), ..Query::default() };
-            w.query(None, &query, BOTH, u32::MAX, &mut stats, &mut each)
+            w.query(None, &query, Protocols::BOTH, StateMask::ALL, &mut stats, &mut each)
         }
-        Path::ProcOwners | Path::Default => w.connections(None, BOTH, u32::MAX, &mut stats, &mut each),
-        Path::Changes => w.changes(None, BOTH, u32::MAX, &mut stats, &mut |c: &Change<'_>| {
+        Path::ProcOwners | Path::Default => w.connections(None, Protocols::BOTH, StateMask::ALL, &mut stats, &mut each),
+        Path::Changes => w.changes(None, Protocols::BOTH, StateMask::ALL, &mut stats, &mut |c: &Change<'_>| {
             changes.push((c.kind, Rec::of(&c.connection)));
             ControlFlow::Continue(())
         }),
@@ -364,7 +362,8 @@ fn attack(runner: &Runner, attacker: &mut Attacker, mine: &Rec, live: &mut BTree
         t.refused += out.stats.closes_stalled;
         t.refused_passes += usize::from(out.stats.closes_stalled > 0);
         let recs = delivered(path, &out, live);
-        let attackers = |r: &Rec| r.netns == attacker.netns_b && r.local_port == attacker.port && r.protocol == 1;
+        let attackers =
+            |r: &Rec| r.netns == attacker.netns_b && r.local_port == attacker.port && r.protocol == Protocol::Tcp;
         t.attacker_listener += usize::from(recs.iter().any(attackers));
         if path == Path::PidQuery {
             // Only the holder's sockets, each with it as owner.
@@ -416,7 +415,7 @@ fn a_fuse_file_swapped_in_for_a_socket_never_holds_a_pass() {
     let fd = listener.as_raw_fd();
     let mine = Rec {
         netns: netns_of("self"),
-        protocol: 1,
+        protocol: Protocol::Tcp,
         inode: std::fs::metadata(format!("/proc/self/fd/{fd}")).unwrap().ino(),
         local_port: listener.local_addr().unwrap().port(),
         owner: Some((me, fd)),

@@ -14,7 +14,7 @@ use common::Holder;
 use common::fake::{FakeRoot, stat_line};
 use common::rec::{Rec, walk_all};
 use procspy::engine::Protocols;
-use procspy::{Error, Stats, Walker};
+use procspy::{Error, Protocol, StateMask, Stats, Walker};
 
 fn root_of(f: &FakeRoot) -> Walker {
     Walker::new(Some(f.path.as_os_str().as_bytes())).unwrap()
@@ -114,7 +114,7 @@ fn huge_names_and_tables() {
     let mut n = 0;
     // The text tables are what is under test: netlink would list the real namespace.
     w.set_source(procspy::engine::Source::Text);
-    let r = w.connections(None, Protocols { tcp: true, udp: true }, u32::MAX, &mut stats.clone(), &mut |_| {
+    let r = w.connections(None, Protocols::BOTH, StateMask::ALL, &mut stats.clone(), &mut |_| {
         n += 1;
         ControlFlow::Continue(())
     });
@@ -178,11 +178,11 @@ fn a_table_that_cannot_be_read_costs_only_its_own_lines() {
     w.set_source(procspy::engine::Source::Text);
     let mut stats = Stats::default();
     let mut got = Vec::new();
-    let r = w.connections(None, Protocols { tcp: true, udp: true }, u32::MAX, &mut stats, &mut |c| {
+    let r = w.connections(None, Protocols::BOTH, StateMask::ALL, &mut stats, &mut |c| {
         got.push((c.conn.inode, c.conn.local_port, c.protocol));
         ControlFlow::Continue(())
     });
     assert_eq!(r, Ok(()));
-    assert_eq!(got, [(31337, 8080, 1)], "{stats:?}");
+    assert_eq!(got, [(31337, 8080, Protocol::Tcp)], "{stats:?}");
     assert_eq!(stats.tables_unreadable, 1, "{stats:?}");
 }

@@ -6,7 +6,7 @@ mod common;
 
 use common::rec::{Rec, walk_all};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
-use procspy::{Error, Stats, Walker};
+use procspy::{Error, Protocols, StateMask, Stats, Walker};
 
 /// A walk that counts only: the host's tables may be any size.
 fn walk(w: &Walker) -> (Result<(), Error>, Vec<Rec>, Stats) {
@@ -39,7 +39,7 @@ fn fd_limit_gives_a_clear_status_or_counted_skips_then_recovers() {
     // No fd at all: the proc root can't be listed.
     let (r, _, _) = limited(free);
     match r {
-        Err(Error::Io { errno, ref path }) => assert_eq!((errno, path.as_str()), (nix::errno::Errno::EMFILE, "/proc")),
+        Err(Error::Io { errno, ref path }) => assert_eq!((errno, path.as_str()), (libc::EMFILE, "/proc")),
         other => panic!("no fd for the proc root listing: {other:?}"),
     }
     // One fd: the listing and each fd directory open, but a socket holder's
@@ -102,9 +102,8 @@ fn unprivileged_child() {
 
     // Connections: no BPF without CAP_BPF, so owners come from PID/fd.
     let mut owners = Vec::new();
-    let both = procspy::engine::Protocols { tcp: true, udp: true };
     let mut stats = Stats::default();
-    let r = w.connections(None, both, u32::MAX, &mut stats, &mut |c| {
+    let r = w.connections(None, Protocols::BOTH, StateMask::ALL, &mut stats, &mut |c| {
         owners.extend(c.owner.map(|o| o.pid));
         std::ops::ControlFlow::Continue(())
     });
@@ -115,9 +114,10 @@ fn unprivileged_child() {
     );
     assert!(!owners.contains(&var("PROCSPY_TEST_THEIRS")));
     w.set_owner_scan(procspy::engine::OwnerScan::Bpf);
-    let r = w.connections(None, both, u32::MAX, &mut stats, &mut |_| std::ops::ControlFlow::Continue(()));
+    let r =
+        w.connections(None, Protocols::BOTH, StateMask::ALL, &mut stats, &mut |_| std::ops::ControlFlow::Continue(()));
     if common::kernel_has_bpf_owner_scan() {
-        assert!(matches!(r, Err(Error::Io { errno: nix::errno::Errno::EPERM, .. })), "{r:?}");
+        assert!(matches!(r, Err(Error::Io { errno: libc::EPERM, .. })), "{r:?}");
     } else {
         assert!(matches!(r, Err(Error::Unsupported(_))), "{r:?}");
     }

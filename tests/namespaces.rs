@@ -15,7 +15,7 @@ use std::os::unix::fs::MetadataExt;
 use std::process::{Child, Command, Stdio};
 
 use common::fake::FakeRoot;
-use procspy::{OwnerScan, Protocols, Query, Source, Stats, Walker};
+use procspy::{OwnerScan, Protocols, Query, Source, StateMask, Stats, Walker};
 
 const NSHOLDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/nsholder.py");
 
@@ -101,8 +101,7 @@ type Line = (u64, Option<(i32, i32)>);
 fn lines_of(w: &Walker, netns: u64, query: &Query<'_>) -> (Vec<Line>, Stats) {
     let mut stats = Stats::default();
     let mut got = Vec::new();
-    let both = Protocols { tcp: true, udp: true };
-    w.query(None, query, both, u32::MAX, &mut stats, &mut |c| {
+    w.query(None, query, Protocols::BOTH, StateMask::ALL, &mut stats, &mut |c| {
         if c.netns == netns {
             got.push((c.conn.inode, c.owner.map(|o| (o.pid, o.fd))));
         }
@@ -237,8 +236,7 @@ fn a_bind_mount_gone_before_it_is_entered_is_skipped_and_counted() {
         w.set_source(source);
         let mut stats = Stats::default();
         let mut got = 0;
-        let both = Protocols { tcp: true, udp: true };
-        let r = w.connections(None, both, u32::MAX, &mut stats, &mut |c| {
+        let r = w.connections(None, Protocols::BOTH, StateMask::ALL, &mut stats, &mut |c| {
             got += u64::from(c.netns > 4026599000);
             ControlFlow::Continue(())
         });

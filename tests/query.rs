@@ -11,18 +11,16 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Holder;
-use procspy::{Error, OwnerScan, Protocols, Query, Source, Stats, Walker};
-
-const BOTH: Protocols = Protocols { tcp: true, udp: true };
+use procspy::{Error, OwnerScan, Protocol, Protocols, Query, Source, StateMask, Stats, Walker};
 
 /// One delivered line, comparable: (netns, protocol, inode, family, state,
 /// local, lport, remote, rport, uid, owner (pid, fd)).
-type Line = (u64, u8, u64, u8, u8, [u8; 16], u16, [u8; 16], u16, u32, Option<(i32, i32)>);
+type Line = (u64, Protocol, u64, u8, u8, [u8; 16], u16, [u8; 16], u16, u32, Option<(i32, i32)>);
 
 fn run(w: &Walker, q: &Query<'_>) -> (Result<(), Error>, Vec<Line>, Stats) {
     let mut stats = Stats::default();
     let mut got = Vec::new();
-    let r = w.query(None, q, BOTH, u32::MAX, &mut stats, &mut |c| {
+    let r = w.query(None, q, Protocols::BOTH, StateMask::ALL, &mut stats, &mut |c| {
         let k = &c.conn;
         got.push((
             c.netns,
@@ -173,7 +171,7 @@ fn no_owners_delivers_exactly_the_kernels_table_lines() {
         // Over every namespace: every line a full pass lists, none owned.
         let (r, every, _) = run(&w, &Query { no_owners: true, ..Query::default() });
         assert_eq!(r, Ok(()), "{how}");
-        let strip = |v: &[Line]| -> BTreeSet<(u64, u8, u64)> {
+        let strip = |v: &[Line]| -> BTreeSet<(u64, Protocol, u64)> {
             v.iter().filter(|l| l.0 == a.netns).map(|l| (l.0, l.1, l.2)).collect()
         };
         assert_eq!(strip(&every), strip(&all(&w)), "{how}: no-owners pass vs full pass, holder's namespace");
@@ -199,7 +197,7 @@ fn bad_input_is_refused_clearly_never_taken_as_all() {
     ];
     for (q, msg) in cases {
         let mut delivered = 0;
-        let r = w.query(None, &q, BOTH, u32::MAX, &mut Stats::default(), &mut |_| {
+        let r = w.query(None, &q, Protocols::BOTH, StateMask::ALL, &mut Stats::default(), &mut |_| {
             delivered += 1;
             ControlFlow::Continue(())
         });

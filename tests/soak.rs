@@ -24,7 +24,7 @@ use std::time::Instant;
 use common::Holder;
 use procspy::engine::{Protocols, Source};
 use procspy::ffi::{self, procspy_socket, procspy_status, procspy_walk_stats, procspy_walker};
-use procspy::{Stats, TableBuf, Walker};
+use procspy::{StateMask, Stats, TableBuf, Walker};
 
 /// Live heap bytes, process-wide.
 struct Counting;
@@ -212,8 +212,7 @@ fn connections_checked(w: &Walker, mem: Option<&mut [MaybeUninit<u8>]>, holders:
     let mut stats = Stats::default();
     let mut out = mem.map(TableBuf::new);
     let mut mine = 0usize;
-    let both = Protocols { tcp: true, udp: true };
-    let r = w.connections(out.as_mut(), both, u32::MAX, &mut stats, &mut |c| {
+    let r = w.connections(out.as_mut(), Protocols::BOTH, StateMask::ALL, &mut stats, &mut |c| {
         let owner = c.owner.map(|o| o.pid);
         mine += holders.iter().filter(|h| Some(h.pid) == owner && h.netns == c.netns).count();
         ControlFlow::Continue(())

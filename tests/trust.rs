@@ -19,15 +19,13 @@ use common::child::{AS_NOBODY, ForNobody, Reaped, script, start_until_ready};
 use common::fake::FakeRoot;
 use common::proc::netns_of;
 use procspy::engine::{OwnerScan, Protocols, Source};
-use procspy::{Error, Stats, Walker};
+use procspy::{Error, StateMask, Stats, Walker};
 
 /// Signal handlers and namespaces are process-wide: one test at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-const BOTH: Protocols = Protocols { tcp: true, udp: true };
-
 /// One record: (netns, protocol, inode, local port).
-type Rec = (u64, u8, u64, u16);
+type Rec = (u64, procspy::Protocol, u64, u16);
 
 fn netlink_walker(root: Option<&FakeRoot>) -> Walker {
     use std::os::unix::ffi::OsStrExt;
@@ -40,7 +38,7 @@ fn netlink_walker(root: Option<&FakeRoot>) -> Walker {
 fn connections(w: &Walker, mut each: impl FnMut(&Rec)) -> (Result<(), Error>, Vec<Rec>, Stats) {
     let mut stats = Stats::default();
     let mut recs = Vec::new();
-    let r = w.connections(None, BOTH, u32::MAX, &mut stats, &mut |c| {
+    let r = w.connections(None, Protocols::BOTH, StateMask::ALL, &mut stats, &mut |c| {
         let rec = (c.netns, c.protocol, c.conn.inode, c.conn.local_port);
         each(&rec);
         recs.push(rec);

@@ -12,10 +12,10 @@ use std::ops::ControlFlow;
 use common::Holder;
 use common::rec::{Rec, walk_all};
 use procspy::engine::{OwnerScan, Protocols};
-use procspy::{Error, Stats, TableBuf, Walker};
+use procspy::{Error, Protocol, StateMask, Stats, TableBuf, TcpState, Walker};
 
 /// A table line: (netns, protocol, line, owner's (pid, fd)).
-type Line = (u64, u8, procspy::engine::Conn, Option<(i32, i32)>);
+type Line = (u64, Protocol, procspy::engine::Conn, Option<(i32, i32)>);
 
 /// The lines of one connections call from `source`, in the namespaces
 /// `keep` keeps, sorted by namespace, inode and ports; the call must succeed.
@@ -23,7 +23,7 @@ fn lines_from(w: &Walker, source: procspy::engine::Source, keep: impl Fn(u64) ->
     w.set_source(source);
     let mut stats = Stats::default();
     let mut lines: Vec<Line> = Vec::new();
-    let r = w.connections(None, Protocols { tcp: true, udp: true }, u32::MAX, &mut stats, &mut |c| {
+    let r = w.connections(None, Protocols::BOTH, StateMask::ALL, &mut stats, &mut |c| {
         if keep(c.netns) {
             lines.push((c.netns, c.protocol, c.conn, c.owner.map(|o| (o.pid, o.fd))));
         }
@@ -102,9 +102,9 @@ fn connections_join_every_table_line_to_its_owner() {
     let holders = [Holder::start(true, Some("conn-a")), Holder::start(true, Some("conn-b")), Holder::start(true, None)];
     let w = Walker::new(None).unwrap();
     let mut stats = Stats::default();
-    let mut got: HashMap<(u64, u64), (u8, u8, u8, u16, u16, Option<(i32, i32)>)> = HashMap::new();
+    let mut got: HashMap<(u64, u64), (Protocol, u8, u8, u16, u16, Option<(i32, i32)>)> = HashMap::new();
     let mut dup = Vec::new();
-    let r = w.connections(None, Protocols { tcp: true, udp: true }, u32::MAX, &mut stats, &mut |c| {
+    let r = w.connections(None, Protocols::BOTH, StateMask::ALL, &mut stats, &mut |c| {
         let owner = c.owner.map(|o| (o.pid, o.fd));
         let v = (c.protocol, c.conn.family, c.conn.state, c.conn.local_port, c.conn.remote_port, owner);
         if got.insert((c.netns, c.conn.inode), v).is_some() && c.conn.inode != 0 {
@@ -125,12 +125,12 @@ fn connections_join_every_table_line_to_its_owner() {
 
     // Filters: LISTEN only, TCP only.
     let mut listeners = Vec::new();
-    let r = w.connections(None, Protocols { tcp: true, udp: false }, 1 << 10, &mut stats, &mut |c| {
+    let r = w.connections(None, Protocols::TCP, StateMask::LISTEN, &mut stats, &mut |c| {
         listeners.push((c.netns, c.conn.inode, c.conn.state, c.protocol));
         ControlFlow::Continue(())
     });
     assert_eq!(r, Ok(()));
-    assert!(listeners.iter().all(|l| l.2 == 10 && l.3 == 1));
+    assert!(listeners.iter().all(|l| l.2 == TcpState::Listen.number() && l.3 == Protocol::Tcp));
     for h in &holders {
         assert_eq!(listeners.iter().filter(|l| l.0 == h.netns).count(), 2);
     }
@@ -142,13 +142,12 @@ fn connections_skip_a_namespace_that_does_not_fit() {
     let w = Walker::new(None).unwrap();
     // Only the text tables need the buffer.
     w.set_source(procspy::engine::Source::Text);
-    let both = Protocols { tcp: true, udp: true };
     let mut stats = Stats::default();
     let count = |cap: usize, stats: &mut Stats| {
         let mut mem = vec![MaybeUninit::new(0u8); cap];
         let mut out = TableBuf::new(&mut mem);
         let mut per_ns: HashMap<u64, usize> = HashMap::new();
-        let r = w.connections(Some(&mut out), both, u32::MAX, stats, &mut |c| {
+        let r = w.connections(Some(&mut out), Protocols::BOTH, StateMask::ALL, stats, &mut |c| {
             *per_ns.entry(c.netns).or_default() += 1;
             ControlFlow::Continue(())
         });
@@ -213,7 +212,7 @@ fn netlink_and_text_give_the_same_records() {
 
 /// A line owned by one of ours: (netns, inode, protocol, owner's (pid, fd,
 /// netns, start time, name)).
-type Owned = (u64, u64, u8, (i32, i32, u64, u64, Vec<u8>));
+type Owned = (u64, u64, Protocol, (i32, i32, u64, u64, Vec<u8>));
 
 /// The lines of one connections call with owner scan `scan` whose owner is
 /// one of `ours`, sorted.
@@ -221,7 +220,7 @@ fn owned_lines(w: &Walker, scan: OwnerScan, ours: &HashSet<i32>) -> (Result<(), 
     w.set_owner_scan(scan);
     let mut stats = Stats::default();
     let mut recs = Vec::new();
-    let r = w.connections(None, Protocols { tcp: true, udp: true }, u32::MAX, &mut stats, &mut |c| {
+    let r = w.connections(None, Protocols::BOTH, StateMask::ALL, &mut stats, &mut |c| {
         if let Some(o) = c.owner.filter(|o| ours.contains(&o.pid)) {
             let owner = (o.pid, o.fd, o.netns, o.start_time, o.name.to_bytes().to_vec());
             recs.push((c.netns, c.conn.inode, c.protocol, owner));
@@ -321,9 +320,7 @@ fn bpf_owner_scan_is_refused_for_a_proc_root_not_the_hosts() {
     let w = Walker::new(Some(dir.as_os_str().as_encoded_bytes())).unwrap();
     w.set_owner_scan(OwnerScan::Bpf);
     let mut stats = Stats::default();
-    let r = w.connections(None, Protocols { tcp: true, udp: true }, u32::MAX, &mut stats, &mut |_| {
-        ControlFlow::Continue(())
-    });
+    let r = w.connections(None, Protocols::BOTH, StateMask::ALL, &mut stats, &mut |_| ControlFlow::Continue(()));
     std::fs::remove_dir_all(&dir).unwrap();
     let msg = r.unwrap_err().to_string();
     assert!(msg.contains("BPF owner scan") && msg.contains("host's own procfs"), "{msg}");

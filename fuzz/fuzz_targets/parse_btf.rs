@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use procspy::parse::btf::Btf;
+use procspy::parse::btf::{Btf, Kind};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(btf) = Btf::parse(data) else { return };
@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
             let _ = btf.path(id, &[name, name, name]);
         }
     }
-    for kind in 0..32 {
+    for kind in (0..32).filter_map(Kind::from_u8) {
         for name in names {
             let _ = btf.find(kind, name);
         }

@@ -5,7 +5,7 @@
 
 use super::Refusal;
 use super::asm::{Field, Helper, Size};
-use crate::parse::btf::{Btf, KIND_FUNC, KIND_STRUCT};
+use crate::parse::btf::{Btf, Kind};
 
 /// A kernel's BTF, as a program (named for the messages) reads it.
 pub(super) struct Kernel<'a> {
@@ -27,7 +27,7 @@ impl<'a> Kernel<'a> {
     /// `size` bytes.
     pub(super) fn offset(&self, st: &str, path: &[&str], size: u32) -> Result<i16, Refusal> {
         let missing = || self.lacks(format_args!("struct {st} field {} of {size} bytes", path.join(".")));
-        let id = self.btf.find(KIND_STRUCT, st.as_bytes()).ok_or_else(missing)?;
+        let id = self.btf.find(Kind::Struct, st.as_bytes()).ok_or_else(missing)?;
         let names: Vec<&[u8]> = path.iter().map(|n| n.as_bytes()).collect();
         let f = self.btf.path(id, &names).ok_or_else(missing)?;
         if self.btf.size(f.type_id) != Some(size) {
@@ -53,6 +53,6 @@ impl<'a> Kernel<'a> {
     /// The BTF id of kernel function `name` (what a program attaches to);
     /// `what` names it in a refusal.
     pub(super) fn func(&self, name: &str, what: &str) -> Result<u32, Refusal> {
-        self.btf.find(KIND_FUNC, name.as_bytes()).ok_or_else(|| self.lacks(format_args!("{what} ({name})")))
+        self.btf.find(Kind::Func, name.as_bytes()).ok_or_else(|| self.lacks(format_args!("{what} ({name})")))
     }
 }

@@ -106,7 +106,7 @@ fn verdict(log: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::bpf::asm::{Asm, FP, Insn, R0, Size};
-    use crate::parse::btf::KIND_FUNC;
+    use crate::parse::btf::Kind;
     use crate::procfs::bpf_sys::{BPF_PROG_TYPE_TRACING, BPF_TRACE_ITER};
 
     /// A program this kernel's verifier must refuse (it reads the stack
@@ -114,7 +114,7 @@ mod tests {
     #[test]
     fn a_verifier_refusal_is_unsupported_with_its_log() {
         let Ok(blob) = std::fs::read(VMLINUX_BTF) else { return };
-        let Some(attach_btf_id) = Btf::parse(&blob).unwrap().find(KIND_FUNC, b"bpf_iter_task_file") else { return };
+        let Some(attach_btf_id) = Btf::parse(&blob).unwrap().find(Kind::Func, b"bpf_iter_task_file") else { return };
         let mut a = Asm::<()>::new(0);
         a.push(Insn::Load { dst: R0, src: FP, off: 8, size: Size::DW });
         a.push(Insn::Exit);

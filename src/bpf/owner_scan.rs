@@ -17,7 +17,7 @@ use super::asm::{Asm, FP, Field, Helper, Insn, R0, R1, R2, R3, R4, R6, R7, R8, R
 use super::kernel::Kernel;
 use super::load::{Program, with_vmlinux};
 use crate::parse::btf::Btf;
-use crate::parse::kernel::{Family, Protocol, tcp_state};
+use crate::parse::kernel::{Family, Protocol, TcpState};
 use crate::procfs::bpf_sys::{self, BPF_MAP_TYPE_ARRAY, BPF_PROG_TYPE_TRACING, BPF_TRACE_ITER, BpfMap};
 use crate::procfs::{SockRecord, retry};
 
@@ -254,7 +254,7 @@ fn assemble(btf: &Btf<'_>) -> Result<Program, Refusal> {
     a.store(KIND, R3);
     // Only a TCP listener has a request queue; its sock is a tcp_sock.
     a.jne(protocol, i32::from(Protocol::Tcp.ipproto()), Label::Write);
-    a.jne(state, i32::from(tcp_state::LISTEN), Label::Write);
+    a.jne(state, i32::from(TcpState::Listen.number()), Label::Write);
     let qlen = k.field("tcp_sock", &["inet_conn", "icsk_accept_queue", "qlen", "counter"], 4)?;
     a.record_addr(R1, PENDING.off);
     a.push(Insn::MovImm { dst: R2, imm: 4 });
@@ -372,8 +372,8 @@ mod tests {
     use super::*;
     use crate::bpf::asm::Insn;
     use crate::bpf::load::VMLINUX_BTF;
+    use crate::parse::btf::Kind;
     use crate::parse::btf::build::{W as Word, blob};
-    use crate::parse::btf::{KIND_ENUM, KIND_FUNC, KIND_INT, KIND_PTR, KIND_STRUCT, KIND_TYPEDEF};
 
     #[test]
     fn decodes_both_families_and_the_tally() {
@@ -429,15 +429,15 @@ mod tests {
         let bits = |bytes: u32| N(bytes * 8);
         let ids: Vec<Word> = helpers.iter().flat_map(|&(name, id)| [Name(name), N(id)]).collect();
         blob(&[
-            ("unsigned int", KIND_INT, 0, 4, &[N(32)]),           // 1
-            ("long long unsigned int", KIND_INT, 0, 8, &[N(64)]), // 2
-            ("short unsigned int", KIND_INT, 0, 2, &[N(16)]),     // 3
-            ("unsigned char", KIND_INT, 0, 1, &[N(8)]),           // 4
-            ("", KIND_PTR, 0, 0, &[]),                            // 5
-            ("bpf_iter_task_file", KIND_FUNC, 0, 0, &[]),         // 6
+            ("unsigned int", Kind::Int, 0, 4, &[N(32)]),           // 1
+            ("long long unsigned int", Kind::Int, 0, 8, &[N(64)]), // 2
+            ("short unsigned int", Kind::Int, 0, 2, &[N(16)]),     // 3
+            ("unsigned char", Kind::Int, 0, 1, &[N(8)]),           // 4
+            ("", Kind::Ptr, 0, 0, &[]),                            // 5
+            ("bpf_iter_task_file", Kind::Func, 0, 0, &[]),         // 6
             (
                 "bpf_iter__task_file",
-                KIND_STRUCT,
+                Kind::Struct,
                 4,
                 32,
                 &[
@@ -455,16 +455,22 @@ mod tests {
                     bits(24),
                 ],
             ), // 7
-            ("bpf_iter_meta", KIND_STRUCT, 1, 24, &[Name("seq"), N(5), bits(0)]), // 8
-            ("socket", KIND_STRUCT, 1, 128, &[Name("sk"), N(5), bits(24)]), // 9
-            ("file", KIND_STRUCT, 1, 256, &[Name("f_inode"), N(5), bits(32)]), // 10
-            ("inode", KIND_STRUCT, 1, 600, &[Name("i_ino"), N(2), bits(64)]), // 11
-            ("task_struct", KIND_STRUCT, 2, 4096, &[Name("tgid"), N(1), bits(2000), Name("nsproxy"), N(5), bits(2040)]), // 12
-            ("possible_net_t", KIND_STRUCT, 1, 8, &[Name("net"), N(5), bits(0)]), // 13
-            ("in6_addr", KIND_STRUCT, 0, 16, &[]),                                // 14
+            ("bpf_iter_meta", Kind::Struct, 1, 24, &[Name("seq"), N(5), bits(0)]), // 8
+            ("socket", Kind::Struct, 1, 128, &[Name("sk"), N(5), bits(24)]), // 9
+            ("file", Kind::Struct, 1, 256, &[Name("f_inode"), N(5), bits(32)]), // 10
+            ("inode", Kind::Struct, 1, 600, &[Name("i_ino"), N(2), bits(64)]), // 11
+            (
+                "task_struct",
+                Kind::Struct,
+                2,
+                4096,
+                &[Name("tgid"), N(1), bits(2000), Name("nsproxy"), N(5), bits(2040)],
+            ), // 12
+            ("possible_net_t", Kind::Struct, 1, 8, &[Name("net"), N(5), bits(0)]), // 13
+            ("in6_addr", Kind::Struct, 0, 16, &[]),                // 14
             (
                 "sock_common",
-                KIND_STRUCT,
+                Kind::Struct,
                 9,
                 136,
                 &[
@@ -497,11 +503,11 @@ mod tests {
                     bits(72),
                 ],
             ), // 15
-            ("kuid_t", KIND_TYPEDEF, 0, 17, &[]),                                 // 16
-            ("", KIND_STRUCT, 1, 4, &[Name("val"), N(1), bits(0)]),               // 17
+            ("kuid_t", Kind::Typedef, 0, 17, &[]),                 // 16
+            ("", Kind::Struct, 1, 4, &[Name("val"), N(1), bits(0)]), // 17
             (
                 "sock",
-                KIND_STRUCT,
+                Kind::Struct,
                 4,
                 760,
                 &[
@@ -519,16 +525,16 @@ mod tests {
                     bits(600),
                 ],
             ), // 18
-            ("ns_common", KIND_STRUCT, 1, 24, &[Name("inum"), N(1), bits(16)]),   // 19
-            ("net", KIND_STRUCT, 1, 4000, &[Name("ns"), N(19), bits(120)]),       // 20
-            ("atomic_t", KIND_TYPEDEF, 0, 22, &[]),                               // 21
-            ("", KIND_STRUCT, 1, 4, &[Name("counter"), N(23), bits(0)]),          // 22
-            ("int", KIND_INT, 0, 4, &[N((1 << 24) | 32)]),                        // 23
-            ("request_sock_queue", KIND_STRUCT, 1, 64, &[Name("qlen"), N(21), bits(8)]), // 24
-            ("inet_connection_sock", KIND_STRUCT, 1, 1400, &[Name("icsk_accept_queue"), N(24), bits(1000)]), // 25
-            ("tcp_sock", KIND_STRUCT, 1, 2200, &[Name("inet_conn"), N(25), bits(0)]), // 26
-            ("bpf_func_id", KIND_ENUM, helpers.len() as u32, 4, &ids),            // 27
-            ("nsproxy", KIND_STRUCT, 1, 72, &[Name("net_ns"), N(5), bits(64)]),   // 28
+            ("ns_common", Kind::Struct, 1, 24, &[Name("inum"), N(1), bits(16)]), // 19
+            ("net", Kind::Struct, 1, 4000, &[Name("ns"), N(19), bits(120)]), // 20
+            ("atomic_t", Kind::Typedef, 0, 22, &[]),               // 21
+            ("", Kind::Struct, 1, 4, &[Name("counter"), N(23), bits(0)]), // 22
+            ("int", Kind::Int, 0, 4, &[N((1 << 24) | 32)]),        // 23
+            ("request_sock_queue", Kind::Struct, 1, 64, &[Name("qlen"), N(21), bits(8)]), // 24
+            ("inet_connection_sock", Kind::Struct, 1, 1400, &[Name("icsk_accept_queue"), N(24), bits(1000)]), // 25
+            ("tcp_sock", Kind::Struct, 1, 2200, &[Name("inet_conn"), N(25), bits(0)]), // 26
+            ("bpf_func_id", Kind::Enum, helpers.len() as u32, 4, &ids), // 27
+            ("nsproxy", Kind::Struct, 1, 72, &[Name("net_ns"), N(5), bits(64)]), // 28
         ])
     }
 
@@ -572,7 +578,7 @@ mod tests {
             return;
         };
         let btf = Btf::parse(&blob).unwrap();
-        let has = btf.find(KIND_FUNC, b"bpf_iter_task_file").is_some()
+        let has = btf.find(Kind::Func, b"bpf_iter_task_file").is_some()
             && HELPERS.iter().all(|h| btf.enumerator(b"bpf_func_id", h.0.as_bytes()).is_some());
         match assemble(&btf) {
             Ok(p) => {

@@ -29,7 +29,7 @@ use super::pass::{Pass, join};
 use super::query::Query;
 use super::stats::Stats;
 use super::tables::Protocols;
-use crate::parse::kernel::{Family, TCP};
+use crate::parse::kernel::{Family, Protocol};
 use crate::parse::tcp::Conn;
 use crate::procfs::TableBuf;
 
@@ -106,7 +106,7 @@ struct Entry {
     addr_at: u32,
     local_port: u16,
     remote_port: u16,
-    protocol: u8,
+    protocol: Protocol,
     family: u8,
     state: u8,
 }
@@ -298,7 +298,7 @@ fn same(
 
 /// Marks in `listed` each of `pending` (sorted by `Closed::key`) that may
 /// be of one of `conns`.
-fn mark_listed(pending: &[Closed], listed: &mut [bool], conns: impl Iterator<Item = (u64, u8, Conn)>) {
+fn mark_listed(pending: &[Closed], listed: &mut [bool], conns: impl Iterator<Item = (u64, Protocol, Conn)>) {
     for (netns, protocol, c) in conns {
         let key = Closed::key(netns, protocol, &c);
         let from = pending.partition_point(|p| Closed::key(p.netns, p.protocol, &p.conn) < key);
@@ -398,7 +398,10 @@ fn deliver(
         mark_listed(pending, listed, gone.iter().map(|g| (g.netns, g.protocol, g.conn)));
     }
     for (p, _) in pending.iter().zip(listed.iter()).filter(|(_, listed)| !**listed) {
-        let wanted = if p.protocol == TCP { protocols.tcp } else { protocols.udp };
+        let wanted = match p.protocol {
+            Protocol::Tcp => protocols.tcp,
+            Protocol::Udp => protocols.udp,
+        };
         if wanted {
             let connection = Connection { conn: p.conn, protocol: p.protocol, netns: p.netns, owner: None };
             emit(&Change { kind: ChangeKind::SeenClosed, connection, old_state: 0, old_owner: None })?;

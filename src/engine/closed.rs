@@ -25,6 +25,7 @@
 use nix::errno::Errno;
 
 use crate::parse::diag::destroyed;
+use crate::parse::kernel::Protocol;
 use crate::parse::tcp::Conn;
 use crate::procfs::{DestroySocket, HostProc, Netns};
 
@@ -51,7 +52,7 @@ fn rank(key: u64, netns: u64) -> u64 {
 pub(super) struct Closed {
     pub netns: u64,
     /// `Protocol::number`.
-    pub protocol: u8,
+    pub protocol: Protocol,
     pub conn: Conn,
 }
 
@@ -62,7 +63,7 @@ impl Closed {
     /// notification still has them. A reset socket has lost its remote port
     /// (not its remote address), and an unbound one its local address, by
     /// the time the kernel frees it; a listener never had a remote address.
-    pub fn may_be(&self, netns: u64, protocol: u8, c: &Conn) -> bool {
+    pub fn may_be(&self, netns: u64, protocol: Protocol, c: &Conn) -> bool {
         let d = &self.conn;
         (self.netns, self.protocol, d.family, d.local_port, d.remote_addr)
             == (netns, protocol, c.family, c.local_port, c.remote_addr)
@@ -71,7 +72,7 @@ impl Closed {
     }
 
     /// The order `may_be` searches in: what it compares exactly.
-    pub fn key(netns: u64, protocol: u8, c: &Conn) -> (u64, u8, u8, u16) {
+    pub fn key(netns: u64, protocol: Protocol, c: &Conn) -> (u64, Protocol, u8, u16) {
         (netns, protocol, c.family, c.local_port)
     }
 }
@@ -122,7 +123,7 @@ impl Subscriptions {
                 Ok((n, sender, groups)) => match destroyed(&buf[..n.min(buf.len())], sender, groups) {
                     // A socket never bound was never in a table either.
                     Some((_, conn)) if conn.local_port == 0 => {}
-                    Some((protocol, conn)) => pending.push(Closed { netns: *netns, protocol: protocol.number(), conn }),
+                    Some((protocol, conn)) => pending.push(Closed { netns: *netns, protocol, conn }),
                     None => stats.dropped += 1,
                 },
                 Err(Errno::ENOBUFS) => stats.closed_lost += 1,

@@ -20,9 +20,10 @@ pub enum Error {
     /// A query named a process or namespace that is not there.
     #[error("{0}")]
     NotFound(String),
-    /// A system call on `path` failed.
-    #[error("{path}: {}", .errno.desc())]
-    Io { path: String, errno: Errno },
+    /// A system call on `path` failed with `errno` (an `E*` number of
+    /// `errno.h`; [`Error::os_error`] makes it a `std::io::Error`).
+    #[error("{path}: {}", Errno::from_raw(*.errno).desc())]
+    Io { path: String, errno: i32 },
     /// Another walk holds this walker.
     #[error("a walk on this walker is already running")]
     Busy,
@@ -39,7 +40,22 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(path: impl std::fmt::Display, errno: Errno) -> Self {
-        Error::Io { path: path.to_string(), errno }
+        Error::Io { path: path.to_string(), errno: errno as i32 }
+    }
+
+    /// The system's error of an `Io` failure (its `raw_os_error` is the
+    /// errno); `None` for every other failure.
+    ///
+    /// ```
+    /// let e = procspy::Walker::new(Some(b"/nonexistent")).unwrap_err();
+    /// assert_eq!(e.os_error().map(|e| e.kind()), Some(std::io::ErrorKind::NotFound));
+    /// assert_eq!(e.to_string(), "/nonexistent: No such file or directory");
+    /// ```
+    pub fn os_error(&self) -> Option<std::io::Error> {
+        match self {
+            Error::Io { errno, .. } => Some(std::io::Error::from_raw_os_error(*errno)),
+            _ => None,
+        }
     }
 }
 

@@ -23,7 +23,8 @@ mod stats;
 mod tables;
 mod walker;
 
-pub(crate) use crate::parse::kernel::Protocol;
+pub use crate::parse::StateMask;
+pub use crate::parse::kernel::{Protocol, TcpState};
 pub use crate::parse::tcp::Conn;
 pub use crate::procfs::TableBuf;
 pub use changes::{Change, ChangeKind};

@@ -15,6 +15,7 @@ use super::owners::{Held, OwnerAt, OwnerScan, Owners, Scan};
 use super::query::{Query, Scope, Told};
 use super::stats::Stats;
 use super::tables::{Accounted, Ahead, Listed, Namespace, Netlink, Sink, Source, TableSource, Text};
+use crate::parse::kernel::Protocol;
 use crate::parse::tcp::{Conn, Dedup};
 use crate::procfs::{PidFd, TableBuf, same_fd_table};
 
@@ -325,7 +326,7 @@ fn list_round(
     });
     let mut told = Told(scope);
     let record = round.record;
-    let mut deliver = |conn: &Conn, protocol: u8, netns: u64| {
+    let mut deliver = |conn: &Conn, protocol: Protocol, netns: u64| {
         if !scope.admits(conn.inode) {
             return ControlFlow::Continue(());
         }

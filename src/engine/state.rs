@@ -4,93 +4,61 @@
 
 use std::ffi::CStr;
 
-use crate::parse::kernel::Protocol;
-use crate::parse::kernel::tcp_state::{CLOSE, ESTABLISHED, NEW_SYN_RECV};
-
-/// The kernel's names, indexed by state number (1 to 12; 0 is none).
-const KERNEL_NAMES: [&CStr; 13] = [
-    c"",
-    c"ESTABLISHED",
-    c"SYN_SENT",
-    c"SYN_RECV",
-    c"FIN_WAIT1",
-    c"FIN_WAIT2",
-    c"TIME_WAIT",
-    c"CLOSE",
-    c"CLOSE_WAIT",
-    c"LAST_ACK",
-    c"LISTEN",
-    c"CLOSING",
-    c"NEW_SYN_RECV",
-];
+use crate::parse::kernel::{Protocol, TcpState};
 
 /// The name of `state` in a table of `protocol`, as a static
 /// NUL-terminated string; `None` for a state the kernel does not define
 /// (0, 13 and above).
 pub(crate) fn state_name_cstr(protocol: Protocol, state: u8) -> Option<&'static CStr> {
-    match (protocol, state) {
-        (Protocol::Udp, CLOSE) => Some(c"UNCONN"),
-        (Protocol::Udp, ESTABLISHED) => Some(c"ESTAB"),
-        (_, 1..=NEW_SYN_RECV) => Some(KERNEL_NAMES[usize::from(state)]),
-        _ => None,
+    match (protocol, TcpState::from_u8(state)?) {
+        (Protocol::Udp, TcpState::Close) => Some(c"UNCONN"),
+        (Protocol::Udp, TcpState::Established) => Some(c"ESTAB"),
+        (_, s) => Some(s.c_name()),
     }
 }
 
-/// The name of socket state `state` in a table of `protocol` (1 = TCP,
-/// 2 = UDP, as in [`Connection::protocol`](crate::engine::Connection)), as
-/// the procspy command shows it: TCP's by the kernel's names
-/// (`"ESTABLISHED"`, `"LISTEN"`, `"TIME_WAIT"`, …); UDP has no states of
-/// its own, and its two are shown as ss shows them, `"UNCONN"` (7, the
-/// kernel's CLOSE: unconnected) and `"ESTAB"` (1: connected). `None` for a
-/// state number the kernel does not define (0, 13 and above) and for any
-/// other protocol.
+/// The name of socket state `state` in a table of `protocol`, as the
+/// procspy command shows it: TCP's by the kernel's names
+/// ([`TcpState::name`]: `"ESTABLISHED"`, `"LISTEN"`, `"TIME_WAIT"`, …);
+/// UDP has no states of its own, and its two are shown as ss shows them,
+/// `"UNCONN"` (CLOSE: unconnected) and `"ESTAB"` (ESTABLISHED: connected).
+/// `None` for a state number the kernel does not define (0, 13 and above).
 ///
 /// ```
-/// assert_eq!(procspy::state_name(1, 10), Some("LISTEN"));
-/// assert_eq!(procspy::state_name(2, 7), Some("UNCONN"));
-/// assert_eq!(procspy::state_name(1, 13), None);
+/// use procspy::{Protocol, TcpState, state_name};
+/// assert_eq!(state_name(Protocol::Tcp, TcpState::Listen.number()), Some("LISTEN"));
+/// assert_eq!(state_name(Protocol::Udp, TcpState::Close.number()), Some("UNCONN"));
+/// assert_eq!(state_name(Protocol::Tcp, 13), None);
 /// ```
-pub fn state_name(protocol: u8, state: u8) -> Option<&'static str> {
-    state_name_cstr(Protocol::of_number(protocol)?, state).and_then(|s| s.to_str().ok())
+pub fn state_name(protocol: Protocol, state: u8) -> Option<&'static str> {
+    state_name_cstr(protocol, state).and_then(|s| s.to_str().ok())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use Protocol::{Tcp, Udp};
 
     #[test]
     fn tcp_has_the_kernel_names() {
-        let names: Vec<_> = (1..=12).map(|s| state_name(1, s).unwrap()).collect();
-        assert_eq!(
-            names,
-            [
-                "ESTABLISHED",
-                "SYN_SENT",
-                "SYN_RECV",
-                "FIN_WAIT1",
-                "FIN_WAIT2",
-                "TIME_WAIT",
-                "CLOSE",
-                "CLOSE_WAIT",
-                "LAST_ACK",
-                "LISTEN",
-                "CLOSING",
-                "NEW_SYN_RECV"
-            ]
-        );
+        for s in TcpState::all() {
+            assert_eq!(state_name(Tcp, s.number()), Some(s.name()));
+        }
+        assert_eq!(state_name(Tcp, TcpState::Listen.number()), Some("LISTEN"));
+        assert_eq!(state_name(Tcp, TcpState::NewSynRecv.number()), Some("NEW_SYN_RECV"));
     }
 
     #[test]
     fn udp_has_ss_names_for_its_two_states() {
-        assert_eq!(state_name(2, 7), Some("UNCONN"));
-        assert_eq!(state_name(2, 1), Some("ESTAB"));
-        assert_eq!(state_name(2, 10), Some("LISTEN"));
+        assert_eq!(state_name(Udp, TcpState::Close.number()), Some("UNCONN"));
+        assert_eq!(state_name(Udp, TcpState::Established.number()), Some("ESTAB"));
+        assert_eq!(state_name(Udp, TcpState::Listen.number()), Some("LISTEN"));
     }
 
     #[test]
-    fn unknown_states_and_protocols_have_none() {
-        for (p, s) in [(1, 0), (1, 13), (1, 255), (2, 0), (2, 200), (0, 1), (3, 1), (255, 10)] {
-            assert_eq!(state_name(p, s), None, "{p} {s}");
+    fn unknown_states_have_none() {
+        for (p, s) in [(Tcp, 0), (Tcp, 13), (Tcp, 255), (Udp, 0), (Udp, 200)] {
+            assert_eq!(state_name(p, s), None, "{p:?} {s}");
         }
     }
 }

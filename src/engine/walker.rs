@@ -21,6 +21,7 @@ use super::pass::{self, Pass};
 use super::query::Query;
 use super::stats::Stats;
 use super::tables::{Protocols, Source, TCP, TCP6, append_tables, read_group_tables};
+use crate::parse::StateMask;
 use crate::procfs::{ProcRoot, TableBuf};
 
 /// The proc root a walker uses when none is named.
@@ -141,11 +142,10 @@ impl Walker {
     ///
     /// ```
     /// use std::ops::ControlFlow;
-    /// use procspy::{Error, Protocols, Stats, Walker};
+    /// use procspy::{Error, Protocols, StateMask, Stats, Walker};
     /// let walker = Walker::new(None)?;
     /// walker.stop(); // from any thread; here, before the walk
-    /// let tcp = Protocols { tcp: true, udp: false };
-    /// let r = walker.connections(None, tcp, u32::MAX, &mut Stats::default(), &mut |_| ControlFlow::Continue(()));
+    /// let r = walker.connections(None, Protocols::TCP, StateMask::ALL, &mut Stats::default(), &mut |_| ControlFlow::Continue(()));
     /// assert!(matches!(r, Err(Error::Stopped)) && walker.is_stopped());
     /// # Ok::<(), procspy::Error>(())
     /// ```
@@ -180,11 +180,10 @@ impl Walker {
     ///
     /// ```
     /// use std::ops::ControlFlow;
-    /// use procspy::{Protocols, Stats, Walker};
+    /// use procspy::{Protocols, StateMask, Stats, Walker};
     /// let walker = Walker::new(None)?;
     /// let mut stats = Stats::default();
-    /// let both = Protocols { tcp: true, udp: true };
-    /// walker.connections(None, both, u32::MAX, &mut stats, &mut |_| ControlFlow::Continue(()))?;
+    /// walker.connections(None, Protocols::BOTH, StateMask::ALL, &mut stats, &mut |_| ControlFlow::Continue(()))?;
     /// assert_eq!(walker.last_stats().namespaces, stats.namespaces);
     /// # Ok::<(), procspy::Error>(())
     /// ```
@@ -239,13 +238,12 @@ impl Walker {
     ///
     /// ```
     /// use std::ops::ControlFlow;
-    /// use procspy::{Protocols, Stats, Walker};
+    /// use procspy::{Protocols, StateMask, Stats, Walker};
     /// let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     /// let port = listener.local_addr().unwrap().port();
     /// let walker = Walker::new(None)?;
     /// let mut holders = Vec::new();
-    /// let tcp = Protocols { tcp: true, udp: false };
-    /// walker.connections(None, tcp, u32::MAX, &mut Stats::default(), &mut |c| {
+    /// walker.connections(None, Protocols::TCP, StateMask::LISTEN, &mut Stats::default(), &mut |c| {
     ///     if c.conn.local_port == port {
     ///         holders.extend(c.owner.as_ref().map(|o| o.pid));
     ///     }
@@ -258,7 +256,7 @@ impl Walker {
         &self,
         out: Option<&mut TableBuf<'_>>,
         protocols: Protocols,
-        state_mask: u32,
+        state_mask: StateMask,
         stats: &mut Stats,
         on_connection: &mut dyn FnMut(&Connection<'_>) -> ControlFlow<()>,
     ) -> Result<(), Error> {
@@ -273,14 +271,13 @@ impl Walker {
     ///
     /// ```
     /// use std::ops::ControlFlow;
-    /// use procspy::{Protocols, Query, Stats, Walker};
+    /// use procspy::{Protocols, Query, StateMask, Stats, Walker};
     /// let _listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     /// let me = [std::process::id() as i32];
     /// let walker = Walker::new(None)?;
     /// let mut mine = 0;
-    /// let both = Protocols { tcp: true, udp: true };
     /// let query = Query { pids: Some(&me), ..Query::default() };
-    /// walker.query(None, &query, both, u32::MAX, &mut Stats::default(), &mut |c| {
+    /// walker.query(None, &query, Protocols::BOTH, StateMask::ALL, &mut Stats::default(), &mut |c| {
     ///     assert_eq!(c.owner.as_ref().map(|o| o.pid), Some(me[0]));
     ///     mine += 1;
     ///     ControlFlow::Continue(())
@@ -293,7 +290,7 @@ impl Walker {
         out: Option<&mut TableBuf<'_>>,
         query: &Query<'_>,
         protocols: Protocols,
-        state_mask: u32,
+        state_mask: StateMask,
         stats: &mut Stats,
         on_connection: &mut dyn FnMut(&Connection<'_>) -> ControlFlow<()>,
     ) -> Result<(), Error> {
@@ -312,15 +309,14 @@ impl Walker {
     ///
     /// ```
     /// use std::ops::ControlFlow;
-    /// use procspy::{ChangeKind, Protocols, Stats, Walker};
+    /// use procspy::{ChangeKind, Protocols, StateMask, Stats, Walker};
     /// let walker = Walker::new(None)?;
-    /// let tcp = Protocols { tcp: true, udp: false };
     /// let mut stats = Stats::default();
-    /// walker.changes(None, tcp, u32::MAX, &mut stats, &mut |_| ControlFlow::Continue(()))?; // everything appears
+    /// walker.changes(None, Protocols::TCP, StateMask::ALL, &mut stats, &mut |_| ControlFlow::Continue(()))?; // everything appears
     /// let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     /// let port = listener.local_addr().unwrap().port();
     /// let mut appeared = false;
-    /// walker.changes(None, tcp, u32::MAX, &mut stats, &mut |ch| {
+    /// walker.changes(None, Protocols::TCP, StateMask::ALL, &mut stats, &mut |ch| {
     ///     appeared |= ch.kind == ChangeKind::Appeared && ch.connection.conn.local_port == port;
     ///     ControlFlow::Continue(())
     /// })?;
@@ -331,7 +327,7 @@ impl Walker {
         &self,
         out: Option<&mut TableBuf<'_>>,
         protocols: Protocols,
-        state_mask: u32,
+        state_mask: StateMask,
         stats: &mut Stats,
         on_change: &mut dyn FnMut(&Change<'_>) -> ControlFlow<()>,
     ) -> Result<(), Error> {
@@ -379,7 +375,7 @@ impl Walker {
         out
     }
 
-    fn plan(&self, protocols: Protocols, state_mask: u32) -> Result<Plan, Error> {
+    fn plan(&self, protocols: Protocols, state_mask: StateMask) -> Result<Plan, Error> {
         let (source, owner_scan) = *self.config();
         Plan::new(protocols, state_mask, source, owner_scan)
     }

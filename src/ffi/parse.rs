@@ -5,7 +5,7 @@ use std::ffi::c_void;
 use super::guard::{Fail, guard};
 use super::types::*;
 use super::walker::deliver_connection;
-use crate::engine::{Connection, parse_tcp};
+use crate::engine::{Connection, StateMask, parse_tcp};
 
 /// Parses `/proc/net/{tcp,udp}{,6}` text, or a walk's buffer of several
 /// such files: header lines are skipped wherever they appear, IPv4 vs IPv6
@@ -44,7 +44,9 @@ pub extern "C" fn procspy_parse_tcp(
             // SAFETY: the caller lends `len` readable bytes at `buf`.
             unsafe { std::slice::from_raw_parts(buf, len) }
         };
-        let r = parse_tcp(text, state_mask, &mut |c: &Connection<'_>| deliver_connection(cb, userdata, c));
+        let r = parse_tcp(text, StateMask::from_bits(state_mask), &mut |c: &Connection<'_>| {
+            deliver_connection(cb, userdata, c)
+        });
         if let Some(m) = malformed {
             *m = r.malformed;
         }

@@ -115,6 +115,31 @@ pub const PROCSPY_STATE_CLOSING: u8 = 11;
 /// Kernel state NEW_SYN_RECV.
 pub const PROCSPY_STATE_NEW_SYN_RECV: u8 = 12;
 
+/// Each `PROCSPY_STATE_*` is the kernel's number of the state it names.
+const _: () = {
+    use crate::parse::kernel::TcpState as S;
+    let pairs = [
+        (PROCSPY_STATE_ESTABLISHED, S::Established),
+        (PROCSPY_STATE_SYN_SENT, S::SynSent),
+        (PROCSPY_STATE_SYN_RECV, S::SynRecv),
+        (PROCSPY_STATE_FIN_WAIT1, S::FinWait1),
+        (PROCSPY_STATE_FIN_WAIT2, S::FinWait2),
+        (PROCSPY_STATE_TIME_WAIT, S::TimeWait),
+        (PROCSPY_STATE_CLOSE, S::Close),
+        (PROCSPY_STATE_CLOSE_WAIT, S::CloseWait),
+        (PROCSPY_STATE_LAST_ACK, S::LastAck),
+        (PROCSPY_STATE_LISTEN, S::Listen),
+        (PROCSPY_STATE_CLOSING, S::Closing),
+        (PROCSPY_STATE_NEW_SYN_RECV, S::NewSynRecv),
+    ];
+    let mut i = 0;
+    while i < pairs.len() {
+        assert!(pairs[i].0 == pairs[i].1.number());
+        i += 1;
+    }
+    assert!(pairs.len() == S::all().len());
+};
+
 /// State mask (`1u << state`) that lets every state through.
 pub const PROCSPY_STATES_ALL: u32 = u32::MAX;
 /// ESTABLISHED | FIN_WAIT1 | FIN_WAIT2 | CLOSE_WAIT: what Weave Scope's
@@ -122,6 +147,14 @@ pub const PROCSPY_STATES_ALL: u32 = u32::MAX;
 pub const PROCSPY_STATES_CONNECTED: u32 = (1 << 1) | (1 << 4) | (1 << 5) | (1 << 8);
 /// LISTEN only.
 pub const PROCSPY_STATES_LISTEN: u32 = 1 << 10;
+
+/// Each `PROCSPY_STATES_*` is the Rust API's mask of the same name.
+const _: () = {
+    use crate::parse::StateMask;
+    assert!(PROCSPY_STATES_ALL == StateMask::ALL.bits());
+    assert!(PROCSPY_STATES_CONNECTED == StateMask::CONNECTED.bits());
+    assert!(PROCSPY_STATES_LISTEN == StateMask::LISTEN.bits());
+};
 
 /// A walker over one proc root. Opaque; create with `procspy_walker_new`,
 /// free with `procspy_walker_free`.
@@ -372,7 +405,7 @@ impl procspy_connection {
         procspy_connection {
             inode: c.conn.inode,
             netns: c.netns,
-            protocol: Protocol::of_number(c.protocol).map_or(0, protocol_to_c),
+            protocol: protocol_to_c(c.protocol),
             family: c.conn.family,
             state: c.conn.state,
             local_addr: c.conn.local_addr,

@@ -7,7 +7,9 @@ use std::time::Duration;
 use super::guard::{Fail, guard};
 use super::mem::{caller_buffer, copy_out, put_stats, walker_ref};
 use super::types::*;
-use crate::engine::{Change, Connection, OwnerScan, Protocols, Query, Socket, Source, Stats, TableBuf, Walker};
+use crate::engine::{
+    Change, Connection, OwnerScan, Protocols, Query, Socket, Source, StateMask, Stats, TableBuf, Walker,
+};
 
 /// Lends `f` the record of `c`, pointing at its owner's.
 fn with_record<R>(c: &Connection<'_>, f: impl FnOnce(&procspy_connection) -> R) -> R {
@@ -360,7 +362,8 @@ pub(super) fn connections_body<'q>(
     pass(walker, unsafe { caller_buffer(buf, cap) }, stats, cb, |w, mem, st, cb| {
         let (query, protocols) = (query()?, protocols_of(protocols)?);
         let mut out = (!mem.is_empty()).then(|| TableBuf::new(mem));
-        Ok(w.query(out.as_mut(), &query, protocols, state_mask, st, &mut |c| deliver_connection(cb, userdata, c))?)
+        let states = StateMask::from_bits(state_mask);
+        Ok(w.query(out.as_mut(), &query, protocols, states, st, &mut |c| deliver_connection(cb, userdata, c))?)
     })
 }
 
@@ -425,7 +428,8 @@ pub extern "C" fn procspy_walker_changes(
             |w, mem, st, cb| {
                 let protocols = protocols_of(protocols)?;
                 let mut out = (!mem.is_empty()).then(|| TableBuf::new(mem));
-                Ok(w.changes(out.as_mut(), protocols, state_mask, st, &mut |c| deliver_change(cb, userdata, c))?)
+                let states = StateMask::from_bits(state_mask);
+                Ok(w.changes(out.as_mut(), protocols, states, st, &mut |c| deliver_change(cb, userdata, c))?)
             },
         )
     })

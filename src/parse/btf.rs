@@ -8,18 +8,34 @@ const HEADER_LEN: usize = 24;
 /// `struct btf_type`: name_off, info, size_or_type.
 const TYPE_LEN: usize = 12;
 
-pub(crate) const KIND_INT: u8 = 1;
-pub(crate) const KIND_PTR: u8 = 2;
-pub(crate) const KIND_STRUCT: u8 = 4;
-pub(crate) const KIND_UNION: u8 = 5;
-pub(crate) const KIND_ENUM: u8 = 6;
-pub(crate) const KIND_TYPEDEF: u8 = 8;
-pub(crate) const KIND_VOLATILE: u8 = 9;
-pub(crate) const KIND_CONST: u8 = 10;
-pub(crate) const KIND_RESTRICT: u8 = 11;
-pub(crate) const KIND_FUNC: u8 = 12;
-pub(crate) const KIND_TYPE_TAG: u8 = 18;
-pub(crate) const KIND_ENUM64: u8 = 19;
+pub use super::kernel::BtfKind as Kind;
+
+impl Kind {
+    /// Bytes of the trailing records after a `struct btf_type` of this
+    /// kind with `vlen` entries.
+    fn extra_len(self, vlen: usize) -> usize {
+        match self {
+            Kind::Int | Kind::Var | Kind::DeclTag => 4,
+            Kind::Array => 12,
+            Kind::Struct | Kind::Union | Kind::Datasec | Kind::Enum64 => 12 * vlen,
+            Kind::Enum | Kind::FuncProto => 8 * vlen,
+            Kind::Ptr
+            | Kind::Fwd
+            | Kind::Typedef
+            | Kind::Volatile
+            | Kind::Const
+            | Kind::Restrict
+            | Kind::Func
+            | Kind::Float
+            | Kind::TypeTag => 0,
+        }
+    }
+
+    /// A typedef or a qualifier: another type under another name.
+    fn is_alias(self) -> bool {
+        matches!(self, Kind::Typedef | Kind::Volatile | Kind::Const | Kind::Restrict | Kind::TypeTag)
+    }
+}
 
 /// Why BTF could not be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -34,7 +50,7 @@ pub enum BtfError {
 /// records (members, params, ...) start in the type section.
 #[derive(Clone, Copy, Debug)]
 struct Type {
-    kind: u8,
+    kind: Kind,
     kind_flag: bool,
     vlen: u16,
     name_off: u32,
@@ -65,19 +81,6 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
-/// Bytes of trailing records after a `struct btf_type` of `kind`.
-fn extra_len(kind: u8, vlen: usize) -> Option<usize> {
-    Some(match kind {
-        KIND_INT | 14 /* VAR */ | 17 /* DECL_TAG */ => 4,
-        3 /* ARRAY */ => 12,
-        KIND_STRUCT | KIND_UNION | 15 /* DATASEC */ | KIND_ENUM64 => 12 * vlen,
-        KIND_ENUM | 13 /* FUNC_PROTO */ => 8 * vlen,
-        KIND_PTR | 7 /* FWD */ | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_FUNC
-        | 16 /* FLOAT */ | KIND_TYPE_TAG => 0,
-        _ => return None,
-    })
-}
-
 impl<'a> Btf<'a> {
     pub fn parse(blob: &'a [u8]) -> Result<Self, BtfError> {
         if u16_at(blob, 0) != Some(MAGIC) {
@@ -102,10 +105,10 @@ impl<'a> Btf<'a> {
             else {
                 return Err(BtfError::Type(id));
             };
-            let kind = ((info >> 24) & 0x1f) as u8;
+            let kind = Kind::from_u8(((info >> 24) & 0x1f) as u8).ok_or(BtfError::Type(id))?;
             let vlen = (info & 0xffff) as u16;
             let extra = at + TYPE_LEN;
-            let len = extra_len(kind, vlen as usize).ok_or(BtfError::Type(id))?;
+            let len = kind.extra_len(vlen as usize);
             if extra + len > section.len() {
                 return Err(BtfError::Type(id));
             }
@@ -125,19 +128,19 @@ impl<'a> Btf<'a> {
     }
 
     /// The id of the first type of `kind` named `name`.
-    pub fn find(&self, kind: u8, name: &[u8]) -> Option<u32> {
+    pub fn find(&self, kind: Kind, name: &[u8]) -> Option<u32> {
         let i = self.types.iter().position(|t| t.kind == kind && self.name(t.name_off) == name)?;
         Some(i as u32 + 1)
     }
 
     /// `id` with typedefs and qualifiers taken off.
-    pub fn resolve(&self, mut id: u32) -> Option<(u32, u8)> {
+    pub fn resolve(&self, mut id: u32) -> Option<(u32, Kind)> {
         for _ in 0..32 {
             let t = self.get(id)?;
-            match t.kind {
-                KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => id = t.size_or_type,
-                kind => return Some((id, kind)),
+            if !t.kind.is_alias() {
+                return Some((id, t.kind));
             }
+            id = t.size_or_type;
         }
         None
     }
@@ -147,8 +150,8 @@ impl<'a> Btf<'a> {
     pub fn size(&self, id: u32) -> Option<u32> {
         let (id, kind) = self.resolve(id)?;
         match kind {
-            KIND_INT | KIND_STRUCT | KIND_UNION => Some(self.get(id)?.size_or_type),
-            KIND_PTR => Some(8),
+            Kind::Int | Kind::Struct | Kind::Union => Some(self.get(id)?.size_or_type),
+            Kind::Ptr => Some(8),
             _ => None,
         }
     }
@@ -163,7 +166,7 @@ impl<'a> Btf<'a> {
 
     fn field_within(&self, id: u32, name: &[u8], depth: u32, budget: &mut u32) -> Option<Field> {
         let (id, kind) = self.resolve(id)?;
-        if (kind != KIND_STRUCT && kind != KIND_UNION) || depth == 0 {
+        if !matches!(kind, Kind::Struct | Kind::Union) || depth == 0 {
             return None;
         }
         let t = self.get(id)?;
@@ -192,8 +195,8 @@ impl<'a> Btf<'a> {
         let t = self
             .types
             .iter()
-            .find(|t| matches!(t.kind, KIND_ENUM | KIND_ENUM64) && self.name(t.name_off) == enum_name)?;
-        let (len, signed) = (if t.kind == KIND_ENUM { 8 } else { 12 }, t.kind_flag);
+            .find(|t| matches!(t.kind, Kind::Enum | Kind::Enum64) && self.name(t.name_off) == enum_name)?;
+        let (len, signed) = (if t.kind == Kind::Enum { 8 } else { 12 }, t.kind_flag);
         (0..t.vlen as usize).find_map(|m| {
             let at = t.extra + len * m;
             if self.name(u32_at(self.section, at)?) != name {
@@ -201,8 +204,8 @@ impl<'a> Btf<'a> {
             }
             let lo = u32_at(self.section, at + 4)?;
             Some(match (t.kind, signed) {
-                (KIND_ENUM, true) => i64::from(lo as i32),
-                (KIND_ENUM, false) => i64::from(lo),
+                (Kind::Enum, true) => i64::from(lo as i32),
+                (Kind::Enum, false) => i64::from(lo),
                 _ => (i64::from(u32_at(self.section, at + 8)?) << 32) | i64::from(lo),
             })
         })
@@ -228,7 +231,7 @@ impl Btf<'_> {
 /// BTF blobs built by hand, for tests here and of the programs built from BTF.
 #[cfg(test)]
 pub(crate) mod build {
-    use super::{HEADER_LEN, MAGIC};
+    use super::{HEADER_LEN, Kind, MAGIC};
 
     /// A type for `blob`: name, kind, vlen, size_or_type, trailing words;
     /// a member's name goes in as `Name(..)` and is interned.
@@ -237,7 +240,7 @@ pub(crate) mod build {
         Name(&'static str),
     }
 
-    pub(crate) fn blob(types: &[(&str, u8, u32, u32, &[W])]) -> Vec<u8> {
+    pub(crate) fn blob(types: &[(&str, Kind, u32, u32, &[W])]) -> Vec<u8> {
         let mut strings = vec![0u8];
         let mut intern = |s: &str| {
             if s.is_empty() {
@@ -285,16 +288,16 @@ mod tests {
     fn sample() -> Vec<u8> {
         use W::{N, Name};
         blob(&[
-            ("unsigned short", KIND_INT, 0, 2, &[N(16)]),
-            ("long unsigned int", KIND_INT, 0, 8, &[N(64)]),
-            ("umode_t", KIND_TYPEDEF, 0, 1, &[]),
-            ("inner", KIND_STRUCT, 1, 2, &[Name("i_mode"), N(3), N(0)]),
-            ("outer", KIND_STRUCT, 2, 16, &[Name("a"), N(2), N(0), Name(""), N(6), N(64)]),
-            ("", KIND_UNION, 1, 8, &[Name("i_ino"), N(2), N(0)]),
-            ("", KIND_PTR, 0, 5, &[]),
-            ("bpf_iter_x", KIND_FUNC, 0, 0, &[]),
-            ("bits", KIND_STRUCT, (1 << 31) | 1, 4, &[Name("flag"), N(1), N((3 << 24) | 8)]),
-            ("wrap", KIND_STRUCT, 2, 24, &[Name("pad"), N(2), N(0), Name("o"), N(5), N(64)]),
+            ("unsigned short", Kind::Int, 0, 2, &[N(16)]),
+            ("long unsigned int", Kind::Int, 0, 8, &[N(64)]),
+            ("umode_t", Kind::Typedef, 0, 1, &[]),
+            ("inner", Kind::Struct, 1, 2, &[Name("i_mode"), N(3), N(0)]),
+            ("outer", Kind::Struct, 2, 16, &[Name("a"), N(2), N(0), Name(""), N(6), N(64)]),
+            ("", Kind::Union, 1, 8, &[Name("i_ino"), N(2), N(0)]),
+            ("", Kind::Ptr, 0, 5, &[]),
+            ("bpf_iter_x", Kind::Func, 0, 0, &[]),
+            ("bits", Kind::Struct, (1 << 31) | 1, 4, &[Name("flag"), N(1), N((3 << 24) | 8)]),
+            ("wrap", Kind::Struct, 2, 24, &[Name("pad"), N(2), N(0), Name("o"), N(5), N(64)]),
         ])
     }
 
@@ -302,8 +305,8 @@ mod tests {
     fn finds_fields_through_anonymous_members_and_typedefs() {
         let b = sample();
         let btf = Btf::parse(&b).unwrap();
-        let inner = btf.find(KIND_STRUCT, b"inner").unwrap();
-        let outer = btf.find(KIND_STRUCT, b"outer").unwrap();
+        let inner = btf.find(Kind::Struct, b"inner").unwrap();
+        let outer = btf.find(Kind::Struct, b"outer").unwrap();
         assert_eq!((inner, outer), (4, 5));
         let mode = btf.field(inner, b"i_mode").unwrap();
         assert_eq!(mode.byte_offset, 0);
@@ -319,8 +322,8 @@ mod tests {
         assert_eq!(btf.path(10, &[b"o"]).map(|f| f.type_id), Some(5));
         assert_eq!(btf.path(10, &[b"o", b"nope"]), None);
         assert_eq!(btf.path(10, &[b"pad", b"x"]), None, "no field inside an int");
-        assert_eq!(btf.find(KIND_FUNC, b"bpf_iter_x"), Some(8));
-        assert_eq!(btf.find(KIND_FUNC, b"bpf_iter_y"), None);
+        assert_eq!(btf.find(Kind::Func, b"bpf_iter_x"), Some(8));
+        assert_eq!(btf.find(Kind::Func, b"bpf_iter_y"), None);
         assert_eq!(btf.field(9, b"flag"), None, "a bitfield is not a field");
     }
 
@@ -350,14 +353,14 @@ mod tests {
                 W::Name(s) => W::Name(s),
             })
             .collect();
-        let nested = blob(&[("s", KIND_STRUCT, 1000, 4, &selfish)]);
+        let nested = blob(&[("s", Kind::Struct, 1000, 4, &selfish)]);
         let nested = Btf::parse(&nested).unwrap();
         let t0 = std::time::Instant::now();
         assert_eq!(nested.field(1, b"x"), None);
         assert!(t0.elapsed() < std::time::Duration::from_secs(1));
         assert_eq!(nested.type_count(), 1);
         // A typedef loop resolves to nothing rather than hanging.
-        let looped = blob(&[("t", KIND_TYPEDEF, 0, 1, &[])]);
+        let looped = blob(&[("t", Kind::Typedef, 0, 1, &[])]);
         assert_eq!(Btf::parse(&looped).unwrap().size(1), None);
     }
 
@@ -365,12 +368,12 @@ mod tests {
     fn the_running_kernel_has_what_the_owner_scan_reads() {
         let Ok(blob) = std::fs::read("/sys/kernel/btf/vmlinux") else { return };
         let btf = Btf::parse(&blob).unwrap();
-        assert!(btf.find(KIND_FUNC, b"bpf_iter_task_file").is_some());
-        let file = btf.find(KIND_STRUCT, b"file").unwrap();
+        assert!(btf.find(Kind::Func, b"bpf_iter_task_file").is_some());
+        let file = btf.find(Kind::Struct, b"file").unwrap();
         assert_eq!(btf.size(btf.field(file, b"f_inode").unwrap().type_id), Some(8));
-        let inode = btf.find(KIND_STRUCT, b"inode").unwrap();
+        let inode = btf.find(Kind::Struct, b"inode").unwrap();
         assert_eq!(btf.size(btf.field(inode, b"i_ino").unwrap().type_id), Some(8));
-        let task = btf.find(KIND_STRUCT, b"task_struct").unwrap();
+        let task = btf.find(Kind::Struct, b"task_struct").unwrap();
         assert_eq!(btf.size(btf.field(task, b"tgid").unwrap().type_id), Some(4));
     }
 }

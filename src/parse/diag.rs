@@ -1,7 +1,8 @@
 //! Netlink `sock_diag` messages: the dump requests, and the replies read as
 //! the same records the text tables give.
 
-use super::kernel::{Family, Protocol};
+use super::StateMask;
+use super::kernel::{DestroyGroup, Family, Protocol};
 use super::tcp::Conn;
 
 const NLMSG_ERROR: u16 = 2;
@@ -25,7 +26,7 @@ const REQ_STATES: usize = 52;
 /// Every socket state, 1 (ESTABLISHED) to 12 (NEW_SYN_RECV): what the text
 /// tables list. Not `!0`: bit 13 (BOUND_INACTIVE, Linux 6.8) also walks the
 /// bind hash, which is host-wide, in every namespace's dump.
-const ALL_STATES: u32 = 0x1FFE;
+const ALL_STATES: u32 = StateMask::DEFINED.bits();
 
 /// The bytes of one dump request, every state asked for: dedup and the state
 /// mask apply afterwards, exactly as for the text.
@@ -117,18 +118,12 @@ pub fn replies(buf: &[u8], seq: u32, port_id: u32) -> impl Iterator<Item = Reply
 
 /// One destroy notification, checked as strictly as a dump reply: the
 /// kernel sent it (port id `sender` 0) to exactly one destroy group
-/// (`groups`: the `nl_groups` bits, group g as bit g - 1), and it is
+/// (`groups`: the `nl_groups` bits, [`DestroyGroup::bit`]), and it is
 /// one `SOCK_DIAG_BY_FAMILY` message, sequence number and port id 0, of that
 /// group's family. Its protocol and the socket as its last table line
 /// would read; `None` for anything else.
 pub fn destroyed(buf: &[u8], sender: u32, groups: u32) -> Option<(Protocol, Conn)> {
-    let (family, protocol) = match groups {
-        0b0001 => (Family::Inet, Protocol::Tcp),
-        0b0010 => (Family::Inet, Protocol::Udp),
-        0b0100 => (Family::Inet6, Protocol::Tcp),
-        0b1000 => (Family::Inet6, Protocol::Udp),
-        _ => return None,
-    };
+    let (family, protocol) = DestroyGroup::of_bits(groups)?.family_protocol();
     let header = buf.get(..NLMSG_HDRLEN)?;
     let word = |at: usize| u32::from_ne_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
     let len = word(0) as usize;
@@ -171,6 +166,7 @@ fn diag_msg(b: &[u8]) -> Option<Conn> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse::kernel::TcpState;
 
     const PORT: u32 = 4242;
 
@@ -192,17 +188,23 @@ mod tests {
     }
 
     #[allow(clippy::too_many_arguments)] // one per field of the message
-    fn diag(family: u8, state: u8, sport: u16, dport: u16, src: &[u8], dst: &[u8], uid: u32, inode: u32) -> Vec<u8> {
-        let mut b = vec![family, state, 0, 0];
-        b.extend(sport.to_be_bytes());
-        b.extend(dport.to_be_bytes());
-        let mut a = [0u8; 32];
-        a[..src.len()].copy_from_slice(src);
-        a[16..16 + dst.len()].copy_from_slice(dst);
-        b.extend(a);
+    const V4: Conn = Conn::V4;
+
+    /// 127.0.0.1 and 1.2.3.4 as records hold them.
+    const LO: [u8; 16] = [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    const ADDR: [u8; 16] = [1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+    /// The `struct inet_diag_msg` the kernel sends for the socket `c`.
+    fn diag(c: &Conn) -> Vec<u8> {
+        let family = if c.family == Family::Inet.version() { Family::Inet } else { Family::Inet6 };
+        let mut b = vec![family.af(), c.state, 0, 0];
+        b.extend(c.local_port.to_be_bytes());
+        b.extend(c.remote_port.to_be_bytes());
+        b.extend(c.local_addr);
+        b.extend(c.remote_addr);
         b.extend([0u8; 4 + 8 + 12]); // if, cookie, expires, rqueue, wqueue
-        b.extend(uid.to_ne_bytes());
-        b.extend(inode.to_ne_bytes());
+        b.extend(c.uid.to_ne_bytes());
+        b.extend((c.inode as u32).to_ne_bytes());
         assert_eq!(b.len(), DIAG_MSG_LEN);
         b
     }
@@ -226,76 +228,71 @@ mod tests {
 
     #[test]
     fn replies_read_as_table_lines() {
-        let mut buf = msg(20, 5, &diag(Family::Inet.af(), 10, 8080, 0, &[127, 0, 0, 1], &[], 1000, 4242));
+        let (listen, established) = (TcpState::Listen.number(), TcpState::Established.number());
+        let listener = Conn { inode: 4242, state: listen, local_addr: LO, local_port: 8080, uid: 1000, ..V4 };
         let v6 = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1];
-        buf.extend(msg(20, 5, &diag(Family::Inet6.af(), 1, 40000, 8080, &v6, &v6, 0, 77)));
-        buf.extend(msg(20, 4, &diag(Family::Inet.af(), 1, 1, 2, &[1, 2, 3, 4], &[], 0, 1)));
-        buf.extend(msg_to(PORT + 1, 20, 5, &diag(Family::Inet.af(), 1, 1, 2, &[1, 2, 3, 4], &[], 0, 1)));
+        let mapped = Conn {
+            inode: 77,
+            family: 6,
+            state: established,
+            local_addr: v6,
+            remote_addr: v6,
+            local_port: 40000,
+            remote_port: 8080,
+            ..V4
+        };
+        let other = Conn { inode: 1, state: established, local_addr: ADDR, local_port: 1, remote_port: 2, ..V4 };
+        let mut buf = msg(20, 5, &diag(&listener));
+        buf.extend(msg(20, 5, &diag(&mapped)));
+        buf.extend(msg(20, 4, &diag(&other)));
+        buf.extend(msg_to(PORT + 1, 20, 5, &diag(&other)));
         buf.extend(msg_to(PORT + 1, 3, 5, &[0; 4]));
         buf.extend(msg(3, 5, &[0; 4]));
         let got: Vec<Reply> = replies(&buf, 5, PORT).collect();
-        let mut lo = [0u8; 16];
-        lo[..4].copy_from_slice(&[127, 0, 0, 1]);
         assert_eq!(
             got,
-            vec![
-                Reply::Sock(Conn {
-                    inode: 4242,
-                    family: 4,
-                    state: 10,
-                    local_addr: lo,
-                    remote_addr: [0; 16],
-                    local_port: 8080,
-                    remote_port: 0,
-                    uid: 1000
-                }),
-                Reply::Sock(Conn {
-                    inode: 77,
-                    family: 6,
-                    state: 1,
-                    local_addr: v6,
-                    remote_addr: v6,
-                    local_port: 40000,
-                    remote_port: 8080,
-                    uid: 0
-                }),
-                Reply::Skip,
-                Reply::Skip,
-                Reply::Skip,
-                Reply::Done,
-            ]
+            vec![Reply::Sock(listener), Reply::Sock(mapped), Reply::Skip, Reply::Skip, Reply::Skip, Reply::Done,]
         );
     }
 
     #[test]
     fn destroy_notifications_are_believed_only_from_the_kernel_to_one_group() {
+        use DestroyGroup::{Inet6Tcp, InetTcp, InetUdp};
         // The kernel's: port id 0 in the header, as in the sender's address.
-        let tcp4 =
-            msg_to(0, 20, 0, &diag(Family::Inet.af(), 7, 40000, 8080, &[127, 0, 0, 1], &[127, 0, 0, 2], 1000, 0));
-        let (protocol, c) = destroyed(&tcp4, 0, 0b0001).unwrap();
-        assert_eq!(
-            (protocol, c.family, c.state, c.local_port, c.remote_port, c.uid),
-            (Protocol::Tcp, 4, 7, 40000, 8080, 1000)
-        );
-        assert_eq!(&c.remote_addr[..4], &[127, 0, 0, 2]);
-        assert_eq!(destroyed(&tcp4, 0, 0b0010).map(|d| d.0), Some(Protocol::Udp), "the group says the protocol");
-        assert_eq!(destroyed(&tcp4, 4321, 0b0001), None, "a user-space sender");
+        let mut lo2 = LO;
+        lo2[3] = 2;
+        let close = TcpState::Close.number();
+        let closed = Conn {
+            state: close,
+            local_addr: LO,
+            local_port: 40000,
+            remote_addr: lo2,
+            remote_port: 8080,
+            uid: 1000,
+            ..V4
+        };
+        let tcp4 = msg_to(0, 20, 0, &diag(&closed));
+        let (protocol, c) = destroyed(&tcp4, 0, InetTcp.bit()).unwrap();
+        assert_eq!((protocol, c), (Protocol::Tcp, closed));
+        assert_eq!(destroyed(&tcp4, 0, InetUdp.bit()).map(|d| d.0), Some(Protocol::Udp), "the group says the protocol");
+        assert_eq!(destroyed(&tcp4, 4321, InetTcp.bit()), None, "a user-space sender");
         assert_eq!(destroyed(&tcp4, 0, 0), None, "a unicast");
-        assert_eq!(destroyed(&tcp4, 0, 0b0011), None, "two groups");
-        assert_eq!(destroyed(&tcp4, 0, 0b0100), None, "an IPv6 group, an IPv4 socket");
+        assert_eq!(destroyed(&tcp4, 0, InetTcp.bit() | InetUdp.bit()), None, "two groups");
+        assert_eq!(destroyed(&tcp4, 0, Inet6Tcp.bit()), None, "an IPv6 group, an IPv4 socket");
         let mut seq = tcp4.clone();
         seq[8] = 1;
-        assert_eq!(destroyed(&seq, 0, 0b0001), None, "a sequence number");
+        assert_eq!(destroyed(&seq, 0, InetTcp.bit()), None, "a sequence number");
         let mut pid = tcp4.clone();
         pid[12] = 1;
-        assert_eq!(destroyed(&pid, 0, 0b0001), None, "a port id");
+        assert_eq!(destroyed(&pid, 0, InetTcp.bit()), None, "a port id");
         let mut two = tcp4.clone();
         two.extend_from_slice(&tcp4);
-        assert_eq!(destroyed(&two, 0, 0b0001), None, "two messages");
-        let other = msg_to(0, 3, 0, &diag(Family::Inet.af(), 7, 1, 2, &[1, 2, 3, 4], &[], 0, 0));
-        assert_eq!(destroyed(&other, 0, 0b0001), None, "another type");
+        assert_eq!(destroyed(&two, 0, InetTcp.bit()), None, "two messages");
+        let other =
+            msg_to(0, 3, 0, &diag(&Conn { state: close, local_addr: ADDR, local_port: 1, remote_port: 2, ..V4 }));
+        assert_eq!(destroyed(&other, 0, InetTcp.bit()), None, "another type");
         for cut in 0..tcp4.len() {
-            assert_eq!(destroyed(&tcp4[..cut], 0, 0b0001), None);
+            assert_eq!(destroyed(&tcp4[..cut], 0, InetTcp.bit()), None);
         }
     }
 

@@ -10,4 +10,8 @@ pub mod num;
 pub mod proc;
 pub mod sockstat;
 pub mod stat;
+/// cbindgen:ignore
+mod state_mask;
 pub mod tcp;
+
+pub use state_mask::StateMask;

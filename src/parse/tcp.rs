@@ -13,7 +13,7 @@ use std::ops::ControlFlow;
 
 use memchr::memchr;
 
-use super::kernel::Family;
+use super::kernel::{Family, TcpState};
 use super::num::{dec, hex_exact, is_dec, is_hex};
 
 /// One line of a kernel socket table.
@@ -23,7 +23,9 @@ pub struct Conn {
     pub inode: u64,
     /// 4 or 6, by address width (8 vs 32 hex digits); v4-mapped in tcp6 stays 6.
     pub family: u8,
-    /// Kernel state number (hex "st" column), e.g. 0x0A LISTEN, 0x01 ESTABLISHED, 0x07 CLOSE.
+    /// Kernel state number (hex "st" column), e.g. 0x0A LISTEN, 0x01
+    /// ESTABLISHED, 0x07 CLOSE; kept as the kernel wrote it, which may be
+    /// no state it defines ([`Conn::tcp_state`]).
     pub state: u8,
     /// Network byte order; IPv4 in the first 4 bytes, rest zero.
     pub local_addr: [u8; 16],
@@ -37,6 +39,12 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// The state `state` numbers; `None` for a number the kernel does not
+    /// define (0, 13 and above).
+    pub fn tcp_state(&self) -> Option<TcpState> {
+        TcpState::from_u8(self.state)
+    }
+
     /// The local address and port (IPv4 for family 4; v4-mapped stays IPv6).
     pub fn local(&self) -> SocketAddr {
         SocketAddr::new(ip(self.family, &self.local_addr), self.local_port)
@@ -46,6 +54,21 @@ impl Conn {
     pub fn remote(&self) -> SocketAddr {
         SocketAddr::new(ip(self.family, &self.remote_addr), self.remote_port)
     }
+}
+
+#[cfg(test)]
+impl Conn {
+    /// A line of family 4 with every field zero: tests name what differs.
+    pub(crate) const V4: Conn = Conn {
+        inode: 0,
+        family: 4,
+        state: 0,
+        local_addr: [0; 16],
+        remote_addr: [0; 16],
+        local_port: 0,
+        remote_port: 0,
+        uid: 0,
+    };
 }
 
 fn ip(family: u8, addr: &[u8; 16]) -> IpAddr {
@@ -289,19 +312,8 @@ mod tests {
         s.parse::<Ipv6Addr>().unwrap().octets()
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn conn(
-        family: u8,
-        state: u8,
-        local_addr: [u8; 16],
-        local_port: u16,
-        remote_addr: [u8; 16],
-        remote_port: u16,
-        uid: u32,
-        inode: u64,
-    ) -> Conn {
-        Conn { inode, family, state, local_addr, remote_addr, local_port, remote_port, uid }
-    }
+    const V4: Conn = Conn::V4;
+    const V6: Conn = Conn { family: 6, ..V4 };
 
     fn parse_all(text: &[u8], protocol: u8) -> (Vec<Conn>, Counts) {
         let mut out = Vec::new();
@@ -322,61 +334,63 @@ mod tests {
     #[cfg(target_endian = "little")]
     #[test]
     fn decodes_real_lines() {
+        use TcpState::{
+            Close, CloseWait, Closing, Established, FinWait1, FinWait2, LastAck, Listen, SynRecv, SynSent, TimeWait,
+        };
         let lo = v4([127, 0, 0, 1]);
-        let any4 = v4([0, 0, 0, 0]);
         #[rustfmt::skip]
         let cases: &[(&str, u8, &str, Conn)] = &[
             ("v4 listen", TCP,
              "   0: 0100007F:0277 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 26277 1 0000000000000000 100 0 0 10 0",
-             conn(4, 0x0A, lo, 631, any4, 0, 0, 26277)),
+             Conn { state: Listen.number(), local_addr: lo, local_port: 631, inode: 26277, ..V4 }),
             ("v4 established", TCP,
              "   1: 0F02000A:A5D2 8EFB1A22:01BB 01 00000000:00000000 02:00000A0B 00000000  1000        0 48211 2 0000000000000000 24 4 28 10 -1",
-             conn(4, 0x01, v4([10, 0, 2, 15]), 42450, v4([34, 26, 251, 142]), 443, 1000, 48211)),
+             Conn { state: Established.number(), local_addr: v4([10, 0, 2, 15]), local_port: 42450, remote_addr: v4([34, 26, 251, 142]), remote_port: 443, uid: 1000, inode: 48211, ..V4 }),
             ("v4 syn-sent", TCP,
              "   2: 0F02000A:D0F4 5DB8D822:0050 02 00000001:00000000 01:00000064 00000002  1000        0 51234 1 0000000000000000 200 0 0 10 -1",
-             conn(4, 0x02, v4([10, 0, 2, 15]), 53492, v4([34, 216, 184, 93]), 80, 1000, 51234)),
+             Conn { state: SynSent.number(), local_addr: v4([10, 0, 2, 15]), local_port: 53492, remote_addr: v4([34, 216, 184, 93]), remote_port: 80, uid: 1000, inode: 51234, ..V4 }),
             ("v4 syn-recv (request sock)", TCP,
              "   3: 0100007F:1F90 0100007F:C350 03 00000000:00000000 01:00000043 00000000  1000        0 0 1 0000000000000000",
-             conn(4, 0x03, lo, 8080, lo, 50000, 1000, 0)),
+             Conn { state: SynRecv.number(), local_addr: lo, local_port: 8080, remote_addr: lo, remote_port: 50000, uid: 1000, ..V4 }),
             ("v4 fin-wait1", TCP,
              "   4: 0100007F:1F90 0100007F:C351 04 00000001:00000000 01:00000014 00000000  1000        0 60001 1 0000000000000000 20 4 30 10 -1",
-             conn(4, 0x04, lo, 8080, lo, 50001, 1000, 60001)),
+             Conn { state: FinWait1.number(), local_addr: lo, local_port: 8080, remote_addr: lo, remote_port: 50001, uid: 1000, inode: 60001, ..V4 }),
             ("v4 fin-wait2", TCP,
              "   5: 0100007F:1F90 0100007F:C352 05 00000000:00000000 03:00000BB8 00000000     0        0 0 3 0000000000000000",
-             conn(4, 0x05, lo, 8080, lo, 50002, 0, 0)),
+             Conn { state: FinWait2.number(), local_addr: lo, local_port: 8080, remote_addr: lo, remote_port: 50002, ..V4 }),
             ("v4 time-wait", TCP,
              "   6: 0100007F:9C40 0100007F:1F90 06 00000000:00000000 03:000016A8 00000000     0        0 0 3 0000000000000000",
-             conn(4, 0x06, lo, 40000, lo, 8080, 0, 0)),
+             Conn { state: TimeWait.number(), local_addr: lo, local_port: 40000, remote_addr: lo, remote_port: 8080, ..V4 }),
             ("v4 close", TCP,
              "   7: 00000000:0000 00000000:0000 07 00000000:00000000 00:00000000 00000000  1000        0 60004 1 0000000000000000 100 0 0 10 0",
-             conn(4, 0x07, any4, 0, any4, 0, 1000, 60004)),
+             Conn { state: Close.number(), uid: 1000, inode: 60004, ..V4 }),
             ("v4 close-wait", TCP,
              "   8: 0100007F:C353 0100007F:1F90 08 00000000:00000001 00:00000000 00000000  1000        0 60005 1 0000000000000000 20 4 30 10 -1",
-             conn(4, 0x08, lo, 50003, lo, 8080, 1000, 60005)),
+             Conn { state: CloseWait.number(), local_addr: lo, local_port: 50003, remote_addr: lo, remote_port: 8080, uid: 1000, inode: 60005, ..V4 }),
             ("v4 last-ack", TCP,
              "   9: 0100007F:C354 0100007F:1F90 09 00000001:00000000 01:00000014 00000000  1000        0 60006 1 0000000000000000 20 4 30 10 -1",
-             conn(4, 0x09, lo, 50004, lo, 8080, 1000, 60006)),
+             Conn { state: LastAck.number(), local_addr: lo, local_port: 50004, remote_addr: lo, remote_port: 8080, uid: 1000, inode: 60006, ..V4 }),
             ("v4 closing", TCP,
              "  10: 0100007F:C355 0100007F:1F90 0B 00000001:00000000 01:00000014 00000000  1000        0 60007 1 0000000000000000 20 4 30 10 -1",
-             conn(4, 0x0B, lo, 50005, lo, 8080, 1000, 60007)),
+             Conn { state: Closing.number(), local_addr: lo, local_port: 50005, remote_addr: lo, remote_port: 8080, uid: 1000, inode: 60007, ..V4 }),
             ("v6 listen ::1", TCP,
              "   0: 00000000000000000000000001000000:1F90 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 31337 1 0000000000000000 100 0 0 10 0",
-             conn(6, 0x0A, v6("::1"), 8080, v6("::"), 0, 0, 31337)),
+             Conn { state: Listen.number(), local_addr: v6("::1"), local_port: 8080, inode: 31337, ..V6 }),
             ("v6 v4-mapped established", TCP,
              "   1: 0000000000000000FFFF00000100007F:1F90 0000000000000000FFFF00000100007F:D431 01 00000000:00000000 00:00000000 00000000  1000        0 77777 1 0000000000000000 20 4 30 10 -1",
-             conn(6, 0x01, v6("::ffff:127.0.0.1"), 8080, v6("::ffff:127.0.0.1"), 54321, 1000, 77777)),
+             Conn { state: Established.number(), local_addr: v6("::ffff:127.0.0.1"), local_port: 8080, remote_addr: v6("::ffff:127.0.0.1"), remote_port: 54321, uid: 1000, inode: 77777, ..V6 }),
             ("v6 global", TCP,
              "   2: B80D0120000000000000000001000000:01BB B80D012000000000000000000200FFFF:E2A4 01 00000000:00000000 02:0000031F 00000000    33        0 88888 1 0000000000000000 21 4 30 10 -1",
-             conn(6, 0x01, v6("2001:db8::1"), 443, v6("2001:db8::ffff:2"), 58020, 33, 88888)),
+             Conn { state: Established.number(), local_addr: v6("2001:db8::1"), local_port: 443, remote_addr: v6("2001:db8::ffff:2"), remote_port: 58020, uid: 33, inode: 88888, ..V6 }),
             ("udp unconnected", UDP,
              "  123: 00000000:14E9 00000000:0000 07 00000000:00000000 00:00000000 00000000   108        0 18353 2 0000000000000000 0",
-             conn(4, 0x07, any4, 5353, any4, 0, 108, 18353)),
+             Conn { state: Close.number(), local_port: 5353, uid: 108, inode: 18353, ..V4 }),
             ("udp connected", UDP,
              "  456: 0F02000A:9E0E 0302000A:0035 01 00000000:00000000 00:00000000 00000000  1000        0 99001 2 0000000000000000 0",
-             conn(4, 0x01, v4([10, 0, 2, 15]), 40462, v4([10, 0, 2, 3]), 53, 1000, 99001)),
+             Conn { state: Established.number(), local_addr: v4([10, 0, 2, 15]), local_port: 40462, remote_addr: v4([10, 0, 2, 3]), remote_port: 53, uid: 1000, inode: 99001, ..V4 }),
             ("udp6", UDP,
              "  789: 00000000000000000000000000000000:14E9 00000000000000000000000000000000:0000 07 00000000:00000000 00:00000000 00000000   108        0 18354 2 0000000000000000 0",
-             conn(6, 0x07, v6("::"), 5353, v6("::"), 0, 108, 18354)),
+             Conn { state: Close.number(), local_port: 5353, uid: 108, inode: 18354, ..V6 }),
         ];
         let mut tcp_states = HashSet::new();
         for (name, proto, line, want) in cases {
@@ -389,7 +403,8 @@ mod tests {
                 tcp_states.insert(want.state);
             }
         }
-        assert_eq!(tcp_states, (1..=11).collect(), "every TCP state covered");
+        let all_but_new_syn_recv = TcpState::all()[..11].iter().map(|s| s.number()).collect();
+        assert_eq!(tcp_states, all_but_new_syn_recv, "every TCP state a table lists covered");
     }
 
     const V4_TABLE: &str = "   0: 0100007F:0277 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 26277 1 0000000000000000 100 0 0 10 0\n";

@@ -29,6 +29,7 @@ use nix::sys::stat::Mode;
 use nix::sys::statfs::{NSFS_MAGIC, PROC_SUPER_MAGIC, fstatfs};
 
 use super::sys;
+use crate::parse::kernel::DestroyGroup;
 
 /// The caller's own procfs, `/proc`: where the calling thread's namespace
 /// is read and namespace files are reopened. Never the walker's root.
@@ -182,10 +183,8 @@ impl AsFd for DiagSocket {
     }
 }
 
-/// sock_diag's destroy groups as `nl_groups` bits (`linux/sock_diag.h`:
-/// `SKNLGRP_INET_TCP_DESTROY` 1, `INET_UDP` 2, `INET6_TCP` 3, `INET6_UDP` 4;
-/// group g is bit g - 1).
-const DESTROY_GROUPS: u32 = 0b1111;
+/// Every sock_diag destroy group, as `nl_groups` bits.
+const DESTROY_GROUPS: u32 = DestroyGroup::all_bits();
 
 /// The receive buffer asked for: about 400 notifications (a TCP one takes
 /// some 1.3 KiB of skb) wait between two calls before the kernel drops more.

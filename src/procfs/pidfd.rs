@@ -25,8 +25,7 @@ use nix::sys::stat::{SFlag, fstat};
 
 use super::SockRecord;
 use super::sys;
-use crate::parse::kernel::tcp_state::{CLOSE as TCP_CLOSE, ESTABLISHED as TCP_ESTABLISHED, LISTEN as TCP_LISTEN};
-use crate::parse::kernel::{Family, Protocol};
+use crate::parse::kernel::{Family, Protocol, TcpState};
 
 /// `linux/in.h`, `linux/socket.h`, `netinet/tcp.h`, `include/net/tcp_states.h`.
 const SOL_SOCKET: i32 = 1;
@@ -270,12 +269,14 @@ impl TheirSocket<'_> {
         let peer = sys::socket_name(sock, true);
         r.state = match protocol {
             IPPROTO_TCP => tcp_state(sock)?,
-            IPPROTO_UDP if peer.is_ok() => TCP_ESTABLISHED,
-            _ => TCP_CLOSE,
+            IPPROTO_UDP if peer.is_ok() => TcpState::Established.number(),
+            _ => TcpState::Close.number(),
         };
         match peer {
             Ok(peer) => (r.remote_addr, r.remote_port) = addr_port(&peer),
-            Err(Errno::ENOTCONN) if protocol != IPPROTO_TCP || [TCP_LISTEN, TCP_CLOSE].contains(&r.state) => {}
+            Err(Errno::ENOTCONN)
+                if protocol != IPPROTO_TCP
+                    || [TcpState::Listen, TcpState::Close].map(TcpState::number).contains(&r.state) => {}
             Err(e) => return Err(e),
         }
         Ok(r)
@@ -321,9 +322,11 @@ mod tests {
         let u = UdpSocket::bind("[::1]:0").unwrap();
         let ino = |fd: i32| std::fs::metadata(format!("/proc/self/fd/{fd}")).unwrap().ino();
         let netns = std::fs::metadata("/proc/self/ns/net").unwrap().ino();
-        for (fd, state, proto) in
-            [(l.as_raw_fd(), TCP_LISTEN, 6), (c.as_raw_fd(), TCP_ESTABLISHED, 6), (u.as_raw_fd(), TCP_CLOSE, 17)]
-        {
+        for (fd, state, proto) in [
+            (l.as_raw_fd(), TcpState::Listen, 6),
+            (c.as_raw_fd(), TcpState::Established, 6),
+            (u.as_raw_fd(), TcpState::Close, 17),
+        ] {
             let s = match pidfd.socket(fd, ino(fd), &closer) {
                 Ok(s) => s,
                 Err(Errno::EPERM | Errno::ENOSYS) => return,
@@ -332,7 +335,7 @@ mod tests {
             let ns = fstat(s.netns().unwrap()).unwrap().st_ino;
             assert_eq!(ns, netns);
             let r = s.record(me, fd, ns).unwrap();
-            assert_eq!((r.state, r.protocol, r.inode), (state, proto, ino(fd)));
+            assert_eq!((TcpState::from_u8(r.state), r.protocol, r.inode), (Some(state), proto, ino(fd)));
         }
         let r = pidfd.socket(c.as_raw_fd(), ino(c.as_raw_fd()), &closer).unwrap().record(me, 0, 0).unwrap();
         assert_eq!(

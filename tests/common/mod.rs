@@ -20,7 +20,7 @@ pub const HOLDER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/comm
 pub struct Held {
     pub fd: i32,
     pub inode: u64,
-    pub proto: u8,
+    pub proto: procspy::Protocol,
     pub family: u8,
     pub state: u8,
     pub local_port: u16,
@@ -86,7 +86,7 @@ impl Holder {
                 Held {
                     fd: f[0].parse().unwrap(),
                     inode: f[1].parse().unwrap(),
-                    proto: if f[2] == "tcp" { 1 } else { 2 },
+                    proto: if f[2] == "tcp" { procspy::Protocol::Tcp } else { procspy::Protocol::Udp },
                     family: f[3].parse().unwrap(),
                     state: f[4].parse().unwrap(),
                     local_port: f[5].parse().unwrap(),

@@ -10,7 +10,7 @@ use crate::bpf::{RECORD_LEN, Record, Refusal, SockIter, SockRecords};
 use crate::engine::ctx::{Ctx, Group};
 use crate::engine::error::{DiagStop, Error};
 use crate::engine::stats::Stats;
-use crate::parse::kernel::tcp_state::{CLOSE, NEW_SYN_RECV};
+use crate::parse::kernel::TcpState;
 use crate::parse::kernel::{Family, Protocol, SOCK_DGRAM, SOCK_STREAM};
 use crate::parse::tcp::Conn;
 use crate::procfs::SockRecord;
@@ -36,7 +36,9 @@ impl Held {
         let tcp = Protocol::Tcp.ipproto().into();
         let udp = Protocol::Udp.ipproto().into();
         let protocol = match (r.protocol, r.sock_type) {
-            (p, SOCK_STREAM) if p == tcp && r.state != CLOSE && r.state <= NEW_SYN_RECV => Protocol::Tcp,
+            (p, SOCK_STREAM) if p == tcp && TcpState::from_u8(r.state).is_some_and(|s| s != TcpState::Close) => {
+                Protocol::Tcp
+            }
             (p, SOCK_DGRAM) if p == udp && r.local_port != 0 => Protocol::Udp,
             _ => return None,
         };

@@ -7,17 +7,21 @@
 
 mod accounted;
 mod netlink;
+/// cbindgen:ignore
+mod protocols;
 mod text;
 
 use std::ops::ControlFlow;
 
 pub(super) use accounted::{Accounted, offer_held};
 pub(super) use netlink::{Ahead, Netlink};
+pub use protocols::Protocols;
 pub(super) use text::{TCP, TCP6, Table, Text, UDP, UDP6, append_tables, read_group_tables};
 
 use super::ctx::{Ctx, Group};
 use super::error::Error;
 use super::stats::Stats;
+use crate::parse::StateMask;
 use crate::parse::kernel::Protocol;
 use crate::parse::tcp::{Conn, Dedup};
 
@@ -33,13 +37,6 @@ pub enum Source {
     Text,
     /// Netlink only: a namespace it can't be used for is an error.
     Netlink,
-}
-
-/// Which tables `connections` reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Protocols {
-    pub tcp: bool,
-    pub udp: bool,
 }
 
 /// One namespace to list: its members, and the namespaces after it (a
@@ -69,12 +66,12 @@ pub(super) trait TableSource {
 /// state mask applied, then delivered.
 pub(super) struct Sink<'a> {
     pub protocols: Protocols,
-    pub state_mask: u32,
+    pub state_mask: StateMask,
     /// The namespace being listed.
     pub netns: u64,
     pub dedup: &'a mut Dedup,
-    /// Takes a line, its protocol's number and its namespace.
-    pub deliver: &'a mut dyn FnMut(&Conn, u8, u64) -> ControlFlow<()>,
+    /// Takes a line, its protocol and its namespace.
+    pub deliver: &'a mut dyn FnMut(&Conn, Protocol, u64) -> ControlFlow<()>,
 }
 
 impl Sink<'_> {
@@ -84,9 +81,8 @@ impl Sink<'_> {
     /// socket's first reading decides, so one that changed state between
     /// two reads is not delivered because its later state passes.
     pub fn offer(&mut self, protocol: Protocol, c: &Conn) -> ControlFlow<()> {
-        let protocol = protocol.number();
-        let passes = 1u32.checked_shl(u32::from(c.state)).is_some_and(|bit| self.state_mask & bit != 0);
-        if self.dedup.insert(protocol, c) && passes {
+        let passes = self.state_mask.contains(c.state);
+        if self.dedup.insert(protocol.number(), c) && passes {
             (self.deliver)(c, protocol, self.netns)
         } else {
             ControlFlow::Continue(())
@@ -97,22 +93,14 @@ impl Sink<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse::kernel::TcpState;
 
     fn conn(inode: u64, state: u8) -> Conn {
-        Conn {
-            inode,
-            family: 4,
-            state,
-            local_addr: [0; 16],
-            remote_addr: [0; 16],
-            local_port: 1,
-            remote_port: 0,
-            uid: 0,
-        }
+        Conn { inode, state, local_port: 1, ..Conn::V4 }
     }
 
     /// The inodes `offer` delivers of `conns`, through one sink.
-    fn delivered(state_mask: u32, conns: &[(Protocol, Conn)]) -> Vec<u64> {
+    fn delivered(state_mask: StateMask, conns: &[(Protocol, Conn)]) -> Vec<u64> {
         let (mut dedup, mut out) = (Dedup::new(), Vec::new());
         let mut deliver = |c: &Conn, _, _| {
             out.push(c.inode);
@@ -128,20 +116,20 @@ mod tests {
 
     #[test]
     fn the_mask_applies_after_dedup() {
-        const LISTEN: u8 = 10;
-        const ESTABLISHED: u8 = 1;
+        use TcpState::{Close, Established, Listen};
         // A listener read again as established (two reads of a changing table):
         // its first reading decides, whichever state the mask passes.
-        let twice = [(Protocol::Tcp, conn(7, LISTEN)), (Protocol::Tcp, conn(7, ESTABLISHED))];
-        assert_eq!(delivered(1 << ESTABLISHED, &twice), [] as [u64; 0]);
-        assert_eq!(delivered(1 << LISTEN, &twice), [7]);
-        assert_eq!(delivered(u32::MAX, &[(Protocol::Tcp, conn(7, 1)), (Protocol::Udp, conn(8, 7))]), [7, 8]);
+        let twice = [(Protocol::Tcp, conn(7, Listen.number())), (Protocol::Tcp, conn(7, Established.number()))];
+        assert_eq!(delivered(StateMask::ESTABLISHED, &twice), [] as [u64; 0]);
+        assert_eq!(delivered(StateMask::LISTEN, &twice), [7]);
+        let both = [(Protocol::Tcp, conn(7, Established.number())), (Protocol::Udp, conn(8, Close.number()))];
+        assert_eq!(delivered(StateMask::ALL, &both), [7, 8]);
     }
 
     #[test]
     fn states_from_32_never_pass() {
         for st in [0x1F_u8, 0x20, 0x3F, 0xFF] {
-            let got = delivered(u32::MAX, &[(Protocol::Tcp, conn(9, st))]);
+            let got = delivered(StateMask::ALL, &[(Protocol::Tcp, conn(9, st))]);
             assert_eq!(got.len(), usize::from(st < 32), "state {st:#x}");
         }
     }
