@@ -192,8 +192,9 @@ fn passes_at(limit: u32, scan: OwnerScan) -> Vec<PassOut> {
 }
 
 /// Runs in a copy of this binary started by `passes_at`: two connections
-/// passes, each printed as "procspy-pass RESULT", "procspy-stats ..." and
-/// one "procspy-line ..." per line.
+/// passes, each printed as "procspy-pass RESULT", "procspy-debug STATS",
+/// "procspy-stats UNREACHABLE FDS STALLED" and one "procspy-line NETNS
+/// INODE STATE PID FD" per line ("- -" for no owner).
 #[test]
 #[ignore = "run by the tests below, at a lowered fd limit"]
 fn pass_child() {

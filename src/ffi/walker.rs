@@ -313,7 +313,7 @@ pub extern "C" fn procspy_walker_walk(
 /// walker's own, made at its first copy with every signal blocked, because
 /// a last close can wait as long as the holder wishes (a file of its FUSE
 /// server swapped in for the socket, a lingering socket). No call waits for
-/// it past 50 ms: while its closes do not return, no more copies are taken
+/// it past 500 ms: while its closes do not return, no more copies are taken
 /// and what they would have found is counted (`procspy_walk_stats_ext`).
 /// It runs no callback and ends once the walker is freed and its closes
 /// have returned. The library creates no other thread.

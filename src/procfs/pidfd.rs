@@ -42,7 +42,11 @@ pub const MAX_CLOSING: usize = 32;
 
 /// How long a copy waits for a place among `MAX_CLOSING` before the closer
 /// is taken for stalled (a close that does not return holds each place).
-const STALL: Duration = Duration::from_millis(50);
+/// Long enough that a closer's thread merely waiting for a core on a
+/// loaded host is not taken for stuck (50 ms was, under a load of 7 on 2
+/// cores); a real stall costs the pass that meets it this once, after
+/// which copies are refused at once until a close returns.
+const STALL: Duration = Duration::from_millis(500);
 
 /// Closes the copies of other processes' fds, on a thread of its own made
 /// at the first copy (again in a process forked since), with every signal
