@@ -324,12 +324,12 @@ fn main() -> Result<(), procspy::Error> {
     let walker = procspy::Walker::new(None)?;
     let mut stats = procspy::Stats::default();
     let mut n = 0;
-    let both = procspy::Protocols { tcp: true, udp: true };
-    walker.connections(None, both, u32::MAX, &mut stats, &mut |_| {
+    let both = procspy::Protocols::BOTH;
+    walker.connections(None, both, procspy::StateMask::ALL, &mut stats, &mut |_| {
         n += 1;
         ControlFlow::Continue(())
     })?;
-    println!("agent: {n} connections, {}", procspy::state_name(2, 7).unwrap_or("?"));
+    println!("agent: {n} connections, {}", procspy::state_name(procspy::Protocol::Udp, 7).unwrap_or("?"));
     Ok(())
 }
 EOF

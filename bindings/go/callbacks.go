@@ -13,16 +13,10 @@ import "runtime/cgo"
 // before Go code sees them, and handed to the caller's goroutine (see
 // walkState): no code of the caller's runs above the library's frames.
 
-// deliver keeps the call of fn on a record for the caller's goroutine and
-// hands a batch over when it is full (each record alone where an early end
-// must reach the library before it commits); 1 ends the call.
+// deliver hands the call of fn on a record to the caller's goroutine and
+// waits for its answer; 1 ends the call.
 func (st *walkState) deliver(f func() bool) C.int {
-	st.batch = append(st.batch, f)
-	if len(st.batch) < batchLen && !st.declineFails {
-		return 0
-	}
-	st.toUser <- st.batch
-	st.batch = nil
+	st.toUser <- f
 	if <-st.verdict {
 		return 0
 	}

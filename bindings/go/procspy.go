@@ -597,34 +597,29 @@ func goChange(c *C.procspy_change) Change {
 }
 
 // walkState travels to the callbacks through a cgo.Handle. The library
-// calls them on a goroutine of the binding's own; the caller's fn runs on
-// the caller's goroutine, which has no C frame beneath it, so a panic or
-// a runtime.Goexit there (a test's t.FailNow) never unwinds through the
-// library: the call is ended as if fn had returned false, waited for, and
+// calls them on a goroutine of the binding's own; each record is handed to
+// the caller's goroutine, where fn runs while the library waits for its
+// answer, so fn sees the call in progress (a Stop or a second call from fn
+// acts on it) and runs with no C frame beneath it: a panic or a
+// runtime.Goexit there (a test's t.FailNow) never unwinds through the
+// library. The call is ended as if fn had returned false, waited for, and
 // the panic or Goexit goes on in the caller once the library has returned.
+// A handover costs some microseconds a record.
 type walkState struct {
 	onSocket     func(Socket) bool
 	onConnection func(Connection) bool
 	onChange     func(Change) bool
-	// An early end is a failure: Changes keeps nothing of such a call, so
-	// each change is handed over alone and answered before the next (the
-	// library commits its snapshot when the last one is answered).
+	// An early end is a failure: Changes keeps nothing of such a call.
 	declineFails bool
-	// Records read and not yet handed over, each as the call of fn on it.
-	batch   []func() bool
-	toUser  chan []func() bool
+	// The call of fn on the record the library waits on, and fn's answer.
+	toUser  chan func() bool
 	verdict chan bool
 }
-
-// batchLen: records handed to the caller's goroutine at a time. A handover
-// costs some microseconds; fn may see up to this many records past a
-// Stop it called.
-const batchLen = 64
 
 func (w *Walker) run(st *walkState, f func(*C.procspy_walker, C.uintptr_t, *C.procspy_walk_stats) C.enum_procspy_status) (Stats, error) {
 	h := cgo.NewHandle(st)
 	defer h.Delete()
-	st.toUser, st.verdict = make(chan []func() bool), make(chan bool)
+	st.toUser, st.verdict = make(chan func() bool), make(chan bool)
 	var cstats C.procspy_walk_stats
 	var ext C.procspy_walk_stats_ext
 	result := make(chan error, 1)
@@ -646,29 +641,25 @@ func (w *Walker) run(st *walkState, f func(*C.procspy_walker, C.uintptr_t, *C.pr
 	return goStats(&cstats, &ext), err
 }
 
-// serve runs fn on the records the library's goroutine hands over until
-// the call has returned, then on those read after the last handover;
-// whether fn declined. If fn panics or exits its goroutine, the call is
-// ended and waited for first.
+// serve runs fn on each record the library's goroutine hands over until
+// the call has returned; whether fn declined. If fn panics or exits its
+// goroutine, the call is ended and waited for first.
 func (st *walkState) serve(result chan error) (declined bool, err error) {
-	// awaited: the library waits for a verdict; ended: it has returned.
-	awaited, ended, done := false, false, false
+	awaited, ended := false, false // awaited: the library waits for a verdict
 	defer func() {
-		if done {
+		if ended {
 			return
 		}
 		if awaited {
 			st.verdict <- false
 		}
-		if !ended {
-			<-result // the library has returned: the panic or Goexit goes on
-		}
+		<-result // the library has returned: the panic or Goexit goes on
 	}()
 	for !ended {
 		select {
-		case batch := <-st.toUser:
+		case f := <-st.toUser:
 			awaited = true
-			ok := !declined && runAll(batch)
+			ok := f()
 			declined = declined || !ok
 			awaited = false
 			st.verdict <- ok
@@ -676,20 +667,7 @@ func (st *walkState) serve(result chan error) (declined bool, err error) {
 			ended = true
 		}
 	}
-	// What was read after the last handover, as it would have been delivered.
-	declined = declined || !runAll(st.batch)
-	done = true
 	return declined, err
-}
-
-// runAll calls each of fns until one returns false; whether none did.
-func runAll(fns []func() bool) bool {
-	for _, f := range fns {
-		if !f() {
-			return false
-		}
-	}
-	return true
 }
 
 // Walk calls fn once per socket fd of every process, namespace by

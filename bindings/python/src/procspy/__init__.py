@@ -126,7 +126,8 @@ class _CWalkStats(ctypes.Structure):
 class _CWalkStatsExt(ctypes.Structure):
     _fields_ = [(name, ctypes.c_uint64) for name in (
         "accounted", "dropped", "netns_mismatch", "snapshot_bytes", "closed_lost",
-        "netns_found", "netns_unreachable")]
+        "netns_found", "netns_unreachable", "netns_unreachable_fds", "closes_stalled",
+        "files_truncated", "tables_unreadable")]
 
 
 # C struct name -> ctypes type, for the layout test (tests/test_procspy.py).
@@ -422,6 +423,10 @@ class Stats:
     closed_lost: int = 0  # changes: times destroy notifications were lost
     netns_found: int = 0  # namespaces found that no process is in
     netns_unreachable: int = 0  # of those, the ones whose tables could not be read
+    netns_unreachable_fds: int = 0  # of those, the ones not entered for want of an fd
+    closes_stalled: int = 0  # sockets not asked: copies' closes had not returned
+    files_truncated: int = 0  # files not read whole (a mountinfo past its bound)
+    tables_unreadable: int = 0  # tables of a namespace that could not be read
 
     @classmethod
     def _from_c(cls, s: _CWalkStats, ext: _CWalkStatsExt) -> Stats:
