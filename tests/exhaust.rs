@@ -14,10 +14,10 @@ mod common;
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
-use std::os::unix::fs::MetadataExt;
 use std::process::{Command, Stdio};
 
 use common::child::{AS_NOBODY, ForNobody, Reaped, python3, script, start_until_ready};
+use common::netns::IpNetns;
 use procspy::{OwnerScan, Protocols, StateMask, Stats, Walker};
 
 /// The attacker's namespaces: more than the 1024 fds a service gets.
@@ -29,32 +29,6 @@ const LIMITS: [u32; 2] = [1024, 128];
 /// One test at a time: each holds 1,100 namespaces, which every pass of
 /// the other would find.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// A namespace made by `ip netns add`, deleted on drop.
-struct IpNetns {
-    name: String,
-    inode: u64,
-}
-
-impl IpNetns {
-    fn add(tag: &str) -> IpNetns {
-        let name = format!("procspy-t-{tag}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "delete", &name]).stderr(Stdio::null()).status();
-        assert!(Command::new("ip").args(["netns", "add", &name]).status().unwrap().success(), "ip netns add");
-        let inode = std::fs::metadata(format!("/run/netns/{name}")).unwrap().ino();
-        IpNetns { name, inode }
-    }
-
-    fn path(&self) -> String {
-        format!("/run/netns/{}", self.name)
-    }
-}
-
-impl Drop for IpNetns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "delete", &self.name]).stderr(Stdio::null()).status();
-    }
-}
 
 /// nsholder.py in mode setns: root, outside the namespace, holding a
 /// listener, an established pair and a UDP socket made in it.

@@ -15,6 +15,7 @@ use std::os::unix::fs::MetadataExt;
 use std::process::{Child, Command, Stdio};
 
 use common::fake::FakeRoot;
+use common::netns::IpNetns;
 use procspy::{OwnerScan, Protocols, Query, Source, StateMask, Stats, Walker};
 
 const NSHOLDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/nsholder.py");
@@ -23,37 +24,6 @@ const NSHOLDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/nshold
 /// the host, and another test's namespaces coming and going (a mount
 /// removed, a holder ended) would be what that pass sees of them.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// A namespace made by `ip netns add`, deleted on drop.
-struct IpNetns {
-    name: String,
-    inode: u64,
-}
-
-impl IpNetns {
-    fn add(tag: &str) -> IpNetns {
-        let name = format!("procspy-t-{tag}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "delete", &name]).stderr(Stdio::null()).status();
-        assert!(Command::new("ip").args(["netns", "add", &name]).status().unwrap().success(), "ip netns add");
-        let inode = std::fs::metadata(format!("/run/netns/{name}")).unwrap().ino();
-        IpNetns { name, inode }
-    }
-
-    fn path(&self) -> String {
-        format!("/run/netns/{}", self.name)
-    }
-
-    /// Removes the mount: the namespace lives on only while something holds it.
-    fn delete(&self) {
-        assert!(Command::new("ip").args(["netns", "delete", &self.name]).status().unwrap().success());
-    }
-}
-
-impl Drop for IpNetns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "delete", &self.name]).stderr(Stdio::null()).status();
-    }
-}
 
 /// nsholder.py: (fd, inode) of its sockets, the extra line ("nsfd"/"tid") if any.
 struct NsHolder {

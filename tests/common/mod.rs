@@ -4,6 +4,7 @@
 
 pub mod child;
 pub mod fake;
+pub mod netns;
 pub mod proc;
 pub mod rec;
 
