@@ -545,8 +545,10 @@ typedef struct procspy_walk_stats_ext {
   /**
    * Of those, the ones whose tables could not be read (skipped, never an
    * error): the way in was gone by the time it was taken (a mount
-   * removed, an fd closed), entering was refused (`CAP_SYS_ADMIN`), or
-   * the text source was chosen for a namespace no thread is in.
+   * removed, an fd closed), entering was refused (`CAP_SYS_ADMIN`), the
+   * way in would have waited on a filesystem's server (an nsfs mount
+   * below a FUSE mount), or the text source was chosen for a namespace
+   * no thread is in.
    */
   uint64_t netns_unreachable;
   /**
@@ -907,8 +909,9 @@ enum procspy_status procspy_walker_read_tcp(const struct procspy_walker *walker,
 /**
  * What the walker has learnt of the running kernel, for diagnostics: a
  * line each, "what: answer", for each probe (namespace files, IPv6
- * tables, the one TCP dump of both families, openat2, a proc root that
- * shows the kernel's own pids), the BPF owner scan (loaded, or why not),
+ * tables, the one TCP dump of both families, openat2, its walks from the
+ * kernel's caches alone, a proc root that shows the kernel's own pids),
+ * the BPF owner scan (loaded, or why not),
  * whether the closes of other processes' fds return, and what the last
  * pass could not read (namespaces unreachable, sockets not asked, files
  * truncated, tables unreadable). A probe no call

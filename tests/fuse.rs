@@ -8,7 +8,9 @@
 //! query, the PID/fd owners, the default pass that enters a namespace found
 //! through a socket, the changes call): each pass must end within its
 //! bound, deliver what it can still get, and the library must recover once
-//! the server is gone. Needs root, FUSE and user namespaces.
+//! the server is gone. And the same server below a namespace's nsfs mount,
+//! which the library walks to (`an_nsfs_mount_below_a_fuse_mount_…`).
+//! Needs root, FUSE and user namespaces.
 
 mod common;
 
@@ -93,22 +95,21 @@ fn kernel_has_fuse() -> bool {
 /// and the holder of the flipping fds, which dies with it.
 struct Attacker {
     server: Option<Reaped>,
-    /// The holder: its sockets live in `netns_b`, which no process is in.
+    /// The holder: alone in its network namespace.
     pid: i32,
-    netns_b: u64,
-    /// Its TCP listener's port, in `netns_b`.
-    port: u16,
+    /// The namespace no process is in that the attack is about: B, where
+    /// the holder's sockets live, or D, whose nsfs mount is below the FUSE
+    /// mount.
+    netns: u64,
+    /// The holder's TCP listener's port, in B.
+    port: Option<u16>,
     _copies: ForNobody,
 }
 
 impl Attacker {
-    /// The attacker, ready; `Err` where this host gives it no FUSE or no
-    /// user namespace.
+    /// The attacker that flips fds, ready; `Err` where this host gives it
+    /// no FUSE or no user namespace.
     fn start() -> Result<Attacker, String> {
-        let copies = ForNobody::new("fuse");
-        let attacker = copies.copy(script("fuse_attacker.py"), "fuse_attacker.py", 0o644);
-        let dev = copies.dir.join("dev");
-        std::fs::create_dir(&dev).unwrap();
         // A FUSE device node of the test's own, which the user nobody may
         // open (the host's /dev/fuse may be root's alone), on a tmpfs
         // mounted without nodev (the temporary directory may be on a nodev
@@ -116,12 +117,45 @@ impl Attacker {
         // attacker: the host's mounts are never touched, and the node and
         // its tmpfs go with the attacker. The mount point of the attacker's
         // FUSE filesystem is there too, owned by nobody.
-        let setup = format!(
-            "mount -t tmpfs -o mode=0755,size=64k procspy-fuse \"$1\" && mknod -m 0666 \"$1/fuse\" c 10 229 \
-             && mkdir -m 0755 \"$1/mnt\" && chown 65534:65534 \"$1/mnt\" \
-             && exec {} {} \"$2\" \"$1/fuse\" \"$1/mnt\"",
+        let run = format!(
+            "chown 65534:65534 \"$1/mnt\" && exec {} {} \"$2\" \"$1/fuse\" \"$1/mnt\"",
             AS_NOBODY.join(" "),
             python3()
+        );
+        let (server, lines, copies) = Attacker::launch("fuse", &run)?;
+        let (pid, netns, port) = (field(&lines, "pid ") as i32, field(&lines, "netns_b "), field(&lines, "listen "));
+        Attacker::check(server, pid, netns, Some(port as u16), copies)
+    }
+
+    /// The attacker whose holder bind-mounts D below a FUSE mount that root
+    /// may walk: mounted by root here, with `allow_other`, in the initial
+    /// user namespace, on a device fd handed to the server (as fusermount
+    /// does for any user where /etc/fuse.conf says `user_allow_other`).
+    fn start_nsfs() -> Result<Attacker, String> {
+        let run = format!(
+            "exec 3<>\"$1/fuse\" && mount -i -t fuse -o \
+             fd=3,rootmode=40000,user_id=65534,group_id=65534,allow_other procspy-fuse \"$1/mnt\" \
+             && exec {} {} \"$2\" --mounted 3 \"$1/mnt\"",
+            AS_NOBODY.join(" "),
+            python3()
+        );
+        let (server, lines, copies) = Attacker::launch("fuse-nsfs", &run)?;
+        let (pid, netns) = (field(&lines, "pid ") as i32, field(&lines, "netns_d "));
+        Attacker::check(server, pid, netns, None, copies)
+    }
+
+    /// fuse_attacker.py as `run` starts it, from a shell of root's in a
+    /// mount namespace of its own, with a tmpfs at `$1` holding a FUSE
+    /// device node (`$1/fuse`) and a mount point (`$1/mnt`), and the script
+    /// at `$2`; its lines until "ready".
+    fn launch(tag: &str, run: &str) -> Result<(Reaped, Vec<String>, ForNobody), String> {
+        let copies = ForNobody::new(tag);
+        let attacker = copies.copy(script("fuse_attacker.py"), "fuse_attacker.py", 0o644);
+        let dev = copies.dir.join("dev");
+        std::fs::create_dir(&dev).unwrap();
+        let setup = format!(
+            "mount -t tmpfs -o mode=0755,size=64k procspy-fuse \"$1\" && mknod -m 0666 \"$1/fuse\" c 10 229 \
+             && mkdir -m 0755 \"$1/mnt\" && {run}"
         );
         let mut child = Reaped(
             Command::new("unshare")
@@ -148,19 +182,18 @@ impl Attacker {
                 return Err(why.to_string());
             }
             if line == "ready" {
-                break;
+                return Ok((child, lines, copies));
             }
             lines.push(line);
         }
-        let field = |name: &str| -> u64 {
-            let line = lines.iter().find_map(|l| l.strip_prefix(name)).unwrap_or_else(|| panic!("{name}: {lines:?}"));
-            line.trim().parse().unwrap()
-        };
-        let (pid, netns_b, port) = (field("pid ") as i32, field("netns_b "), field("listen ") as u16);
+    }
+
+    /// The attacker, once its holder is seen to be nobody's and alone outside `netns`.
+    fn check(server: Reaped, pid: i32, netns: u64, port: Option<u16>, copies: ForNobody) -> Result<Attacker, String> {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         assert!(status.lines().any(|l| l.starts_with("Uid:") && l.contains("65534")), "{status}");
-        assert_ne!(netns_of(pid), netns_b, "the holder is still in the namespace of its sockets");
-        Ok(Attacker { server: Some(child), pid, netns_b, port, _copies: copies })
+        assert_ne!(netns_of(pid), netns, "the holder is still in the namespace the attack is about");
+        Ok(Attacker { server: Some(server), pid, netns, port, _copies: copies })
     }
 
     /// Kills the server: the FUSE connection is aborted, every close
@@ -186,6 +219,12 @@ impl Drop for Attacker {
     }
 }
 
+/// The number after `name` in the attacker's lines.
+fn field(lines: &[String], name: &str) -> u64 {
+    let line = lines.iter().find_map(|l| l.strip_prefix(name)).unwrap_or_else(|| panic!("{name}: {lines:?}"));
+    line.trim().parse().unwrap()
+}
+
 /// The ways the library takes fds of other processes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Path {
@@ -199,6 +238,8 @@ enum Path {
     Default,
     /// The changes call, on the default pass.
     Changes,
+    /// A query for one namespace's lines (D's, found through its mount).
+    NetnsQuery,
 }
 
 const PATHS: [Path; 4] = [Path::PidQuery, Path::ProcOwners, Path::Default, Path::Changes];
@@ -213,7 +254,9 @@ struct PassOut {
     took: Duration,
 }
 
-fn pass(w: &Walker, path: Path, pid: i32) -> PassOut {
+/// One pass of `path`; `of` is the pid a pid query asks for, the namespace
+/// a namespace query asks for.
+fn pass(w: &Walker, path: Path, of: u64) -> PassOut {
     let mut stats = Stats::default();
     let (mut recs, mut changes) = (Vec::new(), Vec::new());
     let mut each = |c: &Connection<'_>| {
@@ -223,7 +266,11 @@ fn pass(w: &Walker, path: Path, pid: i32) -> PassOut {
     let t0 = Instant::now();
     let r = match path {
         Path::PidQuery => {
-            let query = Query { pids: Some(&[pid]), ..Query::default() };
+            let query = Query { pids: Some(&[of as i32]), ..Query::default() };
+            w.query(None, &query, Protocols::BOTH, StateMask::ALL, &mut stats, &mut each)
+        }
+        Path::NetnsQuery => {
+            let query = Query { netns: Some(&[of]), ..Query::default() };
             w.query(None, &query, Protocols::BOTH, StateMask::ALL, &mut stats, &mut each)
         }
         Path::ProcOwners | Path::Default => w.connections(None, Protocols::BOTH, StateMask::ALL, &mut stats, &mut each),
@@ -240,8 +287,8 @@ fn pass(w: &Walker, path: Path, pid: i32) -> PassOut {
 struct Runner {
     path: Path,
     walker: Arc<Walker>,
-    /// Each pass asked for, with the pid a pid query asks for.
-    ask: Option<Sender<i32>>,
+    /// Each pass asked for, with what a query asks for.
+    ask: Option<Sender<u64>>,
     done: Receiver<PassOut>,
     thread: Option<JoinHandle<()>>,
 }
@@ -252,12 +299,12 @@ impl Runner {
         if path == Path::ProcOwners {
             walker.set_owner_scan(OwnerScan::Proc);
         }
-        let (ask, asked) = channel::<i32>();
+        let (ask, asked) = channel::<u64>();
         let (tx, done) = channel();
         let w = Arc::clone(&walker);
         let thread = std::thread::spawn(move || {
-            for pid in asked {
-                if tx.send(pass(&w, path, pid)).is_err() {
+            for of in asked {
+                if tx.send(pass(&w, path, of)).is_err() {
                     return;
                 }
             }
@@ -265,11 +312,11 @@ impl Runner {
         Runner { path, walker, ask: Some(ask), done, thread: Some(thread) }
     }
 
-    /// One pass (a pid query asks for `pid`), which must return within
+    /// One pass (a query asks for `of`), which must return within
     /// `PASS_BOUND`. If it does not, the attacker is killed (which releases
     /// the library) and the test fails, saying which path hung.
-    fn pass(&self, pid: i32, attacker: &mut Attacker) -> PassOut {
-        self.ask.as_ref().unwrap().send(pid).unwrap();
+    fn pass(&self, of: u64, attacker: &mut Attacker) -> PassOut {
+        self.ask.as_ref().unwrap().send(of).unwrap();
         match self.done.recv_timeout(PASS_BOUND) {
             Ok(out) => out,
             Err(RecvTimeoutError::Timeout) => {
@@ -283,7 +330,7 @@ impl Runner {
                 };
                 panic!(
                     "{:?}: a pass did not return within {PASS_BOUND:?} while the attacker's FUSE server stalled \
-                     (a close of a FUSE file taken for a socket waits for its FLUSH); {after}",
+                     (the library waited for it: a close's FLUSH, a lookup); {after}",
                     self.path
                 );
             }
@@ -353,7 +400,7 @@ fn attack(runner: &Runner, attacker: &mut Attacker, mine: &Rec, live: &mut BTree
     let mut t = Tally::default();
     let t0 = Instant::now();
     while t.passes < MIN_PASSES || (t.refused_passes < REFUSED_PASSES && t0.elapsed() < PATH_TIME) {
-        let out = runner.pass(holder, attacker);
+        let out = runner.pass(holder as u64, attacker);
         t.passes += 1;
         t.slowest = t.slowest.max(out.took);
         assert_eq!(out.r, Ok(()), "{path:?}, pass {}: {:?}", t.passes, out.stats);
@@ -363,7 +410,7 @@ fn attack(runner: &Runner, attacker: &mut Attacker, mine: &Rec, live: &mut BTree
         t.refused_passes += usize::from(out.stats.closes_stalled > 0);
         let recs = delivered(path, &out, live);
         let attackers =
-            |r: &Rec| r.netns == attacker.netns_b && r.local_port == attacker.port && r.protocol == Protocol::Tcp;
+            |r: &Rec| r.netns == attacker.netns && Some(r.local_port) == attacker.port && r.protocol == Protocol::Tcp;
         t.attacker_listener += usize::from(recs.iter().any(attackers));
         if path == Path::PidQuery {
             // Only the holder's sockets, each with it as owner.
@@ -393,7 +440,7 @@ fn recover(runner: &Runner, attacker: &mut Attacker, mine: &Rec, live: &mut BTre
         "{path:?}: not recovered {:?} after the server was killed: {diagnose}",
         t0.elapsed()
     );
-    let out = runner.pass(mine.owner.unwrap().0, attacker);
+    let out = runner.pass(mine.owner.unwrap().0 as u64, attacker);
     assert_eq!(out.r, Ok(()), "{path:?}, after the server was killed");
     assert_eq!(out.stats.closes_stalled, 0, "{path:?}, after the server was killed: {:?}", out.stats);
     let diagnose = runner.walker.diagnose();
@@ -457,4 +504,39 @@ fn a_fuse_file_swapped_in_for_a_socket_never_holds_a_pass() {
         tallies.iter().any(|(_, t)| t.stalled > 0 || t.refused > 0),
         "no path ever took the FUSE file for a socket: the attack was not hit at all: {tallies:?}"
     );
+}
+
+/// Trust, round three, what was left: a FUSE mount root may walk (made
+/// with `allow_other` in the initial user namespace, as fusermount makes
+/// one for any user where /etc/fuse.conf says `user_allow_other`), and
+/// below it, in a user and mount namespace of its owner's own, the nsfs
+/// mount of a network namespace D that no process is in. The library reads
+/// that mount namespace's `mountinfo` (its holder is alone in a network
+/// namespace) and walked to D's mount point to enter it, through the FUSE
+/// mount, whose server never answers the library's LOOKUP: the pass waited
+/// for ever. Every pass that looks for such namespaces must end within its
+/// bound, D found and counted as unreachable.
+#[test]
+fn an_nsfs_mount_below_a_fuse_mount_never_holds_a_pass() {
+    if !kernel_has_fuse() || !common::user_namespaces_allowed(AS_NOBODY) {
+        return;
+    }
+    let mut attacker = match Attacker::start_nsfs() {
+        Ok(a) => a,
+        Err(why) => {
+            eprintln!("the attacker can't run here ({why}): nothing to test");
+            return;
+        }
+    };
+    let d = attacker.netns;
+    for path in [Path::Default, Path::ProcOwners, Path::Changes, Path::NetnsQuery] {
+        let runner = Runner::new(path);
+        for n in 1..=3 {
+            let out = runner.pass(d, &mut attacker);
+            assert_eq!(out.r, Ok(()), "{path:?}, pass {n}: {:?}", out.stats);
+            let s = out.stats;
+            assert!(s.netns_found >= 1 && s.netns_unreachable >= 1, "{path:?}, pass {n}: D not counted: {s:?}");
+            eprintln!("{path:?}, pass {n}: {:?}", out.took);
+        }
+    }
 }

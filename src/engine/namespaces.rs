@@ -444,7 +444,9 @@ impl Namespaces {
             Ok(Some(ns)) => return Ok(Some(ns)),
             Err(e) if out_of_fds(e) => stats.netns_unreachable_fds += 1,
             Err(Errno::EAGAIN) => stats.closes_stalled += 1,
-            Ok(None) | Err(Errno::ENOENT | Errno::ESRCH | Errno::ESTALE | Errno::EBADF | Errno::ENOTDIR) => {}
+            // ETIMEDOUT: a mount point's path would have waited on a filesystem's server.
+            Ok(None)
+            | Err(Errno::ENOENT | Errno::ESRCH | Errno::ESTALE | Errno::EBADF | Errno::ENOTDIR | Errno::ETIMEDOUT) => {}
             Err(e) => return Err(e),
         }
         stats.netns_unreachable += 1;

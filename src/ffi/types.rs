@@ -347,8 +347,10 @@ pub struct procspy_walk_stats_ext {
     pub netns_found: u64,
     /// Of those, the ones whose tables could not be read (skipped, never an
     /// error): the way in was gone by the time it was taken (a mount
-    /// removed, an fd closed), entering was refused (`CAP_SYS_ADMIN`), or
-    /// the text source was chosen for a namespace no thread is in.
+    /// removed, an fd closed), entering was refused (`CAP_SYS_ADMIN`), the
+    /// way in would have waited on a filesystem's server (an nsfs mount
+    /// below a FUSE mount), or the text source was chosen for a namespace
+    /// no thread is in.
     pub netns_unreachable: u64,
     /// connections, changes, query: of `netns_unreachable`, the namespaces
     /// not entered for want of an fd (the process's `RLIMIT_NOFILE` or the

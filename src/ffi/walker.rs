@@ -531,8 +531,9 @@ pub extern "C" fn procspy_walker_read_tcp(
 
 /// What the walker has learnt of the running kernel, for diagnostics: a
 /// line each, "what: answer", for each probe (namespace files, IPv6
-/// tables, the one TCP dump of both families, openat2, a proc root that
-/// shows the kernel's own pids), the BPF owner scan (loaded, or why not),
+/// tables, the one TCP dump of both families, openat2, its walks from the
+/// kernel's caches alone, a proc root that shows the kernel's own pids),
+/// the BPF owner scan (loaded, or why not),
 /// whether the closes of other processes' fds return, and what the last
 /// pass could not read (namespaces unreachable, sockets not asked, files
 /// truncated, tables unreadable). A probe no call

@@ -72,6 +72,7 @@ const DT_LNK: u8 = 10;
 pub struct ProcRoot {
     dir: OwnedFd,
     probes: Probes,
+    slow_walks: netns::SlowWalks,
 }
 
 impl ProcRoot {
@@ -86,7 +87,7 @@ impl ProcRoot {
         // Opening a directory needs search rights only; listing it needs read.
         let mut probe = [0u8; 512];
         sys::getdents64(dir.as_fd(), &mut probe)?;
-        Ok(Self { dir, probes: Probes::default() })
+        Ok(Self { dir, probes: Probes::default(), slow_walks: netns::SlowWalks::default() })
     }
 
     /// What has been learnt of the kernel behind this root.

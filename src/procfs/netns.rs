@@ -9,6 +9,10 @@
 
 use std::ffi::CStr;
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::sync_channel;
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat, openat2};
@@ -58,10 +62,20 @@ impl ProcRoot {
 
     /// `mount_point` (absolute, as `PID/mountinfo` names it) in `pid`'s
     /// mount namespace and root, as an `O_PATH` fd of the file mounted
-    /// there. `PID/root`, a magic link to the process's root, is followed;
-    /// beneath it the path is resolved as if that were `/` (`openat2` with
+    /// there: beneath it the path is resolved as if that were `/` (`openat2` with
     /// `RESOLVE_IN_ROOT`), through no symlink and no magic link. Without
     /// `openat2`, a path with a `..` component is refused.
+    ///
+    /// The path may cross a FUSE mount root may walk (`allow_other`), below
+    /// which another user bind-mounted a namespace in a mount namespace of
+    /// its own: a lookup there waits for its server, which may never
+    /// answer. So the path is walked from the kernel's caches alone
+    /// (`RESOLVE_CACHED`, Linux 5.12), where a mount point's path always is
+    /// (each mount pins its mount point, and each name its parent): a name
+    /// whose filesystem would have to be asked again fails, asking nothing
+    /// (`ETIMEDOUT`). Where the kernel can't walk that way, the walk is made
+    /// on a thread of the library's own and waited for `SLOW_WALK` at most
+    /// (`ETIMEDOUT`), and none is made while one has not returned.
     pub fn open_mount_point(&self, pid: i32, mount_point: &[u8]) -> Result<OwnedFd, Errno> {
         let piddir = self.open_dir(pid, b"")?;
         let root =
@@ -75,18 +89,87 @@ impl ProcRoot {
         path[..rel.len()].copy_from_slice(rel);
         let rel = CStr::from_bytes_until_nul(&path).map_err(|_| Errno::EINVAL)?;
         let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        if !self.probes.openat2.is_no() {
-            let resolve =
-                ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS | ResolveFlag::RESOLVE_NO_SYMLINKS;
-            match openat2(root.as_fd(), rel, OpenHow::new().flags(flags).resolve(resolve)) {
-                Err(Errno::ENOSYS | Errno::EPERM) => {}
-                r => return r,
+        let resolve =
+            ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS | ResolveFlag::RESOLVE_NO_SYMLINKS;
+        let cached = &self.probes.resolve_cached;
+        if !cached.is_no() && !self.probes.openat2.is_no() {
+            let how =
+                OpenHow::new().flags(flags).resolve(resolve | ResolveFlag::from_bits_retain(libc::RESOLVE_CACHED));
+            // A second try, for a walk the kernel cut short because a name
+            // on the way changed meanwhile.
+            for _ in 0..2 {
+                match openat2(root.as_fd(), rel, how) {
+                    Err(Errno::EAGAIN) => cached.set(true),
+                    // Linux 5.6 to 5.11 know no RESOLVE_CACHED; a seccomp
+                    // filter may refuse openat2.
+                    Err(Errno::EINVAL | Errno::ENOSYS | Errno::EPERM) => {
+                        cached.set(false);
+                        break;
+                    }
+                    r => {
+                        cached.set(true);
+                        return r;
+                    }
+                }
+            }
+            if !cached.is_no() {
+                return Err(Errno::ETIMEDOUT);
             }
         }
-        if rel.to_bytes().split(|&b| b == b'/').any(|c| c == b"..") {
-            return Err(Errno::EXDEV);
+        let try_openat2 = !self.probes.openat2.is_no();
+        let rel = rel.to_owned();
+        self.slow_walks.run(move || {
+            if try_openat2 {
+                match openat2(root.as_fd(), rel.as_c_str(), OpenHow::new().flags(flags).resolve(resolve)) {
+                    Err(Errno::ENOSYS | Errno::EPERM) => {}
+                    r => return r,
+                }
+            }
+            if rel.to_bytes().split(|&b| b == b'/').any(|c| c == b"..") {
+                return Err(Errno::EXDEV);
+            }
+            openat(root.as_fd(), rel.as_c_str(), flags, Mode::empty())
+        })
+    }
+}
+
+/// How long a caller waits for a walk made on a thread of the library's
+/// own: a walk the kernel answers from its caches takes microseconds; the
+/// rest is room for a thread that waits for a core on a loaded host.
+const SLOW_WALK: Duration = Duration::from_millis(500);
+
+/// Path walks that may wait for a filesystem's server for as long as it
+/// wishes (FUSE, on a kernel that can't walk from its caches alone), each
+/// made on a thread of its own with every signal blocked; a caller waits
+/// `SLOW_WALK` for it at most. While one has not returned, none is made.
+#[derive(Debug, Default)]
+pub struct SlowWalks {
+    /// The pid of the process one of whose walks has not returned, or 0: a
+    /// child forked meanwhile has no such walk.
+    walking: Arc<AtomicU32>,
+}
+
+impl SlowWalks {
+    /// What `walk` returns, or `ETIMEDOUT` if it takes longer than
+    /// `SLOW_WALK` or an earlier walk has not returned yet.
+    pub fn run(&self, walk: impl FnOnce() -> Result<OwnedFd, Errno> + Send + 'static) -> Result<OwnedFd, Errno> {
+        let me = std::process::id();
+        if self.walking.swap(me, Ordering::AcqRel) == me {
+            return Err(Errno::ETIMEDOUT);
         }
-        openat(root.as_fd(), rel, flags, Mode::empty())
+        let (done, result) = sync_channel(1);
+        let walking = Arc::clone(&self.walking);
+        let spawned = sys::spawn_detached("procspy-walk", move || {
+            let r = walk();
+            walking.store(0, Ordering::Release);
+            // Nobody waits any more: what was opened is closed here.
+            let _ = done.send(r);
+        });
+        if let Err(e) = spawned {
+            self.walking.store(0, Ordering::Release);
+            return Err(e);
+        }
+        result.recv_timeout(SLOW_WALK).unwrap_or(Err(Errno::ETIMEDOUT))
     }
 }
 
@@ -118,5 +201,30 @@ mod tests {
         assert!(link.starts_with(b"mnt:["), "{link:?}");
         assert_eq!(fd_name(123, &mut [0; 12]).unwrap(), c"123");
         assert!(fd_name(-1, &mut [0; 12]).is_err());
+    }
+
+    #[test]
+    fn a_slow_walk_is_waited_for_a_while_and_none_is_made_while_it_lasts() {
+        let walks = SlowWalks::default();
+        let root = || nix::fcntl::open(c"/", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty());
+        assert!(walks.run(root).is_ok());
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let t0 = std::time::Instant::now();
+        let stuck = walks.run(move || {
+            let _ = held.recv();
+            root()
+        });
+        assert_eq!(stuck.unwrap_err(), Errno::ETIMEDOUT);
+        assert!(t0.elapsed() < 4 * SLOW_WALK, "{:?}", t0.elapsed());
+        let t1 = std::time::Instant::now();
+        assert_eq!(walks.run(|| unreachable!("a walk made while another lasts")).unwrap_err(), Errno::ETIMEDOUT);
+        assert!(t1.elapsed() < SLOW_WALK / 2, "{:?}", t1.elapsed());
+        // Once it returns, walks are made again.
+        drop(release);
+        let t2 = std::time::Instant::now();
+        while walks.walking.load(Ordering::Acquire) != 0 && t2.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(walks.run(root).is_ok());
     }
 }

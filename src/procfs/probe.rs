@@ -61,6 +61,10 @@ pub struct Probes {
     pub tcp_both: Probe,
     /// `openat2` exists (Linux 5.6), so opens stay beneath the root.
     pub openat2: Probe,
+    /// `openat2` walks from the kernel's caches alone (`RESOLVE_CACHED`,
+    /// Linux 5.12); no: a walk to a mount point is made on a thread of the
+    /// library's own, bounded.
+    pub resolve_cached: Probe,
     /// The root is the host's procfs, seen from the initial pid and user
     /// namespaces: the kernel's pids and uids are its own.
     pub kernel_ids: Probe,
@@ -68,12 +72,13 @@ pub struct Probes {
 
 impl Probes {
     /// Each probe, named as `--diagnose` prints it.
-    pub fn each(&self) -> [(&'static str, Known); 5] {
+    pub fn each(&self) -> [(&'static str, Known); 6] {
         [
             ("namespace files (PID/ns/net)", self.ns_file.get()),
             ("IPv6 tables", self.v6.get()),
             ("one TCP dump of both families", self.tcp_both.get()),
             ("openat2 (opens beneath the proc root)", self.openat2.get()),
+            ("nsfs mount points walked from the kernel's caches alone (RESOLVE_CACHED)", self.resolve_cached.get()),
             ("the proc root shows the kernel's own pids (BPF scan, pidfd_getfd)", self.kernel_ids.get()),
         ]
     }

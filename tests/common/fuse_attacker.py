@@ -1,6 +1,7 @@
 """An attacker with a FUSE server that never answers the library.
 
-Usage: fuse_attacker.py DEVICE MOUNTPOINT. Run as an unprivileged user.
+Usage: fuse_attacker.py DEVICE MOUNTPOINT, or fuse_attacker.py --mounted FD
+MOUNTPOINT (below). Run as an unprivileged user.
 DEVICE is a FUSE device node (char 10,229) it may open; MOUNTPOINT an
 empty directory. In a user and mount namespace of its own, it mounts a
 FUSE filesystem with one regular file, "file", and serves it itself: every
@@ -29,6 +30,19 @@ The holder prints "pid PID", "netns_b INODE", "listen PORT" (its TCP
 listener in B), then "ready", and exits when its stdin closes. A line
 "unsupported WHY" instead says this host has no FUSE or user namespaces
 for it.
+
+With --mounted, the FUSE filesystem is already mounted at MOUNTPOINT, on
+the device fd FD this process inherited, in the initial user namespace
+with allow_other (as fusermount mounts it where /etc/fuse.conf says
+user_allow_other), so that root may walk it. The server answers its own
+processes only, and names and attributes expire at once: every walk by
+anyone else through "file" asks it again (LOOKUP), and waits for ever.
+The holder, in a user and mount namespace of its own (a copy of the
+mounts, this one among them), makes a network namespace D, bind-mounts
+D's namespace file on "file", and moves to another namespace, C, alone:
+the mountinfo a scan reads for C shows D's nsfs mount below the FUSE
+mount, the only way to D. It prints "pid PID", "netns_d INODE", then
+"ready", and exits when its stdin closes.
 """
 import ctypes
 import errno
@@ -45,6 +59,7 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
+MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 PR_SET_PDEATHSIG = 1
@@ -131,9 +146,12 @@ def attr(node):
     return ATTR.pack(node, 0, 0, 0, 0, 0, 0, 0, 0, mode, 1, 0, 0, 0, 4096, 0)
 
 
-def serve(dev, holder):
-    """Answers the kernel's requests, FLUSH only for the holder's threads (and its own)."""
+def serve(dev, holder, others_wait=False):
+    """Answers the kernel's requests, FLUSH only for the holder's threads (and its own);
+    with `others_wait`, no request of anyone else's, and names and attributes valid for
+    no time at all."""
     ours = {os.getpid(), holder}
+    valid = 0 if others_wait else VALID
 
     def own(pid):
         if pid not in ours and os.path.isdir(f"/proc/{holder}/task/{pid}"):
@@ -157,7 +175,7 @@ def serve(dev, holder):
             return  # ENODEV: unmounted or aborted
         _, opcode, unique, node, _, _, pid, _, _ = IN_HEADER.unpack_from(req)
         body = req[IN_HEADER.size :]
-        if opcode in NO_REPLY:
+        if opcode in NO_REPLY or (others_wait and opcode != FUSE_INIT and not own(pid)):
             continue
         if opcode == FUSE_INIT:
             _, minor, readahead = struct.unpack_from("<III", body)
@@ -165,11 +183,11 @@ def serve(dev, holder):
             reply(unique, body=out.ljust(64, b"\0"))
         elif opcode == FUSE_LOOKUP:
             if node == ROOT and body.split(b"\0")[0] == NAME:
-                reply(unique, body=struct.pack("<QQQQII", FILE, 0, VALID, VALID, 0, 0) + attr(FILE))
+                reply(unique, body=struct.pack("<QQQQII", FILE, 0, valid, valid, 0, 0) + attr(FILE))
             else:
                 reply(unique, errno.ENOENT)
         elif opcode == FUSE_GETATTR:
-            reply(unique, body=struct.pack("<QII", VALID, 0, 0) + attr(node))
+            reply(unique, body=struct.pack("<QII", valid, 0, 0) + attr(node))
         elif opcode == FUSE_OPEN:
             reply(unique, body=struct.pack("<QIi", 1, 0, 0))
         elif opcode == FUSE_RELEASE:
@@ -241,10 +259,29 @@ def hold(mountpoint):
     os._exit(0)
 
 
-def main():
-    device, mountpoint = sys.argv[1], sys.argv[2]
+def hold_nsfs(mountpoint):
+    """The holder of --mounted: D's nsfs mount below the FUSE mount, then C. Never returns."""
     enter_namespaces()
-    dev = mount_fuse(device, mountpoint)
+    check(libc.unshare(CLONE_NEWNET), "unshare D")
+    netns_d = os.stat("/proc/thread-self/ns/net").st_ino
+    target = os.path.join(mountpoint, NAME.decode()).encode()
+    check(libc.mount(b"/proc/thread-self/ns/net", target, None, MS_BIND, None), "bind-mount D")
+    check(libc.unshare(CLONE_NEWNET), "unshare C")
+    print("pid", os.getpid())
+    print("netns_d", netns_d)
+    print("ready", flush=True)
+    sys.stdin.read()
+    os._exit(0)
+
+
+def main():
+    mounted = sys.argv[1] == "--mounted"
+    if mounted:
+        dev, mountpoint = int(sys.argv[2]), sys.argv[3]
+    else:
+        device, mountpoint = sys.argv[1], sys.argv[2]
+        enter_namespaces()
+        dev = mount_fuse(device, mountpoint)
     sys.stdout.flush()
     server = os.getpid()
     holder = os.fork()
@@ -254,11 +291,11 @@ def main():
             check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")
             if os.getppid() != server:
                 os._exit(1)
-            hold(mountpoint)
+            (hold_nsfs if mounted else hold)(mountpoint)
         except BaseException as e:
             print("holder:", repr(e), file=sys.stderr, flush=True)
         os._exit(1)
-    threading.Thread(target=serve, args=(dev, holder), daemon=True).start()
+    threading.Thread(target=serve, args=(dev, holder, mounted), daemon=True).start()
     # Ends with the holder (its stdin closed, or an error before "ready").
     os.waitpid(holder, 0)
     os._exit(0)
