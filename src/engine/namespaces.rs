@@ -316,14 +316,18 @@ impl Namespaces {
         Ok(groups.binary_search_by_key(&netns, |g| g.netns).is_ok())
     }
 
-    /// Asks each of `sockets` (inode, pid, fd, sorted by inode) that no
-    /// delivered line listed (`delivered`: their inodes) where it lives
-    /// (`pidfd_getfd`, then `SIOCGSKNS`; a unix socket too, the only way to
-    /// know it is one), unless it was asked in an earlier pass, and appends
-    /// the namespaces not yet in `groups`; whether it found any. An answer
-    /// is kept while the socket is held: a socket inode is not reused while
-    /// it lives, and another socket would need some 2^32 inodes made
-    /// between two passes to get a freed one's number.
+    /// Asks each of `sockets` (inode, pid, fd, sorted: each socket's
+    /// holders in turn) that no delivered line listed (`delivered`: their
+    /// inodes) where it lives (`pidfd_getfd`, then `SIOCGSKNS`; a unix
+    /// socket too, the only way to know it is one), unless it was asked in
+    /// an earlier pass, and appends the namespaces not yet in `groups`, each
+    /// with every holder of its sockets as a way in; whether it found any.
+    /// A socket is asked through its first holder that still holds it: a
+    /// lower pid may have closed its copy since the scan (a parent that
+    /// forked a child to serve the connection, a copy of the library's
+    /// own). An answer is kept while the socket is held: a socket inode is
+    /// not reused while it lives, and another socket would need some 2^32
+    /// inodes made between two passes to get a freed one's number.
     pub(super) fn find_by_sockets(
         &mut self,
         ctx: &Ctx,
@@ -336,8 +340,11 @@ impl Namespaces {
         let before = groups.len();
         let Namespaces { vias, sockets: via_sockets, asked, asked_next, .. } = self;
         asked_next.clear();
+        let new_from = via_sockets.len();
         let mut pidfd: Option<(i32, Result<PidFd, Errno>)> = None;
         let mut memo = asked.iter().peekable();
+        // The last socket answered for, and where it lives.
+        let mut answered: Option<(u64, u64)> = None;
         for (inode, pid, fd) in sockets {
             if ctx.stop.is_set() {
                 break;
@@ -345,41 +352,54 @@ impl Namespaces {
             if delivered.binary_search(&inode).is_ok() {
                 continue;
             }
-            while memo.next_if(|m| m.0 < inode).is_some() {}
-            let netns = match memo.next_if(|m| m.0 == inode) {
-                Some(&(_, netns)) => netns,
-                None => {
-                    if pidfd.as_ref().is_none_or(|p| p.0 != pid) {
-                        pidfd = Some((pid, PidFd::open(pid)));
-                    }
-                    let Some((_, Ok(p))) = &pidfd else { continue };
-                    match p.socket(fd, inode, &ctx.closer).and_then(|s| s.netns()) {
-                        Ok(nsfd) => match nix::sys::stat::fstat(&nsfd) {
-                            Ok(st) => st.st_ino,
-                            Err(_) => continue,
-                        },
-                        Err(Errno::EAGAIN) => {
-                            stats.closes_stalled += 1;
-                            continue;
+            let netns = match answered {
+                Some((i, netns)) if i == inode => netns,
+                _ => {
+                    while memo.next_if(|m| m.0 < inode).is_some() {}
+                    let netns = match memo.next_if(|m| m.0 == inode) {
+                        Some(&(_, netns)) => netns,
+                        None => {
+                            if pidfd.as_ref().is_none_or(|p| p.0 != pid) {
+                                pidfd = Some((pid, PidFd::open(pid)));
+                            }
+                            let Some((_, Ok(p))) = &pidfd else { continue };
+                            match p.socket(fd, inode, &ctx.closer).and_then(|s| s.netns()) {
+                                Ok(nsfd) => match nix::sys::stat::fstat(&nsfd) {
+                                    Ok(st) => st.st_ino,
+                                    Err(_) => continue,
+                                },
+                                Err(Errno::EAGAIN) => {
+                                    stats.closes_stalled += 1;
+                                    continue;
+                                }
+                                // This holder let go of it, or can't be asked: the next may.
+                                Err(_) => continue,
+                            }
                         }
-                        Err(_) => continue,
-                    }
+                    };
+                    asked_next.push((inode, netns));
+                    answered = Some((inode, netns));
+                    netns
                 }
             };
-            asked_next.push((inode, netns));
-            if groups[..before].binary_search_by_key(&netns, |g| g.netns).is_err()
-                && groups[before..].iter().all(|g| g.netns != netns)
-            {
+            if groups[..before].binary_search_by_key(&netns, |g| g.netns).is_err() {
                 via_sockets.push((netns, pid, fd, inode));
-                vias.push(Via::Socket { at: via_sockets.len() - 1, end: via_sockets.len() });
-                groups.push(Member { netns, way: Way::Via(vias.len() - 1) });
-                stats.namespaces += 1;
-                stats.netns_found += 1;
             }
         }
         std::mem::swap(asked, asked_next);
         delivered.clear();
-        groups.len() > before
+        let new = &mut via_sockets[new_from..];
+        new.sort_unstable();
+        let mut at = new_from;
+        for same in new.chunk_by(|a, b| a.0 == b.0) {
+            vias.push(Via::Socket { at, end: at + same.len() });
+            groups.push(Member { netns: same[0].0, way: Way::Via(vias.len() - 1) });
+            at += same.len();
+        }
+        let found = (groups.len() - before) as u64;
+        stats.namespaces += found;
+        stats.netns_found += found;
+        found > 0
     }
 
     /// Adds namespace `netns`, which socket `inode` at `fd` of `pid` lives

@@ -173,9 +173,11 @@ impl Pass {
         direct.clear();
         let mut told = ctx.root.shows_kernel_ids();
         let mut pidfd: Option<(i32, Result<PidFd, Errno>)> = None;
+        // The last socket told of: its other holders are not asked.
+        let mut answered = None;
         for (inode, pid, fd) in owners.sockets() {
             inodes.push(inode);
-            if !told {
+            if !told || answered == Some(inode) {
                 continue;
             }
             if pidfd.as_ref().is_none_or(|p| p.0 != pid) {
@@ -188,7 +190,7 @@ impl Pass {
             };
             let sock = match sock {
                 Ok(s) => s,
-                // Closed since the scan: not in any table now either.
+                // This holder closed it since the scan: another may hold it still.
                 Err(Errno::ESTALE | Errno::EBADF) => continue,
                 Err(e) => {
                     stats.closes_stalled += u64::from(e == Errno::EAGAIN);
@@ -201,6 +203,7 @@ impl Pass {
                 continue;
             };
             let Ok(netns) = nix::sys::stat::fstat(&nsfd).map(|st| st.st_ino) else { continue };
+            answered = Some(inode);
             found.add_socket_namespace(groups, netns, (pid, fd, inode), stats);
             match sock.record(pid, fd, netns) {
                 Ok(rec) => direct.extend(Held::of(&rec)),

@@ -1,5 +1,6 @@
 //! Owners: which process holds each socket, host-wide. One pass over every
-//! pid's fds builds an index from socket inode to its lowest-pid holder,
+//! pid's fds builds an index from socket inode to its holders, the lowest
+//! pid (its owner) first,
 //! by the BPF `task_file` iterator where it loads (`bpf.rs`) or by listing
 //! `PID/fd` (`fd.rs`). Reading the fds before any table closes the race
 //! that the Scope walk only narrows: a socket in a table was open when its
@@ -50,7 +51,9 @@ pub enum OwnerScan {
 /// pass so a warm one allocates nothing.
 #[derive(Debug, Default)]
 pub(super) struct Owners {
-    /// Sorted by inode, then pid, then fd; then one entry per inode.
+    /// Every holder of every socket, sorted by inode, then pid, then fd: the
+    /// first of an inode's is its owner, and the others are where else it
+    /// can be taken from (a lower pid's copy may be closed mid-pass).
     owners: Vec<Owner>,
     procs: Procs,
     /// The BPF owner scan, loaded at the first pass that may use it, or
@@ -185,7 +188,8 @@ impl Owners {
         }
     }
 
-    /// (inode, pid, fd) of every socket fd indexed.
+    /// (inode, pid, fd) of every socket fd indexed, sorted: each socket's
+    /// holders in turn, its owner first.
     pub(super) fn sockets(&self) -> impl Iterator<Item = (u64, i32, i32)> + '_ {
         self.owners.iter().map(|o| (o.inode, o.pid, o.fd))
     }
@@ -200,8 +204,10 @@ impl Owners {
         if inode == 0 {
             return None;
         }
-        let i = self.owners.binary_search_by_key(&inode, |o| o.inode).ok()?;
-        let o = self.owners[i];
+        let o = *self.owners.get(self.owners.partition_point(|o| o.inode < inode))?;
+        if o.inode != inode {
+            return None;
+        }
         Some((self.procs.socket(o.proc, inode, o.fd), o.proc))
     }
 
@@ -216,10 +222,10 @@ impl Owners {
         self.procs.names.clear();
     }
 
-    /// Keeps the lowest pid, then the lowest fd, of each inode's holders.
+    /// Puts each inode's holders together, the lowest pid, then its
+    /// lowest fd, first.
     fn finish(&mut self) {
         self.owners.sort_unstable_by_key(|o| (o.inode, o.pid, o.fd));
-        self.owners.dedup_by_key(|o| o.inode);
     }
 
     fn add(&mut self, s: &Socket<'_>) {
