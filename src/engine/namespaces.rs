@@ -33,7 +33,7 @@ use nix::sys::stat::SFlag;
 use super::ctx::{Ctx, Group, Groups, Member, Way};
 use super::error::Error;
 use super::stats::Stats;
-use crate::parse::mountinfo::{ns_link, nsfs_mounts};
+use crate::parse::mountinfo::{Mount, is_below, mounts, ns_link};
 use crate::procfs::{EntryMeta, HostProc, LINK_MAX, Netns, PidFd, Records, read_all};
 
 /// A `mountinfo` longer than this is read only this far (a hostile tree,
@@ -46,8 +46,9 @@ const MOUNTINFO_PASS_LIMIT: usize = 64 << 20;
 /// How a namespace no process is in was reached.
 #[derive(Clone, Copy, Debug)]
 enum Via {
-    /// An nsfs bind mount at `paths[at..end]` in `pid`'s mount namespace.
-    Mount { pid: i32, at: usize, end: usize },
+    /// An nsfs bind mount at `paths[at..end]` in `pid`'s mount namespace;
+    /// `below_fuse`: that `mountinfo` shows a FUSE mount on the way there.
+    Mount { pid: i32, at: usize, end: usize, below_fuse: bool },
     /// The sockets `sockets[at..end]` live in it: the first still open is asked.
     Socket { at: usize, end: usize },
     /// Fd `fd` of `pid` is a file of it (an nsfs file, checked when found).
@@ -62,6 +63,10 @@ pub(super) struct Namespaces {
     vias: Vec<Via>,
     /// Mount points of `Via::Mount`, one after another.
     paths: Vec<u8>,
+    /// The FUSE mount points of the `mountinfo` being read, one after
+    /// another, and where each ends.
+    fuse: Vec<u8>,
+    fuse_ends: Vec<usize>,
     /// Mount namespaces whose `mountinfo` this pass read, sorted.
     mnt_seen: Vec<u64>,
     text: Vec<u8>,
@@ -247,15 +252,35 @@ impl Namespaces {
                 Err(_) => continue,
             };
             read += len;
-            let Namespaces { vias, paths, text, path, .. } = found;
-            nsfs_mounts(&text[..len], path, |ns, point| {
-                if !known(groups, ns) {
+            let Namespaces { vias, paths, fuse, fuse_ends, text, path, .. } = found;
+            fuse.clear();
+            fuse_ends.clear();
+            let from = vias.len();
+            mounts(&text[..len], path, |m| match m {
+                Mount::Fuse(point) => {
+                    fuse.extend_from_slice(point);
+                    fuse_ends.push(fuse.len());
+                }
+                Mount::Netns(ns, point) if !known(groups, ns) => {
                     let at = paths.len();
                     paths.extend_from_slice(point);
-                    vias.push(Via::Mount { pid, at, end: paths.len() });
+                    vias.push(Via::Mount { pid, at, end: paths.len(), below_fuse: false });
                     groups.push(Member { netns: ns, way: Way::Via(vias.len() - 1) });
                 }
+                Mount::Netns(..) => {}
             });
+            // A FUSE mount may come after the mounts below it (mounted on a
+            // directory above them later).
+            for via in &mut vias[from..] {
+                if let Via::Mount { at, end, below_fuse, .. } = via {
+                    let point = &paths[*at..*end];
+                    let mut start = 0;
+                    *below_fuse = fuse_ends.iter().any(|&stop| {
+                        let fuse_point = &fuse[std::mem::replace(&mut start, stop)..stop];
+                        is_below(point, fuse_point)
+                    });
+                }
+            }
         }
         // An fd's link names a namespace opened through a bind mount by its
         // path: the file itself tells its type. It is opened again to enter.
@@ -436,7 +461,9 @@ impl Namespaces {
     ) -> Result<Option<Netns>, Errno> {
         let found = self;
         let opened = match found.vias.get(i) {
-            Some(&Via::Mount { pid, at, end }) => ctx.root.open_mount_point(pid, &found.paths[at..end]),
+            Some(&Via::Mount { pid, at, end, below_fuse }) => {
+                ctx.root.open_mount_point(pid, &found.paths[at..end], !below_fuse)
+            }
             // Any of them may have been closed since (a netlink socket of a dump).
             Some(&Via::Socket { at, end }) => {
                 let mut last = Err(Errno::ESTALE);

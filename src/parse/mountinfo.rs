@@ -2,7 +2,8 @@
 //! link (`PID/ns/mnt`, a `PID/fd/N` that holds a namespace open: `net:[4026531840]`)
 //! and the nsfs entries of `PID/mountinfo` (`proc(5)`), where a bind-mounted
 //! namespace file (`ip netns add`'s `/run/netns/NAME`) shows its namespace
-//! as the mount's root: `… net:[4026532281] /run/netns/blue rw … - nsfs nsfs rw`.
+//! as the mount's root: `… net:[4026532281] /run/netns/blue rw … - nsfs nsfs rw`;
+//! and the FUSE mounts a walk to such a mount point may pass.
 //! Both are hostile text in a caller-supplied tree: every field is checked,
 //! nothing is read outside the input.
 
@@ -22,17 +23,28 @@ pub fn ns_link(text: &[u8], kind: &[u8]) -> Option<u64> {
 /// Longest mount point kept (the kernel's `PATH_MAX`).
 const PATH_MAX: usize = libc::PATH_MAX as usize;
 
-/// Calls `each(inode, mount_point)` for every mount of a network namespace
-/// file (fstype `nsfs`, root `net:[INODE]`) in `text`, a `mountinfo`, with
-/// the mount point's octal escapes (`\040` for a space, `\134` for a
-/// backslash, as the kernel writes them) undone into `path`. Malformed
-/// lines and mount points longer than `PATH_MAX` are passed over; returns
-/// how many were.
-pub fn nsfs_mounts(text: &[u8], path: &mut Vec<u8>, mut each: impl FnMut(u64, &[u8])) -> u64 {
+/// A mount the namespace search looks at, from one `mountinfo` line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mount<'p> {
+    /// A network namespace file's mount (fstype `nsfs`, root
+    /// `net:[INODE]`): the namespace's inode and the mount point.
+    Netns(u64, &'p [u8]),
+    /// A FUSE mount (fstype `fuse`, `fuseblk` or `fuse.SUBTYPE`): a lookup
+    /// below its mount point may wait for its server.
+    Fuse(&'p [u8]),
+}
+
+/// Calls `each` for every mount of `text`, a `mountinfo`, that `Mount`
+/// names, with the mount point's octal escapes (`\040` for a space, `\134`
+/// for a backslash, as the kernel writes them) undone into `path`.
+/// Malformed lines and mount points longer than `PATH_MAX` are passed
+/// over; returns how many were.
+pub fn mounts(text: &[u8], path: &mut Vec<u8>, mut each: impl FnMut(Mount<'_>)) -> u64 {
     let mut malformed = 0;
     for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        match net_mount(line, path) {
-            Some(Some(inode)) => each(inode, path),
+        match mount(line, path) {
+            Some(Some(Kind::Netns(inode))) => each(Mount::Netns(inode, path)),
+            Some(Some(Kind::Fuse)) => each(Mount::Fuse(path)),
             Some(None) => {}
             None => malformed += 1,
         }
@@ -40,10 +52,24 @@ pub fn nsfs_mounts(text: &[u8], path: &mut Vec<u8>, mut each: impl FnMut(u64, &[
     malformed
 }
 
-/// One line: `Some(Some(inode))` with the mount point in `path` for a
-/// network namespace's nsfs mount, `Some(None)` for any other well-formed
-/// mount, `None` if malformed.
-fn net_mount(line: &[u8], path: &mut Vec<u8>) -> Option<Option<u64>> {
+/// Whether `path` is `mount_point` or below it, component by component.
+pub fn is_below(path: &[u8], mount_point: &[u8]) -> bool {
+    match path.strip_prefix(mount_point) {
+        Some(rest) => rest.is_empty() || rest[0] == b'/' || mount_point.ends_with(b"/"),
+        None => false,
+    }
+}
+
+/// What a line's mount is, of those `Mount` names.
+enum Kind {
+    Netns(u64),
+    Fuse,
+}
+
+/// One line: `Some(Some(kind))` with the mount point in `path` for a mount
+/// `Mount` names, `Some(None)` for any other well-formed mount, `None` if
+/// malformed.
+fn mount(line: &[u8], path: &mut Vec<u8>) -> Option<Option<Kind>> {
     let mut fields = line.split(|&b| b == b' ');
     // mount id, parent id, major:minor, root, mount point, options, then
     // optional fields up to a lone "-", then fstype, source, super options.
@@ -53,14 +79,17 @@ fn net_mount(line: &[u8], path: &mut Vec<u8>) -> Option<Option<u64>> {
     let _options = fields.next()?;
     fields.by_ref().find(|f| *f == b"-")?;
     let fstype = fields.next()?;
-    if fstype != b"nsfs" {
-        return Some(None);
-    }
-    let inode = ns_link(root, b"net");
-    if inode.is_some() {
-        unescape(mount_point, path)?;
-    }
-    Some(inode)
+    let kind = match fstype {
+        b"nsfs" => match ns_link(root, b"net") {
+            Some(inode) => Kind::Netns(inode),
+            None => return Some(None),
+        },
+        b"fuse" | b"fuseblk" => Kind::Fuse,
+        t if t.starts_with(b"fuse.") => Kind::Fuse,
+        _ => return Some(None),
+    };
+    unescape(mount_point, path)?;
+    Some(Some(kind))
 }
 
 /// Undoes the kernel's `\ooo` escapes of ` `, `\t`, `\n` and `\\` into
@@ -121,20 +150,46 @@ mod tests {
             544 25 0:4 net:[4026532285] /x\\08 rw - nsfs nsfs rw\n\
             545 25 0:4 net:[4026532286] /y rw no-separator nsfs nsfs rw";
         let mut found = Vec::new();
-        let bad = nsfs_mounts(text, &mut Vec::new(), |ino, p| found.push((ino, p.to_vec())));
+        let bad = mounts(text, &mut Vec::new(), |m| {
+            if let Mount::Netns(ino, p) = m {
+                found.push((ino, p.to_vec()));
+            }
+        });
         assert_eq!(found, [(4026532281, b"/run/netns/blue".to_vec()), (4026532283, b"/run/a b\\c".to_vec())]);
         assert_eq!(bad, 4);
+    }
+
+    #[test]
+    fn finds_fuse_mounts_and_what_is_below_them() {
+        let text = b"30 1 0:50 / /home/u/sshfs rw - fuse.sshfs u@h: rw,user_id=1000\n\
+            31 1 0:51 / /mnt/f rw - fuse procspy-fuse rw\n\
+            32 1 0:52 / /mnt/b rw - fuseblk /dev/sdb1 rw\n\
+            33 1 0:53 / /mnt/o rw - fusectl fusectl rw\n\
+            34 1 0:54 / /mnt/fusex rw - fusex x rw\n";
+        let mut fuse = Vec::new();
+        mounts(text, &mut Vec::new(), |m| match m {
+            Mount::Fuse(p) => fuse.push(p.to_vec()),
+            Mount::Netns(..) => panic!("no nsfs mount"),
+        });
+        assert_eq!(fuse, [b"/home/u/sshfs".to_vec(), b"/mnt/f".to_vec(), b"/mnt/b".to_vec()]);
+        assert!(is_below(b"/mnt/f/x/ns", b"/mnt/f") && is_below(b"/mnt/f", b"/mnt/f"));
+        assert!(is_below(b"/run/netns/a", b"/"));
+        assert!(!is_below(b"/mnt/fx/ns", b"/mnt/f") && !is_below(b"/mnt", b"/mnt/f"));
     }
 
     #[test]
     fn long_and_nul_paths_are_refused() {
         let mut path = Vec::new();
         let long = format!("1 1 0:4 net:[5] /{} rw - nsfs nsfs rw", "a".repeat(PATH_MAX));
-        assert_eq!(nsfs_mounts(long.as_bytes(), &mut path, |_, _| panic!("too long")), 1);
-        assert_eq!(nsfs_mounts(b"1 1 0:4 net:[5] /a\\000 rw - nsfs nsfs rw", &mut path, |_, _| panic!("NUL")), 1);
+        assert_eq!(mounts(long.as_bytes(), &mut path, |_| panic!("too long")), 1);
+        assert_eq!(mounts(b"1 1 0:4 net:[5] /a\\000 rw - nsfs nsfs rw", &mut path, |_| panic!("NUL")), 1);
         let just = format!("1 1 0:4 net:[5] /{} rw - nsfs nsfs rw", "a".repeat(PATH_MAX - 1));
         let mut n = 0;
-        nsfs_mounts(just.as_bytes(), &mut path, |_, p| n += p.len());
+        mounts(just.as_bytes(), &mut path, |m| {
+            if let Mount::Netns(_, p) = m {
+                n += p.len();
+            }
+        });
         assert_eq!(n, PATH_MAX);
     }
 }

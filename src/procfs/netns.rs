@@ -69,14 +69,16 @@ impl ProcRoot {
     /// The path may cross a FUSE mount root may walk (`allow_other`), below
     /// which another user bind-mounted a namespace in a mount namespace of
     /// its own: a lookup there waits for its server, which may never
-    /// answer. So the path is walked from the kernel's caches alone
-    /// (`RESOLVE_CACHED`, Linux 5.12), where a mount point's path always is
-    /// (each mount pins its mount point, and each name its parent): a name
-    /// whose filesystem would have to be asked again fails, asking nothing
-    /// (`ETIMEDOUT`). Where the kernel can't walk that way, the walk is made
-    /// on a thread of the library's own and waited for `SLOW_WALK` at most
-    /// (`ETIMEDOUT`), and none is made while one has not returned.
-    pub fn open_mount_point(&self, pid: i32, mount_point: &[u8]) -> Result<OwnedFd, Errno> {
+    /// answer. So the path is first walked from the kernel's caches alone
+    /// (`RESOLVE_CACHED`, Linux 5.12 and some stable kernels before), asking
+    /// no filesystem. A name that needs its filesystem asked again (one
+    /// that revalidates: FUSE, 9p, NFS, an overlay over them) fails that
+    /// walk; then, where `may_wait` (no FUSE mount is known to be on the
+    /// way), and where the kernel can't walk from its caches at all, the
+    /// walk is made on a thread of the library's own and waited for
+    /// `SLOW_WALK` at most, and none is made while one has not returned.
+    /// `ETIMEDOUT` where the walk was not made or not waited for.
+    pub fn open_mount_point(&self, pid: i32, mount_point: &[u8], may_wait: bool) -> Result<OwnedFd, Errno> {
         let piddir = self.open_dir(pid, b"")?;
         let root =
             openat(piddir.as_fd(), c"root", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
@@ -100,8 +102,8 @@ impl ProcRoot {
             for _ in 0..2 {
                 match openat2(root.as_fd(), rel, how) {
                     Err(Errno::EAGAIN) => cached.set(true),
-                    // Linux 5.6 to 5.11 know no RESOLVE_CACHED; a seccomp
-                    // filter may refuse openat2.
+                    // Kernels without RESOLVE_CACHED; a seccomp filter may
+                    // refuse openat2.
                     Err(Errno::EINVAL | Errno::ENOSYS | Errno::EPERM) => {
                         cached.set(false);
                         break;
@@ -112,9 +114,9 @@ impl ProcRoot {
                     }
                 }
             }
-            if !cached.is_no() {
-                return Err(Errno::ETIMEDOUT);
-            }
+        }
+        if !may_wait {
+            return Err(Errno::ETIMEDOUT);
         }
         let try_openat2 = !self.probes.openat2.is_no();
         let rel = rel.to_owned();
@@ -134,14 +136,15 @@ impl ProcRoot {
 }
 
 /// How long a caller waits for a walk made on a thread of the library's
-/// own: a walk the kernel answers from its caches takes microseconds; the
-/// rest is room for a thread that waits for a core on a loaded host.
+/// own: one whose filesystems answer takes milliseconds at most; the rest
+/// is room for a thread that waits for a core on a loaded host.
 const SLOW_WALK: Duration = Duration::from_millis(500);
 
 /// Path walks that may wait for a filesystem's server for as long as it
-/// wishes (FUSE, on a kernel that can't walk from its caches alone), each
-/// made on a thread of its own with every signal blocked; a caller waits
-/// `SLOW_WALK` for it at most. While one has not returned, none is made.
+/// wishes (a FUSE mount no `mountinfo` read showed on the way), each made
+/// on a thread of its own with every signal blocked; a caller waits
+/// `SLOW_WALK` for it at most. While one has not returned, none is made:
+/// that thread stays where the server holds it, until it answers or dies.
 #[derive(Debug, Default)]
 pub struct SlowWalks {
     /// The pid of the process one of whose walks has not returned, or 0: a
