@@ -10,8 +10,6 @@
 //! bound, deliver what it can still get, and the library must recover once
 //! the server is gone. Needs root, FUSE and user namespaces.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;

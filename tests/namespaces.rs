@@ -6,8 +6,6 @@
 //! fake proc tree, a bind mount that is gone by the time it is entered:
 //! skipped and counted, never an error.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::ops::ControlFlow;
 use std::os::unix::ffi::OsStrExt;

@@ -4,7 +4,7 @@ use std::mem::MaybeUninit;
 
 use super::guard::Fail;
 use super::types::{procspy_walk_stats, procspy_walker};
-use crate::engine::{Stats, Walker};
+use procspy_core::{Stats, Walker};
 
 /// The walker behind `walker`, the `try_ref_from_ptr!` way of rustls-ffi:
 /// NULL is `PROCSPY_NULL_ARGUMENT`.
