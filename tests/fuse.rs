@@ -105,6 +105,7 @@ impl Attacker {
     fn start() -> Result<Attacker, String> {
         let copies = ForNobody::new("fuse");
         let attacker = copies.copy(script("fuse_attacker.py"), "fuse_attacker.py", 0o644);
+        copies.copy(script("loopback.py"), "loopback.py", 0o644);
         let dev = copies.dir.join("dev");
         std::fs::create_dir(&dev).unwrap();
         // A FUSE device node of the test's own, which the user nobody may
