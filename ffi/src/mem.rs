@@ -14,6 +14,25 @@ pub(super) fn walker_ref<'a>(walker: *const procspy_walker) -> Result<&'a Walker
     unsafe { walker.as_ref() }.map(|w| &w.inner).ok_or(Fail::Null("walker"))
 }
 
+/// Hands the caller a new handle holding `value`: the one place one is
+/// made; `take_back` is the one place one is freed.
+pub(super) fn give<T>(out: &mut *mut T, value: T) {
+    *out = Box::into_raw(Box::new(value));
+}
+
+/// Frees a handle `give` made; NULL is a no-op. Never fails: `Ok` is for
+/// the guard whose body it is.
+///
+/// # Safety
+/// A non-NULL `handle` came from `give` and is not used again.
+pub(super) unsafe fn take_back<T>(handle: *mut T) -> Result<(), Fail> {
+    if !handle.is_null() {
+        // SAFETY: the caller's promise: `give` made it and it is freed once.
+        drop(unsafe { Box::from_raw(handle) });
+    }
+    Ok(())
+}
+
 /// The caller's buffer as uninitialised memory: `cap == 0` is an empty
 /// buffer whatever `buf` is.
 ///

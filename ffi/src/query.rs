@@ -107,7 +107,7 @@ pub extern "C" fn procspy_walker_query(
     stats: *mut procspy_walk_stats,
 ) -> procspy_status {
     guard("procspy_walker_query", || {
-        connections_body(walker, buf, cap, protocols, state_mask, on_connection, userdata, stats, || {
+        connections_body(walker, (buf, cap), (protocols, state_mask), (on_connection, userdata), stats, || {
             // SAFETY: the caller lends the sets for this call.
             let sets = unsafe {
                 (
