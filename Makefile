@@ -20,7 +20,7 @@ SO      := $(REL)/libprocspy.so
 A       := $(REL)/libprocspy.a
 B       := build
 HEADER  := include/procspy.h
-SRC     := $(shell find src -name '*.rs') Cargo.toml build.rs
+SRC     := $(shell find src ffi/src -name '*.rs') Cargo.toml ffi/Cargo.toml ffi/build.rs
 CWARN   := -Wall -Wextra -Werror
 CFLAGS_C := -std=c99 $(CWARN) -g -O1 -Iinclude -D_GNU_SOURCE
 NATIVE_LIBS = $(shell cat $(B)/native-static-libs)
@@ -44,19 +44,20 @@ deps:
 
 lib: $(SO) $(A)
 
-# The SONAME link lets programs linked against the build tree run from it.
+# The C library is the crate in ffi/ (libprocspy), over the core. The
+# SONAME link lets programs linked against the build tree run from it.
 $(SO) $(A) &: $(SRC)
-	$(CARGO) build --release --quiet
+	$(CARGO) build --release --quiet -p libprocspy
 	ln -sf libprocspy.so $(REL)/libprocspy.so.$(MAJOR)
 
 # The header is generated, never edited; `make header` after an ABI change.
 header:
 	@.ci/deps cbindgen
-	cbindgen --quiet --config cbindgen.toml --crate procspy --output $(HEADER)
+	cbindgen --quiet --config cbindgen.toml --crate libprocspy --output $(HEADER)
 
-$(B)/native-static-libs: Cargo.toml
+$(B)/native-static-libs: Cargo.toml ffi/Cargo.toml
 	@mkdir -p $(B)
-	$(CARGO) rustc --release --quiet --lib --crate-type staticlib -- --print native-static-libs 2>&1 \
+	$(CARGO) rustc --release --quiet -p libprocspy --lib --crate-type staticlib -- --print native-static-libs 2>&1 \
 	  | sed -n 's/.*native-static-libs: //p' | tail -n1 > $@
 
 # ---- examples: built against the header and library exactly as a user would
@@ -108,36 +109,39 @@ $(B)/procspy.1: man/procspy.1.in Cargo.toml FORCE
 test: deps test-lint test-doc test-crate test-header test-abi test-rust test-c test-clients test-packages fixture-smoke
 	@echo "make test: all passed"
 
-# Unit, integration and doc tests; then the Rust example runs.
+# Unit, integration and doc tests of the core and of the C ABI's crate;
+# then the Rust example runs.
 test-rust:
-	$(CARGO) test --release --quiet
+	$(CARGO) test --release --quiet --workspace
 	$(CARGO) run --release --quiet --example connections > /dev/null
 
-# The crate's documentation builds without a warning (broken links included).
+# The core's documentation builds without a warning (broken links
+# included); the C library's is its header.
 test-doc:
-	RUSTDOCFLAGS=-Dwarnings $(CARGO) doc --no-deps --quiet
+	RUSTDOCFLAGS=-Dwarnings $(CARGO) doc --no-deps --quiet -p procspy
 	@echo "doc: cargo doc --no-deps, no warnings"
 
-# The crate as crates.io would take it: its metadata, the files it ships
-# (Cargo.toml's include), and that they build on their own.
+# The crates as crates.io would take them: their metadata, the files they
+# ship (each Cargo.toml's include), and that they build on their own: the
+# core, then the C ABI's crate against the core as packaged.
 test-crate:
-	$(CARGO) publish --dry-run --allow-dirty --quiet
-	@echo "crate: cargo publish --dry-run passes"
+	$(CARGO) publish --dry-run --allow-dirty --quiet --workspace
+	@echo "crate: cargo publish --dry-run --workspace passes (procspy, libprocspy)"
 
 # fmt, clippy with warnings as errors, and the declared rust-version: built
 # with that toolchain where rustup has it, else clippy's incompatible_msrv
 # (on by default, denied here) flags any std API newer than it.
 MSRV := $(shell sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
 test-lint:
-	$(CARGO) fmt --check
-	$(CARGO) clippy --release --quiet --all-targets -- -D warnings -D clippy::incompatible_msrv
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --release --quiet --workspace --all-targets -- -D warnings -D clippy::incompatible_msrv
 	@if rustup toolchain list 2>/dev/null | grep -q "^$(MSRV)"; then \
-	  $(CARGO) +$(MSRV) check --quiet --all-targets && echo "lint: builds with rust $(MSRV)"; \
+	  $(CARGO) +$(MSRV) check --quiet --workspace --all-targets && echo "lint: builds with rust $(MSRV)"; \
 	else echo "lint: fmt, clippy clean; no rust $(MSRV) toolchain here, std APIs checked against it by clippy"; fi
 
 test-header: lib
 	@.ci/deps cbindgen
-	cbindgen --quiet --config cbindgen.toml --crate procspy --verify --output $(HEADER)
+	cbindgen --quiet --config cbindgen.toml --crate libprocspy --verify --output $(HEADER)
 	@mkdir -p $(B)
 	@printf '#include "procspy.h"\nint main(void) { return procspy_version() == 0; }\n' > $(B)/header_alone.c
 	$(CC) -std=c99 -pedantic $(CWARN) -Iinclude -c $(B)/header_alone.c -o $(B)/header_alone_c.o
@@ -174,7 +178,7 @@ test-c: $(B)/harness-so $(B)/harness-static $(B)/harness-asan $(B)/procspy
 STRESS_SECS ?= 60
 stress: lib
 	PROCSPY_CHURN_SECS=$(STRESS_SECS) PROCSPY_SOAK_WALKS=10000 PROCSPY_SOAK_WALKERS=10000 \
-	  $(CARGO) test --release --test churn --test changes_churn --test soak -- --nocapture
+	  $(CARGO) test --release --workspace --test churn --test changes_churn --test soak -- --nocapture
 	PROCSPY_TEST_SOAK=100 $(VALGRIND) $(B)/harness-so soak
 
 # Coverage-guided fuzzing of the parsers (nightly + cargo-fuzz; not part of

@@ -334,11 +334,14 @@ fn main() -> Result<(), procspy::Error> {
 }
 EOF
     # The crate's own dependencies are in cargo's cache already; its own
-    # target dir is kept under target/, so a second run only links.
-    CARGO_TARGET_DIR=$root/target/agent cargo run --offline --quiet | tee out &&
+    # target dir is kept under target/, so a second run only links. It
+    # builds the core alone: no libprocspy .so or .a among what cargo made.
+    CARGO_TARGET_DIR=$root/target/agent cargo build --offline --quiet --message-format=json > built &&
+        ! grep -Eq 'libprocspy[^"/]*\.(so|a)"' built &&
+        CARGO_TARGET_DIR=$root/target/agent cargo run --offline --quiet | tee out &&
         grep -q "^agent: [0-9]* connections, UNCONN$" out
 }
-run "Rust: a crate with procspy = { path = ... } builds and lists connections" rust_user
+run "Rust: a crate with procspy = { path = ... } builds the core alone (no .so, no .a) and lists connections" rust_user
 
 # ---- 7. C++ -------------------------------------------------------------------
 

@@ -328,6 +328,14 @@ const struct h_fixture *h_fixture(void)
     return &fixture;
 }
 
+procspy_walker *h_walker(void)
+{
+    procspy_walker *w = NULL;
+    if (!CHECK(h_fixture() != NULL) || !CHECK_STATUS(procspy_walker_new(NULL, &w), PROCSPY_OK))
+        return NULL;
+    return w;
+}
+
 void h_fixture_teardown(void)
 {
     int i;

@@ -190,6 +190,9 @@ struct h_fixture {
 
 /* Starts the children once (NULL and a failure if that fails). */
 const struct h_fixture *h_fixture(void);
+/* The fixture up, then a walker of the host's proc root (the caller frees
+ * it); NULL, with a failed check, if either could not be had. */
+procspy_walker *h_walker(void);
 void h_fixture_teardown(void);
 const struct h_sock *h_child_sock(const struct h_child *c, int kind);
 /* The lowest-numbered fd of `c` that holds `inode`. */

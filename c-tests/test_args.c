@@ -307,13 +307,13 @@ void test_root_removed_is_io(void)
 
 void test_free_and_stop_null(void)
 {
-    procspy_walker *w = NULL;
+    procspy_walker *w;
     int n = 0;
     procspy_walker_free(NULL);
     procspy_walker_stop(NULL);
     /* nothing changed: a fresh walker still walks (and finds the fixture's sockets) */
-    REQUIRE(h_fixture() != NULL);
-    REQUIRE_STATUS(procspy_walker_new(NULL, &w), PROCSPY_OK);
+    w = h_walker();
+    REQUIRE(w != NULL);
     {
         procspy_walk_stats st;
         CHECK_STATUS(procspy_walker_walk(w, NULL, 0, h_count_cb, &n, &st), PROCSPY_OK);
@@ -341,12 +341,11 @@ void test_set_rate_limit_args(void)
 
 void test_walk_args(void)
 {
-    procspy_walker *w = NULL;
     procspy_walk_stats st;
     uint8_t buf[64];
     int n = 0;
-    REQUIRE(h_fixture() != NULL);
-    REQUIRE_STATUS(procspy_walker_new(NULL, &w), PROCSPY_OK);
+    procspy_walker *w = h_walker();
+    REQUIRE(w != NULL);
 
     memset(&st, 0xAB, sizeof st);
     CHECK_STATUS(procspy_walker_walk(NULL, buf, sizeof buf, h_count_cb, &n, &st), PROCSPY_NULL_ARGUMENT);
@@ -379,15 +378,14 @@ void test_walk_args(void)
 
 void test_connections_args(void)
 {
-    procspy_walker *w = NULL;
     procspy_walk_stats st;
     uint8_t buf[64];
     int n = 0;
     static const uint32_t bad_protocols[] = {0, 4, 3 | 4, 8, 0x80000000u, 0xFFFFFFFFu};
     size_t i;
     const uint32_t ALL = PROCSPY_STATES_ALL, TCP = PROCSPY_PROTO_TCP;
-    REQUIRE(h_fixture() != NULL);
-    REQUIRE_STATUS(procspy_walker_new(NULL, &w), PROCSPY_OK);
+    procspy_walker *w = h_walker();
+    REQUIRE(w != NULL);
 
     memset(&st, 0xAB, sizeof st);
     CHECK_STATUS(procspy_walker_connections(NULL, NULL, 0, TCP, ALL, h_count_conn_cb, &n, &st),

@@ -191,15 +191,17 @@ void test_changes_fixture(void)
  * is aborted, so the next reports it against the same old snapshot. */
 void test_changes_abort_keeps_snapshot(void)
 {
-    procspy_walker *w = NULL;
     struct chs r = {0};
     pid_t victim;
     uint64_t netns;
     const struct ch *e;
     int i;
-    REQUIRE(h_fixture() != NULL);
-    REQUIRE(h_spawn_victim(&victim, &netns, 0) == 0);
-    REQUIRE_STATUS(procspy_walker_new(NULL, &w), PROCSPY_OK);
+    procspy_walker *w = h_walker();
+    REQUIRE(w != NULL);
+    if (!CHECK(h_spawn_victim(&victim, &netns, 0) == 0)) {
+        procspy_walker_free(w);
+        return;
+    }
     CHECK_STATUS(changes(w, &r), PROCSPY_OK);
     CHECK_EQ(in_netns(&r, netns), 1);
     chs_reset(&r);
@@ -240,12 +242,11 @@ void test_changes_abort_keeps_snapshot(void)
  * and every later one; a changes call from a callback is BUSY. */
 void test_changes_stop_and_busy(void)
 {
-    procspy_walker *w = NULL;
     struct chs r = {0};
     procspy_walk_stats st;
     int n = 0;
-    REQUIRE(h_fixture() != NULL);
-    REQUIRE_STATUS(procspy_walker_new(NULL, &w), PROCSPY_OK);
+    procspy_walker *w = h_walker();
+    REQUIRE(w != NULL);
     r.reenter = w;
     CHECK_STATUS(changes(w, &r), PROCSPY_OK);
     CHECK_STATUS(r.inner, PROCSPY_BUSY);

@@ -242,8 +242,8 @@ void test_busy_reentrant_callback(void)
 {
     struct reenter r;
     memset(&r, 0, sizeof r);
-    REQUIRE(h_fixture() != NULL);
-    REQUIRE_STATUS(procspy_walker_new(NULL, &r.w), PROCSPY_OK);
+    r.w = h_walker();
+    REQUIRE(r.w != NULL);
     CHECK_STATUS(procspy_walker_walk(r.w, NULL, 0, reenter_cb, &r, NULL), PROCSPY_OK);
     CHECK(r.calls > 1);
     CHECK_STATUS(r.inner_walk, PROCSPY_BUSY);
@@ -262,28 +262,55 @@ void test_busy_reentrant_callback(void)
     procspy_walker_free(r.w);
 }
 
+/* A walk of w whose recorder ends it at the first socket (recs' abort_at
+ * or stop_at, set by the caller) returns `want`, with that one delivered and
+ * the stats filled as far as it went (the first namespace's tables read into
+ * buf, if there is one); recs is emptied after. */
+static void check_walk_ends_at_first(procspy_walker *w, struct h_recs *recs, uint8_t *buf, size_t cap,
+                                     procspy_status want)
+{
+    procspy_walk_stats st;
+    memset(&st, 0xAB, sizeof st);
+    CHECK_STATUS(procspy_walker_walk(w, buf, cap, h_rec_cb, recs, &st), want);
+    CHECK(strstr(h_last_error(), "procspy_walker_walk") != NULL);
+    CHECK_EQ(recs->n, 1);
+    CHECK_EQ(st.sockets, 1);
+    CHECK(st.processes > 0);
+    CHECK(st.namespaces > 0);
+    CHECK(st.elapsed_ns > 0);
+    CHECK_EQ(st.bytes_written > 0, cap > 0);
+    h_recs_free(recs);
+}
+
+/* The same of connections (TCP and UDP, every state), with conns. */
+static void check_connections_end_at_first(procspy_walker *w, struct h_conns *conns, procspy_status want)
+{
+    procspy_walk_stats st;
+    memset(&st, 0xAB, sizeof st);
+    CHECK_STATUS(procspy_walker_connections(w, NULL, 0, PROCSPY_PROTO_TCP | PROCSPY_PROTO_UDP, PROCSPY_STATES_ALL,
+                                            h_conn_cb, conns, &st), want);
+    CHECK(strstr(h_last_error(), "procspy_walker_connections") != NULL);
+    CHECK_EQ(conns->n, 1);
+    CHECK(st.processes > 0);
+    CHECK(st.sockets > 0);
+    CHECK(st.elapsed_ns > 0);
+    h_conns_free(conns);
+}
+
 void test_stop_from_callback(void)
 {
-    procspy_walker *w = NULL;
     struct h_recs recs = {0};
     struct h_conns conns = {0};
     procspy_walk_stats st;
     size_t i;
     int n = 0;
-    REQUIRE(h_fixture() != NULL);
+    procspy_walker *w = h_walker();
+    REQUIRE(w != NULL);
     /* fd blocks of 1: the stop takes effect before the next fd */
-    REQUIRE_STATUS(procspy_walker_new(NULL, &w), PROCSPY_OK);
     CHECK_STATUS(procspy_walker_set_rate_limit(w, 1, 0), PROCSPY_OK);
     recs.stop_at_walker = w;
     recs.stop_at = 1;
-    memset(&st, 0xAB, sizeof st);
-    CHECK_STATUS(procspy_walker_walk(w, NULL, 0, h_rec_cb, &recs, &st), PROCSPY_STOPPED);
-    CHECK(strstr(h_last_error(), "procspy_walker_walk") != NULL);
-    CHECK_EQ(recs.n, 1);
-    CHECK_EQ(st.sockets, 1);
-    CHECK(st.processes > 0);
-    CHECK(st.elapsed_ns > 0);
-    h_recs_free(&recs);
+    check_walk_ends_at_first(w, &recs, NULL, 0, PROCSPY_STOPPED);
     memset(&st, 0xAB, sizeof st);
     CHECK_STATUS(procspy_walker_walk(w, NULL, 0, h_count_cb, &n, &st), PROCSPY_STOPPED);
     CHECK_EQ(n, 0);
@@ -306,14 +333,7 @@ void test_stop_from_callback(void)
     REQUIRE_STATUS(procspy_walker_new(NULL, &w), PROCSPY_OK);
     conns.stop_at_walker = w;
     conns.stop_at = 1;
-    memset(&st, 0xAB, sizeof st);
-    CHECK_STATUS(procspy_walker_connections(w, NULL, 0, PROCSPY_PROTO_TCP | PROCSPY_PROTO_UDP, PROCSPY_STATES_ALL,
-                                            h_conn_cb, &conns, &st), PROCSPY_STOPPED);
-    CHECK_EQ(conns.n, 1);
-    CHECK(st.processes > 0);
-    CHECK(st.sockets > 0);
-    CHECK(st.elapsed_ns > 0);
-    h_conns_free(&conns);
+    check_connections_end_at_first(w, &conns, PROCSPY_STOPPED);
     CHECK_STATUS(procspy_walker_connections(w, NULL, 0, PROCSPY_PROTO_TCP, PROCSPY_STATES_ALL, h_count_conn_cb, &n, &st),
                  PROCSPY_STOPPED);
     CHECK_EQ(n, 0);
@@ -322,25 +342,15 @@ void test_stop_from_callback(void)
 
 void test_callback_abort(void)
 {
-    procspy_walker *w = NULL;
     struct h_recs recs = {0};
     struct h_conns conns = {0};
     procspy_walk_stats st;
     uint8_t *buf = malloc(1 << 20);
-    REQUIRE(h_fixture() != NULL);
-    REQUIRE_STATUS(procspy_walker_new(NULL, &w), PROCSPY_OK);
+    procspy_walker *w = h_walker();
+    REQUIRE(w != NULL);
     /* the first callback says stop: no second one */
     recs.abort_at = 1;
-    memset(&st, 0xAB, sizeof st);
-    CHECK_STATUS(procspy_walker_walk(w, buf, 1 << 20, h_rec_cb, &recs, &st), PROCSPY_CALLBACK_ABORTED);
-    CHECK(strstr(h_last_error(), "procspy_walker_walk") != NULL);
-    CHECK_EQ(recs.n, 1);
-    CHECK_EQ(st.sockets, 1);
-    CHECK(st.processes > 0);
-    CHECK(st.namespaces > 0);
-    CHECK(st.elapsed_ns > 0);
-    CHECK(st.bytes_written > 0); /* the first namespace's tables were read */
-    h_recs_free(&recs);
+    check_walk_ends_at_first(w, &recs, buf, 1 << 20, PROCSPY_CALLBACK_ABORTED);
     /* the third */
     recs.abort_at = 3;
     CHECK_STATUS(procspy_walker_walk(w, NULL, 0, h_rec_cb, &recs, &st), PROCSPY_CALLBACK_ABORTED);
@@ -353,15 +363,7 @@ void test_callback_abort(void)
     h_recs_free(&recs);
     /* connections */
     conns.abort_at = 1;
-    memset(&st, 0xAB, sizeof st);
-    CHECK_STATUS(procspy_walker_connections(w, NULL, 0, PROCSPY_PROTO_TCP | PROCSPY_PROTO_UDP, PROCSPY_STATES_ALL,
-                                            h_conn_cb, &conns, &st), PROCSPY_CALLBACK_ABORTED);
-    CHECK(strstr(h_last_error(), "procspy_walker_connections") != NULL);
-    CHECK_EQ(conns.n, 1);
-    CHECK(st.processes > 0);
-    CHECK(st.sockets > 0);
-    CHECK(st.elapsed_ns > 0);
-    h_conns_free(&conns);
+    check_connections_end_at_first(w, &conns, PROCSPY_CALLBACK_ABORTED);
     /* aborting beats a too-small buffer */
     recs.abort_at = 1;
     CHECK_STATUS(procspy_walker_walk(w, buf, 1, h_rec_cb, &recs, &st), PROCSPY_CALLBACK_ABORTED);
@@ -370,39 +372,37 @@ void test_callback_abort(void)
     procspy_walker_free(w);
 }
 
-/* A callback that stops the walker and returns non-zero: STOPPED wins. */
-void test_stopped_beats_aborted(void)
+/* A walk into buf by a new walker whose callback, at record n, both stops
+ * the walker and says stop: STOPPED wins, after n records. */
+static void check_stop_beats_abort_at(size_t n, uint8_t *buf, size_t cap)
 {
-    procspy_walker *w = NULL;
     struct h_recs recs = {0};
-    struct h_conns conns = {0};
     procspy_walk_stats st;
-    REQUIRE(h_fixture() != NULL);
-    REQUIRE_STATUS(procspy_walker_new(NULL, &w), PROCSPY_OK);
+    procspy_walker *w = h_walker();
+    REQUIRE(w != NULL);
     recs.stop_at_walker = w;
-    recs.stop_at = 1;
-    recs.abort_at = 1;
-    CHECK_STATUS(procspy_walker_walk(w, NULL, 0, h_rec_cb, &recs, &st), PROCSPY_STOPPED);
-    CHECK_EQ(recs.n, 1);
+    recs.stop_at = recs.abort_at = n;
+    CHECK_STATUS(procspy_walker_walk(w, buf, cap, h_rec_cb, &recs, &st), PROCSPY_STOPPED);
+    CHECK_EQ(recs.n, n);
     CHECK(st.elapsed_ns > 0);
     h_recs_free(&recs);
     procspy_walker_free(w);
+}
+
+/* A callback that stops the walker and returns non-zero: STOPPED wins. */
+void test_stopped_beats_aborted(void)
+{
+    uint8_t one[1];
+    struct h_conns conns = {0};
+    procspy_walk_stats st;
+    procspy_walker *w;
+    check_stop_beats_abort_at(1, NULL, 0);
     /* and over a too-small buffer */
-    REQUIRE_STATUS(procspy_walker_new(NULL, &w), PROCSPY_OK);
-    recs.stop_at_walker = w;
-    recs.stop_at = 2;
-    recs.abort_at = 2;
-    {
-        uint8_t one[1];
-        CHECK_STATUS(procspy_walker_walk(w, one, 1, h_rec_cb, &recs, &st), PROCSPY_STOPPED);
-    }
-    CHECK_EQ(recs.n, 2);
-    h_recs_free(&recs);
-    procspy_walker_free(w);
-    REQUIRE_STATUS(procspy_walker_new(NULL, &w), PROCSPY_OK);
+    check_stop_beats_abort_at(2, one, sizeof one);
+    w = h_walker();
+    REQUIRE(w != NULL);
     conns.stop_at_walker = w;
-    conns.stop_at = 1;
-    conns.abort_at = 1;
+    conns.stop_at = conns.abort_at = 1;
     CHECK_STATUS(procspy_walker_connections(w, NULL, 0, PROCSPY_PROTO_TCP | PROCSPY_PROTO_UDP, PROCSPY_STATES_ALL,
                                             h_conn_cb, &conns, &st), PROCSPY_STOPPED);
     CHECK_EQ(conns.n, 1);

@@ -102,6 +102,26 @@ static procspy_status walk_tree(struct fake_walk *t)
     return walk_fake(t->w, &t->recs, t->buf, sizeof t->buf, &t->st);
 }
 
+/* t's walker made over its tree (else -1, a check failed), then its first
+ * walk, checked: 0. */
+static int first_walk(struct fake_walk *t)
+{
+    t->w = fake_walker(&t->f);
+    if (!t->w)
+        return -1;
+    CHECK_STATUS(walk_tree(t), PROCSPY_OK);
+    return 0;
+}
+
+/* What t's last walk counted: records delivered, pids examined, pids (and
+ * fds) skipped. */
+static void check_counts(const struct fake_walk *t, size_t records, uint64_t processes, uint64_t skipped)
+{
+    CHECK_EQ(t->recs.n, records);
+    CHECK_EQ(t->st.processes, processes);
+    CHECK_EQ(t->st.skipped, skipped);
+}
+
 struct name_case { const char *name; size_t len; };
 
 void test_fake_hostile_names(void)
@@ -178,9 +198,7 @@ void test_fake_net_dev_fallback(void)
     h_fake_fd_sock(&t.f, 400, 5, c->pid, h_child_sock(c, H_UDP4)->fd);
     dev400 = h_stat_ino(h_fake_path(&t.f, "400/net/dev"));
     REQUIRE(dev400 != 0);
-    t.w = fake_walker(&t.f);
-    REQUIRE(t.w != NULL);
-    CHECK_STATUS(walk_tree(&t), PROCSPY_OK);
+    REQUIRE(first_walk(&t) == 0);
     CHECK_EQ(t.recs.n, 1);
     r = h_recs_find(&t.recs, 400, 5);
     if (CHECK(r != NULL)) {
@@ -214,9 +232,7 @@ void test_fake_net_dev_fallback(void)
     REQUIRE(h_fake_init(&t.f) == 0);
     fake_holder(&t, 410, "modern", 79, c, 3, H_UDP4);
     write_table(&t.f, 410, "tcp", &t.tcp);
-    t.w = fake_walker(&t.f);
-    REQUIRE(t.w != NULL);
-    CHECK_STATUS(walk_tree(&t), PROCSPY_OK);
+    REQUIRE(first_walk(&t) == 0);
     r = h_recs_find(&t.recs, 410, 3);
     if (CHECK(r != NULL))
         CHECK_EQ(r->netns, c->netns);
@@ -255,9 +271,7 @@ void test_fake_missing_tcp6(void)
     write_table(&t.f, 601, "tcp", &t1);
     first = t.fx->child[0].netns < t.fx->child[1].netns ? &t0 : &t1;
     second = first == &t0 ? &t1 : &t0;
-    t.w = fake_walker(&t.f);
-    REQUIRE(t.w != NULL);
-    CHECK_STATUS(walk_tree(&t), PROCSPY_OK);
+    REQUIRE(first_walk(&t) == 0);
     CHECK_EQ(t.recs.n, 2);
     CHECK_EQ(t.st.bytes_written, t0.len + t1.len);
     CHECK_EQ(t.st.bytes_needed, t0.len + t1.len);
@@ -296,9 +310,7 @@ void test_fake_bad_fd_entries(void)
     h_fake_fd_link(&t.f, 700, "abc", sockpath);                     /* no fd number */
     h_fake_fd_link(&t.f, 700, "-1", sockpath);
     h_fake_fd_link(&t.f, 700, "9x", sockpath);
-    t.w = fake_walker(&t.f);
-    REQUIRE(t.w != NULL);
-    CHECK_STATUS(walk_tree(&t), PROCSPY_OK);
+    REQUIRE(first_walk(&t) == 0);
     CHECK_EQ(t.recs.n, 1);
     r = h_recs_find(&t.recs, 700, 3);
     if (CHECK(r != NULL)) {
@@ -307,9 +319,8 @@ void test_fake_bad_fd_entries(void)
     }
     CHECK_EQ(t.st.fds, 5);       /* 3, 4, 5, 6 and 7 were stat()ed; the others are no fds */
     CHECK_EQ(t.st.sockets, 1);
-    CHECK_EQ(t.st.processes, 1);
     /* procspy.h, procspy_walk_stats.skipped: fds that could not be stat()ed are counted there */
-    CHECK_EQ(t.st.skipped, 1);
+    check_counts(&t, 1, 1, 1);
     fake_end(&t);
 }
 
@@ -346,13 +357,9 @@ void test_fake_vanished_pids(void)
     h_fake_write(&t.f, "205/stat", "garbage", 7);
     h_fake_ns(&t.f, 205, c->pid);
     h_fake_fd_sock(&t.f, 205, 3, c->pid, fd);
-    t.w = fake_walker(&t.f);
-    REQUIRE(t.w != NULL);
-    CHECK_STATUS(walk_tree(&t), PROCSPY_OK);
-    CHECK_EQ(t.recs.n, 1);
+    REQUIRE(first_walk(&t) == 0);
+    check_counts(&t, 1, 6, 5);
     CHECK(h_recs_find(&t.recs, 200, 3) != NULL);
-    CHECK_EQ(t.st.processes, 6);
-    CHECK_EQ(t.st.skipped, 5);
     CHECK_EQ(t.st.namespaces, 1);
     CHECK_MEM(t.buf, (size_t)t.st.bytes_written, t.tcp.p, t.tcp.len);
     /* remove 200's fd dir too: now nothing is delivered, still OK */
@@ -384,9 +391,7 @@ void test_fake_tables_from_next_pid(void)
     write_table(&t.f, 502, "tcp", &t.tcp);
     write_table(&t.f, 502, "tcp6", &t.tcp6);
     h_fake_fd_sock(&t.f, 502, 4, c->pid, h_child_sock(c, H_ACCEPT6)->fd);
-    t.w = fake_walker(&t.f);
-    REQUIRE(t.w != NULL);
-    CHECK_STATUS(walk_tree(&t), PROCSPY_OK);
+    REQUIRE(first_walk(&t) == 0);
     CHECK_EQ(t.recs.n, 3);
     CHECK(h_recs_find(&t.recs, 500, 3) != NULL);
     CHECK(h_recs_find(&t.recs, 501, 3) != NULL);
@@ -431,13 +436,9 @@ void test_fake_non_numeric_entries(void)
     }
     CHECK(symlink("300", h_fake_path(&t.f, "self")) == 0);
     h_fake_write(&t.f, "uptime", "1.0 1.0\n", 8);
-    t.w = fake_walker(&t.f);
-    REQUIRE(t.w != NULL);
-    CHECK_STATUS(walk_tree(&t), PROCSPY_OK);
-    CHECK_EQ(t.recs.n, 1);
+    REQUIRE(first_walk(&t) == 0);
+    check_counts(&t, 1, 1, 0);
     CHECK(h_recs_find(&t.recs, 300, 3) != NULL);
-    CHECK_EQ(t.st.processes, 1);
-    CHECK_EQ(t.st.skipped, 0);
     CHECK_EQ(t.st.fds, 1);
     CHECK_MEM(t.buf, (size_t)t.st.bytes_written, t.tcp.p, t.tcp.len);
     fake_end(&t);
@@ -532,6 +533,13 @@ static int build_join_tree(struct join_tree *t, int extra_b)
     h_str_free(&bu);
     h_str_free(&bu6);
     return 0;
+}
+
+/* connections of w with these filters, checked OK, into r (emptied first). */
+static void connections_into(procspy_walker *w, uint32_t protocols, uint32_t state_mask, struct h_conns *r)
+{
+    h_conns_free(r);
+    CHECK_STATUS(procspy_walker_connections(w, NULL, 0, protocols, state_mask, h_conn_cb, r, NULL), PROCSPY_OK);
 }
 
 static void check_owner(const struct h_conn *c, int32_t pid, int32_t fd, uint64_t netns,
@@ -644,33 +652,24 @@ void test_fake_conn_join(void)
     h_conns_free(&r);
 
     /* filters over the same tables */
-    CHECK_STATUS(procspy_walker_connections(w, NULL, 0, both, PROCSPY_STATES_CONNECTED, h_conn_cb, &r, NULL),
-                 PROCSPY_OK);
+    connections_into(w, both, PROCSPY_STATES_CONNECTED, &r);
     /* I1's second line is ESTABLISHED but its first reading (LISTEN) decides: not delivered */
     CHECK(h_conns_find(&r, t.nsA, t.I1, NULL) == NULL);
     CHECK(h_conns_find(&r, t.nsA, t.I2, NULL) != NULL);
     CHECK(h_conns_find(&r, t.nsA, 777777, NULL) != NULL);
     CHECK(h_conns_find(&r, t.nsB, t.I2, NULL) != NULL);
     CHECK_EQ(r.n, 3);
-    h_conns_free(&r);
-    CHECK_STATUS(procspy_walker_connections(w, NULL, 0, both, PROCSPY_STATES_LISTEN, h_conn_cb, &r, NULL),
-                 PROCSPY_OK);
+    connections_into(w, both, PROCSPY_STATES_LISTEN, &r);
     CHECK_EQ(r.n, 3);
     for (i = 0; i < r.n; i++)
         CHECK_EQ(r.v[i].c.state, PROCSPY_STATE_LISTEN);
-    h_conns_free(&r);
-    CHECK_STATUS(procspy_walker_connections(w, NULL, 0, both, 1u << PROCSPY_STATE_TIME_WAIT, h_conn_cb, &r, NULL),
-                 PROCSPY_OK);
+    connections_into(w, both, 1u << PROCSPY_STATE_TIME_WAIT, &r);
     CHECK_EQ(r.n, 2);
-    h_conns_free(&r);
-    CHECK_STATUS(procspy_walker_connections(w, NULL, 0, PROCSPY_PROTO_UDP, PROCSPY_STATES_ALL, h_conn_cb, &r, NULL),
-                 PROCSPY_OK);
+    connections_into(w, PROCSPY_PROTO_UDP, PROCSPY_STATES_ALL, &r);
     CHECK_EQ(r.n, 1);
     if (r.n == 1)
         CHECK_EQ(r.v[0].c.inode, t.I5);
-    h_conns_free(&r);
-    CHECK_STATUS(procspy_walker_connections(w, NULL, 0, PROCSPY_PROTO_TCP, PROCSPY_STATES_ALL, h_conn_cb, &r, NULL),
-                 PROCSPY_OK);
+    connections_into(w, PROCSPY_PROTO_TCP, PROCSPY_STATES_ALL, &r);
     CHECK_EQ(r.n, 8);
     for (i = 0; i < r.n; i++)
         CHECK_EQ(r.v[i].c.protocol, PROCSPY_PROTO_TCP);

@@ -51,47 +51,71 @@ static const struct h_fixture *fixture_ok(void)
     return fx;
 }
 
+/* A whole walk of the host by a walker of its own (h_walk_all): its
+ * records, its buffer and the buffer's length, its stats. */
+struct whole_walk {
+    procspy_walker *w;
+    struct h_recs recs;
+    uint8_t *buf;
+    size_t len;
+    procspy_walk_stats st;
+};
+
+static void whole_walk_free(struct whole_walk *t)
+{
+    free(t->buf);
+    h_recs_free(&t->recs);
+    procspy_walker_free(t->w);
+}
+
+/* The walk made: 0; else -1, a check failed, and nothing is left to free. */
+static int whole_walk(struct whole_walk *t)
+{
+    memset(t, 0, sizeof *t);
+    t->w = h_walker();
+    if (!t->w)
+        return -1;
+    if (!CHECK_STATUS(h_walk_all(t->w, &t->recs, &t->buf, &t->len, &t->st), PROCSPY_OK)) {
+        whole_walk_free(t);
+        return -1;
+    }
+    return 0;
+}
+
 void test_ns_walk_sockets(void)
 {
     const struct h_fixture *fx = fixture_ok();
-    procspy_walker *w = NULL;
-    struct h_recs recs = {0};
-    procspy_walk_stats st;
-    uint8_t *buf;
-    size_t len, total = 0;
+    struct whole_walk t;
+    size_t total = 0;
     int i;
-    REQUIRE(fx != NULL);
-    REQUIRE_STATUS(procspy_walker_new(NULL, &w), PROCSPY_OK);
-    CHECK_STATUS(h_walk_all(w, &recs, &buf, &len, &st), PROCSPY_OK);
+    REQUIRE(fx != NULL && whole_walk(&t) == 0);
     for (i = 0; i < fx->nchild; i++) {
         const struct h_child *c = &fx->child[i];
-        check_pid_records(&recs, c, c->pid, c->start_time);
+        check_pid_records(&t.recs, c, c->pid, c->start_time);
         total += (size_t)c->nsock;
         if (c->grandchild > 0) {
-            check_pid_records(&recs, c, c->grandchild, c->gc_start_time);
+            check_pid_records(&t.recs, c, c->grandchild, c->gc_start_time);
             total += (size_t)c->nsock;
         }
     }
     /* the hostile comm came back byte for byte */
     CHECK_EQ(fx->child[1].name_len, strlen(H_HOSTILE_NAME));
     {
-        const struct h_rec *rec = h_recs_find(&recs, fx->child[1].pid, fx->child[1].socks[0].fd);
+        const struct h_rec *rec = h_recs_find(&t.recs, fx->child[1].pid, fx->child[1].socks[0].fd);
         if (CHECK(rec != NULL))
             CHECK_MEM(rec->name, rec->name_len, H_HOSTILE_NAME, strlen(H_HOSTILE_NAME));
     }
-    CHECK_CONTIGUOUS(recs.v, recs.n, netns);
-    CHECK_EQ(st.sockets, recs.n);
-    CHECK(recs.n >= total);
-    CHECK(st.namespaces >= 4);
-    CHECK(st.processes >= 4);
-    CHECK(st.fds >= st.sockets);
-    CHECK_EQ(st.bytes_written, len);
-    CHECK_EQ(st.bytes_needed, st.bytes_written);
-    CHECK_EQ(st.ticks, st.namespaces); /* no fd blocks: one tick per namespace */
-    CHECK(st.elapsed_ns > 0);
-    free(buf);
-    h_recs_free(&recs);
-    procspy_walker_free(w);
+    CHECK_CONTIGUOUS(t.recs.v, t.recs.n, netns);
+    CHECK_EQ(t.st.sockets, t.recs.n);
+    CHECK(t.recs.n >= total);
+    CHECK(t.st.namespaces >= 4);
+    CHECK(t.st.processes >= 4);
+    CHECK(t.st.fds >= t.st.sockets);
+    CHECK_EQ(t.st.bytes_written, t.len);
+    CHECK_EQ(t.st.bytes_needed, t.st.bytes_written);
+    CHECK_EQ(t.st.ticks, t.st.namespaces); /* no fd blocks: one tick per namespace */
+    CHECK(t.st.elapsed_ns > 0);
+    whole_walk_free(&t);
 }
 
 /* Zeroes each table line's timer field (tr:tm->when, the sixth), which a
@@ -118,19 +142,13 @@ static void mask_timers(char *text, size_t len)
 void test_ns_walk_buffer_tables(void)
 {
     const struct h_fixture *fx = fixture_ok();
-    procspy_walker *w = NULL;
-    struct h_recs recs = {0};
-    procspy_walk_stats st;
-    uint8_t *buf;
-    size_t len;
+    struct whole_walk t;
     long pos[H_NCHILD], first[H_NCHILD];
     int i, j;
-    REQUIRE(fx != NULL);
-    REQUIRE_STATUS(procspy_walker_new(NULL, &w), PROCSPY_OK);
-    CHECK_STATUS(h_walk_all(w, &recs, &buf, &len, &st), PROCSPY_OK);
-    CHECK(len > 0);
-    CHECK(len >= strlen(H_HDR4) - 1 && memcmp(buf, "  sl  local_address rem_address", 31) == 0);
-    mask_timers((char *)buf, len);
+    REQUIRE(fx != NULL && whole_walk(&t) == 0);
+    CHECK(t.len > 0);
+    CHECK(t.len >= strlen(H_HDR4) - 1 && memcmp(t.buf, "  sl  local_address rem_address", 31) == 0);
+    mask_timers((char *)t.buf, t.len);
     for (i = 0; i < fx->nchild; i++) {
         const struct h_child *c = &fx->child[i];
         size_t tlen, k;
@@ -141,16 +159,16 @@ void test_ns_walk_buffer_tables(void)
         if (!CHECK(tables != NULL))
             continue;
         mask_timers(tables, tlen);
-        at = h_memmem(buf, len, tables, tlen);
+        at = h_memmem(t.buf, t.len, tables, tlen);
         if (CHECK(at != NULL))
-            pos[i] = (long)((const uint8_t *)at - buf);
+            pos[i] = (long)((const uint8_t *)at - t.buf);
         /* the listening ports, as the kernel spells them */
         snprintf(port, sizeof port, ":%04X ", (unsigned)(c->port_base + 1));
-        CHECK(h_memmem(buf, len, port, strlen(port)) != NULL);
+        CHECK(h_memmem(t.buf, t.len, port, strlen(port)) != NULL);
         snprintf(port, sizeof port, ":%04X ", (unsigned)(c->port_base + 2));
-        CHECK(h_memmem(buf, len, port, strlen(port)) != NULL);
-        for (k = 0; k < recs.n; k++)
-            if (recs.v[k].netns == c->netns) {
+        CHECK(h_memmem(t.buf, t.len, port, strlen(port)) != NULL);
+        for (k = 0; k < t.recs.n; k++)
+            if (t.recs.v[k].netns == c->netns) {
                 first[i] = (long)k;
                 break;
             }
@@ -161,9 +179,7 @@ void test_ns_walk_buffer_tables(void)
         for (j = 0; j < fx->nchild; j++)
             if (i != j && pos[i] >= 0 && pos[j] >= 0 && first[i] >= 0 && first[j] >= 0)
                 CHECK((pos[i] < pos[j]) == (first[i] < first[j]));
-    free(buf);
-    h_recs_free(&recs);
-    procspy_walker_free(w);
+    whole_walk_free(&t);
 }
 
 void test_ns_netns_of(void)
@@ -253,18 +269,12 @@ void test_ns_read_tcp(void)
 void test_ns_parse_walk_buffer(void)
 {
     const struct h_fixture *fx = fixture_ok();
-    procspy_walker *w = NULL;
-    struct h_recs recs = {0};
+    struct whole_walk t;
     struct h_conns conns = {0};
-    procspy_walk_stats st;
     uint64_t bad = 99;
-    uint8_t *buf;
-    size_t len;
     int i;
-    REQUIRE(fx != NULL);
-    REQUIRE_STATUS(procspy_walker_new(NULL, &w), PROCSPY_OK);
-    CHECK_STATUS(h_walk_all(w, &recs, &buf, &len, &st), PROCSPY_OK);
-    CHECK_STATUS(procspy_parse_tcp(buf, len, PROCSPY_STATES_LISTEN, h_conn_cb, &conns, &bad), PROCSPY_OK);
+    REQUIRE(fx != NULL && whole_walk(&t) == 0);
+    CHECK_STATUS(procspy_parse_tcp(t.buf, t.len, PROCSPY_STATES_LISTEN, h_conn_cb, &conns, &bad), PROCSPY_OK);
     CHECK_EQ(bad, 0);
     for (i = 0; i < fx->nchild; i++) {
         int k;
@@ -285,8 +295,6 @@ void test_ns_parse_walk_buffer(void)
     }
     for (i = 0; i < (int)conns.n; i++)
         CHECK_EQ(conns.v[i].c.state, PROCSPY_STATE_LISTEN);
-    free(buf);
-    h_recs_free(&recs);
     h_conns_free(&conns);
-    procspy_walker_free(w);
+    whole_walk_free(&t);
 }

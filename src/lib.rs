@@ -1,10 +1,10 @@
 //! libprocspy: which process owns this socket, in every network namespace,
 //! by walking a proc root.
 //!
-//! The same library serves C, C++, Go and Python through its C ABI
-//! (`include/procspy.h`) and Rust through the safe API
-//! re-exported here: a [`Walker`] over a proc root, closures for records,
-//! [`Result`]s with an [`Error`].
+//! This crate is the safe Rust API: a [`Walker`] over a proc root, closures
+//! for records, [`Result`]s with an [`Error`]. C, C++, Go and Python use it
+//! through its C ABI (`include/procspy.h`), the crate `libprocspy` in
+//! `ffi/`, which a Rust program does not build.
 //!
 //! # Depending on it
 //!
@@ -52,22 +52,20 @@
 //!
 //! # Layers
 //!
-//! One direction: `ffi` (the C ABI) over `engine` (the plain Rust API),
-//! which joins what `procfs` reads and `parse` understands. `ffi` and
-//! `parse` are public for the C ABI's own tests and the fuzz targets, and
-//! hidden from these docs: a Rust program needs neither.
+//! One direction: the C ABI (`ffi/`, another crate) over `engine` (the
+//! plain Rust API), which joins what `procfs` reads and `parse`
+//! understands. `parse` is public for the fuzz targets, and hidden from
+//! these docs: a Rust program does not need it.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod bpf;
 pub mod engine;
 #[doc(hidden)]
-pub mod ffi;
-#[doc(hidden)]
 pub mod parse;
 mod procfs;
 
 pub use engine::{
     Change, ChangeKind, Conn, Connection, Error, OwnerScan, Protocol, Protocols, Query, Socket, Source, StateMask,
-    Stats, StopToken, TableBuf, TcpState, Walker, state_name,
+    Stats, StopToken, TableBuf, TcpState, Walker, state_name, state_name_cstr,
 };

@@ -2,8 +2,6 @@
 //! by a global allocator, on this thread only (the test harness allocates
 //! on its own threads).
 
-mod common;
-
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::mem::MaybeUninit;

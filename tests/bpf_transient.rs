@@ -4,8 +4,6 @@
 //! test binary: the fd limit is process-wide, and so is the program the
 //! library assembles once.)
 
-mod common;
-
 use std::ops::ControlFlow;
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};

@@ -2,8 +2,6 @@
 //! has): what appears, disappears and changes state or owner between two
 //! calls, what a call that does not finish leaves behind.
 
-mod common;
-
 use std::collections::HashMap;
 use std::mem::MaybeUninit;
 use std::ops::ControlFlow;

@@ -22,8 +22,6 @@
 //! tables take long to read, on until five calls have committed and one
 //! was aborted, for 90 seconds at most.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::io::BufRead;
 use std::ops::ControlFlow;

@@ -8,8 +8,6 @@
 //!
 //! PROCSPY_CHURN_SECS sets how long the churn runs (default 3).
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Read};
 use std::mem::MaybeUninit;

@@ -8,8 +8,6 @@
 //! at least one ss run: anything else was invented. Sockets in only one ss
 //! run opened or closed in between and are allowed either way.
 
-mod common;
-
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::ops::ControlFlow;

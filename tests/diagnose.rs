@@ -2,8 +2,6 @@
 //! the CLI's `--diagnose`) tells it, judged against the kernel apart from
 //! the library.
 
-mod common;
-
 use std::ops::ControlFlow;
 
 use common::fake::FakeRoot;

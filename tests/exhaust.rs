@@ -10,8 +10,6 @@
 //! The fd limit is process-wide: each pass runs in a copy of this test
 //! binary started under `prlimit` (`pass_child`), which prints what it got.
 
-mod common;
-
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::process::{Command, Stdio};

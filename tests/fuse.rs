@@ -12,8 +12,6 @@
 //! which the library walks to (`an_nsfs_mount_below_a_fuse_mount_…`).
 //! Needs root, FUSE and user namespaces.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -151,6 +149,7 @@ impl Attacker {
     fn launch(tag: &str, run: &str) -> Result<(Reaped, Vec<String>, ForNobody), String> {
         let copies = ForNobody::new(tag);
         let attacker = copies.copy(script("fuse_attacker.py"), "fuse_attacker.py", 0o644);
+        copies.copy(script("loopback.py"), "loopback.py", 0o644);
         let dev = copies.dir.join("dev");
         std::fs::create_dir(&dev).unwrap();
         let setup = format!(

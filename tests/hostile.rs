@@ -3,8 +3,6 @@
 
 #![allow(clippy::type_complexity)] // tuples of record fields read best inline here
 
-mod common;
-
 use std::ffi::OsStr;
 use std::ops::ControlFlow;
 use std::os::unix::ffi::OsStrExt;

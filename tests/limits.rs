@@ -2,8 +2,6 @@
 //! clear status or counted skips, and a walker that works again after.
 //! (Its own test binary: the fd limit is process-wide.)
 
-mod common;
-
 use common::rec::{Rec, walk_all};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use procspy::{Error, Protocols, StateMask, Stats, Walker};

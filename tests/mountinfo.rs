@@ -10,8 +10,6 @@
 //! of its own (the host's mounts are untouched): no process, thread or fd
 //! is in it, only a bind mount there leads to it.
 
-mod common;
-
 use std::collections::HashMap;
 use std::io::Read;
 use std::ops::ControlFlow;

@@ -6,14 +6,13 @@
 //! fake proc tree, a bind mount that is gone by the time it is entered:
 //! skipped and counted, never an error.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::ops::ControlFlow;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 
 use common::fake::FakeRoot;
 use common::netns::IpNetns;
@@ -24,7 +23,7 @@ const NSHOLDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/nshold
 /// One real-namespace test at a time: each pass lists every namespace of
 /// the host, and another test's namespaces coming and going (a mount
 /// removed, a holder ended) would be what that pass sees of them.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static SERIAL: Mutex<()> = Mutex::new(());
 
 /// nsholder.py: (fd, inode) of its sockets, the extra line ("nsfd"/"tid") if any.
 struct NsHolder {
@@ -115,16 +114,23 @@ fn check_listed(h: &NsHolder, netns: u64, text_reaches: bool, why: &str) {
 }
 
 /// A holder of `mode` (nsholder.py) whose sockets live in a new `ip netns`
-/// namespace, which then loses its name where `delete` says; `path` is the
-/// proc file that should then lead to it (`{pid}` and `{extra}` filled in),
-/// if any; then the namespace is listed as `check_listed` says.
-fn listed_through(mode: &str, delete: bool, path: Option<&str>, text_reaches: bool, why: &str) {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+/// namespace, which then loses its name where `delete` says; the lock
+/// first, which keeps the other real-namespace tests out until it is dropped.
+fn holder_in_new_netns(mode: &str, delete: bool) -> (MutexGuard<'static, ()>, IpNetns, NsHolder) {
+    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let ns = IpNetns::add(mode);
     let h = NsHolder::start(mode, &ns.path());
     if delete {
         ns.delete();
     }
+    (serial, ns, h)
+}
+
+/// `holder_in_new_netns(mode, delete)`; `path` is the proc file that
+/// should then lead to the namespace (`{pid}` and `{extra}` filled in), if
+/// any; then the namespace is listed as `check_listed` says.
+fn listed_through(mode: &str, delete: bool, path: Option<&str>, text_reaches: bool, why: &str) {
+    let (_serial, ns, h) = holder_in_new_netns(mode, delete);
     match path {
         Some(p) => {
             let extra = h.extra.unwrap_or_else(|| panic!("{why}: the holder's {mode} id"));
@@ -143,10 +149,7 @@ fn ip_netns_namespace_with_sockets_made_through_setns() {
 
 #[test]
 fn namespace_held_only_by_sockets_of_a_process_not_in_it() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let ns = IpNetns::add("socks");
-    let h = NsHolder::start("setns", &ns.path());
-    ns.delete();
+    let (_serial, ns, h) = holder_in_new_netns("setns", true);
     // No mount, no fd, no thread: only the sockets keep it; each is asked where it lives.
     check_listed(&h, ns.inode, false, "held by its sockets");
 }
@@ -216,10 +219,7 @@ fn a_socket_whose_lowest_holder_lets_go_mid_pass_still_leads_to_its_namespace() 
 /// than its holder's, still leads there, as `PID/fd` does.
 #[test]
 fn namespace_held_only_by_a_unix_socket_of_a_process_not_in_it() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let ns = IpNetns::add("unix");
-    let h = NsHolder::start("unix", &ns.path());
-    ns.delete();
+    let (_serial, ns, h) = holder_in_new_netns("unix", true);
     for scan in [OwnerScan::Proc, OwnerScan::Auto] {
         for source in [Source::Auto, Source::Netlink] {
             let w = Walker::new(None).unwrap();

@@ -2,8 +2,6 @@
 //! tables without owners; each checked against a full pass or against the
 //! kernel's own tables, and bad input refused with a clear error.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::ops::ControlFlow;

@@ -5,8 +5,6 @@
 //! processes in namespaces of their own (needs root), fake proc roots for
 //! the hostile cases.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 use std::process::Command;

@@ -3,8 +3,6 @@
 
 #![allow(clippy::type_complexity)] // tuples of record fields read best inline here
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::mem::MaybeUninit;
 use std::ops::ControlFlow;

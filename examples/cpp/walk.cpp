@@ -279,6 +279,12 @@ int run() {
     }
 
     int failures = 0;
+    auto expect = [&failures](bool ok, const char *otherwise) {
+        if (!ok) {
+            ++failures;
+            std::printf("FAIL %s\n", otherwise);
+        }
+    };
     for (const auto &e : want) {
         bool ok = e.by_walk && e.by_connections;
         failures += !ok;
@@ -286,32 +292,15 @@ int run() {
                     static_cast<unsigned long long>(e.inode), e.by_walk ? "found" : "MISSING",
                     e.by_connections ? "found: " : "MISSING", lines[e.inode].c_str());
     }
-    if (!rethrown) {
-        ++failures;
-        std::printf("FAIL callback exception was not rethrown\n");
-    }
+    expect(rethrown, "callback exception was not rethrown");
     // 6. UDP's state names are ss's, from the library.
-    if (std::string(procspy_state_name(PROCSPY_PROTO_UDP, PROCSPY_STATE_CLOSE)) != "UNCONN" ||
-        std::string(procspy_state_name(PROCSPY_PROTO_UDP, PROCSPY_STATE_ESTABLISHED)) != "ESTAB") {
-        ++failures;
-        std::printf("FAIL UDP state names are not UNCONN and ESTAB\n");
-    }
-    if (!bad_root) {
-        ++failures;
-        std::printf("FAIL bad proc root did not give PROCSPY_IO with its path\n");
-    }
-    if (!changes_ok) {
-        ++failures;
-        std::printf("FAIL changes did not report the listener and accepted end once, and the closed connection\n");
-    }
-    if (!token_ok) {
-        ++failures;
-        std::printf("FAIL a stopped token's walker did not return PROCSPY_STOPPED\n");
-    }
-    if (!query_ok) {
-        ++failures;
-        std::printf("FAIL a query for this pid did not deliver its listener alone, or an empty set was not refused\n");
-    }
+    expect(std::string(procspy_state_name(PROCSPY_PROTO_UDP, PROCSPY_STATE_CLOSE)) == "UNCONN" &&
+               std::string(procspy_state_name(PROCSPY_PROTO_UDP, PROCSPY_STATE_ESTABLISHED)) == "ESTAB",
+           "UDP state names are not UNCONN and ESTAB");
+    expect(bad_root, "bad proc root did not give PROCSPY_IO with its path");
+    expect(changes_ok, "changes did not report the listener and accepted end once, and the closed connection");
+    expect(token_ok, "a stopped token's walker did not return PROCSPY_STOPPED");
+    expect(query_ok, "a query for this pid did not deliver its listener alone, or an empty set was not refused");
     std::printf("%s\n", failures ? "walk.cpp: FAILED" : "walk.cpp: all found");
     return failures ? 1 : 0;
 }

@@ -1,6 +1,6 @@
 //! Changes, from one connections pass and the snapshot the previous call
-//! kept. What a call promises is `procspy_walker_changes`' comment in
-//! `ffi`; this is how.
+//! kept. What a call promises is `procspy_walker_changes`' comment in the
+//! header; this is how.
 //!
 //! A snapshot holds every connection the pass delivered, sorted by
 //! identity. Two snapshots merge in one pass over both, so a call costs a

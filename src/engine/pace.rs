@@ -201,7 +201,7 @@ mod tests {
         let woke = Instant::now();
         let asked = stopper.join().unwrap();
         // Generous: parallel unit tests share 2 cores; the C harness and
-        // tests/signal.rs hold the 10 ms bound.
+        // ffi/tests/signal.rs hold the 10 ms bound.
         assert!(woke - asked < Duration::from_millis(50), "woke {:?} after stop", woke - asked);
         assert!(!t.tick(Duration::ZERO, &stop));
         assert!(!t.tick(Duration::from_secs(60), &stop));

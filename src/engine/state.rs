@@ -6,10 +6,15 @@ use std::ffi::CStr;
 
 use crate::parse::kernel::{Protocol, TcpState};
 
-/// The name of `state` in a table of `protocol`, as a static
-/// NUL-terminated string; `None` for a state the kernel does not define
-/// (0, 13 and above).
-pub(crate) fn state_name_cstr(protocol: Protocol, state: u8) -> Option<&'static CStr> {
+/// [`state_name`] as a static NUL-terminated string, for a caller that
+/// hands it on to C; `None` for a state the kernel does not define (0, 13
+/// and above).
+///
+/// ```
+/// use procspy::{Protocol, TcpState, state_name_cstr};
+/// assert_eq!(state_name_cstr(Protocol::Udp, TcpState::Close.number()), Some(c"UNCONN"));
+/// ```
+pub fn state_name_cstr(protocol: Protocol, state: u8) -> Option<&'static CStr> {
     match (protocol, TcpState::from_u8(state)?) {
         (Protocol::Udp, TcpState::Close) => Some(c"UNCONN"),
         (Protocol::Udp, TcpState::Established) => Some(c"ESTAB"),

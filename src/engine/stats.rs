@@ -1,10 +1,9 @@
 //! What a walk saw, counted as it went.
 
 /// What a walk saw. Filled on every return of a walk, failed or not. Each
-/// field is the C field of the same name, which says what it counts:
-/// [`procspy_walk_stats`](crate::ffi::procspy_walk_stats) has the first
-/// nine, [`procspy_walk_stats_ext`](crate::ffi::procspy_walk_stats_ext) the
-/// rest.
+/// field is the C field of the same name, which says what it counts (in
+/// `include/procspy.h`): `procspy_walk_stats` has the first nine,
+/// `procspy_walk_stats_ext` the rest.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     pub namespaces: u64,

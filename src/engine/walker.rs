@@ -1,8 +1,8 @@
 //! The `Walker`, the Rust API, and its lock: one walk at a time on a walker
 //! (another gets `Busy`; one in a child forked during a walk, `Forked`),
 //! its settings, its stop, and the stats of the last walk. Each method's
-//! contract is its C function's comment in `ffi` (the header's); a method's
-//! doc says what Rust adds. A pass (connections, query, changes) is
+//! contract is its C function's comment in the header (`include/procspy.h`,
+//! from the C ABI's crate); a method's doc says what Rust adds. A pass (connections, query, changes) is
 //! `pass.rs`; the walk of Weave Scope's procspy, fixed, is the short
 //! `walk_locked` at the end of this file.
 
@@ -40,7 +40,8 @@ impl StopToken {
 }
 
 /// Walks a proc root. Shared between threads: `stop` may run while a walk
-/// does; a second walk at the same time gets `Error::Busy`.
+/// does; a second walk at the same time gets `Error::Busy`. Each method's
+/// contract is the comment of the C function it names, in `include/procspy.h`.
 #[derive(Debug)]
 pub struct Walker {
     ctx: Ctx,
@@ -60,7 +61,7 @@ struct State {
 
 impl Walker {
     /// Opens `proc_root` (`None`: the host's `/proc`); see
-    /// [`procspy_walker_new`](crate::ffi::procspy_walker_new).
+    /// `procspy_walker_new`.
     ///
     /// ```
     /// let walker = procspy::Walker::new(None)?; // None: the host's /proc
@@ -82,7 +83,7 @@ impl Walker {
     }
 
     /// Pacing, with `tick` as a `Duration`; see
-    /// [`procspy_walker_set_rate_limit`](crate::ffi::procspy_walker_set_rate_limit).
+    /// `procspy_walker_set_rate_limit`.
     ///
     /// ```
     /// use std::time::Duration;
@@ -96,7 +97,7 @@ impl Walker {
     }
 
     /// Where `connections` reads the tables; see
-    /// [`procspy_walker_set_source`](crate::ffi::procspy_walker_set_source).
+    /// `procspy_walker_set_source`.
     ///
     /// ```
     /// use procspy::{Source, Walker};
@@ -115,7 +116,7 @@ impl Walker {
     }
 
     /// How `connections` finds owners; see
-    /// [`procspy_walker_set_owner_scan`](crate::ffi::procspy_walker_set_owner_scan).
+    /// `procspy_walker_set_owner_scan`.
     ///
     /// ```
     /// use procspy::{OwnerScan, Walker};
@@ -138,7 +139,7 @@ impl Walker {
     }
 
     /// Ends the walk in progress, and every later one, with
-    /// [`Error::Stopped`]; see [`procspy_walker_stop`](crate::ffi::procspy_walker_stop).
+    /// [`Error::Stopped`]; see `procspy_walker_stop`.
     ///
     /// ```
     /// use std::ops::ControlFlow;
@@ -159,7 +160,7 @@ impl Walker {
     }
 
     /// A handle that stops this walker and may outlive it; see
-    /// [`procspy_walker_stop_token`](crate::ffi::procspy_walker_stop_token).
+    /// `procspy_walker_stop_token`.
     ///
     /// ```
     /// let walker = procspy::Walker::new(None)?;
@@ -176,7 +177,7 @@ impl Walker {
 
     /// The stats of the last walk on this walker that ended, all of them
     /// (C has them in two structs; see
-    /// [`procspy_walker_stats_ext`](crate::ffi::procspy_walker_stats_ext)).
+    /// `procspy_walker_stats_ext`).
     ///
     /// ```
     /// use std::ops::ControlFlow;
@@ -192,7 +193,7 @@ impl Walker {
     }
 
     /// The inode of `pid`'s network namespace; see
-    /// [`procspy_walker_netns_of`](crate::ffi::procspy_walker_netns_of).
+    /// `procspy_walker_netns_of`.
     ///
     /// ```
     /// use std::os::unix::fs::MetadataExt;
@@ -207,7 +208,7 @@ impl Walker {
     }
 
     /// Reads `pid`'s tcp and tcp6 tables into `out` and returns their full
-    /// length; see [`procspy_walker_read_tcp`](crate::ffi::procspy_walker_read_tcp).
+    /// length; see `procspy_walker_read_tcp`.
     ///
     /// ```
     /// use std::mem::MaybeUninit;
@@ -230,7 +231,7 @@ impl Walker {
 
     /// Every line of the chosen tables in every namespace that passes
     /// `state_mask`, once, with its owner; see
-    /// [`procspy_walker_connections`](crate::ffi::procspy_walker_connections).
+    /// `procspy_walker_connections`.
     /// `out` is the caller's scratch (`None`: the walker's own, as `cap` 0 in
     /// C); `ControlFlow::Break` from the closure is [`Error::Aborted`].
     ///
@@ -264,7 +265,7 @@ impl Walker {
     }
 
     /// `connections`, restricted to what `query` asks for; see
-    /// [`procspy_walker_query`](crate::ffi::procspy_walker_query), whose
+    /// `procspy_walker_query`, whose
     /// flags are [`Query`]'s fields.
     ///
     /// One process's sockets, reading only its fds and its namespaces:
@@ -303,7 +304,7 @@ impl Walker {
 
     /// What changed since the previous changes call on this walker that
     /// returned `Ok`, with `connections`' arguments; the contract is
-    /// [`procspy_walker_changes`](crate::ffi::procspy_walker_changes).
+    /// `procspy_walker_changes`.
     /// `ControlFlow::Break` from the closure is [`Error::Aborted`], which,
     /// like every `Err`, keeps nothing for the next call.
     ///
@@ -338,7 +339,7 @@ impl Walker {
     }
 
     /// What this walker has learnt of the running kernel, a line each; see
-    /// [`procspy_walker_diagnose`](crate::ffi::procspy_walker_diagnose).
+    /// `procspy_walker_diagnose`.
     ///
     /// ```
     /// let walker = procspy::Walker::new(None)?;
@@ -413,7 +414,7 @@ impl Walker {
 
     /// The walk: one `on_socket` call per socket fd, namespace by
     /// namespace, and their tcp and tcp6 tables into `out` (no capacity:
-    /// count only); see [`procspy_walker_walk`](crate::ffi::procspy_walker_walk).
+    /// count only); see `procspy_walker_walk`.
     ///
     /// ```
     /// use std::ops::ControlFlow;

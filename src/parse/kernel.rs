@@ -2,7 +2,7 @@
 //! IP protocols, socket types, TCP states, sock_diag's destroy groups, BTF
 //! kinds, and the protocol numbering of this library's records. Bytes from the kernel become these where they
 //! are parsed; the C ABI converts them to its own constants by name
-//! (`ffi::types`), never because two values happen to match.
+//! (`ffi/src/types.rs`), never because two values happen to match.
 
 /// A socket table's protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

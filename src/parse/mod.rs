@@ -10,7 +10,6 @@ pub mod num;
 pub mod proc;
 pub mod sockstat;
 pub mod stat;
-/// cbindgen:ignore
 mod state_mask;
 pub mod tcp;
 

@@ -20,11 +20,15 @@ lo up where it can (it may run in a fresh network namespace).
 import os
 import socket
 import struct
-import subprocess
 import sys
 import time
 
-subprocess.run(["ip", "link", "set", "lo", "up"], stderr=subprocess.DEVNULL)
+from loopback import lo_up, tcp_pair
+
+try:
+    lo_up()
+except OSError:
+    pass
 socks = {}
 child = None  # (pid, write end of the pipe it waits on)
 
@@ -32,15 +36,6 @@ child = None  # (pid, write end of the pipe it waits on)
 def keep(s):
     socks[s.fileno()] = s
     return s.fileno()
-
-
-def pair():
-    lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    lst.bind(("127.0.0.1", 0))
-    lst.listen(8)
-    cli = socket.create_connection(lst.getsockname())
-    srv, _ = lst.accept()
-    return lst, cli, srv
 
 
 def reset(s):
@@ -52,7 +47,7 @@ def answer(line):
     words = line.split()
     cmd, args = words[0], [int(w) for w in words[1:]]
     if cmd == "pair":
-        lst, cli, srv = pair()
+        lst, cli, srv = tcp_pair()
         fds = [keep(s) for s in (lst, cli, srv)]
         return "%d %d %d %d %d" % (lst.getsockname()[1], cli.getsockname()[1], *fds)
     if cmd == "shut":
@@ -85,7 +80,7 @@ def answer(line):
         u.bind(("127.0.0.1", 0))
         return "%d %d" % (u.getsockname()[1], keep(u))
     if cmd == "flash":
-        lst, cli, srv = pair()
+        lst, cli, srv = tcp_pair()
         ports = (lst.getsockname()[1], cli.getsockname()[1])
         time.sleep(args[0] / 1000)
         for s in (cli, srv, lst):

@@ -8,7 +8,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 
 /// A script of tests/common/.
 pub fn script(name: &str) -> String {
-    format!("{}/tests/common/{name}", env!("CARGO_MANIFEST_DIR"))
+    format!("{}/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The system python, which an unprivileged user can run too.

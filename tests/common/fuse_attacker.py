@@ -46,7 +46,6 @@ mount, the only way to D. It prints "pid PID", "netns_d INODE", then
 """
 import ctypes
 import errno
-import fcntl
 import os
 import signal
 import socket
@@ -54,18 +53,16 @@ import struct
 import sys
 import threading
 
+from loopback import CLONE_NEWNET, lo_up, open_sockets
+
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
-CLONE_NEWNET = 0x40000000
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
 MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 PR_SET_PDEATHSIG = 1
-SIOCGIFFLAGS = 0x8913
-SIOCSIFFLAGS = 0x8914
-IFF_UP = 0x1
 
 # linux/fuse.h
 FUSE_LOOKUP = 1
@@ -200,27 +197,14 @@ def serve(dev, holder, others_wait=False):
             reply(unique, errno.ENOSYS)
 
 
-def lo_up():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        ifr = fcntl.ioctl(s, SIOCGIFFLAGS, struct.pack("16sh22x", b"lo", 0))
-        flags = struct.unpack("16sh22x", ifr)[1]
-        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sh22x", b"lo", flags | IFF_UP))
-
-
 def hold(mountpoint):
     """The holder: sockets in B, then C; the file; the flipper. Never returns."""
     check(libc.unshare(CLONE_NEWNET), "unshare B")
     lo_up()
     netns_b = os.stat("/proc/thread-self/ns/net").st_ino
-    lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    lst.bind(("127.0.0.1", 0))
-    lst.listen(8)
-    cli = socket.create_connection(lst.getsockname())
-    srv, _ = lst.accept()
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", 0))
-    port = lst.getsockname()[1]
-    socks = [lst, cli, srv, udp, *socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)]
+    socks = open_sockets()
+    port = socks[0].getsockname()[1]
+    socks += socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     check(libc.unshare(CLONE_NEWNET), "unshare C")
     # Each socket kept at a number above the flipped ones: an owner is the
     # lowest fd holding a socket, so a scan names a flipped one where it can.

@@ -1,6 +1,5 @@
 //! Real processes with real loopback sockets, in namespaces of their own,
 //! and fake proc roots that lead to them.
-#![allow(dead_code)]
 
 pub mod child;
 pub mod fake;
@@ -14,7 +13,7 @@ use std::process::{ChildStdin, ChildStdout, Command, Stdio};
 use child::{Reaped, python3, start_until_ready};
 use proc::netns_of;
 
-pub const HOLDER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/holder.py");
+pub const HOLDER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/holder.py");
 
 /// One socket fd a holder reported.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,7 +131,7 @@ pub fn assert_bpf_owner_scan_as_the_kernel_should(r: &Result<(), procspy::Error>
     }
 }
 
-pub const ACTOR_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/actor.py");
+pub const ACTOR_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/actor.py");
 
 /// A python3 process that changes its sockets on command (actor.py);
 /// killed on drop, with the children it forked.

@@ -23,13 +23,12 @@ mounts go with it.
 """
 import ctypes
 import os
-import socket
-import subprocess
 import sys
 import time
 
+from loopback import CLONE_NEWNET, lo_up, setns, time_wait
+
 CLONE_NEWNS = 0x00020000
-CLONE_NEWNET = 0x40000000
 MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
@@ -44,10 +43,6 @@ def check(ret, what):
 
 def mount(source, target, fstype, flags, data=None):
     check(libc.mount(source.encode(), target.encode(), fstype and fstype.encode(), flags, data), "mount " + target)
-
-
-def setns(fd):
-    check(libc.setns(fd, CLONE_NEWNET), "setns")
 
 
 def mountinfo_line(point):
@@ -75,25 +70,15 @@ def stacked_mounts(top, n):
         mount(deep, deep, None, MS_BIND)
 
 
-def time_wait(top, name):
+def time_wait_ns(top, name):
     point = os.path.join(top, name)
     open(point, "w").close()
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     check(libc.unshare(CLONE_NEWNET), "unshare")
     mount("/proc/thread-self/ns/net", point, None, MS_BIND)
     netns = os.stat(point).st_ino
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    lst.bind(("127.0.0.1", 0))
-    lst.listen(1)
-    cli = socket.create_connection(lst.getsockname())
-    srv, _ = lst.accept()
-    ports = cli.getsockname()[1], lst.getsockname()[1]
-    # The client closes first: its side ends in TIME_WAIT once the server's FIN is acked.
-    cli.close()
-    assert srv.recv(1) == b""
-    srv.close()
-    lst.close()
+    lo_up()
+    ports = time_wait()
     want = ":%04X 0100007F:%04X 06 " % ports
     for _ in range(200):
         with open("/proc/thread-self/net/tcp") as f:
@@ -119,7 +104,7 @@ for step in sys.argv[2:]:
     elif kind == "stack":
         stacked_mounts(top, int(rest))
     elif kind == "ns":
-        time_wait(top, rest)
+        time_wait_ns(top, rest)
     else:
         sys.exit("unknown step " + step)
 print("ready", flush=True)

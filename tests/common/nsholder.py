@@ -15,45 +15,19 @@ The sockets: a TCP listener on 127.0.0.1 with one established pair, and a
 bound UDP socket; in unix mode, the unix socket. Prints one line per socket fd, "fd inode", then "ready",
 and exits when its stdin closes.
 """
-import ctypes
 import os
 import socket
-import subprocess
 import sys
 import threading
 
-CLONE_NEWNET = 0x40000000
-libc = ctypes.CDLL(None, use_errno=True)
+from loopback import lo_up, open_sockets, setns, time_wait
 
 
-def setns(fd):
-    if libc.setns(fd, CLONE_NEWNET) != 0:
-        raise OSError(ctypes.get_errno(), "setns")
-
-
-def open_sockets():
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    lst.bind(("127.0.0.1", 0))
-    lst.listen(8)
-    cli = socket.create_connection(lst.getsockname())
-    srv, _ = lst.accept()
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", 0))
-    return [lst, cli, srv, udp]
-
-
-def time_wait_and_a_unix_socket():
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    lst.bind(("127.0.0.1", 0))
-    lst.listen(8)
-    cli = socket.create_connection(lst.getsockname())
-    srv, _ = lst.accept()
-    cli.close()
-    srv.recv(1)
-    srv.close()
-    lst.close()
+def sockets(mode):
+    lo_up()
+    if mode != "unix":
+        return open_sockets()
+    time_wait()
     return [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)]
 
 
@@ -63,7 +37,7 @@ socks = []
 if mode in ("setns", "fd", "unix"):
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     setns(ns)
-    socks = time_wait_and_a_unix_socket() if mode == "unix" else open_sockets()
+    socks = sockets(mode)
     setns(home)
     os.close(home)
     if mode == "fd":
@@ -76,7 +50,7 @@ elif mode == "thread":
 
     def stay():
         setns(ns)
-        socks.extend(open_sockets())
+        socks.extend(sockets(mode))
         print("tid", threading.get_native_id())
         entered.set()
         done.wait()

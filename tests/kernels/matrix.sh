@@ -34,17 +34,20 @@ DOC=docs/kernels.md
 
 log() { echo "matrix: $*" >&2; }
 
-# ---- the test binaries, built once on the host: what `cargo test --release`
-# would run, one "NAME PATH" line each (the library's unit tests as "unit").
+# ---- the test binaries, built once on the host: what `cargo test --release
+# --workspace` would run, one "NAME PATH" line each (the core's unit tests
+# as "unit", the C ABI crate's, in ffi/, as "unit-ffi").
 build_suite_list() {
-    log "building the test binaries (cargo test --release --no-run)"
-    cargo test --release --no-run --quiet --message-format=json | python3 -c '
-import json, sys
+    log "building the test binaries (cargo test --release --workspace --no-run)"
+    cargo test --release --workspace --no-run --quiet --message-format=json | python3 -c '
+import json, os, sys
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m["profile"]["test"] and m.get("executable"):
         kind = m["target"]["kind"]
-        print("unit" if "test" not in kind else m["target"]["name"], m["executable"])
+        here = os.path.relpath(os.path.dirname(m["manifest_path"]))
+        unit = "unit" if here == "." else "unit-" + here.replace("/", "-")
+        print(unit if "test" not in kind else m["target"]["name"], m["executable"])
 ' | sort > "$suite_list"
     [ -s "$suite_list" ] || { log "no test binaries"; exit 1; }
 }
@@ -74,7 +77,7 @@ boot() {
     rel=$(cat "$kdir/release")
     # Under emulation a walk is too slow to catch a churn child that holds
     # its sockets for the usual few milliseconds: they hold them longer, and
-    # the 10 ms stop bound of tests/signal.rs is scaled.
+    # the 10 ms stop bound of ffi/tests/signal.rs is scaled.
     cat > "$run/run.env" <<EOF
 PROJECT='$project'
 RESULTS='$run'

@@ -7,7 +7,6 @@
 
 mod accounted;
 mod netlink;
-/// cbindgen:ignore
 mod protocols;
 mod text;
 

@@ -4,7 +4,7 @@ use std::mem::MaybeUninit;
 
 use super::guard::Fail;
 use super::types::{procspy_walk_stats, procspy_walker};
-use crate::engine::{Stats, Walker};
+use procspy_core::{Stats, Walker};
 
 /// The walker behind `walker`, the `try_ref_from_ptr!` way of rustls-ffi:
 /// NULL is `PROCSPY_NULL_ARGUMENT`.
@@ -12,6 +12,25 @@ pub(super) fn walker_ref<'a>(walker: *const procspy_walker) -> Result<&'a Walker
     // SAFETY: a non-NULL `walker` came from `procspy_walker_new` and is not
     // yet freed: the header makes that the caller's part of the contract.
     unsafe { walker.as_ref() }.map(|w| &w.inner).ok_or(Fail::Null("walker"))
+}
+
+/// Hands the caller a new handle holding `value`: the one place one is
+/// made; `take_back` is the one place one is freed.
+pub(super) fn give<T>(out: &mut *mut T, value: T) {
+    *out = Box::into_raw(Box::new(value));
+}
+
+/// Frees a handle `give` made; NULL is a no-op. Never fails: `Ok` is for
+/// the guard whose body it is.
+///
+/// # Safety
+/// A non-NULL `handle` came from `give` and is not used again.
+pub(super) unsafe fn take_back<T>(handle: *mut T) -> Result<(), Fail> {
+    if !handle.is_null() {
+        // SAFETY: the caller's promise: `give` made it and it is freed once.
+        drop(unsafe { Box::from_raw(handle) });
+    }
+    Ok(())
 }
 
 /// The caller's buffer as uninitialised memory: `cap == 0` is an empty

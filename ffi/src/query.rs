@@ -6,7 +6,7 @@ use std::ffi::c_void;
 use super::guard::{Fail, guard};
 use super::types::*;
 use super::walker::connections_body;
-use crate::engine::Query;
+use procspy_core::Query;
 
 /// `procspy_walker_query` flag: only the sockets of the processes
 /// `pids[0..n_pids]` (with `PROCSPY_QUERY_EVERY_LINE`, every line of their
@@ -107,7 +107,7 @@ pub extern "C" fn procspy_walker_query(
     stats: *mut procspy_walk_stats,
 ) -> procspy_status {
     guard("procspy_walker_query", || {
-        connections_body(walker, buf, cap, protocols, state_mask, on_connection, userdata, stats, || {
+        connections_body(walker, (buf, cap), (protocols, state_mask), (on_connection, userdata), stats, || {
             // SAFETY: the caller lends the sets for this call.
             let sets = unsafe {
                 (

@@ -5,9 +5,9 @@ use std::ops::ControlFlow;
 use std::time::Duration;
 
 use super::guard::{Fail, guard};
-use super::mem::{caller_buffer, copy_out, put_stats, walker_ref};
+use super::mem::{caller_buffer, copy_out, give, put_stats, take_back, walker_ref};
 use super::types::*;
-use crate::engine::{
+use procspy_core::{
     Change, Connection, OwnerScan, Protocols, Query, Socket, Source, StateMask, Stats, TableBuf, Walker,
 };
 
@@ -63,6 +63,45 @@ pub(crate) fn deliver_connection(
     with_record(c, |rec| verdict(unsafe { cb(userdata, rec) }))
 }
 
+/// The body of both stops: `stop` on the handle, if it is not NULL. No
+/// guard: nothing here can panic, and a guard is not async-signal-safe.
+fn stop_through<T>(handle: *const T, stop: impl FnOnce(&T)) {
+    // SAFETY: a non-NULL handle is live: the header makes that the caller's part.
+    if let Some(h) = unsafe { handle.as_ref() } {
+        stop(h);
+    }
+}
+
+/// Each `PROCSPY_SOURCE_*` and the engine's source it names.
+const SOURCES: [(u32, Source); 3] = [
+    (PROCSPY_SOURCE_AUTO, Source::Auto),
+    (PROCSPY_SOURCE_TEXT, Source::Text),
+    (PROCSPY_SOURCE_NETLINK, Source::Netlink),
+];
+
+/// Each `PROCSPY_OWNERS_*` and the engine's owner scan it names.
+const OWNER_SCANS: [(u32, OwnerScan); 3] = [
+    (PROCSPY_OWNERS_AUTO, OwnerScan::Auto),
+    (PROCSPY_OWNERS_PROC, OwnerScan::Proc),
+    (PROCSPY_OWNERS_BPF, OwnerScan::Bpf),
+];
+
+/// The body of a setter that takes a C constant: the walker checked, then
+/// `c`, which must be one of `table`'s (else invalid, and the message names
+/// `what` and the `constants` to use), then the engine's value `apply`ed.
+fn set_from_c<T: Copy>(
+    walker: *mut procspy_walker,
+    c: u32,
+    table: &[(u32, T)],
+    (what, constants): (&str, &str),
+    apply: fn(&Walker, T),
+) -> Result<(), Fail> {
+    let w = walker_ref(walker)?;
+    let value = table.iter().find(|&&(k, _)| k == c).map(|&(_, v)| v);
+    apply(w, value.ok_or_else(|| Fail::Invalid(format!("{what} {c}: use a {constants} value")))?);
+    Ok(())
+}
+
 /// The `protocols` bits as the engine takes them.
 fn protocols_of(protocols: u32) -> Result<Protocols, Fail> {
     if protocols == 0 || protocols & !(PROCSPY_PROTO_TCP | PROCSPY_PROTO_UDP) != 0 {
@@ -86,8 +125,7 @@ pub extern "C" fn procspy_walker_new(proc_root: *const c_char, out: *mut *mut pr
         *out = std::ptr::null_mut();
         // SAFETY: a non-NULL `proc_root` is a NUL-terminated string.
         let root = (!proc_root.is_null()).then(|| unsafe { CStr::from_ptr(proc_root) }.to_bytes());
-        let inner = Walker::new(root)?;
-        *out = Box::into_raw(Box::new(procspy_walker { inner }));
+        give(out, procspy_walker { inner: Walker::new(root)? });
         Ok(())
     })
 }
@@ -98,13 +136,8 @@ pub extern "C" fn procspy_walker_new(proc_root: *const c_char, out: *mut *mut pr
 /// through a `procspy_stop_token` instead.
 #[unsafe(no_mangle)]
 pub extern "C" fn procspy_walker_free(walker: *mut procspy_walker) {
-    let _ = guard("procspy_walker_free", || {
-        if !walker.is_null() {
-            // SAFETY: `walker` came from `procspy_walker_new` and is freed once.
-            drop(unsafe { Box::from_raw(walker) });
-        }
-        Ok(())
-    });
+    // SAFETY: a non-NULL `walker` came from `procspy_walker_new` and is freed once.
+    let _ = guard("procspy_walker_free", || unsafe { take_back(walker) });
 }
 
 /// Paces walks: a tick before each namespace and after every
@@ -142,15 +175,7 @@ pub extern "C" fn procspy_walker_set_rate_limit(
 #[must_use]
 pub extern "C" fn procspy_walker_set_source(walker: *mut procspy_walker, source: u32) -> procspy_status {
     guard("procspy_walker_set_source", || {
-        let w = walker_ref(walker)?;
-        let source = match source {
-            PROCSPY_SOURCE_AUTO => Source::Auto,
-            PROCSPY_SOURCE_TEXT => Source::Text,
-            PROCSPY_SOURCE_NETLINK => Source::Netlink,
-            other => return Err(Fail::Invalid(format!("source {other}: use a PROCSPY_SOURCE_* value"))),
-        };
-        w.set_source(source);
-        Ok(())
+        set_from_c(walker, source, &SOURCES, ("source", "PROCSPY_SOURCE_*"), Walker::set_source)
     })
 }
 
@@ -176,15 +201,7 @@ pub extern "C" fn procspy_walker_set_source(walker: *mut procspy_walker, source:
 #[must_use]
 pub extern "C" fn procspy_walker_set_owner_scan(walker: *mut procspy_walker, scan: u32) -> procspy_status {
     guard("procspy_walker_set_owner_scan", || {
-        let w = walker_ref(walker)?;
-        let scan = match scan {
-            PROCSPY_OWNERS_AUTO => OwnerScan::Auto,
-            PROCSPY_OWNERS_PROC => OwnerScan::Proc,
-            PROCSPY_OWNERS_BPF => OwnerScan::Bpf,
-            other => return Err(Fail::Invalid(format!("owner scan {other}: use a PROCSPY_OWNERS_* value"))),
-        };
-        w.set_owner_scan(scan);
-        Ok(())
+        set_from_c(walker, scan, &OWNER_SCANS, ("owner scan", "PROCSPY_OWNERS_*"), Walker::set_owner_scan)
     })
 }
 
@@ -199,11 +216,7 @@ pub extern "C" fn procspy_walker_set_owner_scan(walker: *mut procspy_walker, sca
 /// only, never the parent's.
 #[unsafe(no_mangle)]
 pub extern "C" fn procspy_walker_stop(walker: *const procspy_walker) {
-    // No guard: nothing here can panic, and a guard is not async-signal-safe.
-    // SAFETY: a non-NULL `walker` is a live walker.
-    if let Some(w) = unsafe { walker.as_ref() } {
-        w.inner.stop();
-    }
+    stop_through(walker, |w| w.inner.stop());
 }
 
 /// Makes a stop token for `walker` (`*out`, NULL on failure):
@@ -224,7 +237,7 @@ pub extern "C" fn procspy_walker_stop_token(
         // SAFETY: a non-NULL `out` points at a writable pointer.
         let out = unsafe { out.as_mut() }.ok_or(Fail::Null("out"))?;
         *out = std::ptr::null_mut();
-        *out = Box::into_raw(Box::new(procspy_stop_token { inner: walker_ref(walker)?.stop_token() }));
+        give(out, procspy_stop_token { inner: walker_ref(walker)?.stop_token() });
         Ok(())
     })
 }
@@ -233,24 +246,15 @@ pub extern "C" fn procspy_walker_stop_token(
 /// was freed. Async-signal-safe, like it. NULL is a no-op.
 #[unsafe(no_mangle)]
 pub extern "C" fn procspy_stop_token_stop(token: *const procspy_stop_token) {
-    // No guard: nothing here can panic, and a guard is not async-signal-safe.
-    // SAFETY: a non-NULL `token` is a live token.
-    if let Some(t) = unsafe { token.as_ref() } {
-        t.inner.stop();
-    }
+    stop_through(token, |t| t.inner.stop());
 }
 
 /// Frees a stop token. NULL is a no-op. Must not race
 /// `procspy_stop_token_stop` on it.
 #[unsafe(no_mangle)]
 pub extern "C" fn procspy_stop_token_free(token: *mut procspy_stop_token) {
-    let _ = guard("procspy_stop_token_free", || {
-        if !token.is_null() {
-            // SAFETY: `token` came from `procspy_walker_stop_token` and is freed once.
-            drop(unsafe { Box::from_raw(token) });
-        }
-        Ok(())
-    });
+    // SAFETY: a non-NULL `token` came from `procspy_walker_stop_token` and is freed once.
+    let _ = guard("procspy_stop_token_free", || unsafe { take_back(token) });
 }
 
 /// Walks every pid: one `on_socket` call per socket fd (any socket family),
@@ -336,24 +340,19 @@ pub extern "C" fn procspy_walker_connections(
     stats: *mut procspy_walk_stats,
 ) -> procspy_status {
     guard("procspy_walker_connections", || {
-        connections_body(walker, buf, cap, protocols, state_mask, on_connection, userdata, stats, || {
-            Ok(Query::default())
-        })
+        let tables = (protocols, state_mask);
+        connections_body(walker, (buf, cap), tables, (on_connection, userdata), stats, || Ok(Query::default()))
     })
 }
 
 /// The body of `procspy_walker_connections` and `procspy_walker_query`:
 /// the pointers checked, then `query()` (which checks its own arguments),
-/// then the pass.
-#[allow(clippy::too_many_arguments)]
+/// then the pass over the tables `(protocols, state_mask)` choose.
 pub(super) fn connections_body<'q>(
     walker: *mut procspy_walker,
-    buf: *mut u8,
-    cap: usize,
-    protocols: u32,
-    state_mask: u32,
-    on_connection: procspy_connection_fn,
-    userdata: *mut c_void,
+    (buf, cap): (*mut u8, usize),
+    (protocols, state_mask): (u32, u32),
+    (on_connection, userdata): (procspy_connection_fn, *mut c_void),
     stats: *mut procspy_walk_stats,
     query: impl FnOnce() -> Result<Query<'q>, Fail>,
 ) -> Result<(), Fail> {
@@ -562,7 +561,7 @@ pub extern "C" fn procspy_walker_diagnose(
         // SAFETY: the caller lends `cap` writable bytes at `buf` (checked above).
         if !unsafe { copy_out(text.as_bytes(), buf, cap) } {
             let (needed, capacity) = (text.len() as u64 + 1, cap as u64);
-            return Err(Fail::from(crate::engine::Error::BufferTooSmall { needed, capacity }));
+            return Err(Fail::from(procspy_core::Error::BufferTooSmall { needed, capacity }));
         }
         Ok(())
     })

@@ -11,8 +11,6 @@
 //! PROCSPY_SOAK_WALKS (default 1000) and PROCSPY_SOAK_WALKERS (default 1000)
 //! set the counts; the C ABI runs a tenth of each, at least 300.
 
-mod common;
-
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ffi::{c_int, c_void};
 use std::mem::MaybeUninit;
@@ -22,9 +20,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
 use common::Holder;
-use procspy::engine::{Protocols, Source};
-use procspy::ffi::{self, procspy_socket, procspy_status, procspy_walk_stats, procspy_walker};
-use procspy::{StateMask, Stats, TableBuf, Walker};
+use procspy::{self as ffi, procspy_socket, procspy_status, procspy_walk_stats, procspy_walker};
+use procspy_core::{Protocols, Source, StateMask, Stats, TableBuf, Walker};
 
 /// Live heap bytes, process-wide.
 struct Counting;
