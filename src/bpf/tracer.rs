@@ -571,10 +571,13 @@ fn sendmsg_destination(p: &mut Prog<'_, '_>, msg: Reg) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// A hook and its program, or why it has none.
+type Assembled = (Hook, Result<Program, Refusal>);
+
 /// Each hook's program, assembled once per process (the kernel's layout
 /// does not change under it); a failed read of its BTF is tried again.
-fn programs() -> Result<&'static [(Hook, Result<Program, Refusal>)], Refusal> {
-    static PROGRAMS: OnceLock<Vec<(Hook, Result<Program, Refusal>)>> = OnceLock::new();
+fn programs() -> Result<&'static [Assembled], Refusal> {
+    static PROGRAMS: OnceLock<Vec<Assembled>> = OnceLock::new();
     if let Some(built) = PROGRAMS.get() {
         return Ok(built);
     }

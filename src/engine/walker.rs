@@ -15,6 +15,7 @@ use super::changes::{self, Change, ChangeState};
 use super::connections::{Connection, Plan};
 use super::ctx::{Ctx, Group, by_netns};
 use super::error::Error;
+use super::events::{Event, Events};
 use super::owners::{OwnerScan, Socket, scan_group};
 use super::pace::Stop;
 use super::pass::{self, Pass};
@@ -49,6 +50,8 @@ pub struct Walker {
     /// Where `connections` reads the tables, and how it finds owners.
     config: Mutex<(Source, OwnerScan)>,
     state: Mutex<State>,
+    /// The live tracer: its own lock, so events and passes run side by side.
+    events: Mutex<Events>,
 }
 
 /// Buffers kept from walk to walk, so a warm walk allocates nothing.
@@ -78,6 +81,7 @@ impl Walker {
             last: Mutex::new(Stats::default()),
             config: Mutex::new((Source::Auto, OwnerScan::Auto)),
             state: Mutex::new(State::default()),
+            events: Mutex::new(Events::default()),
         })
     }
 
@@ -358,6 +362,10 @@ impl Walker {
             Err(TryLockError::WouldBlock) => "not known while a walk runs".into(),
         };
         let _ = writeln!(out, "BPF owner scan (task_file iterator): {bpf}");
+        match self.events.try_lock() {
+            Ok(events) => events.describe().iter().for_each(|l| out.push_str(&format!("{l}\n"))),
+            Err(_) => out.push_str("BPF tracer: not known while an events call runs\n"),
+        }
         let closes = if self.ctx.closer.stalled() { "stalled: no fd is taken until they return" } else { "returning" };
         let _ = writeln!(out, "closes of other processes' fds (on the library's own thread): {closes}");
         let s = self.last_stats();
@@ -373,6 +381,78 @@ impl Walker {
             s.tables_unreadable
         );
         out
+    }
+
+    /// Live events: what waits, or the first of what comes within
+    /// `timeout`; see
+    /// [`procspy_walker_events`](crate::ffi::procspy_walker_events).
+    /// `ControlFlow::Break` from the closure is [`Error::Aborted`]. Runs
+    /// beside a pass on the same walker; a second events call at the same
+    /// time gets `Busy`.
+    ///
+    /// ```no_run
+    /// use std::ops::ControlFlow;
+    /// use std::time::Duration;
+    /// use procspy::{EventKind, Protocols, Stats, Walker};
+    /// let walker = Walker::new(None)?;
+    /// walker.events(Duration::ZERO, Protocols::BOTH, &mut Stats::default(), &mut |_| ControlFlow::Continue(()))?;
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    /// let mut listened = false;
+    /// walker.events(Duration::from_secs(1), Protocols::TCP, &mut Stats::default(), &mut |e| {
+    ///     listened |= e.kind == EventKind::Listen && e.connection.owner.map(|o| o.pid) == Some(std::process::id() as i32);
+    ///     ControlFlow::Continue(())
+    /// })?;
+    /// assert!(listened);
+    /// # drop(listener);
+    /// # Ok::<(), procspy::Error>(())
+    /// ```
+    pub fn events(
+        &self,
+        timeout: Duration,
+        protocols: Protocols,
+        stats: &mut Stats,
+        on_event: &mut dyn FnMut(&Event<'_>) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        let t0 = Instant::now();
+        *stats = Stats::default();
+        if !protocols.tcp && !protocols.udp {
+            return Err(Error::Invalid("protocols must name TCP, UDP or both"));
+        }
+        let mut events = match self.events.try_lock() {
+            Ok(e) => e,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return Err(Error::Busy),
+        };
+        let r = if self.ctx.stop.is_set() {
+            Err(Error::Stopped)
+        } else {
+            events.deliver(&self.ctx, timeout, protocols, stats, on_event)
+        };
+        stats.elapsed_ns = t0.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = *stats;
+        r
+    }
+
+    /// An fd that is readable when an event waits, to poll in the caller's
+    /// own loop; starts the tracer. It stays the walker's: valid until the
+    /// walker is dropped, never to be closed by the caller. See
+    /// [`procspy_walker_events_fd`](crate::ffi::procspy_walker_events_fd).
+    pub fn events_fd(&self) -> Result<std::os::fd::RawFd, Error> {
+        match self.events.try_lock() {
+            Ok(mut e) => e.fd(&self.ctx),
+            Err(TryLockError::Poisoned(p)) => p.into_inner().fd(&self.ctx),
+            Err(TryLockError::WouldBlock) => Err(Error::Busy),
+        }
+    }
+
+    /// The size of the tracer's ring buffer, before it starts (default 4
+    /// MiB); see [`procspy_walker_set_events_ring`](crate::ffi::procspy_walker_set_events_ring).
+    pub fn set_events_ring(&self, bytes: usize) -> Result<(), Error> {
+        match self.events.try_lock() {
+            Ok(mut e) => e.set_ring_size(bytes),
+            Err(TryLockError::Poisoned(p)) => p.into_inner().set_ring_size(bytes),
+            Err(TryLockError::WouldBlock) => Err(Error::Busy),
+        }
     }
 
     fn plan(&self, protocols: Protocols, state_mask: StateMask) -> Result<Plan, Error> {

@@ -127,7 +127,7 @@ class _CWalkStatsExt(ctypes.Structure):
     _fields_ = [(name, ctypes.c_uint64) for name in (
         "accounted", "dropped", "netns_mismatch", "snapshot_bytes", "closed_lost",
         "netns_found", "netns_unreachable", "netns_unreachable_fds", "closes_stalled",
-        "files_truncated", "tables_unreadable")]
+        "files_truncated", "tables_unreadable", "events", "events_lost", "events_dropped")]
 
 
 # C struct name -> ctypes type, for the layout test (tests/test_procspy.py).
@@ -427,6 +427,9 @@ class Stats:
     closes_stalled: int = 0  # sockets not asked: copies' closes had not returned
     files_truncated: int = 0  # files not read whole (a mountinfo past its bound)
     tables_unreadable: int = 0  # tables of a namespace that could not be read
+    events: int = 0  # events: events delivered
+    events_lost: int = 0  # events: events the kernel could not write (ring full)
+    events_dropped: int = 0  # events: ring records that made no sense
 
     @classmethod
     def _from_c(cls, s: _CWalkStats, ext: _CWalkStatsExt) -> Stats:
