@@ -291,9 +291,10 @@ typedef enum procspy_change_kind {
   /**
    * Listed by neither call: it opened and closed between them, as the
    * kernel's destroy notification tells it (see
-   * `procspy_walker_changes`): inode 0, no owner, the state it was freed
-   * in (TCP: `PROCSPY_STATE_CLOSE`; a connected UDP socket: ESTABLISHED),
-   * its uid, and the tuple as far as the kernel kept it.
+   * `procspy_walker_changes`): inode 0, the state it was freed in (TCP:
+   * `PROCSPY_STATE_CLOSE`; a connected UDP socket: ESTABLISHED), its uid,
+   * the tuple as far as the kernel kept it, and its owner where the BPF
+   * tracer saw one (else NULL).
    */
   PROCSPY_CHANGE_SEEN_CLOSED = 5,
 } procspy_change_kind;
@@ -957,7 +958,12 @@ enum procspy_status procspy_walker_connections(struct procspy_walker *walker,
  * each later one reads what they were
  * told, without waiting, and delivers each freed socket that neither
  * snapshot lists and that the previous call did not report disappeared.
- * The kernel names no process, so `owner` is NULL; a reset socket has
+ * The kernel names no process; where the walker's BPF tracer runs (the
+ * first changes call starts it, as `procspy_walker_events` does, once;
+ * where it is refused, changes goes on without it), `owner` is the
+ * process it saw act on that socket last: the connecting one for a
+ * connect, the one that closed it for a close (its pid in the initial pid
+ * namespace, `fd` -1); else NULL. A reset socket has
  * lost its remote port, an unbound one its local address. A call that
  * does not return `PROCSPY_OK` keeps them for the next. How the
  * subscriptions are bounded and checked, and what the kernel cannot tell:

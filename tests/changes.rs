@@ -354,6 +354,15 @@ fn flash_seen_closed(new_netns: bool) -> Result<(), [u16; 2]> {
     }
     assert_eq!(server.len(), 2, "{server:#?}");
     assert_eq!(client.len(), 1, "{client:#?}");
+    // Where the BPF tracer runs (the first call started it), it names the
+    // process it saw act on each socket: the listener's listen and the
+    // client's connect; the accepted end only where the accept hook runs.
+    let diagnosed = w.diagnose();
+    let hook = |name: &str| {
+        diagnosed.lines().any(|l| l.starts_with("BPF tracer") && l.contains(name) && l.ends_with(": attached"))
+    };
+    let actor = Some((a.pid, -1, start_time(a.pid), b"python3".to_vec()));
+    let (traced, accept) = (hook("tp_btf/inet_sock_set_state"), hook("fexit/inet_csk_accept"));
     for e in server.iter().chain(&client) {
         assert_eq!(e.kind, ChangeKind::SeenClosed, "{e:?}");
         assert_eq!(
@@ -361,7 +370,10 @@ fn flash_seen_closed(new_netns: bool) -> Result<(), [u16; 2]> {
             (Protocol::Tcp, 4, Some(TcpState::Close), 0),
             "{e:?}"
         );
-        assert_eq!((e.owner.as_ref(), e.old_owner.as_ref(), e.old_state), (None, None, 0));
+        let accepted = e.local_port == lport && e.remote_addr != [0; 16];
+        let named = if accepted { traced && accept } else { traced };
+        assert_eq!(e.owner, if named { actor.clone() } else { None }, "{e:?}");
+        assert_eq!((e.old_owner.as_ref(), e.old_state), (None, 0));
     }
     assert!(server.iter().all(|e| e.local_addr == lo), "{server:#?}");
     assert_eq!(server.iter().filter(|e| e.remote_addr == [0; 16]).count(), 1, "the listener: {server:#?}");

@@ -31,7 +31,7 @@ mod tracer;
 use nix::errno::Errno;
 
 pub(crate) use owner_scan::{RECORD_LEN, Record, SockIter, SockRecords};
-pub(crate) use tracer::{EVENT_LEN, Event, EventKind, Hook, Next, Tracer};
+pub(crate) use tracer::{EVENT_LEN, Event, EventKind, EventOwner, Hook, Next, Owners, Tracer};
 
 /// Why a program can't be used here.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -16,7 +16,7 @@
 
 use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use nix::errno::Errno;
 
@@ -224,7 +224,6 @@ struct Helpers {
     get_current_task_btf: Helper,
     map_lookup_elem: Helper,
     map_update_elem: Helper,
-    map_delete_elem: Helper,
     ringbuf_output: Helper,
     probe_read_kernel: Helper,
 }
@@ -238,7 +237,6 @@ impl Helpers {
             get_current_task_btf: k.helper("get_current_task_btf")?,
             map_lookup_elem: k.helper("map_lookup_elem")?,
             map_update_elem: k.helper("map_update_elem")?,
-            map_delete_elem: k.helper("map_delete_elem")?,
             ringbuf_output: k.helper("ringbuf_output")?,
             probe_read_kernel: k.helper("probe_read_kernel")?,
         })
@@ -393,12 +391,6 @@ impl Prog<'_, '_> {
         self.a.ja(Label::Emit);
     }
 
-    fn forget_owner(&mut self) {
-        self.a.load_map(R1, OWNERS, "owners");
-        self.cookie_key(R2);
-        self.a.call(self.h.map_delete_elem);
-    }
-
     /// `Emit`: the record to the ring; where it has no room, counted lost.
     fn emit(&mut self) {
         self.a.place(Label::Emit);
@@ -499,9 +491,6 @@ fn assemble(btf: &Btf<'_>, hook: Hook) -> Result<Program, Refusal> {
             p.a.place(Label::Learned);
             p.learned_owner();
             p.emit();
-            // Closed for good: its owner is of no more use.
-            p.a.jne(third, tcp(TcpState::Close), Label::Out);
-            p.forget_owner();
         }
         Hook::Accept => {
             p.store_imm(KIND, EventKind::Accept as i32);
@@ -533,7 +522,6 @@ fn assemble(btf: &Btf<'_>, hook: Hook) -> Result<Program, Refusal> {
             p.a.jeq(R0, 0, Label::Out);
             p.store_imm(KIND, EventKind::Close as i32);
             p.acting_or_learned()?;
-            p.forget_owner();
         }
     }
     p.finish(hook, attach_btf_id)
@@ -620,6 +608,32 @@ pub struct EventOwner {
     pub comm: [u8; 16],
 }
 
+impl EventOwner {
+    /// `b`: the record's owner block, as the owners map keeps it too.
+    fn decode(b: &[u8]) -> Option<Self> {
+        let at = |slot: Slot| Slot { off: slot.off - OWNER, ..slot };
+        let pid = at(PID).read(b) as u32;
+        let mut comm = [0u8; 16];
+        let name = at(COMM[0]).off;
+        comm.copy_from_slice(&b[name..name + 16]);
+        (pid != 0).then_some(EventOwner { pid: pid as i32, start_ns: at(START).read(b), comm })
+    }
+}
+
+/// The owners map, shared: the process seen acting on a socket last, by the
+/// socket's cookie, for as long as the map keeps it (closed sockets too,
+/// until the least recently used give way).
+#[derive(Clone, Debug)]
+pub struct Owners(Arc<BpfMap>);
+
+impl Owners {
+    pub fn get(&self, cookie: u64) -> Option<EventOwner> {
+        let mut owner = [0u8; OWNER_LEN];
+        self.0.lookup(&cookie.to_ne_bytes(), &mut owner).ok()?;
+        EventOwner::decode(&owner)
+    }
+}
+
 impl Event {
     /// `b`: `EVENT_LEN` bytes as a program wrote them; `None` for a record
     /// that makes no sense (an unknown kind, family, protocol or state).
@@ -646,12 +660,7 @@ impl Event {
                 remote_addr[..4].copy_from_slice(REMOTE_ADDR4.bytes(b));
             }
         }
-        let pid = PID.read(b) as u32;
-        let owner = (pid != 0).then(|| {
-            let mut comm = [0u8; 16];
-            comm.copy_from_slice(&b[COMM[0].off..COMM[0].off + 16]);
-            EventOwner { pid: pid as i32, start_ns: START.read(b), comm }
-        });
+        let owner = EventOwner::decode(&b[OWNER..OWNER + OWNER_LEN]);
         Some(Event {
             kind,
             time_ns: TIME.read(b),
@@ -688,7 +697,7 @@ pub struct Tracer {
     ring: Ring,
     ring_map: BpfMap,
     lost: BpfMap,
-    _owners: BpfMap,
+    owners: Owners,
     /// Each hook: attached (its link) or why not.
     hooks: Vec<(Hook, Result<OwnedFd, Refusal>)>,
     /// The kernel's loss count when last read.
@@ -725,7 +734,13 @@ impl Tracer {
             }
             hooks.push((*hook, link));
         }
-        Ok(Self { ring, ring_map, lost, _owners: owners, hooks, lost_seen: 0, record: [0; EVENT_LEN] })
+        let owners = Owners(Arc::new(owners));
+        Ok(Self { ring, ring_map, lost, owners, hooks, lost_seen: 0, record: [0; EVENT_LEN] })
+    }
+
+    /// Who acted on each socket last.
+    pub fn owners(&self) -> Owners {
+        self.owners.clone()
     }
 
     /// Readable when an event is waiting.

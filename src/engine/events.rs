@@ -15,7 +15,7 @@ use super::owners::Socket;
 use super::pace::Wait;
 use super::stats::Stats;
 use super::tables::Protocols;
-use crate::bpf::{self, Hook, Next, Refusal, Tracer};
+use crate::bpf::{self, EventOwner, Hook, Next, Owners, Refusal, Tracer};
 use crate::parse::kernel::{Family, Protocol};
 use crate::parse::tcp::Conn;
 
@@ -111,6 +111,11 @@ impl Events {
         started.as_mut().map_err(|e| e.clone())
     }
 
+    /// Starts the tracer if it is not; its owners map where it runs.
+    pub fn start(&mut self, ctx: &Ctx) -> Result<Owners, Error> {
+        Ok(self.tracer(ctx)?.owners())
+    }
+
     /// The fd that is readable when an event waits; starts the tracer.
     pub fn fd(&mut self, ctx: &Ctx) -> Result<RawFd, Error> {
         Ok(self.tracer(ctx)?.fd().as_raw_fd())
@@ -195,6 +200,14 @@ impl Events {
     }
 }
 
+/// The tracer's owner `o` of a socket as a snapshot names an owner: its
+/// start in clock ticks, its name in `name`, no fd (-1).
+pub(super) fn owner_socket<'a>(o: &EventOwner, inode: u64, netns: u64, name: &'a mut [u8; 17]) -> Socket<'a> {
+    name[..16].copy_from_slice(&o.comm);
+    let name = CStr::from_bytes_until_nul(&name[..]).unwrap_or_default();
+    Socket { inode, netns, start_time: o.start_ns / NS_PER_TICK, pid: o.pid, fd: -1, name }
+}
+
 /// Lends `f` the engine's event for the tracer's `e`.
 fn with_event<R>(e: &bpf::Event, f: impl FnOnce(&Event<'_>) -> R) -> R {
     let family = Family::of_af(e.family).map_or(0, Family::version);
@@ -209,12 +222,7 @@ fn with_event<R>(e: &bpf::Event, f: impl FnOnce(&Event<'_>) -> R) -> R {
         uid: e.uid,
     };
     let mut name = [0u8; 17];
-    let owner = e.owner.map(|o| {
-        name[..16].copy_from_slice(&o.comm);
-        (o.pid, o.start_ns / NS_PER_TICK)
-    });
-    let name = CStr::from_bytes_until_nul(&name).unwrap_or_default();
-    let owner = owner.map(|(pid, start_time)| Socket { inode: e.inode, netns: e.netns, start_time, pid, fd: -1, name });
+    let owner = e.owner.map(|o| owner_socket(&o, e.inode, e.netns, &mut name));
     let kind = match e.kind {
         bpf::EventKind::Connect => EventKind::Connect,
         bpf::EventKind::Accept => EventKind::Accept,

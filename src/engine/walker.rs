@@ -7,8 +7,8 @@
 //! `walk_locked` at the end of this file.
 
 use std::ops::ControlFlow;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, TryLockError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, TryLockError};
 use std::time::{Duration, Instant};
 
 use super::changes::{self, Change, ChangeState};
@@ -22,6 +22,7 @@ use super::pass::{self, Pass};
 use super::query::Query;
 use super::stats::Stats;
 use super::tables::{Protocols, Source, TCP, TCP6, append_tables, read_group_tables};
+use crate::bpf::Owners;
 use crate::parse::StateMask;
 use crate::procfs::{ProcRoot, TableBuf};
 
@@ -52,6 +53,11 @@ pub struct Walker {
     state: Mutex<State>,
     /// The live tracer: its own lock, so events and passes run side by side.
     events: Mutex<Events>,
+    /// Its owners map, once it runs: who acted on a socket that closed
+    /// between two changes calls. The first changes call starts the tracer
+    /// where it can (`tracer_tried`), once.
+    owners: OnceLock<Owners>,
+    tracer_tried: AtomicBool,
 }
 
 /// Buffers kept from walk to walk, so a warm walk allocates nothing.
@@ -82,6 +88,8 @@ impl Walker {
             config: Mutex::new((Source::Auto, OwnerScan::Auto)),
             state: Mutex::new(State::default()),
             events: Mutex::new(Events::default()),
+            owners: OnceLock::new(),
+            tracer_tried: AtomicBool::new(false),
         })
     }
 
@@ -336,8 +344,10 @@ impl Walker {
         on_change: &mut dyn FnMut(&Change<'_>) -> ControlFlow<()>,
     ) -> Result<(), Error> {
         let plan = self.plan(protocols, state_mask)?;
+        let owners = self.tracer_owners();
         self.with_state(stats, |state, stats| {
-            changes::changes(&self.ctx, &plan, &mut state.pass, &mut state.changes, out, stats, on_change)
+            let State { pass, changes } = state;
+            changes::changes(&self.ctx, &plan, pass, changes, owners, out, stats, on_change)
         })
     }
 
@@ -426,7 +436,10 @@ impl Walker {
         let r = if self.ctx.stop.is_set() {
             Err(Error::Stopped)
         } else {
-            events.deliver(&self.ctx, timeout, protocols, stats, on_event)
+            events
+                .start(&self.ctx)
+                .map(|o| self.owners.get_or_init(|| o))
+                .and_then(|_| events.deliver(&self.ctx, timeout, protocols, stats, on_event))
         };
         stats.elapsed_ns = t0.elapsed().as_nanos().min(u64::MAX as u128) as u64;
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) = *stats;
@@ -438,11 +451,28 @@ impl Walker {
     /// walker is dropped, never to be closed by the caller. See
     /// [`procspy_walker_events_fd`](crate::ffi::procspy_walker_events_fd).
     pub fn events_fd(&self) -> Result<std::os::fd::RawFd, Error> {
-        match self.events.try_lock() {
-            Ok(mut e) => e.fd(&self.ctx),
-            Err(TryLockError::Poisoned(p)) => p.into_inner().fd(&self.ctx),
-            Err(TryLockError::WouldBlock) => Err(Error::Busy),
+        let mut events = match self.events.try_lock() {
+            Ok(e) => e,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return Err(Error::Busy),
+        };
+        let owners = events.start(&self.ctx)?;
+        self.owners.get_or_init(|| owners);
+        events.fd(&self.ctx)
+    }
+
+    /// The tracer's owners map: started by the first changes call where
+    /// it can run (once: a refusal or a busy tracer is not tried again by
+    /// changes; an events call still starts it).
+    fn tracer_owners(&self) -> Option<&Owners> {
+        if self.owners.get().is_none()
+            && !self.tracer_tried.swap(true, Ordering::Relaxed)
+            && let Ok(mut events) = self.events.try_lock()
+            && let Ok(owners) = events.start(&self.ctx)
+        {
+            let _ = self.owners.set(owners);
         }
+        self.owners.get()
     }
 
     /// The size of the tracer's ring buffer, before it starts (default 4

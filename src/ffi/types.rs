@@ -266,9 +266,10 @@ pub enum procspy_change_kind {
     PROCSPY_CHANGE_OWNER = 4,
     /// Listed by neither call: it opened and closed between them, as the
     /// kernel's destroy notification tells it (see
-    /// `procspy_walker_changes`): inode 0, no owner, the state it was freed
-    /// in (TCP: `PROCSPY_STATE_CLOSE`; a connected UDP socket: ESTABLISHED),
-    /// its uid, and the tuple as far as the kernel kept it.
+    /// `procspy_walker_changes`): inode 0, the state it was freed in (TCP:
+    /// `PROCSPY_STATE_CLOSE`; a connected UDP socket: ESTABLISHED), its uid,
+    /// the tuple as far as the kernel kept it, and its owner where the BPF
+    /// tracer saw one (else NULL).
     PROCSPY_CHANGE_SEEN_CLOSED = 5,
 }
 

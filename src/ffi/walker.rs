@@ -401,7 +401,12 @@ pub(super) fn connections_body<'q>(
 /// each later one reads what they were
 /// told, without waiting, and delivers each freed socket that neither
 /// snapshot lists and that the previous call did not report disappeared.
-/// The kernel names no process, so `owner` is NULL; a reset socket has
+/// The kernel names no process; where the walker's BPF tracer runs (the
+/// first changes call starts it, as `procspy_walker_events` does, once;
+/// where it is refused, changes goes on without it), `owner` is the
+/// process it saw act on that socket last: the connecting one for a
+/// connect, the one that closed it for a close (its pid in the initial pid
+/// namespace, `fd` -1); else NULL. A reset socket has
 /// lost its remote port, an unbound one its local address. A call that
 /// does not return `PROCSPY_OK` keeps them for the next. How the
 /// subscriptions are bounded and checked, and what the kernel cannot tell:
