@@ -85,6 +85,8 @@ pub(super) struct ChangeState {
     /// What the last committed call reported disappeared, and this call.
     gone: Vec<Closed>,
     gone_next: Vec<Closed>,
+    /// The BPF tracer's owners map, where it runs: seen-closed owners.
+    pub owners: Option<Owners>,
 }
 
 #[derive(Debug, Default)]
@@ -329,7 +331,6 @@ pub(super) fn changes(
     plan: &Plan,
     pass: &mut Pass,
     changes: &mut ChangeState,
-    owners: Option<&Owners>,
     out: Option<&mut TableBuf<'_>>,
     stats: &mut Stats,
     on_change: &mut dyn FnMut(&Change<'_>) -> ControlFlow<()>,
@@ -354,7 +355,7 @@ pub(super) fn changes(
             pass.owners.swap_procs(&mut ch.next.procs);
             ch.next.sort();
             ch.subs.subscribe(ctx, &pass.groups, &pass.found, stats);
-            let delivered = deliver(&mut ch, plan.protocols, owners, &ctx.stop, on_change);
+            let delivered = deliver(&mut ch, plan.protocols, &ctx.stop, on_change);
             match delivered {
                 ControlFlow::Break(()) => Err(Error::Aborted),
                 ControlFlow::Continue(()) => {
@@ -377,11 +378,10 @@ pub(super) fn changes(
 fn deliver(
     ch: &mut ChangeState,
     protocols: Protocols,
-    owners: Option<&Owners>,
     stop: &Stop,
     on_change: &mut dyn FnMut(&Change<'_>) -> ControlFlow<()>,
 ) -> ControlFlow<()> {
-    let ChangeState { prev, next, pending, listed, gone, gone_next, .. } = ch;
+    let ChangeState { prev, next, pending, listed, gone, gone_next, owners, .. } = ch;
     let mut emit = |change: &Change<'_>| {
         if stop.is_set() { ControlFlow::Break(()) } else { on_change(change) }
     };
@@ -410,7 +410,7 @@ fn deliver(
         };
         if wanted {
             let mut name = [0u8; 17];
-            let owner = owners.and_then(|o| o.get(p.cookie)).map(|o| owner_socket(&o, 0, p.netns, &mut name));
+            let owner = owners.as_ref().and_then(|o| o.get(p.cookie)).map(|o| owner_socket(&o, 0, p.netns, &mut name));
             let connection = Connection { conn: p.conn, protocol: p.protocol, netns: p.netns, owner };
             emit(&Change { kind: ChangeKind::SeenClosed, connection, old_state: 0, old_owner: None })?;
         }

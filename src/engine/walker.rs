@@ -346,8 +346,8 @@ impl Walker {
         let plan = self.plan(protocols, state_mask)?;
         let owners = self.tracer_owners();
         self.with_state(stats, |state, stats| {
-            let State { pass, changes } = state;
-            changes::changes(&self.ctx, &plan, pass, changes, owners, out, stats, on_change)
+            state.changes.owners = owners.cloned();
+            changes::changes(&self.ctx, &plan, &mut state.pass, &mut state.changes, out, stats, on_change)
         })
     }
 
