@@ -26,6 +26,8 @@ mod asm;
 mod kernel;
 mod load;
 mod owner_scan;
+#[cfg(test)]
+mod test_kernel;
 mod tracer;
 
 use nix::errno::Errno;

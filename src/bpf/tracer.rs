@@ -379,7 +379,8 @@ impl Prog<'_, '_> {
         self.a.call(self.h.map_lookup_elem);
     }
 
-    /// The owner learned earlier into the record, if there is one; on to `Emit`.
+    /// The owner learned earlier into the record, if there is one; falls
+    /// into `Emit`, which must follow.
     fn learned_owner(&mut self) {
         self.lookup_owner();
         self.a.jeq(R0, 0, Label::Emit);
@@ -388,7 +389,6 @@ impl Prog<'_, '_> {
             let off = self.a.record_off(OWNER + at);
             self.a.push_noted(Insn::Store { dst: FP, off, src: R1, size: DW }, "-> record.owner");
         }
-        self.a.ja(Label::Emit);
     }
 
     /// `Emit`: the record to the ring; where it has no room, counted lost.
@@ -784,6 +784,103 @@ impl Tracer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bpf::test_kernel::{HELPERS, check_jumps, small_kernel};
+
+    /// Every hook's program for a fixed kernel, as annotated listings: a
+    /// change to what one does shows up as a diff of `tracer.listing`.
+    /// `PROCSPY_BLESS=1` rewrites it.
+    #[test]
+    fn the_programs_are_the_committed_listing() {
+        let kernel = small_kernel(&HELPERS);
+        let btf = Btf::parse(&kernel).unwrap();
+        let mut listing = String::new();
+        for hook in Hook::ALL {
+            let p = assemble(&btf, hook).unwrap_or_else(|e| panic!("{}: {e}", hook.describe()));
+            check_jumps(&p);
+            // Its encoding decodes back to it, slot by slot.
+            let code = p.code.encode(&[RING, OWNERS, LOST]);
+            let mut at = 0;
+            for &i in p.code.insns() {
+                let (back, n) = Insn::decode(&code[at..]).unwrap();
+                assert_eq!(back, i);
+                at += n;
+            }
+            assert_eq!(at, code.len());
+            listing += &format!("{p}\n");
+        }
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/bpf/tracer.listing");
+        if std::env::var_os("PROCSPY_BLESS").is_some() {
+            std::fs::write(path, &listing).unwrap();
+        }
+        assert_eq!(listing, include_str!("tracer.listing"), "a program changed: PROCSPY_BLESS=1 to accept");
+    }
+
+    /// A kernel without a helper every program calls refuses every hook,
+    /// naming the helper; one without an attach point refuses that hook
+    /// alone.
+    #[test]
+    fn a_kernel_without_what_a_hook_needs_is_refused_by_name() {
+        let without = |name: &str| small_kernel(&HELPERS.into_iter().filter(|h| h.0 != name).collect::<Vec<_>>());
+        let kernel = without("BPF_FUNC_get_current_task_btf"); // Linux 5.10
+        let btf = Btf::parse(&kernel).unwrap();
+        for hook in Hook::ALL {
+            let e = assemble(&btf, hook).unwrap_err().to_string();
+            assert!(e.contains("BPF_FUNC_get_current_task_btf") && e.contains(WHAT), "{e}");
+        }
+        let kernel = small_kernel(&HELPERS);
+        let mut renamed = kernel.clone();
+        let at = renamed.windows(15).position(|w| w == b"inet_csk_accept").unwrap();
+        renamed[at] = b'x';
+        let btf = Btf::parse(&renamed).unwrap();
+        let e = assemble(&btf, Hook::Accept).unwrap_err().to_string();
+        assert!(e.contains("fexit/inet_csk_accept (inet_csk_accept)"), "{e}");
+        assert!(assemble(&btf, Hook::State).is_ok() && assemble(&btf, Hook::TcpClose).is_ok());
+    }
+
+    #[test]
+    fn decodes_what_the_programs_write_and_drops_what_makes_no_sense() {
+        let mut b = [0u8; EVENT_LEN];
+        let put = |b: &mut [u8; EVENT_LEN], s: Slot, v: &[u8]| b[s.off..s.off + v.len()].copy_from_slice(v);
+        put(&mut b, TIME, &5u64.to_ne_bytes());
+        put(&mut b, COOKIE, &77u64.to_ne_bytes());
+        put(&mut b, START, &1_500_000_000u64.to_ne_bytes());
+        put(&mut b, PID, &4321u32.to_ne_bytes());
+        put(&mut b, COMM[0], b"curl\0\0\0\0");
+        put(&mut b, INODE, &9u64.to_ne_bytes());
+        put(&mut b, NETNS, &4026531833u32.to_ne_bytes());
+        put(&mut b, UID, &1000u32.to_ne_bytes());
+        put(&mut b, KIND, &[EventKind::State as u8]);
+        put(&mut b, STATE, &[TcpState::FinWait1.number()]);
+        put(&mut b, OLD_STATE, &[TcpState::Established.number()]);
+        put(&mut b, PROTOCOL, &[Protocol::Tcp.ipproto()]);
+        put(&mut b, FAMILY, &u16::from(Family::Inet.af()).to_ne_bytes());
+        put(&mut b, LOCAL_PORT, &8080u16.to_ne_bytes());
+        put(&mut b, REMOTE_PORT, &443u16.to_be_bytes());
+        put(&mut b, LOCAL_ADDR4, &[127, 0, 0, 1]);
+        put(&mut b, REMOTE_ADDR4, &[127, 0, 0, 2]);
+        let e = Event::decode(&b).unwrap();
+        assert_eq!(
+            (e.kind, e.time_ns, e.cookie, e.inode, e.netns, e.uid),
+            (EventKind::State, 5, 77, 9, 4026531833, 1000)
+        );
+        assert_eq!((e.state, e.old_state, e.protocol, e.local_port, e.remote_port), (4, 1, Protocol::Tcp, 8080, 443));
+        assert_eq!((&e.local_addr[..4], &e.remote_addr[..4]), (&[127, 0, 0, 1][..], &[127, 0, 0, 2][..]));
+        let owner = e.owner.unwrap();
+        assert_eq!((owner.pid, owner.start_ns, &owner.comm[..5]), (4321, 1_500_000_000, &b"curl\0"[..]));
+        assert_eq!(Event::decode(&b[..EVENT_LEN - 8]), None, "a short record");
+        let bad = |slot: Slot, v: &[u8]| {
+            let mut c = b;
+            put(&mut c, slot, v);
+            Event::decode(&c)
+        };
+        assert_eq!(bad(PID, &0u32.to_ne_bytes()).unwrap().owner, None, "pid 0: no owner");
+        assert_eq!(bad(KIND, &[0]), None);
+        assert_eq!(bad(KIND, &[7]), None);
+        assert_eq!(bad(PROTOCOL, &[132]), None, "SCTP");
+        assert_eq!(bad(FAMILY, &1u16.to_ne_bytes()), None, "AF_UNIX");
+        assert_eq!(bad(STATE, &[13]), None);
+        assert_eq!(bad(OLD_STATE, &[200]), None);
+    }
 
     /// On a kernel that runs the tracer, this process's loopback connect,
     /// accept and close each name it, from the hooks this kernel attached;
