@@ -200,6 +200,47 @@ fn an_owner_is_named_as_a_snapshot_names_it() {
     assert_eq!(snapshot, Some((pid, start_time(pid))));
 }
 
+/// A pid reused between two events is told apart by its start time: a
+/// process listens and exits, the kernel is made to give its pid to the
+/// next process (`ns_last_pid`, retried while other processes take it
+/// first), which listens too; each listen names its own (pid, start).
+#[test]
+fn a_reused_pid_is_told_apart_by_its_start_time() {
+    let Some(w) = tracing() else { return };
+    let code = "import socket\nl = socket.socket()\nl.bind(('127.0.0.1', 0))\nl.listen()\nprint(l.getsockname()[1]); print('ready', flush=True)\ninput()\n";
+    let listener = || {
+        let mut cmd = Command::new(python3());
+        let s = start_until_ready(cmd.args(["-c", code]).stdin(std::process::Stdio::piped()), "listener");
+        let (pid, port) = (s.child.0.id() as i32, s.lines[0].parse::<u16>().unwrap());
+        (s, pid, port, start_time(pid))
+    };
+    let listened = |port: u16| {
+        let seen = collect(&w, Duration::from_secs(5), |s| {
+            s.iter().any(|e| e.kind == EventKind::Listen && e.local_port == port)
+        });
+        seen.into_iter().find(|e| e.kind == EventKind::Listen && e.local_port == port).and_then(|e| e.owner)
+    };
+    let (first, pid, port, start) = listener();
+    drop(first);
+    let was = listened(port).expect("the first listen");
+    assert_eq!((was.0, was.1), (pid, start));
+    // Start times count clock ticks (10 ms): the two must fall in different ones.
+    std::thread::sleep(Duration::from_millis(20));
+    for _ in 0..50 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).unwrap();
+        let (again, pid2, port2, start2) = listener();
+        if pid2 != pid {
+            drop(again);
+            continue;
+        }
+        let now = listened(port2).expect("the second listen");
+        assert_eq!((now.0, now.1), (pid, start2));
+        assert_ne!(start2, start, "the same pid, another process");
+        return;
+    }
+    eprintln!("pid {pid} was taken by other processes 50 times: not reused here");
+}
+
 /// A ring too small for a burst: the loss is counted in the kernel, told
 /// once as a `Lost` event before anything else, in the stats too; what is
 /// delivered is real (each a TCP event of this test's port); the next call
