@@ -132,7 +132,7 @@ fn short_lived_pair(wrap: &[&str], netns: impl Fn(i32) -> u64) {
         connect.is_some_and(|c| s.iter().any(|e| e.cookie == c.cookie && closes(e)))
     };
     let seen: Vec<Seen> = collect(&w, Duration::from_secs(5), |s| {
-        client_closed(s) && s.iter().any(|e| ours(e) && e.state == TcpState::SynRecv.number())
+        client_closed(s) && s.iter().any(|e| ours(e) && e.old_state == TcpState::SynRecv.number())
     })
     .into_iter()
     .filter(ours)
@@ -156,7 +156,8 @@ fn short_lived_pair(wrap: &[&str], netns: impl Fn(i32) -> u64) {
         assert_eq!((e.protocol, e.lost), (Protocol::Tcp, 0));
     }
     let server_half: Vec<&Seen> = seen.iter().filter(|e| e.local_port == port && e.cookie != listen.cookie).collect();
-    assert!(server_half.iter().any(|e| e.state == TcpState::SynRecv.number()), "{seen:#?}");
+    let born = |e: &&&Seen| e.old_state == TcpState::SynRecv.number() && e.state == TcpState::Established.number();
+    assert!(server_half.iter().find(born).is_some_and(|e| e.owner.is_none()), "{seen:#?}");
     let accepted = find(EventKind::Accept, TcpState::Established);
     assert_eq!(accepted.map(pid_of), attached(&w, "fexit/inet_csk_accept").then_some(Some(spid)), "{seen:#?}");
 }
