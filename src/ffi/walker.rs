@@ -402,8 +402,9 @@ pub(super) fn connections_body<'q>(
 /// told, without waiting, and delivers each freed socket that neither
 /// snapshot lists and that the previous call did not report disappeared.
 /// The kernel names no process; where the walker's BPF tracer runs (the
-/// first changes call starts it, as `procspy_walker_events` does, once;
-/// where it is refused, changes goes on without it), `owner` is the
+/// first changes call starts it, as `procspy_walker_events` does, once,
+/// unless the owner scan is `PROCSPY_OWNERS_PROC`; where it is refused,
+/// changes goes on without it), `owner` is the
 /// process it saw act on that socket last: the connecting one for a
 /// connect, the one that closed it for a close (its pid in the initial pid
 /// namespace, `fd` -1); else NULL. A reset socket has
