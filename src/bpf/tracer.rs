@@ -722,6 +722,11 @@ impl Tracer {
         let sys = |call| move |errno| Refusal::Sys { call, errno };
         let size = u32::try_from(ring_size).map_err(|_| sys("bpf(BPF_MAP_CREATE)")(Errno::EINVAL))?;
         let programs = programs()?;
+        // Refused by name before any map is made: on a kernel that charges
+        // maps to RLIMIT_MEMLOCK (5.10), the ring would fail first, as EPERM.
+        if let Some((_, Err(e))) = programs.iter().find(|(h, _)| *h == Hook::State) {
+            return Err(e.clone());
+        }
         let ring_map =
             BpfMap::create(BPF_MAP_TYPE_RINGBUF, 0, 0, size, c"procspy_events").map_err(sys("bpf(BPF_MAP_CREATE)"))?;
         let owners = BpfMap::create(BPF_MAP_TYPE_LRU_HASH, 8, OWNER_LEN as u32, OWNERS_MAX, c"procspy_owners")
