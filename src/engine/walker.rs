@@ -344,9 +344,13 @@ impl Walker {
         on_change: &mut dyn FnMut(&Change<'_>) -> ControlFlow<()>,
     ) -> Result<(), Error> {
         let plan = self.plan(protocols, state_mask)?;
-        // `PROCSPY_OWNERS_PROC` asks for no BPF: then no tracer either.
-        let owners = if plan.owner_scan == OwnerScan::Proc { self.owners.get() } else { self.tracer_owners() };
         self.with_state(stats, |state, stats| {
+            // Started under the walk's lock, so a call beside it is told Busy.
+            // `PROCSPY_OWNERS_PROC` asks for no BPF: then no tracer either.
+            let owners = if plan.owner_scan == OwnerScan::Proc { self.owners.get() } else { self.tracer_owners() };
+            if self.ctx.stop.is_set() {
+                return Err(Error::Stopped);
+            }
             state.changes.owners = owners.cloned();
             changes::changes(&self.ctx, &plan, &mut state.pass, &mut state.changes, out, stats, on_change)
         })
