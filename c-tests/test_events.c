@@ -68,8 +68,9 @@ static int listen_cb(void *userdata, const procspy_event *e)
     return 0;
 }
 
-/* 1 if the tracer runs here; 0, said once, if this kernel or these
-   privileges refuse it. */
+/* 1 if the tracer runs here; 0, said once, if this kernel lacks what it
+   needs or these privileges refuse it. A verifier's refusal fails: where
+   the kernel has all the state hook's program asks for, it must load. */
 static int tracer_runs(procspy_walker *w)
 {
     int n = 0;
@@ -77,6 +78,7 @@ static int tracer_runs(procspy_walker *w)
     if (st == PROCSPY_UNSUPPORTED || st == PROCSPY_IO) {
         char why[512];
         procspy_last_error(why, sizeof why);
+        CHECK(strstr(why, "verifier") == NULL);
         printf("    (the tracer does not run here: %s)\n", why);
         return 0;
     }

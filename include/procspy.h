@@ -1024,12 +1024,14 @@ enum procspy_status procspy_walker_events(struct procspy_walker *walker,
                                           struct procspy_walk_stats *stats);
 
 /**
- * Sets `*fd` to a file descriptor that is readable whenever an event
- * waits, for the caller's own poll or epoll loop (then
- * `procspy_walker_events` with timeout 0); starts the tracer as
- * `procspy_walker_events` does, failing as it does. The fd stays the
- * walker's: do not close it; it is valid until the walker is freed.
- * `*fd` is -1 on every failure.
+ * Sets `*fd` to a file descriptor for the caller's own poll or epoll loop
+ * (then `procspy_walker_events` with timeout 0): it becomes readable once
+ * 16 KiB of events wait (about 130), since a wake-up per event would cost
+ * the host more than the events do; poll it with a timeout of a few
+ * milliseconds to see fewer sooner (`procspy_walker_events` looks every 5
+ * ms while it waits). Starts the tracer as `procspy_walker_events` does,
+ * failing as it does. The fd stays the walker's: do not close it; it is
+ * valid until the walker is freed. `*fd` is -1 on every failure.
  */
 PROCSPY_MUST_USE
 enum procspy_status procspy_walker_events_fd(struct procspy_walker *walker,

@@ -91,6 +91,8 @@ pub(super) enum Jmp {
     Eq,
     /// `BPF_JNE`
     Ne,
+    /// `BPF_JGT`: unsigned `>`.
+    Gt,
 }
 
 /// What a conditional jump compares its register with.
@@ -191,6 +193,7 @@ const BPF_RSH: u8 = 0x70;
 const BPF_MOV: u8 = 0xb0;
 const BPF_JA: u8 = 0x00;
 const BPF_JEQ: u8 = 0x10;
+const BPF_JGT: u8 = 0x20;
 const BPF_JNE: u8 = 0x50;
 const BPF_CALL: u8 = 0x80;
 const BPF_EXIT: u8 = 0x90;
@@ -219,6 +222,7 @@ impl Insn {
         let jmp = |op| match op {
             Jmp::Eq => BPF_JEQ,
             Jmp::Ne => BPF_JNE,
+            Jmp::Gt => BPF_JGT,
         };
         let (code, dst, src, off, imm) = match self {
             Insn::Load { dst, src, off, size } => (BPF_LDX | BPF_MEM | size.code(), dst.0, src.0, off, 0),
@@ -281,6 +285,8 @@ impl Insn {
                 x if x == BPF_JMP | BPF_JNE | BPF_K => Insn::Jmp { op: Jmp::Ne, dst, src: Src::Imm(imm), off },
                 x if x == BPF_JMP | BPF_JEQ | BPF_X => Insn::Jmp { op: Jmp::Eq, dst, src: Src::Reg(src), off },
                 x if x == BPF_JMP | BPF_JNE | BPF_X => Insn::Jmp { op: Jmp::Ne, dst, src: Src::Reg(src), off },
+                x if x == BPF_JMP | BPF_JGT | BPF_K => Insn::Jmp { op: Jmp::Gt, dst, src: Src::Imm(imm), off },
+                x if x == BPF_JMP | BPF_JGT | BPF_X => Insn::Jmp { op: Jmp::Gt, dst, src: Src::Reg(src), off },
                 x if x == BPF_JMP | BPF_CALL => Insn::Call { id: imm },
                 x if x == BPF_JMP | BPF_EXIT => Insn::Exit,
                 _ => return Err(DecodeError::Unknown(op)),
@@ -314,7 +320,11 @@ impl fmt::Display for Insn {
             Insn::RshImm { dst, imm } => write!(f, "{dst} >>= {imm}"),
             Insn::Ja { off } => write!(f, "goto pc{off:+}"),
             Insn::Jmp { op, dst, src, off } => {
-                let op = if op == Jmp::Eq { "==" } else { "!=" };
+                let op = match op {
+                    Jmp::Eq => "==",
+                    Jmp::Ne => "!=",
+                    Jmp::Gt => ">",
+                };
                 match src {
                     Src::Imm(imm) => write!(f, "if {dst} {op} {imm} goto pc{off:+}"),
                     Src::Reg(src) => write!(f, "if {dst} {op} {src} goto pc{off:+}"),
@@ -483,6 +493,10 @@ impl<L: Copy + PartialEq + fmt::Debug> Asm<L> {
     pub(super) fn jne(&mut self, dst: Reg, src: impl Into<Src>, to: L) {
         self.jump_to(Insn::Jmp { op: Jmp::Ne, dst, src: src.into(), off: 0 }, to);
     }
+    /// `if dst > src goto to` (unsigned)
+    pub(super) fn jgt(&mut self, dst: Reg, src: impl Into<Src>, to: L) {
+        self.jump_to(Insn::Jmp { op: Jmp::Gt, dst, src: src.into(), off: 0 }, to);
+    }
 
     /// Points every jump to `label` here. A register holds here what it
     /// held on every way in (each jump, and the instruction before unless
@@ -593,7 +607,7 @@ mod tests {
             Insn::Call { id: 162 },
             Insn::Exit,
         ]);
-        for op in [Jmp::Eq, Jmp::Ne] {
+        for op in [Jmp::Eq, Jmp::Ne, Jmp::Gt] {
             all.push(Insn::Jmp { op, dst: R4, src: Src::Imm(10), off: 3 });
             all.push(Insn::Jmp { op, dst: R3, src: Src::Reg(R4), off: 35 });
         }

@@ -174,7 +174,7 @@ pub(super) fn small_kernel(helpers: &[(&'static str, u32)]) -> Vec<u8> {
 }
 
 /// The owner scan's helpers, then the tracer's.
-pub(super) const HELPERS: [(&str, u32); 10] = [
+pub(super) const HELPERS: [(&str, u32); 11] = [
     ("BPF_FUNC_map_lookup_elem", 1),
     ("BPF_FUNC_probe_read_kernel", 113),
     ("BPF_FUNC_seq_write", 127),
@@ -185,4 +185,5 @@ pub(super) const HELPERS: [(&str, u32); 10] = [
     ("BPF_FUNC_ringbuf_output", 130),
     ("BPF_FUNC_ktime_get_boot_ns", 125),
     ("BPF_FUNC_get_current_task_btf", 158),
+    ("BPF_FUNC_ringbuf_query", 134),
 ];

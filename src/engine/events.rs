@@ -57,6 +57,10 @@ pub struct Event<'a> {
     pub lost: u64,
 }
 
+/// How often a waiting call looks at the ring: a record wakes it only once
+/// 16 KiB of them wait (the tracer's programs decide).
+const POLL: Duration = Duration::from_millis(5);
+
 /// The ring a tracer is started with, unless set.
 pub(super) const DEFAULT_RING: usize = 4 << 20;
 const MAX_RING: usize = 1 << 30;
@@ -138,6 +142,7 @@ impl Events {
         let t = self.tracer(ctx)?;
         loop {
             let lost = t.lost().map_err(|e| Error::io("BPF tracer: its loss count", e))?;
+            // Whether anything was delivered: events of other protocols are not.
             let mut any = lost > 0;
             if any {
                 stats.events_lost += lost;
@@ -160,12 +165,12 @@ impl Events {
                     Next::Empty => break,
                     Next::Dropped => stats.events_dropped += 1,
                     Next::Event(e) => {
-                        any = true;
                         let wanted = match e.protocol {
                             Protocol::Tcp => protocols.tcp,
                             Protocol::Udp => protocols.udp,
                         };
                         if wanted {
+                            any = true;
                             stats.events += 1;
                             with_event(&e, |ev| on_event(ev)).is_continue().then_some(()).ok_or(Error::Aborted)?;
                         }
@@ -175,10 +180,10 @@ impl Events {
             if any {
                 return Ok(());
             }
-            match ctx.stop.wait(Some(t.fd()), deadline) {
-                Wait::Ready => {}
+            match ctx.stop.wait(Some(t.fd()), deadline.min(Instant::now() + POLL)) {
                 Wait::Stopped => return Err(Error::Stopped),
-                Wait::TimedOut => return Ok(()),
+                Wait::TimedOut if Instant::now() >= deadline => return Ok(()),
+                Wait::Ready | Wait::TimedOut => {}
             }
         }
     }

@@ -58,6 +58,8 @@ pub struct Walker {
     /// where it can (`tracer_tried`), once.
     owners: OnceLock<Owners>,
     tracer_tried: AtomicBool,
+    /// Each hook's state, once the tracer runs: a line each for `diagnose`.
+    hooks: OnceLock<Vec<String>>,
 }
 
 /// Buffers kept from walk to walk, so a warm walk allocates nothing.
@@ -90,6 +92,7 @@ impl Walker {
             events: Mutex::new(Events::default()),
             owners: OnceLock::new(),
             tracer_tried: AtomicBool::new(false),
+            hooks: OnceLock::new(),
         })
     }
 
@@ -377,10 +380,12 @@ impl Walker {
             Err(TryLockError::WouldBlock) => "not known while a walk runs".into(),
         };
         let _ = writeln!(out, "BPF owner scan (task_file iterator): {bpf}");
-        match self.events.try_lock() {
-            Ok(events) => events.describe().iter().for_each(|l| out.push_str(&format!("{l}\n"))),
-            Err(_) => out.push_str("BPF tracer: not known while an events call runs\n"),
-        }
+        let hooks = match (self.hooks.get(), self.events.try_lock()) {
+            (Some(hooks), _) => hooks.clone(),
+            (None, Ok(events)) => events.describe(),
+            (None, Err(_)) => vec!["BPF tracer: being started".into()],
+        };
+        hooks.iter().for_each(|l| out.push_str(&format!("{l}\n")));
         let closes = if self.ctx.closer.stalled() { "stalled: no fd is taken until they return" } else { "returning" };
         let _ = writeln!(out, "closes of other processes' fds (on the library's own thread): {closes}");
         let s = self.last_stats();
@@ -441,10 +446,7 @@ impl Walker {
         let r = if self.ctx.stop.is_set() {
             Err(Error::Stopped)
         } else {
-            events
-                .start(&self.ctx)
-                .map(|o| self.owners.get_or_init(|| o))
-                .and_then(|_| events.deliver(&self.ctx, timeout, protocols, stats, on_event))
+            self.start_tracer(&mut events).and_then(|_| events.deliver(&self.ctx, timeout, protocols, stats, on_event))
         };
         stats.elapsed_ns = t0.elapsed().as_nanos().min(u64::MAX as u128) as u64;
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) = *stats;
@@ -461,9 +463,16 @@ impl Walker {
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
             Err(TryLockError::WouldBlock) => return Err(Error::Busy),
         };
-        let owners = events.start(&self.ctx)?;
-        self.owners.get_or_init(|| owners);
+        self.start_tracer(&mut events)?;
         events.fd(&self.ctx)
+    }
+
+    /// Starts the tracer if it is not; keeps its owners map, and its hooks'
+    /// states for `diagnose`, which reads them beside a waiting events call.
+    fn start_tracer(&self, events: &mut Events) -> Result<&Owners, Error> {
+        let owners = events.start(&self.ctx)?;
+        self.hooks.get_or_init(|| events.describe());
+        Ok(self.owners.get_or_init(|| owners))
     }
 
     /// The tracer's owners map: started by the first changes call where
@@ -473,9 +482,8 @@ impl Walker {
         if self.owners.get().is_none()
             && !self.tracer_tried.swap(true, Ordering::Relaxed)
             && let Ok(mut events) = self.events.try_lock()
-            && let Ok(owners) = events.start(&self.ctx)
         {
-            let _ = self.owners.set(owners);
+            return self.start_tracer(&mut events).ok();
         }
         self.owners.get()
     }
