@@ -78,12 +78,14 @@ const LOST: i32 = 2;
 /// The library's own tgid (entry 0).
 const SELF: i32 = 3;
 
-/// Bytes waiting in the ring past which a record wakes its reader
-/// (`BPF_RB_FORCE_WAKEUP`); below, it does not (`BPF_RB_NO_WAKEUP`) and a
-/// waiting reader looks every `POLL` instead. A wake-up per record, the
+/// Bytes waiting in the ring at which a record wakes its reader
+/// (`BPF_RB_FORCE_WAKEUP`); the others do not (`BPF_RB_NO_WAKEUP`) and a
+/// waiting reader looks every 5 ms instead. A wake-up per record, the
 /// kernel's default for a reader that keeps up, cost a loopback connection
 /// half as much again in CPU (benches/RESULTS.md).
 const WAKE_AT: i32 = 16 << 10;
+/// What one record takes of the ring: its header and itself.
+const RECORD_SPAN: i32 = 8 + EVENT_LEN as i32;
 const BPF_RB_NO_WAKEUP: i32 = 1;
 const BPF_RB_FORCE_WAKEUP: i32 = 2;
 const BPF_RB_AVAIL_DATA: i32 = 0;
@@ -225,6 +227,8 @@ enum Label {
     Learned,
     /// The record is complete: to the ring.
     Emit,
+    /// This record crosses the mark: it wakes the reader.
+    Wake,
     /// Whether to wake the reader is decided.
     Output,
     /// Written, or counted lost.
@@ -442,9 +446,15 @@ impl Prog<'_, '_> {
         self.a.load_map(R1, RING, "ring");
         self.a.push(Insn::MovImm { dst: R2, imm: BPF_RB_AVAIL_DATA });
         self.a.call(self.h.ringbuf_query);
-        self.a.push_noted(Insn::MovImm { dst: flags, imm: BPF_RB_FORCE_WAKEUP }, "BPF_RB_FORCE_WAKEUP");
-        self.a.jgt(R0, WAKE_AT, Label::Output);
+        // Only the record that crosses the mark wakes the reader: past it,
+        // the reader was woken; one that misses it (records from several
+        // CPUs at once) is found at its next look.
         self.a.push_noted(Insn::MovImm { dst: flags, imm: BPF_RB_NO_WAKEUP }, "BPF_RB_NO_WAKEUP");
+        self.a.jgt(R0, WAKE_AT, Label::Output);
+        self.a.jgt(R0, WAKE_AT - RECORD_SPAN, Label::Wake);
+        self.a.ja(Label::Output);
+        self.a.place(Label::Wake);
+        self.a.push_noted(Insn::MovImm { dst: flags, imm: BPF_RB_FORCE_WAKEUP }, "BPF_RB_FORCE_WAKEUP");
         self.a.place(Label::Output);
         self.a.load_map(R1, RING, "ring");
         self.a.record_addr(R2, 0);
