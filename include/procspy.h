@@ -339,11 +339,6 @@ typedef enum procspy_event_kind {
 } procspy_event_kind;
 
 /**
- * Where a program attaches.
- */
-typedef struct Hook Hook;
-
-/**
  * Stops a walker's walks as `procspy_walker_stop` does, and stays valid
  * after the walker is freed (it then stops nothing). Opaque; create with
  * `procspy_walker_stop_token`, free with `procspy_stop_token_free`.

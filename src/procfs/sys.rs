@@ -55,6 +55,7 @@ const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_ITER_CREATE: libc::c_long = 33;
@@ -137,6 +138,24 @@ struct IterCreateAttr {
     flags: u32,
 }
 
+/// `union bpf_attr` as `BPF_OBJ_GET_INFO_BY_FD` reads it.
+#[repr(C)]
+#[derive(Default)]
+struct InfoAttr {
+    bpf_fd: u32,
+    info_len: u32,
+    info: u64,
+}
+
+/// `struct bpf_prog_info` up to `recursion_misses` (Linux 5.12): the fields
+/// before it are not read. An older kernel fills less and leaves it 0.
+#[repr(C)]
+#[derive(Default)]
+struct ProgInfo {
+    before: [u64; 26],
+    recursion_misses: u64,
+}
+
 /// `union bpf_attr` as `BPF_RAW_TRACEPOINT_OPEN` reads it.
 #[repr(C)]
 #[derive(Default)]
@@ -160,6 +179,7 @@ const _: () = {
     assert!(offset_of!(LinkCreateAttr, attach_type) == 8 && size_of::<LinkCreateAttr>() == 16);
     assert!(size_of::<IterCreateAttr>() == 8);
     assert!(offset_of!(RawTracepointAttr, prog_fd) == 8);
+    assert!(offset_of!(InfoAttr, info) == 8 && offset_of!(ProgInfo, recursion_misses) == 208);
 };
 
 /// One of the `bpf_attr` shapes above.
@@ -170,6 +190,7 @@ impl Attr for ProgLoadAttr {}
 impl Attr for LinkCreateAttr {}
 impl Attr for IterCreateAttr {}
 impl Attr for RawTracepointAttr {}
+impl Attr for InfoAttr {}
 
 /// `sizeof(union bpf_attr)` of the kernels this was written against: each
 /// attr goes to the kernel followed by zeros up to this size, which a newer
@@ -194,7 +215,8 @@ fn bpf<A: Attr>(cmd: libc::c_long, attr: A) -> libc::c_long {
     // it was taken by the callers below from a live borrow that outlives
     // this call, with its length beside it (the log is borrowed mutably:
     // the kernel writes at most `log_size` bytes; a map's key and value, of
-    // the sizes the map was made with, are only read).
+    // the sizes the map was made with, are only read, or for a lookup
+    // written, `lookup_len` bytes; a program's info, `info_len` bytes).
     unsafe { libc::syscall(libc::SYS_bpf, cmd, &padded as *const Padded<A>, ATTR_LEN) }
 }
 
@@ -324,6 +346,20 @@ pub fn bpf_link_create(prog: BorrowedFd<'_>, attach_type: u32) -> Result<OwnedFd
 pub fn bpf_attach_tracing(prog: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
     let a = RawTracepointAttr { prog_fd: prog.as_raw_fd() as u32, ..RawTracepointAttr::default() };
     owned_fd(bpf(BPF_RAW_TRACEPOINT_OPEN, a))
+}
+
+/// How many times the kernel passed over program `prog` because it was
+/// already running on that CPU (`bpf_prog_info.recursion_misses`): a
+/// tracing program nested in itself, as when its tracepoint fires in an
+/// interrupt that came while it ran. 0 on kernels before 5.12.
+pub fn bpf_prog_recursion_misses(prog: BorrowedFd<'_>) -> Result<u64, Errno> {
+    let mut info = ProgInfo::default();
+    let a = InfoAttr {
+        bpf_fd: prog.as_raw_fd() as u32,
+        info_len: size_of::<ProgInfo>() as u32,
+        info: &mut info as *mut ProgInfo as u64,
+    };
+    if bpf(BPF_OBJ_GET_INFO_BY_FD, a) < 0 { Err(Errno::last()) } else { Ok(info.recursion_misses) }
 }
 
 /// How many CPUs the kernel may ever bring up: what a per-CPU map holds a
