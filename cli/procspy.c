@@ -991,14 +991,6 @@ static procspy_status watch(procspy_walker *walker, struct context *ctx, uint32_
     }
 }
 
-/* A procspy_event_fn that keeps nothing: --diagnose starts the tracer. */
-static int discard_event(void *userdata, const procspy_event *e)
-{
-    (void)userdata;
-    (void)e;
-    return 0;
-}
-
 /* --events: events calls back to back, each batch flushed, until a signal
  * (procspy_walker_stop ends a waiting call at once: PROCSPY_STOPPED) or a
  * failure. Returns the last call's status; counts what the kernel lost and
@@ -1117,13 +1109,16 @@ int main(int argc, char **argv)
     } else if (opt.diagnose) {
         procspy_status events;
         char *events_error = NULL;
+        int fd;
 
         status = procspy_walker_connections(walker, NULL, 0, opt.protocols, ctx.tcp_states | ctx.udp_states,
                                             on_connection, &ctx, NULL);
         if (status != PROCSPY_OK)
             print_library_error(status);
-        /* Timeout 0: starts the tracer, so the diagnosis lists each hook. */
-        events = procspy_walker_events(walker, 0, opt.protocols, discard_event, NULL, NULL);
+        /* The tracer, so the diagnosis lists each hook: started by its fd,
+         * which leaves the pass's counters the last ones (an events call
+         * would put its own there). */
+        events = procspy_walker_events_fd(walker, &fd);
         if (events != PROCSPY_OK)
             events_error = library_error();
         if (!print_diagnosis(walker, status, ctx.rows, events, events_error))
