@@ -325,6 +325,9 @@ fn seen_closed_in(new_netns: bool) {
 fn flash_seen_closed(new_netns: bool) -> Result<(), [u16; 2]> {
     let mut a = Actor::start(new_netns);
     let w = Walker::new(None).unwrap();
+    // The tracer where it runs: a changes call would start it on a thread
+    // of its own, and it names only what it saw.
+    let _ = w.events_fd();
     assert_eq!(changes(&w, None).0, Ok(()));
     std::thread::sleep(std::time::Duration::from_millis(200));
     let p = a.ask("flash 50");

@@ -99,10 +99,11 @@ impl Events {
     /// The tracer, started at the first call. What lasts is kept: a proc
     /// root that is not the host's, a kernel that lacks or refuses it; a
     /// failed system call (EPERM, EMFILE) is tried again next time.
-    fn tracer(&mut self, ctx: &Ctx) -> Result<&mut Tracer, Error> {
+    /// `host`: whether the walker's proc root is the host's own.
+    fn tracer(&mut self, host: bool) -> Result<&mut Tracer, Error> {
         let started = match self.tracer.take() {
             Some(started) => started,
-            None if !ctx.root.shows_kernel_ids() => Err(Error::Invalid(
+            None if !host => Err(Error::Invalid(
                 "the BPF tracer needs the host's own procfs as the proc root, seen from the initial pid and user namespaces",
             )),
             None => match Tracer::start(self.ring_size) {
@@ -116,13 +117,13 @@ impl Events {
     }
 
     /// Starts the tracer if it is not; its owners map where it runs.
-    pub fn start(&mut self, ctx: &Ctx) -> Result<Owners, Error> {
-        Ok(self.tracer(ctx)?.owners())
+    pub fn start(&mut self, host: bool) -> Result<Owners, Error> {
+        Ok(self.tracer(host)?.owners())
     }
 
     /// The fd that is readable when an event waits; starts the tracer.
-    pub fn fd(&mut self, ctx: &Ctx) -> Result<RawFd, Error> {
-        Ok(self.tracer(ctx)?.fd().as_raw_fd())
+    pub fn fd(&mut self, host: bool) -> Result<RawFd, Error> {
+        Ok(self.tracer(host)?.fd().as_raw_fd())
     }
 
     /// What waits, or the first of what comes within `timeout`, delivered:
@@ -139,7 +140,7 @@ impl Events {
     ) -> Result<(), Error> {
         let deadline = Instant::now() + timeout;
         let most = self.ring_size / bpf::EVENT_LEN;
-        let t = self.tracer(ctx)?;
+        let t = self.tracer(ctx.root.shows_kernel_ids())?;
         loop {
             let lost = t.lost().map_err(|e| Error::io("BPF tracer: its loss count", e))?;
             // Whether anything was delivered: events of other protocols are not.

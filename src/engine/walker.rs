@@ -8,7 +8,7 @@
 
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, TryLockError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use super::changes::{self, Change, ChangeState};
@@ -24,7 +24,7 @@ use super::stats::Stats;
 use super::tables::{Protocols, Source, TCP, TCP6, append_tables, read_group_tables};
 use crate::bpf::Owners;
 use crate::parse::StateMask;
-use crate::procfs::{ProcRoot, TableBuf};
+use crate::procfs::{self, ProcRoot, TableBuf};
 
 /// The proc root a walker uses when none is named.
 pub(crate) const DEFAULT_PROC_ROOT: &[u8] = b"/proc";
@@ -51,15 +51,32 @@ pub struct Walker {
     /// Where `connections` reads the tables, and how it finds owners.
     config: Mutex<(Source, OwnerScan)>,
     state: Mutex<State>,
-    /// The live tracer: its own lock, so events and passes run side by side.
-    events: Mutex<Events>,
-    /// Its owners map, once it runs: who acted on a socket that closed
-    /// between two changes calls. The first changes call starts the tracer
-    /// where it can (`tracer_tried`), once.
-    owners: OnceLock<Owners>,
+    /// The live tracer: its own lock, so events and passes run side by
+    /// side; shared with the thread a changes call starts it on.
+    events: Arc<Mutex<Events>>,
+    /// What the tracer tells beside its lock, once it runs (`Started`).
+    started: Arc<Started>,
+    /// Whether a changes call started the tracer (once).
     tracer_tried: AtomicBool,
-    /// Each hook's state, once the tracer runs: a line each for `diagnose`.
+}
+
+/// What a running tracer tells without its lock, which a waiting events call
+/// holds.
+#[derive(Debug, Default)]
+struct Started {
+    /// Who acted on a socket that closed between two changes calls.
+    owners: OnceLock<Owners>,
+    /// Each hook's state, a line each for `diagnose`.
     hooks: OnceLock<Vec<String>>,
+}
+
+impl Started {
+    /// Starts the tracer of `events` if it is not, and keeps what it tells.
+    fn start(&self, events: &mut Events, host: bool) -> Result<&Owners, Error> {
+        let owners = events.start(host)?;
+        self.hooks.get_or_init(|| events.describe());
+        Ok(self.owners.get_or_init(|| owners))
+    }
 }
 
 /// Buffers kept from walk to walk, so a warm walk allocates nothing.
@@ -89,10 +106,9 @@ impl Walker {
             last: Mutex::new(Stats::default()),
             config: Mutex::new((Source::Auto, OwnerScan::Auto)),
             state: Mutex::new(State::default()),
-            events: Mutex::new(Events::default()),
-            owners: OnceLock::new(),
+            events: Arc::default(),
+            started: Arc::default(),
             tracer_tried: AtomicBool::new(false),
-            hooks: OnceLock::new(),
         })
     }
 
@@ -348,12 +364,9 @@ impl Walker {
     ) -> Result<(), Error> {
         let plan = self.plan(protocols, state_mask)?;
         self.with_state(stats, |state, stats| {
-            // Started under the walk's lock, so a call beside it is told Busy.
             // `PROCSPY_OWNERS_PROC` asks for no BPF: then no tracer either.
-            let owners = if plan.owner_scan == OwnerScan::Proc { self.owners.get() } else { self.tracer_owners() };
-            if self.ctx.stop.is_set() {
-                return Err(Error::Stopped);
-            }
+            let owners =
+                if plan.owner_scan == OwnerScan::Proc { self.started.owners.get() } else { self.tracer_owners() };
             state.changes.owners = owners.cloned();
             changes::changes(&self.ctx, &plan, &mut state.pass, &mut state.changes, out, stats, on_change)
         })
@@ -380,7 +393,7 @@ impl Walker {
             Err(TryLockError::WouldBlock) => "not known while a walk runs".into(),
         };
         let _ = writeln!(out, "BPF owner scan (task_file iterator): {bpf}");
-        let hooks = match (self.hooks.get(), self.events.try_lock()) {
+        let hooks = match (self.started.hooks.get(), self.events.try_lock()) {
             (Some(hooks), _) => hooks.clone(),
             (None, Ok(events)) => events.describe(),
             (None, Err(_)) => vec!["BPF tracer: being started".into()],
@@ -446,7 +459,10 @@ impl Walker {
         let r = if self.ctx.stop.is_set() {
             Err(Error::Stopped)
         } else {
-            self.start_tracer(&mut events).and_then(|_| events.deliver(&self.ctx, timeout, protocols, stats, on_event))
+            let host = self.ctx.root.shows_kernel_ids();
+            self.started
+                .start(&mut events, host)
+                .and_then(|_| events.deliver(&self.ctx, timeout, protocols, stats, on_event))
         };
         stats.elapsed_ns = t0.elapsed().as_nanos().min(u64::MAX as u128) as u64;
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) = *stats;
@@ -463,29 +479,29 @@ impl Walker {
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
             Err(TryLockError::WouldBlock) => return Err(Error::Busy),
         };
-        self.start_tracer(&mut events)?;
-        events.fd(&self.ctx)
+        let host = self.ctx.root.shows_kernel_ids();
+        self.started.start(&mut events, host)?;
+        events.fd(host)
     }
 
-    /// Starts the tracer if it is not; keeps its owners map, and its hooks'
-    /// states for `diagnose`, which reads them beside a waiting events call.
-    fn start_tracer(&self, events: &mut Events) -> Result<&Owners, Error> {
-        let owners = events.start(&self.ctx)?;
-        self.hooks.get_or_init(|| events.describe());
-        Ok(self.owners.get_or_init(|| owners))
-    }
-
-    /// The tracer's owners map: started by the first changes call where
-    /// it can run (once: a refusal or a busy tracer is not tried again by
-    /// changes; an events call still starts it).
+    /// The tracer's owners map, where it runs. The first changes call
+    /// starts it, on a thread of the library's own: loading takes tens of
+    /// milliseconds (seconds in an emulated guest), which a changes call
+    /// neither waits for nor holds its lock through; a stop ends the call
+    /// at once. The calls after use it once it runs. Once only: a refusal
+    /// is not tried again by changes (an events call still starts it).
     fn tracer_owners(&self) -> Option<&Owners> {
-        if self.owners.get().is_none()
+        if self.started.owners.get().is_none()
+            && self.ctx.root.shows_kernel_ids()
             && !self.tracer_tried.swap(true, Ordering::Relaxed)
-            && let Ok(mut events) = self.events.try_lock()
         {
-            return self.start_tracer(&mut events).ok();
+            let (events, started) = (Arc::clone(&self.events), Arc::clone(&self.started));
+            let _ = procfs::spawn_detached("procspy-tracer", move || {
+                let mut events = events.lock().unwrap_or_else(PoisonError::into_inner);
+                let _ = started.start(&mut events, true);
+            });
         }
-        self.owners.get()
+        self.started.owners.get()
     }
 
     /// The size of the tracer's ring buffer, before it starts (default 4

@@ -402,10 +402,11 @@ pub(super) fn connections_body<'q>(
 /// told, without waiting, and delivers each freed socket that neither
 /// snapshot lists and that the previous call did not report disappeared.
 /// The kernel names no process; where the walker's BPF tracer runs (the
-/// first changes call starts it, as `procspy_walker_events` does, once,
-/// unless the owner scan is `PROCSPY_OWNERS_PROC`; where it is refused,
-/// changes goes on without it), `owner` is the
-/// process it saw act on that socket last: the connecting one for a
+/// first changes call starts it on a thread of the library's own, once,
+/// unless the owner scan is `PROCSPY_OWNERS_PROC`, and the calls after use
+/// it; `procspy_walker_events_fd` starts it at once; where it is refused,
+/// changes goes on without it), `owner` is the process it saw act on that
+/// socket last: the connecting one for a
 /// connect, the one that closed it for a close (its pid in the initial pid
 /// namespace, `fd` -1); else NULL. A reset socket has
 /// lost its remote port, an unbound one its local address. A call that
