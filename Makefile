@@ -215,7 +215,11 @@ $(B)/procspy-holder: benches/holder.c
 	@mkdir -p $(B)
 	$(CC) -std=gnu11 $(CWARN) -O2 -o $@ $<
 
-bench: lib $(B)/bench $(B)/procspy $(B)/procspy-holder
+$(B)/events: benches/events.c $(HEADER) $(SO)
+	@mkdir -p $(B)
+	$(CC) -std=gnu11 $(CWARN) -O2 -pthread -Iinclude -o $@ $< -L$(REL) -lprocspy -Wl,-rpath,'$$ORIGIN/../$(REL)'
+
+bench: lib $(B)/bench $(B)/procspy $(B)/procspy-holder $(B)/events
 	@.ci/deps $(DEPS_BENCH)
 	benches/bench.sh --full
 

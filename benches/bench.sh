@@ -5,6 +5,7 @@
 #                                        (benches/fixture up ...): the table,
 #                                        syscall counts, paced cost, peak RSS
 #   benches/bench.sh ... --perf          also a perf profile of connections
+#                                        (with --events: of the tracer's cost run)
 #   benches/bench.sh --ns-cases          only the query and namespace cases on
 #                                        the fixture that is up (one pid, no
 #                                        owners, the namespace search; --full
@@ -15,13 +16,24 @@
 #                                        /dev/null fds, or nothing more, by
 #                                        owner path (BPF, PID/fd); needs no
 #                                        fixture (--full runs them too)
+#   benches/bench.sh --events            only the live-events tracer under a
+#                                        loopback connect/accept/close storm
+#                                        (build/events): connections per second
+#                                        and CPU per connection without it, with
+#                                        a blocking reader and with one reading
+#                                        every 2 ms, by turns (EV_ROUNDS rounds
+#                                        of EV_SECONDS s windows: 5 x 5), the
+#                                        close events' latency, and loss at
+#                                        20,000 connections per second; needs no
+#                                        fixture (--full runs it too)
 #   benches/bench.sh --full [--runs N]   what `make bench` runs: the default
 #                                        fixture (table, syscalls, pacing, RSS),
 #                                        then dense, wide and big (table, RSS),
 #                                        then default with
 #                                        net.ipv4.tcp_child_ehash_entries 1024 vs 0;
 #                                        brings each fixture up and down itself,
-#                                        and restores the sysctl
+#                                        and restores the sysctl; then the fd
+#                                        cases and the events
 #
 # Every figure is a median of RUNS (default 10) runs; the ss loop over every
 # namespace runs 3 times (said in its row). Wall = CLOCK_MONOTONIC around the
@@ -29,7 +41,8 @@
 # calling thread's process (RUSAGE_SELF delta) or of the child and what it
 # reaped (wait4). Records = lines of output minus headers, or records
 # delivered: a fast wrong answer shows there.
-# Output also goes to build/bench-results.txt.
+# Output also goes to build/bench-results.txt (build/events' own lines, each
+# window's and row's key=value, to build/bench-events.raw).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -43,6 +56,10 @@ FULL=0
 PERF=0
 NS_ONLY=0
 FD_ONLY=0
+EV_ONLY=0
+EVENTS=$B/events
+EV_SECONDS=${EV_SECONDS:-5}      # each window of the events bench
+EV_ROUNDS=${EV_ROUNDS:-5}        # rounds of its off / on / on-every-2-ms windows
 FD_CASE_N=${FD_CASE_N:-100000}
 FD_CASE_PER=${FD_CASE_PER:-10000}   # fds per holder process (RLIMIT_NOFILE's hard limit may be low)
 HOLDER=$B/procspy-holder
@@ -56,19 +73,24 @@ while [ $# -gt 0 ]; do
         --perf) PERF=1 ;;
         --ns-cases) NS_ONLY=1 ;;
         --fd-cases) FD_ONLY=1 ;;
-        -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+        --events) EV_ONLY=1 ;;
+        -h|--help) sed -n '2,45p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
 done
 
 [ "$(id -u)" -eq 0 ] || { echo "bench.sh: needs root" >&2; exit 1; }
-for t in "$BENCH" "$CLI" "$HOLDER"; do
+if [ "$EV_ONLY" = 1 ]; then NEED=("$EVENTS"); else NEED=("$BENCH" "$CLI" "$HOLDER"); fi
+[ "$FULL" = 1 ] && NEED+=("$EVENTS")
+for t in "${NEED[@]}"; do
     [ -x "$t" ] || { echo "bench.sh: $t missing (make bench builds it)" >&2; exit 1; }
 done
-for c in ss ip netstat lsof strace; do
-    command -v $c >/dev/null || { echo "bench.sh: $c missing (iproute2 net-tools lsof strace)" >&2; exit 1; }
-done
+if [ "$EV_ONLY" = 0 ]; then
+    for c in ss ip netstat lsof strace; do
+        command -v $c >/dev/null || { echo "bench.sh: $c missing (iproute2 net-tools lsof strace)" >&2; exit 1; }
+    done
+fi
 
 mkdir -p "$B"
 exec > >(tee "$OUT") 2>&1
@@ -306,6 +328,151 @@ for w in ("conn", "procscan"):
 EOF
 }
 
+# --- live events ----------------------------------------------------------------
+# The tracer under a loopback connect/accept/close storm (build/events, whose
+# comment says how): EV_ROUNDS rounds of EV_SECONDS s windows without it, with
+# a blocking reader and with one reading every 2 ms; its close events'
+# latency; loss at 20,000 conn/s.
+events_cases() {
+    local run=("$EVENTS" --seconds "$EV_SECONDS" --rounds "$EV_ROUNDS")
+    if [ "$PERF" = 1 ] && command -v perf >/dev/null; then
+        run=(perf record -q -a -g -F 1000 -k CLOCK_MONOTONIC -o "$TMP/events.perf" -- "${run[@]}")
+    fi
+    "${run[@]}" > "$TMP/events.raw" || {
+        echo "bench.sh: build/events failed: $(tail -n1 "$TMP/events.raw")" >&2; return 1; }
+    cp "$TMP/events.raw" "$B/bench-events.raw"
+    python3 - "$TMP/events.raw" <<'EOF'
+import os, sys
+rows, hooks, windows, skip = {}, [], [], None
+for l in open(sys.argv[1]):
+    l = l.rstrip("\n")
+    if l.startswith("hook "):
+        hooks.append(l[5:].replace("BPF tracer ", "", 1))
+    elif l.startswith("skip: "):
+        skip = l[6:]
+    elif l.startswith(("row ", "window ")):
+        kv = dict(x.split("=", 1) for x in l.split()[1:] if "=" in x)
+        if l.startswith("row "):
+            rows[kv["name"]] = kv
+        else:
+            windows.append(kv)
+if skip:
+    print("the tracer does not run here, nothing measured: %s" % skip)
+    sys.exit(0)
+f = lambda v, d=0: "{:,.{}f}".format(float(v), d)
+c = rows["events-cost"]
+lat = {"on": rows["events-latency-storm"], "batch": rows.get("events-latency-batch")}
+kinds = ["on"] + (["batch"] if lat["batch"] else [])
+head = {"on": "on: a blocking events call in a loop", "batch": "on: a call every %s ms" % c["batch_ms"]}
+print("Hooks (procspy_walker_diagnose):")
+for h in hooks:
+    print("- " + h)
+print()
+print("Flat-out storm (%s client processes, 1 server), tracer off and on by turns: %s rounds of %s s windows, medians."
+      % (c["clients"], c["rounds"], c["seconds"]))
+print()
+print("| measure | off | " + " | ".join(head[k] for k in kinds) + " | target |")
+print("|---|---:|" + "---:|" * len(kinds) + "---|")
+def line(what, off, fn, target=""):
+    print("| %s | %s | %s | %s |" % (what, off, " | ".join(fn(k) for k in kinds), target))
+line("connections per second", f(c["off_rate"]), lambda k: f(c[k + "_rate"]))
+line("vs off: ratio of medians (median of the per-round ratios)", "1", lambda k: "**%.3fx** (%.3fx)"
+     % (float(c[k + "_ratio"]), float(c[k + "_pair_ratio"])), ">= 0.97x")
+line("CPU us per connection (storm processes + reader thread)", f(c["off_cpu_us"], 1), lambda k: f(c[k + "_cpu_us"], 1))
+line("vs off: ratio of medians (median of the per-round ratios)", "1", lambda k: "**%.3fx** (%.3fx)"
+     % (float(c[k + "_cpu_ratio"]), float(c[k + "_cpu_pair_ratio"])))
+line("CPU used, cores (storm processes + reader thread; %d on this machine)" % os.cpu_count(), c["off_cores"],
+     lambda k: c[k + "_cores"])
+line("IRQ work interrupts per connection (/proc/interrupts IWI: ring buffer wakeups)", c["off_irq_work_per_conn"],
+     lambda k: c[k + "_irq_work_per_conn"])
+line("events read per second (all of the host's TCP); reader thread CPU", "-", lambda k: "%s; %s%% of a core"
+     % (f(c[k + "_events_per_s"]), c[k + "_reader_cpu_pct"]))
+line("client close -> callback (event time_ns): median / p99 / max ms", "-", lambda k: "**%s** / %s / %s"
+     % (f(lat[k]["kernel_median_ms"], 2), f(lat[k]["kernel_p99_ms"], 2), f(lat[k]["kernel_max_ms"], 2)),
+     "median < 10 ms")
+line("client close() returned -> callback: median / p99 ms (matched)", "-", lambda k: "%s / %s (%s of %s)"
+     % (f(lat[k]["close_median_ms"], 2), f(lat[k]["close_p99_ms"], 2), f(lat[k]["matched"]), f(lat[k]["events"])))
+line("other processes' programs on inet_sock_set_state (most in a window)", c["foreign_tracers_off"],
+     lambda k: c["foreign_tracers_" + k])
+print()
+print("Paced storm under a fresh tracer (default 4 MiB ring, a blocking reader), drained after:")
+print()
+print("| target conn/s | reached | connections | events delivered | PROCSPY_EVENT_LOST (events) | stats_ext.events_lost "
+      "| client closes without their event | close -> callback median / p99 ms | close() returned -> callback median / p99 ms |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for name in ("events-loss", "events-light"):
+    r, l = rows[name], rows[name + "-latency"]
+    print("| %s | %s | %s | %s | **%s (%s)** | **%s** | **%s** | %s / %s | %s / %s |" % (
+        f(r["target_rate"]), f(r["rate"]), f(r["connections"]), f(r["events"]), r["lost_events"], r["lost_in_events"],
+        r["ext_lost"], r["closes_without_event"], f(l["kernel_median_ms"], 3), f(l["kernel_p99_ms"], 2),
+        f(l["close_median_ms"], 3), f(l["close_p99_ms"], 2)))
+print()
+print("- per round, " + " -> ".join(["off"] + kinds) + ", conn/s (CPU us per connection): " + "; ".join(
+    " -> ".join("%s (%s)" % (f(w["rate"]), f(w["cpu_us_per_conn"], 1)) for w in windows[i:i + 1 + len(kinds)])
+    for i in range(0, len(windows), 1 + len(kinds))))
+lo = rows["events-loss"]
+print("- client closes whose event named no process / another process: %s / %s (flat out), %s / %s (paced; "
+      "another = the socket's last reference was that process's, such as a copy a libprocspy pass took with "
+      "pidfd_getfd; build/bench-events.raw's odd lines name them); connect errors %s"
+      % (c["closes_unowned"], c["closes_other_pid"], lo["closes_unowned"], lo["closes_other_pid"], c["connect_errors"]))
+EOF
+}
+
+# With --perf: the events' cost run under perf record -a (CLOCK_MONOTONIC, so
+# each window's samples are told by its t0..t1): per connection, the storm's
+# CPU, the part in this tracer's program (its tag from build/events) and in
+# its ring buffer's wakeups, the part in other processes' programs on the
+# same hook, and the reader's.
+events_profile() {
+    [ -s "$TMP/events.perf" ] || return 0
+    echo
+    echo "perf record -a -g -F 1000 of the cost run, samples by window (us per connection, from sample periods):"
+    echo
+    perf script -i "$TMP/events.perf" -F comm,tid,time,period,ip,sym 2>/dev/null | python3 -c '
+import re, sys
+wins, tag = [], "-"
+for l in open(sys.argv[1]):
+    if l.startswith("info ") and "prog_tag=" in l:
+        tag = l.split("prog_tag=")[1].split()[0]
+    if l.startswith("window "):
+        kv = dict(x.split("=", 1) for x in l.split()[1:] if "=" in x)
+        wins.append((kv["phase"], float(kv["t0"]), float(kv["t1"]), float(kv["rate"]) * float(kv["seconds"])))
+keys = ("storm", "ours", "wakeup", "others", "reader")
+tot = {}
+def flush(comm, t, period, chain):
+    for phase, a, b, n in wins:
+        if a <= t <= b:
+            c = tot.setdefault(phase, dict.fromkeys(keys + ("conns",), 0.0))
+            storm = comm.startswith("storm-")
+            c["storm"] += period * storm
+            c["reader"] += period * (comm == "events")
+            if storm and any("bpf_prog_" + tag in f for f in chain):
+                c["ours"] += period
+                c["wakeup"] += period * any("irq_work_queue" in f for f in chain)
+            elif storm and any("_procspy_state" in f or "bpf_trace_run" in f for f in chain):
+                c["others"] += period
+head = re.compile(r"^(.*?)\s+(\d+)\s+([\d.]+):\s+(\d+)\s*$")
+cur, chain = None, []
+for line in sys.stdin:
+    m = head.match(line)
+    if m and not line.startswith("\t"):
+        if cur: flush(*cur, chain)
+        cur, chain = (m.group(1), float(m.group(3)), int(m.group(4))), []
+    elif line.strip():
+        chain.append(line)
+if cur: flush(*cur, chain)
+conns = {}
+for phase, a, b, n in wins:
+    conns[phase] = conns.get(phase, 0) + n
+print("| window | storm processes | in this tracer (bpf_prog_%s) | of it, ring buffer wakeups (irq_work_queue) | in other programs on the hook | reader thread |" % tag)
+print("|---|---:|---:|---:|---:|---:|")
+for phase in ("off", "on", "batch"):
+    if phase in tot:
+        c, n = tot[phase], conns[phase] or 1
+        print("| %s | %s |" % (phase, " | ".join("%.1f" % (c[k] / n / 1e3) for k in keys)))
+' "$TMP/events.raw"
+}
+
 # --- profile ------------------------------------------------------------------
 profile() { # profile WHAT (conn|text|walk)
     command -v perf >/dev/null || { echo "(perf missing: no profile)"; return 0; }
@@ -384,6 +551,13 @@ if [ "$FD_ONLY" = 1 ]; then
     exit 0
 fi
 
+if [ "$EV_ONLY" = 1 ]; then
+    events_cases || exit 1
+    events_profile
+    echo "# load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    exit 0
+fi
+
 if [ "$FULL" = 0 ]; then
     $FX status >/dev/null 2>&1 || { echo "bench.sh: no fixture is up (benches/fixture up, or --full)" >&2; exit 1; }
     if [ "$NS_ONLY" = 1 ]; then
@@ -433,6 +607,7 @@ for e in 1024 0; do
 done
 sysctl -qw net.ipv4.tcp_child_ehash_entries="$ORIG_EHASH"
 fdcases > "$TMP/fdresults"
+{ events_cases && events_profile; } > "$TMP/events" || exit 1
 
 echo
 echo "######## results"
@@ -459,6 +634,10 @@ echo
 echo "### fds of an unprivileged user (no fixture)"
 echo
 cat "$TMP/fdresults"
+echo
+echo "### live events: the tracer under a loopback storm (no fixture)"
+echo
+cat "$TMP/events"
 echo
 echo "### net.ipv4.tcp_child_ehash_entries (default fixture)"
 echo

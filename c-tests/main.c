@@ -48,7 +48,8 @@
     X(stopped_beats_aborted) X(rate_limit_ticks) X(walker_reuse) X(soak)       \
     X(fork_from_callback) X(fork_then_stop_in_child)                           \
     X(stop_token_outlives_walker) X(stop_token_during_free)          \
-    X(stats_ext) X(query_args) X(query_fixture)
+    X(stats_ext) X(query_args) X(query_fixture)                               \
+    X(events_args) X(events_listen) X(events_stop)
 
 #define DECLARE(name) void test_##name(void);
 TESTS(DECLARE)

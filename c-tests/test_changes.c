@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -297,8 +298,23 @@ static int flash_pair(uint16_t *lport, uint16_t *cport)
     return ok ? 0 : -1;
 }
 
+/* Whether the walker's BPF tracer attached `hook` ("fexit/inet_csk_accept"). */
+static int tracer_hook(procspy_walker *w, const char *hook)
+{
+    static char text[16384];
+    char line[128];
+    size_t len = 0;
+    if (procspy_walker_diagnose(w, text, sizeof text, &len) != PROCSPY_OK)
+        return 0;
+    snprintf(line, sizeof line, "BPF tracer %s: attached\n", hook);
+    return strstr(text, line) != NULL;
+}
+
 /* A connection that opens and closes between two calls is seen closed:
- * its three ends, each once, with no owner; the call after has none. */
+ * its three ends, each once, with no owner but where the tracer (started by
+ * the first call where it runs) saw one act: this process's listen and
+ * connect, and its accept where the accept hook runs; the call after has
+ * none. */
 void test_changes_seen_closed(void)
 {
     procspy_walker *w = NULL;
@@ -306,14 +322,22 @@ void test_changes_seen_closed(void)
     uint64_t self = h_stat_ino("/proc/self/ns/net");
     uint16_t lport = 0, cport = 0;
     size_t i, at_l = 0, at_c = 0;
+    int traced, accept, fd;
     REQUIRE_STATUS(procspy_walker_new(NULL, &w), PROCSPY_OK);
+    /* The tracer where it runs: a changes call would start it on a thread
+       of its own, and it names only what it saw. */
+    if (procspy_walker_events_fd(w, &fd) != PROCSPY_OK)
+        fd = -1; /* no tracer here: no owners either */
     CHECK_STATUS(changes(w, &r), PROCSPY_OK);
     chs_reset(&r);
     REQUIRE(flash_pair(&lport, &cport) == 0);
     h_sleep_ms(100);
     CHECK_STATUS(changes(w, &r), PROCSPY_OK);
+    traced = tracer_hook(w, "tp_btf/inet_sock_set_state");
+    accept = tracer_hook(w, "fexit/inet_csk_accept");
     for (i = 0; i < r.n; i++) {
         const struct ch *e = &r.v[i];
+        int accepted = e->c.local_port == lport && e->c.remote_port != 0;
         if (e->c.netns != self || e->c.protocol != PROCSPY_PROTO_TCP)
             continue;
         if (e->c.local_port != lport && e->c.local_port != cport)
@@ -324,7 +348,12 @@ void test_changes_seen_closed(void)
         CHECK_EQ(e->c.state, PROCSPY_STATE_CLOSE);
         CHECK_EQ(e->c.inode, 0);
         CHECK_EQ(e->old_state, 0);
-        CHECK(!e->has_owner && !e->has_old_owner);
+        CHECK(!e->has_old_owner);
+        CHECK_EQ(e->has_owner, accepted ? traced && accept : traced);
+        if (e->has_owner) {
+            CHECK_EQ(e->owner.pid, getpid());
+            CHECK_EQ(e->owner.fd, -1);
+        }
     }
     CHECK_EQ(at_l, 2); /* the listener and the accepted end */
     CHECK_EQ(at_c, 1);

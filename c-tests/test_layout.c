@@ -85,10 +85,15 @@ void test_layout_change(void)
 void test_layout_walk_stats_ext(void)
 {
     /* u64s, appended to only */
-    CHECK_LAYOUT(procspy_walk_stats_ext, 88, F(accounted, 0), F(dropped, 8), F(netns_mismatch, 16),
+    CHECK_LAYOUT(procspy_walk_stats_ext, 112, F(accounted, 0), F(dropped, 8), F(netns_mismatch, 16),
                  F(snapshot_bytes, 24), F(closed_lost, 32), F(netns_found, 40), F(netns_unreachable, 48),
                  F(netns_unreachable_fds, 56), F(closes_stalled, 64), F(files_truncated, 72),
-                 F(tables_unreadable, 80));
+                 F(tables_unreadable, 80), F(events, 88), F(events_lost, 96), F(events_dropped, 104));
+    /* enum kind 0 (an int), u8 old_state 4, ptr connection 8, u64 time_ns 16, cookie 24, lost 32; size 40 */
+    CHECK_LAYOUT(procspy_event, 40, F(kind, 0), F(old_state, 4), F(connection, 8), F(time_ns, 16), F(cookie, 24),
+                 F(lost, 32));
+    CHECK_EQ(PROCSPY_EVENT_CONNECT, 1);
+    CHECK_EQ(PROCSPY_EVENT_LOST, 7);
 }
 
 void test_constants(void)

@@ -6,7 +6,8 @@
  * include/procspy.h: one walker, one call to procspy_walker_query (or
  * procspy_walker_walk with --sockets, procspy_walker_changes in a loop with
  * --watch), a callback that filters and prints each record while the record
- * is valid, and a status that is always checked.
+ * is valid, and a status that is always checked; with --events,
+ * procspy_walker_events in a loop, ended by procspy_walker_stop.
  *
  *   procspy                  every TCP and UDP socket, all states, table
  *   procspy -tl              TCP listeners
@@ -15,6 +16,7 @@
  *   procspy -p 1234 --json   one process's connections, one JSON object a line
  *   procspy --sockets        every socket fd: PID FD NETNS INODE NAME
  *   procspy --watch 5        what changed every 5 seconds, until SIGINT/SIGTERM
+ *   procspy --events --json  each connect, listen, close... as the kernel reports it
  *
  * Build: make build/procspy (C99 + POSIX, links libprocspy.so).
  */
@@ -47,6 +49,10 @@ enum { EXIT_USAGE = 2, EXIT_SIGNAL = 128 };
 /* --watch: the longest interval, a day, in milliseconds. */
 #define WATCH_MAX_MS 86400000u
 
+/* --events: how long one procspy_walker_events call waits. A signal ends
+ * the wait at once (procspy_walker_stop), so this only bounds a call. */
+#define EVENTS_WAIT_MS 1000u
+
 /* -N NAME: where ip-netns(8) keeps its names, and the file system a
  * namespace file is on (statfs f_type, linux/magic.h). */
 #define NETNS_RUN_DIR "/run/netns/"
@@ -73,11 +79,13 @@ struct options {
     bool json;
     bool sockets;              /* --sockets: socket fds instead of table lines */
     bool conn_only_option;     /* one of -t -u -l -a -c was given */
+    bool pass_option;          /* one of -l -a -c --source --owners: a pass's, not --events' */
     const char *proc_root;     /* NULL: the library's default */
     uint32_t source;           /* --source: PROCSPY_SOURCE_* */
     uint32_t owners;           /* --owners: PROCSPY_OWNERS_* */
     uint32_t watch_ms;         /* --watch: the interval; 0 = list once */
     bool diagnose;             /* --diagnose: what the library learnt of the kernel */
+    bool events;               /* --events: stream the tracer's events */
 };
 
 static void usage(FILE *out)
@@ -128,10 +136,17 @@ static void usage(FILE *out)
         "                        and what opened and closed between two polls\n"
         "                        (closed: from the kernel's destroy notices; no\n"
         "                        owner, so -p hides them; -l and -c don't)\n"
+        "      --events          stream live events, a line each, as the kernel\n"
+        "                        reports them through the library's BPF tracer,\n"
+        "                        until SIGINT or SIGTERM (then exit 0): connect,\n"
+        "                        accept, close, send, state, listen, lost; -t,\n"
+        "                        -u, -4, -6, --port, -n, -N and -p filter them\n"
+        "                        (-p: the events whose owner is PID)\n"
         "      --diagnose        list the connections without printing them, then\n"
-        "                        print what the library learnt of the running\n"
-        "                        kernel (its probes, and whether the BPF owner\n"
-        "                        scan loads, or why not) and exit\n"
+        "                        start the BPF tracer, then print what the library\n"
+        "                        learnt of the running kernel (its probes, whether\n"
+        "                        the BPF owner scan loads, each tracer hook's\n"
+        "                        state, or why not) and exit\n"
         "  -h, --help            show this help and exit\n"
         "  -V, --version         show the library version and exit\n"
         "\n"
@@ -147,6 +162,9 @@ static void usage(FILE *out)
         "for state and owner, what it was at the poll before last: \"was STATE\"\n"
         "or \"was PID/FD NAME\" (\"was -\": no owner); a disappeared row is the\n"
         "connection as it was last seen.\n"
+        "--events puts EVENT first (connect, accept, close, send, state, listen,\n"
+        "lost); STATE is OLD->NEW for a state event; FD is '-' (an event knows\n"
+        "the process, not its descriptor); a lost row says how many were lost.\n"
         "\n"
         "JSON keys: netns proto (\"tcp\"/\"udp\") family (4/6) state state_name\n"
         "local_addr local_port remote_addr remote_port inode uid pid fd name\n"
@@ -154,21 +172,27 @@ static void usage(FILE *out)
         "visible. With --sockets: pid fd netns inode name start_time. With\n"
         "--watch: \"event\" first, then the connection's keys; a state event\n"
         "adds old_state old_state_name, an owner event old_pid old_fd old_name\n"
-        "old_start_time (null where it had no owner).\n"
+        "old_start_time (null where it had no owner). With --events: \"event\"\n"
+        "first, the connection's keys (fd null), then old_state (a state event's\n"
+        "old state name, else null), time (CLOCK_BOOTTIME ns), cookie (the\n"
+        "kernel's socket cookie); a lost line adds lost (how many), its\n"
+        "connection keys all zeros.\n"
         "Names are raw bytes: valid UTF-8 is kept as is, and each byte that is\n"
         "not part of valid UTF-8 becomes \\u00XX (XX = the byte), so the output\n"
         "is always valid JSON.\n"
         "\n"
         "The closing count line (\"N connections in M namespaces (K without a\n"
-        "visible owner)\", \"N sockets in M namespaces\", or with --watch \"N\n"
-        "events in P polls\") goes to stderr, so stdout holds only the records.\n"
+        "visible owner)\", \"N sockets in M namespaces\", with --watch \"N events\n"
+        "in P polls\", or with --events \"N events (L lost)\") goes to stderr, so\n"
+        "stdout holds only the records.\n"
         "M counts the namespaces listed. A line after it says what could not be\n"
         "read, if anything (namespaces unreachable, sockets not asked, files\n"
         "truncated, tables unreadable). --watch flushes its output after each\n"
-        "poll.\n"
+        "poll, --events after each batch of events.\n"
         "\n"
         "Exit status: 0 ok, 1 error, 2 bad usage, 128 + the signal that ended\n"
-        "it: 130 SIGINT, 143 SIGTERM (--watch ends only so).\n",
+        "it: 130 SIGINT, 143 SIGTERM (--watch ends only so; --events ends so\n"
+        "with 0, its normal end).\n",
         out);
 }
 
@@ -293,7 +317,10 @@ static uint64_t netns_by_name(const char *name)
 
 static void parse_options(int argc, char **argv, struct options *o)
 {
-    enum { OPT_JSON = 256, OPT_SOCKETS, OPT_PROC, OPT_SOURCE, OPT_OWNERS, OPT_DIAGNOSE, OPT_NO_OWNERS, OPT_PORT };
+    enum {
+        OPT_JSON = 256, OPT_SOCKETS, OPT_PROC, OPT_SOURCE, OPT_OWNERS, OPT_DIAGNOSE, OPT_NO_OWNERS, OPT_PORT,
+        OPT_EVENTS
+    };
     static const struct choice sources[] = {
         { "auto", PROCSPY_SOURCE_AUTO }, { "netlink", PROCSPY_SOURCE_NETLINK },
         { "text", PROCSPY_SOURCE_TEXT }, { NULL, 0 },
@@ -321,6 +348,7 @@ static void parse_options(int argc, char **argv, struct options *o)
         { "source", required_argument, NULL, OPT_SOURCE },
         { "owners", required_argument, NULL, OPT_OWNERS },
         { "diagnose", no_argument, NULL, OPT_DIAGNOSE },
+        { "events", no_argument, NULL, OPT_EVENTS },
         { "no-owners", no_argument, NULL, OPT_NO_OWNERS },
         { "watch", required_argument, NULL, 'w' },
         { "help", no_argument, NULL, 'h' },
@@ -356,9 +384,9 @@ static void parse_options(int argc, char **argv, struct options *o)
         case 'N':
             o->netns_name = optarg;
             break;
-        case 'l': o->states = STATES_LISTENING; o->conn_only_option = true; break;
-        case 'a': o->states = STATES_ALL; o->conn_only_option = true; break;
-        case 'c': o->states = STATES_CONNECTED; o->conn_only_option = true; break;
+        case 'l': o->states = STATES_LISTENING; o->conn_only_option = o->pass_option = true; break;
+        case 'a': o->states = STATES_ALL; o->conn_only_option = o->pass_option = true; break;
+        case 'c': o->states = STATES_CONNECTED; o->conn_only_option = o->pass_option = true; break;
         case 'n':
             if (!parse_u64(optarg, 1, UINT64_MAX, &v))
                 bad_number("namespace inode", optarg, arg);
@@ -377,18 +405,19 @@ static void parse_options(int argc, char **argv, struct options *o)
             break;
         case OPT_JSON: o->json = true; break;
         case OPT_DIAGNOSE: o->diagnose = true; break;
+        case OPT_EVENTS: o->events = true; break;
         case OPT_NO_OWNERS: o->no_owners = true; break;
         case OPT_SOCKETS: o->sockets = true; break;
         case OPT_PROC: o->proc_root = optarg; break;
         case OPT_SOURCE:
             if (!pick(sources, optarg, &o->source))
                 bad_usage("invalid --source '%s' (auto, netlink or text)", optarg);
-            o->conn_only_option = true;
+            o->conn_only_option = o->pass_option = true;
             break;
         case OPT_OWNERS:
             if (!pick(owners, optarg, &o->owners))
                 bad_usage("invalid --owners '%s' (auto, proc or bpf)", optarg);
-            o->conn_only_option = true;
+            o->conn_only_option = o->pass_option = true;
             break;
         case 'h':
             usage(stdout);
@@ -416,6 +445,11 @@ static void parse_options(int argc, char **argv, struct options *o)
         bad_usage("%s", "-n and -N both name the namespace: give one");
     if (o->diagnose && (o->sockets || o->watch_ms || o->json))
         bad_usage("%s", "--diagnose prints what the library learnt: --sockets, --watch and --json don't apply");
+    if (o->events && (o->sockets || o->watch_ms || o->diagnose))
+        bad_usage("%s", "--events streams events: --sockets, --watch and --diagnose don't apply");
+    if (o->events && (o->pass_option || o->no_owners))
+        bad_usage("%s", "--events streams what the kernel reports: -l, -a, -c, --no-owners, --source and "
+                        "--owners don't apply");
     if (o->sockets && o->watch_ms)
         bad_usage("%s", "--watch reports connections: it does not apply to --sockets");
     if (o->no_owners && (o->sockets || o->watch_ms))
@@ -563,7 +597,8 @@ static int row_done(struct context *ctx)
     return 0;
 }
 
-/* The owner keys, each name after `prefix` ("" or "old_"): null where none. */
+/* The owner keys, each name after `prefix` ("" or "old_"): null where
+ * none; fd null where the owner's descriptor is not known (an event's). */
 static void put_owner_json(const char *prefix, const procspy_socket *o)
 {
     if (o == NULL) {
@@ -571,7 +606,12 @@ static void put_owner_json(const char *prefix, const procspy_socket *o)
                prefix, prefix);
         return;
     }
-    printf("\"%spid\":%ld,\"%sfd\":%ld,\"%sname\":", prefix, (long)o->pid, prefix, (long)o->fd, prefix);
+    printf("\"%spid\":%ld,\"%sfd\":", prefix, (long)o->pid, prefix);
+    if (o->fd < 0)
+        fputs("null", stdout);
+    else
+        printf("%ld", (long)o->fd);
+    printf(",\"%sname\":", prefix);
     put_json_string(o->name, o->name_len);
     printf(",\"%sstart_time\":%llu", prefix, (unsigned long long)o->start_time);
 }
@@ -594,27 +634,33 @@ static void put_connection_json(const procspy_connection *c)
     put_owner_json("", c->owner);
 }
 
-/* "PID FD NAME" columns, or "- - -" where there is no owner. */
+/* "PID FD NAME" columns, or "- - -" where there is no owner; FD "-"
+ * where its descriptor is not known (an event's). */
 static void put_owner_table(const procspy_socket *o)
 {
     if (o == NULL) {
         fputs("      - -     -", stdout);
         return;
     }
-    printf("%7ld %-5ld ", (long)o->pid, (long)o->fd);
+    if (o->fd < 0)
+        printf("%7ld -     ", (long)o->pid);
+    else
+        printf("%7ld %-5ld ", (long)o->pid, (long)o->fd);
     put_name_table(o->name, o->name_len);
 }
 
-/* A connection's columns, without the newline. */
-static void put_connection_table(const procspy_connection *c)
+/* A connection's columns, without the newline; STATE is `state` where
+ * given. A table line of inode 0 (TIME_WAIT) keeps no uid; an event's
+ * connection, read from the socket itself, has one whatever its inode. */
+static void put_connection_table(const procspy_connection *c, const char *state, bool uid_known)
 {
     char local[INET6_ADDRSTRLEN + 8], remote[INET6_ADDRSTRLEN + 8];
 
     format_endpoint(local, c->family, c->local_addr, c->local_port);
     format_endpoint(remote, c->family, c->remote_addr, c->remote_port);
     printf("%-10llu %-5s %-12s %-23s %-23s %-8s ", (unsigned long long)c->netns,
-           proto_name(c), procspy_state_name(c->protocol, c->state), local, remote,
-           c->inode == 0 ? "-" : user_name(c->uid)); /* inode 0: a TIME_WAIT line keeps no uid */
+           proto_name(c), state ? state : procspy_state_name(c->protocol, c->state), local, remote,
+           uid_known ? user_name(c->uid) : "-");
     put_owner_table(c->owner);
 }
 
@@ -666,7 +712,7 @@ static int on_connection(void *userdata, const procspy_connection *c)
         put_connection_json(c);
         fputs("}\n", stdout);
     } else {
-        put_connection_table(c);
+        put_connection_table(c, NULL, c->inode != 0);
         putchar('\n');
     }
     return row_done(ctx);
@@ -716,7 +762,7 @@ static int on_change(void *userdata, const procspy_change *ch)
         fputs("}\n", stdout);
     } else {
         printf("%-11s ", event_name(ch->kind));
-        put_connection_table(c);
+        put_connection_table(c, NULL, c->inode != 0);
         if (ch->kind == PROCSPY_CHANGE_STATE)
             printf(" was %s", procspy_state_name(c->protocol, ch->old_state));
         if (owner && ch->old_owner == NULL)
@@ -725,6 +771,61 @@ static int on_change(void *userdata, const procspy_change *ch)
             printf(" was %ld/%ld ", (long)ch->old_owner->pid, (long)ch->old_owner->fd);
             put_name_table(ch->old_owner->name, ch->old_owner->name_len);
         }
+        putchar('\n');
+    }
+    return row_done(ctx);
+}
+
+static const char *event_kind_name(procspy_event_kind kind)
+{
+    switch (kind) {
+    case PROCSPY_EVENT_CONNECT: return "connect";
+    case PROCSPY_EVENT_ACCEPT: return "accept";
+    case PROCSPY_EVENT_CLOSE: return "close";
+    case PROCSPY_EVENT_SEND: return "send";
+    case PROCSPY_EVENT_STATE: return "state";
+    case PROCSPY_EVENT_LISTEN: return "listen";
+    case PROCSPY_EVENT_LOST: return "lost";
+    }
+    return "unknown"; /* a kind newer than this program */
+}
+
+/* procspy_event_fn (--events): one event; it and all it points at live
+ * until we return. The library filters by protocol; the rest is ours. A
+ * lost row passes every filter: what is missing may be what was asked for. */
+static int on_event(void *userdata, const procspy_event *e)
+{
+    struct context *ctx = userdata;
+    const struct options *opt = ctx->opt;
+    const procspy_connection *c = e->connection;
+    bool lost = e->kind == PROCSPY_EVENT_LOST;
+    bool state = e->kind == PROCSPY_EVENT_STATE;
+
+    if (!lost && (!endpoint_wanted(opt, c) || (opt->netns_set && c->netns != opt->netns) ||
+                  (opt->pid_set && (c->owner == NULL || c->owner->pid != opt->pid))))
+        return 0;
+    if (opt->json) {
+        printf("{\"event\":\"%s\",", event_kind_name(e->kind));
+        put_connection_json(c);
+        if (state)
+            printf(",\"old_state\":\"%s\"", procspy_state_name(c->protocol, e->old_state));
+        else
+            fputs(",\"old_state\":null", stdout);
+        printf(",\"time\":%llu,\"cookie\":%llu", (unsigned long long)e->time_ns,
+               (unsigned long long)e->cookie);
+        if (lost)
+            printf(",\"lost\":%llu", (unsigned long long)e->lost);
+        fputs("}\n", stdout);
+    } else if (lost) {
+        printf("%-11s %llu events lost (the tracer's ring was full)\n", "lost", (unsigned long long)e->lost);
+    } else {
+        char change[40]; /* "NEW_SYN_RECV->NEW_SYN_RECV" at most */
+
+        if (state)
+            snprintf(change, sizeof change, "%s->%s", procspy_state_name(c->protocol, e->old_state),
+                     procspy_state_name(c->protocol, c->state));
+        printf("%-11s ", event_kind_name(e->kind));
+        put_connection_table(c, state ? change : NULL, true);
         putchar('\n');
     }
     return row_done(ctx);
@@ -789,9 +890,10 @@ static void set_signals(void (*handler)(int))
     sigaction(SIGTERM, &sa, NULL);
 }
 
-/* Prints this thread's last library error, "procspy: <what failed>". */
-/* --diagnose: a pass has run; say how it went, then what the walker learnt. */
-static bool print_diagnosis(procspy_walker *walker, procspy_status pass, uint64_t rows)
+/* --diagnose: a pass has run, then the tracer was started; say how each
+ * went, then what the walker learnt. */
+static bool print_diagnosis(procspy_walker *walker, procspy_status pass, uint64_t rows, procspy_status events,
+                            const char *events_error)
 {
     size_t len = 0;
     char *text;
@@ -801,6 +903,11 @@ static bool print_diagnosis(procspy_walker *walker, procspy_status pass, uint64_
         printf("connections pass: ok, %llu connections\n", (unsigned long long)rows);
     else
         printf("connections pass: failed (%s)\n", procspy_status_str(pass));
+    if (events == PROCSPY_OK)
+        puts("events (BPF tracer): started");
+    else
+        printf("events (BPF tracer): failed: %s (%s)\n", events_error ? events_error : "?",
+               procspy_status_str(events));
     if (procspy_walker_diagnose(walker, NULL, 0, &len) != PROCSPY_BUFFER_TOO_SMALL)
         return false;
     text = malloc(len + 1);
@@ -813,17 +920,23 @@ static bool print_diagnosis(procspy_walker *walker, procspy_status pass, uint64_
     return true;
 }
 
-static void print_library_error(procspy_status status)
+/* This thread's last library error, to free; NULL if none or no memory. */
+static char *library_error(void)
 {
     size_t len = procspy_last_error(NULL, 0);
-    char *msg = malloc(len + 1);
+    char *msg = len > 0 ? malloc(len + 1) : NULL;
 
-    if (msg != NULL && len > 0) {
+    if (msg != NULL)
         (void)procspy_last_error(msg, len + 1);
-        fprintf(stderr, "procspy: %s\n", msg);
-    } else {
-        fprintf(stderr, "procspy: %s\n", procspy_status_str(status));
-    }
+    return msg;
+}
+
+/* Prints this thread's last library error, "procspy: <what failed>". */
+static void print_library_error(procspy_status status)
+{
+    char *msg = library_error();
+
+    fprintf(stderr, "procspy: %s\n", msg ? msg : procspy_status_str(status));
     free(msg);
 }
 
@@ -878,6 +991,29 @@ static procspy_status watch(procspy_walker *walker, struct context *ctx, uint32_
     }
 }
 
+/* --events: events calls back to back, each batch flushed, until a signal
+ * (procspy_walker_stop ends a waiting call at once: PROCSPY_STOPPED) or a
+ * failure. Returns the last call's status; counts what the kernel lost and
+ * the ring records the library dropped. */
+static procspy_status stream_events(procspy_walker *walker, struct context *ctx, uint64_t *lost,
+                                    uint64_t *dropped)
+{
+    procspy_status status;
+
+    do {
+        procspy_walk_stats_ext ext = {0};
+
+        status = procspy_walker_events(walker, EVENTS_WAIT_MS, ctx->opt->protocols, on_event, ctx, NULL);
+        if (procspy_walker_stats_ext(walker, &ext, sizeof ext) == PROCSPY_OK) {
+            *lost += ext.events_lost;
+            *dropped += ext.events_dropped;
+        }
+        if (fflush(stdout) != 0)
+            ctx->write_failed = true;
+    } while (status == PROCSPY_OK && !ctx->write_failed);
+    return status;
+}
+
 /* What the pass could not read, if anything, on stderr after the count:
  * a limit never hides something in silence. */
 static void warn_unread(const procspy_walker *walker)
@@ -904,7 +1040,7 @@ int main(int argc, char **argv)
     struct context ctx;
     procspy_walker *walker = NULL;
     procspy_status status;
-    uint64_t polls = 0;
+    uint64_t polls = 0, lost = 0, dropped = 0;
     int rc = EXIT_SUCCESS;
 
     parse_options(argc, argv, &opt);
@@ -957,13 +1093,37 @@ int main(int argc, char **argv)
             printf("%-11s %-10s %-5s %-12s %-23s %-23s %-8s %7s %-5s %s\n", "EVENT", "NETNS", "PROTO",
                    "STATE", "LOCAL", "REMOTE", "USER", "PID", "FD", "NAME");
         status = watch(walker, &ctx, ctx.tcp_states | ctx.udp_states, &polls);
+    } else if (opt.events) {
+        int fd;
+
+        /* The tracer first: a kernel that refuses it gets no header, and
+         * the header, flushed, says the hooks are attached. */
+        status = procspy_walker_events_fd(walker, &fd);
+        if (status == PROCSPY_OK && !opt.json && !opt.no_header) {
+            printf("%-11s %-10s %-5s %-12s %-23s %-23s %-8s %7s %-5s %s\n", "EVENT", "NETNS", "PROTO",
+                   "STATE", "LOCAL", "REMOTE", "USER", "PID", "FD", "NAME");
+            fflush(stdout);
+        }
+        if (status == PROCSPY_OK)
+            status = stream_events(walker, &ctx, &lost, &dropped);
     } else if (opt.diagnose) {
+        procspy_status events;
+        char *events_error = NULL;
+        int fd;
+
         status = procspy_walker_connections(walker, NULL, 0, opt.protocols, ctx.tcp_states | ctx.udp_states,
                                             on_connection, &ctx, NULL);
         if (status != PROCSPY_OK)
             print_library_error(status);
-        if (!print_diagnosis(walker, status, ctx.rows))
+        /* The tracer, so the diagnosis lists each hook: started by its fd,
+         * which leaves the pass's counters the last ones (an events call
+         * would put its own there). */
+        events = procspy_walker_events_fd(walker, &fd);
+        if (events != PROCSPY_OK)
+            events_error = library_error();
+        if (!print_diagnosis(walker, status, ctx.rows, events, events_error))
             ctx.out_of_memory = true;
+        free(events_error);
         status = PROCSPY_OK; /* the diagnosis is the answer, the pass's failure in it */
     } else if (opt.sockets) {
         if (!opt.json && !opt.no_header)
@@ -992,6 +1152,12 @@ int main(int argc, char **argv)
     } else if (ctx.out_of_memory) {
         fputs("procspy: out of memory\n", stderr);
         rc = EXIT_FAILURE;
+    } else if (opt.events && interrupted && status == PROCSPY_STOPPED) {
+        /* A signal is how --events ends: not a failure. */
+        fprintf(stderr, "%llu events (%llu lost)\n", (unsigned long long)ctx.rows, (unsigned long long)lost);
+        if (dropped > 0)
+            fprintf(stderr, "procspy: %llu records of the tracer's ring made no sense and were dropped\n",
+                    (unsigned long long)dropped);
     } else if (interrupted && opt.watch_ms) {
         fprintf(stderr, "%llu events in %llu polls\n", (unsigned long long)ctx.rows, (unsigned long long)polls);
         rc = EXIT_SIGNAL + interrupted;

@@ -291,12 +291,52 @@ typedef enum procspy_change_kind {
   /**
    * Listed by neither call: it opened and closed between them, as the
    * kernel's destroy notification tells it (see
-   * `procspy_walker_changes`): inode 0, no owner, the state it was freed
-   * in (TCP: `PROCSPY_STATE_CLOSE`; a connected UDP socket: ESTABLISHED),
-   * its uid, and the tuple as far as the kernel kept it.
+   * `procspy_walker_changes`): inode 0, the state it was freed in (TCP:
+   * `PROCSPY_STATE_CLOSE`; a connected UDP socket: ESTABLISHED), its uid,
+   * the tuple as far as the kernel kept it, and its owner where the BPF
+   * tracer saw one (else NULL).
    */
   PROCSPY_CHANGE_SEEN_CLOSED = 5,
 } procspy_change_kind;
+
+/**
+ * What a live event tells (`procspy_walker_events`). Values are fixed;
+ * new ones are only ever appended; 0 is never one.
+ */
+typedef enum procspy_event_kind {
+  /**
+   * TCP: CLOSE -> SYN_SENT, in the connecting process (its local port is
+   * not bound yet: 0); UDP: a connect.
+   */
+  PROCSPY_EVENT_CONNECT = 1,
+  /**
+   * A TCP connection accepted, in the accepting process.
+   */
+  PROCSPY_EVENT_ACCEPT = 2,
+  /**
+   * The process closed the socket (its last fd): TCP, or a UDP socket
+   * that connected or sent before.
+   */
+  PROCSPY_EVENT_CLOSE = 3,
+  /**
+   * A UDP socket's first send; the remote address is the datagram's.
+   */
+  PROCSPY_EVENT_SEND = 4,
+  /**
+   * Any other TCP state change: `old_state` to the connection's state.
+   */
+  PROCSPY_EVENT_STATE = 5,
+  /**
+   * TCP: CLOSE -> LISTEN, in the listening process.
+   */
+  PROCSPY_EVENT_LISTEN = 6,
+  /**
+   * Events were lost before this one (`lost` of them), the tracer's ring
+   * being full: re-read a snapshot (`procspy_walker_connections`) to
+   * know what is open. Its connection is all zeros.
+   */
+  PROCSPY_EVENT_LOST = 7,
+} procspy_event_kind;
 
 /**
  * Stops a walker's walks as `procspy_walker_stop` does, and stays valid
@@ -497,6 +537,53 @@ typedef struct procspy_change {
 typedef int (*procspy_change_fn)(void *userdata, const struct procspy_change *change);
 
 /**
+ * One live event, lent to a `procspy_event_fn`: it, its connection and the
+ * owner it points at live until the callback returns. May grow at its end
+ * in later versions.
+ */
+typedef struct procspy_event {
+  /**
+   * What happened.
+   */
+  enum procspy_event_kind kind;
+  /**
+   * `PROCSPY_EVENT_STATE`: the state it left; 0 otherwise.
+   */
+  uint8_t old_state;
+  /**
+   * The socket as the kernel held it then (its inode 0 where it had no
+   * file: not accepted yet, or closed), with its owner: the process that
+   * acted where the hook runs in it (connect, listen, accept, close, a
+   * UDP send; a close or shutdown entering FIN_WAIT1 or LAST_ACK), else
+   * the one seen acting on that socket before, else NULL; never the
+   * process a softirq interrupted. The owner's pid is the initial pid
+   * namespace's, its `fd` -1, its `start_time` and name its thread group
+   * leader's. Never NULL.
+   */
+  const struct procspy_connection *connection;
+  /**
+   * When, `CLOCK_BOOTTIME` ns.
+   */
+  uint64_t time_ns;
+  /**
+   * The kernel's socket cookie: one socket's events share it.
+   */
+  uint64_t cookie;
+  /**
+   * `PROCSPY_EVENT_LOST`: how many were lost; 0 otherwise.
+   */
+  uint64_t lost;
+} procspy_event;
+
+/**
+ * Called once per event, synchronously on the calling thread. The record
+ * lives until the callback returns. Return 0 to go on, non-zero to end the
+ * call (`PROCSPY_CALLBACK_ABORTED`; the events not yet delivered wait for
+ * the next call).
+ */
+typedef int (*procspy_event_fn)(void *userdata, const struct procspy_event *event);
+
+/**
  * Counters of a walk that the frozen `procspy_walk_stats` has no room for,
  * copied by `procspy_walker_stats_ext`. Fields are only ever added at the
  * end.
@@ -580,6 +667,20 @@ typedef struct procspy_walk_stats_ext {
    * the lines of those that were read are delivered.
    */
   uint64_t tables_unreadable;
+  /**
+   * events: events delivered.
+   */
+  uint64_t events;
+  /**
+   * events: events the kernel could not write, the tracer's ring being
+   * full (each loss also comes as a `PROCSPY_EVENT_LOST` event).
+   */
+  uint64_t events_lost;
+  /**
+   * events: records in the ring that made no sense (an unknown kind,
+   * family, protocol or state, a wrong length), dropped.
+   */
+  uint64_t events_dropped;
 } procspy_walk_stats_ext;
 
 #ifdef __cplusplus
@@ -852,7 +953,14 @@ enum procspy_status procspy_walker_connections(struct procspy_walker *walker,
  * each later one reads what they were
  * told, without waiting, and delivers each freed socket that neither
  * snapshot lists and that the previous call did not report disappeared.
- * The kernel names no process, so `owner` is NULL; a reset socket has
+ * The kernel names no process; where the walker's BPF tracer runs (the
+ * first changes call starts it on a thread of the library's own, once,
+ * unless the owner scan is `PROCSPY_OWNERS_PROC`, and the calls after use
+ * it; `procspy_walker_events_fd` starts it at once; where it is refused,
+ * changes goes on without it), `owner` is the process it saw act on that
+ * socket last: the connecting one for a
+ * connect, the one that closed it for a close (its pid in the initial pid
+ * namespace, `fd` -1); else NULL. A reset socket has
  * lost its remote port, an unbound one its local address. A call that
  * does not return `PROCSPY_OK` keeps them for the next. How the
  * subscriptions are bounded and checked, and what the kernel cannot tell:
@@ -867,6 +975,73 @@ enum procspy_status procspy_walker_changes(struct procspy_walker *walker,
                                            procspy_change_fn on_change,
                                            void *userdata,
                                            struct procspy_walk_stats *stats);
+
+/**
+ * Live events: each connect, accept, listen, close, TCP state change and
+ * first UDP send on the host, in every network namespace, with the
+ * process that did it, as the kernel reports it through the library's
+ * BPF tracer. Delivers what waits, or waits at most `timeout_ms` for the
+ * first (0: does not wait), then returns `PROCSPY_OK`; at most a ring's
+ * worth of events per call, so a call ends under a flood too. Call it in
+ * a loop, or poll `procspy_walker_events_fd` in your own.
+ *
+ * The first call starts the tracer: it assembles its programs from the
+ * running kernel's BTF, loads and attaches them (needs `CAP_BPF` and
+ * `CAP_PERFMON`, or `CAP_SYS_ADMIN`, and the host's procfs as the proc
+ * root seen from the initial pid namespace), and maps its ring buffer
+ * (`procspy_walker_set_events_ring`, 4 MiB unless set). They stay attached
+ * until the walker is freed; a tracer nobody reads costs its ring and the
+ * hooks' work. Each hook attaches on its own (`procspy_walker_diagnose`
+ * lists them): the TCP state tracepoint is needed (connect, listen, every
+ * state change, and closes through FIN_WAIT1 or LAST_ACK, with their
+ * processes); the accept, close and UDP hooks (fentry/fexit) add their
+ * events where the kernel lets them attach. Where the tracer can't run:
+ * `PROCSPY_UNSUPPORTED` naming what the kernel lacks or refused (BTF, the
+ * ring buffer, the tracepoint), `PROCSPY_IO` for a failed system call
+ * (EPERM without the capabilities; the next call tries again), or
+ * `PROCSPY_INVALID_ARGUMENT` for a proc root that is not the host's.
+ *
+ * Events are in the order the ring holds them (per CPU, near enough in
+ * time; `time_ns` orders them). When the ring was full the kernel counts
+ * what it could not write, and the next call delivers one
+ * `PROCSPY_EVENT_LOST` first: nothing is invented, and nothing lost goes
+ * unsaid; the tracer keeps running. `protocols` filters what is delivered
+ * (`PROCSPY_PROTO_TCP`, `PROCSPY_PROTO_UDP` or both). `procspy_walker_stop`
+ * ends a waiting call at once (`PROCSPY_STOPPED`). It runs beside a walk
+ * on the same walker; a second events call at the same time is
+ * `PROCSPY_BUSY`. `on_event` NULL is `PROCSPY_NULL_ARGUMENT`.
+ */
+PROCSPY_MUST_USE
+enum procspy_status procspy_walker_events(struct procspy_walker *walker,
+                                          uint32_t timeout_ms,
+                                          uint32_t protocols,
+                                          procspy_event_fn on_event,
+                                          void *userdata,
+                                          struct procspy_walk_stats *stats);
+
+/**
+ * Sets `*fd` to a file descriptor for the caller's own poll or epoll loop
+ * (then `procspy_walker_events` with timeout 0): it becomes readable once
+ * 16 KiB of events wait (about 130), since a wake-up per event would cost
+ * the host more than the events do; poll it with a timeout of a few
+ * milliseconds to see fewer sooner (`procspy_walker_events` looks every 5
+ * ms while it waits). Starts the tracer as `procspy_walker_events` does,
+ * failing as it does. The fd stays the walker's: do not close it; it is
+ * valid until the walker is freed. `*fd` is -1 on every failure.
+ */
+PROCSPY_MUST_USE
+enum procspy_status procspy_walker_events_fd(struct procspy_walker *walker,
+                                             int *fd);
+
+/**
+ * The size in bytes of the tracer's ring buffer: a power of two from 64
+ * KiB to 1 GiB (default 4 MiB, about 30,000 events). Only before the first
+ * `procspy_walker_events` or `procspy_walker_events_fd` call on the
+ * walker; after it, `PROCSPY_INVALID_ARGUMENT`.
+ */
+PROCSPY_MUST_USE
+enum procspy_status procspy_walker_set_events_ring(struct procspy_walker *walker,
+                                                   size_t bytes);
 
 /**
  * Copies the counters of the last walk on `walker` that ended (walk,

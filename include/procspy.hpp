@@ -7,6 +7,7 @@
 //       if (c.owner) std::printf("%u: pid %d\n", c.local_port, c.owner->pid);
 //       return true;                                    // false ends the walk
 //   });
+//   w.events(1000, PROCSPY_PROTO_TCP, [](const procspy_event &e) { ... });  // live, a second at most
 //
 // The walker lives in a unique_ptr with procspy_walker_free as its deleter;
 // a failed call throws procspy::Error with its status and the library's
@@ -176,6 +177,30 @@ public:
             return procspy_walker_changes(w_.get(), nullptr, 0, protocols, states, tramp, ud, st);
         });
     }
+
+    // f(const procspy_event &) -> bool: live events from the library's BPF
+    // tracer (procspy_walker_events): what waits, or the first of what
+    // comes within timeout_ms (0: no wait). The first call starts the
+    // tracer; a kernel that refuses it throws Error with
+    // PROCSPY_UNSUPPORTED, and diagnose() lists each hook. f returning
+    // false ends the call early, no error: the rest wait for the next call.
+    // stop() ends a waiting call (Error, PROCSPY_STOPPED).
+    template <class F> procspy_walk_stats events(uint32_t timeout_ms, uint32_t protocols, F &&f) {
+        return call<procspy_event>(f, true, [&](auto tramp, void *ud, procspy_walk_stats *st) {
+            return procspy_walker_events(w_.get(), timeout_ms, protocols, tramp, ud, st);
+        });
+    }
+
+    // Readable whenever an event waits, for the caller's own poll loop
+    // (then events(0, ...)); starts the tracer. The walker's: never close it.
+    int events_fd() const {
+        int fd = -1;
+        check(procspy_walker_events_fd(w_.get(), &fd));
+        return fd;
+    }
+
+    // The tracer's ring in bytes (a power of two, 64 KiB to 1 GiB), before it starts.
+    void set_events_ring(size_t bytes) { check(procspy_walker_set_events_ring(w_.get(), bytes)); }
 
 private:
     struct Free {

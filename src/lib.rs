@@ -66,6 +66,6 @@ pub mod parse;
 mod procfs;
 
 pub use engine::{
-    Change, ChangeKind, Conn, Connection, Error, OwnerScan, Protocol, Protocols, Query, Socket, Source, StateMask,
-    Stats, StopToken, TableBuf, TcpState, Walker, state_name, state_name_cstr,
+    Change, ChangeKind, Conn, Connection, Error, Event, EventKind, OwnerScan, Protocol, Protocols, Query, Socket,
+    Source, StateMask, Stats, StopToken, TableBuf, TcpState, Walker, state_name, state_name_cstr,
 };

@@ -43,3 +43,10 @@ func procspyGoOnChange(handle C.uintptr_t, c *C.procspy_change) C.int {
 	ch := goChange(c)
 	return st.deliver(func() bool { return st.onChange(ch) })
 }
+
+//export procspyGoOnEvent
+func procspyGoOnEvent(handle C.uintptr_t, e *C.procspy_event) C.int {
+	st := cgo.Handle(handle).Value().(*walkState)
+	ev := goEvent(e)
+	return st.deliver(func() bool { return st.onEvent(ev) })
+}

@@ -35,6 +35,8 @@ enum procspy_status procspy_go_connections(procspy_walker *walker, uint32_t prot
 enum procspy_status procspy_go_changes(procspy_walker *walker, uint32_t protocols,
                                   uint32_t state_mask, uintptr_t handle,
                                   procspy_walk_stats *stats);
+enum procspy_status procspy_go_events(procspy_walker *walker, uint32_t timeout_ms, uint32_t protocols,
+                                 uintptr_t handle, procspy_walk_stats *stats);
 enum procspy_status procspy_go_query(procspy_walker *walker, const int32_t *pids, size_t n_pids,
                                 const uint64_t *netns, size_t n_netns, uint32_t flags,
                                 uint32_t protocols, uint32_t state_mask, uintptr_t handle,
@@ -265,6 +267,14 @@ type Stats struct {
 	ClosedLost       uint64 // Changes: times destroy notifications were lost
 	NetnsFound       uint64 // namespaces found that no process is in
 	NetnsUnreachable uint64 // of those, the ones whose tables could not be read
+	// NetnsUnreachableFds: of those, the ones not entered for want of an fd.
+	NetnsUnreachableFds uint64
+	ClosesStalled       uint64 // sockets not asked: copies' closes had not returned
+	FilesTruncated      uint64 // files not read whole (a mountinfo past its bound)
+	TablesUnreadable    uint64 // tables of a namespace that could not be read
+	Events              uint64 // Events: events delivered
+	EventsLost          uint64 // Events: events the kernel could not write (its ring full)
+	EventsDropped       uint64 // Events: ring records that made no sense, dropped
 }
 
 func goStats(s *C.procspy_walk_stats, e *C.procspy_walk_stats_ext) Stats {
@@ -285,6 +295,14 @@ func goStats(s *C.procspy_walk_stats, e *C.procspy_walk_stats_ext) Stats {
 		ClosedLost:       uint64(e.closed_lost),
 		NetnsFound:       uint64(e.netns_found),
 		NetnsUnreachable: uint64(e.netns_unreachable),
+
+		NetnsUnreachableFds: uint64(e.netns_unreachable_fds),
+		ClosesStalled:       uint64(e.closes_stalled),
+		FilesTruncated:      uint64(e.files_truncated),
+		TablesUnreadable:    uint64(e.tables_unreadable),
+		Events:              uint64(e.events),
+		EventsLost:          uint64(e.events_lost),
+		EventsDropped:       uint64(e.events_dropped),
 	}
 }
 
@@ -609,6 +627,7 @@ type walkState struct {
 	onSocket     func(Socket) bool
 	onConnection func(Connection) bool
 	onChange     func(Change) bool
+	onEvent      func(Event) bool
 	// An early end is a failure: Changes keeps nothing of such a call.
 	declineFails bool
 	// The call of fn on the record the library waits on, and fn's answer.
@@ -761,4 +780,116 @@ func (w *Walker) Changes(protocols Protocol, states StateMask, fn func(Change) b
 		func(p *C.procspy_walker, h C.uintptr_t, s *C.procspy_walk_stats) C.enum_procspy_status {
 			return C.procspy_go_changes(p, C.uint32_t(protocols), C.uint32_t(states), h, s)
 		})
+}
+
+// EventKind is what a live event tells (procspy_event_kind).
+type EventKind int
+
+// Event kinds (values fixed by the ABI).
+const (
+	EventConnect EventKind = C.PROCSPY_EVENT_CONNECT // TCP: CLOSE -> SYN_SENT, in the connecting process (local port 0); UDP: a connect
+	EventAccept  EventKind = C.PROCSPY_EVENT_ACCEPT  // a TCP connection accepted, in the accepting process
+	EventClose   EventKind = C.PROCSPY_EVENT_CLOSE   // the process closed the socket (its last fd)
+	EventSend    EventKind = C.PROCSPY_EVENT_SEND    // a UDP socket's first send
+	EventState   EventKind = C.PROCSPY_EVENT_STATE   // any other TCP state change: OldState -> Connection.State
+	EventListen  EventKind = C.PROCSPY_EVENT_LISTEN  // TCP: CLOSE -> LISTEN, in the listening process
+	EventLost    EventKind = C.PROCSPY_EVENT_LOST    // Lost events were lost before this one (the ring was full)
+)
+
+// String is the kind as the procspy command prints it: "connect",
+// "accept", "close", "send", "state", "listen", "lost".
+func (k EventKind) String() string {
+	switch k {
+	case EventConnect:
+		return "connect"
+	case EventAccept:
+		return "accept"
+	case EventClose:
+		return "close"
+	case EventSend:
+		return "send"
+	case EventState:
+		return "state"
+	case EventListen:
+		return "listen"
+	case EventLost:
+		return "lost"
+	}
+	return fmt.Sprintf("EventKind(%d)", int(k))
+}
+
+// Event is one live event (procspy_event), copied.
+type Event struct {
+	Kind EventKind
+	// Connection is the socket as the kernel held it then (Inode 0 where
+	// it had no file), its Owner the process that acted where the hook runs
+	// in it, else the one seen acting on that socket before, else nil; the
+	// Owner's Fd is -1. EventLost: all zeros.
+	Connection Connection
+	OldState   State         // EventState: the state it left
+	Time       time.Duration // when, since boot (CLOCK_BOOTTIME)
+	Cookie     uint64        // the kernel's socket cookie: one socket's events share it
+	Lost       uint64        // EventLost: how many were lost
+}
+
+func goEvent(e *C.procspy_event) Event {
+	return Event{
+		Kind:       EventKind(e.kind),
+		Connection: goConnection(e.connection),
+		OldState:   State(e.old_state),
+		Time:       time.Duration(e.time_ns),
+		Cookie:     uint64(e.cookie),
+		Lost:       uint64(e.lost),
+	}
+}
+
+// Events calls fn once per live event (procspy_walker_events): each
+// connect, accept, listen, close, TCP state change and first UDP send on
+// the host, in every namespace, with the process that did it, from the
+// library's BPF tracer. What waits, or the first of what comes within
+// timeout (0: no wait), a ring's worth at most: call it in a loop, or wait
+// on EventsFD in your own. The first call starts the tracer (root, or
+// CAP_BPF and CAP_PERFMON), attached until Close; a kernel that refuses it
+// gives ErrUnsupported saying what, and Diagnose lists each hook. An
+// EventLost comes first where the kernel lost events since the last call.
+// protocols filters what is delivered. Stop ends a waiting call
+// (ErrStopped). It runs beside a walk on the same Walker; a second Events
+// call at once gets ErrBusy. fn returning false ends the call early (a nil
+// error; the rest wait for the next call); panics as for Walk.
+func (w *Walker) Events(timeout time.Duration, protocols Protocol, fn func(Event) bool) (Stats, error) {
+	ms := timeout.Milliseconds()
+	if ms < 0 || ms > 1<<32-1 {
+		return Stats{}, &Error{Status: StatusInvalidArgument, Message: fmt.Sprintf("procspy.Events: timeout %v out of range", timeout)}
+	}
+	return w.run(&walkState{onEvent: fn},
+		func(p *C.procspy_walker, h C.uintptr_t, s *C.procspy_walk_stats) C.enum_procspy_status {
+			return C.procspy_go_events(p, C.uint32_t(ms), C.uint32_t(protocols), h, s)
+		})
+}
+
+// EventsFD is a file descriptor that is readable whenever an event waits,
+// for the caller's own poll or epoll loop (then Events with timeout 0); it
+// starts the tracer as Events does, failing as it does. It stays the
+// Walker's: never close it; it is valid until Close.
+func (w *Walker) EventsFD() (int, error) {
+	var fd C.int
+	err := w.call(func(p *C.procspy_walker) C.enum_procspy_status {
+		return C.procspy_walker_events_fd(p, &fd)
+	})
+	if err != nil {
+		return -1, err
+	}
+	return int(fd), nil
+}
+
+// SetEventsRing sets the tracer's ring buffer in bytes: a power of two
+// from 64 KiB to 1 GiB (default 4 MiB). Only before the tracer starts
+// (the first Events or EventsFD); after, ErrInvalidArgument.
+func (w *Walker) SetEventsRing(bytes int) error {
+	if bytes < 0 {
+		return &Error{Status: StatusInvalidArgument, Message: fmt.Sprintf("procspy.SetEventsRing: %d bytes", bytes)}
+	}
+	return w.call(func(p *C.procspy_walker) C.enum_procspy_status {
+		return C.procspy_walker_set_events_ring(p, C.size_t(bytes))
+	})
 }

@@ -15,6 +15,10 @@ static int connection_tramp(void *userdata, const procspy_connection *connection
     return procspyGoOnConnection((uintptr_t)userdata, (procspy_connection *)connection);
 }
 
+static int event_tramp(void *userdata, const procspy_event *event) {
+    return procspyGoOnEvent((uintptr_t)userdata, (procspy_event *)event);
+}
+
 static int change_tramp(void *userdata, const procspy_change *change) {
     return procspyGoOnChange((uintptr_t)userdata, (procspy_change *)change);
 }
@@ -44,4 +48,9 @@ enum procspy_status procspy_go_changes(procspy_walker *walker, uint32_t protocol
                                   procspy_walk_stats *stats) {
     return procspy_walker_changes(walker, NULL, 0, protocols, state_mask,
                                   change_tramp, (void *)handle, stats);
+}
+
+enum procspy_status procspy_go_events(procspy_walker *walker, uint32_t timeout_ms, uint32_t protocols,
+                                 uintptr_t handle, procspy_walk_stats *stats) {
+    return procspy_walker_events(walker, timeout_ms, protocols, event_tramp, (void *)handle, stats);
 }

@@ -4,7 +4,9 @@
 // library finds each of them with this process's pid and the right fd, and
 // unless changes calls report its listener and accepted end appearing once
 // and a connection opened and closed between two of them as seen closed,
-// and unless a query for its own pid delivers its sockets and nothing else.
+// and unless a query for its own pid delivers its sockets and nothing else,
+// and, where the kernel runs the library's BPF tracer, unless live events
+// name this process for its listen, connect and close.
 //
 //   g++ -std=c++17 -Wall -Wextra -Werror walk.cpp $(pkg-config --cflags --libs procspy)
 //   g++ -std=c++17 -Wall -Wextra -Werror -I../../include walk.cpp
@@ -16,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <map>
 #include <optional>
@@ -278,6 +281,64 @@ int run() {
         std::printf("empty pid set: %s\n", e.what());
     }
 
+    // 9. Live events, where the kernel runs the tracer: a listen, a connect
+    //    and the client's close (ESTABLISHED -> FIN_WAIT1) of this process
+    //    name it (fd -1: an event knows the process, not its descriptor); an
+    //    exception from the lambda comes back from events(). Other traffic
+    //    can make the kernel drop events: three tries.
+    bool events_ok = true;
+    try {
+        w.events_fd();
+        events_ok = w.diagnose().find("BPF tracer tp_btf/inet_sock_set_state: attached\n") != std::string::npos;
+        bool complete = false;
+        for (int attempt = 0; events_ok && !complete && attempt < 3; attempt++) {
+            Fd l(listen_loopback(4));
+            const uint16_t port = port_of(l.fd);
+            const uint64_t inode = inode_of(l.fd);
+            Fd c(connect_v4(port));
+            Fd a(accept4(l.fd, nullptr, nullptr, SOCK_CLOEXEC));
+            const uint16_t cport = port_of(c.fd);
+            close(std::exchange(c.fd, -1));
+            close(std::exchange(a.fd, -1));
+            close(std::exchange(l.fd, -1));
+            bool listened = false, connected = false, fin_wait1 = false, closed = false;
+            const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+            while (!closed && std::chrono::steady_clock::now() < deadline) {
+                w.events(200, PROCSPY_PROTO_TCP, [&](const procspy_event &e) {
+                    const procspy_connection &c = *e.connection;
+                    const bool mine = c.owner && c.owner->pid == pid && c.owner->fd == -1;
+                    if (e.kind == PROCSPY_EVENT_LISTEN && c.local_port == port)
+                        listened = mine && c.inode == inode && c.state == PROCSPY_STATE_LISTEN;
+                    if (e.kind == PROCSPY_EVENT_CONNECT && c.remote_port == port)
+                        connected = mine && c.state == PROCSPY_STATE_SYN_SENT;
+                    if (e.kind == PROCSPY_EVENT_STATE && c.local_port == cport && c.state == PROCSPY_STATE_FIN_WAIT1)
+                        fin_wait1 = mine && e.old_state == PROCSPY_STATE_ESTABLISHED;
+                    // The listener's close: the last of it (its local port is 0 by then).
+                    closed = closed || (e.kind == PROCSPY_EVENT_STATE && e.old_state == PROCSPY_STATE_LISTEN &&
+                                        c.state == PROCSPY_STATE_CLOSE && mine && c.inode == inode);
+                    return true;
+                });
+            }
+            complete = listened && connected && fin_wait1;
+            std::printf("events: attempt %d: listen %s, connect %s, FIN_WAIT1 %s\n", attempt + 1,
+                        listened ? "ours" : "missing", connected ? "ours" : "missing", fin_wait1 ? "ours" : "missing");
+        }
+        events_ok = events_ok && complete;
+        bool rethrown = false;
+        Fd l(listen_loopback(4));  // an event, should the host have none
+        try {
+            for (int i = 0; i < 50; i++)
+                w.events(200, PROCSPY_PROTO_TCP, [](const procspy_event &) -> bool { throw std::logic_error("boom"); });
+        } catch (const std::logic_error &) {
+            rethrown = true;
+        }
+        events_ok = events_ok && rethrown;
+    } catch (const procspy::Error &e) {
+        if (e.status() != PROCSPY_UNSUPPORTED)
+            throw;
+        std::printf("note: the kernel refuses the tracer, events not checked: %s\n", e.what());
+    }
+
     int failures = 0;
     auto expect = [&failures](bool ok, const char *otherwise) {
         if (!ok) {
@@ -301,6 +362,7 @@ int run() {
     expect(changes_ok, "changes did not report the listener and accepted end once, and the closed connection");
     expect(token_ok, "a stopped token's walker did not return PROCSPY_STOPPED");
     expect(query_ok, "a query for this pid did not deliver its listener alone, or an empty set was not refused");
+    expect(events_ok, "live events did not name this process for its listen, connect and close");
     std::printf("%s\n", failures ? "walk.cpp: FAILED" : "walk.cpp: all found");
     return failures ? 1 : 0;
 }

@@ -2,7 +2,7 @@
 
 use std::ffi::{c_char, c_int, c_void};
 
-use procspy_core::{ChangeKind, Connection, Protocol, Socket, Stats, StopToken};
+use procspy_core::{ChangeKind, Connection, EventKind, Protocol, Socket, Stats, StopToken};
 
 /// The result of every call that can fail. Values are fixed; new ones are
 /// only ever appended. `procspy_status_str` names any value, known or not.
@@ -266,9 +266,10 @@ pub enum procspy_change_kind {
     PROCSPY_CHANGE_OWNER = 4,
     /// Listed by neither call: it opened and closed between them, as the
     /// kernel's destroy notification tells it (see
-    /// `procspy_walker_changes`): inode 0, no owner, the state it was freed
-    /// in (TCP: `PROCSPY_STATE_CLOSE`; a connected UDP socket: ESTABLISHED),
-    /// its uid, and the tuple as far as the kernel kept it.
+    /// `procspy_walker_changes`): inode 0, the state it was freed in (TCP:
+    /// `PROCSPY_STATE_CLOSE`; a connected UDP socket: ESTABLISHED), its uid,
+    /// the tuple as far as the kernel kept it, and its owner where the BPF
+    /// tracer saw one (else NULL).
     PROCSPY_CHANGE_SEEN_CLOSED = 5,
 }
 
@@ -310,6 +311,78 @@ impl From<ChangeKind> for procspy_change_kind {
         }
     }
 }
+
+/// What a live event tells (`procspy_walker_events`). Values are fixed;
+/// new ones are only ever appended; 0 is never one.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum procspy_event_kind {
+    /// TCP: CLOSE -> SYN_SENT, in the connecting process (its local port is
+    /// not bound yet: 0); UDP: a connect.
+    PROCSPY_EVENT_CONNECT = 1,
+    /// A TCP connection accepted, in the accepting process.
+    PROCSPY_EVENT_ACCEPT = 2,
+    /// The process closed the socket (its last fd): TCP, or a UDP socket
+    /// that connected or sent before.
+    PROCSPY_EVENT_CLOSE = 3,
+    /// A UDP socket's first send; the remote address is the datagram's.
+    PROCSPY_EVENT_SEND = 4,
+    /// Any other TCP state change: `old_state` to the connection's state.
+    PROCSPY_EVENT_STATE = 5,
+    /// TCP: CLOSE -> LISTEN, in the listening process.
+    PROCSPY_EVENT_LISTEN = 6,
+    /// Events were lost before this one (`lost` of them), the tracer's ring
+    /// being full: re-read a snapshot (`procspy_walker_connections`) to
+    /// know what is open. Its connection is all zeros.
+    PROCSPY_EVENT_LOST = 7,
+}
+
+impl From<EventKind> for procspy_event_kind {
+    fn from(k: EventKind) -> Self {
+        match k {
+            EventKind::Connect => procspy_event_kind::PROCSPY_EVENT_CONNECT,
+            EventKind::Accept => procspy_event_kind::PROCSPY_EVENT_ACCEPT,
+            EventKind::Close => procspy_event_kind::PROCSPY_EVENT_CLOSE,
+            EventKind::Send => procspy_event_kind::PROCSPY_EVENT_SEND,
+            EventKind::State => procspy_event_kind::PROCSPY_EVENT_STATE,
+            EventKind::Listen => procspy_event_kind::PROCSPY_EVENT_LISTEN,
+            EventKind::Lost => procspy_event_kind::PROCSPY_EVENT_LOST,
+        }
+    }
+}
+
+/// One live event, lent to a `procspy_event_fn`: it, its connection and the
+/// owner it points at live until the callback returns. May grow at its end
+/// in later versions.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct procspy_event {
+    /// What happened.
+    pub kind: procspy_event_kind,
+    /// `PROCSPY_EVENT_STATE`: the state it left; 0 otherwise.
+    pub old_state: u8,
+    /// The socket as the kernel held it then (its inode 0 where it had no
+    /// file: not accepted yet, or closed), with its owner: the process that
+    /// acted where the hook runs in it (connect, listen, accept, close, a
+    /// UDP send; a close or shutdown entering FIN_WAIT1 or LAST_ACK), else
+    /// the one seen acting on that socket before, else NULL; never the
+    /// process a softirq interrupted. The owner's pid is the initial pid
+    /// namespace's, its `fd` -1, its `start_time` and name its thread group
+    /// leader's. Never NULL.
+    pub connection: *const procspy_connection,
+    /// When, `CLOCK_BOOTTIME` ns.
+    pub time_ns: u64,
+    /// The kernel's socket cookie: one socket's events share it.
+    pub cookie: u64,
+    /// `PROCSPY_EVENT_LOST`: how many were lost; 0 otherwise.
+    pub lost: u64,
+}
+
+/// Called once per event, synchronously on the calling thread. The record
+/// lives until the callback returns. Return 0 to go on, non-zero to end the
+/// call (`PROCSPY_CALLBACK_ABORTED`; the events not yet delivered wait for
+/// the next call).
+pub type procspy_event_fn = Option<unsafe extern "C" fn(userdata: *mut c_void, event: *const procspy_event) -> c_int>;
 
 /// Counters of a walk that the frozen `procspy_walk_stats` has no room for,
 /// copied by `procspy_walker_stats_ext`. Fields are only ever added at the
@@ -373,6 +446,14 @@ pub struct procspy_walk_stats_ext {
     /// `udp`, their v6) that could not be read while others of it were;
     /// the lines of those that were read are delivered.
     pub tables_unreadable: u64,
+    /// events: events delivered.
+    pub events: u64,
+    /// events: events the kernel could not write, the tracer's ring being
+    /// full (each loss also comes as a `PROCSPY_EVENT_LOST` event).
+    pub events_lost: u64,
+    /// events: records in the ring that made no sense (an unknown kind,
+    /// family, protocol or state, a wrong length), dropped.
+    pub events_dropped: u64,
 }
 
 /// Called once per socket fd, synchronously on the walking thread. The
@@ -434,6 +515,9 @@ impl From<&Stats> for procspy_walk_stats_ext {
             closes_stalled: s.closes_stalled,
             files_truncated: s.files_truncated,
             tables_unreadable: s.tables_unreadable,
+            events: s.events,
+            events_lost: s.events_lost,
+            events_dropped: s.events_dropped,
         }
     }
 }

@@ -8,7 +8,7 @@ use super::guard::{Fail, guard};
 use super::mem::{caller_buffer, copy_out, give, put_stats, take_back, walker_ref};
 use super::types::*;
 use procspy_core::{
-    Change, Connection, OwnerScan, Protocols, Query, Socket, Source, StateMask, Stats, TableBuf, Walker,
+    Change, Connection, Event, OwnerScan, Protocols, Query, Socket, Source, StateMask, Stats, TableBuf, Walker,
 };
 
 /// Lends `f` the record of `c`, pointing at its owner's.
@@ -400,7 +400,14 @@ pub(super) fn connections_body<'q>(
 /// each later one reads what they were
 /// told, without waiting, and delivers each freed socket that neither
 /// snapshot lists and that the previous call did not report disappeared.
-/// The kernel names no process, so `owner` is NULL; a reset socket has
+/// The kernel names no process; where the walker's BPF tracer runs (the
+/// first changes call starts it on a thread of the library's own, once,
+/// unless the owner scan is `PROCSPY_OWNERS_PROC`, and the calls after use
+/// it; `procspy_walker_events_fd` starts it at once; where it is refused,
+/// changes goes on without it), `owner` is the process it saw act on that
+/// socket last: the connecting one for a
+/// connect, the one that closed it for a close (its pid in the initial pid
+/// namespace, `fd` -1); else NULL. A reset socket has
 /// lost its remote port, an unbound one its local address. A call that
 /// does not return `PROCSPY_OK` keeps them for the next. How the
 /// subscriptions are bounded and checked, and what the kernel cannot tell:
@@ -451,6 +458,109 @@ fn deliver_change(
         // SAFETY: the caller's callback, given records that outlive the call.
         verdict(unsafe { cb(userdata, &rec) })
     })
+}
+
+/// Live events: each connect, accept, listen, close, TCP state change and
+/// first UDP send on the host, in every network namespace, with the
+/// process that did it, as the kernel reports it through the library's
+/// BPF tracer. Delivers what waits, or waits at most `timeout_ms` for the
+/// first (0: does not wait), then returns `PROCSPY_OK`; at most a ring's
+/// worth of events per call, so a call ends under a flood too. Call it in
+/// a loop, or poll `procspy_walker_events_fd` in your own.
+///
+/// The first call starts the tracer: it assembles its programs from the
+/// running kernel's BTF, loads and attaches them (needs `CAP_BPF` and
+/// `CAP_PERFMON`, or `CAP_SYS_ADMIN`, and the host's procfs as the proc
+/// root seen from the initial pid namespace), and maps its ring buffer
+/// (`procspy_walker_set_events_ring`, 4 MiB unless set). They stay attached
+/// until the walker is freed; a tracer nobody reads costs its ring and the
+/// hooks' work. Each hook attaches on its own (`procspy_walker_diagnose`
+/// lists them): the TCP state tracepoint is needed (connect, listen, every
+/// state change, and closes through FIN_WAIT1 or LAST_ACK, with their
+/// processes); the accept, close and UDP hooks (fentry/fexit) add their
+/// events where the kernel lets them attach. Where the tracer can't run:
+/// `PROCSPY_UNSUPPORTED` naming what the kernel lacks or refused (BTF, the
+/// ring buffer, the tracepoint), `PROCSPY_IO` for a failed system call
+/// (EPERM without the capabilities; the next call tries again), or
+/// `PROCSPY_INVALID_ARGUMENT` for a proc root that is not the host's.
+///
+/// Events are in the order the ring holds them (per CPU, near enough in
+/// time; `time_ns` orders them). When the ring was full the kernel counts
+/// what it could not write, and the next call delivers one
+/// `PROCSPY_EVENT_LOST` first: nothing is invented, and nothing lost goes
+/// unsaid; the tracer keeps running. `protocols` filters what is delivered
+/// (`PROCSPY_PROTO_TCP`, `PROCSPY_PROTO_UDP` or both). `procspy_walker_stop`
+/// ends a waiting call at once (`PROCSPY_STOPPED`). It runs beside a walk
+/// on the same walker; a second events call at the same time is
+/// `PROCSPY_BUSY`. `on_event` NULL is `PROCSPY_NULL_ARGUMENT`.
+#[unsafe(no_mangle)]
+#[must_use]
+pub extern "C" fn procspy_walker_events(
+    walker: *mut procspy_walker,
+    timeout_ms: u32,
+    protocols: u32,
+    on_event: procspy_event_fn,
+    userdata: *mut c_void,
+    stats: *mut procspy_walk_stats,
+) -> procspy_status {
+    guard("procspy_walker_events", || {
+        let cb = on_event.ok_or(Fail::Null("on_event"));
+        pass(walker, Ok(&mut []), stats, cb, |w, _, st, cb| {
+            let protocols = protocols_of(protocols)?;
+            let timeout = Duration::from_millis(timeout_ms.into());
+            Ok(w.events(timeout, protocols, st, &mut |e| deliver_event(cb, userdata, e))?)
+        })
+    })
+}
+
+/// Calls `cb` with the record of `e`; `ControlFlow::Break` if it said stop.
+fn deliver_event(
+    cb: unsafe extern "C" fn(*mut c_void, *const procspy_event) -> std::ffi::c_int,
+    userdata: *mut c_void,
+    e: &Event<'_>,
+) -> ControlFlow<()> {
+    with_record(&e.connection, |connection| {
+        let rec = procspy_event {
+            kind: e.kind.into(),
+            old_state: e.old_state,
+            connection,
+            time_ns: e.time_ns,
+            cookie: e.cookie,
+            lost: e.lost,
+        };
+        // SAFETY: the caller's callback, given records that outlive the call.
+        verdict(unsafe { cb(userdata, &rec) })
+    })
+}
+
+/// Sets `*fd` to a file descriptor for the caller's own poll or epoll loop
+/// (then `procspy_walker_events` with timeout 0): it becomes readable once
+/// 16 KiB of events wait (about 130), since a wake-up per event would cost
+/// the host more than the events do; poll it with a timeout of a few
+/// milliseconds to see fewer sooner (`procspy_walker_events` looks every 5
+/// ms while it waits). Starts the tracer as `procspy_walker_events` does,
+/// failing as it does. The fd stays the walker's: do not close it; it is
+/// valid until the walker is freed. `*fd` is -1 on every failure.
+#[unsafe(no_mangle)]
+#[must_use]
+pub extern "C" fn procspy_walker_events_fd(walker: *mut procspy_walker, fd: *mut std::ffi::c_int) -> procspy_status {
+    guard("procspy_walker_events_fd", || {
+        // SAFETY: a non-NULL `fd` points at a caller's int.
+        let out = unsafe { fd.as_mut() }.ok_or(Fail::Null("fd"))?;
+        *out = -1;
+        *out = walker_ref(walker)?.events_fd()?;
+        Ok(())
+    })
+}
+
+/// The size in bytes of the tracer's ring buffer: a power of two from 64
+/// KiB to 1 GiB (default 4 MiB, about 30,000 events). Only before the first
+/// `procspy_walker_events` or `procspy_walker_events_fd` call on the
+/// walker; after it, `PROCSPY_INVALID_ARGUMENT`.
+#[unsafe(no_mangle)]
+#[must_use]
+pub extern "C" fn procspy_walker_set_events_ring(walker: *mut procspy_walker, bytes: usize) -> procspy_status {
+    guard("procspy_walker_set_events_ring", || Ok(walker_ref(walker)?.set_events_ring(bytes)?))
 }
 
 /// Copies the counters of the last walk on `walker` that ended (walk,

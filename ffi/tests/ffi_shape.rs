@@ -60,12 +60,15 @@ fn public_structs_have_the_documented_layout() {
     assert_eq!(offsets!(procspy_change: kind, old_state, connection, old_owner), [0, 4, 8, 16]);
     assert_eq!(size_of::<procspy_walk_stats>(), 72);
     assert_eq!(offset_of!(procspy_walk_stats, elapsed_ns), 64);
-    assert_eq!(size_of::<procspy_walk_stats_ext>(), 88);
+    assert_eq!(size_of::<procspy_walk_stats_ext>(), 112);
     assert_eq!(
         offsets!(procspy_walk_stats_ext: accounted, dropped, netns_mismatch, snapshot_bytes, closed_lost, netns_found,
-            netns_unreachable, netns_unreachable_fds, closes_stalled, files_truncated, tables_unreadable),
-        [0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80]
+            netns_unreachable, netns_unreachable_fds, closes_stalled, files_truncated, tables_unreadable, events,
+            events_lost, events_dropped),
+        [0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104]
     );
+    assert_eq!(size_of::<procspy_event>(), 40);
+    assert_eq!(offsets!(procspy_event: kind, old_state, connection, time_ns, cookie, lost), [0, 4, 8, 16, 24, 32]);
     assert_eq!(size_of::<procspy_status>(), 4);
 }
 

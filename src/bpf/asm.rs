@@ -91,6 +91,8 @@ pub(super) enum Jmp {
     Eq,
     /// `BPF_JNE`
     Ne,
+    /// `BPF_JGT`: unsigned `>`.
+    Gt,
 }
 
 /// What a conditional jump compares its register with.
@@ -152,6 +154,11 @@ pub(super) enum Insn {
         dst: Reg,
         imm: i32,
     },
+    /// `dst >>= imm` (unsigned)
+    RshImm {
+        dst: Reg,
+        imm: i32,
+    },
     /// `goto` the instruction `off` past the next.
     Ja {
         off: i16,
@@ -182,9 +189,11 @@ const BPF_ATOMIC: u8 = 0xc0;
 const BPF_K: u8 = 0x00;
 const BPF_X: u8 = 0x08;
 const BPF_ADD: u8 = 0x00;
+const BPF_RSH: u8 = 0x70;
 const BPF_MOV: u8 = 0xb0;
 const BPF_JA: u8 = 0x00;
 const BPF_JEQ: u8 = 0x10;
+const BPF_JGT: u8 = 0x20;
 const BPF_JNE: u8 = 0x50;
 const BPF_CALL: u8 = 0x80;
 const BPF_EXIT: u8 = 0x90;
@@ -213,6 +222,7 @@ impl Insn {
         let jmp = |op| match op {
             Jmp::Eq => BPF_JEQ,
             Jmp::Ne => BPF_JNE,
+            Jmp::Gt => BPF_JGT,
         };
         let (code, dst, src, off, imm) = match self {
             Insn::Load { dst, src, off, size } => (BPF_LDX | BPF_MEM | size.code(), dst.0, src.0, off, 0),
@@ -227,6 +237,7 @@ impl Insn {
             Insn::Mov { dst, src } => (BPF_ALU64 | BPF_MOV | BPF_X, dst.0, src.0, 0, 0),
             Insn::MovImm { dst, imm } => (BPF_ALU64 | BPF_MOV | BPF_K, dst.0, 0, 0, imm),
             Insn::AddImm { dst, imm } => (BPF_ALU64 | BPF_ADD | BPF_K, dst.0, 0, 0, imm),
+            Insn::RshImm { dst, imm } => (BPF_ALU64 | BPF_RSH | BPF_K, dst.0, 0, 0, imm),
             Insn::Ja { off } => (BPF_JMP | BPF_JA, 0, 0, off, 0),
             Insn::Jmp { op, dst, src: Src::Imm(imm), off } => (BPF_JMP | jmp(op) | BPF_K, dst.0, 0, off, imm),
             Insn::Jmp { op, dst, src: Src::Reg(src), off } => (BPF_JMP | jmp(op) | BPF_X, dst.0, src.0, off, 0),
@@ -268,11 +279,14 @@ impl Insn {
                 x if x == BPF_ALU64 | BPF_MOV | BPF_X => Insn::Mov { dst, src },
                 x if x == BPF_ALU64 | BPF_MOV | BPF_K => Insn::MovImm { dst, imm },
                 x if x == BPF_ALU64 | BPF_ADD | BPF_K => Insn::AddImm { dst, imm },
+                x if x == BPF_ALU64 | BPF_RSH | BPF_K => Insn::RshImm { dst, imm },
                 x if x == BPF_JMP | BPF_JA => Insn::Ja { off },
                 x if x == BPF_JMP | BPF_JEQ | BPF_K => Insn::Jmp { op: Jmp::Eq, dst, src: Src::Imm(imm), off },
                 x if x == BPF_JMP | BPF_JNE | BPF_K => Insn::Jmp { op: Jmp::Ne, dst, src: Src::Imm(imm), off },
                 x if x == BPF_JMP | BPF_JEQ | BPF_X => Insn::Jmp { op: Jmp::Eq, dst, src: Src::Reg(src), off },
                 x if x == BPF_JMP | BPF_JNE | BPF_X => Insn::Jmp { op: Jmp::Ne, dst, src: Src::Reg(src), off },
+                x if x == BPF_JMP | BPF_JGT | BPF_K => Insn::Jmp { op: Jmp::Gt, dst, src: Src::Imm(imm), off },
+                x if x == BPF_JMP | BPF_JGT | BPF_X => Insn::Jmp { op: Jmp::Gt, dst, src: Src::Reg(src), off },
                 x if x == BPF_JMP | BPF_CALL => Insn::Call { id: imm },
                 x if x == BPF_JMP | BPF_EXIT => Insn::Exit,
                 _ => return Err(DecodeError::Unknown(op)),
@@ -303,9 +317,14 @@ impl fmt::Display for Insn {
             Insn::Mov { dst, src } => write!(f, "{dst} = {src}"),
             Insn::MovImm { dst, imm } => write!(f, "{dst} = {imm}"),
             Insn::AddImm { dst, imm } => write!(f, "{dst} += {imm}"),
+            Insn::RshImm { dst, imm } => write!(f, "{dst} >>= {imm}"),
             Insn::Ja { off } => write!(f, "goto pc{off:+}"),
             Insn::Jmp { op, dst, src, off } => {
-                let op = if op == Jmp::Eq { "==" } else { "!=" };
+                let op = match op {
+                    Jmp::Eq => "==",
+                    Jmp::Ne => "!=",
+                    Jmp::Gt => ">",
+                };
                 match src {
                     Src::Imm(imm) => write!(f, "if {dst} {op} {imm} goto pc{off:+}"),
                     Src::Reg(src) => write!(f, "if {dst} {op} {src} goto pc{off:+}"),
@@ -407,7 +426,9 @@ impl<L: Copy + PartialEq + fmt::Debug> Asm<L> {
             Insn::Load { dst, .. } => self.holds[usize::from(dst.0)] = Some(note.clone()),
             Insn::Mov { dst, src } => self.holds[usize::from(dst.0)] = self.holds[usize::from(src.0)].clone(),
             Insn::MovImm { dst, imm } => self.holds[usize::from(dst.0)] = Some(imm.to_string()),
-            Insn::AddImm { dst, .. } | Insn::LoadMap { dst, .. } => self.holds[usize::from(dst.0)] = None,
+            Insn::AddImm { dst, .. } | Insn::RshImm { dst, .. } | Insn::LoadMap { dst, .. } => {
+                self.holds[usize::from(dst.0)] = None
+            }
             Insn::Call { .. } => {
                 for r in &mut self.holds[..6] {
                     *r = None;
@@ -471,6 +492,10 @@ impl<L: Copy + PartialEq + fmt::Debug> Asm<L> {
     /// `if dst != src goto to`
     pub(super) fn jne(&mut self, dst: Reg, src: impl Into<Src>, to: L) {
         self.jump_to(Insn::Jmp { op: Jmp::Ne, dst, src: src.into(), off: 0 }, to);
+    }
+    /// `if dst > src goto to` (unsigned)
+    pub(super) fn jgt(&mut self, dst: Reg, src: impl Into<Src>, to: L) {
+        self.jump_to(Insn::Jmp { op: Jmp::Gt, dst, src: src.into(), off: 0 }, to);
     }
 
     /// Points every jump to `label` here. A register holds here what it
@@ -577,11 +602,12 @@ mod tests {
             Insn::Mov { dst: R7, src: R2 },
             Insn::MovImm { dst: R0, imm: -1 },
             Insn::AddImm { dst: R2, imm: -88 },
+            Insn::RshImm { dst: R0, imm: 32 },
             Insn::Ja { off: 70 },
             Insn::Call { id: 162 },
             Insn::Exit,
         ]);
-        for op in [Jmp::Eq, Jmp::Ne] {
+        for op in [Jmp::Eq, Jmp::Ne, Jmp::Gt] {
             all.push(Insn::Jmp { op, dst: R4, src: Src::Imm(10), off: 3 });
             all.push(Insn::Jmp { op, dst: R3, src: Src::Reg(R4), off: 35 });
         }
@@ -626,6 +652,7 @@ mod tests {
         };
         assert_eq!(enc(Insn::Load { dst: R6, src: R1, off: 0, size: Size::DW }), [[0x79, 0x16, 0, 0, 0, 0, 0, 0]]);
         assert_eq!(enc(Insn::Call { id: 162 }), [[0x85, 0, 0, 0, 162, 0, 0, 0]]);
+        assert_eq!(enc(Insn::RshImm { dst: R0, imm: 32 }), [[0x77, 0, 0, 0, 32, 0, 0, 0]]);
         assert_eq!(enc(Insn::LoadMap { dst: R1, map: 0 }), [[0x18, 0x11, 0, 0, 7, 0, 0, 0], [0; 8]], "fd 7");
         assert_eq!(enc(Insn::AtomicAdd { dst: R0, off: 0, src: R1, size: Size::DW }), [[0xdb, 0x10, 0, 0, 0, 0, 0, 0]]);
         assert_eq!(

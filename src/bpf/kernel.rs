@@ -53,6 +53,18 @@ impl<'a> Kernel<'a> {
     /// The BTF id of kernel function `name` (what a program attaches to);
     /// `what` names it in a refusal.
     pub(super) fn func(&self, name: &str, what: &str) -> Result<u32, Refusal> {
-        self.btf.find(Kind::Func, name.as_bytes()).ok_or_else(|| self.lacks(format_args!("{what} ({name})")))
+        self.named(Kind::Func, name, what)
+    }
+
+    /// The BTF id of the `kind` named `name` (a tracepoint's `btf_trace_`
+    /// typedef, say); `what` names it in a refusal.
+    pub(super) fn named(&self, kind: Kind, name: &str, what: &str) -> Result<u32, Refusal> {
+        self.btf.find(kind, name.as_bytes()).ok_or_else(|| self.lacks(format_args!("{what} ({name})")))
+    }
+
+    /// The size of struct `st`.
+    pub(super) fn size(&self, st: &str) -> Result<u32, Refusal> {
+        let id = self.btf.find(Kind::Struct, st.as_bytes());
+        id.and_then(|id| self.btf.size(id)).ok_or_else(|| self.lacks(format_args!("struct {st}")))
     }
 }

@@ -64,7 +64,7 @@ impl Program {
         let load = |log| bpf_sys::bpf_prog_load(&prog, log);
         match load(None) {
             Ok(prog) => Ok(prog),
-            Err(first @ (Errno::EACCES | Errno::EINVAL)) => {
+            Err(first @ (Errno::EACCES | Errno::EINVAL | Errno::EPERM)) => {
                 let mut log = vec![0u8; LOG_LEN];
                 load(Some(&mut log)).map_err(|_| {
                     let why = verdict(&log);

@@ -13,6 +13,8 @@
 //!   `bpf(2)` calls themselves, with `union bpf_attr` as `repr(C)`
 //!   structs, are `procfs`'s (`sys.rs`), where all unsafe code is.
 //! - `owner_scan.rs`: the owner scan's `task_file` iterator and its record.
+//! - `tracer.rs`: the tracer's programs on the socket hooks, their event
+//!   record, and the ring buffer they write it to.
 //!
 //! The engine uses this module; this module uses `procfs` (its syscalls,
 //! and the record the owner scan decodes into) and `parse` (BTF); neither
@@ -24,10 +26,14 @@ mod asm;
 mod kernel;
 mod load;
 mod owner_scan;
+#[cfg(test)]
+mod test_kernel;
+mod tracer;
 
 use nix::errno::Errno;
 
 pub(crate) use owner_scan::{RECORD_LEN, Record, SockIter, SockRecords};
+pub(crate) use tracer::{EVENT_LEN, Event, EventKind, EventOwner, Hook, Next, Owners, Tracer};
 
 /// Why a program can't be used here.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

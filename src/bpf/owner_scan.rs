@@ -372,8 +372,8 @@ mod tests {
     use super::*;
     use crate::bpf::asm::Insn;
     use crate::bpf::load::VMLINUX_BTF;
+    use crate::bpf::test_kernel::{HELPERS, check_jumps, small_kernel};
     use crate::parse::btf::Kind;
-    use crate::parse::btf::build::{W as Word, blob};
 
     #[test]
     fn decodes_both_families_and_the_tally() {
@@ -407,143 +407,6 @@ mod tests {
         put(&mut b, KIND, &[TALLY as u8]);
         assert_eq!(Record::decode(&b), Record::Tally { passed_over: 77 });
     }
-
-    /// Every jump of `p` lands on an instruction of it, forward, and it
-    /// ends in `exit`.
-    fn check_jumps(p: &Program) {
-        let insns = p.code.insns();
-        assert_eq!(insns.last(), Some(&Insn::Exit));
-        let starts: Vec<usize> =
-            insns.iter().scan(0, |slot, i| Some(std::mem::replace(slot, *slot + i.slots()))).collect();
-        for (&at, ins) in starts.iter().zip(insns) {
-            if let Insn::Ja { off } | Insn::Jmp { off, .. } = *ins {
-                assert!(off >= 0 && starts.contains(&(at + 1 + off as usize)), "jump at {at}: {off}");
-            }
-        }
-    }
-
-    /// A kernel's BTF cut down to what the program reads, at fixed offsets,
-    /// with `helpers` as its `enum bpf_func_id`.
-    fn small_kernel(helpers: &[(&'static str, u32)]) -> Vec<u8> {
-        use Word::{N, Name};
-        let bits = |bytes: u32| N(bytes * 8);
-        let ids: Vec<Word> = helpers.iter().flat_map(|&(name, id)| [Name(name), N(id)]).collect();
-        blob(&[
-            ("unsigned int", Kind::Int, 0, 4, &[N(32)]),           // 1
-            ("long long unsigned int", Kind::Int, 0, 8, &[N(64)]), // 2
-            ("short unsigned int", Kind::Int, 0, 2, &[N(16)]),     // 3
-            ("unsigned char", Kind::Int, 0, 1, &[N(8)]),           // 4
-            ("", Kind::Ptr, 0, 0, &[]),                            // 5
-            ("bpf_iter_task_file", Kind::Func, 0, 0, &[]),         // 6
-            (
-                "bpf_iter__task_file",
-                Kind::Struct,
-                4,
-                32,
-                &[
-                    Name("meta"),
-                    N(5),
-                    bits(0),
-                    Name("task"),
-                    N(5),
-                    bits(8),
-                    Name("fd"),
-                    N(1),
-                    bits(16),
-                    Name("file"),
-                    N(5),
-                    bits(24),
-                ],
-            ), // 7
-            ("bpf_iter_meta", Kind::Struct, 1, 24, &[Name("seq"), N(5), bits(0)]), // 8
-            ("socket", Kind::Struct, 1, 128, &[Name("sk"), N(5), bits(24)]), // 9
-            ("file", Kind::Struct, 1, 256, &[Name("f_inode"), N(5), bits(32)]), // 10
-            ("inode", Kind::Struct, 1, 600, &[Name("i_ino"), N(2), bits(64)]), // 11
-            (
-                "task_struct",
-                Kind::Struct,
-                2,
-                4096,
-                &[Name("tgid"), N(1), bits(2000), Name("nsproxy"), N(5), bits(2040)],
-            ), // 12
-            ("possible_net_t", Kind::Struct, 1, 8, &[Name("net"), N(5), bits(0)]), // 13
-            ("in6_addr", Kind::Struct, 0, 16, &[]),                // 14
-            (
-                "sock_common",
-                Kind::Struct,
-                9,
-                136,
-                &[
-                    Name("skc_daddr"),
-                    N(1),
-                    bits(0),
-                    Name("skc_rcv_saddr"),
-                    N(1),
-                    bits(4),
-                    Name("skc_dport"),
-                    N(3),
-                    bits(12),
-                    Name("skc_num"),
-                    N(3),
-                    bits(14),
-                    Name("skc_family"),
-                    N(3),
-                    bits(16),
-                    Name("skc_state"),
-                    N(4),
-                    bits(18),
-                    Name("skc_net"),
-                    N(13),
-                    bits(48),
-                    Name("skc_v6_daddr"),
-                    N(14),
-                    bits(56),
-                    Name("skc_v6_rcv_saddr"),
-                    N(14),
-                    bits(72),
-                ],
-            ), // 15
-            ("kuid_t", Kind::Typedef, 0, 17, &[]),                 // 16
-            ("", Kind::Struct, 1, 4, &[Name("val"), N(1), bits(0)]), // 17
-            (
-                "sock",
-                Kind::Struct,
-                4,
-                760,
-                &[
-                    Name("__sk_common"),
-                    N(15),
-                    bits(0),
-                    Name("sk_protocol"),
-                    N(3),
-                    bits(516),
-                    Name("sk_type"),
-                    N(3),
-                    bits(518),
-                    Name("sk_uid"),
-                    N(16),
-                    bits(600),
-                ],
-            ), // 18
-            ("ns_common", Kind::Struct, 1, 24, &[Name("inum"), N(1), bits(16)]), // 19
-            ("net", Kind::Struct, 1, 4000, &[Name("ns"), N(19), bits(120)]), // 20
-            ("atomic_t", Kind::Typedef, 0, 22, &[]),               // 21
-            ("", Kind::Struct, 1, 4, &[Name("counter"), N(23), bits(0)]), // 22
-            ("int", Kind::Int, 0, 4, &[N((1 << 24) | 32)]),        // 23
-            ("request_sock_queue", Kind::Struct, 1, 64, &[Name("qlen"), N(21), bits(8)]), // 24
-            ("inet_connection_sock", Kind::Struct, 1, 1400, &[Name("icsk_accept_queue"), N(24), bits(1000)]), // 25
-            ("tcp_sock", Kind::Struct, 1, 2200, &[Name("inet_conn"), N(25), bits(0)]), // 26
-            ("bpf_func_id", Kind::Enum, helpers.len() as u32, 4, &ids), // 27
-            ("nsproxy", Kind::Struct, 1, 72, &[Name("net_ns"), N(5), bits(64)]), // 28
-        ])
-    }
-
-    const HELPERS: [(&str, u32); 4] = [
-        ("BPF_FUNC_map_lookup_elem", 1),
-        ("BPF_FUNC_probe_read_kernel", 113),
-        ("BPF_FUNC_seq_write", 127),
-        ("BPF_FUNC_sock_from_file", 162),
-    ];
 
     /// The program for a fixed kernel, as an annotated listing: a change to
     /// what it does shows up as a diff of `owner_scan.listing`.
@@ -579,7 +442,7 @@ mod tests {
         };
         let btf = Btf::parse(&blob).unwrap();
         let has = btf.find(Kind::Func, b"bpf_iter_task_file").is_some()
-            && HELPERS.iter().all(|h| btf.enumerator(b"bpf_func_id", h.0.as_bytes()).is_some());
+            && HELPERS[..4].iter().all(|h| btf.enumerator(b"bpf_func_id", h.0.as_bytes()).is_some());
         match assemble(&btf) {
             Ok(p) => {
                 assert!(has);
@@ -593,7 +456,7 @@ mod tests {
     #[test]
     fn a_kernel_without_what_it_needs_is_refused_by_name() {
         let without = |name: &str| {
-            let helpers: Vec<_> = HELPERS.into_iter().filter(|h| h.0 != name).collect();
+            let helpers: Vec<_> = HELPERS[..4].iter().copied().filter(|h| h.0 != name).collect();
             assemble(&Btf::parse(&small_kernel(&helpers)).unwrap()).unwrap_err().to_string()
         };
         // Linux 5.10 has the iterator but not bpf_sock_from_file.

@@ -23,12 +23,14 @@ use super::closed::{Closed, Subscriptions};
 use super::connections::{Connection, Plan};
 use super::ctx::Ctx;
 use super::error::Error;
+use super::events::owner_socket;
 use super::owners::{OwnerAt, Procs, Socket};
 use super::pace::Stop;
 use super::pass::{Pass, join};
 use super::query::Query;
 use super::stats::Stats;
 use super::tables::Protocols;
+use crate::bpf::Owners;
 use crate::parse::kernel::{Family, Protocol};
 use crate::parse::tcp::Conn;
 use crate::procfs::TableBuf;
@@ -46,9 +48,11 @@ pub enum ChangeKind {
     /// none where there was one).
     Owner,
     /// Listed by neither: it opened and closed between the two calls, as the
-    /// kernel's destroy notification tells it: inode 0, no owner, the state
-    /// it was freed in (TCP: CLOSE; a connected UDP socket: ESTABLISHED) and
-    /// the tuple as far as the kernel kept it.
+    /// kernel's destroy notification tells it: inode 0, the state it was
+    /// freed in (TCP: CLOSE; a connected UDP socket: ESTABLISHED) and the
+    /// tuple as far as the kernel kept it; its owner the process the
+    /// walker's BPF tracer saw act on it last (fd -1), where it runs and saw
+    /// one, else none.
     SeenClosed,
 }
 
@@ -81,6 +85,8 @@ pub(super) struct ChangeState {
     /// What the last committed call reported disappeared, and this call.
     gone: Vec<Closed>,
     gone_next: Vec<Closed>,
+    /// The BPF tracer's owners map, where it runs: seen-closed owners.
+    pub owners: Option<Owners>,
 }
 
 #[derive(Debug, Default)]
@@ -375,7 +381,7 @@ fn deliver(
     stop: &Stop,
     on_change: &mut dyn FnMut(&Change<'_>) -> ControlFlow<()>,
 ) -> ControlFlow<()> {
-    let ChangeState { prev, next, pending, listed, gone, gone_next, .. } = ch;
+    let ChangeState { prev, next, pending, listed, gone, gone_next, owners, .. } = ch;
     let mut emit = |change: &Change<'_>| {
         if stop.is_set() { ControlFlow::Break(()) } else { on_change(change) }
     };
@@ -383,7 +389,7 @@ fn deliver(
     merge(prev, next, &mut |change| {
         if change.kind == ChangeKind::Disappeared {
             let c = &change.connection;
-            gone_next.push(Closed { netns: c.netns, protocol: c.protocol, conn: c.conn });
+            gone_next.push(Closed { netns: c.netns, protocol: c.protocol, conn: c.conn, cookie: 0 });
         }
         emit(change)
     })?;
@@ -403,7 +409,9 @@ fn deliver(
             Protocol::Udp => protocols.udp,
         };
         if wanted {
-            let connection = Connection { conn: p.conn, protocol: p.protocol, netns: p.netns, owner: None };
+            let mut name = [0u8; 17];
+            let owner = owners.as_ref().and_then(|o| o.get(p.cookie)).map(|o| owner_socket(&o, 0, p.netns, &mut name));
+            let connection = Connection { conn: p.conn, protocol: p.protocol, netns: p.netns, owner };
             emit(&Change { kind: ChangeKind::SeenClosed, connection, old_state: 0, old_owner: None })?;
         }
     }

@@ -54,6 +54,8 @@ pub(super) struct Closed {
     /// `Protocol::number`.
     pub protocol: Protocol,
     pub conn: Conn,
+    /// The kernel's socket cookie; 0 where not known (a snapshot's).
+    pub cookie: u64,
 }
 
 impl Closed {
@@ -122,8 +124,8 @@ impl Subscriptions {
             match sock.try_recv(&mut buf) {
                 Ok((n, sender, groups)) => match destroyed(&buf[..n.min(buf.len())], sender, groups) {
                     // A socket never bound was never in a table either.
-                    Some((_, conn)) if conn.local_port == 0 => {}
-                    Some((protocol, conn)) => pending.push(Closed { netns: *netns, protocol, conn }),
+                    Some((_, conn, _)) if conn.local_port == 0 => {}
+                    Some((protocol, conn, cookie)) => pending.push(Closed { netns: *netns, protocol, conn, cookie }),
                     None => stats.dropped += 1,
                 },
                 Err(Errno::ENOBUFS) => stats.closed_lost += 1,

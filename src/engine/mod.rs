@@ -5,7 +5,8 @@
 //! over `pass` (one pass, and what it keeps from call to call) over
 //! `connections` (what a pass delivers) and `query` (what it is asked)
 //! over `tables` over `owners` over `namespaces`, all over `ctx` (what a
-//! pass reads: the root, the stop, the pacing, the closer).
+//! pass reads: the root, the stop, the pacing, the closer). `events` (the
+//! live tracer) sits beside `changes`, over `ctx` and `bpf`.
 #![forbid(unsafe_code)]
 
 mod changes;
@@ -13,6 +14,7 @@ mod closed;
 mod connections;
 mod ctx;
 mod error;
+mod events;
 mod namespaces;
 mod owners;
 mod pace;
@@ -30,6 +32,7 @@ pub use crate::procfs::TableBuf;
 pub use changes::{Change, ChangeKind};
 pub use connections::{Connection, ParseOutcome, parse_tcp};
 pub use error::Error;
+pub use events::{Event, EventKind};
 pub use owners::{OwnerScan, Socket};
 pub use query::Query;
 pub use state::{state_name, state_name_cstr};

@@ -26,4 +26,7 @@ pub struct Stats {
     pub closes_stalled: u64,
     pub files_truncated: u64,
     pub tables_unreadable: u64,
+    pub events: u64,
+    pub events_lost: u64,
+    pub events_dropped: u64,
 }

@@ -7,22 +7,24 @@
 //! `walk_locked` at the end of this file.
 
 use std::ops::ControlFlow;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, TryLockError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use super::changes::{self, Change, ChangeState};
 use super::connections::{Connection, Plan};
 use super::ctx::{Ctx, Group, by_netns};
 use super::error::Error;
+use super::events::{Event, Events};
 use super::owners::{OwnerScan, Socket, scan_group};
 use super::pace::Stop;
 use super::pass::{self, Pass};
 use super::query::Query;
 use super::stats::Stats;
 use super::tables::{Protocols, Source, TCP, TCP6, append_tables, read_group_tables};
+use crate::bpf::Owners;
 use crate::parse::StateMask;
-use crate::procfs::{ProcRoot, TableBuf};
+use crate::procfs::{self, ProcRoot, TableBuf};
 
 /// The proc root a walker uses when none is named.
 pub(crate) const DEFAULT_PROC_ROOT: &[u8] = b"/proc";
@@ -50,6 +52,32 @@ pub struct Walker {
     /// Where `connections` reads the tables, and how it finds owners.
     config: Mutex<(Source, OwnerScan)>,
     state: Mutex<State>,
+    /// The live tracer: its own lock, so events and passes run side by
+    /// side; shared with the thread a changes call starts it on.
+    events: Arc<Mutex<Events>>,
+    /// What the tracer tells beside its lock, once it runs (`Started`).
+    started: Arc<Started>,
+    /// Whether a changes call started the tracer (once).
+    tracer_tried: AtomicBool,
+}
+
+/// What a running tracer tells without its lock, which a waiting events call
+/// holds.
+#[derive(Debug, Default)]
+struct Started {
+    /// Who acted on a socket that closed between two changes calls.
+    owners: OnceLock<Owners>,
+    /// Each hook's state, a line each for `diagnose`.
+    hooks: OnceLock<Vec<String>>,
+}
+
+impl Started {
+    /// Starts the tracer of `events` if it is not, and keeps what it tells.
+    fn start(&self, events: &mut Events, host: bool) -> Result<&Owners, Error> {
+        let owners = events.start(host)?;
+        self.hooks.get_or_init(|| events.describe());
+        Ok(self.owners.get_or_init(|| owners))
+    }
 }
 
 /// Buffers kept from walk to walk, so a warm walk allocates nothing.
@@ -79,6 +107,9 @@ impl Walker {
             last: Mutex::new(Stats::default()),
             config: Mutex::new((Source::Auto, OwnerScan::Auto)),
             state: Mutex::new(State::default()),
+            events: Arc::default(),
+            started: Arc::default(),
+            tracer_tried: AtomicBool::new(false),
         })
     }
 
@@ -334,6 +365,10 @@ impl Walker {
     ) -> Result<(), Error> {
         let plan = self.plan(protocols, state_mask)?;
         self.with_state(stats, |state, stats| {
+            // `PROCSPY_OWNERS_PROC` asks for no BPF: then no tracer either.
+            let owners =
+                if plan.owner_scan == OwnerScan::Proc { self.started.owners.get() } else { self.tracer_owners() };
+            state.changes.owners = owners.cloned();
             changes::changes(&self.ctx, &plan, &mut state.pass, &mut state.changes, out, stats, on_change)
         })
     }
@@ -359,6 +394,12 @@ impl Walker {
             Err(TryLockError::WouldBlock) => "not known while a walk runs".into(),
         };
         let _ = writeln!(out, "BPF owner scan (task_file iterator): {bpf}");
+        let hooks = match (self.started.hooks.get(), self.events.try_lock()) {
+            (Some(hooks), _) => hooks.clone(),
+            (None, Ok(events)) => events.describe(),
+            (None, Err(_)) => vec!["BPF tracer: being started".into()],
+        };
+        hooks.iter().for_each(|l| out.push_str(&format!("{l}\n")));
         let closes = if self.ctx.closer.stalled() { "stalled: no fd is taken until they return" } else { "returning" };
         let _ = writeln!(out, "closes of other processes' fds (on the library's own thread): {closes}");
         let s = self.last_stats();
@@ -374,6 +415,104 @@ impl Walker {
             s.tables_unreadable
         );
         out
+    }
+
+    /// Live events: what waits, or the first of what comes within
+    /// `timeout`; see
+    /// `procspy_walker_events`.
+    /// `ControlFlow::Break` from the closure is [`Error::Aborted`]. Runs
+    /// beside a pass on the same walker; a second events call at the same
+    /// time gets `Busy`.
+    ///
+    /// ```no_run
+    /// use std::ops::ControlFlow;
+    /// use std::time::Duration;
+    /// use procspy::{EventKind, Protocols, Stats, Walker};
+    /// let walker = Walker::new(None)?;
+    /// walker.events(Duration::ZERO, Protocols::BOTH, &mut Stats::default(), &mut |_| ControlFlow::Continue(()))?;
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    /// let mut listened = false;
+    /// walker.events(Duration::from_secs(1), Protocols::TCP, &mut Stats::default(), &mut |e| {
+    ///     listened |= e.kind == EventKind::Listen && e.connection.owner.map(|o| o.pid) == Some(std::process::id() as i32);
+    ///     ControlFlow::Continue(())
+    /// })?;
+    /// assert!(listened);
+    /// # drop(listener);
+    /// # Ok::<(), procspy::Error>(())
+    /// ```
+    pub fn events(
+        &self,
+        timeout: Duration,
+        protocols: Protocols,
+        stats: &mut Stats,
+        on_event: &mut dyn FnMut(&Event<'_>) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        let t0 = Instant::now();
+        *stats = Stats::default();
+        if !protocols.tcp && !protocols.udp {
+            return Err(Error::Invalid("protocols must name TCP, UDP or both"));
+        }
+        let mut events = match self.events.try_lock() {
+            Ok(e) => e,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return Err(Error::Busy),
+        };
+        let r = if self.ctx.stop.is_set() {
+            Err(Error::Stopped)
+        } else {
+            let host = self.ctx.root.shows_kernel_ids();
+            self.started
+                .start(&mut events, host)
+                .and_then(|_| events.deliver(&self.ctx, timeout, protocols, stats, on_event))
+        };
+        stats.elapsed_ns = t0.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = *stats;
+        r
+    }
+
+    /// An fd that is readable when an event waits, to poll in the caller's
+    /// own loop; starts the tracer. It stays the walker's: valid until the
+    /// walker is dropped, never to be closed by the caller. See
+    /// `procspy_walker_events_fd`.
+    pub fn events_fd(&self) -> Result<std::os::fd::RawFd, Error> {
+        let mut events = match self.events.try_lock() {
+            Ok(e) => e,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return Err(Error::Busy),
+        };
+        let host = self.ctx.root.shows_kernel_ids();
+        self.started.start(&mut events, host)?;
+        events.fd(host)
+    }
+
+    /// The tracer's owners map, where it runs. The first changes call
+    /// starts it, on a thread of the library's own: loading takes tens of
+    /// milliseconds (seconds in an emulated guest), which a changes call
+    /// neither waits for nor holds its lock through; a stop ends the call
+    /// at once. The calls after use it once it runs. Once only: a refusal
+    /// is not tried again by changes (an events call still starts it).
+    fn tracer_owners(&self) -> Option<&Owners> {
+        if self.started.owners.get().is_none()
+            && self.ctx.root.shows_kernel_ids()
+            && !self.tracer_tried.swap(true, Ordering::Relaxed)
+        {
+            let (events, started) = (Arc::clone(&self.events), Arc::clone(&self.started));
+            let _ = procfs::spawn_detached("procspy-tracer", move || {
+                let mut events = events.lock().unwrap_or_else(PoisonError::into_inner);
+                let _ = started.start(&mut events, true);
+            });
+        }
+        self.started.owners.get()
+    }
+
+    /// The size of the tracer's ring buffer, before it starts (default 4
+    /// MiB); see `procspy_walker_set_events_ring`.
+    pub fn set_events_ring(&self, bytes: usize) -> Result<(), Error> {
+        match self.events.try_lock() {
+            Ok(mut e) => e.set_ring_size(bytes),
+            Err(TryLockError::Poisoned(p)) => p.into_inner().set_ring_size(bytes),
+            Err(TryLockError::WouldBlock) => Err(Error::Busy),
+        }
     }
 
     fn plan(&self, protocols: Protocols, state_mask: StateMask) -> Result<Plan, Error> {

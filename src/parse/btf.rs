@@ -145,15 +145,32 @@ impl<'a> Btf<'a> {
         None
     }
 
-    /// The size in bytes of an integer, pointer, struct or union type
-    /// (through typedefs and qualifiers).
+    /// The size in bytes of an integer, pointer, struct, union or array
+    /// type (through typedefs and qualifiers), arrays nested at most two deep.
     pub fn size(&self, id: u32) -> Option<u32> {
+        self.size_within(id, 2)
+    }
+
+    fn size_within(&self, id: u32, depth: u32) -> Option<u32> {
         let (id, kind) = self.resolve(id)?;
+        let t = self.get(id)?;
         match kind {
-            Kind::Int | Kind::Struct | Kind::Union => Some(self.get(id)?.size_or_type),
+            Kind::Int | Kind::Struct | Kind::Union => Some(t.size_or_type),
             Kind::Ptr => Some(8),
+            // struct btf_array: type, index_type, nelems.
+            Kind::Array if depth > 0 => {
+                let (elem, n) = (u32_at(self.section, t.extra)?, u32_at(self.section, t.extra + 8)?);
+                self.size_within(elem, depth - 1)?.checked_mul(n)
+            }
             _ => None,
         }
+    }
+
+    /// How many parameters function `id` takes (its `FUNC_PROTO`'s).
+    pub fn params(&self, id: u32) -> Option<u32> {
+        let f = self.get(id).filter(|t| t.kind == Kind::Func)?;
+        let proto = self.get(f.size_or_type).filter(|t| t.kind == Kind::FuncProto)?;
+        Some(u32::from(proto.vlen))
     }
 
     /// The field `name` of struct `id`, looking into anonymous struct and
@@ -362,6 +379,26 @@ mod tests {
         // A typedef loop resolves to nothing rather than hanging.
         let looped = blob(&[("t", Kind::Typedef, 0, 1, &[])]);
         assert_eq!(Btf::parse(&looped).unwrap().size(1), None);
+    }
+
+    #[test]
+    fn sizes_arrays_and_counts_parameters() {
+        use W::{N, Name};
+        let b = blob(&[
+            ("char", Kind::Int, 0, 1, &[N(8)]),                               // 1
+            ("", Kind::Array, 0, 0, &[N(1), N(1), N(16)]),                    // 2: char[16]
+            ("", Kind::Array, 0, 0, &[N(2), N(1), N(4)]),                     // 3: char[4][16]
+            ("", Kind::FuncProto, 2, 1, &[Name("a"), N(1), Name("b"), N(1)]), // 4
+            ("f", Kind::Func, 0, 4, &[]),                                     // 5
+            ("g", Kind::Func, 0, 1, &[]),                                     // 6: its type is no prototype
+            ("", Kind::Array, 0, 0, &[N(2), N(1), N(u32::MAX)]),              // 7: char[..][16]
+        ]);
+        let btf = Btf::parse(&b).unwrap();
+        assert_eq!(btf.size(2), Some(16));
+        assert_eq!(btf.size(3), Some(64));
+        assert_eq!(btf.size(7), None, "an overflowing size is none");
+        assert_eq!(btf.params(5), Some(2));
+        assert_eq!((btf.params(6), btf.params(4), btf.params(99)), (None, None, None));
     }
 
     #[test]

@@ -120,9 +120,9 @@ pub fn replies(buf: &[u8], seq: u32, port_id: u32) -> impl Iterator<Item = Reply
 /// kernel sent it (port id `sender` 0) to exactly one destroy group
 /// (`groups`: the `nl_groups` bits, [`DestroyGroup::bit`]), and it is
 /// one `SOCK_DIAG_BY_FAMILY` message, sequence number and port id 0, of that
-/// group's family. Its protocol and the socket as its last table line
-/// would read; `None` for anything else.
-pub fn destroyed(buf: &[u8], sender: u32, groups: u32) -> Option<(Protocol, Conn)> {
+/// group's family. Its protocol, the socket as its last table line
+/// would read, and its cookie; `None` for anything else.
+pub fn destroyed(buf: &[u8], sender: u32, groups: u32) -> Option<(Protocol, Conn, u64)> {
     let (family, protocol) = DestroyGroup::of_bits(groups)?.family_protocol();
     let header = buf.get(..NLMSG_HDRLEN)?;
     let word = |at: usize| u32::from_ne_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
@@ -136,7 +136,10 @@ pub fn destroyed(buf: &[u8], sender: u32, groups: u32) -> Option<(Protocol, Conn
     if body.first() != Some(&family.af()) {
         return None;
     }
-    Some((protocol, diag_msg(body)?))
+    let conn = diag_msg(body)?;
+    // `idiag_cookie`, two u32s, the low half first.
+    let half = |at: usize| u64::from(u32::from_ne_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]));
+    Some((protocol, conn, half(44) | (half(48) << 32)))
 }
 
 /// `struct inet_diag_msg` as a table line: ports and addresses arrive in
@@ -202,7 +205,10 @@ mod tests {
         b.extend(c.remote_port.to_be_bytes());
         b.extend(c.local_addr);
         b.extend(c.remote_addr);
-        b.extend([0u8; 4 + 8 + 12]); // if, cookie, expires, rqueue, wqueue
+        b.extend([0u8; 4]); // if
+        b.extend(2u32.to_ne_bytes()); // the cookie, 1 << 32 | 2: its low half,
+        b.extend(1u32.to_ne_bytes()); // then its high half
+        b.extend([0u8; 12]); // expires, rqueue, wqueue
         b.extend(c.uid.to_ne_bytes());
         b.extend((c.inode as u32).to_ne_bytes());
         assert_eq!(b.len(), DIAG_MSG_LEN);
@@ -272,8 +278,8 @@ mod tests {
             ..V4
         };
         let tcp4 = msg_to(0, 20, 0, &diag(&closed));
-        let (protocol, c) = destroyed(&tcp4, 0, InetTcp.bit()).unwrap();
-        assert_eq!((protocol, c), (Protocol::Tcp, closed));
+        let (protocol, c, cookie) = destroyed(&tcp4, 0, InetTcp.bit()).unwrap();
+        assert_eq!((protocol, c, cookie), (Protocol::Tcp, closed, (1 << 32) | 2));
         assert_eq!(destroyed(&tcp4, 0, InetUdp.bit()).map(|d| d.0), Some(Protocol::Udp), "the group says the protocol");
         assert_eq!(destroyed(&tcp4, 4321, InetTcp.bit()), None, "a user-space sender");
         assert_eq!(destroyed(&tcp4, 0, 0), None, "a unicast");

@@ -38,6 +38,11 @@ impl Protocol {
             Protocol::Udp => 17,
         }
     }
+
+    /// The protocol of sockets of IP protocol `n`.
+    pub fn of_ipproto(n: u8) -> Option<Self> {
+        [Protocol::Tcp, Protocol::Udp].into_iter().find(|p| p.ipproto() == n)
+    }
 }
 
 /// An IP address family.

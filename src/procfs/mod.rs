@@ -27,13 +27,14 @@ pub(crate) use netns::LINK_MAX;
 pub use pidfd::{Closer, PidFd};
 pub use probe::{Known, Probes};
 pub(crate) use sys::retry;
-pub use sys::{Meta as EntryMeta, random_u32, same_fd_table};
+pub use sys::{Meta as EntryMeta, random_u32, same_fd_table, spawn_detached};
 
 /// The `bpf(2)` calls, for `crate::bpf`.
 pub(crate) mod bpf_sys {
     pub(crate) use super::sys::{
-        BPF_MAP_TYPE_ARRAY, BPF_PROG_TYPE_TRACING, BPF_TRACE_ITER, BpfMap, ProgLoad, bpf_iter_create, bpf_link_create,
-        bpf_prog_load,
+        BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_LRU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_RINGBUF,
+        BPF_PROG_TYPE_TRACING, BPF_TRACE_FENTRY, BPF_TRACE_FEXIT, BPF_TRACE_ITER, BPF_TRACE_RAW_TP, BpfMap, ProgLoad,
+        Ring, RingNext, bpf_attach_tracing, bpf_iter_create, bpf_link_create, bpf_prog_load, bpf_prog_recursion_misses,
     };
 }
 

@@ -5,6 +5,8 @@
 use std::ffi::CStr;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::errno::Errno;
 
@@ -50,13 +52,22 @@ pub fn as_uninit_mut(buf: &mut [u8]) -> &mut [MaybeUninit<u8>] {
 
 /// `bpf(2)` commands, program, attach and map types (`linux/bpf.h`).
 const BPF_MAP_CREATE: libc::c_long = 0;
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_ITER_CREATE: libc::c_long = 33;
 pub(crate) const BPF_PROG_TYPE_TRACING: u32 = 26;
+pub(crate) const BPF_TRACE_RAW_TP: u32 = 23;
+pub(crate) const BPF_TRACE_FENTRY: u32 = 24;
+pub(crate) const BPF_TRACE_FEXIT: u32 = 25;
 pub(crate) const BPF_TRACE_ITER: u32 = 28;
 pub(crate) const BPF_MAP_TYPE_ARRAY: u32 = 2;
+pub(crate) const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+pub(crate) const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
+pub(crate) const BPF_MAP_TYPE_RINGBUF: u32 = 27;
 
 /// `union bpf_attr` as `BPF_MAP_CREATE` reads it.
 #[repr(C)]
@@ -127,6 +138,33 @@ struct IterCreateAttr {
     flags: u32,
 }
 
+/// `union bpf_attr` as `BPF_OBJ_GET_INFO_BY_FD` reads it.
+#[repr(C)]
+#[derive(Default)]
+struct InfoAttr {
+    bpf_fd: u32,
+    info_len: u32,
+    info: u64,
+}
+
+/// `struct bpf_prog_info` up to `recursion_misses` (Linux 5.12): the fields
+/// before it are not read. An older kernel fills less and leaves it 0.
+#[repr(C)]
+#[derive(Default)]
+struct ProgInfo {
+    before: [u64; 26],
+    recursion_misses: u64,
+}
+
+/// `union bpf_attr` as `BPF_RAW_TRACEPOINT_OPEN` reads it.
+#[repr(C)]
+#[derive(Default)]
+struct RawTracepointAttr {
+    name: u64,
+    prog_fd: u32,
+    _pad: u32,
+}
+
 // Where `linux/bpf.h` puts each field: a field out of place here would be
 // read by the kernel as another.
 const _: () = {
@@ -140,6 +178,8 @@ const _: () = {
     assert!(offset_of!(ProgLoadAttr, attach_btf_id) == 108 && size_of::<ProgLoadAttr>() == 112);
     assert!(offset_of!(LinkCreateAttr, attach_type) == 8 && size_of::<LinkCreateAttr>() == 16);
     assert!(size_of::<IterCreateAttr>() == 8);
+    assert!(offset_of!(RawTracepointAttr, prog_fd) == 8);
+    assert!(offset_of!(InfoAttr, info) == 8 && offset_of!(ProgInfo, recursion_misses) == 208);
 };
 
 /// One of the `bpf_attr` shapes above.
@@ -149,6 +189,8 @@ impl Attr for MapElemAttr {}
 impl Attr for ProgLoadAttr {}
 impl Attr for LinkCreateAttr {}
 impl Attr for IterCreateAttr {}
+impl Attr for RawTracepointAttr {}
+impl Attr for InfoAttr {}
 
 /// `sizeof(union bpf_attr)` of the kernels this was written against: each
 /// attr goes to the kernel followed by zeros up to this size, which a newer
@@ -173,7 +215,8 @@ fn bpf<A: Attr>(cmd: libc::c_long, attr: A) -> libc::c_long {
     // it was taken by the callers below from a live borrow that outlives
     // this call, with its length beside it (the log is borrowed mutably:
     // the kernel writes at most `log_size` bytes; a map's key and value, of
-    // the sizes the map was made with, are only read).
+    // the sizes the map was made with, are only read, or for a lookup
+    // written, `lookup_len` bytes; a program's info, `info_len` bytes).
     unsafe { libc::syscall(libc::SYS_bpf, cmd, &padded as *const Padded<A>, ATTR_LEN) }
 }
 
@@ -191,11 +234,18 @@ pub struct BpfMap {
     fd: OwnedFd,
     key_size: usize,
     value_size: usize,
+    /// What a lookup writes: the value, or one (8-byte aligned) per
+    /// possible CPU for a per-CPU map.
+    lookup_len: usize,
 }
 
 impl BpfMap {
     /// A new map of `map_type` (`BPF_MAP_TYPE_*`); `name` is cut to 15 bytes.
     pub fn create(map_type: u32, key_size: u32, value_size: u32, entries: u32, name: &CStr) -> Result<Self, Errno> {
+        let lookup_len = match map_type {
+            BPF_MAP_TYPE_PERCPU_ARRAY => (value_size as usize).next_multiple_of(8) * possible_cpus()?,
+            _ => value_size as usize,
+        };
         let a = MapCreateAttr {
             map_type,
             key_size,
@@ -205,7 +255,28 @@ impl BpfMap {
             ..MapCreateAttr::default()
         };
         let fd = owned_fd(bpf(BPF_MAP_CREATE, a))?;
-        Ok(Self { fd, key_size: key_size as usize, value_size: value_size as usize })
+        Ok(Self { fd, key_size: key_size as usize, value_size: value_size as usize, lookup_len })
+    }
+
+    /// The entry of `key`, into `value`: the map's value, or for a per-CPU
+    /// map each CPU's, 8-byte aligned; `EINVAL` if either is not of the
+    /// length the map has.
+    pub fn lookup(&self, key: &[u8], value: &mut [u8]) -> Result<(), Errno> {
+        if key.len() != self.key_size || value.len() != self.lookup_len {
+            return Err(Errno::EINVAL);
+        }
+        let a = MapElemAttr {
+            map_fd: self.fd.as_raw_fd() as u32,
+            key: key.as_ptr() as u64,
+            value: value.as_mut_ptr() as u64,
+            ..MapElemAttr::default()
+        };
+        if bpf(BPF_MAP_LOOKUP_ELEM, a) < 0 { Err(Errno::last()) } else { Ok(()) }
+    }
+
+    /// What `lookup` writes.
+    pub fn lookup_len(&self) -> usize {
+        self.lookup_len
     }
 
     /// Sets the entry of `key` to `value`; `EINVAL` if either is not of the
@@ -267,6 +338,165 @@ pub fn bpf_prog_load(p: &ProgLoad<'_>, log: Option<&mut [u8]>) -> Result<OwnedFd
 pub fn bpf_link_create(prog: BorrowedFd<'_>, attach_type: u32) -> Result<OwnedFd, Errno> {
     let a = LinkCreateAttr { prog_fd: prog.as_raw_fd() as u32, attach_type, ..LinkCreateAttr::default() };
     owned_fd(bpf(BPF_LINK_CREATE, a))
+}
+
+/// Attaches tracing program `prog` (`tp_btf`, `fentry`, `fexit`) to the
+/// kernel function or tracepoint it was loaded for; closing the link
+/// detaches it.
+pub fn bpf_attach_tracing(prog: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
+    let a = RawTracepointAttr { prog_fd: prog.as_raw_fd() as u32, ..RawTracepointAttr::default() };
+    owned_fd(bpf(BPF_RAW_TRACEPOINT_OPEN, a))
+}
+
+/// How many times the kernel passed over program `prog` because it was
+/// already running on that CPU (`bpf_prog_info.recursion_misses`): a
+/// tracing program nested in itself, as when its tracepoint fires in an
+/// interrupt that came while it ran. 0 on kernels before 5.12.
+pub fn bpf_prog_recursion_misses(prog: BorrowedFd<'_>) -> Result<u64, Errno> {
+    let mut info = ProgInfo::default();
+    let a = InfoAttr {
+        bpf_fd: prog.as_raw_fd() as u32,
+        info_len: size_of::<ProgInfo>() as u32,
+        info: &mut info as *mut ProgInfo as u64,
+    };
+    if bpf(BPF_OBJ_GET_INFO_BY_FD, a) < 0 { Err(Errno::last()) } else { Ok(info.recursion_misses) }
+}
+
+/// How many CPUs the kernel may ever bring up: what a per-CPU map holds a
+/// value for (`/sys/devices/system/cpu/possible`, "0-N" or a list).
+fn possible_cpus() -> Result<usize, Errno> {
+    let text = std::fs::read("/sys/devices/system/cpu/possible")
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))?;
+    let last = text.trim_ascii().rsplit(|&b| b == b'-' || b == b',').next().unwrap_or_default();
+    let n: usize = std::str::from_utf8(last).ok().and_then(|t| t.parse().ok()).ok_or(Errno::EINVAL)?;
+    n.checked_add(1).filter(|&n| n <= 1 << 16).ok_or(Errno::EINVAL)
+}
+
+/// A BPF ring buffer, mapped: its consumer position (the library's to
+/// write) and its producer position and data (the kernel's, read-only),
+/// the data mapped twice in a row so a record that wraps reads as one.
+#[derive(Debug)]
+pub struct Ring {
+    consumer: NonNull<u8>,
+    producer: NonNull<u8>,
+    /// Bytes of data: a power of two.
+    size: usize,
+    page: usize,
+}
+
+// SAFETY: the mappings are the process's, not the thread's; `Ring` is their
+// one owner and reads or writes them only through `&mut self`.
+unsafe impl Send for Ring {}
+
+/// What the ring held next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RingNext {
+    /// Nothing committed yet.
+    Empty,
+    /// A record of `len` bytes, its first `out.len()` at most copied out.
+    Record { len: usize },
+    /// A record its writer discarded; passed over.
+    Discarded,
+    /// A header that can't be the kernel's (longer than the ring): the
+    /// ring can no longer be read.
+    Broken,
+}
+
+const RINGBUF_BUSY: u32 = 1 << 31;
+const RINGBUF_DISCARD: u32 = 1 << 30;
+const RINGBUF_HEADER: usize = 8;
+
+impl Ring {
+    /// Maps ring buffer map `fd` of `size` data bytes (a power of two and
+    /// a multiple of the page size, as the map was created with).
+    pub fn map(fd: BorrowedFd<'_>, size: usize) -> Result<Self, Errno> {
+        // SAFETY: sysconf has no preconditions.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).map_err(|_| Errno::EINVAL)?;
+        if !size.is_power_of_two() || size % page != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let map = |len: usize, prot, off: usize| {
+            // SAFETY: a new shared mapping of `len` bytes of the map's fd at
+            // `off`, placed by the kernel; nothing else refers to it yet.
+            let p =
+                unsafe { libc::mmap(std::ptr::null_mut(), len, prot, libc::MAP_SHARED, fd.as_raw_fd(), off as i64) };
+            if p == libc::MAP_FAILED {
+                Err(Errno::last())
+            } else {
+                Ok(NonNull::new(p.cast::<u8>()).ok_or(Errno::EINVAL)?)
+            }
+        };
+        let consumer = map(page, libc::PROT_READ | libc::PROT_WRITE, 0)?;
+        let producer = match map(page + 2 * size, libc::PROT_READ, page) {
+            Ok(p) => p,
+            Err(e) => {
+                // SAFETY: mapped just above, with this length, and never shared.
+                unsafe { libc::munmap(consumer.as_ptr().cast(), page) };
+                return Err(e);
+            }
+        };
+        Ok(Self { consumer, producer, size, page })
+    }
+
+    /// Takes the next record, copying at most `out.len()` bytes of it into
+    /// `out`; a record is consumed as soon as it is copied.
+    pub fn next(&mut self, out: &mut [u8]) -> RingNext {
+        let cons_ptr = self.consumer.as_ptr().cast::<u64>();
+        // SAFETY: the consumer page is mapped read-write for as long as
+        // `self`, page-aligned, and only this process writes it.
+        let cons = unsafe { AtomicU64::from_ptr(cons_ptr) }.load(Ordering::Relaxed);
+        // SAFETY: the producer page is mapped (read-only) for as long as
+        // `self` and page-aligned; the acquire fence orders the reads of the
+        // records after it, as the kernel's release store of it orders
+        // their writes before.
+        let prod = unsafe { std::ptr::read_volatile(self.producer.as_ptr().cast::<u64>()) };
+        std::sync::atomic::fence(Ordering::Acquire);
+        if cons >= prod {
+            return RingNext::Empty;
+        }
+        let at = (cons as usize) & (self.size - 1);
+        // SAFETY: `at` is below `size` and 8-aligned (records are), and the
+        // data, mapped twice, spans `2 * size` bytes after the producer page.
+        let record = unsafe { self.producer.as_ptr().add(self.page + at) };
+        // SAFETY: as above; the kernel sets the header's length with a
+        // release store once the record is written.
+        let header = unsafe { std::ptr::read_volatile(record.cast::<u32>()) };
+        std::sync::atomic::fence(Ordering::Acquire);
+        if header & RINGBUF_BUSY != 0 {
+            return RingNext::Empty;
+        }
+        let len = (header & !(RINGBUF_BUSY | RINGBUF_DISCARD)) as usize;
+        if len + RINGBUF_HEADER > self.size {
+            return RingNext::Broken;
+        }
+        let next = if header & RINGBUF_DISCARD != 0 {
+            RingNext::Discarded
+        } else {
+            let n = len.min(out.len());
+            // SAFETY: the record's `len` bytes follow its header inside the
+            // double mapping (`at + 8 + len <= 2 * size`); committed, the
+            // kernel does not write them until the consumer position passes
+            // them, and `out` is a distinct borrow of at least `n` bytes.
+            unsafe { std::ptr::copy_nonoverlapping(record.add(RINGBUF_HEADER), out.as_mut_ptr(), n) };
+            RingNext::Record { len }
+        };
+        let advanced = cons + (len + RINGBUF_HEADER).next_multiple_of(8) as u64;
+        // SAFETY: as for the load above; the release store hands the
+        // record's bytes back to the kernel after they were copied.
+        unsafe { AtomicU64::from_ptr(cons_ptr) }.store(advanced, Ordering::Release);
+        next
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        // SAFETY: both were mapped by `map` with these lengths and are
+        // unmapped once, here; no reference into them outlives `self`.
+        unsafe {
+            libc::munmap(self.consumer.as_ptr().cast(), self.page);
+            libc::munmap(self.producer.as_ptr().cast(), self.page + 2 * self.size);
+        }
+    }
 }
 
 /// A new iterator of `link`: read it to run the program over every object.

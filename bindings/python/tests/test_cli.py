@@ -7,6 +7,8 @@ turns skips into failures, as in test_procspy.py."""
 
 import json
 import os
+import select
+import signal
 import socket
 import subprocess
 import sys
@@ -48,6 +50,43 @@ class CliTest(unittest.TestCase):
         self.assertEqual([(o["local_port"], o["pid"], o["fd"], o["uid"], o["state_name"]) for o in rows],
                          [(port, os.getpid(), fd, os.geteuid(), "LISTEN")])
         self.assertEqual(r.stderr, b"1 connections in 1 namespaces (0 without a visible owner)\n")
+
+    def test_events_stream_until_sigterm(self):
+        with procspy.Walker() as w:
+            try:
+                w.events_fd()
+            except procspy.ProcspyError as e:
+                if e.status == procspy.Status.UNSUPPORTED:
+                    self.skipTest(f"the kernel refuses the tracer: {e}")
+        # The command runs where python -m procspy ran (it execs): the
+        # signal reaches it, and --events ends by it with status 0.
+        p = subprocess.Popen([sys.executable, "-m", "procspy", "--events", "-p", str(os.getpid())],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+
+        def line():  # the next line, within 10 s
+            return p.stdout.readline() if select.select([p.stdout], [], [], 10)[0] else b""
+
+        try:
+            header = line()  # once the tracer is attached
+            self.assertEqual(header.split()[:2], [b"EVENT", b"NETNS"], p.stderr.read() if not header else "")
+            for _ in range(3):  # again where other traffic made the kernel drop it
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", 0))
+                    s.listen()
+                    port = s.getsockname()[1]
+                    row = line().split()
+                if row[:1] == [b"listen"]:
+                    break
+            self.assertEqual([row[0], row[4], row[7], row[8]],
+                             [b"listen", f"127.0.0.1:{port}".encode(), str(os.getpid()).encode(), b"-"])
+        finally:
+            p.send_signal(signal.SIGTERM)
+            rc = p.wait(5)
+            p.stdout.close()
+            err = p.stderr.read()
+            p.stderr.close()
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(err.decode().splitlines()[-1], r"^\d+ events \(\d+ lost\)$")
 
     def test_bad_usage_exits_2_with_the_commands_hint(self):
         r = python_m_procspy("-tlnp")

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, TypeVar, Union, overload
 
 __all__ = [
-    "Walker", "StopToken", "Socket", "Connection", "Change", "ChangeKind", "Stats", "State", "Status",
+    "Walker", "StopToken", "Socket", "Connection", "Change", "ChangeKind", "Event", "EventKind", "Stats",
+    "State", "Status",
     "ProcspyError",
     "TCP", "UDP", "STATES_ALL", "STATES_CONNECTED", "STATES_LISTEN", "states",
     "SOURCE_AUTO", "SOURCE_TEXT", "SOURCE_NETLINK", "OWNERS_AUTO", "OWNERS_PROC", "OWNERS_BPF",
@@ -117,6 +118,17 @@ class _CChange(ctypes.Structure):
     ]
 
 
+class _CEvent(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_int),  # enum procspy_event_kind
+        ("old_state", ctypes.c_uint8),
+        ("connection", ctypes.POINTER(_CConnection)),
+        ("time_ns", ctypes.c_uint64),
+        ("cookie", ctypes.c_uint64),
+        ("lost", ctypes.c_uint64),
+    ]
+
+
 class _CWalkStats(ctypes.Structure):
     _fields_ = [(name, ctypes.c_uint64) for name in (
         "namespaces", "processes", "skipped", "fds", "sockets",
@@ -127,7 +139,7 @@ class _CWalkStatsExt(ctypes.Structure):
     _fields_ = [(name, ctypes.c_uint64) for name in (
         "accounted", "dropped", "netns_mismatch", "snapshot_bytes", "closed_lost",
         "netns_found", "netns_unreachable", "netns_unreachable_fds", "closes_stalled",
-        "files_truncated", "tables_unreadable")]
+        "files_truncated", "tables_unreadable", "events", "events_lost", "events_dropped")]
 
 
 # C struct name -> ctypes type, for the layout test (tests/test_procspy.py).
@@ -137,11 +149,13 @@ C_STRUCTS: dict[str, type[ctypes.Structure]] = {
     "procspy_walk_stats": _CWalkStats,
     "procspy_walk_stats_ext": _CWalkStatsExt,
     "procspy_change": _CChange,
+    "procspy_event": _CEvent,
 }
 
 _SOCKET_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(_CSocket))
 _CONNECTION_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(_CConnection))
 _CHANGE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(_CChange))
+_EVENT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(_CEvent))
 _status = ctypes.c_int  # enum procspy_status; any int comes back as is
 _walker_p = ctypes.c_void_p
 
@@ -176,6 +190,10 @@ _walker_connections = _fn("procspy_walker_connections", _status, _walker_p, ctyp
 _walker_changes = _fn("procspy_walker_changes", _status, _walker_p, ctypes.c_void_p,
                       ctypes.c_size_t, ctypes.c_uint32, ctypes.c_uint32, _CHANGE_FN,
                       ctypes.c_void_p, ctypes.POINTER(_CWalkStats))
+_walker_events = _fn("procspy_walker_events", _status, _walker_p, ctypes.c_uint32, ctypes.c_uint32,
+                     _EVENT_FN, ctypes.c_void_p, ctypes.POINTER(_CWalkStats))
+_events_fd = _fn("procspy_walker_events_fd", _status, _walker_p, ctypes.POINTER(ctypes.c_int))
+_set_events_ring = _fn("procspy_walker_set_events_ring", _status, _walker_p, ctypes.c_size_t)
 _netns_of = _fn("procspy_walker_netns_of", _status, _walker_p, ctypes.c_int32,
                 ctypes.POINTER(ctypes.c_uint64))
 _diagnose = _fn("procspy_walker_diagnose", _status, _walker_p, ctypes.c_char_p,
@@ -402,6 +420,43 @@ class Change:
         return cls(kind, Connection._from_c(c.connection.contents), _state(c.old_state), old_owner)
 
 
+class EventKind(enum.IntEnum):
+    """procspy_event_kind: values fixed by the ABI. The procspy command
+    prints each by its name in lower case."""
+
+    CONNECT = 1  # TCP: CLOSE -> SYN_SENT, in the connecting process (local port 0); UDP: a connect
+    ACCEPT = 2  # a TCP connection accepted, in the accepting process
+    CLOSE = 3  # the process closed the socket (its last fd)
+    SEND = 4  # a UDP socket's first send
+    STATE = 5  # any other TCP state change: old_state -> connection.state
+    LISTEN = 6  # TCP: CLOSE -> LISTEN, in the listening process
+    LOST = 7  # `lost` events were lost before this one (the ring was full)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One live event (procspy_walker_events)."""
+
+    kind: EventKind | int  # an int if this module does not know the number
+    # The socket as the kernel held it then (inode 0 where it had no file),
+    # its owner the process that acted, or the one seen acting on the
+    # socket before, or None; the owner's fd is -1. LOST: all zeros.
+    connection: Connection
+    old_state: State | int  # STATE: the state it left; 0 otherwise
+    time_ns: int  # when, CLOCK_BOOTTIME ns
+    cookie: int  # the kernel's socket cookie: one socket's events share it
+    lost: int  # LOST: how many were lost; 0 otherwise
+
+    @classmethod
+    def _from_c(cls, e: _CEvent) -> Event:
+        try:
+            kind: EventKind | int = EventKind(e.kind)
+        except ValueError:
+            kind = e.kind
+        return cls(kind, Connection._from_c(e.connection.contents), _state(e.old_state), e.time_ns,
+                   e.cookie, e.lost)
+
+
 @dataclass(frozen=True)
 class Stats:
     """What a walk saw: procspy_walk_stats, then procspy_walk_stats_ext
@@ -427,6 +482,9 @@ class Stats:
     closes_stalled: int = 0  # sockets not asked: copies' closes had not returned
     files_truncated: int = 0  # files not read whole (a mountinfo past its bound)
     tables_unreadable: int = 0  # tables of a namespace that could not be read
+    events: int = 0  # events(): events delivered
+    events_lost: int = 0  # events(): events the kernel could not write (ring full)
+    events_dropped: int = 0  # events(): ring records that made no sense
 
     @classmethod
     def _from_c(cls, s: _CWalkStats, ext: _CWalkStatsExt) -> Stats:
@@ -434,7 +492,7 @@ class Stats:
                    *(getattr(ext, f) for f, _ in _CWalkStatsExt._fields_))
 
 
-_Rec = TypeVar("_Rec", Socket, Connection, Change)
+_Rec = TypeVar("_Rec", Socket, Connection, Change, Event)
 _Callback = Callable[[_Rec], Union[bool, None]]
 _Self = TypeVar("_Self", bound="_Closes")
 
@@ -708,6 +766,58 @@ class Walker(_Closes):
                          lambda p, fn, st: _walker_changes(p, None, 0, protocols, states,
                                                            fn, None, st), callback,
                          decline_is_ok=False)
+
+
+    @overload
+    def events(self, timeout: float = ..., protocols: int = ...,
+               callback: None = None) -> list[Event]: ...
+    @overload
+    def events(self, timeout: float = ..., protocols: int = ..., *,
+               callback: Callable[[Event], bool | None]) -> Stats: ...
+
+    def events(self, timeout: float = 0.0, protocols: int = TCP | UDP,
+               callback: Callable[[Event], bool | None] | None = None,
+               ) -> list[Event] | Stats:
+        """Live events (procspy_walker_events): each connect, accept, listen,
+        close, TCP state change and first UDP send on the host, in every
+        namespace, with the process that did it, from the library's BPF
+        tracer. What waits, or the first of what comes within timeout
+        seconds (0: no wait), a ring's worth at most; call it in a loop, or
+        poll events_fd(). The first call starts the tracer (root, or
+        CAP_BPF and CAP_PERFMON), which stays attached until the walker is
+        closed; a kernel that refuses it raises ProcspyError UNSUPPORTED
+        saying what, and diagnose() lists each hook. A LOST event comes
+        first where the kernel lost events since the last call. stop()
+        ends a waiting call (STOPPED). It runs beside a walk on the same
+        walker; a second events call at once raises BUSY. Callback False
+        ends the call early, the rest waiting for the next (not an error).
+        List or callback, as for walk()."""
+        if not 0 <= timeout <= 0xFFFFFFFF / 1000:
+            raise ProcspyError(Status.INVALID_ARGUMENT, f"timeout {timeout} out of range")
+        ms = int(round(timeout * 1000))
+        return self._run(_EVENT_FN, Event._from_c,
+                         lambda p, fn, st: _walker_events(p, ms, protocols, fn, None, st), callback)
+
+    def events_fd(self) -> int:
+        """A descriptor that is readable whenever an event waits, for the
+        caller's own poll/select/selectors loop (then events(timeout=0));
+        starts the tracer as events() does, failing as it does. It stays
+        the walker's: never close it; valid until the walker is closed."""
+        fd = ctypes.c_int(-1)
+        p = self._enter()
+        try:
+            _check(_events_fd(p, ctypes.byref(fd)))
+        finally:
+            self._exit()
+        return fd.value
+
+    def set_events_ring(self, size: int) -> None:
+        """The tracer's ring buffer in bytes: a power of two from 64 KiB to
+        1 GiB (default 4 MiB). Only before the tracer starts (the first
+        events() or events_fd()); after, INVALID_ARGUMENT."""
+        if not 0 <= size < 1 << 64:
+            raise ProcspyError(Status.INVALID_ARGUMENT, f"ring size {size} out of range")
+        self._set(_set_events_ring, size)
 
 
 class StopToken(_Closes):

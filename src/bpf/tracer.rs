@@ -1,0 +1,1062 @@
+//! The tracer: programs on the kernel's socket hooks that write an event
+//! for each connect, accept, listen, close, TCP state change and first UDP
+//! send, with the process that did it, into a BPF ring buffer the library
+//! maps. Like the owner scan, each is assembled from the running kernel's
+//! BTF; each hook loads and attaches on its own, and one the kernel refuses
+//! is reported by name while the others run (the state hook, which sees
+//! every TCP connection, is the one the tracer can't run without).
+//!
+//! The owner is taken only where the hook runs in the acting process (a
+//! connect, a listen, an accept, a close, a UDP connect or send): the
+//! current task's thread group, its leader's name and start. A state change
+//! that runs in softirq (a handshake completing, a reset, a timer) carries
+//! the owner learned earlier for that socket, from the owners map (keyed by
+//! socket cookie, LRU, bounded), or none; never the task it interrupted.
+//! A record the ring has no room for is counted in a per-CPU map.
+
+use std::ffi::CStr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, OnceLock};
+
+use nix::errno::Errno;
+
+use super::Refusal;
+use super::asm::Size::{B, DW, H, W};
+use super::asm::{Asm, FP, Field, Helper, Insn, R0, R1, R2, R3, R4, R6, R7, R8, R9, Reg, Slot};
+use super::kernel::Kernel;
+use super::load::{Program, with_vmlinux};
+use crate::parse::btf::{Btf, Kind};
+use crate::parse::kernel::{Family, Protocol, TcpState};
+use crate::procfs::bpf_sys::{
+    self, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_LRU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_RINGBUF,
+    BPF_PROG_TYPE_TRACING, BPF_TRACE_FENTRY, BPF_TRACE_FEXIT, BPF_TRACE_RAW_TP, BpfMap, Ring, RingNext,
+};
+
+/// What the messages call it.
+const WHAT: &str = "the BPF tracer";
+
+/// The event record, native byte order, built at the top of the stack.
+pub(crate) const EVENT_LEN: usize = 120;
+/// `CLOCK_BOOTTIME`, ns.
+const TIME: Slot = Slot::new("time", 0, DW);
+const COOKIE: Slot = Slot::new("cookie", 8, DW);
+/// The owner, as the owners map keeps it: `OWNER_LEN` bytes from here.
+const OWNER: usize = 16;
+const OWNER_LEN: usize = 32;
+/// The group leader's `start_boottime`, ns.
+const START: Slot = Slot::new("owner.start", 16, DW);
+/// The thread group id; 0: no owner.
+const PID: Slot = Slot::new("owner.pid", 24, W);
+const COMM: [Slot; 2] = [Slot::new("owner.comm[0..8]", 32, DW), Slot::new("owner.comm[8..16]", 40, DW)];
+const INODE: Slot = Slot::new("inode", 48, DW);
+const NETNS: Slot = Slot::new("netns", 56, W);
+const UID: Slot = Slot::new("uid", 60, W);
+const KIND: Slot = Slot::new("kind", 64, B);
+const STATE: Slot = Slot::new("state", 65, B);
+const OLD_STATE: Slot = Slot::new("old_state", 66, B);
+const PROTOCOL: Slot = Slot::new("protocol", 67, B);
+const FAMILY: Slot = Slot::new("family", 68, H);
+/// Host order.
+const LOCAL_PORT: Slot = Slot::new("local_port", 70, H);
+/// Network order.
+const REMOTE_PORT: Slot = Slot::new("remote_port", 72, H);
+const LOCAL_ADDR4: Slot = Slot::new("local_addr4", 76, W);
+const REMOTE_ADDR4: Slot = Slot::new("remote_addr4", 80, W);
+const LOCAL_ADDR6: [Slot; 2] = [Slot::new("local_addr6[0..8]", 88, DW), Slot::new("local_addr6[8..16]", 96, DW)];
+const REMOTE_ADDR6: [Slot; 2] = [Slot::new("remote_addr6[0..8]", 104, DW), Slot::new("remote_addr6[8..16]", 112, DW)];
+
+/// Below the record: a `sockaddr_in6`'s 28 bytes read from a send's
+/// `msghdr`, and the key (0) of the one-entry maps.
+const SOCKADDR: i16 = -(EVENT_LEN as i16) - 32;
+const SOCKADDR_LEN: i32 = 28;
+const KEY: i16 = SOCKADDR - 8;
+
+/// The programs' maps, by index.
+const RING: i32 = 0;
+const OWNERS: i32 = 1;
+const LOST: i32 = 2;
+/// The library's own tgid (entry 0).
+const SELF: i32 = 3;
+
+/// Bytes waiting in the ring at which a record wakes its reader
+/// (`BPF_RB_FORCE_WAKEUP`); the others do not (`BPF_RB_NO_WAKEUP`) and a
+/// waiting reader looks every 5 ms instead. A wake-up per record, the
+/// kernel's default for a reader that keeps up, cost a loopback connection
+/// half as much again in CPU (benches/RESULTS.md).
+const WAKE_AT: i32 = 16 << 10;
+/// What one record takes of the ring: its header and itself.
+const RECORD_SPAN: i32 = 8 + EVENT_LEN as i32;
+const BPF_RB_NO_WAKEUP: i32 = 1;
+const BPF_RB_FORCE_WAKEUP: i32 = 2;
+const BPF_RB_AVAIL_DATA: i32 = 0;
+/// Sockets whose owner the owners map keeps at most: the least recently
+/// used go first.
+const OWNERS_MAX: u32 = 65_536;
+
+/// What an event tells, as its record's `kind` holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// TCP: CLOSE -> SYN_SENT, in the connecting process. UDP: a connect.
+    Connect = 1,
+    /// A TCP connection accepted, in the accepting process.
+    Accept = 2,
+    /// The process closed it (its last fd): TCP, or a UDP socket seen before.
+    Close = 3,
+    /// A UDP socket's first send.
+    Send = 4,
+    /// Any other TCP state change; its owner is the one learned earlier.
+    State = 5,
+    /// TCP: CLOSE -> LISTEN, in the listening process.
+    Listen = 6,
+}
+
+impl EventKind {
+    const ALL: [EventKind; 6] =
+        [EventKind::Connect, EventKind::Accept, EventKind::Close, EventKind::Send, EventKind::State, EventKind::Listen];
+
+    fn of(n: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| *k as u8 == n)
+    }
+}
+
+/// Where a program attaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// `tp_btf/inet_sock_set_state`: every TCP state change.
+    State,
+    /// `fexit/inet_csk_accept`.
+    Accept,
+    /// `fentry/tcp_close`.
+    TcpClose,
+    /// `fexit/udp_sendmsg`, `fexit/udpv6_sendmsg`.
+    UdpSend,
+    Udp6Send,
+    /// `fexit/__ip4_datagram_connect`, `fexit/__ip6_datagram_connect`.
+    UdpConnect,
+    Udp6Connect,
+    /// `fentry/udp_destroy_sock`, `fentry/udpv6_destroy_sock`.
+    UdpRelease,
+    Udp6Release,
+}
+
+impl Hook {
+    pub const ALL: [Hook; 9] = [
+        Hook::State,
+        Hook::Accept,
+        Hook::TcpClose,
+        Hook::UdpSend,
+        Hook::Udp6Send,
+        Hook::UdpConnect,
+        Hook::Udp6Connect,
+        Hook::UdpRelease,
+        Hook::Udp6Release,
+    ];
+
+    /// The kernel function (or tracepoint) it attaches to.
+    pub fn attach_to(self) -> &'static str {
+        match self {
+            Hook::State => "inet_sock_set_state",
+            Hook::Accept => "inet_csk_accept",
+            Hook::TcpClose => "tcp_close",
+            Hook::UdpSend => "udp_sendmsg",
+            Hook::Udp6Send => "udpv6_sendmsg",
+            Hook::UdpConnect => "__ip4_datagram_connect",
+            Hook::Udp6Connect => "__ip6_datagram_connect",
+            Hook::UdpRelease => "udp_destroy_sock",
+            Hook::Udp6Release => "udpv6_destroy_sock",
+        }
+    }
+
+    /// Its program's name in the kernel.
+    fn name(self) -> &'static CStr {
+        match self {
+            Hook::State => c"procspy_state",
+            Hook::Accept => c"procspy_accept",
+            Hook::TcpClose => c"procspy_close",
+            Hook::UdpSend => c"procspy_udp_send",
+            Hook::Udp6Send => c"procspy_udp6_snd",
+            Hook::UdpConnect => c"procspy_udp_conn",
+            Hook::Udp6Connect => c"procspy_udp6_con",
+            Hook::UdpRelease => c"procspy_udp_rel",
+            Hook::Udp6Release => c"procspy_udp6_rel",
+        }
+    }
+
+    /// `tp_btf`, `fentry` or `fexit`.
+    fn attach_type(self) -> u32 {
+        match self {
+            Hook::State => BPF_TRACE_RAW_TP,
+            Hook::TcpClose | Hook::UdpRelease | Hook::Udp6Release => BPF_TRACE_FENTRY,
+            _ => BPF_TRACE_FEXIT,
+        }
+    }
+
+    /// How the kind of hook and where it attaches read, for messages.
+    pub fn describe(self) -> String {
+        let how = match self.attach_type() {
+            BPF_TRACE_RAW_TP => "tp_btf",
+            BPF_TRACE_FENTRY => "fentry",
+            _ => "fexit",
+        };
+        format!("{how}/{}", self.attach_to())
+    }
+
+    fn protocol(self) -> Protocol {
+        match self {
+            Hook::State | Hook::Accept | Hook::TcpClose => Protocol::Tcp,
+            _ => Protocol::Udp,
+        }
+    }
+}
+
+/// Where a jump goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Label {
+    /// A socket with no `struct socket` (not yet accepted, or orphaned): no inode.
+    NoInode,
+    /// Not a connection's birth on a clone of its listener.
+    Born,
+    Connect,
+    Listen,
+    /// A close: the owner is the process the hook runs in, unless it is
+    /// the library's own.
+    Closing,
+    /// The owner is the process the hook runs in.
+    Acting,
+    /// The owner is the one the owners map keeps, if any.
+    Learned,
+    /// The record is complete: to the ring.
+    Emit,
+    /// This record crosses the mark: it wakes the reader.
+    Wake,
+    /// Whether to wake the reader is decided.
+    Output,
+    /// Written, or counted lost.
+    Sent,
+    /// A send's destination is the socket's own (connected), or unreadable.
+    SockAddr,
+    Inet4,
+    Out,
+}
+
+/// The helpers every hook's program may call.
+struct Helpers {
+    ktime_get_boot_ns: Helper,
+    get_socket_cookie: Helper,
+    get_current_pid_tgid: Helper,
+    get_current_task_btf: Helper,
+    map_lookup_elem: Helper,
+    map_update_elem: Helper,
+    ringbuf_output: Helper,
+    ringbuf_query: Helper,
+    probe_read_kernel: Helper,
+}
+
+impl Helpers {
+    fn of(k: &Kernel<'_>) -> Result<Self, Refusal> {
+        Ok(Self {
+            ktime_get_boot_ns: k.helper("ktime_get_boot_ns")?,
+            get_socket_cookie: k.helper("get_socket_cookie")?,
+            get_current_pid_tgid: k.helper("get_current_pid_tgid")?,
+            get_current_task_btf: k.helper("get_current_task_btf")?,
+            map_lookup_elem: k.helper("map_lookup_elem")?,
+            map_update_elem: k.helper("map_update_elem")?,
+            ringbuf_output: k.helper("ringbuf_output")?,
+            ringbuf_query: k.helper("ringbuf_query")?,
+            probe_read_kernel: k.helper("probe_read_kernel")?,
+        })
+    }
+}
+
+/// A program being assembled: the kernel it is for, its helpers, its code.
+struct Prog<'k, 'b> {
+    k: &'k Kernel<'b>,
+    h: Helpers,
+    a: Asm<Label>,
+}
+
+/// The socket, in a register that survives calls.
+const SK: Reg = R6;
+
+impl Prog<'_, '_> {
+    /// `r0 = 0`, and the record zeroed with it.
+    fn zero_record(&mut self) {
+        self.a.push(Insn::MovImm { dst: R0, imm: 0 });
+        for at in (0..EVENT_LEN).step_by(8) {
+            let off = self.a.record_off(at);
+            self.a.push_noted(Insn::Store { dst: FP, off, src: R0, size: DW }, "0 -> record");
+        }
+    }
+
+    fn store_imm(&mut self, slot: Slot, imm: i32) {
+        self.a.push(Insn::MovImm { dst: R1, imm });
+        self.a.store(slot, R1);
+    }
+
+    /// `dst` = the address of the record's socket cookie: the owners map's key.
+    fn cookie_key(&mut self, dst: Reg) {
+        self.a.record_addr(dst, COOKIE.off);
+    }
+
+    /// What the kernel holds of the socket: the time, its cookie, inode,
+    /// namespace, uid, family, protocol, state, ports and addresses. Out if
+    /// it is not of the hook's protocol.
+    fn socket(&mut self, protocol: Protocol) -> Result<(), Refusal> {
+        let k = self.k;
+        let sock = |path: &[&str], size| k.field("sock", path, size);
+        let common = |name, size| sock(&["__sk_common", name], size);
+        self.a.jeq(SK, 0, Label::Out);
+        self.a.load(R1, SK, &sock(&["sk_protocol"], 2)?);
+        self.a.jne(R1, i32::from(protocol.ipproto()), Label::Out);
+        self.a.store(PROTOCOL, R1);
+        self.a.call(self.h.ktime_get_boot_ns);
+        self.a.store(TIME, R0);
+        self.a.push(Insn::Mov { dst: R1, src: SK });
+        self.a.call(self.h.get_socket_cookie);
+        self.a.store(COOKIE, R0);
+        self.a.load(R1, SK, &common("skc_net", 8)?);
+        self.a.load(R1, R1, &k.field("net", &["ns", "inum"], 4)?);
+        self.a.store(NETNS, R1);
+        self.a.load(R1, SK, &sock(&["sk_uid", "val"], 4)?);
+        self.a.store(UID, R1);
+        for (name, to) in [
+            ("skc_family", FAMILY),
+            ("skc_state", STATE),
+            ("skc_num", LOCAL_PORT),
+            ("skc_dport", REMOTE_PORT),
+            ("skc_rcv_saddr", LOCAL_ADDR4),
+            ("skc_daddr", REMOTE_ADDR4),
+        ] {
+            self.a.load(R1, SK, &common(name, to.size.bytes() as u32)?);
+            self.a.store(to, R1);
+        }
+        for (name, to) in [("skc_v6_rcv_saddr", LOCAL_ADDR6), ("skc_v6_daddr", REMOTE_ADDR6)] {
+            let off = k.offset("sock", &["__sk_common", name], 16)?;
+            for (half, slot) in to.into_iter().enumerate() {
+                let path = format!("sock.__sk_common.{name}[{}..{}]", half * 8, half * 8 + 8);
+                self.a.load(R1, SK, &Field { path, off: off + 8 * half as i16, size: DW });
+                self.a.store(slot, R1);
+            }
+        }
+        // The inode of its `struct socket`, which lives in a `socket_alloc`
+        // beside it: past the end of the type the verifier knows, so read.
+        self.a.load(R3, SK, &sock(&["sk_socket"], 8)?);
+        self.a.jeq(R3, 0, Label::NoInode);
+        let socket = k.offset("socket_alloc", &["socket"], k.size("socket")?)?;
+        let inode = k.offset("socket_alloc", &["vfs_inode"], k.size("inode")?)?;
+        let ino = k.offset("inode", &["i_ino"], 8)?;
+        self.a.push_noted(
+            Insn::AddImm { dst: R3, imm: i32::from(inode - socket + ino) },
+            "&socket_alloc.vfs_inode.i_ino",
+        );
+        self.a.record_addr(R1, INODE.off);
+        self.a.push(Insn::MovImm { dst: R2, imm: 8 });
+        self.a.call(self.h.probe_read_kernel);
+        self.a.place(Label::NoInode);
+        Ok(())
+    }
+
+    /// The owner: the current task's thread group, its leader's start and
+    /// name, kept in the owners map for the socket; on to `Emit`. A kernel
+    /// thread (no `mm`: an MPTCP worker closing a subflow, say) is no
+    /// owner: on to `Learned`. For a close (`closing`, from `Closing`), nor
+    /// is the library's own process: a copy of another process's fd that
+    /// it took (`pidfd_getfd`) may hold the last reference when the holder
+    /// closes, and then the close runs when the library lets go of it.
+    fn acting_owner(&mut self, closing: bool) -> Result<(), Refusal> {
+        let k = self.k;
+        let task = |path: &[&str], size| k.field("task_struct", path, size);
+        let tgid = R9;
+        let current_tgid = |a: &mut Asm<Label>, h: &Helpers| {
+            a.call(h.get_current_pid_tgid);
+            a.push_noted(Insn::RshImm { dst: R0, imm: 32 }, "tgid");
+            a.push(Insn::Mov { dst: tgid, src: R0 });
+        };
+        if closing {
+            self.a.place(Label::Closing);
+            current_tgid(&mut self.a, &self.h);
+            self.a.push(Insn::MovImm { dst: R1, imm: 0 });
+            self.a.push_noted(Insn::Store { dst: FP, off: KEY, src: R1, size: W }, "0 -> key");
+            self.a.load_map(R1, SELF, "self");
+            self.a.push(Insn::Mov { dst: R2, src: FP });
+            self.a.push(Insn::AddImm { dst: R2, imm: KEY.into() });
+            self.a.call(self.h.map_lookup_elem);
+            self.a.jeq(R0, 0, Label::Acting);
+            self.a.push_noted(Insn::Load { dst: R1, src: R0, off: 0, size: W }, "self[0]: the library's tgid");
+            self.a.jeq(R1, tgid, Label::Learned);
+        }
+        self.a.place(Label::Acting);
+        current_tgid(&mut self.a, &self.h);
+        self.a.call(self.h.get_current_task_btf);
+        self.a.load(R1, R0, &task(&["mm"], 8)?);
+        self.a.jeq(R1, 0, Label::Learned);
+        let leader = R1;
+        self.a.load(leader, R0, &task(&["group_leader"], 8)?);
+        self.a.load(R2, leader, &task(&["start_boottime"], 8)?);
+        self.a.store(START, R2);
+        let comm = k.offset("task_struct", &["comm"], 16)?;
+        for (half, slot) in COMM.into_iter().enumerate() {
+            let path = format!("task_struct.comm[{}..{}]", half * 8, half * 8 + 8);
+            self.a.load(R2, leader, &Field { path, off: comm + 8 * half as i16, size: DW });
+            self.a.store(slot, R2);
+        }
+        self.a.store(PID, tgid);
+        self.a.load_map(R1, OWNERS, "owners");
+        self.cookie_key(R2);
+        self.a.record_addr(R3, OWNER);
+        self.a.push(Insn::MovImm { dst: R4, imm: 0 });
+        self.a.call(self.h.map_update_elem);
+        self.a.ja(Label::Emit);
+        Ok(())
+    }
+
+    /// The acting process as the owner, or the one learned earlier; emitted.
+    fn acting_or_learned(&mut self, closing: bool) -> Result<(), Refusal> {
+        self.acting_owner(closing)?;
+        self.a.place(Label::Learned);
+        self.learned_owner();
+        self.emit();
+        Ok(())
+    }
+
+    /// `r0` = the owner the map keeps for the socket, or 0.
+    fn lookup_owner(&mut self) {
+        self.a.load_map(R1, OWNERS, "owners");
+        self.cookie_key(R2);
+        self.a.call(self.h.map_lookup_elem);
+    }
+
+    /// The owner learned earlier into the record, if there is one; falls
+    /// into `Emit`, which must follow.
+    fn learned_owner(&mut self) {
+        self.lookup_owner();
+        self.a.jeq(R0, 0, Label::Emit);
+        for at in (0..OWNER_LEN).step_by(8) {
+            self.a.push_noted(Insn::Load { dst: R1, src: R0, off: at as i16, size: DW }, "owners[cookie]");
+            let off = self.a.record_off(OWNER + at);
+            self.a.push_noted(Insn::Store { dst: FP, off, src: R1, size: DW }, "-> record.owner");
+        }
+    }
+
+    /// `Emit`: the record to the ring, waking its reader only once
+    /// `WAKE_AT` bytes wait; where it has no room, counted lost.
+    fn emit(&mut self) {
+        let flags = R9;
+        self.a.place(Label::Emit);
+        self.a.load_map(R1, RING, "ring");
+        self.a.push(Insn::MovImm { dst: R2, imm: BPF_RB_AVAIL_DATA });
+        self.a.call(self.h.ringbuf_query);
+        // Only the record that crosses the mark wakes the reader: past it,
+        // the reader was woken; one that misses it (records from several
+        // CPUs at once) is found at its next look.
+        self.a.push_noted(Insn::MovImm { dst: flags, imm: BPF_RB_NO_WAKEUP }, "BPF_RB_NO_WAKEUP");
+        self.a.jgt(R0, WAKE_AT, Label::Output);
+        self.a.jgt(R0, WAKE_AT - RECORD_SPAN, Label::Wake);
+        self.a.ja(Label::Output);
+        self.a.place(Label::Wake);
+        self.a.push_noted(Insn::MovImm { dst: flags, imm: BPF_RB_FORCE_WAKEUP }, "BPF_RB_FORCE_WAKEUP");
+        self.a.place(Label::Output);
+        self.a.load_map(R1, RING, "ring");
+        self.a.record_addr(R2, 0);
+        self.a.push(Insn::MovImm { dst: R3, imm: EVENT_LEN as i32 });
+        self.a.push(Insn::Mov { dst: R4, src: flags });
+        self.a.call(self.h.ringbuf_output);
+        self.a.jeq(R0, 0, Label::Sent);
+        self.a.push(Insn::MovImm { dst: R1, imm: 0 });
+        self.a.push_noted(Insn::Store { dst: FP, off: KEY, src: R1, size: W }, "0 -> key");
+        self.a.load_map(R1, LOST, "lost");
+        self.a.push(Insn::Mov { dst: R2, src: FP });
+        self.a.push(Insn::AddImm { dst: R2, imm: KEY.into() });
+        self.a.call(self.h.map_lookup_elem);
+        self.a.jeq(R0, 0, Label::Sent);
+        self.a.push(Insn::MovImm { dst: R1, imm: 1 });
+        self.a.push_noted(Insn::AtomicAdd { dst: R0, off: 0, src: R1, size: DW }, "lost += 1");
+        self.a.place(Label::Sent);
+    }
+
+    /// The end every way out reaches.
+    fn finish(mut self, hook: Hook, attach_btf_id: u32) -> Result<Program, Refusal> {
+        self.a.place(Label::Out);
+        self.a.push(Insn::MovImm { dst: R0, imm: 0 });
+        self.a.push(Insn::Exit);
+        let code = self.a.finish().map_err(|e| Refusal::Unsupported(format!("{WHAT}'s program is malformed: {e}")))?;
+        Ok(Program {
+            what: WHAT,
+            name: hook.name(),
+            code,
+            prog_type: BPF_PROG_TYPE_TRACING,
+            attach_type: hook.attach_type(),
+            attach_btf_id,
+            attach_to: hook.attach_to(),
+        })
+    }
+}
+
+/// `ctx[i]`, the hook's `i`th argument (or, for an `fexit`, the return
+/// value after the last), `size` bytes of it.
+fn arg(a: &mut Asm<Label>, dst: Reg, i: u32, size: super::asm::Size, what: &str) {
+    a.push_noted(Insn::Load { dst, src: R1, off: (8 * i) as i16, size }, what.to_string());
+}
+
+/// The program of `hook` for the kernel `btf` describes.
+fn assemble(btf: &Btf<'_>, hook: Hook) -> Result<Program, Refusal> {
+    let k = Kernel::new(btf, WHAT);
+    let what = hook.describe();
+    let attach_btf_id = match hook {
+        Hook::State => k.named(Kind::Typedef, "btf_trace_inet_sock_set_state", &what)?,
+        _ => k.func(hook.attach_to(), &what)?,
+    };
+    let params = || btf.params(attach_btf_id).ok_or_else(|| k.lacks(format_args!("prototype of {what}")));
+    let mut p = Prog { k: &k, h: Helpers::of(&k)?, a: Asm::new(EVENT_LEN) };
+    let (second, third) = (R7, R8);
+    match hook {
+        Hook::State => {
+            arg(&mut p.a, SK, 0, DW, "sk");
+            arg(&mut p.a, second, 1, W, "oldstate");
+            arg(&mut p.a, third, 2, W, "newstate");
+        }
+        // Its return value: since 6.10 it takes two arguments, before four.
+        Hook::Accept => arg(&mut p.a, SK, params()?, DW, "return: the accepted sock"),
+        Hook::UdpSend | Hook::Udp6Send => {
+            arg(&mut p.a, SK, 0, DW, "sk");
+            arg(&mut p.a, second, 1, DW, "msg");
+        }
+        Hook::UdpConnect | Hook::Udp6Connect => {
+            arg(&mut p.a, SK, 0, DW, "sk");
+            arg(&mut p.a, second, params()?, W, "return");
+        }
+        Hook::TcpClose | Hook::UdpRelease | Hook::Udp6Release => arg(&mut p.a, SK, 0, DW, "sk"),
+    }
+    p.zero_record();
+    p.socket(hook.protocol())?;
+    let tcp = |s: TcpState| i32::from(s.number());
+    match hook {
+        Hook::State => {
+            p.a.store(STATE, third);
+            p.a.store(OLD_STATE, second);
+            p.store_imm(KIND, EventKind::State as i32);
+            // A connection's birth on a clone of its listener: some kernels
+            // (6.1) trace it before the clone has its own cookie, port and
+            // peer, so it would read as the listener's. Its SYN_RECV ->
+            // ESTABLISHED, next, has them.
+            p.a.jne(second, tcp(TcpState::Listen), Label::Born);
+            p.a.jeq(third, tcp(TcpState::SynRecv), Label::Out);
+            p.a.place(Label::Born);
+            p.a.jeq(third, tcp(TcpState::SynSent), Label::Connect);
+            p.a.jeq(third, tcp(TcpState::Listen), Label::Listen);
+            // Entered only by a close or shutdown of the process's own.
+            p.a.jeq(third, tcp(TcpState::FinWait1), Label::Closing);
+            p.a.jeq(third, tcp(TcpState::LastAck), Label::Closing);
+            p.a.jne(second, tcp(TcpState::Listen), Label::Learned);
+            p.a.jeq(third, tcp(TcpState::Close), Label::Closing);
+            p.a.ja(Label::Learned);
+            p.a.place(Label::Connect);
+            p.store_imm(KIND, EventKind::Connect as i32);
+            p.store_imm(OLD_STATE, 0);
+            p.a.ja(Label::Acting);
+            p.a.place(Label::Listen);
+            p.store_imm(KIND, EventKind::Listen as i32);
+            p.store_imm(OLD_STATE, 0);
+            p.a.ja(Label::Acting);
+            p.acting_owner(true)?;
+            p.a.place(Label::Learned);
+            p.learned_owner();
+            p.emit();
+        }
+        Hook::Accept => {
+            p.store_imm(KIND, EventKind::Accept as i32);
+            p.acting_or_learned(false)?;
+        }
+        Hook::TcpClose => {
+            // A socket that never connected, or already closed, tells nothing.
+            p.a.load(second, SK, &k.field("sock", &["__sk_common", "skc_state"], 1)?);
+            p.a.jeq(second, tcp(TcpState::Close), Label::Out);
+            p.store_imm(KIND, EventKind::Close as i32);
+            p.acting_or_learned(true)?;
+        }
+        Hook::UdpConnect | Hook::Udp6Connect => {
+            p.a.jne(second, 0, Label::Out);
+            p.store_imm(KIND, EventKind::Connect as i32);
+            p.acting_or_learned(false)?;
+        }
+        Hook::UdpSend | Hook::Udp6Send => {
+            // Only a socket's first: one the owners map knows was seen.
+            p.lookup_owner();
+            p.a.jne(R0, 0, Label::Out);
+            sendmsg_destination(&mut p, second)?;
+            p.store_imm(KIND, EventKind::Send as i32);
+            p.acting_or_learned(false)?;
+        }
+        Hook::UdpRelease | Hook::Udp6Release => {
+            // Only a socket a connect or send made known.
+            p.lookup_owner();
+            p.a.jeq(R0, 0, Label::Out);
+            p.store_imm(KIND, EventKind::Close as i32);
+            p.acting_or_learned(true)?;
+        }
+    }
+    p.finish(hook, attach_btf_id)
+}
+
+/// A send's destination where it names one (`msg->msg_name`, a kernel copy
+/// of the caller's `sockaddr`) in place of the socket's own peer.
+fn sendmsg_destination(p: &mut Prog<'_, '_>, msg: Reg) -> Result<(), Refusal> {
+    p.a.load(R3, msg, &p.k.field("msghdr", &["msg_name"], 8)?);
+    p.a.jeq(R3, 0, Label::SockAddr);
+    p.a.push(Insn::Mov { dst: R1, src: FP });
+    p.a.push(Insn::AddImm { dst: R1, imm: SOCKADDR.into() });
+    p.a.push(Insn::MovImm { dst: R2, imm: SOCKADDR_LEN });
+    p.a.call(p.h.probe_read_kernel);
+    p.a.jne(R0, 0, Label::SockAddr);
+    let from = |a: &mut Asm<Label>, off: i16, size, note: &str| {
+        a.push_noted(Insn::Load { dst: R1, src: FP, off: SOCKADDR + off, size }, note);
+    };
+    from(&mut p.a, 0, H, "sockaddr.sa_family");
+    p.a.jeq(R1, i32::from(Family::Inet.af()), Label::Inet4);
+    p.a.jne(R1, i32::from(Family::Inet6.af()), Label::SockAddr);
+    from(&mut p.a, 2, H, "sockaddr_in6.sin6_port");
+    p.a.store(REMOTE_PORT, R1);
+    for (half, slot) in REMOTE_ADDR6.into_iter().enumerate() {
+        from(&mut p.a, 8 + 8 * half as i16, DW, "sockaddr_in6.sin6_addr");
+        p.a.store(slot, R1);
+    }
+    p.a.ja(Label::SockAddr);
+    p.a.place(Label::Inet4);
+    from(&mut p.a, 2, H, "sockaddr_in.sin_port");
+    p.a.store(REMOTE_PORT, R1);
+    from(&mut p.a, 4, W, "sockaddr_in.sin_addr");
+    p.a.store(REMOTE_ADDR4, R1);
+    p.a.place(Label::SockAddr);
+    Ok(())
+}
+
+/// A hook and its program, or why it has none.
+type Assembled = (Hook, Result<Program, Refusal>);
+
+/// Each hook's program, assembled once per process (the kernel's layout
+/// does not change under it); a failed read of its BTF is tried again.
+fn programs() -> Result<&'static [Assembled], Refusal> {
+    static PROGRAMS: OnceLock<Vec<Assembled>> = OnceLock::new();
+    if let Some(built) = PROGRAMS.get() {
+        return Ok(built);
+    }
+    let built = with_vmlinux(WHAT, |btf| Ok(Hook::ALL.iter().map(|&h| (h, assemble(btf, h))).collect()))?;
+    Ok(PROGRAMS.get_or_init(|| built))
+}
+
+/// One event, as a program wrote it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub kind: EventKind,
+    /// `CLOCK_BOOTTIME`, ns.
+    pub time_ns: u64,
+    pub cookie: u64,
+    /// 0 where the socket had no `struct socket` (not accepted yet, orphaned).
+    pub inode: u64,
+    pub netns: u64,
+    pub uid: u32,
+    pub family: u16,
+    pub protocol: Protocol,
+    pub state: u8,
+    /// `State` only.
+    pub old_state: u8,
+    pub local_port: u16,
+    /// Host order.
+    pub remote_port: u16,
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+    pub owner: Option<EventOwner>,
+}
+
+/// The process an event names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventOwner {
+    /// Thread group id, in the initial pid namespace.
+    pub pid: i32,
+    /// Its group leader's start, `CLOCK_BOOTTIME` ns.
+    pub start_ns: u64,
+    /// Its group leader's name, NUL-padded.
+    pub comm: [u8; 16],
+}
+
+impl EventOwner {
+    /// `b`: the record's owner block, as the owners map keeps it too.
+    fn decode(b: &[u8]) -> Option<Self> {
+        let at = |slot: Slot| Slot { off: slot.off - OWNER, ..slot };
+        let pid = at(PID).read(b) as u32;
+        let mut comm = [0u8; 16];
+        let name = at(COMM[0]).off;
+        comm.copy_from_slice(&b[name..name + 16]);
+        (pid != 0).then_some(EventOwner { pid: pid as i32, start_ns: at(START).read(b), comm })
+    }
+}
+
+/// The owners map, shared: the process seen acting on a socket last, by the
+/// socket's cookie, for as long as the map keeps it (closed sockets too,
+/// until the least recently used give way).
+#[derive(Clone, Debug)]
+pub struct Owners(Arc<BpfMap>);
+
+impl Owners {
+    pub fn get(&self, cookie: u64) -> Option<EventOwner> {
+        let mut owner = [0u8; OWNER_LEN];
+        self.0.lookup(&cookie.to_ne_bytes(), &mut owner).ok()?;
+        EventOwner::decode(&owner)
+    }
+}
+
+impl Event {
+    /// `b`: `EVENT_LEN` bytes as a program wrote them; `None` for a record
+    /// that makes no sense (an unknown kind, family, protocol or state).
+    pub fn decode(b: &[u8]) -> Option<Self> {
+        if b.len() != EVENT_LEN {
+            return None;
+        }
+        let kind = EventKind::of(KIND.read(b) as u8)?;
+        let family = FAMILY.read(b) as u16;
+        let protocol = Protocol::of_ipproto(PROTOCOL.read(b) as u8)?;
+        let (state, old_state) = (STATE.read(b) as u8, OLD_STATE.read(b) as u8);
+        let valid = |s: u8| s == 0 || TcpState::from_u8(s).is_some();
+        if !valid(state) || !valid(old_state) {
+            return None;
+        }
+        let (mut local_addr, mut remote_addr) = ([0u8; 16], [0u8; 16]);
+        match Family::of_af(family)? {
+            Family::Inet6 => {
+                local_addr.copy_from_slice(&b[LOCAL_ADDR6[0].off..LOCAL_ADDR6[0].off + 16]);
+                remote_addr.copy_from_slice(&b[REMOTE_ADDR6[0].off..REMOTE_ADDR6[0].off + 16]);
+            }
+            Family::Inet => {
+                local_addr[..4].copy_from_slice(LOCAL_ADDR4.bytes(b));
+                remote_addr[..4].copy_from_slice(REMOTE_ADDR4.bytes(b));
+            }
+        }
+        let owner = EventOwner::decode(&b[OWNER..OWNER + OWNER_LEN]);
+        Some(Event {
+            kind,
+            time_ns: TIME.read(b),
+            cookie: COOKIE.read(b),
+            inode: INODE.read(b),
+            netns: NETNS.read(b),
+            uid: UID.read(b) as u32,
+            family,
+            protocol,
+            state,
+            old_state,
+            local_port: LOCAL_PORT.read(b) as u16,
+            remote_port: u16::from_be(REMOTE_PORT.read(b) as u16),
+            local_addr,
+            remote_addr,
+            owner,
+        })
+    }
+}
+
+/// What the ring held next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    Event(Event),
+    Empty,
+    /// A record that makes no sense: dropped.
+    Dropped,
+}
+
+/// A hook's program, loaded and attached: the link holds it there; the
+/// program's fd tells how often the kernel passed it over.
+#[derive(Debug)]
+struct Attached {
+    prog: OwnedFd,
+    _link: OwnedFd,
+}
+
+/// The tracer, attached: its programs' links, its maps, its ring mapped.
+/// Dropping it detaches every program.
+#[derive(Debug)]
+pub struct Tracer {
+    ring: Ring,
+    ring_map: BpfMap,
+    lost: BpfMap,
+    owners: Owners,
+    /// Each hook: attached (its program and link) or why not.
+    hooks: Vec<(Hook, Result<Attached, Refusal>)>,
+    /// The kernel's loss count when last read.
+    lost_seen: u64,
+    record: [u8; EVENT_LEN],
+}
+
+impl Tracer {
+    /// Loads and attaches every hook's program, with a ring of `ring_size`
+    /// bytes (a power of two, a multiple of the page size). Fails if the
+    /// state hook can't attach; each other hook that can't is told by `hooks`.
+    pub fn start(ring_size: usize) -> Result<Self, Refusal> {
+        let sys = |call| move |errno| Refusal::Sys { call, errno };
+        let size = u32::try_from(ring_size).map_err(|_| sys("bpf(BPF_MAP_CREATE)")(Errno::EINVAL))?;
+        let programs = programs()?;
+        // Refused by name before any map is made: on a kernel that charges
+        // maps to RLIMIT_MEMLOCK (5.10), the ring would fail first, as EPERM.
+        if let Some((_, Err(e))) = programs.iter().find(|(h, _)| *h == Hook::State) {
+            return Err(e.clone());
+        }
+        let ring_map =
+            BpfMap::create(BPF_MAP_TYPE_RINGBUF, 0, 0, size, c"procspy_events").map_err(sys("bpf(BPF_MAP_CREATE)"))?;
+        let owners = BpfMap::create(BPF_MAP_TYPE_LRU_HASH, 8, OWNER_LEN as u32, OWNERS_MAX, c"procspy_owners")
+            .map_err(sys("bpf(BPF_MAP_CREATE)"))?;
+        let lost =
+            BpfMap::create(BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, 1, c"procspy_lost").map_err(sys("bpf(BPF_MAP_CREATE)"))?;
+        let me = BpfMap::create(BPF_MAP_TYPE_ARRAY, 4, 4, 1, c"procspy_self").map_err(sys("bpf(BPF_MAP_CREATE)"))?;
+        me.update(&0u32.to_ne_bytes(), &std::process::id().to_ne_bytes()).map_err(sys("bpf(BPF_MAP_UPDATE_ELEM)"))?;
+        let ring = Ring::map(ring_map.as_fd(), ring_size).map_err(sys("mmap of the ring buffer"))?;
+        let maps = [ring_map.as_fd(), owners.as_fd(), lost.as_fd(), me.as_fd()];
+        let mut hooks = Vec::with_capacity(programs.len());
+        for (hook, program) in programs {
+            let link = program.as_ref().map_err(Clone::clone).and_then(|p| {
+                let prog = p.load(&maps)?;
+                let link = bpf_sys::bpf_attach_tracing(prog.as_fd())
+                    .map_err(|errno| Refusal::Sys { call: "attach", errno })?;
+                Ok(Attached { prog, _link: link })
+            });
+            if *hook == Hook::State
+                && let Err(e) = link
+            {
+                return Err(e);
+            }
+            hooks.push((*hook, link));
+        }
+        let owners = Owners(Arc::new(owners));
+        Ok(Self { ring, ring_map, lost, owners, hooks, lost_seen: 0, record: [0; EVENT_LEN] })
+    }
+
+    /// Who acted on each socket last.
+    pub fn owners(&self) -> Owners {
+        self.owners.clone()
+    }
+
+    /// Readable when an event is waiting.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.ring_map.as_fd()
+    }
+
+    /// Each hook, and why it is not attached where it is not.
+    pub fn hooks(&self) -> impl Iterator<Item = (Hook, Option<&Refusal>)> {
+        self.hooks.iter().map(|(h, r)| (*h, r.as_ref().err()))
+    }
+
+    /// The next event, if one is waiting.
+    pub fn next(&mut self) -> Next {
+        loop {
+            return match self.ring.next(&mut self.record) {
+                RingNext::Empty => Next::Empty,
+                RingNext::Discarded => continue,
+                RingNext::Record { len } if len == EVENT_LEN => {
+                    Event::decode(&self.record).map_or(Next::Dropped, Next::Event)
+                }
+                RingNext::Record { .. } => Next::Dropped,
+                // Only the kernel writes the ring: a header longer than it
+                // would be a kernel bug; nothing after it can be trusted.
+                RingNext::Broken => Next::Empty,
+            };
+        }
+    }
+
+    /// Events lost since the last call: the ring had no room for them, or
+    /// the kernel passed a program over because it was already running on
+    /// that CPU (its tracepoint fired in an interrupt that came while it ran).
+    pub fn lost(&mut self) -> Result<u64, Errno> {
+        let mut per_cpu = vec![0u8; self.lost.lookup_len()];
+        self.lost.lookup(&0u32.to_ne_bytes(), &mut per_cpu)?;
+        let mut total =
+            per_cpu.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap_or_default())).sum::<u64>();
+        for (_, attached) in &self.hooks {
+            if let Ok(a) = attached {
+                total += bpf_sys::bpf_prog_recursion_misses(a.prog.as_fd())?;
+            }
+        }
+        let new = total.wrapping_sub(self.lost_seen);
+        self.lost_seen = total;
+        Ok(new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bpf::test_kernel::{HELPERS, check_jumps, small_kernel};
+
+    /// Every hook's program for a fixed kernel, as annotated listings: a
+    /// change to what one does shows up as a diff of `tracer.listing`.
+    /// `PROCSPY_BLESS=1` rewrites it.
+    #[test]
+    fn the_programs_are_the_committed_listing() {
+        let kernel = small_kernel(&HELPERS);
+        let btf = Btf::parse(&kernel).unwrap();
+        let mut listing = String::new();
+        for hook in Hook::ALL {
+            let p = assemble(&btf, hook).unwrap_or_else(|e| panic!("{}: {e}", hook.describe()));
+            check_jumps(&p);
+            // Its encoding decodes back to it, slot by slot.
+            let code = p.code.encode(&[RING, OWNERS, LOST, SELF]);
+            let mut at = 0;
+            for &i in p.code.insns() {
+                let (back, n) = Insn::decode(&code[at..]).unwrap();
+                assert_eq!(back, i);
+                at += n;
+            }
+            assert_eq!(at, code.len());
+            listing += &format!("{p}\n");
+        }
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/bpf/tracer.listing");
+        if std::env::var_os("PROCSPY_BLESS").is_some() {
+            std::fs::write(path, &listing).unwrap();
+        }
+        assert_eq!(listing, include_str!("tracer.listing"), "a program changed: PROCSPY_BLESS=1 to accept");
+    }
+
+    /// A kernel without a helper every program calls refuses every hook,
+    /// naming the helper; one without an attach point refuses that hook
+    /// alone.
+    #[test]
+    fn a_kernel_without_what_a_hook_needs_is_refused_by_name() {
+        let without = |name: &str| small_kernel(&HELPERS.into_iter().filter(|h| h.0 != name).collect::<Vec<_>>());
+        let kernel = without("BPF_FUNC_get_current_task_btf"); // Linux 5.10
+        let btf = Btf::parse(&kernel).unwrap();
+        for hook in Hook::ALL {
+            let e = assemble(&btf, hook).unwrap_err().to_string();
+            assert!(e.contains("BPF_FUNC_get_current_task_btf") && e.contains(WHAT), "{e}");
+        }
+        let kernel = small_kernel(&HELPERS);
+        let mut renamed = kernel.clone();
+        let at = renamed.windows(15).position(|w| w == b"inet_csk_accept").unwrap();
+        renamed[at] = b'x';
+        let btf = Btf::parse(&renamed).unwrap();
+        let e = assemble(&btf, Hook::Accept).unwrap_err().to_string();
+        assert!(e.contains("fexit/inet_csk_accept (inet_csk_accept)"), "{e}");
+        assert!(assemble(&btf, Hook::State).is_ok() && assemble(&btf, Hook::TcpClose).is_ok());
+    }
+
+    #[test]
+    fn decodes_what_the_programs_write_and_drops_what_makes_no_sense() {
+        let mut b = [0u8; EVENT_LEN];
+        let put = |b: &mut [u8; EVENT_LEN], s: Slot, v: &[u8]| b[s.off..s.off + v.len()].copy_from_slice(v);
+        put(&mut b, TIME, &5u64.to_ne_bytes());
+        put(&mut b, COOKIE, &77u64.to_ne_bytes());
+        put(&mut b, START, &1_500_000_000u64.to_ne_bytes());
+        put(&mut b, PID, &4321u32.to_ne_bytes());
+        put(&mut b, COMM[0], b"curl\0\0\0\0");
+        put(&mut b, INODE, &9u64.to_ne_bytes());
+        put(&mut b, NETNS, &4026531833u32.to_ne_bytes());
+        put(&mut b, UID, &1000u32.to_ne_bytes());
+        put(&mut b, KIND, &[EventKind::State as u8]);
+        put(&mut b, STATE, &[TcpState::FinWait1.number()]);
+        put(&mut b, OLD_STATE, &[TcpState::Established.number()]);
+        put(&mut b, PROTOCOL, &[Protocol::Tcp.ipproto()]);
+        put(&mut b, FAMILY, &u16::from(Family::Inet.af()).to_ne_bytes());
+        put(&mut b, LOCAL_PORT, &8080u16.to_ne_bytes());
+        put(&mut b, REMOTE_PORT, &443u16.to_be_bytes());
+        put(&mut b, LOCAL_ADDR4, &[127, 0, 0, 1]);
+        put(&mut b, REMOTE_ADDR4, &[127, 0, 0, 2]);
+        let e = Event::decode(&b).unwrap();
+        assert_eq!(
+            (e.kind, e.time_ns, e.cookie, e.inode, e.netns, e.uid),
+            (EventKind::State, 5, 77, 9, 4026531833, 1000)
+        );
+        assert_eq!((e.state, e.old_state, e.protocol, e.local_port, e.remote_port), (4, 1, Protocol::Tcp, 8080, 443));
+        assert_eq!((&e.local_addr[..4], &e.remote_addr[..4]), (&[127, 0, 0, 1][..], &[127, 0, 0, 2][..]));
+        let owner = e.owner.unwrap();
+        assert_eq!((owner.pid, owner.start_ns, &owner.comm[..5]), (4321, 1_500_000_000, &b"curl\0"[..]));
+        assert_eq!(Event::decode(&b[..EVENT_LEN - 8]), None, "a short record");
+        let bad = |slot: Slot, v: &[u8]| {
+            let mut c = b;
+            put(&mut c, slot, v);
+            Event::decode(&c)
+        };
+        assert_eq!(bad(PID, &0u32.to_ne_bytes()).unwrap().owner, None, "pid 0: no owner");
+        assert_eq!(bad(KIND, &[0]), None);
+        assert_eq!(bad(KIND, &[7]), None);
+        assert_eq!(bad(PROTOCOL, &[132]), None, "SCTP");
+        assert_eq!(bad(FAMILY, &1u16.to_ne_bytes()), None, "AF_UNIX");
+        assert_eq!(bad(STATE, &[13]), None);
+        assert_eq!(bad(OLD_STATE, &[200]), None);
+    }
+
+    /// On a kernel that runs the tracer, this process's loopback connect,
+    /// accept and close each name it, from the hooks this kernel attached;
+    /// the handshake's halves that run in softirq name the socket's own
+    /// owner or none, never the peer that was running (bcc #2304).
+    #[test]
+    fn names_the_acting_process_and_never_the_interrupted_one() {
+        // The ring sees every test's and the host's TCP: room for bursts.
+        let mut t = match Tracer::start(1 << 22) {
+            Ok(t) => t,
+            Err(e) => {
+                // A kernel with all a program asks for must load it.
+                assert!(!e.to_string().contains("verifier"), "{e}");
+                return eprintln!("the tracer does not run here: {e}");
+            }
+        };
+        for (hook, refused) in t.hooks() {
+            let why = refused.map(ToString::to_string).unwrap_or_default();
+            assert!(!why.contains("verifier"), "{}: {why}", hook.describe());
+        }
+        let attached = |hook| t.hooks().any(|(h, refused)| h == hook && refused.is_none());
+        let (accept_hook, close_hook) = (attached(Hook::Accept), attached(Hook::TcpClose));
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let client_port = c.local_addr().unwrap().port();
+        let (s, _) = l.accept().unwrap();
+        drop(c);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        drop(s);
+        // Read until the server's close has come (a record another CPU is
+        // still writing reads as empty for a moment).
+        let mut seen: Vec<Event> = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let last_ack = |e: &Event| e.state == TcpState::LastAck.number() && e.local_port == port;
+        while !seen.iter().any(last_ack) && std::time::Instant::now() < deadline {
+            match t.next() {
+                // A connect is traced before its port is bound: 0.
+                Next::Event(e)
+                    if [e.local_port, e.remote_port] == [0, port]
+                        || [e.local_port, e.remote_port] == [client_port, port]
+                        || e.local_port == port =>
+                {
+                    seen.push(e)
+                }
+                Next::Event(_) => {}
+                Next::Dropped => panic!("a record that makes no sense"),
+                Next::Empty => std::thread::sleep(std::time::Duration::from_millis(1)),
+            }
+        }
+        let me = Some(std::process::id() as i32);
+        let pid = |e: &Event| e.owner.map(|o| o.pid);
+        let find = |kind, state, old| {
+            seen.iter().find(|e| e.kind == kind && e.state == state && (old == 0 || e.old_state == old))
+        };
+        let n = TcpState::number;
+        let listen = find(EventKind::Listen, n(TcpState::Listen), 0).expect("listen");
+        assert_eq!(listen.old_state, 0, "only a state event has an old state");
+        assert_eq!(pid(listen), me);
+        let connect = find(EventKind::Connect, n(TcpState::SynSent), 0).expect("connect");
+        assert_eq!(connect.old_state, 0);
+        assert_eq!((pid(connect), connect.remote_port), (me, port));
+        // The server's half is born in softirq: no owner until one acts on
+        // it. Its birth on a clone of the listener is not reported.
+        let born = find(EventKind::State, n(TcpState::Established), n(TcpState::SynRecv)).expect("the server's half");
+        assert_eq!((born.owner, born.remote_port), (None, client_port), "{born:?}");
+        assert!(!seen.iter().any(|e| e.state == n(TcpState::SynRecv)), "{seen:#?}");
+        // A close by the library's own process names the owner learned
+        // before, not the closer: the client's connect; the server's half,
+        // its accept where that hook runs, else none.
+        let closing = find(EventKind::State, n(TcpState::FinWait1), n(TcpState::Established)).expect("client close");
+        assert_eq!(pid(closing), me);
+        let last_ack = find(EventKind::State, n(TcpState::LastAck), n(TcpState::CloseWait)).expect("server close");
+        assert_eq!((pid(last_ack), last_ack.local_port), (accept_hook.then_some(me).flatten(), port));
+        assert_eq!(find(EventKind::Accept, n(TcpState::Established), 0).map(pid), accept_hook.then_some(me));
+        assert_eq!(
+            seen.iter().filter(|e| e.kind == EventKind::Close && pid(e) == me).count(),
+            if close_hook { 1 + usize::from(accept_hook) } else { 0 }
+        );
+        assert!(seen.iter().all(|e| e.netns > 0 && e.cookie > 0 && e.time_ns > 0 && e.protocol == Protocol::Tcp));
+        assert_eq!(t.lost().unwrap(), 0);
+    }
+}
