@@ -970,7 +970,12 @@ static procspy_status watch(procspy_walker *walker, struct context *ctx, uint32_
     const struct options *opt = ctx->opt;
     uint64_t next = now_ms();
     procspy_status status;
+    int tracer;
 
+    /* The tracer, where it runs, names who opened and closed a connection
+       between two polls; without it those come with no process. */
+    if (procspy_walker_events_fd(walker, &tracer) != PROCSPY_OK)
+        tracer = -1;
     for (;;) {
         struct pollfd wait_for = { wake[0], POLLIN, 0 };
         uint64_t now;

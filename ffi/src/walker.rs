@@ -400,12 +400,10 @@ pub(super) fn connections_body<'q>(
 /// each later one reads what they were
 /// told, without waiting, and delivers each freed socket that neither
 /// snapshot lists and that the previous call did not report disappeared.
-/// The kernel names no process; where the walker's BPF tracer runs (the
-/// first changes call starts it on a thread of the library's own, once,
-/// unless the owner scan is `PROCSPY_OWNERS_PROC`, and the calls after use
-/// it; `procspy_walker_events_fd` starts it at once; where it is refused,
-/// changes goes on without it), `owner` is the process it saw act on that
-/// socket last: the connecting one for a
+/// The kernel names no process; where the walker's BPF tracer runs
+/// (started by `procspy_walker_events_fd` or `procspy_walker_events`; the
+/// command's `--watch` starts it), `owner` is the process it saw act on
+/// that socket last: the connecting one for a
 /// connect, the one that closed it for a close (its pid in the initial pid
 /// namespace, `fd` -1); else NULL. A reset socket has
 /// lost its remote port, an unbound one its local address. A call that

@@ -7,8 +7,8 @@
 //! `walk_locked` at the end of this file.
 
 use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, TryLockError};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock, TryLockError};
 use std::time::{Duration, Instant};
 
 use super::changes::{self, Change, ChangeState};
@@ -24,7 +24,7 @@ use super::stats::Stats;
 use super::tables::{Protocols, Source, TCP, TCP6, append_tables, read_group_tables};
 use crate::bpf::Owners;
 use crate::parse::StateMask;
-use crate::procfs::{self, ProcRoot, TableBuf};
+use crate::procfs::{ProcRoot, TableBuf};
 
 /// The proc root a walker uses when none is named.
 pub(crate) const DEFAULT_PROC_ROOT: &[u8] = b"/proc";
@@ -52,13 +52,10 @@ pub struct Walker {
     /// Where `connections` reads the tables, and how it finds owners.
     config: Mutex<(Source, OwnerScan)>,
     state: Mutex<State>,
-    /// The live tracer: its own lock, so events and passes run side by
-    /// side; shared with the thread a changes call starts it on.
-    events: Arc<Mutex<Events>>,
+    /// The live tracer: its own lock, so events and passes run side by side.
+    events: Mutex<Events>,
     /// What the tracer tells beside its lock, once it runs (`Started`).
-    started: Arc<Started>,
-    /// Whether a changes call started the tracer (once).
-    tracer_tried: AtomicBool,
+    started: Started,
 }
 
 /// What a running tracer tells without its lock, which a waiting events call
@@ -107,9 +104,8 @@ impl Walker {
             last: Mutex::new(Stats::default()),
             config: Mutex::new((Source::Auto, OwnerScan::Auto)),
             state: Mutex::new(State::default()),
-            events: Arc::default(),
-            started: Arc::default(),
-            tracer_tried: AtomicBool::new(false),
+            events: Mutex::default(),
+            started: Started::default(),
         })
     }
 
@@ -365,10 +361,9 @@ impl Walker {
     ) -> Result<(), Error> {
         let plan = self.plan(protocols, state_mask)?;
         self.with_state(stats, |state, stats| {
-            // `PROCSPY_OWNERS_PROC` asks for no BPF: then no tracer either.
-            let owners =
-                if plan.owner_scan == OwnerScan::Proc { self.started.owners.get() } else { self.tracer_owners() };
-            state.changes.owners = owners.cloned();
+            // The tracer where an events call started it: changes starts
+            // nothing host-wide of its own accord.
+            state.changes.owners = self.started.owners.get().cloned();
             changes::changes(&self.ctx, &plan, &mut state.pass, &mut state.changes, out, stats, on_change)
         })
     }
@@ -483,26 +478,6 @@ impl Walker {
         let host = self.ctx.root.shows_kernel_ids();
         self.started.start(&mut events, host)?;
         events.fd(host)
-    }
-
-    /// The tracer's owners map, where it runs. The first changes call
-    /// starts it, on a thread of the library's own: loading takes tens of
-    /// milliseconds (seconds in an emulated guest), which a changes call
-    /// neither waits for nor holds its lock through; a stop ends the call
-    /// at once. The calls after use it once it runs. Once only: a refusal
-    /// is not tried again by changes (an events call still starts it).
-    fn tracer_owners(&self) -> Option<&Owners> {
-        if self.started.owners.get().is_none()
-            && self.ctx.root.shows_kernel_ids()
-            && !self.tracer_tried.swap(true, Ordering::Relaxed)
-        {
-            let (events, started) = (Arc::clone(&self.events), Arc::clone(&self.started));
-            let _ = procfs::spawn_detached("procspy-tracer", move || {
-                let mut events = events.lock().unwrap_or_else(PoisonError::into_inner);
-                let _ = started.start(&mut events, true);
-            });
-        }
-        self.started.owners.get()
     }
 
     /// The size of the tracer's ring buffer, before it starts (default 4

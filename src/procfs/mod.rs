@@ -27,7 +27,7 @@ pub(crate) use netns::LINK_MAX;
 pub use pidfd::{Closer, PidFd};
 pub use probe::{Known, Probes};
 pub(crate) use sys::retry;
-pub use sys::{Meta as EntryMeta, random_u32, same_fd_table, spawn_detached};
+pub use sys::{Meta as EntryMeta, random_u32, same_fd_table};
 
 /// The `bpf(2)` calls, for `crate::bpf`.
 pub(crate) mod bpf_sys {
