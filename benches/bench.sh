@@ -10,11 +10,12 @@
 #                                        the fixture that is up (one pid, no
 #                                        owners, the namespace search; --full
 #                                        runs them on the default fixture)
-#   benches/bench.sh --fd-cases          only the fd cases: a pass while
+#   benches/bench.sh --fd-cases [--turns T]  only the fd cases: a pass while
 #                                        processes of nobody's hold FD_CASE_N
 #                                        (100,000) unix sockets, or as many
 #                                        /dev/null fds, or nothing more, by
-#                                        owner path (BPF, PID/fd); needs no
+#                                        owner path (BPF, PID/fd), the cases
+#                                        by turns (T, default 5); needs no
 #                                        fixture (--full runs them too)
 #   benches/bench.sh --events            only the live-events tracer under a
 #                                        loopback connect/accept/close storm
@@ -62,6 +63,7 @@ EV_SECONDS=${EV_SECONDS:-5}      # each window of the events bench
 EV_ROUNDS=${EV_ROUNDS:-5}        # rounds of its off / on / on-every-2-ms windows
 FD_CASE_N=${FD_CASE_N:-100000}
 FD_CASE_PER=${FD_CASE_PER:-10000}   # fds per holder process (RLIMIT_NOFILE's hard limit may be low)
+FD_CASE_TURNS=5
 HOLDER=$B/procspy-holder
 OUT=${BENCH_OUT:-$B/bench-results.txt}
 
@@ -74,7 +76,8 @@ while [ $# -gt 0 ]; do
         --ns-cases) NS_ONLY=1 ;;
         --fd-cases) FD_ONLY=1 ;;
         --events) EV_ONLY=1 ;;
-        -h|--help) sed -n '2,45p' "$0"; exit 0 ;;
+        --turns) FD_CASE_TURNS=$2; shift ;;
+        -h|--help) sed -n '2,46p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -277,54 +280,87 @@ paced() {
 # What an unprivileged user's fds cost a pass: processes of nobody's (in the
 # root namespace, FD_CASE_PER fds each) hold FD_CASE_N unix sockets, or as
 # many /dev/null fds, or nothing more; for each, conn (BPF owners) and
-# procscan (PID/fd owners), RUNS each, in this one run. The BPF program lists
-# only the sockets a pass uses and counts the others in the kernel, so the
-# unix sockets should cost no more than the /dev/null fds.
+# procscan (PID/fd owners). By turns: each turn brings up each case in
+# turn and takes RUNS passes of each; a turn whose background (the fds and
+# sockets a pass saw beyond the holders') differs from the most common one
+# (another job's fixture came or went on a shared machine) is set aside,
+# and the figures are the medians of the other turns' medians.
 fdcases() {
-    local kind line w i pids procs=$(((FD_CASE_N + FD_CASE_PER - 1) / FD_CASE_PER))
+    local kind line w i t pids procs=$(((FD_CASE_N + FD_CASE_PER - 1) / FD_CASE_PER))
     : > "$TMP/fdcases"
-    for kind in none null unix; do
-        pids=()
-        if [ "$kind" != none ]; then
-            for i in $(seq "$procs"); do
-                prlimit --nofile=$((FD_CASE_PER + 64)) setpriv --reuid=nobody --regid=nogroup --clear-groups \
-                    "$HOLDER" --ttl 900 --fds "$kind" "$FD_CASE_PER" > "$TMP/fdholder.$i" &
-                pids+=($!)
+    for t in $(seq "$FD_CASE_TURNS"); do
+        for kind in none null unix; do
+            pids=()
+            if [ "$kind" != none ]; then
+                for i in $(seq "$procs"); do
+                    prlimit --nofile=$((FD_CASE_PER + 64)) setpriv --reuid=nobody --regid=nogroup --clear-groups \
+                        "$HOLDER" --ttl 900 --fds "$kind" "$FD_CASE_PER" > "$TMP/fdholder.$i" &
+                    pids+=($!)
+                done
+                for i in $(seq "$procs"); do
+                    for _ in $(seq 600); do grep -q '^[RE] ' "$TMP/fdholder.$i" && break; sleep 0.1; done
+                    grep -q '^R ' "$TMP/fdholder.$i" || {
+                        echo "bench.sh: fd holder ($kind): $(cat "$TMP/fdholder.$i")" >&2; kill "${pids[@]}"; return 1; }
+                done
+            fi
+            line=$("$BENCH" -n "$RUNS" --only conn,procscan)
+            for w in conn procscan; do
+                printf '%s\t%s\t%s\t%s\n' "$t" "$kind" "$w" "$(grep "^row name=$w " <<<"$line")" >> "$TMP/fdcases"
             done
-            for i in $(seq "$procs"); do
-                for _ in $(seq 600); do grep -q '^[RE] ' "$TMP/fdholder.$i" && break; sleep 0.1; done
-                grep -q '^R ' "$TMP/fdholder.$i" || {
-                    echo "bench.sh: fd holder ($kind): $(cat "$TMP/fdholder.$i")" >&2; kill "${pids[@]}"; return 1; }
-            done
-        fi
-        line=$("$BENCH" -n "$RUNS" --only conn,procscan)
-        for w in conn procscan; do
-            printf '%s\t%s\t%s\n' "$kind" "$w" "$(grep "^row name=$w " <<<"$line")" >> "$TMP/fdcases"
+            [ ${#pids[@]} -gt 0 ] && { kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null; }
         done
-        [ ${#pids[@]} -gt 0 ] && { kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null; }
     done
-    python3 - "$TMP/fdcases" "$((procs * FD_CASE_PER))" "$procs" "$RUNS" <<'EOF'
+    python3 - "$TMP/fdcases" "$((procs * FD_CASE_PER))" "$procs" "$RUNS" "$FD_CASE_TURNS" <<'EOF'
 import sys
+from statistics import median
+n, procs, runs, turns = int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
 rows = {}
 for l in open(sys.argv[1]):
-    kind, w, row = l.rstrip("\n").split("\t")
-    rows[(kind, w)] = dict(kv.split("=", 1) for kv in row.split()[1:])
-n, procs, runs = int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    t, kind, w, row = l.rstrip("\n").split("\t")
+    rows[(int(t), kind, w)] = dict(kv.split("=", 1) for kv in row.split()[1:])
+# What a turn's passes saw beyond the holders' fds (the unix sockets are
+# socket fds to both scans; the /dev/null fds are fds to the PID/fd scan
+# only); two turns saw the same background where no count differs by 1,000.
+def background(t):
+    seen = []
+    for kind in ("none", "null", "unix"):
+        for w in ("conn", "procscan"):
+            r = rows[(t, kind, w)]
+            fds, socks = int(r["fds"]), int(r["sockets"])
+            if kind == "unix":
+                fds, socks = fds - n, socks - n
+            if kind == "null" and w == "procscan":
+                fds -= n
+            seen += [fds, socks]
+    return seen
+def same(a, b):
+    return all(abs(x - y) < 1000 for x, y in zip(background(a), background(b)))
+all_turns = range(1, turns + 1)
+ref = max(all_turns, key=lambda t: sum(same(t, u) for u in all_turns))
+kept = [t for t in all_turns if same(ref, t)]
+dropped = ", ".join(str(t) for t in range(1, turns + 1) if t not in kept) or "none"
 what = {"none": "nothing more", "null": "%d /dev/null fds in %s processes" % (n, procs),
         "unix": "%d unix sockets in %s processes" % (n, procs)}
 path = {"conn": "BPF (default)", "procscan": "PID/fd (+ netlink)"}
-print("| held by nobody | owner scan | median CPU ms | median wall ms | fds | sockets |")
-print("|---|---|---:|---:|---:|---:|")
+print("%d of %d turns kept (set aside for another background: %s), %s passes of each case a turn"
+      % (len(kept), turns, dropped, runs))
+print()
+print("| held by nobody | owner scan | median CPU ms | each turn's median | median wall ms | fds | sockets |")
+print("|---|---|---:|---|---:|---:|---:|")
+cpu = {}
 for kind in ("none", "null", "unix"):
     for w in ("conn", "procscan"):
-        r = rows[(kind, w)]
-        print("| %s | %s | %.1f | %.1f | %s | %s |" % (what[kind], path[w], float(r["cpu_ms"]), float(r["wall_ms"]),
-              r["fds"], r["sockets"]))
+        rs = [rows[(t, kind, w)] for t in kept]
+        c = [float(r["cpu_ms"]) for r in rs]
+        cpu[(kind, w)] = median(c)
+        print("| %s | %s | %.1f | %s | %.1f | %s | %s |" % (what[kind], path[w], median(c),
+              " ".join("%.1f" % x for x in c), median(float(r["wall_ms"]) for r in rs), rs[0]["fds"],
+              rs[0]["sockets"]))
 print()
 for w in ("conn", "procscan"):
-    c = {k: float(rows[(k, w)]["cpu_ms"]) for k in ("none", "null", "unix")}
-    print("- %s: the unix sockets add %.1f ms of CPU to a pass, the /dev/null fds %.1f ms (medians of %s)"
-          % (path[w], c["unix"] - c["none"], c["null"] - c["none"], runs))
+    u, z = cpu[("unix", w)] - cpu[("none", w)], cpu[("null", w)] - cpu[("none", w)]
+    print("- %s: the unix sockets add %.1f ms of CPU to a pass, the /dev/null fds %.1f ms"
+          % (path[w], u, z))
 EOF
 }
 
