@@ -38,6 +38,7 @@
  * Output: one "row" line per measurement, key=value, for benches/bench.sh:
  *   row name=conn runs=10 wall_ms=.. cpu_ms=.. wall_min_ms=.. wall_max_ms=..
  *       records=.. tcp=.. owned=.. namespaces=.. processes=.. fds=.. sockets=..
+ *       accounted=.. (namespaces listed from the owner scan, tables not read)
  * and "rss vmhwm_kib=.. vmrss_kib=.." at the end.
  *
  * Build: cc -std=c99 -O2 -D_GNU_SOURCE -Iinclude -o build/bench benches/bench.c \
@@ -122,7 +123,7 @@ static _Noreturn void die_status(const char *what, procspy_status s)
 
 /* ---- libprocspy measurements ------------------------------------------ */
 
-struct counts { uint64_t records, tcp, owned; };
+struct counts { uint64_t records, tcp, owned, accounted; };
 
 static int on_socket(void *u, const procspy_socket *s)
 {
@@ -201,6 +202,9 @@ static void one_call(struct ctx *cx, enum what what, struct counts *c, procspy_w
         if (s != PROCSPY_OK) die_status(what_name[what], s);
         *wall = t1 - t0;
         *cpu = c1 - c0;
+        /* After the clock: namespaces listed without reading their tables. */
+        procspy_walk_stats_ext ext;
+        if (procspy_walker_stats_ext(cx->w, &ext, sizeof ext) == PROCSPY_OK) c->accounted = ext.accounted;
         return;
     }
 }
@@ -236,13 +240,13 @@ static void print_row(const char *name, int runs, double *wall, double *cpu, con
 {
     printf("row name=%s runs=%d wall_ms=%.3f cpu_ms=%.3f wall_min_ms=%.3f wall_max_ms=%.3f "
            "records=%llu tcp=%llu owned=%llu namespaces=%llu processes=%llu skipped=%llu "
-           "fds=%llu sockets=%llu bytes_needed=%llu ticks=%llu\n",
+           "fds=%llu sockets=%llu bytes_needed=%llu ticks=%llu accounted=%llu\n",
            name, runs, median(wall, runs), median(cpu, runs), vmin(wall, runs), vmax(wall, runs),
            (unsigned long long)c->records, (unsigned long long)c->tcp, (unsigned long long)c->owned,
            (unsigned long long)st->namespaces, (unsigned long long)st->processes,
            (unsigned long long)st->skipped, (unsigned long long)st->fds,
            (unsigned long long)st->sockets, (unsigned long long)st->bytes_needed,
-           (unsigned long long)st->ticks);
+           (unsigned long long)st->ticks, (unsigned long long)c->accounted);
     fflush(stdout);
 }
 

@@ -27,14 +27,24 @@
 #                                        close events' latency, and loss at
 #                                        20,000 connections per second; needs no
 #                                        fixture (--full runs it too)
+#   benches/bench.sh --node [--runs N]   only the node fixture (issue 23: every
+#                                        namespace has TIME_WAITs, some have
+#                                        pending connections): brings it up and
+#                                        down itself; its table and RSS, one
+#                                        dump of an empty namespace by the size
+#                                        of its TCP hash (without the fixture
+#                                        and with it), then the fixture made
+#                                        under tcp_child_ehash_entries 1024
 #   benches/bench.sh --full [--runs N]   what `make bench` runs: the default
 #                                        fixture (table, syscalls, pacing, RSS),
-#                                        then dense, wide and big (table, RSS),
-#                                        then default with
-#                                        net.ipv4.tcp_child_ehash_entries 1024 vs 0;
-#                                        brings each fixture up and down itself,
-#                                        and restores the sysctl; then the fd
-#                                        cases and the events
+#                                        then dense, wide, big and node (table,
+#                                        RSS), with --node's empty-namespace
+#                                        dumps, then default with
+#                                        net.ipv4.tcp_child_ehash_entries 1024 vs 0
+#                                        and node with 1024; brings each fixture
+#                                        up and down itself, setting the sysctl
+#                                        only while a fixture comes up; then the
+#                                        fd cases and the events
 #
 # Every figure is a median of RUNS (default 10) runs; the ss loop over every
 # namespace runs 3 times (said in its row). Wall = CLOCK_MONOTONIC around the
@@ -44,6 +54,8 @@
 # delivered: a fast wrong answer shows there.
 # Output also goes to build/bench-results.txt (build/events' own lines, each
 # window's and row's key=value, to build/bench-events.raw).
+# PROCSPY_FIXTURE_DIR and PROCSPY_FIXTURE_PREFIX (benches/fixture) keep a run
+# apart from a fixture someone else has up; a pass still covers the host.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -54,6 +66,7 @@ FX=benches/fixture
 RUNS=10
 LOOP_RUNS=3
 FULL=0
+NODE_ONLY=0
 PERF=0
 NS_ONLY=0
 FD_ONLY=0
@@ -65,6 +78,8 @@ FD_CASE_N=${FD_CASE_N:-100000}
 FD_CASE_PER=${FD_CASE_PER:-10000}   # fds per holder process (RLIMIT_NOFILE's hard limit may be low)
 FD_CASE_TURNS=5
 HOLDER=$B/procspy-holder
+PROBE_RUNS=${PROBE_RUNS:-200}     # dumps of each kind in ehash_probe
+PROBE_NS=${PROCSPY_FIXTURE_PREFIX:-procspy-fx-}probe
 OUT=${BENCH_OUT:-$B/bench-results.txt}
 
 while [ $# -gt 0 ]; do
@@ -72,12 +87,13 @@ while [ $# -gt 0 ]; do
         --runs) RUNS=$2; shift ;;
         --loop-runs) LOOP_RUNS=$2; shift ;;
         --full) FULL=1 ;;
+        --node) NODE_ONLY=1 ;;
         --perf) PERF=1 ;;
         --ns-cases) NS_ONLY=1 ;;
         --fd-cases) FD_ONLY=1 ;;
         --events) EV_ONLY=1 ;;
         --turns) FD_CASE_TURNS=$2; shift ;;
-        -h|--help) sed -n '2,46p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,57p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -101,11 +117,13 @@ TMP=$(mktemp -d)
 ROWS=$TMP/rows        # preset \t tool \t runs \t wall \t cpu \t records \t note
 : > "$ROWS"
 ORIG_EHASH=$(sysctl -n net.ipv4.tcp_child_ehash_entries 2>/dev/null || echo "")
+PROBE_MADE=0
 cleanup() {
-    if [ "$FULL" = 1 ]; then
+    if [ "$FULL" = 1 ] || [ "$NODE_ONLY" = 1 ]; then
         $FX down >/dev/null 2>&1
         [ -n "$ORIG_EHASH" ] && sysctl -qw net.ipv4.tcp_child_ehash_entries="$ORIG_EHASH"
     fi
+    [ "$PROBE_MADE" = 1 ] && ip netns delete "$PROBE_NS" 2>/dev/null
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -140,7 +158,10 @@ table() { # table PRESET
     netlink=$(grep '^row name=netlink ' <<<"$line"); procscan=$(grep '^row name=procscan ' <<<"$line")
     walk=$(grep '^row name=walk ' <<<"$line")
     echo "$conn"; echo "$changes"; echo "$netlink"; echo "$procscan"; echo "$text"; echo "$walk"
-    add_row "$p" "libprocspy connections (default), all ns" "$conn" "tcp $(kv tcp "$conn")"
+    add_row "$p" "libprocspy connections (default), all ns" "$conn" \
+        "tcp $(kv tcp "$conn"); tables read in $(($(kv namespaces "$conn") - $(kv accounted "$conn"))) of $(kv namespaces "$conn") ns"
+    printf '%s\n' "$conn" > "$TMP/last-conn"; printf '%s\n' "$netlink" > "$TMP/last-netlink"
+    printf '%s\n' "$procscan" > "$TMP/last-procscan"
     add_row "$p" "libprocspy changes on an unchanged fixture (default), all ns" "$changes" \
         "events; CPU $(kv cpu_ratio "$changes")x connections in the same run (by pairs $(kv pair_cpu_ratio "$changes")x)"
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$p" "$(kv conn_records "$changes")" "$(kv conn_cpu_ms "$changes")" \
@@ -153,6 +174,7 @@ table() { # table PRESET
 
     line=$("$BENCH" --exec -n "$RUNS" --headers 1 -- ss -tanp); echo "ss: $line"
     add_row "$p" "ss -tanp (root ns only)" "$line"
+    printf '%s\n' "$line" > "$TMP/last-ss"
     line=$("$BENCH" --exec -n "$LOOP_RUNS" --headers $((nsn + 1)) -- \
         sh -c 'ss -tanp; for ns; do ip netns exec "$ns" ss -tanp; done' sh "${NSS[@]}")
     echo "ss loop: $line"
@@ -167,6 +189,137 @@ table() { # table PRESET
     echo "procspy -t: $line"
     add_row "$p" "build/procspy -t (CLI process; TCP, all ns)" "$line"
 }
+
+# --- what one namespace's dump costs -------------------------------------------
+# One dump of an empty namespace as a pass makes it (TCP of both families in
+# one request, states 1 to 12; UDP by family), PROBE_RUNS times in a row:
+# the kernel walks the namespace's TCP hash, which is the host's (with every
+# namespace's sockets in it) unless the namespace was made while
+# net.ipv4.tcp_child_ehash_entries = E, which gives it E buckets of its own.
+# The sysctl is set only while the namespace is made.
+ehash_probe() { # ehash_probe LABEL
+    local e hash out alloc
+    if [ -e "/run/netns/$PROBE_NS" ]; then
+        echo "bench.sh: namespace $PROBE_NS exists and is not ours: no probe" >&2; return 0
+    fi
+    for e in 0 128 1024 16384 262144; do
+        sysctl -qw net.ipv4.tcp_child_ehash_entries=$e
+        ip netns add "$PROBE_NS" && PROBE_MADE=1
+        sysctl -qw net.ipv4.tcp_child_ehash_entries="${ORIG_EHASH:-0}"
+        [ "$PROBE_MADE" = 1 ] || return 0
+        hash=$(ip netns exec "$PROBE_NS" sysctl -n net.ipv4.tcp_ehash_entries)
+        alloc=$(awk '$1 == "TCP:" { for (i = 2; i < NF; i++) if ($i == "alloc") print $(i + 1) }' /proc/net/sockstat)
+        out=$(ip netns exec "$PROBE_NS" python3 - "$PROBE_RUNS" <<'EOF'
+import resource, socket, struct, sys, time
+n = int(sys.argv[1])
+NLMSG_ERROR, NLMSG_DONE, TCPDIAG_GETSOCK, SOCK_DIAG_BY_FAMILY = 2, 3, 18, 20
+STATES = 0x1FFE  # 1 to 12, as the library asks: 13 (BOUND_INACTIVE) walks the bind hash too
+sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 4)  # NETLINK_SOCK_DIAG
+sock.bind((0, 0))
+buf = bytearray(1 << 17)
+
+
+def dump(kind, body, seq):
+    sock.send(struct.pack("=IHHII", 16 + len(body), kind, 0x301, seq, 0) + body)  # REQUEST | DUMP
+    while True:
+        got, off = sock.recv_into(buf), 0
+        while off + 16 <= got:
+            ln, typ = struct.unpack_from("=IH", buf, off)
+            if typ in (NLMSG_DONE, NLMSG_ERROR):
+                return
+            off += (ln + 3) & ~3
+
+
+sockid = bytes(48)
+tcp = [(TCPDIAG_GETSOCK, struct.pack("=BBBB", 0, 0, 0, 0) + sockid + struct.pack("=II", STATES, 0))]
+udp = [(SOCK_DIAG_BY_FAMILY, struct.pack("=BBBxI", f, socket.IPPROTO_UDP, 0, STATES) + sockid)
+       for f in (socket.AF_INET, socket.AF_INET6)]
+
+
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+out = []
+for reqs in (tcp, udp):
+    for i in range(3):
+        for k, b in reqs:
+            dump(k, b, i)
+    c0, t0 = cpu(), time.monotonic()
+    for i in range(n):
+        for k, b in reqs:
+            dump(k, b, i)
+    out += [(cpu() - c0) / n * 1e6, (time.monotonic() - t0) / n * 1e6]
+print("probe tcp_cpu_us=%.1f tcp_wall_us=%.1f udp_cpu_us=%.1f udp_wall_us=%.1f" % tuple(out))
+EOF
+)
+        ip netns delete "$PROBE_NS" && PROBE_MADE=0
+        echo "$1: ehash=$e hash=$hash alloc=$alloc $out"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$e" "$hash" "$alloc" "$(kv tcp_cpu_us "$out")" \
+            "$(kv udp_cpu_us "$out")" "$(cut -d' ' -f1-3 /proc/loadavg)" >> "$TMP/probe"
+    done
+}
+
+print_probe() {
+    [ -s "$TMP/probe" ] || return 0
+    echo
+    echo "### one dump of an empty namespace, by its TCP hash (CPU us per dump, mean of $PROBE_RUNS; the 128-bucket row is mostly the python loop's own cost)"
+    echo
+    echo "| host | tcp_child_ehash_entries when made | its TCP hash, buckets | host's TCP sockets (sockstat alloc) | TCP dump, CPU us | UDP v4 + v6 dumps, CPU us | load average |"
+    echo "|---|---:|---:|---:|---:|---:|---|"
+    awk -F'\t' '{ printf "| %s | %s | %s | %s | %.1f | %.1f | %s |\n", $1, $2,
+        ($3 < 0 ? -$3 " (the host'"'"'s)" : $3), $4, $5, $6, $7 }' "$TMP/probe"
+}
+
+# The node fixture made while tcp_child_ehash_entries = E (set while it
+# comes up only): the three paths and ss -tanp, in one run.
+node_child() { # node_child E
+    local line hash rc
+    sysctl -qw net.ipv4.tcp_child_ehash_entries="$1"
+    echo
+    echo "== fixture up --preset node (tcp_child_ehash_entries $1 while it comes up)"
+    $FX up --preset node; rc=$?
+    sysctl -qw net.ipv4.tcp_child_ehash_entries="${ORIG_EHASH:-0}"
+    [ $rc -eq 0 ] || { echo "bench.sh: fixture up node failed" >&2; exit 1; }
+    hash=$(ip netns exec "$(fixture_names | sed -n 1p)" sysctl -n net.ipv4.tcp_ehash_entries)
+    line=$("$BENCH" -n "$RUNS" --only conn,netlink,procscan); echo "$line"
+    grep '^row name=conn ' <<<"$line" > "$TMP/last-conn"
+    grep '^row name=netlink ' <<<"$line" > "$TMP/last-netlink"
+    grep '^row name=procscan ' <<<"$line" > "$TMP/last-procscan"
+    line=$("$BENCH" --exec -n "$RUNS" --headers 1 -- ss -tanp); echo "ss: $line"
+    printf '%s\n' "$line" > "$TMP/last-ss"
+    hash_row "$1 ($(hash_name "$hash"))"
+    $FX down
+}
+
+hash_row() { # hash_row LABEL: the figures of the last table or node_child
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$(cat "$TMP/last-conn")" "$(cat "$TMP/last-netlink")" \
+        "$(cat "$TMP/last-procscan")" "$(cat "$TMP/last-ss")" "$(cut -d' ' -f1-3 /proc/loadavg)" >> "$TMP/nodehash"
+}
+
+print_nodehash() {
+    [ -s "$TMP/nodehash" ] || return 0
+    echo
+    echo "### node by tcp_child_ehash_entries when it was made (median CPU ms; x = vs ss -tanp in the same run)"
+    echo
+    echo "| ehash entries | default pass | every ns dumped (netlink) | PID/fd owners + netlink | ss -tanp (root ns only) | tables read | load average after |"
+    echo "|---:|---:|---:|---:|---:|---:|---|"
+    local e c n p x la sc
+    while IFS=$'\t' read -r e c n p x la; do
+        sc=$(kv cpu_ms "$x")
+        printf '| %s | %.1f (%s) | %.1f (%s) | %.1f (%s) | %.1f | %s of %s ns | %s |\n' "$e" \
+            "$(kv cpu_ms "$c")" "$(ratio "$(kv cpu_ms "$c")" "$sc")" \
+            "$(kv cpu_ms "$n")" "$(ratio "$(kv cpu_ms "$n")" "$sc")" \
+            "$(kv cpu_ms "$p")" "$(ratio "$(kv cpu_ms "$p")" "$sc")" \
+            "$sc" "$(($(kv namespaces "$c") - $(kv accounted "$c")))" "$(kv namespaces "$c")" "$la"
+    done < "$TMP/nodehash"
+}
+
+# A namespace's tcp_ehash_entries: negative where it shares the host's.
+hash_name() { if [ "${1:-0}" -lt 0 ]; then echo "the host's hash, ${1#-}"; else echo "its own hash, $1"; fi; }
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }'; }
 
 # --- peak RSS ----------------------------------------------------------------
 rss() { # rss PRESET
@@ -250,7 +403,7 @@ EOF
 # each ratio is the median of the per-turn CPU ratios, against its target.
 nscases() {
     local pid line
-    pid=$(ip netns pids "$(fixture_names | head -n1)" | head -n1)
+    pid=$(ip netns pids "$(fixture_names | sed -n 1p)" | head -n1)
     line=$("$BENCH" -n "$RUNS" --only ns-cases --pid "$pid")
     printf '%s\n' "$line" | grep '^row ' > "$TMP/nscases.rows"
     {
@@ -579,7 +732,9 @@ print_rss() {
 echo "# bench $(date -u +%FT%TZ): $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'),"\
      "$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r)," \
      "libprocspy $("$CLI" -V 2>/dev/null | tail -n1), runs $RUNS (ss loop $LOOP_RUNS)," \
-     "tcp_child_ehash_entries $ORIG_EHASH, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+     "tcp_child_ehash_entries $ORIG_EHASH, tcp_ehash_entries $(sysctl -n net.ipv4.tcp_ehash_entries 2>/dev/null)," \
+     "load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# host before: $(ip netns list | wc -l) named network namespaces; root namespace $(grep '^TCP:' /proc/net/sockstat)"
 
 if [ "$FD_ONLY" = 1 ]; then
     fdcases
@@ -590,6 +745,36 @@ fi
 if [ "$EV_ONLY" = 1 ]; then
     events_cases || exit 1
     events_profile
+    echo "# load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    exit 0
+fi
+
+up() { # up PRESET [ARGS]
+    echo
+    echo "== fixture up $*"
+    $FX up --preset "$@" || { echo "bench.sh: fixture up $* failed" >&2; exit 1; }
+}
+
+# The node fixture: its table, RSS, the probe with it up.
+node_run() {
+    $FX down
+    up node
+    table node; rss node
+    hash_row "${ORIG_EHASH:-0} ($(hash_name "$(ip netns exec "$(fixture_names | sed -n 1p)" sysctl -n net.ipv4.tcp_ehash_entries)"))"
+    echo "== $($FX status 2>/dev/null | tail -n1)"
+    ehash_probe "node fixture up"
+    $FX down
+}
+
+if [ "$NODE_ONLY" = 1 ]; then
+    sysctl -qw net.ipv4.tcp_child_ehash_entries="${ORIG_EHASH:-0}"
+    ehash_probe "no fixture"
+    node_run
+    node_child 1024
+    echo
+    echo "######## results"
+    print_tables; print_changes; print_rss; print_nodehash; print_probe
+    echo
     echo "# load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
     exit 0
 fi
@@ -610,13 +795,8 @@ if [ "$FULL" = 0 ]; then
     exit 0
 fi
 
-up() { # up PRESET [ARGS]
-    echo
-    echo "== fixture up $*"
-    $FX up --preset "$@" || { echo "bench.sh: fixture up $* failed" >&2; exit 1; }
-}
-
 sysctl -qw net.ipv4.tcp_child_ehash_entries="${ORIG_EHASH:-0}"
+ehash_probe "no fixture"
 up default
 table default; rss default; syscalls > "$TMP/syscalls"; cat "$TMP/syscalls"; paced; nscases > /dev/null
 { profile conn; profile netlink; } > "$TMP/perf" 2>&1; cat "$TMP/perf"
@@ -625,13 +805,14 @@ for p in dense wide big; do
     up $p
     table $p; rss $p
 done
-$FX down
+node_run
 
 # The ehash: namespaces made while tcp_child_ehash_entries = E get their own
 # hash of E buckets; 0 = they share the host-wide one.
 for e in 1024 0; do
     sysctl -qw net.ipv4.tcp_child_ehash_entries=$e
     up default
+    sysctl -qw net.ipv4.tcp_child_ehash_entries="${ORIG_EHASH:-0}"
     line=$("$BENCH" -n "$RUNS" --only netlink,text)
     mapfile -t NSS < <(fixture_names)
     loop=$("$BENCH" --exec -n "$LOOP_RUNS" --headers $((${#NSS[@]} + 1)) -- \
@@ -641,7 +822,7 @@ for e in 1024 0; do
         "$(grep '^row name=text ' <<<"$line")" "$loop" >> "$TMP/ehash"
     $FX down
 done
-sysctl -qw net.ipv4.tcp_child_ehash_entries="$ORIG_EHASH"
+node_child 1024
 fdcases > "$TMP/fdresults"
 { events_cases && events_profile; } > "$TMP/events" || exit 1
 
@@ -684,5 +865,7 @@ while IFS=$'\t' read -r e c t l; do
         "$(kv wall_ms "$c")" "$(kv cpu_ms "$c")" "$(kv wall_ms "$t")" "$(kv cpu_ms "$t")" \
         "$(kv wall_ms "$l")" "$(kv cpu_ms "$l")" "$(kv runs "$l")"
 done < "$TMP/ehash"
+print_nodehash
+print_probe
 echo
 echo "# load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

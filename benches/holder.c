@@ -16,8 +16,26 @@
  * all on SIGTERM/SIGINT or after --ttl seconds, and exits when they are gone.
  * Children die with it (PR_SET_PDEATHSIG).
  *
+ * A SPEC with any of tw=, accq=, synrecv=, churn= also gets one node helper
+ * (node_main): what a Kubernetes pod's namespace has that no process holds,
+ * all on loopback:
+ *
+ *   tw=N       every period=S seconds (default 20), N connections to its own
+ *              listeners (v4, v6 alternating), the client closing first:
+ *              N TIME_WAIT sockets per period, each alive 60 s
+ *   accq=N     N connections completed in the accept queue of a listener it
+ *              never accepts on (client ends held, server ends held by none)
+ *   synrecv=N  N connections to a TCP_DEFER_ACCEPT listener that send no
+ *              data: the client is established, the server's request stays
+ *              in SYN_RECV; renewed (new ones, then the old reset) each period
+ *   churn=S    every S seconds, the connection it opened S seconds before is
+ *              reset and a new one opened (client and server end held)
+ *
+ * Its first TIME_WAITs, queue and requests exist before it reports.
+ *
  * Usage: procspy-holder [--ttl SECONDS] SPEC...
- *   SPEC = NSPATH,PROCS,PAIRS[,LISTENERS[,PORTLO-PORTHI]]   (NSPATH "-": current)
+ *   SPEC = NSPATH,PROCS,PAIRS[,LISTENERS][,PORTLO-PORTHI][,KEY=N]...
+ *          (NSPATH "-": current; KEY tw, period, accq, synrecv, churn)
  *        procspy-holder [--ttl SECONDS] --fds unix|null N
  *   one process (this one) holding N fds: N/2 connected unix socket pairs,
  *   or N opens of /dev/null; "R <pid> 0 <fds>" once they are open, then it
@@ -26,7 +44,9 @@
  * Stdout (a pipe the caller reads to EOF; every writer closes it when done):
  *   "S <supervisor pid>" first, then one line per child:
  *   "R <pid> <spec index> <socket fds>" when its sockets are up, or
- *   "E <pid> <spec index> <what failed>" (it then exits).
+ *   "E <pid> <spec index> <what failed>" (it then exits); a node helper says
+ *   "H <pid> <spec index> <socket fds>", or "E ..." with "node: " before what
+ *   failed. A node helper's later failures go to stderr; it carries on.
  *
  * Build: cc -O2 -o build/procspy-holder benches/holder.c
  */
@@ -36,6 +56,8 @@
 #include <fcntl.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -54,7 +76,13 @@ struct spec {
     const char *nspath;
     int procs, pairs, listeners;
     int port_lo, port_hi;
+    int tw, period, accq, synrecv, churn; /* the node helper's; none if all 0 */
 };
+
+static int has_node(const struct spec *sp)
+{
+    return sp->tw > 0 || sp->accq > 0 || sp->synrecv > 0 || sp->churn > 0;
+}
 
 static void out_line(const char *fmt, ...)
 {
@@ -165,20 +193,170 @@ static _Noreturn void child_main(int idx, const struct spec *sp)
     for (;;) pause();
 }
 
+/* ---- the node helper ------------------------------------------------------ */
+
+static const char *node_what; /* what failed, for node_fail */
+
+static void node_warn(const char *what)
+{
+    fprintf(stderr, "procspy-fxnode %d: %s: %s\n", (int)getpid(), what, strerror(errno));
+}
+
+/* A blocking connection to la: its client fd, or -1 (node_what says why). */
+static int dial(const struct sockaddr_storage *la, socklen_t ll)
+{
+    int c = socket(la->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c < 0) { node_what = "socket tcp"; return -1; }
+    if (connect(c, (const struct sockaddr *)la, ll) < 0) {
+        int e = errno; close(c); errno = e;
+        node_what = "connect";
+        return -1;
+    }
+    return c;
+}
+
+/* Closes with a reset: no TIME_WAIT, a pending request dropped. */
+static void rst_close(int fd)
+{
+    struct linger lg = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd);
+}
+
+/* One connection to listener l, the client closing first: the client end
+ * waits out TIME_WAIT once the server, having read the FIN, closes too. */
+static int time_wait_one(int l, const struct sockaddr_storage *la, socklen_t ll)
+{
+    int c = dial(la, ll);
+    if (c < 0) return -1;
+    int a = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    if (a < 0) { node_what = "accept"; rst_close(c); return -1; }
+    close(c);
+    char b;
+    struct pollfd p = {a, POLLIN, 0};
+    if (poll(&p, 1, 5000) != 1 || read(a, &b, 1) != 0) { node_what = "no FIN"; rst_close(a); return -1; }
+    close(a);
+    return 0;
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static _Noreturn void node_fail(int idx)
+{
+    out_line("E %d %d node: %s: %s\n", (int)getpid(), idx, node_what, strerror(errno));
+    _exit(1);
+}
+
+static _Noreturn void node_main(int idx, const struct spec *sp)
+{
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() == 1) _exit(1);
+    prctl(PR_SET_NAME, "procspy-fxnode");
+    srand((unsigned)getpid());
+
+    /* Its own listeners, v4 and v6: the TIME_WAIT and churn connections. */
+    struct sockaddr_storage la[2], qa, da;
+    socklen_t ll[2], ql, dl;
+    int lfd[2], fds = 0;
+    for (int v6 = 0; v6 < 2; v6++) {
+        lfd[v6] = bound_socket(SOCK_STREAM, v6, &la[v6], &ll[v6]);
+        if (lfd[v6] < 0) child_fail(idx, "node: listen");
+        fds++;
+    }
+    if (sp->accq > 0) {
+        if (bound_socket(SOCK_STREAM, 0, &qa, &ql) < 0) child_fail(idx, "node: listen (accept queue)");
+        fds++;
+        for (int i = 0; i < sp->accq; i++, fds++)
+            if (dial(&qa, ql) < 0) node_fail(idx);
+    }
+    int *syn = calloc((size_t)sp->synrecv + 1, sizeof *syn), dfd = -1;
+    if (sp->synrecv > 0) {
+        dfd = bound_socket(SOCK_STREAM, 0, &da, &dl);
+        int defer = 600; /* s: the request outlives its renewal */
+        if (dfd < 0 || setsockopt(dfd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof defer) < 0)
+            child_fail(idx, "node: listen (deferred)");
+        fds++;
+        for (int i = 0; i < sp->synrecv; i++, fds++)
+            if ((syn[i] = dial(&da, dl)) < 0) node_fail(idx);
+    }
+    int churn[2] = {-1, -1};
+    for (int i = 0; i < sp->tw; i++)
+        if (time_wait_one(lfd[i & 1], &la[i & 1], ll[i & 1]) < 0) node_fail(idx);
+    if (sp->churn > 0) {
+        if ((churn[0] = dial(&la[0], ll[0])) < 0) node_fail(idx);
+        if ((churn[1] = accept4(lfd[0], NULL, NULL, SOCK_CLOEXEC)) < 0) child_fail(idx, "node: accept");
+        fds += 2;
+    }
+    out_line("H %d %d %d\n", (int)getpid(), idx, fds);
+    close_stdout();
+
+    /* Rounds at a random phase, so a host's helpers do not act together. */
+    double now = mono_s();
+    double t_round = now + sp->period * (rand() / (RAND_MAX + 1.0));
+    double t_churn = sp->churn > 0 ? now + sp->churn * (rand() / (RAND_MAX + 1.0)) : 1e300;
+    for (;;) {
+        double next = t_round < t_churn ? t_round : t_churn;
+        now = mono_s();
+        if (next > now) {
+            struct timespec d = {(time_t)(next - now), (long)((next - now - (time_t)(next - now)) * 1e9)};
+            while (nanosleep(&d, &d) < 0 && errno == EINTR) {}
+            now = mono_s();
+        }
+        if (now >= t_round) {
+            for (int i = 0; i < sp->tw; i++)
+                if (time_wait_one(lfd[i & 1], &la[i & 1], ll[i & 1]) < 0) node_warn(node_what);
+            for (int i = 0; i < sp->synrecv; i++) {
+                int c = dial(&da, dl);
+                if (c < 0) { node_warn(node_what); continue; }
+                rst_close(syn[i]);
+                syn[i] = c;
+            }
+            t_round += sp->period;
+        }
+        if (now >= t_churn) {
+            rst_close(churn[0]);
+            rst_close(churn[1]);
+            churn[0] = dial(&la[0], ll[0]);
+            churn[1] = churn[0] < 0 ? -1 : accept4(lfd[0], NULL, NULL, SOCK_CLOEXEC);
+            if (churn[1] < 0) node_warn(churn[0] < 0 ? node_what : "accept");
+            t_churn += sp->churn;
+        }
+    }
+}
+
 static int parse_spec(char *s, struct spec *sp)
 {
     memset(sp, 0, sizeof *sp);
     sp->listeners = 1;
-    char *f[5] = {0};
+    sp->period = 20;
     int n = 0;
-    for (char *tok = strtok(s, ","); tok && n < 5; tok = strtok(NULL, ",")) f[n++] = tok;
+    for (char *tok = strtok(s, ","); tok; tok = strtok(NULL, ","), n++) {
+        char *eq = strchr(tok, '=');
+        if (n == 0) sp->nspath = tok;
+        else if (n == 1) sp->procs = atoi(tok);
+        else if (n == 2) sp->pairs = atoi(tok);
+        else if (eq) {
+            *eq = 0;
+            int v = atoi(eq + 1);
+            if (!strcmp(tok, "tw")) sp->tw = v;
+            else if (!strcmp(tok, "period")) sp->period = v;
+            else if (!strcmp(tok, "accq")) sp->accq = v;
+            else if (!strcmp(tok, "synrecv")) sp->synrecv = v;
+            else if (!strcmp(tok, "churn")) sp->churn = v;
+            else return -1;
+            if (v < 0) return -1;
+        } else if (strchr(tok, '-')) {
+            if (sscanf(tok, "%d-%d", &sp->port_lo, &sp->port_hi) != 2) return -1;
+        } else sp->listeners = atoi(tok);
+    }
     if (n < 3) return -1;
-    sp->nspath = f[0];
-    sp->procs = atoi(f[1]);
-    sp->pairs = atoi(f[2]);
-    if (n > 3) sp->listeners = atoi(f[3]);
-    if (n > 4 && sscanf(f[4], "%d-%d", &sp->port_lo, &sp->port_hi) != 2) return -1;
     if (sp->procs < 0 || sp->pairs < 0 || sp->listeners < 1 || sp->listeners > 64) return -1;
+    if (sp->period < 1 || sp->accq > 1000 || sp->synrecv > 1000 || sp->tw > 1000) return -1;
     return 0;
 }
 
@@ -281,7 +459,7 @@ int main(int argc, char **argv)
     if (a + 2 < argc && strcmp(argv[a], "--fds") == 0) return hold_fds(argv[a + 1], atol(argv[a + 2]), ttl);
     int nspec = argc - a;
     if (nspec < 1) {
-        fprintf(stderr, "usage: procspy-holder [--ttl S] NSPATH,PROCS,PAIRS[,LISTENERS[,LO-HI]]...\n");
+        fprintf(stderr, "usage: procspy-holder [--ttl S] NSPATH,PROCS,PAIRS[,LISTENERS][,LO-HI][,KEY=N]...\n");
         return 2;
     }
     struct spec *specs = calloc((size_t)nspec, sizeof *specs);
@@ -291,7 +469,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "procspy-holder: bad spec '%s'\n", argv[a + i]);
             return 2;
         }
-        total += (size_t)specs[i].procs;
+        total += (size_t)specs[i].procs + (size_t)has_node(&specs[i]);
     }
     kids = calloc(total ? total : 1, sizeof *kids);
 
@@ -330,6 +508,18 @@ int main(int argc, char **argv)
             }
             kids[nkids++] = pid;
             live++;
+        }
+        if (has_node(sp)) {
+            pid_t pid = fork();
+            if (pid < 0) out_line("E 0 %d fork: %s\n", i, strerror(errno));
+            else if (pid == 0) {
+                sigprocmask(SIG_UNBLOCK, &set, NULL);
+                close(home);
+                node_main(i, sp);
+            } else {
+                kids[nkids++] = pid;
+                live++;
+            }
         }
         if (in_ns && setns(home, CLONE_NEWNET) < 0) {
             out_line("E 0 %d setns back: %s\n", i, strerror(errno));
