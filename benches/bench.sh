@@ -93,7 +93,7 @@ while [ $# -gt 0 ]; do
         --fd-cases) FD_ONLY=1 ;;
         --events) EV_ONLY=1 ;;
         --turns) FD_CASE_TURNS=$2; shift ;;
-        -h|--help) sed -n '2,57p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,58p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
