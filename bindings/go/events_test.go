@@ -397,8 +397,13 @@ func TestEventsBusyWalkBesideEarlyEndAndPanic(t *testing.T) {
 			}
 		}()
 		for {
-			// The listener's close is an event, should the host have none.
-			w.Events(time.Second, TCP|UDP, func(Event) bool { l.Close(); panic("boom") })
+			// A listen of its own each time: an event, should the host have none.
+			l2, err := net.Listen("tcp4", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.Events(time.Second, TCP|UDP, func(Event) bool { l2.Close(); panic("boom") })
+			l2.Close()
 		}
 	}()
 	if _, err := w.Events(0, TCP|UDP, func(Event) bool { return true }); err != nil {
