@@ -44,10 +44,13 @@ deps:
 
 lib: $(SO) $(A)
 
-# The C library is the crate in ffi/ (libprocspy), over the core. The
-# SONAME link lets programs linked against the build tree run from it.
+# The C library is the crate in ffi/ (libprocspy), over the core; cargo
+# names its artifacts after its Rust library, procspy_ffi. The SONAME link
+# lets programs linked against the build tree run from it.
 $(SO) $(A) &: $(SRC)
 	$(CARGO) build --release --quiet -p libprocspy
+	ln -sf libprocspy_ffi.so $(SO)
+	ln -sf libprocspy_ffi.a $(A)
 	ln -sf libprocspy.so $(REL)/libprocspy.so.$(MAJOR)
 
 # The header is generated, never edited; `make header` after an ABI change.

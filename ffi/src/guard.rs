@@ -6,7 +6,7 @@ use std::io::Write;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::types::procspy_status;
-use procspy_core::Error;
+use procspy::Error;
 
 /// Why an entry point failed.
 pub(crate) enum Fail {

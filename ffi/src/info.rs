@@ -5,7 +5,7 @@ use std::ffi::{c_char, c_int};
 use super::guard::{copy_last_error, guard_value};
 use super::mem::copy_out;
 use super::types::{procspy_status, protocol_of_c};
-use procspy_core::state_name_cstr;
+use procspy::state_name_cstr;
 
 /// The major version of the header a program is compiled against: a
 /// binding may check it at compile time (`#if PROCSPY_VERSION_MAJOR != 0`)

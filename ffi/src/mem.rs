@@ -4,7 +4,7 @@ use std::mem::MaybeUninit;
 
 use super::guard::Fail;
 use super::types::{procspy_walk_stats, procspy_walker};
-use procspy_core::{Stats, Walker};
+use procspy::{Stats, Walker};
 
 /// The walker behind `walker`, the `try_ref_from_ptr!` way of rustls-ffi:
 /// NULL is `PROCSPY_NULL_ARGUMENT`.

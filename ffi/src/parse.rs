@@ -5,8 +5,8 @@ use std::ffi::c_void;
 use super::guard::{Fail, guard};
 use super::types::*;
 use super::walker::deliver_connection;
-use procspy_core::engine::parse_tcp;
-use procspy_core::{Connection, StateMask};
+use procspy::engine::parse_tcp;
+use procspy::{Connection, StateMask};
 
 /// Parses `/proc/net/{tcp,udp}{,6}` text, or a walk's buffer of several
 /// such files: header lines are skipped wherever they appear, IPv4 vs IPv6

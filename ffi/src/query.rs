@@ -6,7 +6,7 @@ use std::ffi::c_void;
 use super::guard::{Fail, guard};
 use super::types::*;
 use super::walker::connections_body;
-use procspy_core::Query;
+use procspy::Query;
 
 /// `procspy_walker_query` flag: only the sockets of the processes
 /// `pids[0..n_pids]` (with `PROCSPY_QUERY_EVERY_LINE`, every line of their

@@ -2,7 +2,7 @@
 
 use std::ffi::{c_char, c_int, c_void};
 
-use procspy_core::{ChangeKind, Connection, EventKind, Protocol, Socket, Stats, StopToken};
+use procspy::{ChangeKind, Connection, EventKind, Protocol, Socket, Stats, StopToken};
 
 /// The result of every call that can fail. Values are fixed; new ones are
 /// only ever appended. `procspy_status_str` names any value, known or not.
@@ -117,7 +117,7 @@ pub const PROCSPY_STATE_NEW_SYN_RECV: u8 = 12;
 
 /// Each `PROCSPY_STATE_*` is the kernel's number of the state it names.
 const _: () = {
-    use procspy_core::TcpState as S;
+    use procspy::TcpState as S;
     let pairs = [
         (PROCSPY_STATE_ESTABLISHED, S::Established),
         (PROCSPY_STATE_SYN_SENT, S::SynSent),
@@ -150,7 +150,7 @@ pub const PROCSPY_STATES_LISTEN: u32 = 1 << 10;
 
 /// Each `PROCSPY_STATES_*` is the Rust API's mask of the same name.
 const _: () = {
-    use procspy_core::StateMask;
+    use procspy::StateMask;
     assert!(PROCSPY_STATES_ALL == StateMask::ALL.bits());
     assert!(PROCSPY_STATES_CONNECTED == StateMask::CONNECTED.bits());
     assert!(PROCSPY_STATES_LISTEN == StateMask::LISTEN.bits());
@@ -159,7 +159,7 @@ const _: () = {
 /// A walker over one proc root. Opaque; create with `procspy_walker_new`,
 /// free with `procspy_walker_free`.
 pub struct procspy_walker {
-    pub(crate) inner: procspy_core::Walker,
+    pub(crate) inner: procspy::Walker,
 }
 
 /// Stops a walker's walks as `procspy_walker_stop` does, and stays valid

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::guard::{Fail, guard};
 use super::mem::{caller_buffer, copy_out, give, put_stats, take_back, walker_ref};
 use super::types::*;
-use procspy_core::{
+use procspy::{
     Change, Connection, Event, OwnerScan, Protocols, Query, Socket, Source, StateMask, Stats, TableBuf, Walker,
 };
 
@@ -669,7 +669,7 @@ pub extern "C" fn procspy_walker_diagnose(
         // SAFETY: the caller lends `cap` writable bytes at `buf` (checked above).
         if !unsafe { copy_out(text.as_bytes(), buf, cap) } {
             let (needed, capacity) = (text.len() as u64 + 1, cap as u64);
-            return Err(Fail::from(procspy_core::Error::BufferTooSmall { needed, capacity }));
+            return Err(Fail::from(procspy::Error::BufferTooSmall { needed, capacity }));
         }
         Ok(())
     })

@@ -3,7 +3,7 @@
 
 use std::mem::{offset_of, size_of};
 
-use procspy::*;
+use procspy_ffi::*;
 
 /// Entry points that may skip the guard, and why.
 const UNGUARDED: &[(&str, &str)] = &[

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::pthread::{pthread_kill, pthread_self};
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-use procspy::*;
+use procspy_ffi::*;
 
 static WALKER: AtomicPtr<procspy_walker> = AtomicPtr::new(ptr::null_mut());
 

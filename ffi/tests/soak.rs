@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
 use common::Holder;
-use procspy::{self as ffi, procspy_socket, procspy_status, procspy_walk_stats, procspy_walker};
-use procspy_core::{Protocols, Source, StateMask, Stats, TableBuf, Walker};
+use procspy::{Protocols, Source, StateMask, Stats, TableBuf, Walker};
+use procspy_ffi::{self as ffi, procspy_socket, procspy_status, procspy_walk_stats, procspy_walker};
 
 /// Live heap bytes, process-wide.
 struct Counting;
