@@ -718,17 +718,19 @@ static int on_connection(void *userdata, const procspy_connection *c)
     return row_done(ctx);
 }
 
-static const char *event_name(procspy_change_kind kind)
+/* names[kind] of a table indexed by a kind's value, or "unknown" for a
+ * kind newer than this program. */
+static const char *kind_name(const char *const *names, size_t n, unsigned kind)
 {
-    switch (kind) {
-    case PROCSPY_CHANGE_APPEARED: return "appeared";
-    case PROCSPY_CHANGE_DISAPPEARED: return "disappeared";
-    case PROCSPY_CHANGE_STATE: return "state";
-    case PROCSPY_CHANGE_OWNER: return "owner";
-    case PROCSPY_CHANGE_SEEN_CLOSED: return "closed";
-    }
-    return "unknown"; /* a kind newer than this program */
+    return kind < n && names[kind] != NULL ? names[kind] : "unknown";
 }
+#define KIND_NAME(names, kind) kind_name(names, sizeof names / sizeof names[0], (unsigned)(kind))
+
+static const char *const change_names[] = {
+    [PROCSPY_CHANGE_APPEARED] = "appeared", [PROCSPY_CHANGE_DISAPPEARED] = "disappeared",
+    [PROCSPY_CHANGE_STATE] = "state",       [PROCSPY_CHANGE_OWNER] = "owner",
+    [PROCSPY_CHANGE_SEEN_CLOSED] = "closed",
+};
 
 /* procspy_change_fn (--watch): one change; it and all it points at live
  * until we return. */
@@ -750,7 +752,7 @@ static int on_change(void *userdata, const procspy_change *ch)
         return 0;
     }
     if (ctx->opt->json) {
-        printf("{\"event\":\"%s\",", event_name(ch->kind));
+        printf("{\"event\":\"%s\",", KIND_NAME(change_names, ch->kind));
         put_connection_json(c);
         if (ch->kind == PROCSPY_CHANGE_STATE)
             printf(",\"old_state\":%u,\"old_state_name\":\"%s\"", (unsigned)ch->old_state,
@@ -761,7 +763,7 @@ static int on_change(void *userdata, const procspy_change *ch)
         }
         fputs("}\n", stdout);
     } else {
-        printf("%-11s ", event_name(ch->kind));
+        printf("%-11s ", KIND_NAME(change_names, ch->kind));
         put_connection_table(c, NULL, c->inode != 0);
         if (ch->kind == PROCSPY_CHANGE_STATE)
             printf(" was %s", procspy_state_name(c->protocol, ch->old_state));
@@ -776,19 +778,11 @@ static int on_change(void *userdata, const procspy_change *ch)
     return row_done(ctx);
 }
 
-static const char *event_kind_name(procspy_event_kind kind)
-{
-    switch (kind) {
-    case PROCSPY_EVENT_CONNECT: return "connect";
-    case PROCSPY_EVENT_ACCEPT: return "accept";
-    case PROCSPY_EVENT_CLOSE: return "close";
-    case PROCSPY_EVENT_SEND: return "send";
-    case PROCSPY_EVENT_STATE: return "state";
-    case PROCSPY_EVENT_LISTEN: return "listen";
-    case PROCSPY_EVENT_LOST: return "lost";
-    }
-    return "unknown"; /* a kind newer than this program */
-}
+static const char *const event_names[] = {
+    [PROCSPY_EVENT_CONNECT] = "connect", [PROCSPY_EVENT_ACCEPT] = "accept", [PROCSPY_EVENT_CLOSE] = "close",
+    [PROCSPY_EVENT_SEND] = "send",       [PROCSPY_EVENT_STATE] = "state",   [PROCSPY_EVENT_LISTEN] = "listen",
+    [PROCSPY_EVENT_LOST] = "lost",
+};
 
 /* procspy_event_fn (--events): one event; it and all it points at live
  * until we return. The library filters by protocol; the rest is ours. A
@@ -805,7 +799,7 @@ static int on_event(void *userdata, const procspy_event *e)
                   (opt->pid_set && (c->owner == NULL || c->owner->pid != opt->pid))))
         return 0;
     if (opt->json) {
-        printf("{\"event\":\"%s\",", event_kind_name(e->kind));
+        printf("{\"event\":\"%s\",", KIND_NAME(event_names, e->kind));
         put_connection_json(c);
         if (state)
             printf(",\"old_state\":\"%s\"", procspy_state_name(c->protocol, e->old_state));
@@ -824,7 +818,7 @@ static int on_event(void *userdata, const procspy_event *e)
         if (state)
             snprintf(change, sizeof change, "%s->%s", procspy_state_name(c->protocol, e->old_state),
                      procspy_state_name(c->protocol, c->state));
-        printf("%-11s ", event_kind_name(e->kind));
+        printf("%-11s ", KIND_NAME(event_names, e->kind));
         put_connection_table(c, state ? change : NULL, true);
         putchar('\n');
     }

@@ -13,10 +13,11 @@ import "runtime/cgo"
 // before Go code sees them, and handed to the caller's goroutine (see
 // walkState): no code of the caller's runs above the library's frames.
 
-// deliver hands the call of fn on a record to the caller's goroutine and
-// waits for its answer; 1 ends the call.
-func (st *walkState) deliver(f func() bool) C.int {
-	st.toUser <- f
+// deliver hands the call of fn on rec, the copy of the record the library
+// lends, to the caller's goroutine and waits for its answer; 1 ends the call.
+func deliver(handle C.uintptr_t, rec any) C.int {
+	st := cgo.Handle(handle).Value().(*walkState)
+	st.toUser <- func() bool { return st.fn(rec) }
 	if <-st.verdict {
 		return 0
 	}
@@ -25,28 +26,20 @@ func (st *walkState) deliver(f func() bool) C.int {
 
 //export procspyGoOnSocket
 func procspyGoOnSocket(handle C.uintptr_t, s *C.procspy_socket) C.int {
-	st := cgo.Handle(handle).Value().(*walkState)
-	sock := goSocket(s)
-	return st.deliver(func() bool { return st.onSocket(sock) })
+	return deliver(handle, goSocket(s))
 }
 
 //export procspyGoOnConnection
 func procspyGoOnConnection(handle C.uintptr_t, c *C.procspy_connection) C.int {
-	st := cgo.Handle(handle).Value().(*walkState)
-	conn := goConnection(c)
-	return st.deliver(func() bool { return st.onConnection(conn) })
+	return deliver(handle, goConnection(c))
 }
 
 //export procspyGoOnChange
 func procspyGoOnChange(handle C.uintptr_t, c *C.procspy_change) C.int {
-	st := cgo.Handle(handle).Value().(*walkState)
-	ch := goChange(c)
-	return st.deliver(func() bool { return st.onChange(ch) })
+	return deliver(handle, goChange(c))
 }
 
 //export procspyGoOnEvent
 func procspyGoOnEvent(handle C.uintptr_t, e *C.procspy_event) C.int {
-	st := cgo.Handle(handle).Value().(*walkState)
-	ev := goEvent(e)
-	return st.deliver(func() bool { return st.onEvent(ev) })
+	return deliver(handle, goEvent(e))
 }

@@ -624,15 +624,19 @@ func goChange(c *C.procspy_change) Change {
 // the panic or Goexit goes on in the caller once the library has returned.
 // A handover costs some microseconds a record.
 type walkState struct {
-	onSocket     func(Socket) bool
-	onConnection func(Connection) bool
-	onChange     func(Change) bool
-	onEvent      func(Event) bool
+	// The caller's fn, through onEach: it takes the records of its call
+	// (Socket, Connection, Change or Event).
+	fn func(record any) bool
 	// An early end is a failure: Changes keeps nothing of such a call.
 	declineFails bool
 	// The call of fn on the record the library waits on, and fn's answer.
 	toUser  chan func() bool
 	verdict chan bool
+}
+
+// onEach is fn as a walkState holds it, taking the records of its call.
+func onEach[R any](fn func(R) bool) func(any) bool {
+	return func(record any) bool { return fn(record.(R)) }
 }
 
 func (w *Walker) run(st *walkState, f func(*C.procspy_walker, C.uintptr_t, *C.procspy_walk_stats) C.enum_procspy_status) (Stats, error) {
@@ -694,7 +698,7 @@ func (st *walkState) serve(result chan error) (declined bool, err error) {
 // then returns a nil error). A panic in fn aborts the walk and is re-raised
 // by Walk. fn may call Stop, but not Close.
 func (w *Walker) Walk(fn func(Socket) bool) (Stats, error) {
-	return w.run(&walkState{onSocket: fn},
+	return w.run(&walkState{fn: onEach(fn)},
 		func(p *C.procspy_walker, h C.uintptr_t, s *C.procspy_walk_stats) C.enum_procspy_status {
 			return C.procspy_go_walk(p, h, s)
 		})
@@ -704,7 +708,7 @@ func (w *Walker) Walk(fn func(Socket) bool) (Stats, error) {
 // UDP or both) whose state is in states, in every namespace, with the
 // process holding it. Early end and panics as for Walk.
 func (w *Walker) Connections(protocols Protocol, states StateMask, fn func(Connection) bool) (Stats, error) {
-	return w.run(&walkState{onConnection: fn},
+	return w.run(&walkState{fn: onEach(fn)},
 		func(p *C.procspy_walker, h C.uintptr_t, s *C.procspy_walk_stats) C.enum_procspy_status {
 			return C.procspy_go_connections(p, C.uint32_t(protocols), C.uint32_t(states), h, s)
 		})
@@ -758,7 +762,7 @@ func (w *Walker) Query(q Query, protocols Protocol, states StateMask, fn func(Co
 		}
 	}
 	// The sets hold no Go pointer, and C keeps none past the call.
-	return w.run(&walkState{onConnection: fn},
+	return w.run(&walkState{fn: onEach(fn)},
 		func(p *C.procspy_walker, h C.uintptr_t, s *C.procspy_walk_stats) C.enum_procspy_status {
 			return C.procspy_go_query(p, pids, C.size_t(len(q.Pids)), netns, C.size_t(len(q.Netns)), flags,
 				C.uint32_t(protocols), C.uint32_t(states), h, s)
@@ -776,7 +780,7 @@ func (w *Walker) Query(q Query, protocols Protocol, states StateMask, fn func(Co
 // includes fn returning false, which ends the call with ErrCallbackAborted
 // (not nil, unlike Walk). A panic in fn aborts the call and is re-raised.
 func (w *Walker) Changes(protocols Protocol, states StateMask, fn func(Change) bool) (Stats, error) {
-	return w.run(&walkState{onChange: fn, declineFails: true},
+	return w.run(&walkState{fn: onEach(fn), declineFails: true},
 		func(p *C.procspy_walker, h C.uintptr_t, s *C.procspy_walk_stats) C.enum_procspy_status {
 			return C.procspy_go_changes(p, C.uint32_t(protocols), C.uint32_t(states), h, s)
 		})
@@ -861,7 +865,7 @@ func (w *Walker) Events(timeout time.Duration, protocols Protocol, fn func(Event
 	if ms < 0 || ms > 1<<32-1 {
 		return Stats{}, &Error{Status: StatusInvalidArgument, Message: fmt.Sprintf("procspy.Events: timeout %v out of range", timeout)}
 	}
-	return w.run(&walkState{onEvent: fn},
+	return w.run(&walkState{fn: onEach(fn)},
 		func(p *C.procspy_walker, h C.uintptr_t, s *C.procspy_walk_stats) C.enum_procspy_status {
 			return C.procspy_go_events(p, C.uint32_t(ms), C.uint32_t(protocols), h, s)
 		})

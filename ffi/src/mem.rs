@@ -14,6 +14,21 @@ pub(super) fn walker_ref<'a>(walker: *const procspy_walker) -> Result<&'a Walker
     unsafe { walker.as_ref() }.map(|w| &w.inner).ok_or(Fail::Null("walker"))
 }
 
+/// The caller's out parameter `out`; NULL is `PROCSPY_NULL_ARGUMENT`
+/// naming it (`name`).
+pub(super) fn out_ref<'a, T>(out: *mut T, name: &'static str) -> Result<&'a mut T, Fail> {
+    // SAFETY: a non-NULL out parameter points at a writable `T`: the header
+    // makes that the caller's part of the contract.
+    unsafe { out.as_mut() }.ok_or(Fail::Null(name))
+}
+
+/// `out_ref`, set to `value` at once: what it holds after every failure.
+pub(super) fn out_reset<'a, T>(out: *mut T, name: &'static str, value: T) -> Result<&'a mut T, Fail> {
+    let out = out_ref(out, name)?;
+    *out = value;
+    Ok(out)
+}
+
 /// Hands the caller a new handle holding `value`: the one place one is
 /// made; `take_back` is the one place one is freed.
 pub(super) fn give<T>(out: &mut *mut T, value: T) {

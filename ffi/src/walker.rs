@@ -5,7 +5,7 @@ use std::ops::ControlFlow;
 use std::time::Duration;
 
 use super::guard::{Fail, guard};
-use super::mem::{caller_buffer, copy_out, give, put_stats, take_back, walker_ref};
+use super::mem::{caller_buffer, copy_out, give, out_ref, out_reset, put_stats, take_back, walker_ref};
 use super::types::*;
 use procspy::{
     Change, Connection, Event, OwnerScan, Protocols, Query, Socket, Source, StateMask, Stats, TableBuf, Walker,
@@ -23,23 +23,38 @@ fn verdict(answer: std::ffi::c_int) -> ControlFlow<()> {
 }
 
 /// The one body of every call that walks (walk, connections, query,
-/// changes): its stats zeroed at once, then the walker, the callback and
-/// the buffer checked in that order, then `run` on a fresh `Stats`, which
-/// the caller gets whatever the outcome.
+/// changes, events): its stats zeroed at once, then the walker, the
+/// callback (NULL is `PROCSPY_NULL_ARGUMENT` naming `cb_name`) and the
+/// buffer `buf`/`cap` checked in that order, then `run` on a fresh `Stats`,
+/// which the caller gets whatever the outcome.
 fn pass<'a, F>(
     walker: *const procspy_walker,
-    mem: Result<&'a mut [std::mem::MaybeUninit<u8>], Fail>,
+    (buf, cap): (*mut u8, usize),
     stats: *mut procspy_walk_stats,
-    cb: Result<F, Fail>,
+    (cb, cb_name): (Option<F>, &'static str),
     run: impl FnOnce(&Walker, &'a mut [std::mem::MaybeUninit<u8>], &mut Stats, F) -> Result<(), Fail>,
 ) -> Result<(), Fail> {
     put_stats(stats, &Stats::default());
     let w = walker_ref(walker)?;
-    let (cb, mem) = (cb?, mem?);
+    let cb = cb.ok_or(Fail::Null(cb_name))?;
+    // SAFETY: the caller lends `cap` bytes at `buf` for this call.
+    let mem = unsafe { caller_buffer(buf, cap) }?;
     let mut st = Stats::default();
     let r = run(w, mem, &mut st, cb);
     put_stats(stats, &st);
     r
+}
+
+/// The tables a connections or changes call asks for: `buf`'s memory as
+/// its table buffer (none: the walker's own), and the checked `protocols`
+/// and `state_mask`.
+fn tables(
+    mem: &mut [std::mem::MaybeUninit<u8>],
+    protocols: u32,
+    state_mask: u32,
+) -> Result<(Option<TableBuf<'_>>, Protocols, StateMask), Fail> {
+    let protocols = protocols_of(protocols)?;
+    Ok(((!mem.is_empty()).then(|| TableBuf::new(mem)), protocols, StateMask::from_bits(state_mask)))
 }
 
 /// Calls `cb` with the record of `s`; `ControlFlow::Break` if it said stop.
@@ -120,9 +135,7 @@ fn protocols_of(protocols: u32) -> Result<Protocols, Fail> {
 #[must_use]
 pub extern "C" fn procspy_walker_new(proc_root: *const c_char, out: *mut *mut procspy_walker) -> procspy_status {
     guard("procspy_walker_new", || {
-        // SAFETY: a non-NULL `out` points at a writable pointer.
-        let out = unsafe { out.as_mut() }.ok_or(Fail::Null("out"))?;
-        *out = std::ptr::null_mut();
+        let out = out_reset(out, "out", std::ptr::null_mut())?;
         // SAFETY: a non-NULL `proc_root` is a NUL-terminated string.
         let root = (!proc_root.is_null()).then(|| unsafe { CStr::from_ptr(proc_root) }.to_bytes());
         give(out, procspy_walker { inner: Walker::new(root)? });
@@ -234,9 +247,7 @@ pub extern "C" fn procspy_walker_stop_token(
     out: *mut *mut procspy_stop_token,
 ) -> procspy_status {
     guard("procspy_walker_stop_token", || {
-        // SAFETY: a non-NULL `out` points at a writable pointer.
-        let out = unsafe { out.as_mut() }.ok_or(Fail::Null("out"))?;
-        *out = std::ptr::null_mut();
+        let out = out_reset(out, "out", std::ptr::null_mut())?;
         give(out, procspy_stop_token { inner: walker_ref(walker)?.stop_token() });
         Ok(())
     })
@@ -280,14 +291,9 @@ pub extern "C" fn procspy_walker_walk(
     stats: *mut procspy_walk_stats,
 ) -> procspy_status {
     guard("procspy_walker_walk", || {
-        // SAFETY: the caller lends `cap` bytes at `buf` for this call.
-        pass(
-            walker,
-            unsafe { caller_buffer(buf, cap) },
-            stats,
-            on_socket.ok_or(Fail::Null("on_socket")),
-            |w, mem, st, cb| Ok(w.walk(&mut TableBuf::new(mem), st, &mut |s| deliver_socket(cb, userdata, s))?),
-        )
+        pass(walker, (buf, cap), stats, (on_socket, "on_socket"), |w, mem, st, cb| {
+            Ok(w.walk(&mut TableBuf::new(mem), st, &mut |s| deliver_socket(cb, userdata, s))?)
+        })
     })
 }
 
@@ -356,12 +362,9 @@ pub(super) fn connections_body<'q>(
     stats: *mut procspy_walk_stats,
     query: impl FnOnce() -> Result<Query<'q>, Fail>,
 ) -> Result<(), Fail> {
-    let cb = on_connection.ok_or(Fail::Null("on_connection"));
-    // SAFETY: the caller lends `cap` bytes at `buf` for this call.
-    pass(walker, unsafe { caller_buffer(buf, cap) }, stats, cb, |w, mem, st, cb| {
-        let (query, protocols) = (query()?, protocols_of(protocols)?);
-        let mut out = (!mem.is_empty()).then(|| TableBuf::new(mem));
-        let states = StateMask::from_bits(state_mask);
+    pass(walker, (buf, cap), stats, (on_connection, "on_connection"), |w, mem, st, cb| {
+        let query = query()?;
+        let (mut out, protocols, states) = tables(mem, protocols, state_mask)?;
         Ok(w.query(out.as_mut(), &query, protocols, states, st, &mut |c| deliver_connection(cb, userdata, c))?)
     })
 }
@@ -423,19 +426,10 @@ pub extern "C" fn procspy_walker_changes(
     stats: *mut procspy_walk_stats,
 ) -> procspy_status {
     guard("procspy_walker_changes", || {
-        // SAFETY: the caller lends `cap` bytes at `buf` for this call.
-        pass(
-            walker,
-            unsafe { caller_buffer(buf, cap) },
-            stats,
-            on_change.ok_or(Fail::Null("on_change")),
-            |w, mem, st, cb| {
-                let protocols = protocols_of(protocols)?;
-                let mut out = (!mem.is_empty()).then(|| TableBuf::new(mem));
-                let states = StateMask::from_bits(state_mask);
-                Ok(w.changes(out.as_mut(), protocols, states, st, &mut |c| deliver_change(cb, userdata, c))?)
-            },
-        )
+        pass(walker, (buf, cap), stats, (on_change, "on_change"), |w, mem, st, cb| {
+            let (mut out, protocols, states) = tables(mem, protocols, state_mask)?;
+            Ok(w.changes(out.as_mut(), protocols, states, st, &mut |c| deliver_change(cb, userdata, c))?)
+        })
     })
 }
 
@@ -502,8 +496,7 @@ pub extern "C" fn procspy_walker_events(
     stats: *mut procspy_walk_stats,
 ) -> procspy_status {
     guard("procspy_walker_events", || {
-        let cb = on_event.ok_or(Fail::Null("on_event"));
-        pass(walker, Ok(&mut []), stats, cb, |w, _, st, cb| {
+        pass(walker, (std::ptr::null_mut(), 0), stats, (on_event, "on_event"), |w, _, st, cb| {
             let protocols = protocols_of(protocols)?;
             let timeout = Duration::from_millis(timeout_ms.into());
             Ok(w.events(timeout, protocols, st, &mut |e| deliver_event(cb, userdata, e))?)
@@ -543,9 +536,7 @@ fn deliver_event(
 #[must_use]
 pub extern "C" fn procspy_walker_events_fd(walker: *mut procspy_walker, fd: *mut std::ffi::c_int) -> procspy_status {
     guard("procspy_walker_events_fd", || {
-        // SAFETY: a non-NULL `fd` points at a caller's int.
-        let out = unsafe { fd.as_mut() }.ok_or(Fail::Null("fd"))?;
-        *out = -1;
+        let out = out_reset(fd, "fd", -1)?;
         *out = walker_ref(walker)?.events_fd()?;
         Ok(())
     })
@@ -596,8 +587,7 @@ pub extern "C" fn procspy_walker_stats_ext(
 pub extern "C" fn procspy_walker_netns_of(walker: *const procspy_walker, pid: i32, out: *mut u64) -> procspy_status {
     guard("procspy_walker_netns_of", || {
         let w = walker_ref(walker)?;
-        // SAFETY: a non-NULL `out` is a writable u64.
-        let out = unsafe { out.as_mut() }.ok_or(Fail::Null("out"))?;
+        let out = out_ref(out, "out")?;
         if pid <= 0 {
             return Err(Fail::Invalid(format!("pid {pid} is not positive")));
         }
@@ -622,9 +612,7 @@ pub extern "C" fn procspy_walker_read_tcp(
 ) -> procspy_status {
     guard("procspy_walker_read_tcp", || {
         let w = walker_ref(walker)?;
-        // SAFETY: a non-NULL `out_len` is a writable size_t.
-        let out_len = unsafe { out_len.as_mut() }.ok_or(Fail::Null("out_len"))?;
-        *out_len = 0;
+        let out_len = out_reset(out_len, "out_len", 0)?;
         // SAFETY: the caller lends `cap` bytes at `buf` for this call.
         let mut out = TableBuf::new(unsafe { caller_buffer(buf, cap) }?);
         if pid <= 0 {
@@ -659,8 +647,7 @@ pub extern "C" fn procspy_walker_diagnose(
 ) -> procspy_status {
     guard("procspy_walker_diagnose", || {
         let w = walker_ref(walker)?;
-        // SAFETY: a non-NULL `out_len` is a writable size_t.
-        let out_len = unsafe { out_len.as_mut() }.ok_or(Fail::Null("out_len"))?;
+        let out_len = out_ref(out_len, "out_len")?;
         if buf.is_null() && cap != 0 {
             return Err(Fail::Null("buf"));
         }

@@ -147,17 +147,7 @@ impl Events {
             let mut any = lost > 0;
             if any {
                 stats.events_lost += lost;
-                let none = Conn {
-                    inode: 0,
-                    family: 0,
-                    state: 0,
-                    local_addr: [0; 16],
-                    remote_addr: [0; 16],
-                    local_port: 0,
-                    remote_port: 0,
-                    uid: 0,
-                };
-                let connection = Connection { conn: none, protocol: Protocol::Tcp, netns: 0, owner: None };
+                let connection = Connection { conn: Conn::ZERO, protocol: Protocol::Tcp, netns: 0, owner: None };
                 let e = Event { kind: EventKind::Lost, connection, old_state: 0, time_ns: 0, cookie: 0, lost };
                 on_event(&e).is_continue().then_some(()).ok_or(Error::Aborted)?;
             }

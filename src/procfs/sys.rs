@@ -262,16 +262,7 @@ impl BpfMap {
     /// map each CPU's, 8-byte aligned; `EINVAL` if either is not of the
     /// length the map has.
     pub fn lookup(&self, key: &[u8], value: &mut [u8]) -> Result<(), Errno> {
-        if key.len() != self.key_size || value.len() != self.lookup_len {
-            return Err(Errno::EINVAL);
-        }
-        let a = MapElemAttr {
-            map_fd: self.fd.as_raw_fd() as u32,
-            key: key.as_ptr() as u64,
-            value: value.as_mut_ptr() as u64,
-            ..MapElemAttr::default()
-        };
-        if bpf(BPF_MAP_LOOKUP_ELEM, a) < 0 { Err(Errno::last()) } else { Ok(()) }
+        self.elem(BPF_MAP_LOOKUP_ELEM, key, (value.as_mut_ptr(), value.len()), self.lookup_len)
     }
 
     /// What `lookup` writes.
@@ -282,16 +273,24 @@ impl BpfMap {
     /// Sets the entry of `key` to `value`; `EINVAL` if either is not of the
     /// map's size.
     pub fn update(&self, key: &[u8], value: &[u8]) -> Result<(), Errno> {
-        if key.len() != self.key_size || value.len() != self.value_size {
+        self.elem(BPF_MAP_UPDATE_ELEM, key, (value.as_ptr(), value.len()), self.value_size)
+    }
+
+    /// The body of `lookup` and `update`: `cmd` on the entry of `key`, with
+    /// the `value` bytes the caller lends (written by a lookup, read by an
+    /// update); `EINVAL` unless the key is of the map's size and the value
+    /// of `value_len`.
+    fn elem(&self, cmd: libc::c_long, key: &[u8], value: (*const u8, usize), value_len: usize) -> Result<(), Errno> {
+        if key.len() != self.key_size || value.1 != value_len {
             return Err(Errno::EINVAL);
         }
         let a = MapElemAttr {
             map_fd: self.fd.as_raw_fd() as u32,
             key: key.as_ptr() as u64,
-            value: value.as_ptr() as u64,
+            value: value.0 as u64,
             ..MapElemAttr::default()
         };
-        if bpf(BPF_MAP_UPDATE_ELEM, a) < 0 { Err(Errno::last()) } else { Ok(()) }
+        if bpf(cmd, a) < 0 { Err(Errno::last()) } else { Ok(()) }
     }
 }
 

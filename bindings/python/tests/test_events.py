@@ -16,6 +16,8 @@ import unittest
 import procspy
 from procspy import EventKind, ProcspyError, State, Status, Walker
 
+from stopping import assert_stops, call_on_thread
+
 # A short-lived process that listens, connects to itself, accepts and
 # closes, the client end first (so it goes through FIN_WAIT1); it prints
 # its pid, its start time (field 22 of /proc/self/stat), the two ports and
@@ -38,13 +40,18 @@ def tracer_walker(test: unittest.TestCase) -> Walker:
     kernel refuses it."""
     w = Walker()
     test.addCleanup(w.close)
+    start_tracer(test, w)
+    return w
+
+
+def start_tracer(test: unittest.TestCase, w: Walker) -> None:
+    """Starts w's tracer, or skips the test where the kernel refuses it."""
     try:
         w.events_fd()
     except ProcspyError as e:
         if e.status == Status.UNSUPPORTED:
             test.skipTest(f"the kernel refuses the tracer: {e}")
         raise
-    return w
 
 
 def attached(w: Walker) -> set:
@@ -159,12 +166,7 @@ class EventsTest(unittest.TestCase):
                     w.set_events_ring(bad)
                 self.assertEqual(cm.exception.status, Status.INVALID_ARGUMENT, bad)
             w.set_events_ring(1 << 16)
-            try:
-                w.events_fd()
-            except ProcspyError as e:
-                if e.status == Status.UNSUPPORTED:
-                    self.skipTest(f"the kernel refuses the tracer: {e}")
-                raise
+            start_tracer(self, w)
             with self.assertRaises(ProcspyError) as cm:
                 w.set_events_ring(1 << 20)
             self.assertEqual(cm.exception.status, Status.INVALID_ARGUMENT)
@@ -172,26 +174,16 @@ class EventsTest(unittest.TestCase):
 
     def test_stop_ends_a_waiting_call(self):
         w = tracer_walker(self)
-        result = {}
 
-        def run():
-            try:
-                # UDP: the host's TCP traffic, however much, then ends a
-                # call without a record for Python to make.
-                while True:  # other traffic may end a call early: call again
-                    w.events(timeout=30, protocols=procspy.UDP)
-            except ProcspyError as e:
-                result["err"], result["at"] = e, time.monotonic()
+        def wait():
+            # UDP: the host's TCP traffic, however much, then ends a call
+            # without a record for Python to make.
+            while True:  # other traffic may end a call early: call again
+                w.events(timeout=30, protocols=procspy.UDP)
 
-        t = threading.Thread(target=run)
-        t.start()
+        waiting = call_on_thread(wait)
         time.sleep(0.3)
-        stop_at = time.monotonic()
-        w.stop()
-        t.join(5)
-        self.assertFalse(t.is_alive(), "events did not end within 5 s of stop()")
-        self.assertEqual(result["err"].status, Status.STOPPED)
-        self.assertLess(result["at"] - stop_at, 0.5)
+        assert_stops(self, waiting, w.stop, within=0.5)
 
     def test_callback_form_busy_and_a_walk_beside(self):
         w = tracer_walker(self)

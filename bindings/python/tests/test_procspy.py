@@ -23,6 +23,8 @@ from ipaddress import ip_address
 import procspy
 from procspy import ChangeKind, ProcspyError, State, Status, Walker
 
+from stopping import assert_stops, call_on_thread
+
 TREE = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
 
 
@@ -329,32 +331,17 @@ class ErrorsAndStopTest(unittest.TestCase):
 
     @staticmethod
     def slow_walk(w):
-        """A walk on another thread that, unstopped, takes at least 10 s;
-        its error, and when it came, land in the dict returned."""
+        """A walk on another thread (call_on_thread) that, unstopped, takes
+        at least 10 s."""
         w.set_rate_limit(fd_block=1, tick=10.0)
-        result = {}
-
-        def run():
-            try:
-                w.walk()
-            except ProcspyError as e:
-                result["err"], result["at"] = e, time.monotonic()
-
-        t = threading.Thread(target=run)
-        t.start()
-        return t, result
+        return call_on_thread(w.walk)
 
     def test_stop_from_another_thread(self):
         w = Walker()
         self.addCleanup(w.close)
-        t, result = self.slow_walk(w)
+        walk = self.slow_walk(w)
         time.sleep(0.5)
-        stop_at = time.monotonic()
-        w.stop()
-        t.join(5)
-        self.assertFalse(t.is_alive(), "walk did not end within 5 s of stop()")
-        self.assertEqual(result["err"].status, Status.STOPPED)
-        self.assertLess(result["at"] - stop_at, 0.25)
+        assert_stops(self, walk, w.stop, within=0.25)
         self.assertGreaterEqual(w.last_stats.elapsed_ns, 100_000_000)  # it was running
         with self.assertRaises(ProcspyError) as cm:
             w.connections()
@@ -370,11 +357,8 @@ class ErrorsAndStopTest(unittest.TestCase):
         self.addCleanup(token.close)
         previous = signal.signal(signal.SIGALRM, lambda *_: token.stop())
         self.addCleanup(signal.signal, signal.SIGALRM, previous)
-        t, result = self.slow_walk(w)
-        signal.setitimer(signal.ITIMER_REAL, 0.3)
-        t.join(5)
-        self.assertFalse(t.is_alive(), "walk did not end within 5 s of the signal")
-        self.assertEqual(result["err"].status, Status.STOPPED)
+        walk = self.slow_walk(w)
+        assert_stops(self, walk, lambda: signal.setitimer(signal.ITIMER_REAL, 0.3))
         w.close()
         token.stop()  # its walker is gone: nothing, and no fault
         token.close()
