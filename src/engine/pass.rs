@@ -3,6 +3,7 @@
 //! namespace listed from the first source that can, in rounds. Everything
 //! a pass keeps from one call to the next is its `Pass`.
 
+use std::cell::Cell;
 use std::ops::ControlFlow;
 
 use nix::errno::Errno;
@@ -14,7 +15,8 @@ use super::namespaces::{Look, Namespaces};
 use super::owners::{Held, OwnerAt, OwnerScan, Owners, Scan};
 use super::query::{Query, Scope, Told};
 use super::stats::Stats;
-use super::tables::{Accounted, Ahead, Listed, Namespace, Netlink, Sink, Source, TableSource, Text};
+use super::tables::{Accounted, Ahead, Listed, Namespace, Netlink, Recall, Recaller, Sink, Source, TableSource, Text};
+use crate::parse::diag::SockId;
 use crate::parse::kernel::Protocol;
 use crate::parse::tcp::{Conn, Dedup};
 use crate::procfs::{PidFd, TableBuf, same_fd_table};
@@ -42,6 +44,11 @@ pub(super) struct Pass {
     pub sockstat: [Vec<u8>; 2],
     /// Netlink sockets made ahead of their dumps; none outlives a pass.
     pub ahead: Vec<Ahead>,
+    /// Each namespace's unheld TCP sockets, as its last listing found them,
+    /// and the scratch of their lookups.
+    pub recall: Recall,
+    pub recall_ids: Vec<SockId>,
+    pub recall_found: Vec<(Conn, SockId)>,
     /// Inodes of the lines delivered, where the sockets no line listed are
     /// asked their namespace (`Namespaces::find_by_sockets`).
     pub delivered: Vec<u64>,
@@ -283,6 +290,11 @@ fn list(
         round.record = false;
     }
     pass.groups.sort_unstable();
+    // A pass of every namespace forgets those gone.
+    if query.pids.is_none() && pass.scope.netns.is_none() {
+        let groups = &pass.groups;
+        pass.recall.retain(|ns| groups.binary_search_by_key(&ns, |g| g.netns).is_ok());
+    }
     match round.too_small {
         Some(cap) => Err(Error::BufferTooSmall { needed: stats.bytes_needed, capacity: cap as u64 }),
         None => Ok(()),
@@ -308,15 +320,22 @@ fn list_round(
     on_connection: &mut dyn FnMut(&Connection<'_>, OwnerAt) -> ControlFlow<()>,
 ) -> Result<(), Error> {
     let Pass { groups, scan, owners, found, scope, tables, diag, dedup, sockstat, ahead, delivered, .. } = pass;
+    let (recall, ids, found_again) = (&mut pass.recall, &mut pass.recall_ids, &mut pass.recall_found);
     let owners = &*owners;
-    // Tried in turn for each namespace, until one lists it.
-    let mut accounted = owners.held().filter(|_| plan.source == Source::Auto).map(|held| Accounted { held, sockstat });
+    // Tried in turn for each namespace, until one lists it. The accounted
+    // source tells the netlink one of a namespace it can list from the held
+    // sockets and those no process holds that it remembers.
+    let hint = Cell::new(None);
+    let held = owners.held().filter(|_| plan.source == Source::Auto);
+    let mut accounted = held.map(|held| Accounted { held, sockstat, hint: &hint });
     let mut netlink = match plan.source {
         Source::Text => None,
-        // Every namespace but ours will be dumped where no BPF accounting may spare one.
+        // Every namespace but ours will be dumped or asked where no BPF
+        // accounting may spare one, or where one is remembered.
         source => {
-            let batch = owners.held().is_none() || source == Source::Netlink;
-            Netlink::open(diag, ahead, found, batch, source == Source::Netlink)?
+            let batch = owners.held().is_none() || source == Source::Netlink || !recall.is_empty();
+            let recaller = held.map(|_| Recaller { recall, hint: &hint, ids, found: found_again });
+            Netlink::open(diag, ahead, found, batch, source == Source::Netlink, recaller)?
         }
     };
     let mut text = (plan.source != Source::Netlink).then(|| Text {

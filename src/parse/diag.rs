@@ -19,6 +19,11 @@ const DIAG_MSG_LEN: usize = 72;
 /// `struct inet_diag_req_v2` (after the header): family, protocol, then the states at 4.
 const REQ_V2_LEN: usize = 56;
 const REQ_V2_STATES: usize = 4;
+/// `struct inet_diag_sockid`, at 4 in a message and at 8 in a v2 request:
+/// ports, addresses, interface and cookie.
+const SOCKID_LEN: usize = 48;
+const MSG_SOCKID: usize = 4;
+const REQ_V2_SOCKID: usize = 8;
 /// `struct inet_diag_req`: family 0 (both), then the states at 52.
 const REQ_LEN: usize = 60;
 const REQ_STATES: usize = 52;
@@ -37,6 +42,9 @@ pub struct Request {
 }
 
 impl Request {
+    /// The length of a `lookup`.
+    pub const LOOKUP_LEN: usize = NLMSG_HDRLEN + REQ_V2_LEN;
+
     pub fn bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
@@ -68,16 +76,54 @@ impl Request {
         r
     }
 
+    /// `SOCK_DIAG_BY_FAMILY` for one TCP socket, `id` as a reply gave it:
+    /// the kernel looks its tuple up and answers with that socket only if
+    /// its cookie is `id`'s (a socket since closed, or another on the same
+    /// tuple, gets an error).
+    pub fn lookup(id: &SockId, seq: u32) -> Self {
+        let mut r = Self::header(SOCK_DIAG_BY_FAMILY, REQ_V2_LEN, seq);
+        r.buf[6..8].copy_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+        r.buf[NLMSG_HDRLEN] = id.family.af();
+        r.buf[NLMSG_HDRLEN + 1] = Protocol::Tcp.ipproto();
+        r.put_states(REQ_V2_STATES);
+        r.buf[NLMSG_HDRLEN + REQ_V2_SOCKID..][..SOCKID_LEN].copy_from_slice(&id.bytes);
+        r
+    }
+
     /// Every state, at `at` in the request's body.
     fn put_states(&mut self, at: usize) {
         self.buf[NLMSG_HDRLEN + at..][..4].copy_from_slice(&ALL_STATES.to_ne_bytes());
     }
 }
 
+/// What names one socket to the kernel: its family and its
+/// `inet_diag_sockid` as a reply gave it (tuple, interface, cookie).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SockId {
+    pub family: Family,
+    bytes: [u8; SOCKID_LEN],
+}
+
+impl SockId {
+    /// `idiag_cookie`, two u32s, the low half first.
+    pub fn cookie(&self) -> u64 {
+        let half = |at: usize| u64::from(u32::from_ne_bytes(self.bytes[at..at + 4].try_into().unwrap()));
+        half(40) | (half(44) << 32)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn for_test(family: Family, cookie: u64) -> Self {
+        let mut bytes = [0; SOCKID_LEN];
+        bytes[40..44].copy_from_slice(&(cookie as u32).to_ne_bytes());
+        bytes[44..48].copy_from_slice(&((cookie >> 32) as u32).to_ne_bytes());
+        SockId { family, bytes }
+    }
+}
+
 /// One message of a dump reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reply {
-    Sock(Conn),
+    Sock(Conn, SockId),
     /// The dump is complete.
     Done,
     /// The kernel refused the request (a positive errno).
@@ -111,7 +157,7 @@ pub fn replies(buf: &[u8], seq: u32, port_id: u32) -> impl Iterator<Item = Reply
                 Some(e) => Reply::Error(i32::from_ne_bytes([e[0], e[1], e[2], e[3]]).saturating_neg()),
                 None => Reply::Error(0),
             },
-            _ => diag_msg(body).map_or(Reply::Skip, Reply::Sock),
+            _ => diag_msg(body).map_or(Reply::Skip, |(c, id)| Reply::Sock(c, id)),
         })
     })
 }
@@ -136,15 +182,13 @@ pub fn destroyed(buf: &[u8], sender: u32, groups: u32) -> Option<(Protocol, Conn
     if body.first() != Some(&family.af()) {
         return None;
     }
-    let conn = diag_msg(body)?;
-    // `idiag_cookie`, two u32s, the low half first.
-    let half = |at: usize| u64::from(u32::from_ne_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]));
-    Some((protocol, conn, half(44) | (half(48) << 32)))
+    let (conn, id) = diag_msg(body)?;
+    Some((protocol, conn, id.cookie()))
 }
 
-/// `struct inet_diag_msg` as a table line: ports and addresses arrive in
-/// network order, the inode as 32 bits.
-fn diag_msg(b: &[u8]) -> Option<Conn> {
+/// `struct inet_diag_msg` as a table line (ports and addresses arrive in
+/// network order, the inode as 32 bits), and the socket's id.
+fn diag_msg(b: &[u8]) -> Option<(Conn, SockId)> {
     let b = b.get(..DIAG_MSG_LEN)?;
     let family = Family::of_af(u16::from(b[0]))?;
     let addr = |at: usize| {
@@ -154,7 +198,7 @@ fn diag_msg(b: &[u8]) -> Option<Conn> {
         a
     };
     let u32_at = |at: usize| u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
-    Some(Conn {
+    let conn = Conn {
         inode: u64::from(u32_at(68)),
         family: family.version(),
         state: b[1],
@@ -163,7 +207,8 @@ fn diag_msg(b: &[u8]) -> Option<Conn> {
         local_port: u16::from_be_bytes([b[4], b[5]]),
         remote_port: u16::from_be_bytes([b[6], b[7]]),
         uid: u32_at(64),
-    })
+    };
+    Some((conn, SockId { family, bytes: b[MSG_SOCKID..][..SOCKID_LEN].try_into().ok()? }))
 }
 
 #[cfg(test)]
@@ -255,10 +300,19 @@ mod tests {
         buf.extend(msg_to(PORT + 1, 3, 5, &[0; 4]));
         buf.extend(msg(3, 5, &[0; 4]));
         let got: Vec<Reply> = replies(&buf, 5, PORT).collect();
-        assert_eq!(
-            got,
-            vec![Reply::Sock(listener), Reply::Sock(mapped), Reply::Skip, Reply::Skip, Reply::Skip, Reply::Done,]
-        );
+        let (Reply::Sock(a, a_id), Reply::Sock(b, b_id)) = (got[0], got[1]) else { panic!("{got:?}") };
+        assert_eq!((a, b), (listener, mapped));
+        assert_eq!(got[2..], [Reply::Skip, Reply::Skip, Reply::Skip, Reply::Done]);
+        assert_eq!((a_id.family, b_id.family), (Family::Inet, Family::Inet6));
+        assert_eq!(a_id.cookie(), 1 << 32 | 2);
+        // A lookup names the socket as its reply did: family, TCP, and the
+        // sockid (ports, addresses, interface, cookie) after the states.
+        let r = Request::lookup(&b_id, 11);
+        assert_eq!(r.bytes().len(), 72);
+        assert_eq!(&r.bytes()[4..8], &[20, 0, 1, 0], "SOCK_DIAG_BY_FAMILY, a request, not a dump");
+        assert_eq!(&r.bytes()[16..18], &[10, 6]);
+        assert_eq!(&r.bytes()[20..24], &0x1FFEu32.to_ne_bytes());
+        assert_eq!(&r.bytes()[24..72], &diag(&mapped)[4..52]);
     }
 
     #[test]

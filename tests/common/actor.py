@@ -14,6 +14,15 @@ Reads one command a line on stdin, answers one line on stdout:
     udp                    a bound UDP socket: "PORT FD"
     flash MS               a TCP pair that lives MS milliseconds and is reset
                            (no TIME_WAIT): "LPORT CPORT" once it is gone
+    tw FAMILY              a TIME_WAIT socket (4 or 6: 127.0.0.1 or ::1), its
+                           client having closed first: "CPORT"
+    queue FAMILY           a listener and a connection waiting in its accept
+                           queue (no process holds it): "LFD"
+    accept LFD             accepts a connection waiting on LFD: "FD"
+    pending                a TCP_DEFER_ACCEPT listener and a client: the
+                           request stays in SYN_RECV (the client sends no data)
+    storm MS               for MS milliseconds, on a thread: a TIME_WAIT and
+                           a connection queued then accepted, every 5 ms
 Each answer ends with a newline; "ok" where there is nothing to say. Brings
 lo up where it can (it may run in a fresh network namespace).
 """
@@ -21,6 +30,7 @@ import os
 import socket
 import struct
 import sys
+import threading
 import time
 
 from loopback import lo_up, tcp_pair
@@ -30,6 +40,7 @@ try:
 except OSError:
     pass
 socks = {}
+stormed = []  # what storms made, held until the actor ends
 child = None  # (pid, write end of the pipe it waits on)
 
 
@@ -41,6 +52,36 @@ def keep(s):
 def reset(s):
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     s.close()
+
+
+def listener(family):
+    lst = socket.socket(family, socket.SOCK_STREAM)
+    lst.bind(("127.0.0.1" if family == socket.AF_INET else "::1", 0))
+    lst.listen(64)
+    return lst
+
+
+def time_wait(lst):
+    """A connection to lst whose client closes first; the client's port."""
+    cli = socket.create_connection(lst.getsockname()[:2])
+    srv, _ = lst.accept()
+    port = cli.getsockname()[1]
+    cli.close()
+    srv.recv(1)
+    srv.close()
+    return port
+
+
+def storm(secs):
+    lst, kept = listener(socket.AF_INET), []
+    end = time.monotonic() + secs
+    while time.monotonic() < end:
+        time_wait(lst)
+        kept.append(socket.create_connection(lst.getsockname()))
+        time.sleep(0.005)
+        kept.append(lst.accept()[0])
+    kept.append(lst)
+    stormed.extend(kept)
 
 
 def answer(line):
@@ -86,6 +127,25 @@ def answer(line):
         for s in (cli, srv, lst):
             reset(s)
         return "%d %d" % ports
+    if cmd in ("tw", "queue"):
+        lst = listener(socket.AF_INET if args[0] == 4 else socket.AF_INET6)
+        if cmd == "tw":
+            port = time_wait(lst)
+            lst.close()
+            return "%d" % port
+        keep(socket.create_connection(lst.getsockname()[:2]))
+        return "%d" % keep(lst)
+    if cmd == "accept":
+        return "%d" % keep(socks[args[0]].accept()[0])
+    if cmd == "pending":
+        lst = listener(socket.AF_INET)
+        lst.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 60)
+        keep(lst)
+        keep(socket.create_connection(lst.getsockname()))
+        return "ok"
+    if cmd == "storm":
+        threading.Thread(target=storm, args=(args[0] / 1000,), daemon=True).start()
+        return "ok"
     return "unknown command %r" % cmd
 
 

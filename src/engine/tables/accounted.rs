@@ -1,6 +1,10 @@
 //! Accounted: a namespace whose every socket the BPF owner scan found held
 //! is listed from what the scan read of those sockets, its tables not read.
+//! One whose TCP sockets beyond those are all unheld (TIME_WAIT and the
+//! like) is handed to the netlink source with what its counts say they are
+//! (`Hint`), for `recall.rs`.
 
+use std::cell::Cell;
 use std::os::fd::AsFd;
 
 use nix::errno::Errno;
@@ -18,12 +22,40 @@ pub(in crate::engine) struct Accounted<'a> {
     pub held: &'a [Held],
     /// `net/sockstat` and `net/sockstat6` of one namespace.
     pub sockstat: &'a mut [Vec<u8>; 2],
+    /// Where a namespace held but for unheld TCP sockets is told of.
+    pub hint: &'a Cell<Option<Hint<'a>>>,
+}
+
+/// TCP sockets a namespace's counts say no process holds: full sockets by
+/// family (connections waiting to be accepted, orphans), TIME_WAIT sockets
+/// and the listeners' pending requests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(in crate::engine) struct Unheld {
+    pub tcp4: u64,
+    pub tcp6: u64,
+    pub time_wait: u64,
+    pub requests: u64,
+}
+
+/// A namespace whose held sockets are all its tables list but for `unheld`.
+#[derive(Clone, Copy, Debug)]
+pub(in crate::engine) struct Hint<'a> {
+    pub netns: u64,
+    pub mine: &'a [Held],
+    pub unheld: Unheld,
 }
 
 impl TableSource for Accounted<'_> {
     fn list(&mut self, ctx: &Ctx, ns: &Namespace<'_>, sink: &mut Sink<'_>, stats: &mut Stats) -> Result<Listed, Error> {
-        let Some(mine) = self.accounted(ctx, ns, sink.protocols) else { return Ok(Listed::Unavailable) };
-        offer_held(mine, sink, stats)
+        self.hint.set(None);
+        match self.accounted(ctx, ns, sink.protocols) {
+            Some((mine, unheld)) if unheld == Unheld::default() => offer_held(mine, sink, stats),
+            Some((mine, unheld)) => {
+                self.hint.set(Some(Hint { netns: ns.netns, mine, unheld }));
+                Ok(Listed::Unavailable)
+            }
+            None => Ok(Listed::Unavailable),
+        }
     }
 }
 
@@ -43,13 +75,13 @@ pub(in crate::engine) fn offer_held(mine: &[Held], sink: &mut Sink<'_>, stats: &
 }
 
 impl<'a> Accounted<'a> {
-    /// The held sockets of namespace `ns`, if they are all its tables would
-    /// list: its `sockstat` counts exactly the held sockets of the chosen
-    /// protocols, and it has no TIME_WAIT socket and no pending connection
-    /// request (which no process holds). Anything else, such as a socket not
-    /// yet accepted, orphaned, kernel-owned or in flight between processes,
-    /// is counted but not held and so sends the namespace to its tables.
-    fn accounted(&mut self, ctx: &Ctx, ns: &Namespace<'_>, protocols: Protocols) -> Option<&'a [Held]> {
+    /// The held sockets of namespace `ns`, and the TCP sockets its `sockstat`
+    /// counts beyond them (TIME_WAIT sockets and pending connection requests
+    /// among them, which no process holds), if those are all its tables
+    /// would list: `Unheld::default()` when they are the held ones exactly.
+    /// Anything else, such as a UDP socket kernel-owned or in flight between
+    /// processes, sends the namespace to its tables.
+    fn accounted(&mut self, ctx: &Ctx, ns: &Namespace<'_>, protocols: Protocols) -> Option<(&'a [Held], Unheld)> {
         let held = self.held;
         let lo = held.partition_point(|h| h.netns < ns.netns);
         let hi = lo + held[lo..].partition_point(|h| h.netns == ns.netns);
@@ -65,12 +97,19 @@ impl<'a> Accounted<'a> {
                 (Protocol::Udp, false) => seen.udp6 += 1,
             }
         }
-        let tcp_ok = !protocols.tcp
-            || (counts.time_wait == 0
-                && (counts.tcp4, counts.tcp6) == (seen.tcp4, seen.tcp6)
-                && mine.iter().all(|h| h.pending == 0));
-        let udp_ok = !protocols.udp || (counts.udp4, counts.udp6) == (seen.udp4, seen.udp6);
-        (tcp_ok && udp_ok).then_some(mine)
+        if protocols.udp && (counts.udp4, counts.udp6) != (seen.udp4, seen.udp6) {
+            return None;
+        }
+        if !protocols.tcp {
+            return Some((mine, Unheld::default()));
+        }
+        let unheld = Unheld {
+            tcp4: counts.tcp4.checked_sub(seen.tcp4)?,
+            tcp6: counts.tcp6.checked_sub(seen.tcp6)?,
+            time_wait: counts.time_wait,
+            requests: mine.iter().map(|h| u64::from(h.pending)).sum(),
+        };
+        Some((mine, unheld))
     }
 }
 

@@ -8,13 +8,15 @@
 mod accounted;
 mod netlink;
 mod protocols;
+mod recall;
 mod text;
 
 use std::ops::ControlFlow;
 
 pub(super) use accounted::{Accounted, offer_held};
-pub(super) use netlink::{Ahead, Netlink};
+pub(super) use netlink::{Ahead, Netlink, Recaller};
 pub use protocols::Protocols;
+pub(super) use recall::Recall;
 pub(super) use text::{TCP, TCP6, Table, Text, UDP, UDP6, append_tables, read_group_tables};
 
 use super::ctx::{Ctx, Group};
