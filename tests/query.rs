@@ -9,38 +9,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Holder;
+use common::rec::{Line, query_lines};
 use procspy::{Error, OwnerScan, Protocol, Protocols, Query, Source, StateMask, Stats, Walker};
 
-/// One delivered line, comparable: (netns, protocol, inode, family, state,
-/// local, lport, remote, rport, uid, owner (pid, fd)).
-type Line = (u64, Protocol, u64, u8, u8, [u8; 16], u16, [u8; 16], u16, u32, Option<(i32, i32)>);
-
-fn run(w: &Walker, q: &Query<'_>) -> (Result<(), Error>, Vec<Line>, Stats) {
-    let mut stats = Stats::default();
-    let mut got = Vec::new();
-    let r = w.query(None, q, Protocols::BOTH, StateMask::ALL, &mut stats, &mut |c| {
-        let k = &c.conn;
-        got.push((
-            c.netns,
-            c.protocol,
-            k.inode,
-            k.family,
-            k.state,
-            k.local_addr,
-            k.local_port,
-            k.remote_addr,
-            k.remote_port,
-            k.uid,
-            c.owner.map(|o| (o.pid, o.fd)),
-        ));
-        ControlFlow::Continue(())
-    });
-    got.sort();
-    (r, got, stats)
-}
-
 fn all(w: &Walker) -> Vec<Line> {
-    let (r, got, _) = run(w, &Query::default());
+    let (r, got, _) = query_lines(w, &Query::default());
     r.unwrap();
     got
 }
@@ -65,7 +38,7 @@ fn one_pid_gets_its_sockets_as_a_full_pass_lists_them() {
     for (how, w) in walkers() {
         let full = all(&w);
         for h in [&a, &b, &c] {
-            let (r, got, stats) = run(&w, &Query { pids: Some(&[h.pid]), ..Query::default() });
+            let (r, got, stats) = query_lines(&w, &Query { pids: Some(&[h.pid]), ..Query::default() });
             assert_eq!(r, Ok(()), "{how}");
             let mine: Vec<Line> = full.iter().filter(|l| l.10.is_some_and(|o| o.0 == h.pid)).cloned().collect();
             assert_eq!(got, mine, "{how}: pid {} query vs full pass; {stats:?}", h.pid);
@@ -76,7 +49,7 @@ fn one_pid_gets_its_sockets_as_a_full_pass_lists_them() {
             assert_eq!(stats.bytes_needed, 0, "{how}: {stats:?}");
         }
         // Two pids: the union.
-        let (r, got, _) = run(&w, &Query { pids: Some(&[a.pid, c.pid]), ..Query::default() });
+        let (r, got, _) = query_lines(&w, &Query { pids: Some(&[a.pid, c.pid]), ..Query::default() });
         assert_eq!(r, Ok(()), "{how}");
         let want: Vec<Line> =
             full.iter().filter(|l| l.10.is_some_and(|o| o.0 == a.pid || o.0 == c.pid)).cloned().collect();
@@ -91,13 +64,13 @@ fn every_line_and_namespace_queries_equal_the_full_pass_there() {
         let full = all(&w);
         let ns_lines: Vec<Line> = full.iter().filter(|l| l.0 == a.netns).cloned().collect();
         assert!(ns_lines.iter().any(|l| l.10.is_none()), "{how}: the holder's namespace has unheld lines");
-        let (r, got, _) = run(&w, &Query { netns: Some(&[a.netns]), ..Query::default() });
+        let (r, got, _) = query_lines(&w, &Query { netns: Some(&[a.netns]), ..Query::default() });
         assert_eq!(r, Ok(()), "{how}");
         assert_eq!(got, ns_lines, "{how}: netns query");
-        let (r, got, _) = run(&w, &Query { pids: Some(&[a.pid]), every_line: true, ..Query::default() });
+        let (r, got, _) = query_lines(&w, &Query { pids: Some(&[a.pid]), every_line: true, ..Query::default() });
         assert_eq!(r, Ok(()), "{how}");
         assert_eq!(got, ns_lines, "{how}: pid query, every line");
-        let (r, got, _) = run(&w, &Query { pids: Some(&[a.pid]), netns: Some(&[a.netns]), ..Query::default() });
+        let (r, got, _) = query_lines(&w, &Query { pids: Some(&[a.pid]), netns: Some(&[a.netns]), ..Query::default() });
         assert_eq!(r, Ok(()), "{how}");
         assert_eq!(
             got,
@@ -106,7 +79,7 @@ fn every_line_and_namespace_queries_equal_the_full_pass_there() {
         );
         // A namespace that is there but none of the pid's: nothing, and no error.
         let ours = [std::fs::metadata("/proc/self/ns/net").map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap()];
-        let (r, got, _) = run(&w, &Query { pids: Some(&[a.pid]), netns: Some(&ours), ..Query::default() });
+        let (r, got, _) = query_lines(&w, &Query { pids: Some(&[a.pid]), netns: Some(&ours), ..Query::default() });
         assert_eq!((r, got), (Ok(()), Vec::new()), "{how}: pid and another namespace");
     }
 }
@@ -152,7 +125,7 @@ fn no_owners_delivers_exactly_the_kernels_table_lines() {
                 k
             };
             let before = read();
-            let got = run(&w, &q);
+            let got = query_lines(&w, &q);
             let after = read();
             // A TIME_WAIT may end meanwhile: judge a pass the tables did not change around.
             if before == after {
@@ -167,7 +140,7 @@ fn no_owners_delivers_exactly_the_kernels_table_lines() {
         assert_eq!(mine, before, "{how}: no-owners lines vs the kernel's tables");
         assert_eq!(before, after);
         // Over every namespace: every line a full pass lists, none owned.
-        let (r, every, _) = run(&w, &Query { no_owners: true, ..Query::default() });
+        let (r, every, _) = query_lines(&w, &Query { no_owners: true, ..Query::default() });
         assert_eq!(r, Ok(()), "{how}");
         let strip = |v: &[Line]| -> BTreeSet<(u64, Protocol, u64)> {
             v.iter().filter(|l| l.0 == a.netns).map(|l| (l.0, l.1, l.2)).collect()
@@ -235,7 +208,7 @@ fn a_pid_query_under_churn_never_delivers_another_processs_socket() {
                 Query { pids: Some(&[target.pid]), ..Query::default() },
                 Query { pids: Some(&[target.pid]), no_owners: true, ..Query::default() },
             ] {
-                let (r, got, _) = run(w, &q);
+                let (r, got, _) = query_lines(w, &q);
                 assert_eq!(r, Ok(()), "{how}");
                 for l in &got {
                     assert!(mine.contains(&l.2), "{how}: {q:?} delivered socket {} not the target's: {l:?}", l.2);

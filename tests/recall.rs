@@ -5,45 +5,21 @@
 //! what a dump lists, quiet and under churn (needs root, as CI has).
 
 use std::collections::BTreeSet;
-use std::ops::ControlFlow;
 
 use common::Actor;
-use procspy::{Protocol, Protocols, Query, Source, StateMask, Stats, TcpState, Walker};
+use common::rec::{Line, query_lines};
+use procspy::{Query, Source, Stats, TcpState, Walker};
 
-/// A line: (protocol, inode, family, state, local, lport, remote, rport,
-/// uid, owner (pid, fd)).
-type Line = (Protocol, u64, u8, u8, [u8; 16], u16, [u8; 16], u16, u32, Option<(i32, i32)>);
-
-/// The lines of namespace `netns` listed from `source`, sorted.
+/// The lines of namespace `netns` listed from `source`.
 fn listed(w: &Walker, netns: u64, source: Source) -> (Vec<Line>, Stats) {
     w.set_source(source);
-    let (mut stats, mut got) = (Stats::default(), Vec::new());
-    let ns = [netns];
-    let q = Query { netns: Some(&ns), ..Query::default() };
-    let r = w.query(None, &q, Protocols::BOTH, StateMask::ALL, &mut stats, &mut |c| {
-        let k = &c.conn;
-        let owner = c.owner.map(|o| (o.pid, o.fd));
-        got.push((
-            c.protocol,
-            k.inode,
-            k.family,
-            k.state,
-            k.local_addr,
-            k.local_port,
-            k.remote_addr,
-            k.remote_port,
-            k.uid,
-            owner,
-        ));
-        ControlFlow::Continue(())
-    });
+    let (r, got, stats) = query_lines(w, &Query { netns: Some(&[netns]), ..Query::default() });
     assert_eq!(r, Ok(()), "{source:?}");
-    got.sort();
     (got, stats)
 }
 
 fn count(lines: &[Line], state: TcpState, family: u8) -> usize {
-    lines.iter().filter(|l| l.1 == 0 && l.3 == state.number() && l.2 == family).count()
+    lines.iter().filter(|l| l.2 == 0 && l.4 == state.number() && l.3 == family).count()
 }
 
 /// Whether this pass listed the namespace without reading its tables.
@@ -101,7 +77,7 @@ fn under_churn_nothing_is_invented_or_lost() {
     a.ask("tw 4");
     let w = Walker::new(None).unwrap();
     let time_waits = |l: &[Line]| -> BTreeSet<(u16, u16)> {
-        l.iter().filter(|l| l.3 == TcpState::TimeWait.number()).map(|l| (l.5, l.7)).collect()
+        l.iter().filter(|l| l.4 == TcpState::TimeWait.number()).map(|l| (l.6, l.8)).collect()
     };
     listed(&w, a.netns, Source::Auto);
     a.ask("storm 3000");

@@ -330,12 +330,9 @@ fn list_round(
     let mut accounted = held.map(|held| Accounted { held, sockstat, hint: &hint });
     let mut netlink = match plan.source {
         Source::Text => None,
-        // Every namespace but ours will be dumped or asked where no BPF
-        // accounting may spare one, or where one is remembered.
         source => {
-            let batch = owners.held().is_none() || source == Source::Netlink || !recall.is_empty();
             let recaller = held.map(|_| Recaller { recall, hint: &hint, ids, found: found_again });
-            Netlink::open(diag, ahead, found, batch, source == Source::Netlink, recaller)?
+            Netlink::open(diag, ahead, found, source == Source::Netlink, recaller)?
         }
     };
     let mut text = (plan.source != Source::Netlink).then(|| Text {

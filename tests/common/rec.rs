@@ -3,7 +3,7 @@
 use std::mem::MaybeUninit;
 use std::ops::ControlFlow;
 
-use procspy::{Error, Socket, Stats, TableBuf, Walker};
+use procspy::{Error, Protocol, Protocols, Query, Socket, StateMask, Stats, TableBuf, Walker};
 
 /// One socket record of a walk (or the owner of a connection).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,4 +49,33 @@ pub fn walk_all(w: &Walker, cap: usize) -> (Result<(), Error>, Vec<Rec>, Vec<u8>
     let (r, stats) = walk_into(w, &mut out, &mut recs);
     let text = out.filled().to_vec();
     (r, recs, text, stats)
+}
+
+/// One delivered line, comparable: (netns, protocol, inode, family, state,
+/// local, lport, remote, rport, uid, owner (pid, fd)).
+pub type Line = (u64, Protocol, u64, u8, u8, [u8; 16], u16, [u8; 16], u16, u32, Option<(i32, i32)>);
+
+/// The lines of one query of every protocol and state, sorted.
+pub fn query_lines(w: &Walker, q: &Query<'_>) -> (Result<(), Error>, Vec<Line>, Stats) {
+    let mut stats = Stats::default();
+    let mut got = Vec::new();
+    let r = w.query(None, q, Protocols::BOTH, StateMask::ALL, &mut stats, &mut |c| {
+        let k = &c.conn;
+        got.push((
+            c.netns,
+            c.protocol,
+            k.inode,
+            k.family,
+            k.state,
+            k.local_addr,
+            k.local_port,
+            k.remote_addr,
+            k.remote_port,
+            k.uid,
+            c.owner.map(|o| (o.pid, o.fd)),
+        ));
+        ControlFlow::Continue(())
+    });
+    got.sort();
+    (r, got, stats)
 }

@@ -60,7 +60,8 @@ pub(in crate::engine) struct Netlink<'a> {
     /// How to enter the namespaces no process is in.
     found: &'a Namespaces,
     /// Make the sockets of the namespaces after one, a batch at a time:
-    /// every namespace will be dumped.
+    /// every namespace will be dumped or asked for its remembered sockets
+    /// (none is accounted for without recall, or some are remembered).
     batch: bool,
     /// A namespace netlink can't list is an error, not one for the text.
     only: bool,
@@ -92,7 +93,6 @@ impl<'a> Netlink<'a> {
         buf: &'a mut Vec<u8>,
         ahead: &'a mut Vec<Ahead>,
         found: &'a Namespaces,
-        batch: bool,
         only: bool,
         recaller: Option<Recaller<'a>>,
     ) -> Result<Option<Self>, Error> {
@@ -104,6 +104,7 @@ impl<'a> Netlink<'a> {
         if buf.len() < DIAG_BUF {
             buf.resize(DIAG_BUF, 0);
         }
+        let batch = recaller.as_ref().is_none_or(|r| !r.recall.is_empty());
         Ok(Some(Netlink { host, buf, ahead, found, batch, only, recaller }))
     }
 
