@@ -225,9 +225,18 @@ fn namespace_held_only_by_a_unix_socket_of_a_process_not_in_it() {
             let w = Walker::new(None).unwrap();
             w.set_owner_scan(scan);
             w.set_source(source);
-            let (got, stats) = lines_of(&w, ns.inode, &Query::default());
-            assert_eq!(got, [(0, None)], "the TIME_WAIT, owners {scan:?}, source {source:?}: {stats:?}");
-            assert!(stats.netns_found >= 1, "{stats:?}");
+            // Again on the same walker: where the BPF scan asks only TCP and
+            // UDP sockets where they live, the last pass's answer for the
+            // namespaces nothing else leads to is used while it holds.
+            for pass in 0..3 {
+                let (got, stats) = lines_of(&w, ns.inode, &Query::default());
+                assert_eq!(
+                    got,
+                    [(0, None)],
+                    "the TIME_WAIT, owners {scan:?}, source {source:?}, pass {pass}: {stats:?}"
+                );
+                assert!(stats.netns_found >= 1, "{stats:?}");
+            }
         }
     }
     drop(h);

@@ -1,6 +1,6 @@
 //! The assembler: registers, the instructions the programs use, their
 //! encoding (`struct bpf_insn`, `linux/bpf.h`) and decoding, forward jumps
-//! to labels, and a listing in the kernel verifier's notation annotated with
+//! to labels (and back to a loop's head), and a listing in the kernel verifier's notation annotated with
 //! the labels and, on each load and store, the field it reads or writes.
 //! Pure: it knows no kernel, no BTF and no fd (a map is an index into the
 //! fds given to `Code::encode`); a program's labels are its own enum.
@@ -154,8 +154,18 @@ pub(super) enum Insn {
         dst: Reg,
         imm: i32,
     },
+    /// `dst += src`
+    Add {
+        dst: Reg,
+        src: Reg,
+    },
     /// `dst >>= imm` (unsigned)
     RshImm {
+        dst: Reg,
+        imm: i32,
+    },
+    /// `dst <<= imm`
+    LshImm {
         dst: Reg,
         imm: i32,
     },
@@ -189,6 +199,7 @@ const BPF_ATOMIC: u8 = 0xc0;
 const BPF_K: u8 = 0x00;
 const BPF_X: u8 = 0x08;
 const BPF_ADD: u8 = 0x00;
+const BPF_LSH: u8 = 0x60;
 const BPF_RSH: u8 = 0x70;
 const BPF_MOV: u8 = 0xb0;
 const BPF_JA: u8 = 0x00;
@@ -237,7 +248,9 @@ impl Insn {
             Insn::Mov { dst, src } => (BPF_ALU64 | BPF_MOV | BPF_X, dst.0, src.0, 0, 0),
             Insn::MovImm { dst, imm } => (BPF_ALU64 | BPF_MOV | BPF_K, dst.0, 0, 0, imm),
             Insn::AddImm { dst, imm } => (BPF_ALU64 | BPF_ADD | BPF_K, dst.0, 0, 0, imm),
+            Insn::Add { dst, src } => (BPF_ALU64 | BPF_ADD | BPF_X, dst.0, src.0, 0, 0),
             Insn::RshImm { dst, imm } => (BPF_ALU64 | BPF_RSH | BPF_K, dst.0, 0, 0, imm),
+            Insn::LshImm { dst, imm } => (BPF_ALU64 | BPF_LSH | BPF_K, dst.0, 0, 0, imm),
             Insn::Ja { off } => (BPF_JMP | BPF_JA, 0, 0, off, 0),
             Insn::Jmp { op, dst, src: Src::Imm(imm), off } => (BPF_JMP | jmp(op) | BPF_K, dst.0, 0, off, imm),
             Insn::Jmp { op, dst, src: Src::Reg(src), off } => (BPF_JMP | jmp(op) | BPF_X, dst.0, src.0, off, 0),
@@ -279,7 +292,9 @@ impl Insn {
                 x if x == BPF_ALU64 | BPF_MOV | BPF_X => Insn::Mov { dst, src },
                 x if x == BPF_ALU64 | BPF_MOV | BPF_K => Insn::MovImm { dst, imm },
                 x if x == BPF_ALU64 | BPF_ADD | BPF_K => Insn::AddImm { dst, imm },
+                x if x == BPF_ALU64 | BPF_ADD | BPF_X => Insn::Add { dst, src },
                 x if x == BPF_ALU64 | BPF_RSH | BPF_K => Insn::RshImm { dst, imm },
+                x if x == BPF_ALU64 | BPF_LSH | BPF_K => Insn::LshImm { dst, imm },
                 x if x == BPF_JMP | BPF_JA => Insn::Ja { off },
                 x if x == BPF_JMP | BPF_JEQ | BPF_K => Insn::Jmp { op: Jmp::Eq, dst, src: Src::Imm(imm), off },
                 x if x == BPF_JMP | BPF_JNE | BPF_K => Insn::Jmp { op: Jmp::Ne, dst, src: Src::Imm(imm), off },
@@ -317,7 +332,9 @@ impl fmt::Display for Insn {
             Insn::Mov { dst, src } => write!(f, "{dst} = {src}"),
             Insn::MovImm { dst, imm } => write!(f, "{dst} = {imm}"),
             Insn::AddImm { dst, imm } => write!(f, "{dst} += {imm}"),
+            Insn::Add { dst, src } => write!(f, "{dst} += {src}"),
             Insn::RshImm { dst, imm } => write!(f, "{dst} >>= {imm}"),
+            Insn::LshImm { dst, imm } => write!(f, "{dst} <<= {imm}"),
             Insn::Ja { off } => write!(f, "goto pc{off:+}"),
             Insn::Jmp { op, dst, src, off } => {
                 let op = match op {
@@ -375,8 +392,9 @@ pub(super) struct Field {
     pub size: Size,
 }
 
-/// Why a program could not be assembled: a label left unplaced or placed
-/// twice, or more instructions than a jump can span.
+/// Why a program could not be assembled: a label left unplaced (or not a
+/// loop's head, for `again`) or placed twice, or more instructions than a
+/// jump can span.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("jumps to {unplaced} unplaced, labels placed twice: {twice}, {slots} instructions")]
 pub(super) struct Malformed {
@@ -386,8 +404,9 @@ pub(super) struct Malformed {
 }
 
 /// A program being assembled. `L` is its labels: every jump runs forward to
-/// a label placed once after it. `record_len` bytes at the top of the stack
-/// are its record.
+/// a label placed once after it, but `again`, which runs back to a loop's
+/// head (`place_loop`). `record_len` bytes at the top of the stack are its
+/// record.
 pub(super) struct Asm<L> {
     code: Code,
     record_len: usize,
@@ -395,6 +414,9 @@ pub(super) struct Asm<L> {
     /// what the registers held when it jumped.
     pending: Vec<(usize, usize, L, Holds)>,
     placed: Vec<L>,
+    /// Loops' heads, and their slots; `again` to a label that is none.
+    loops: Vec<(L, usize)>,
+    no_loop: Vec<L>,
     /// What each register holds, for the listing of a store.
     holds: Holds,
 }
@@ -416,7 +438,8 @@ pub(super) struct Code {
 
 impl<L: Copy + PartialEq + fmt::Debug> Asm<L> {
     pub(super) fn new(record_len: usize) -> Self {
-        Self { code: Code::default(), record_len, pending: Vec::new(), placed: Vec::new(), holds: Default::default() }
+        let (pending, placed, loops, no_loop) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        Self { code: Code::default(), record_len, pending, placed, loops, no_loop, holds: Default::default() }
     }
 
     /// Appends `i` with a note for the listing (or none).
@@ -426,9 +449,11 @@ impl<L: Copy + PartialEq + fmt::Debug> Asm<L> {
             Insn::Load { dst, .. } => self.holds[usize::from(dst.0)] = Some(note.clone()),
             Insn::Mov { dst, src } => self.holds[usize::from(dst.0)] = self.holds[usize::from(src.0)].clone(),
             Insn::MovImm { dst, imm } => self.holds[usize::from(dst.0)] = Some(imm.to_string()),
-            Insn::AddImm { dst, .. } | Insn::RshImm { dst, .. } | Insn::LoadMap { dst, .. } => {
-                self.holds[usize::from(dst.0)] = None
-            }
+            Insn::AddImm { dst, .. }
+            | Insn::Add { dst, .. }
+            | Insn::RshImm { dst, .. }
+            | Insn::LshImm { dst, .. }
+            | Insn::LoadMap { dst, .. } => self.holds[usize::from(dst.0)] = None,
             Insn::Call { .. } => {
                 for r in &mut self.holds[..6] {
                     *r = None;
@@ -520,15 +545,38 @@ impl<L: Copy + PartialEq + fmt::Debug> Asm<L> {
         }
     }
 
+    /// Places `label` as a loop's head, which `again` jumps back to: what a
+    /// register holds there is not known.
+    pub(super) fn place_loop(&mut self, label: L) {
+        self.place(label);
+        self.loops.push((label, self.code.slots));
+        self.holds = Default::default();
+    }
+
+    /// `goto` the head of loop `to`, back; one not placed as a loop's head
+    /// before makes the program malformed.
+    pub(super) fn again(&mut self, to: L) {
+        let Some(&(_, head)) = self.loops.iter().find(|l| l.0 == to) else {
+            self.no_loop.push(to);
+            return;
+        };
+        let off = i16::try_from(head as isize - self.code.slots as isize - 1).unwrap_or(i16::MIN);
+        self.push_noted(Insn::Ja { off }, format!("-> {to:?} (again)"));
+    }
+
     /// The program, once every jump has found its label, no label is placed
     /// twice and every jump can reach.
     pub(super) fn finish(self) -> Result<Code, Malformed> {
         let twice: Vec<L> =
             self.placed.iter().enumerate().filter(|(i, l)| self.placed[..*i].contains(l)).map(|p| *p.1).collect();
-        if self.pending.is_empty() && twice.is_empty() && self.code.slots <= i16::MAX as usize {
+        if self.pending.is_empty()
+            && twice.is_empty()
+            && self.no_loop.is_empty()
+            && self.code.slots <= i16::MAX as usize
+        {
             return Ok(self.code);
         }
-        let unplaced: Vec<L> = self.pending.iter().map(|j| j.2).collect();
+        let unplaced: Vec<L> = self.pending.iter().map(|j| j.2).chain(self.no_loop).collect();
         Err(Malformed { unplaced: format!("{unplaced:?}"), twice: format!("{twice:?}"), slots: self.code.slots })
     }
 }
@@ -602,8 +650,11 @@ mod tests {
             Insn::Mov { dst: R7, src: R2 },
             Insn::MovImm { dst: R0, imm: -1 },
             Insn::AddImm { dst: R2, imm: -88 },
+            Insn::Add { dst: R3, src: R7 },
             Insn::RshImm { dst: R0, imm: 32 },
+            Insn::LshImm { dst: R3, imm: 2 },
             Insn::Ja { off: 70 },
+            Insn::Ja { off: -12 },
             Insn::Call { id: 162 },
             Insn::Exit,
         ]);
@@ -692,6 +743,21 @@ mod tests {
         back.ja(L::Out);
         back.jeq(R0, 0, L::Other);
         assert!(back.finish().unwrap_err().to_string().contains("[Out, Other] unplaced"));
+        // Back only to a loop's head, placed before.
+        let mut looped = Asm::<L>::new(8);
+        looped.place_loop(L::Other);
+        looped.load_map(R1, 0, "m");
+        looped.jeq(R1, 0, L::Out);
+        looped.again(L::Other);
+        looped.place(L::Out);
+        looped.push(Insn::Exit);
+        let code = looped.finish().unwrap();
+        assert_eq!(code.insns()[2], Insn::Ja { off: -4 }, "back over itself, the jump and the map load");
+        let mut not_a_loop = Asm::<L>::new(8);
+        not_a_loop.place(L::Out);
+        not_a_loop.again(L::Out);
+        not_a_loop.again(L::Other);
+        assert!(not_a_loop.finish().unwrap_err().to_string().contains("[Out, Other] unplaced"));
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //!   `bpf(2)` calls themselves, with `union bpf_attr` as `repr(C)`
 //!   structs, are `procfs`'s (`sys.rs`), where all unsafe code is.
 //! - `owner_scan.rs`: the owner scan's `task_file` iterator and its record.
+//! - `netns_list.rs`: the kernel's list of network namespaces, walked at
+//!   the end of a `bpf_map` iterator.
 //! - `tracer.rs`: the tracer's programs on the socket hooks, their event
 //!   record, and the ring buffer they write it to.
 //!
@@ -25,6 +27,7 @@
 mod asm;
 mod kernel;
 mod load;
+mod netns_list;
 mod owner_scan;
 #[cfg(test)]
 mod test_kernel;
@@ -32,6 +35,7 @@ mod tracer;
 
 use nix::errno::Errno;
 
+pub(crate) use netns_list::NetnsList;
 pub(crate) use owner_scan::{RECORD_LEN, Record, SockIter, SockRecords};
 pub(crate) use tracer::{EVENT_LEN, Event, EventKind, EventOwner, Hook, Next, Owners, Tracer};
 

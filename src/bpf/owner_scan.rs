@@ -57,10 +57,15 @@ const PASSED_OVER: Slot = Slot::new("passed_over", 0, DW);
 const SOCKET: i32 = 0;
 const TALLY: i32 = 1;
 
-/// The tally map: one `u64` (the socket fds a pass passed over), keyed by
-/// a `u32` (0); map 0 of the program. Its key sits below the record.
+/// The tally map: two `u64`s keyed by a `u32`, map 0 of the program: at 0
+/// the socket fds a pass passed over, at 1 whether it asks every socket
+/// where it lives (`ASK_ALL`). Its key sits below the record, and below it
+/// a sock kept across a call.
 const TALLY_MAP: i32 = 0;
 const TALLY_KEY: i16 = -(RECORD_LEN as i16) - 8;
+const PASSED: i32 = 0;
+const ASK_ALL: i32 = 1;
+const SK_KEPT: i16 = TALLY_KEY - 8;
 
 /// One record of a pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,20 +118,24 @@ impl Record {
 enum Label {
     /// The call after the last fd: the tally record.
     Stop,
+    /// A socket whose sock is read.
+    Sock,
     /// An AF_INET or AF_INET6 socket: is it TCP or UDP?
     Inet,
     /// Any other socket: is its namespace its holder's?
     Other,
     /// A socket the pass can use: its record.
     Record,
+    /// One of no use to the pass: counted.
+    PassOver,
     Write,
     Out,
 }
 
-/// `r0` = the tally map's one value, or on to `Out` (it is never missing).
-fn tally(a: &mut Asm<Label>, lookup: Helper) {
-    a.push(Insn::MovImm { dst: R1, imm: 0 });
-    a.push_noted(Insn::Store { dst: FP, off: TALLY_KEY, src: R1, size: W }, "0 -> key");
+/// `r0` = the tally map's value at `key`, or on to `Out` (it is never missing).
+fn tally(a: &mut Asm<Label>, lookup: Helper, key: i32) {
+    a.push(Insn::MovImm { dst: R1, imm: key });
+    a.push_noted(Insn::Store { dst: FP, off: TALLY_KEY, src: R1, size: W }, format!("{key} -> key"));
     a.push(Insn::Mov { dst: R2, src: FP });
     a.push(Insn::AddImm { dst: R2, imm: TALLY_KEY.into() });
     a.load_map(R1, TALLY_MAP, "tally");
@@ -141,8 +150,11 @@ fn tally(a: &mut Asm<Label>, lookup: Helper) {
 /// is found; a task that is exiting has no namespaces left, and its sockets
 /// are written too). The others (a unix socket in its holder's namespace,
 /// say) are only counted, in the tally map, and the call after the last fd
-/// writes that count. Whether a socket is used is read from its sock alone:
-/// one passed over costs no other memory. Only direct loads through
+/// writes that count. A socket of a family other than AF_INET and AF_INET6
+/// is asked where it lives only where the pass asks every socket (`ASK_ALL`,
+/// when the kernel's namespaces are not all found otherwise): its family is
+/// read from its operations (one static table per family), its sock not at
+/// all, which spares a cache miss per unix socket. Only direct loads through
 /// pointers the verifier hands out, which every kernel allows even where it
 /// calls them untrusted (a NULL one reads as 0); a TCP listener's request
 /// queue lies past `struct sock`, so it is read with `bpf_probe_read_kernel`.
@@ -174,6 +186,17 @@ fn assemble(btf: &Btf<'_>) -> Result<Program, Refusal> {
     let (sk, netns, scratch) = (R2, R3, R4);
     a.load(sk, socket, &k.field("socket", &["sk"], 8)?);
     a.jeq(sk, 0, Label::Out);
+    let family = scratch;
+    a.load(family, socket, &k.field("socket", &["ops"], 8)?);
+    a.load(family, family, &k.field("proto_ops", &["family"], 4)?);
+    a.jeq(family, i32::from(Family::Inet.af()), Label::Sock);
+    a.jeq(family, i32::from(Family::Inet6.af()), Label::Sock);
+    a.push_noted(Insn::Store { dst: FP, off: SK_KEPT, src: sk, size: DW }, "sk");
+    tally(&mut a, map_lookup_elem, ASK_ALL);
+    a.push_noted(Insn::Load { dst: R0, src: R0, off: 0, size: DW }, "ask all");
+    a.jeq(R0, 0, Label::PassOver);
+    a.push_noted(Insn::Load { dst: sk, src: FP, off: SK_KEPT, size: DW }, "sk");
+    a.place(Label::Sock);
     a.load(netns, sk, &common("skc_net", 8)?); // possible_net_t holds one pointer
     a.load(netns, netns, &net_inum);
     let family = scratch;
@@ -191,8 +214,8 @@ fn assemble(btf: &Btf<'_>) -> Result<Program, Refusal> {
     a.load(task_netns, task_netns, &k.field("nsproxy", &["net_ns"], 8)?);
     a.load(task_netns, task_netns, &net_inum);
     a.jne(netns, task_netns, Label::Record);
-    // Of no use to the pass: counted.
-    tally(&mut a, map_lookup_elem);
+    a.place(Label::PassOver);
+    tally(&mut a, map_lookup_elem, PASSED);
     a.push(Insn::MovImm { dst: R1, imm: 1 });
     a.push_noted(Insn::AtomicAdd { dst: R0, off: 0, src: R1, size: DW }, "tally += 1");
     a.ja(Label::Out);
@@ -203,7 +226,7 @@ fn assemble(btf: &Btf<'_>) -> Result<Program, Refusal> {
     for at in (0..RECORD_LEN).step_by(8) {
         a.push_noted(Insn::Store { dst: FP, off: a.record_off(at), src: R3, size: DW }, "0 -> record");
     }
-    tally(&mut a, map_lookup_elem);
+    tally(&mut a, map_lookup_elem, PASSED);
     a.push_noted(Insn::Load { dst: R3, src: R0, off: 0, size: DW }, "tally");
     a.store(PASSED_OVER, R3);
     a.push(Insn::MovImm { dst: R3, imm: TALLY });
@@ -304,7 +327,7 @@ fn program() -> Result<&'static Program, Refusal> {
 
 /// The tally map.
 fn tally_map() -> Result<BpfMap, Errno> {
-    BpfMap::create(BPF_MAP_TYPE_ARRAY, 4, Size::DW.bytes() as u32, 1, c"procspy_tally")
+    BpfMap::create(BPF_MAP_TYPE_ARRAY, 4, Size::DW.bytes() as u32, 2, c"procspy_tally")
 }
 
 /// The loaded program, linked to its iterator, and its tally map.
@@ -326,9 +349,12 @@ impl SockIter {
         Ok(Self { link, tally })
     }
 
-    /// A fresh pass over every task's socket fds, its tally at zero.
-    pub fn start(&self) -> Result<SockRecords, Errno> {
-        self.tally.update(&0u32.to_ne_bytes(), &0u64.to_ne_bytes())?;
+    /// A fresh pass over every task's socket fds, its tally at zero;
+    /// `ask_all`: every socket is asked where it lives, not only TCP and
+    /// UDP ones (which a pass that has not found every namespace needs).
+    pub fn start(&self, ask_all: bool) -> Result<SockRecords, Errno> {
+        self.tally.update(&PASSED.to_ne_bytes(), &0u64.to_ne_bytes())?;
+        self.tally.update(&ASK_ALL.to_ne_bytes(), &u64::from(ask_all).to_ne_bytes())?;
         Ok(SockRecords { fd: bpf_sys::bpf_iter_create(self.link.as_fd())?, tail_at: 0, tail_len: 0 })
     }
 }

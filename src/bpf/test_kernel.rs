@@ -6,15 +6,14 @@ use super::load::Program;
 use crate::parse::btf::Kind;
 use crate::parse::btf::build::{W as Word, blob};
 
-/// Every jump of `p` lands on an instruction of it, forward, and it
-/// ends in `exit`.
+/// Every jump of `p` lands on an instruction of it, and it ends in `exit`.
 pub(super) fn check_jumps(p: &Program) {
     let insns = p.code.insns();
     assert_eq!(insns.last(), Some(&Insn::Exit));
     let starts: Vec<usize> = insns.iter().scan(0, |slot, i| Some(std::mem::replace(slot, *slot + i.slots()))).collect();
     for (&at, ins) in starts.iter().zip(insns) {
         if let Insn::Ja { off } | Insn::Jmp { off, .. } = *ins {
-            assert!(off >= 0 && starts.contains(&(at + 1 + off as usize)), "jump at {at}: {off}");
+            assert!(starts.contains(&((at + 1).wrapping_add_signed(off.into()))), "jump at {at}: {off}");
         }
     }
 }
@@ -53,7 +52,7 @@ pub(super) fn small_kernel(helpers: &[(&'static str, u32)]) -> Vec<u8> {
             ],
         ), // 7
         ("bpf_iter_meta", Kind::Struct, 1, 24, &[Name("seq"), N(5), bits(0)]), // 8
-        ("socket", Kind::Struct, 1, 128, &[Name("sk"), N(5), bits(24)]), // 9
+        ("socket", Kind::Struct, 2, 128, &[Name("sk"), N(5), bits(24), Name("ops"), N(5), bits(32)]), // 9
         ("file", Kind::Struct, 1, 256, &[Name("f_inode"), N(5), bits(32)]), // 10
         ("inode", Kind::Struct, 1, 600, &[Name("i_ino"), N(2), bits(64)]), // 11
         (
@@ -144,8 +143,8 @@ pub(super) fn small_kernel(helpers: &[(&'static str, u32)]) -> Vec<u8> {
                 bits(608),
             ],
         ), // 18
-        ("ns_common", Kind::Struct, 1, 24, &[Name("inum"), N(1), bits(16)]), // 19
-        ("net", Kind::Struct, 1, 4000, &[Name("ns"), N(19), bits(120)]), // 20
+        ("ns_common", Kind::Struct, 2, 24, &[Name("ops"), N(5), bits(8), Name("inum"), N(1), bits(16)]), // 19
+        ("net", Kind::Struct, 2, 4000, &[Name("list"), N(45), bits(24), Name("ns"), N(19), bits(120)]), // 20
         ("atomic_t", Kind::Typedef, 0, 22, &[]),               // 21
         ("", Kind::Struct, 1, 4, &[Name("counter"), N(23), bits(0)]), // 22
         ("int", Kind::Int, 0, 4, &[N((1 << 24) | 32)]),        // 23
@@ -170,11 +169,15 @@ pub(super) fn small_kernel(helpers: &[(&'static str, u32)]) -> Vec<u8> {
         ("__ip6_datagram_connect", Kind::Func, 0, 35, &[]),                  // 42
         ("udp_destroy_sock", Kind::Func, 0, 36, &[]),                        // 43
         ("udpv6_destroy_sock", Kind::Func, 0, 36, &[]),                      // 44
+        ("list_head", Kind::Struct, 2, 16, &[Name("next"), N(5), bits(0), Name("prev"), N(5), bits(8)]), // 45
+        ("bpf_iter_bpf_map", Kind::Func, 0, 0, &[]),                         // 46
+        ("bpf_iter__bpf_map", Kind::Struct, 2, 16, &[Name("meta"), N(5), bits(0), Name("map"), N(5), bits(8)]), // 47
+        ("proto_ops", Kind::Struct, 1, 200, &[Name("family"), N(23), bits(0)]), // 48
     ])
 }
 
-/// The owner scan's helpers, then the tracer's.
-pub(super) const HELPERS: [(&str, u32); 11] = [
+/// The owner scan's helpers, then the tracer's, then the namespace list's.
+pub(super) const HELPERS: [(&str, u32); 12] = [
     ("BPF_FUNC_map_lookup_elem", 1),
     ("BPF_FUNC_probe_read_kernel", 113),
     ("BPF_FUNC_seq_write", 127),
@@ -186,4 +189,5 @@ pub(super) const HELPERS: [(&str, u32); 11] = [
     ("BPF_FUNC_ktime_get_boot_ns", 125),
     ("BPF_FUNC_get_current_task_btf", 158),
     ("BPF_FUNC_ringbuf_query", 134),
+    ("BPF_FUNC_get_current_task", 35),
 ];

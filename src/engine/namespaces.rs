@@ -363,7 +363,7 @@ impl Namespaces {
     ) -> bool {
         delivered.sort_unstable();
         let before = groups.len();
-        let Namespaces { vias, sockets: via_sockets, asked, asked_next, .. } = self;
+        let Namespaces { sockets: via_sockets, asked, asked_next, .. } = self;
         asked_next.clear();
         let new_from = via_sockets.len();
         let mut pidfd: Option<(i32, Result<PidFd, Errno>)> = None;
@@ -413,12 +413,37 @@ impl Namespaces {
         }
         std::mem::swap(asked, asked_next);
         delivered.clear();
-        let new = &mut via_sockets[new_from..];
-        new.sort_unstable();
-        let mut at = new_from;
-        for same in new.chunk_by(|a, b| a.0 == b.0) {
-            vias.push(Via::Socket { at, end: at + same.len() });
-            groups.push(Member { netns: same[0].0, way: Way::Via(vias.len() - 1) });
+        self.socket_ways(groups, new_from, stats)
+    }
+
+    /// Adds to `groups` (sorted) each namespace that sockets of `ways`
+    /// (netns, pid, fd, inode) live in and `groups` lacks, with those
+    /// sockets as its ways in, and sorts it again.
+    pub(super) fn add_sockets(
+        &mut self,
+        groups: &mut Groups,
+        ways: impl Iterator<Item = (u64, i32, i32, u64)>,
+        stats: &mut Stats,
+    ) {
+        let from = self.sockets.len();
+        self.sockets.extend(ways);
+        self.socket_ways(groups, from, stats);
+        groups.sort_unstable();
+    }
+
+    /// Appends to `groups` (sorted) each namespace of `self.sockets[from..]`
+    /// that it lacks, with its sockets there as ways in; whether it
+    /// appended any.
+    fn socket_ways(&mut self, groups: &mut Groups, from: usize, stats: &mut Stats) -> bool {
+        let before = groups.len();
+        let Namespaces { vias, sockets, .. } = self;
+        sockets[from..].sort_unstable();
+        let mut at = from;
+        for same in sockets[from..].chunk_by(|a, b| a.0 == b.0) {
+            if groups[..before].binary_search_by_key(&same[0].0, |g| g.netns).is_err() {
+                vias.push(Via::Socket { at, end: at + same.len() });
+                groups.push(Member { netns: same[0].0, way: Way::Via(vias.len() - 1) });
+            }
             at += same.len();
         }
         let found = (groups.len() - before) as u64;

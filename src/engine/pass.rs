@@ -140,8 +140,9 @@ impl Pass {
         if query.pids.is_none() {
             if !query.process_namespaces_only {
                 let look = Look { threads: true, mounts: true };
-                let Pass { groups, scan, found, .. } = self;
+                let Pass { groups, scan, found, owners, .. } = self;
                 found.discover(ctx, groups, &mut scan.dents, &mut scan.noticed, look, stats)?;
+                owners.explain(ctx, groups, found, stats)?;
             }
         } else {
             self.pid_sockets(ctx, query, stats);

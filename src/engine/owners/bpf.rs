@@ -6,14 +6,15 @@
 use std::ffi::CStr;
 
 use super::{Owners, Socket};
-use crate::bpf::{RECORD_LEN, Record, Refusal, SockIter, SockRecords};
-use crate::engine::ctx::{Ctx, Group};
+use crate::bpf::{NetnsList, RECORD_LEN, Record, Refusal, SockIter, SockRecords};
+use crate::engine::ctx::{Ctx, Group, Groups};
 use crate::engine::error::{DiagStop, Error};
+use crate::engine::namespaces::Namespaces;
 use crate::engine::stats::Stats;
 use crate::parse::kernel::TcpState;
 use crate::parse::kernel::{Family, Protocol, SOCK_DGRAM, SOCK_STREAM};
 use crate::parse::tcp::Conn;
-use crate::procfs::SockRecord;
+use crate::procfs::{LINK_MAX, SockRecord};
 
 use super::Scan;
 
@@ -156,5 +157,111 @@ pub(super) fn index(
     held.sort_unstable_by_key(|h| (h.netns, h.protocol, h.conn.inode));
     held.dedup_by_key(|h| (h.netns, h.conn.inode));
     owners.held = Some(held);
+    Ok(())
+}
+
+/// The kernel's list of network namespaces, loaded into `slot` at the first
+/// call; `None` where it can't be used (a refusal lasts, a failed system
+/// call is tried again at the next call).
+pub(super) fn netns_list(slot: &mut Option<Option<NetnsList>>) -> Option<&NetnsList> {
+    if slot.is_none() {
+        match NetnsList::load() {
+            Ok(list) => *slot = Some(Some(list)),
+            Err(Refusal::Unsupported(_)) => *slot = Some(None),
+            Err(Refusal::Sys { .. }) => return None,
+        }
+    }
+    slot.as_ref().and_then(Option::as_ref)
+}
+
+/// What the owner scan found of the namespaces nothing else led to: the
+/// sockets of other families than TCP's and UDP's that live in them, as the
+/// last scan that asked every socket found them, and the namespaces it
+/// looked for. While a pass's unfound namespaces are among those and each
+/// such socket is still where it was, the scan does not ask every socket
+/// again: a socket moved into one since, with nothing else leading there,
+/// is found when the set of unfound namespaces changes.
+#[derive(Debug, Default)]
+pub(super) struct Others {
+    /// Sorted.
+    looked_for: Vec<u64>,
+    /// (netns, pid, fd, inode), sorted.
+    ways: Vec<(u64, i32, i32, u64)>,
+    /// Scratch: the kernel's list, the namespaces nothing led to, the
+    /// list's map value.
+    list: Vec<u64>,
+    unfound: Vec<u64>,
+    buf: Vec<u8>,
+}
+
+impl Others {
+    /// Whether the last answer holds for `unfound`: each was looked for,
+    /// and one with sockets still has one of them at its fd (its link
+    /// names the socket; a `readlink` asks no filesystem anything).
+    fn holds(&self, ctx: &Ctx) -> bool {
+        let mut link = [0u8; LINK_MAX];
+        self.unfound.iter().all(|ns| {
+            let lo = self.ways.partition_point(|w| w.0 < *ns);
+            let mine = self.ways[lo..].iter().take_while(|w| w.0 == *ns);
+            self.looked_for.binary_search(ns).is_ok()
+                && mine.clone().next().is_none_or(|_| {
+                    mine.clone().any(|&(_, pid, fd, inode)| {
+                        let at = format!("fd/{fd}");
+                        ctx.root
+                            .read_link(pid, at.as_bytes(), &mut link)
+                            .is_ok_and(|l| l == format!("socket:[{inode}]").as_bytes())
+                    })
+                })
+        })
+    }
+}
+
+/// After the namespace search of a pass whose scan asked only TCP and UDP
+/// sockets where they live: the namespaces the kernel lists that no
+/// process, mount, fd or TCP/UDP socket led to are looked for among every
+/// socket (a unix socket can hold one), by a second scan unless the last
+/// answer holds; each found joins `groups` with its sockets as ways in.
+/// Where the list can't be read whole, every socket is asked, as without it.
+pub(super) fn explain(
+    ctx: &Ctx,
+    iter: &SockIter,
+    list: &NetnsList,
+    others: &mut Others,
+    groups: &mut Groups,
+    found: &mut Namespaces,
+    stats: &mut Stats,
+) -> Result<(), Error> {
+    let o = others;
+    let listed = list.read(&mut o.buf, &mut o.list).unwrap_or(false);
+    let unknown = |groups: &Groups, ns: &u64| groups.binary_search_by_key(ns, |g| g.netns).is_err();
+    o.unfound.clear();
+    if listed {
+        o.unfound.extend(o.list.iter().filter(|ns| unknown(groups, ns)));
+        if o.unfound.is_empty() {
+            return Ok(());
+        }
+    }
+    if !listed || !o.holds(ctx) {
+        let mut records = iter.start(true).map_err(|e| Error::io("BPF owner scan (task_file iterator)", e))?;
+        o.ways.clear();
+        let buf = &mut o.buf;
+        buf.resize(buf.len().max(64 * RECORD_LEN), 0);
+        while let Some(len) = records.read(buf).map_err(|e| Error::io("BPF owner scan (task_file iterator)", e))? {
+            for rec in buf[..len].chunks_exact(RECORD_LEN).map(Record::decode) {
+                let Record::Socket(r) = rec else { continue };
+                if unknown(groups, &r.netns) && (!listed || o.unfound.binary_search(&r.netns).is_ok()) {
+                    o.ways.push((r.netns, r.pid, r.fd, r.inode));
+                }
+            }
+        }
+        o.ways.sort_unstable();
+        o.looked_for.clear();
+        if listed {
+            o.looked_for.extend_from_slice(&o.unfound);
+        }
+    }
+    let unfound = &o.unfound;
+    let ways = o.ways.iter().filter(|w| !listed || unfound.binary_search(&w.0).is_ok());
+    found.add_sockets(groups, ways.copied(), stats);
     Ok(())
 }

@@ -13,12 +13,14 @@ use std::ffi::CStr;
 use std::ops::ControlFlow;
 
 pub(super) use bpf::Held;
+use bpf::Others;
 pub(super) use fd::{Scan, scan_group};
 
-use super::ctx::{Ctx, Group, by_netns};
+use super::ctx::{Ctx, Group, Groups, by_netns};
 use super::error::{DiagStop, Error};
+use super::namespaces::Namespaces;
 use super::stats::Stats;
-use crate::bpf::SockIter;
+use crate::bpf::{NetnsList, SockIter};
 use crate::procfs::Known;
 
 /// One socket fd of one process.
@@ -59,6 +61,14 @@ pub(super) struct Owners {
     /// The BPF owner scan, loaded at the first pass that may use it, or
     /// why it can't be used here, where that lasts (see `bpf::sock_iter`).
     sock_iter: Option<Result<SockIter, Error>>,
+    /// The kernel's list of network namespaces, loaded with the scan where
+    /// it can be (see `bpf::netns_list`): where it is, the scan asks only
+    /// TCP and UDP sockets where they live, and the others only for the
+    /// namespaces nothing else leads to (`explain`).
+    netns_list: Option<Option<NetnsList>>,
+    /// Whether this pass's scan asked only TCP and UDP sockets.
+    inet_only: bool,
+    others: Others,
     /// (pid, netns) of the listed pids, sorted by pid.
     by_pid: Vec<(i32, u64)>,
     /// The TCP and UDP sockets the BPF scan found held, as their tables
@@ -134,10 +144,12 @@ impl Owners {
             let before = *stats;
             self.held.get_or_insert_default().clear();
             let in_pass = |e| Error::io("BPF owner scan (task_file iterator)", e);
-            let refused = match bpf::sock_iter(ctx, &mut self.sock_iter).map(SockIter::start) {
+            let inet_only = bpf::netns_list(&mut self.netns_list).is_some();
+            let refused = match bpf::sock_iter(ctx, &mut self.sock_iter).map(|iter| iter.start(!inet_only)) {
                 Ok(Ok(records)) => match bpf::index(ctx, records, groups, scan, self, elsewhere, stats) {
                     Ok(()) => {
                         self.finish();
+                        self.inet_only = inet_only;
                         return Ok(());
                     }
                     Err(DiagStop::Ended(e)) => return Err(e),
@@ -153,6 +165,24 @@ impl Owners {
             *stats = Stats { ticks: stats.ticks, ..before };
         }
         self.index_fds(ctx, groups, scan, stats)
+    }
+
+    /// After the namespace search: where this pass's scan asked only TCP
+    /// and UDP sockets where they live, the namespaces the kernel lists that
+    /// nothing led to are looked for among the other sockets
+    /// (`bpf::explain`), and join `groups` (sorted).
+    pub(super) fn explain(
+        &mut self,
+        ctx: &Ctx,
+        groups: &mut Groups,
+        found: &mut Namespaces,
+        stats: &mut Stats,
+    ) -> Result<(), Error> {
+        let (Some(Ok(iter)), Some(Some(list))) = (&self.sock_iter, &self.netns_list) else { return Ok(()) };
+        if !std::mem::take(&mut self.inet_only) {
+            return Ok(());
+        }
+        bpf::explain(ctx, iter, list, &mut self.others, groups, found, stats)
     }
 
     /// The index from `PID/fd` of every entry of `groups`, with a tick
@@ -217,6 +247,7 @@ impl Owners {
     }
 
     pub(super) fn clear(&mut self) {
+        self.inet_only = false;
         self.owners.clear();
         self.procs.procs.clear();
         self.procs.names.clear();
