@@ -4,13 +4,14 @@
 
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::OnceLock;
 
 use nix::errno::Errno;
 
 use super::Refusal;
-use super::asm::Code;
+use super::asm::{Asm, Code};
 use crate::parse::btf::Btf;
-use crate::procfs::bpf_sys::{self, ProgLoad};
+use crate::procfs::bpf_sys::{self, BPF_PROG_TYPE_TRACING, BPF_TRACE_ITER, ProgLoad};
 
 /// Where the running kernel describes its types.
 pub(super) const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -30,6 +31,24 @@ pub(super) fn with_vmlinux<T>(program: &str, f: impl FnOnce(&Btf<'_>) -> Result<
     }
 }
 
+/// `assemble`d from the running kernel's BTF once per process into `cell`
+/// (the kernel's layout does not change under it); a failed read of its
+/// BTF (EMFILE, ENOMEM) is tried again next time.
+pub(super) fn assembled_once(
+    cell: &'static OnceLock<Result<Program, Refusal>>,
+    what: &str,
+    assemble: impl FnOnce(&Btf<'_>) -> Result<Program, Refusal>,
+) -> Result<&'static Program, Refusal> {
+    if let Some(built) = cell.get() {
+        return built.as_ref().map_err(Clone::clone);
+    }
+    let built = match with_vmlinux(what, assemble) {
+        Err(e @ Refusal::Sys { .. }) => return Err(e),
+        built => built,
+    };
+    cell.get_or_init(|| built).as_ref().map_err(Clone::clone)
+}
+
 /// An assembled program and what it attaches to.
 #[derive(Debug)]
 pub(super) struct Program {
@@ -47,6 +66,20 @@ pub(super) struct Program {
 }
 
 impl Program {
+    /// The program `a` assembled, attached to iterator `attach_to` (its
+    /// BTF id `attach_btf_id`).
+    pub(super) fn iterator<L: Copy + PartialEq + std::fmt::Debug>(
+        what: &'static str,
+        name: &'static CStr,
+        a: Asm<L>,
+        attach_btf_id: u32,
+        attach_to: &'static str,
+    ) -> Result<Self, Refusal> {
+        let code = a.finish().map_err(|e| Refusal::Unsupported(format!("{what}'s program is malformed: {e}")))?;
+        let (prog_type, attach_type) = (BPF_PROG_TYPE_TRACING, BPF_TRACE_ITER);
+        Ok(Program { what, name, code, prog_type, attach_type, attach_btf_id, attach_to })
+    }
+
     /// Loads it into the kernel, with its maps at these fds. A refusal by
     /// the verifier (EACCES, EINVAL) is loaded once more with a log, to say
     /// why in its own words.
@@ -107,7 +140,6 @@ mod tests {
     use super::*;
     use crate::bpf::asm::{Asm, FP, Insn, R0, Size};
     use crate::parse::btf::Kind;
-    use crate::procfs::bpf_sys::{BPF_PROG_TYPE_TRACING, BPF_TRACE_ITER};
 
     /// A program this kernel's verifier must refuse (it reads the stack
     /// above the frame) is reported in the verifier's words, not as EACCES.

@@ -22,9 +22,9 @@ use super::Refusal;
 use super::asm::Size::{DW, W};
 use super::asm::{Asm, FP, Insn, R0, R1, R2, R3, R6, R7, R8, R9, Reg, Size};
 use super::kernel::Kernel;
-use super::load::{Program, with_vmlinux};
+use super::load::{Program, assembled_once};
 use crate::parse::btf::Btf;
-use crate::procfs::bpf_sys::{self, BPF_MAP_TYPE_ARRAY, BPF_PROG_TYPE_TRACING, BPF_TRACE_ITER, BpfMap};
+use crate::procfs::bpf_sys::{self, BPF_MAP_TYPE_ARRAY, BPF_TRACE_ITER, BpfMap};
 use crate::procfs::retry;
 
 /// What the messages call it.
@@ -145,29 +145,12 @@ fn assemble(btf: &Btf<'_>) -> Result<Program, Refusal> {
     a.place(Label::Out);
     a.push(Insn::MovImm { dst: R0, imm: 0 });
     a.push(Insn::Exit);
-    let code = a.finish().map_err(|e| Refusal::Unsupported(format!("{WHAT}'s program is malformed: {e}")))?;
-    Ok(Program {
-        what: WHAT,
-        name: c"procspy_netns",
-        code,
-        prog_type: BPF_PROG_TYPE_TRACING,
-        attach_type: BPF_TRACE_ITER,
-        attach_btf_id,
-        attach_to,
-    })
+    Program::iterator(WHAT, c"procspy_netns", a, attach_btf_id, attach_to)
 }
 
-/// Assembled once per process; a failed read of the BTF is tried again.
 fn program() -> Result<&'static Program, Refusal> {
     static PROGRAM: OnceLock<Result<Program, Refusal>> = OnceLock::new();
-    if let Some(built) = PROGRAM.get() {
-        return built.as_ref().map_err(Clone::clone);
-    }
-    let built = match with_vmlinux(WHAT, assemble) {
-        Err(e @ Refusal::Sys { .. }) => return Err(e),
-        built => built,
-    };
-    PROGRAM.get_or_init(|| built).as_ref().map_err(Clone::clone)
+    assembled_once(&PROGRAM, WHAT, assemble)
 }
 
 /// The loaded program, linked to its iterator, and its map.
@@ -209,21 +192,14 @@ impl NetnsList {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bpf::test_kernel::{HELPERS, check_jumps, small_kernel};
+    use crate::bpf::test_kernel::{HELPERS, check_listing, small_kernel};
 
     /// The program for a fixed kernel, as an annotated listing
     /// (`PROCSPY_BLESS=1` rewrites it).
     #[test]
     fn the_program_is_the_committed_listing() {
-        let kernel = small_kernel(&HELPERS);
-        let p = assemble(&Btf::parse(&kernel).unwrap()).unwrap();
-        check_jumps(&p);
-        let listing = p.to_string();
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/bpf/netns_list.listing");
-        if std::env::var_os("PROCSPY_BLESS").is_some() {
-            std::fs::write(path, &listing).unwrap();
-        }
-        assert_eq!(listing, include_str!("netns_list.listing"), "the program changed: PROCSPY_BLESS=1 to accept");
+        let p = assemble(&Btf::parse(&small_kernel(&HELPERS)).unwrap()).unwrap();
+        check_listing(&p, "netns_list.listing", include_str!("netns_list.listing"));
     }
 
     /// On this kernel: this process's namespace and one `ip netns add`

@@ -15,10 +15,10 @@ use super::Refusal;
 use super::asm::Size::{B, DW, H, W};
 use super::asm::{Asm, FP, Field, Helper, Insn, R0, R1, R2, R3, R4, R6, R7, R8, R9, Reg, Size, Slot};
 use super::kernel::Kernel;
-use super::load::{Program, with_vmlinux};
+use super::load::{Program, assembled_once};
 use crate::parse::btf::Btf;
 use crate::parse::kernel::{Family, Protocol, TcpState};
-use crate::procfs::bpf_sys::{self, BPF_MAP_TYPE_ARRAY, BPF_PROG_TYPE_TRACING, BPF_TRACE_ITER, BpfMap};
+use crate::procfs::bpf_sys::{self, BPF_MAP_TYPE_ARRAY, BPF_TRACE_ITER, BpfMap};
 use crate::procfs::{SockRecord, retry};
 
 /// What the messages call it.
@@ -293,16 +293,7 @@ fn assemble(btf: &Btf<'_>) -> Result<Program, Refusal> {
     a.place(Label::Out);
     a.push(Insn::MovImm { dst: R0, imm: 0 });
     a.push(Insn::Exit);
-    let code = a.finish().map_err(|e| Refusal::Unsupported(format!("{WHAT}'s program is malformed: {e}")))?;
-    Ok(Program {
-        what: WHAT,
-        name: c"procspy_fds",
-        code,
-        prog_type: BPF_PROG_TYPE_TRACING,
-        attach_type: BPF_TRACE_ITER,
-        attach_btf_id,
-        attach_to,
-    })
+    Program::iterator(WHAT, c"procspy_fds", a, attach_btf_id, attach_to)
 }
 
 /// `dst = src`; `dst` from here on.
@@ -311,18 +302,9 @@ fn copy(a: &mut Asm<Label>, dst: Reg, src: Reg) -> Reg {
     dst
 }
 
-/// Assembled once per process, the kernel's layout does not change under
-/// it; a failed read of its BTF (EMFILE, ENOMEM) is tried again next time.
 fn program() -> Result<&'static Program, Refusal> {
     static PROGRAM: OnceLock<Result<Program, Refusal>> = OnceLock::new();
-    if let Some(built) = PROGRAM.get() {
-        return built.as_ref().map_err(Clone::clone);
-    }
-    let built = match with_vmlinux(WHAT, assemble) {
-        Err(e @ Refusal::Sys { .. }) => return Err(e),
-        built => built,
-    };
-    PROGRAM.get_or_init(|| built).as_ref().map_err(Clone::clone)
+    assembled_once(&PROGRAM, WHAT, assemble)
 }
 
 /// The tally map.
@@ -396,9 +378,8 @@ impl SockRecords {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bpf::asm::Insn;
     use crate::bpf::load::VMLINUX_BTF;
-    use crate::bpf::test_kernel::{HELPERS, check_jumps, small_kernel};
+    use crate::bpf::test_kernel::{HELPERS, check_jumps, check_listing, small_kernel};
     use crate::parse::btf::Kind;
 
     #[test]
@@ -439,25 +420,9 @@ mod tests {
     /// `PROCSPY_BLESS=1` rewrites it.
     #[test]
     fn the_program_is_the_committed_listing() {
-        let kernel = small_kernel(&HELPERS);
-        let p = assemble(&Btf::parse(&kernel).unwrap()).unwrap();
-        check_jumps(&p);
-        let listing = p.to_string();
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/bpf/owner_scan.listing");
-        if std::env::var_os("PROCSPY_BLESS").is_some() {
-            std::fs::write(path, &listing).unwrap();
-        }
-        assert_eq!(listing, include_str!("owner_scan.listing"), "the program changed: PROCSPY_BLESS=1 to accept");
+        let p = assemble(&Btf::parse(&small_kernel(&HELPERS)).unwrap()).unwrap();
+        check_listing(&p, "owner_scan.listing", include_str!("owner_scan.listing"));
         assert_eq!(p.attach_btf_id, 6);
-        // Its encoding decodes back to it, slot by slot.
-        let code = p.code.encode(&[TALLY_MAP]);
-        let mut at = 0;
-        for &i in p.code.insns() {
-            let (back, n) = Insn::decode(&code[at..]).unwrap();
-            assert_eq!(back, i);
-            at += n;
-        }
-        assert_eq!(at, code.len());
     }
 
     #[test]
