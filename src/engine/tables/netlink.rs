@@ -183,7 +183,8 @@ impl Netlink<'_> {
         };
         ids.clear();
         ids.extend(recall.of(netns));
-        if let Some(hint) = hint.take().filter(|h| h.netns == netns && !ids.is_empty()) {
+        // Fewer remembered than counted can't be all there is: dumped, unasked.
+        if let Some(hint) = hint.take().filter(|h| h.netns == netns && ids.len() >= h.unheld.total()) {
             match look_up(ctx, sock, netns, ids, buf, found, stats) {
                 Ok(()) if whole(found, hint.unheld) => {
                     offer_held(hint.mine, sink, stats).map_err(DiagStop::Ended)?;
@@ -202,7 +203,7 @@ impl Netlink<'_> {
         }
         ids.clear();
         let dumped = dump_namespace(ctx, sock, netns, buf, sink, Some(ids), stats);
-        recall.replace(netns, ids.drain(..).filter(|_| dumped.is_ok()));
+        recall.replace(netns, ids.drain(..).take(if dumped.is_ok() { usize::MAX } else { 0 }));
         dumped
     }
 }

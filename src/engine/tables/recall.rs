@@ -17,8 +17,8 @@ use crate::parse::diag::SockId;
 use crate::parse::kernel::{Family, TcpState};
 use crate::parse::tcp::Conn;
 
-/// Sockets remembered across every namespace at most; beyond, a namespace's
-/// are partly remembered and its counts send it to a dump.
+/// Sockets remembered across every namespace at most; a namespace whose
+/// do not fit is not remembered, and is dumped.
 const RECALL_MAX: usize = 1 << 16;
 
 /// Every namespace's remembered sockets, kept from pass to pass.
@@ -35,13 +35,12 @@ impl Recall {
         self.ids[lo..].iter().take_while(move |e| e.0 == netns).map(|e| &e.1)
     }
 
-    /// `netns`'s sockets are `ids` from now on.
-    pub fn replace(&mut self, netns: u64, ids: impl Iterator<Item = SockId>) {
+    /// `netns`'s sockets are `ids` from now on (none, if they do not fit).
+    pub fn replace(&mut self, netns: u64, ids: impl ExactSizeIterator<Item = SockId>) {
         let lo = self.ids.partition_point(|e| e.0 < netns);
         let hi = lo + self.ids[lo..].partition_point(|e| e.0 == netns);
-        let room = RECALL_MAX.saturating_sub(self.ids.len() - (hi - lo));
-        let new: Vec<(u64, SockId)> = ids.take(room).map(|id| (netns, id)).collect();
-        self.ids.splice(lo..hi, new);
+        let fits = self.ids.len() - (hi - lo) + ids.len() <= RECALL_MAX;
+        self.ids.splice(lo..hi, ids.filter(|_| fits).map(|id| (netns, id)));
     }
 
     /// Forgets every namespace `keep` says is gone.
@@ -51,6 +50,13 @@ impl Recall {
 
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
+    }
+}
+
+impl Unheld {
+    /// How many sockets these are.
+    pub(super) fn total(&self) -> usize {
+        (self.tcp4 + self.tcp6 + self.time_wait + self.requests).try_into().unwrap_or(usize::MAX)
     }
 }
 
@@ -97,12 +103,14 @@ mod tests {
     }
 
     #[test]
-    fn memory_is_bounded() {
+    fn memory_is_bounded_and_a_namespace_remembered_whole_or_not_at_all() {
         let mut r = Recall::default();
-        r.replace(1, (0..RECALL_MAX as u64 + 10).map(id));
+        r.replace(1, (0..RECALL_MAX as u32 + 10).map(|c| id(c.into())));
+        assert_eq!(r.of(1).count(), 0, "too many: none, so dumped, never a part looked up");
+        r.replace(1, (0..RECALL_MAX as u32).map(|c| id(c.into())));
         assert_eq!(r.of(1).count(), RECALL_MAX);
         r.replace(2, [id(1)].into_iter());
-        assert_eq!(r.of(2).count(), 0, "full: partly remembered, so dumped");
+        assert_eq!(r.of(2).count(), 0, "full");
         r.replace(1, [id(1)].into_iter());
         r.replace(2, [id(1)].into_iter());
         assert_eq!(r.of(2).count(), 1);
