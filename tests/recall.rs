@@ -80,7 +80,7 @@ fn under_churn_nothing_is_invented_or_lost() {
         l.iter().filter(|l| l.4 == TcpState::TimeWait.number()).map(|l| (l.6, l.8)).collect()
     };
     listed(&w, a.netns, Source::Auto);
-    a.ask("storm 3000");
+    a.ask("storm 2000");
     let (mut before, _) = listed(&w, a.netns, Source::Netlink);
     let mut passes = 0;
     let mut recalls = 0;

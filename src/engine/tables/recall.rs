@@ -21,6 +21,11 @@ use crate::parse::tcp::Conn;
 /// do not fit is not remembered, and is dumped.
 const RECALL_MAX: usize = 1 << 16;
 
+/// A namespace's sockets remembered at most: asking for each costs a few
+/// microseconds, and a few hundred of them cost what one walk of a host's
+/// TCP hash (262,144 buckets) does.
+const NAMESPACE_MAX: usize = 512;
+
 /// Every namespace's remembered sockets, kept from pass to pass.
 #[derive(Debug, Default)]
 pub(in crate::engine) struct Recall {
@@ -39,7 +44,7 @@ impl Recall {
     pub fn replace(&mut self, netns: u64, ids: impl ExactSizeIterator<Item = SockId>) {
         let lo = self.ids.partition_point(|e| e.0 < netns);
         let hi = lo + self.ids[lo..].partition_point(|e| e.0 == netns);
-        let fits = self.ids.len() - (hi - lo) + ids.len() <= RECALL_MAX;
+        let fits = ids.len() <= NAMESPACE_MAX && self.ids.len() - (hi - lo) + ids.len() <= RECALL_MAX;
         self.ids.splice(lo..hi, ids.filter(|_| fits).map(|id| (netns, id)));
     }
 
@@ -105,15 +110,19 @@ mod tests {
     #[test]
     fn memory_is_bounded_and_a_namespace_remembered_whole_or_not_at_all() {
         let mut r = Recall::default();
-        r.replace(1, (0..RECALL_MAX as u32 + 10).map(|c| id(c.into())));
+        let ids = |n: usize| (0..n as u32).map(|c| id(c.into()));
+        r.replace(1, ids(NAMESPACE_MAX + 1));
         assert_eq!(r.of(1).count(), 0, "too many: none, so dumped, never a part looked up");
-        r.replace(1, (0..RECALL_MAX as u32).map(|c| id(c.into())));
-        assert_eq!(r.of(1).count(), RECALL_MAX);
-        r.replace(2, [id(1)].into_iter());
-        assert_eq!(r.of(2).count(), 0, "full");
-        r.replace(1, [id(1)].into_iter());
-        r.replace(2, [id(1)].into_iter());
-        assert_eq!(r.of(2).count(), 1);
+        let full = RECALL_MAX / NAMESPACE_MAX;
+        for ns in 0..full as u64 {
+            r.replace(ns, ids(NAMESPACE_MAX));
+        }
+        assert_eq!(r.of(1).count(), NAMESPACE_MAX);
+        r.replace(full as u64, ids(1));
+        assert_eq!(r.of(full as u64).count(), 0, "full");
+        r.replace(1, ids(1));
+        r.replace(full as u64, ids(1));
+        assert_eq!(r.of(full as u64).count(), 1);
     }
 
     #[test]
