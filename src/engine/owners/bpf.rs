@@ -161,17 +161,17 @@ pub(super) fn index(
 }
 
 /// The kernel's list of network namespaces, loaded into `slot` at the first
-/// call; `None` where it can't be used (a refusal lasts, a failed system
-/// call is tried again at the next call).
-pub(super) fn netns_list(slot: &mut Option<Option<NetnsList>>) -> Option<&NetnsList> {
+/// call; `None` where it can't be used (a refusal lasts, with its reason; a
+/// failed system call is tried again at the next call).
+pub(super) fn netns_list(slot: &mut Option<Result<NetnsList, String>>) -> Option<&NetnsList> {
     if slot.is_none() {
         match NetnsList::load() {
-            Ok(list) => *slot = Some(Some(list)),
-            Err(Refusal::Unsupported(_)) => *slot = Some(None),
+            Ok(list) => *slot = Some(Ok(list)),
+            Err(Refusal::Unsupported(why)) => *slot = Some(Err(why)),
             Err(Refusal::Sys { .. }) => return None,
         }
     }
-    slot.as_ref().and_then(Option::as_ref)
+    slot.as_ref().and_then(|l| l.as_ref().ok())
 }
 
 /// What the owner scan found of the namespaces nothing else led to: the

@@ -65,7 +65,7 @@ pub(super) struct Owners {
     /// it can be (see `bpf::netns_list`): where it is, the scan asks only
     /// TCP and UDP sockets where they live, and the others only for the
     /// namespaces nothing else leads to (`explain`).
-    netns_list: Option<Option<NetnsList>>,
+    netns_list: Option<Result<NetnsList, String>>,
     /// Whether this pass's scan asked only TCP and UDP sockets.
     inet_only: bool,
     others: Others,
@@ -178,7 +178,7 @@ impl Owners {
         found: &mut Namespaces,
         stats: &mut Stats,
     ) -> Result<(), Error> {
-        let (Some(Ok(iter)), Some(Some(list))) = (&self.sock_iter, &self.netns_list) else { return Ok(()) };
+        let (Some(Ok(iter)), Some(Ok(list))) = (&self.sock_iter, &self.netns_list) else { return Ok(()) };
         if !std::mem::take(&mut self.inet_only) {
             return Ok(());
         }
@@ -209,13 +209,18 @@ impl Owners {
         Ok(())
     }
 
-    /// Whether the BPF owner scan loaded here, or why not, for diagnostics.
-    pub(super) fn bpf_loaded(&self) -> String {
-        match &self.sock_iter {
+    /// Whether the BPF owner scan and the namespace list loaded here, or
+    /// why not, for diagnostics.
+    pub(super) fn bpf_loaded(&self) -> [String; 2] {
+        let said = |loaded: Option<Result<(), String>>| match loaded {
             None => "not loaded yet".into(),
-            Some(Ok(_)) => Known::Yes.to_string(),
+            Some(Ok(())) => Known::Yes.to_string(),
             Some(Err(e)) => format!("{}: {e}", Known::No),
-        }
+        };
+        [
+            said(self.sock_iter.as_ref().map(|r| r.as_ref().map(|_| ()).map_err(ToString::to_string))),
+            said(self.netns_list.as_ref().map(|r| r.as_ref().map(|_| ()).map_err(Clone::clone))),
+        ]
     }
 
     /// (inode, pid, fd) of every socket fd indexed, sorted: each socket's
