@@ -124,7 +124,12 @@ impl EventKind {
 pub enum Hook {
     /// `tp_btf/inet_sock_set_state`: every TCP state change.
     State,
-    /// `fexit/inet_csk_accept`.
+    /// `fentry/security_sock_graft`: an accept grafting its new sock onto
+    /// the new socket, past any wait for a connection. Not `fexit` of
+    /// `inet_csk_accept`: the kernel skips the `fexit` programs of a task
+    /// that slept in the function while its trampoline was rebuilt (any
+    /// tracer attaching or detaching there), so an accept that waited
+    /// through that went unseen.
     Accept,
     /// `fentry/tcp_close`.
     TcpClose,
@@ -156,7 +161,7 @@ impl Hook {
     pub fn attach_to(self) -> &'static str {
         match self {
             Hook::State => "inet_sock_set_state",
-            Hook::Accept => "inet_csk_accept",
+            Hook::Accept => "security_sock_graft",
             Hook::TcpClose => "tcp_close",
             Hook::UdpSend => "udp_sendmsg",
             Hook::Udp6Send => "udpv6_sendmsg",
@@ -186,7 +191,7 @@ impl Hook {
     fn attach_type(self) -> u32 {
         match self {
             Hook::State => BPF_TRACE_RAW_TP,
-            Hook::TcpClose | Hook::UdpRelease | Hook::Udp6Release => BPF_TRACE_FENTRY,
+            Hook::Accept | Hook::TcpClose | Hook::UdpRelease | Hook::Udp6Release => BPF_TRACE_FENTRY,
             _ => BPF_TRACE_FEXIT,
         }
     }
@@ -515,8 +520,6 @@ fn assemble(btf: &Btf<'_>, hook: Hook) -> Result<Program, Refusal> {
             arg(&mut p.a, second, 1, W, "oldstate");
             arg(&mut p.a, third, 2, W, "newstate");
         }
-        // Its return value: since 6.10 it takes two arguments, before four.
-        Hook::Accept => arg(&mut p.a, SK, params()?, DW, "return: the accepted sock"),
         Hook::UdpSend | Hook::Udp6Send => {
             arg(&mut p.a, SK, 0, DW, "sk");
             arg(&mut p.a, second, 1, DW, "msg");
@@ -525,7 +528,7 @@ fn assemble(btf: &Btf<'_>, hook: Hook) -> Result<Program, Refusal> {
             arg(&mut p.a, SK, 0, DW, "sk");
             arg(&mut p.a, second, params()?, W, "return");
         }
-        Hook::TcpClose | Hook::UdpRelease | Hook::Udp6Release => arg(&mut p.a, SK, 0, DW, "sk"),
+        Hook::Accept | Hook::TcpClose | Hook::UdpRelease | Hook::Udp6Release => arg(&mut p.a, SK, 0, DW, "sk"),
     }
     p.zero_record();
     p.socket(hook.protocol())?;
@@ -925,11 +928,11 @@ mod tests {
         }
         let kernel = small_kernel(&HELPERS);
         let mut renamed = kernel.clone();
-        let at = renamed.windows(15).position(|w| w == b"inet_csk_accept").unwrap();
+        let at = renamed.windows(19).position(|w| w == b"security_sock_graft").unwrap();
         renamed[at] = b'x';
         let btf = Btf::parse(&renamed).unwrap();
         let e = assemble(&btf, Hook::Accept).unwrap_err().to_string();
-        assert!(e.contains("fexit/inet_csk_accept (inet_csk_accept)"), "{e}");
+        assert!(e.contains("fentry/security_sock_graft (security_sock_graft)"), "{e}");
         assert!(assemble(&btf, Hook::State).is_ok() && assemble(&btf, Hook::TcpClose).is_ok());
     }
 
