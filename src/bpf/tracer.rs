@@ -230,6 +230,10 @@ enum Label {
     Acting,
     /// The owner is the one the owners map keeps, if any.
     Learned,
+    /// The owners map learns the acting owner.
+    Update,
+    /// A connect or a listen: a socket nothing acted on before.
+    Unknown,
     /// The record is complete: to the ring.
     Emit,
     /// This record crosses the mark: it wakes the reader.
@@ -282,6 +286,11 @@ struct Prog<'k, 'b> {
 
 /// The socket, in a register that survives calls.
 const SK: Reg = R6;
+/// Set before the acting process is read: whether the owners map may keep
+/// it already (1: a close, where the process that connected closes, say)
+/// or can't (0: a connect or a listen, on a socket nothing acted on yet).
+/// It holds the hooks' second argument until then.
+const KNOWN: Reg = R7;
 
 impl Prog<'_, '_> {
     /// `r0 = 0`, and the record zeroed with it.
@@ -379,13 +388,9 @@ impl Prog<'_, '_> {
         };
         if closing {
             self.a.place(Label::Closing);
+            self.a.push_noted(Insn::MovImm { dst: KNOWN, imm: 1 }, "the owner may be known");
             current_tgid(&mut self.a, &self.h);
-            self.a.push(Insn::MovImm { dst: R1, imm: 0 });
-            self.a.push_noted(Insn::Store { dst: FP, off: KEY, src: R1, size: W }, "0 -> key");
-            self.a.load_map(R1, SELF, "self");
-            self.a.push(Insn::Mov { dst: R2, src: FP });
-            self.a.push(Insn::AddImm { dst: R2, imm: KEY.into() });
-            self.a.call(self.h.map_lookup_elem);
+            self.lookup_first(SELF, "self");
             self.a.jeq(R0, 0, Label::Acting);
             self.a.push_noted(Insn::Load { dst: R1, src: R0, off: 0, size: W }, "self[0]: the library's tgid");
             self.a.jeq(R1, tgid, Label::Learned);
@@ -406,6 +411,21 @@ impl Prog<'_, '_> {
             self.a.store(slot, R2);
         }
         self.a.store(PID, tgid);
+        if closing {
+            // Kept already: no update, the costliest call of a record (an
+            // LRU map's update takes a free node, evicting when full).
+            self.a.jeq(KNOWN, 0, Label::Update);
+            self.lookup_owner();
+            self.a.jeq(R0, 0, Label::Update);
+            for at in (0..OWNER_LEN).step_by(8) {
+                self.a.push_noted(Insn::Load { dst: R1, src: R0, off: at as i16, size: DW }, "owners[cookie]");
+                let off = self.a.record_off(OWNER + at);
+                self.a.push_noted(Insn::Load { dst: R2, src: FP, off, size: DW }, "record.owner");
+                self.a.jne(R1, R2, Label::Update);
+            }
+            self.a.ja(Label::Emit);
+            self.a.place(Label::Update);
+        }
         self.a.load_map(R1, OWNERS, "owners");
         self.cookie_key(R2);
         self.a.record_addr(R3, OWNER);
@@ -413,6 +433,16 @@ impl Prog<'_, '_> {
         self.a.call(self.h.map_update_elem);
         self.a.ja(Label::Emit);
         Ok(())
+    }
+
+    /// `r0` = entry 0 of one-entry map `map`, or 0.
+    fn lookup_first(&mut self, map: i32, name: &str) {
+        self.a.push(Insn::MovImm { dst: R1, imm: 0 });
+        self.a.push_noted(Insn::Store { dst: FP, off: KEY, src: R1, size: W }, "0 -> key");
+        self.a.load_map(R1, map, name);
+        self.a.push(Insn::Mov { dst: R2, src: FP });
+        self.a.push(Insn::AddImm { dst: R2, imm: KEY.into() });
+        self.a.call(self.h.map_lookup_elem);
     }
 
     /// The acting process as the owner, or the one learned earlier; emitted.
@@ -467,12 +497,7 @@ impl Prog<'_, '_> {
         self.a.push(Insn::Mov { dst: R4, src: flags });
         self.a.call(self.h.ringbuf_output);
         self.a.jeq(R0, 0, Label::Sent);
-        self.a.push(Insn::MovImm { dst: R1, imm: 0 });
-        self.a.push_noted(Insn::Store { dst: FP, off: KEY, src: R1, size: W }, "0 -> key");
-        self.a.load_map(R1, LOST, "lost");
-        self.a.push(Insn::Mov { dst: R2, src: FP });
-        self.a.push(Insn::AddImm { dst: R2, imm: KEY.into() });
-        self.a.call(self.h.map_lookup_elem);
+        self.lookup_first(LOST, "lost");
         self.a.jeq(R0, 0, Label::Sent);
         self.a.push(Insn::MovImm { dst: R1, imm: 1 });
         self.a.push_noted(Insn::AtomicAdd { dst: R0, off: 0, src: R1, size: DW }, "lost += 1");
@@ -519,6 +544,13 @@ fn assemble(btf: &Btf<'_>, hook: Hook) -> Result<Program, Refusal> {
             arg(&mut p.a, SK, 0, DW, "sk");
             arg(&mut p.a, second, 1, W, "oldstate");
             arg(&mut p.a, third, 2, W, "newstate");
+            // A connection's birth on a clone of its listener: some kernels
+            // (6.1) trace it before the clone has its own cookie, port and
+            // peer, so it would read as the listener's. Its SYN_RECV ->
+            // ESTABLISHED, next, has them. Out before reading anything.
+            p.a.jne(second, i32::from(TcpState::Listen.number()), Label::Born);
+            p.a.jeq(third, i32::from(TcpState::SynRecv.number()), Label::Out);
+            p.a.place(Label::Born);
         }
         Hook::UdpSend | Hook::Udp6Send => {
             arg(&mut p.a, SK, 0, DW, "sk");
@@ -538,13 +570,6 @@ fn assemble(btf: &Btf<'_>, hook: Hook) -> Result<Program, Refusal> {
             p.a.store(STATE, third);
             p.a.store(OLD_STATE, second);
             p.store_imm(KIND, EventKind::State as i32);
-            // A connection's birth on a clone of its listener: some kernels
-            // (6.1) trace it before the clone has its own cookie, port and
-            // peer, so it would read as the listener's. Its SYN_RECV ->
-            // ESTABLISHED, next, has them.
-            p.a.jne(second, tcp(TcpState::Listen), Label::Born);
-            p.a.jeq(third, tcp(TcpState::SynRecv), Label::Out);
-            p.a.place(Label::Born);
             p.a.jeq(third, tcp(TcpState::SynSent), Label::Connect);
             p.a.jeq(third, tcp(TcpState::Listen), Label::Listen);
             // Entered only by a close or shutdown of the process's own.
@@ -555,11 +580,12 @@ fn assemble(btf: &Btf<'_>, hook: Hook) -> Result<Program, Refusal> {
             p.a.ja(Label::Learned);
             p.a.place(Label::Connect);
             p.store_imm(KIND, EventKind::Connect as i32);
-            p.store_imm(OLD_STATE, 0);
-            p.a.ja(Label::Acting);
+            p.a.ja(Label::Unknown);
             p.a.place(Label::Listen);
             p.store_imm(KIND, EventKind::Listen as i32);
+            p.a.place(Label::Unknown);
             p.store_imm(OLD_STATE, 0);
+            p.a.push_noted(Insn::MovImm { dst: KNOWN, imm: 0 }, "the owner can't be known");
             p.a.ja(Label::Acting);
             p.acting_owner(true)?;
             p.a.place(Label::Learned);
