@@ -23,6 +23,7 @@ use nix::errno::Errno;
 use super::Refusal;
 use super::asm::Size::{B, DW, H, W};
 use super::asm::{Asm, FP, Field, Helper, Insn, R0, R1, R2, R3, R4, R6, R7, R8, R9, Reg, Slot};
+use super::ends::Ends;
 use super::kernel::Kernel;
 use super::load::{Program, with_vmlinux};
 use crate::parse::btf::{Btf, Kind};
@@ -56,14 +57,7 @@ const STATE: Slot = Slot::new("state", 65, B);
 const OLD_STATE: Slot = Slot::new("old_state", 66, B);
 const PROTOCOL: Slot = Slot::new("protocol", 67, B);
 const FAMILY: Slot = Slot::new("family", 68, H);
-/// Host order.
-const LOCAL_PORT: Slot = Slot::new("local_port", 70, H);
-/// Network order.
-const REMOTE_PORT: Slot = Slot::new("remote_port", 72, H);
-const LOCAL_ADDR4: Slot = Slot::new("local_addr4", 76, W);
-const REMOTE_ADDR4: Slot = Slot::new("remote_addr4", 80, W);
-const LOCAL_ADDR6: [Slot; 2] = [Slot::new("local_addr6[0..8]", 88, DW), Slot::new("local_addr6[8..16]", 96, DW)];
-const REMOTE_ADDR6: [Slot; 2] = [Slot::new("remote_addr6[0..8]", 104, DW), Slot::new("remote_addr6[8..16]", 112, DW)];
+const ENDS: Ends = Ends::at(72);
 
 /// Below the record: a `sockaddr_in6`'s 28 bytes read from a send's
 /// `msghdr`, and the key (0) of the one-entry maps.
@@ -333,25 +327,11 @@ impl Prog<'_, '_> {
         self.a.store(NETNS, R1);
         self.a.load(R1, SK, &sock(&["sk_uid", "val"], 4)?);
         self.a.store(UID, R1);
-        for (name, to) in [
-            ("skc_family", FAMILY),
-            ("skc_state", STATE),
-            ("skc_num", LOCAL_PORT),
-            ("skc_dport", REMOTE_PORT),
-            ("skc_rcv_saddr", LOCAL_ADDR4),
-            ("skc_daddr", REMOTE_ADDR4),
-        ] {
+        for (name, to) in [("skc_family", FAMILY), ("skc_state", STATE)] {
             self.a.load(R1, SK, &common(name, to.size.bytes() as u32)?);
             self.a.store(to, R1);
         }
-        for (name, to) in [("skc_v6_rcv_saddr", LOCAL_ADDR6), ("skc_v6_daddr", REMOTE_ADDR6)] {
-            let off = k.offset("sock", &["__sk_common", name], 16)?;
-            for (half, slot) in to.into_iter().enumerate() {
-                let path = format!("sock.__sk_common.{name}[{}..{}]", half * 8, half * 8 + 8);
-                self.a.load(R1, SK, &Field { path, off: off + 8 * half as i16, size: DW });
-                self.a.store(slot, R1);
-            }
-        }
+        ENDS.store(&mut self.a, k, SK, R1)?;
         // The inode of its `struct socket`, which lives in a `socket_alloc`
         // beside it: past the end of the type the verifier knows, so read.
         self.a.load(R3, SK, &sock(&["sk_socket"], 8)?);
@@ -644,17 +624,17 @@ fn sendmsg_destination(p: &mut Prog<'_, '_>, msg: Reg) -> Result<(), Refusal> {
     p.a.jeq(R1, i32::from(Family::Inet.af()), Label::Inet4);
     p.a.jne(R1, i32::from(Family::Inet6.af()), Label::SockAddr);
     from(&mut p.a, 2, H, "sockaddr_in6.sin6_port");
-    p.a.store(REMOTE_PORT, R1);
-    for (half, slot) in REMOTE_ADDR6.into_iter().enumerate() {
+    p.a.store(ENDS.remote_port, R1);
+    for (half, slot) in ENDS.remote_addr6.into_iter().enumerate() {
         from(&mut p.a, 8 + 8 * half as i16, DW, "sockaddr_in6.sin6_addr");
         p.a.store(slot, R1);
     }
     p.a.ja(Label::SockAddr);
     p.a.place(Label::Inet4);
     from(&mut p.a, 2, H, "sockaddr_in.sin_port");
-    p.a.store(REMOTE_PORT, R1);
+    p.a.store(ENDS.remote_port, R1);
     from(&mut p.a, 4, W, "sockaddr_in.sin_addr");
-    p.a.store(REMOTE_ADDR4, R1);
+    p.a.store(ENDS.remote_addr4, R1);
     p.a.place(Label::SockAddr);
     Ok(())
 }
@@ -749,17 +729,7 @@ impl Event {
         if !valid(state) || !valid(old_state) {
             return None;
         }
-        let (mut local_addr, mut remote_addr) = ([0u8; 16], [0u8; 16]);
-        match Family::of_af(family)? {
-            Family::Inet6 => {
-                local_addr.copy_from_slice(&b[LOCAL_ADDR6[0].off..LOCAL_ADDR6[0].off + 16]);
-                remote_addr.copy_from_slice(&b[REMOTE_ADDR6[0].off..REMOTE_ADDR6[0].off + 16]);
-            }
-            Family::Inet => {
-                local_addr[..4].copy_from_slice(LOCAL_ADDR4.bytes(b));
-                remote_addr[..4].copy_from_slice(REMOTE_ADDR4.bytes(b));
-            }
-        }
+        let ends = ENDS.read(b, Family::of_af(family)? == Family::Inet6);
         let owner = EventOwner::decode(&b[OWNER..OWNER + OWNER_LEN]);
         Some(Event {
             kind,
@@ -772,10 +742,10 @@ impl Event {
             protocol,
             state,
             old_state,
-            local_port: LOCAL_PORT.read(b) as u16,
-            remote_port: u16::from_be(REMOTE_PORT.read(b) as u16),
-            local_addr,
-            remote_addr,
+            local_port: ends.local_port,
+            remote_port: ends.remote_port,
+            local_addr: ends.local_addr,
+            remote_addr: ends.remote_addr,
             owner,
         })
     }
@@ -979,10 +949,10 @@ mod tests {
         put(&mut b, OLD_STATE, &[TcpState::Established.number()]);
         put(&mut b, PROTOCOL, &[Protocol::Tcp.ipproto()]);
         put(&mut b, FAMILY, &u16::from(Family::Inet.af()).to_ne_bytes());
-        put(&mut b, LOCAL_PORT, &8080u16.to_ne_bytes());
-        put(&mut b, REMOTE_PORT, &443u16.to_be_bytes());
-        put(&mut b, LOCAL_ADDR4, &[127, 0, 0, 1]);
-        put(&mut b, REMOTE_ADDR4, &[127, 0, 0, 2]);
+        put(&mut b, ENDS.local_port, &8080u16.to_ne_bytes());
+        put(&mut b, ENDS.remote_port, &443u16.to_be_bytes());
+        put(&mut b, ENDS.local_addr4, &[127, 0, 0, 1]);
+        put(&mut b, ENDS.remote_addr4, &[127, 0, 0, 2]);
         let e = Event::decode(&b).unwrap();
         assert_eq!(
             (e.kind, e.time_ns, e.cookie, e.inode, e.netns, e.uid),
