@@ -624,7 +624,7 @@ tracer_diagnosed() {
     grep -qx 'events (BPF tracer): started' "$TMP/tdiag" &&
         grep -qx 'BPF tracer tp_btf/inet_sock_set_state: attached' "$TMP/tdiag" || return 1
     # The optional hooks, each attached or not and why; the accept one among them.
-    grep -q '^BPF tracer fexit/inet_csk_accept: ' "$TMP/tdiag" &&
+    grep -q '^BPF tracer fentry/security_sock_graft: ' "$TMP/tdiag" &&
         ! grep -E '^BPF tracer f(entry|exit)/' "$TMP/tdiag" | grep -Ev ': (attached|not attached: .+)$'
 }
 
@@ -799,7 +799,7 @@ def hooked(what, hook, got, want):
     if got != want:
         fail("%s (%s %s): %r, wanted %r" % (what, hook, "attached" if hook in hooks else "not attached",
                                           got, want), 3 if len(got) < len(want) else 1)
-hooked("accept", "fexit/inet_csk_accept",
+hooked("accept", "fentry/security_sock_graft",
        [(owner(o), o["local_port"], o["remote_port"]) for o in ours if o["event"] == "accept"],
        [(server, port, c_port)])
 # The client's socket, the accepted one and the listener.

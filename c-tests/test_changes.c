@@ -298,7 +298,7 @@ static int flash_pair(uint16_t *lport, uint16_t *cport)
     return ok ? 0 : -1;
 }
 
-/* Whether the walker's BPF tracer attached `hook` ("fexit/inet_csk_accept"). */
+/* Whether the walker's BPF tracer attached `hook` ("fentry/security_sock_graft"). */
 static int tracer_hook(procspy_walker *w, const char *hook)
 {
     static char text[16384];
@@ -334,7 +334,7 @@ void test_changes_seen_closed(void)
     h_sleep_ms(100);
     CHECK_STATUS(changes(w, &r), PROCSPY_OK);
     traced = tracer_hook(w, "tp_btf/inet_sock_set_state");
-    accept = tracer_hook(w, "fexit/inet_csk_accept");
+    accept = tracer_hook(w, "fentry/security_sock_graft");
     for (i = 0; i < r.n; i++) {
         const struct ch *e = &r.v[i];
         int accepted = e->c.local_port == lport && e->c.remote_port != 0;

@@ -364,7 +364,7 @@ fn flash_seen_closed(new_netns: bool) -> Result<(), [u16; 2]> {
         diagnosed.lines().any(|l| l.starts_with("BPF tracer") && l.contains(name) && l.ends_with(": attached"))
     };
     let actor = Some((a.pid, -1, start_time(a.pid), b"python3".to_vec()));
-    let (traced, accept) = (hook("tp_btf/inet_sock_set_state"), hook("fexit/inet_csk_accept"));
+    let (traced, accept) = (hook("tp_btf/inet_sock_set_state"), hook("fentry/security_sock_graft"));
     for e in server.iter().chain(&client) {
         assert_eq!(e.kind, ChangeKind::SeenClosed, "{e:?}");
         assert_eq!(

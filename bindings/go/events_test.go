@@ -31,7 +31,7 @@ func tracerWalker(t *testing.T) *Walker {
 	return w
 }
 
-// attachedHooks is the set of hooks Diagnose says attached ("fexit/inet_csk_accept").
+// attachedHooks is the set of hooks Diagnose says attached ("fentry/security_sock_graft").
 func attachedHooks(t *testing.T, w *Walker) map[string]bool {
 	t.Helper()
 	text, err := w.Diagnose()
@@ -217,7 +217,7 @@ func checkEvents(t *testing.T, ours []Event, child Socket, port, cport uint16, h
 		}
 		return n
 	}
-	want := map[EventKind]int{EventAccept: btoi(hooks["fexit/inet_csk_accept"]), EventClose: 0}
+	want := map[EventKind]int{EventAccept: btoi(hooks["fentry/security_sock_graft"]), EventClose: 0}
 	if hooks["fentry/tcp_close"] {
 		want[EventClose] = 3 // the client end, the accepted one, the listener
 	}

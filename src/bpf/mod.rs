@@ -12,6 +12,8 @@
 //!   own words when it refuses), and the BTF it was assembled from. The
 //!   `bpf(2)` calls themselves, with `union bpf_attr` as `repr(C)`
 //!   structs, are `procfs`'s (`sys.rs`), where all unsafe code is.
+//! - `ends.rs`: a socket's ports and addresses, as both programs record
+//!   them and their decoders read them back.
 //! - `owner_scan.rs`: the owner scan's `task_file` iterator and its record.
 //! - `netns_list.rs`: the kernel's list of network namespaces, walked at
 //!   the end of a `bpf_map` iterator.
@@ -25,6 +27,7 @@
 #![forbid(unsafe_code)]
 
 mod asm;
+mod ends;
 mod kernel;
 mod load;
 mod netns_list;

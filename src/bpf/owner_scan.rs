@@ -13,7 +13,8 @@ use nix::errno::Errno;
 
 use super::Refusal;
 use super::asm::Size::{B, DW, H, W};
-use super::asm::{Asm, FP, Field, Helper, Insn, R0, R1, R2, R3, R4, R6, R7, R8, R9, Reg, Size, Slot};
+use super::asm::{Asm, FP, Helper, Insn, R0, R1, R2, R3, R4, R6, R7, R8, R9, Reg, Size, Slot};
+use super::ends::Ends;
 use super::kernel::Kernel;
 use super::load::{Program, assembled_once};
 use crate::parse::btf::Btf;
@@ -41,17 +42,10 @@ const TYPE: Slot = Slot::new("type", 28, H);
 const STATE: Slot = Slot::new("state", 30, B);
 /// `SOCKET`, or `TALLY` for the pass's last record.
 const KIND: Slot = Slot::new("kind", 31, B);
-/// Host order.
-const LOCAL_PORT: Slot = Slot::new("local_port", 32, H);
-/// Network order.
-const REMOTE_PORT: Slot = Slot::new("remote_port", 34, H);
+/// The socket's ends; `PENDING` sits between the ports and the addresses.
+const ENDS: Ends = Ends::at(32);
 /// A TCP listener's pending connection requests.
 const PENDING: Slot = Slot::new("pending", 36, W);
-const LOCAL_ADDR4: Slot = Slot::new("local_addr4", 40, W);
-const REMOTE_ADDR4: Slot = Slot::new("remote_addr4", 44, W);
-/// IPv6 addresses, 16 bytes each, stored in two halves.
-const LOCAL_ADDR6: [Slot; 2] = [Slot::new("local_addr6[0..8]", 48, DW), Slot::new("local_addr6[8..16]", 56, DW)];
-const REMOTE_ADDR6: [Slot; 2] = [Slot::new("remote_addr6[0..8]", 64, DW), Slot::new("remote_addr6[8..16]", 72, DW)];
 /// In the tally record: the socket fds the program passed over.
 const PASSED_OVER: Slot = Slot::new("passed_over", 0, DW);
 const SOCKET: i32 = 0;
@@ -85,15 +79,7 @@ impl Record {
             return Record::Tally { passed_over: PASSED_OVER.read(b) };
         }
         let family = FAMILY.read(b) as u16;
-        let (mut local_addr, mut remote_addr) = ([0u8; 16], [0u8; 16]);
-        let addr = |half: Slot| &b[half.off..half.off + 16];
-        if Family::of_af(family) == Some(Family::Inet6) {
-            local_addr.copy_from_slice(addr(LOCAL_ADDR6[0]));
-            remote_addr.copy_from_slice(addr(REMOTE_ADDR6[0]));
-        } else {
-            local_addr[..4].copy_from_slice(LOCAL_ADDR4.bytes(b));
-            remote_addr[..4].copy_from_slice(REMOTE_ADDR4.bytes(b));
-        }
+        let ends = ENDS.read(b, Family::of_af(family) == Some(Family::Inet6));
         Record::Socket(SockRecord {
             inode: INODE.read(b),
             pid: PID.read(b) as u32 as i32,
@@ -104,11 +90,11 @@ impl Record {
             protocol: PROTOCOL.read(b) as u16,
             sock_type: TYPE.read(b) as u16,
             state: STATE.read(b) as u8,
-            local_port: LOCAL_PORT.read(b) as u16,
-            remote_port: u16::from_be(REMOTE_PORT.read(b) as u16),
+            local_port: ends.local_port,
+            remote_port: ends.remote_port,
             pending: PENDING.read(b) as u32,
-            local_addr,
-            remote_addr,
+            local_addr: ends.local_addr,
+            remote_addr: ends.remote_addr,
         })
     }
 }
@@ -254,23 +240,7 @@ fn assemble(btf: &Btf<'_>) -> Result<Program, Refusal> {
     a.store(TYPE, R3);
     a.load(state, sk, &common("skc_state", 1)?);
     a.store(STATE, state);
-    for (name, to) in [
-        ("skc_num", LOCAL_PORT),
-        ("skc_dport", REMOTE_PORT),
-        ("skc_rcv_saddr", LOCAL_ADDR4),
-        ("skc_daddr", REMOTE_ADDR4),
-    ] {
-        a.load(R3, sk, &common(name, to.size.bytes() as u32)?);
-        a.store(to, R3);
-    }
-    for (name, to) in [("skc_v6_rcv_saddr", LOCAL_ADDR6), ("skc_v6_daddr", REMOTE_ADDR6)] {
-        let off = k.offset("sock", &["__sk_common", name], 16)?;
-        for (half, slot) in to.into_iter().enumerate() {
-            let path = format!("sock.__sk_common.{name}[{}..{}]", half * 8, half * 8 + 8);
-            a.load(R3, sk, &Field { path, off: off + 8 * half as i16, size: DW });
-            a.store(slot, R3);
-        }
-    }
+    ENDS.store(&mut a, &k, sk, R3)?;
     a.push(Insn::MovImm { dst: R3, imm: 0 });
     a.store(PENDING, R3);
     a.push(Insn::MovImm { dst: R3, imm: SOCKET });
@@ -395,12 +365,12 @@ mod tests {
         put(&mut b, PROTOCOL, &6u16.to_ne_bytes());
         put(&mut b, TYPE, &1u16.to_ne_bytes());
         put(&mut b, STATE, &[10]);
-        put(&mut b, LOCAL_PORT, &8080u16.to_ne_bytes());
-        put(&mut b, REMOTE_PORT, &443u16.to_be_bytes());
+        put(&mut b, ENDS.local_port, &8080u16.to_ne_bytes());
+        put(&mut b, ENDS.remote_port, &443u16.to_be_bytes());
         put(&mut b, PENDING, &3u32.to_ne_bytes());
-        put(&mut b, LOCAL_ADDR4, &[127, 0, 0, 1]);
-        put(&mut b, REMOTE_ADDR4, &[127, 0, 0, 2]);
-        put(&mut b, LOCAL_ADDR6[0], &[0xfe; 16]);
+        put(&mut b, ENDS.local_addr4, &[127, 0, 0, 1]);
+        put(&mut b, ENDS.remote_addr4, &[127, 0, 0, 2]);
+        put(&mut b, ENDS.local_addr6[0], &[0xfe; 16]);
         let Record::Socket(r) = Record::decode(&b) else { panic!("a socket") };
         assert_eq!((r.inode, r.pid, r.fd, r.netns, r.uid), (77, 1234, 5, 4026531833, 1000));
         assert_eq!((r.family, r.protocol, r.sock_type, r.state, r.pending), (2, 6, 1, 10, 3));

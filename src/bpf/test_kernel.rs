@@ -181,7 +181,7 @@ pub(super) fn small_kernel(helpers: &[(&'static str, u32)]) -> Vec<u8> {
         ("", Kind::FuncProto, 2, 5, &[Name("sk"), N(5), Name("arg"), N(5)]), // 34
         ("", Kind::FuncProto, 3, 1, &[Name("sk"), N(5), Name("uaddr"), N(5), Name("addr_len"), N(1)]), // 35
         ("", Kind::FuncProto, 1, 0, &[Name("sk"), N(5)]),                    // 36
-        ("inet_csk_accept", Kind::Func, 0, 34, &[]),                         // 37
+        ("security_sock_graft", Kind::Func, 0, 34, &[]),                     // 37
         ("tcp_close", Kind::Func, 0, 34, &[]),                               // 38
         ("udp_sendmsg", Kind::Func, 0, 35, &[]),                             // 39
         ("udpv6_sendmsg", Kind::Func, 0, 35, &[]),                           // 40

@@ -23,6 +23,7 @@ use nix::errno::Errno;
 use super::Refusal;
 use super::asm::Size::{B, DW, H, W};
 use super::asm::{Asm, FP, Field, Helper, Insn, R0, R1, R2, R3, R4, R6, R7, R8, R9, Reg, Slot};
+use super::ends::Ends;
 use super::kernel::Kernel;
 use super::load::{Program, with_vmlinux};
 use crate::parse::btf::{Btf, Kind};
@@ -56,14 +57,7 @@ const STATE: Slot = Slot::new("state", 65, B);
 const OLD_STATE: Slot = Slot::new("old_state", 66, B);
 const PROTOCOL: Slot = Slot::new("protocol", 67, B);
 const FAMILY: Slot = Slot::new("family", 68, H);
-/// Host order.
-const LOCAL_PORT: Slot = Slot::new("local_port", 70, H);
-/// Network order.
-const REMOTE_PORT: Slot = Slot::new("remote_port", 72, H);
-const LOCAL_ADDR4: Slot = Slot::new("local_addr4", 76, W);
-const REMOTE_ADDR4: Slot = Slot::new("remote_addr4", 80, W);
-const LOCAL_ADDR6: [Slot; 2] = [Slot::new("local_addr6[0..8]", 88, DW), Slot::new("local_addr6[8..16]", 96, DW)];
-const REMOTE_ADDR6: [Slot; 2] = [Slot::new("remote_addr6[0..8]", 104, DW), Slot::new("remote_addr6[8..16]", 112, DW)];
+const ENDS: Ends = Ends::at(72);
 
 /// Below the record: a `sockaddr_in6`'s 28 bytes read from a send's
 /// `msghdr`, and the key (0) of the one-entry maps.
@@ -124,7 +118,12 @@ impl EventKind {
 pub enum Hook {
     /// `tp_btf/inet_sock_set_state`: every TCP state change.
     State,
-    /// `fexit/inet_csk_accept`.
+    /// `fentry/security_sock_graft`: an accept grafting its new sock onto
+    /// the new socket, past any wait for a connection. Not `fexit` of
+    /// `inet_csk_accept`: the kernel skips the `fexit` programs of a task
+    /// that slept in the function while its trampoline was rebuilt (any
+    /// tracer attaching or detaching there), so an accept that waited
+    /// through that went unseen.
     Accept,
     /// `fentry/tcp_close`.
     TcpClose,
@@ -156,7 +155,7 @@ impl Hook {
     pub fn attach_to(self) -> &'static str {
         match self {
             Hook::State => "inet_sock_set_state",
-            Hook::Accept => "inet_csk_accept",
+            Hook::Accept => "security_sock_graft",
             Hook::TcpClose => "tcp_close",
             Hook::UdpSend => "udp_sendmsg",
             Hook::Udp6Send => "udpv6_sendmsg",
@@ -186,7 +185,7 @@ impl Hook {
     fn attach_type(self) -> u32 {
         match self {
             Hook::State => BPF_TRACE_RAW_TP,
-            Hook::TcpClose | Hook::UdpRelease | Hook::Udp6Release => BPF_TRACE_FENTRY,
+            Hook::Accept | Hook::TcpClose | Hook::UdpRelease | Hook::Udp6Release => BPF_TRACE_FENTRY,
             _ => BPF_TRACE_FEXIT,
         }
     }
@@ -225,6 +224,10 @@ enum Label {
     Acting,
     /// The owner is the one the owners map keeps, if any.
     Learned,
+    /// The owners map learns the acting owner.
+    Update,
+    /// A connect or a listen: a socket nothing acted on before.
+    Unknown,
     /// The record is complete: to the ring.
     Emit,
     /// This record crosses the mark: it wakes the reader.
@@ -277,6 +280,11 @@ struct Prog<'k, 'b> {
 
 /// The socket, in a register that survives calls.
 const SK: Reg = R6;
+/// Set before the acting process is read: whether the owners map may keep
+/// it already (1: a close, where the process that connected closes, say)
+/// or can't (0: a connect or a listen, on a socket nothing acted on yet).
+/// It holds the hooks' second argument until then.
+const KNOWN: Reg = R7;
 
 impl Prog<'_, '_> {
     /// `r0 = 0`, and the record zeroed with it.
@@ -319,25 +327,11 @@ impl Prog<'_, '_> {
         self.a.store(NETNS, R1);
         self.a.load(R1, SK, &sock(&["sk_uid", "val"], 4)?);
         self.a.store(UID, R1);
-        for (name, to) in [
-            ("skc_family", FAMILY),
-            ("skc_state", STATE),
-            ("skc_num", LOCAL_PORT),
-            ("skc_dport", REMOTE_PORT),
-            ("skc_rcv_saddr", LOCAL_ADDR4),
-            ("skc_daddr", REMOTE_ADDR4),
-        ] {
+        for (name, to) in [("skc_family", FAMILY), ("skc_state", STATE)] {
             self.a.load(R1, SK, &common(name, to.size.bytes() as u32)?);
             self.a.store(to, R1);
         }
-        for (name, to) in [("skc_v6_rcv_saddr", LOCAL_ADDR6), ("skc_v6_daddr", REMOTE_ADDR6)] {
-            let off = k.offset("sock", &["__sk_common", name], 16)?;
-            for (half, slot) in to.into_iter().enumerate() {
-                let path = format!("sock.__sk_common.{name}[{}..{}]", half * 8, half * 8 + 8);
-                self.a.load(R1, SK, &Field { path, off: off + 8 * half as i16, size: DW });
-                self.a.store(slot, R1);
-            }
-        }
+        ENDS.store(&mut self.a, k, SK, R1)?;
         // The inode of its `struct socket`, which lives in a `socket_alloc`
         // beside it: past the end of the type the verifier knows, so read.
         self.a.load(R3, SK, &sock(&["sk_socket"], 8)?);
@@ -374,13 +368,9 @@ impl Prog<'_, '_> {
         };
         if closing {
             self.a.place(Label::Closing);
+            self.a.push_noted(Insn::MovImm { dst: KNOWN, imm: 1 }, "the owner may be known");
             current_tgid(&mut self.a, &self.h);
-            self.a.push(Insn::MovImm { dst: R1, imm: 0 });
-            self.a.push_noted(Insn::Store { dst: FP, off: KEY, src: R1, size: W }, "0 -> key");
-            self.a.load_map(R1, SELF, "self");
-            self.a.push(Insn::Mov { dst: R2, src: FP });
-            self.a.push(Insn::AddImm { dst: R2, imm: KEY.into() });
-            self.a.call(self.h.map_lookup_elem);
+            self.lookup_first(SELF, "self");
             self.a.jeq(R0, 0, Label::Acting);
             self.a.push_noted(Insn::Load { dst: R1, src: R0, off: 0, size: W }, "self[0]: the library's tgid");
             self.a.jeq(R1, tgid, Label::Learned);
@@ -401,6 +391,21 @@ impl Prog<'_, '_> {
             self.a.store(slot, R2);
         }
         self.a.store(PID, tgid);
+        if closing {
+            // Kept already: no update, the costliest call of a record (an
+            // LRU map's update takes a free node, evicting when full).
+            self.a.jeq(KNOWN, 0, Label::Update);
+            self.lookup_owner();
+            self.a.jeq(R0, 0, Label::Update);
+            for at in (0..OWNER_LEN).step_by(8) {
+                self.a.push_noted(Insn::Load { dst: R1, src: R0, off: at as i16, size: DW }, "owners[cookie]");
+                let off = self.a.record_off(OWNER + at);
+                self.a.push_noted(Insn::Load { dst: R2, src: FP, off, size: DW }, "record.owner");
+                self.a.jne(R1, R2, Label::Update);
+            }
+            self.a.ja(Label::Emit);
+            self.a.place(Label::Update);
+        }
         self.a.load_map(R1, OWNERS, "owners");
         self.cookie_key(R2);
         self.a.record_addr(R3, OWNER);
@@ -408,6 +413,16 @@ impl Prog<'_, '_> {
         self.a.call(self.h.map_update_elem);
         self.a.ja(Label::Emit);
         Ok(())
+    }
+
+    /// `r0` = entry 0 of one-entry map `map`, or 0.
+    fn lookup_first(&mut self, map: i32, name: &str) {
+        self.a.push(Insn::MovImm { dst: R1, imm: 0 });
+        self.a.push_noted(Insn::Store { dst: FP, off: KEY, src: R1, size: W }, "0 -> key");
+        self.a.load_map(R1, map, name);
+        self.a.push(Insn::Mov { dst: R2, src: FP });
+        self.a.push(Insn::AddImm { dst: R2, imm: KEY.into() });
+        self.a.call(self.h.map_lookup_elem);
     }
 
     /// The acting process as the owner, or the one learned earlier; emitted.
@@ -462,12 +477,7 @@ impl Prog<'_, '_> {
         self.a.push(Insn::Mov { dst: R4, src: flags });
         self.a.call(self.h.ringbuf_output);
         self.a.jeq(R0, 0, Label::Sent);
-        self.a.push(Insn::MovImm { dst: R1, imm: 0 });
-        self.a.push_noted(Insn::Store { dst: FP, off: KEY, src: R1, size: W }, "0 -> key");
-        self.a.load_map(R1, LOST, "lost");
-        self.a.push(Insn::Mov { dst: R2, src: FP });
-        self.a.push(Insn::AddImm { dst: R2, imm: KEY.into() });
-        self.a.call(self.h.map_lookup_elem);
+        self.lookup_first(LOST, "lost");
         self.a.jeq(R0, 0, Label::Sent);
         self.a.push(Insn::MovImm { dst: R1, imm: 1 });
         self.a.push_noted(Insn::AtomicAdd { dst: R0, off: 0, src: R1, size: DW }, "lost += 1");
@@ -514,9 +524,14 @@ fn assemble(btf: &Btf<'_>, hook: Hook) -> Result<Program, Refusal> {
             arg(&mut p.a, SK, 0, DW, "sk");
             arg(&mut p.a, second, 1, W, "oldstate");
             arg(&mut p.a, third, 2, W, "newstate");
+            // A connection's birth on a clone of its listener: some kernels
+            // (6.1) trace it before the clone has its own cookie, port and
+            // peer, so it would read as the listener's. Its SYN_RECV ->
+            // ESTABLISHED, next, has them. Out before reading anything.
+            p.a.jne(second, i32::from(TcpState::Listen.number()), Label::Born);
+            p.a.jeq(third, i32::from(TcpState::SynRecv.number()), Label::Out);
+            p.a.place(Label::Born);
         }
-        // Its return value: since 6.10 it takes two arguments, before four.
-        Hook::Accept => arg(&mut p.a, SK, params()?, DW, "return: the accepted sock"),
         Hook::UdpSend | Hook::Udp6Send => {
             arg(&mut p.a, SK, 0, DW, "sk");
             arg(&mut p.a, second, 1, DW, "msg");
@@ -525,7 +540,7 @@ fn assemble(btf: &Btf<'_>, hook: Hook) -> Result<Program, Refusal> {
             arg(&mut p.a, SK, 0, DW, "sk");
             arg(&mut p.a, second, params()?, W, "return");
         }
-        Hook::TcpClose | Hook::UdpRelease | Hook::Udp6Release => arg(&mut p.a, SK, 0, DW, "sk"),
+        Hook::Accept | Hook::TcpClose | Hook::UdpRelease | Hook::Udp6Release => arg(&mut p.a, SK, 0, DW, "sk"),
     }
     p.zero_record();
     p.socket(hook.protocol())?;
@@ -535,13 +550,6 @@ fn assemble(btf: &Btf<'_>, hook: Hook) -> Result<Program, Refusal> {
             p.a.store(STATE, third);
             p.a.store(OLD_STATE, second);
             p.store_imm(KIND, EventKind::State as i32);
-            // A connection's birth on a clone of its listener: some kernels
-            // (6.1) trace it before the clone has its own cookie, port and
-            // peer, so it would read as the listener's. Its SYN_RECV ->
-            // ESTABLISHED, next, has them.
-            p.a.jne(second, tcp(TcpState::Listen), Label::Born);
-            p.a.jeq(third, tcp(TcpState::SynRecv), Label::Out);
-            p.a.place(Label::Born);
             p.a.jeq(third, tcp(TcpState::SynSent), Label::Connect);
             p.a.jeq(third, tcp(TcpState::Listen), Label::Listen);
             // Entered only by a close or shutdown of the process's own.
@@ -552,11 +560,12 @@ fn assemble(btf: &Btf<'_>, hook: Hook) -> Result<Program, Refusal> {
             p.a.ja(Label::Learned);
             p.a.place(Label::Connect);
             p.store_imm(KIND, EventKind::Connect as i32);
-            p.store_imm(OLD_STATE, 0);
-            p.a.ja(Label::Acting);
+            p.a.ja(Label::Unknown);
             p.a.place(Label::Listen);
             p.store_imm(KIND, EventKind::Listen as i32);
+            p.a.place(Label::Unknown);
             p.store_imm(OLD_STATE, 0);
+            p.a.push_noted(Insn::MovImm { dst: KNOWN, imm: 0 }, "the owner can't be known");
             p.a.ja(Label::Acting);
             p.acting_owner(true)?;
             p.a.place(Label::Learned);
@@ -615,17 +624,17 @@ fn sendmsg_destination(p: &mut Prog<'_, '_>, msg: Reg) -> Result<(), Refusal> {
     p.a.jeq(R1, i32::from(Family::Inet.af()), Label::Inet4);
     p.a.jne(R1, i32::from(Family::Inet6.af()), Label::SockAddr);
     from(&mut p.a, 2, H, "sockaddr_in6.sin6_port");
-    p.a.store(REMOTE_PORT, R1);
-    for (half, slot) in REMOTE_ADDR6.into_iter().enumerate() {
+    p.a.store(ENDS.remote_port, R1);
+    for (half, slot) in ENDS.remote_addr6.into_iter().enumerate() {
         from(&mut p.a, 8 + 8 * half as i16, DW, "sockaddr_in6.sin6_addr");
         p.a.store(slot, R1);
     }
     p.a.ja(Label::SockAddr);
     p.a.place(Label::Inet4);
     from(&mut p.a, 2, H, "sockaddr_in.sin_port");
-    p.a.store(REMOTE_PORT, R1);
+    p.a.store(ENDS.remote_port, R1);
     from(&mut p.a, 4, W, "sockaddr_in.sin_addr");
-    p.a.store(REMOTE_ADDR4, R1);
+    p.a.store(ENDS.remote_addr4, R1);
     p.a.place(Label::SockAddr);
     Ok(())
 }
@@ -720,17 +729,7 @@ impl Event {
         if !valid(state) || !valid(old_state) {
             return None;
         }
-        let (mut local_addr, mut remote_addr) = ([0u8; 16], [0u8; 16]);
-        match Family::of_af(family)? {
-            Family::Inet6 => {
-                local_addr.copy_from_slice(&b[LOCAL_ADDR6[0].off..LOCAL_ADDR6[0].off + 16]);
-                remote_addr.copy_from_slice(&b[REMOTE_ADDR6[0].off..REMOTE_ADDR6[0].off + 16]);
-            }
-            Family::Inet => {
-                local_addr[..4].copy_from_slice(LOCAL_ADDR4.bytes(b));
-                remote_addr[..4].copy_from_slice(REMOTE_ADDR4.bytes(b));
-            }
-        }
+        let ends = ENDS.read(b, Family::of_af(family)? == Family::Inet6);
         let owner = EventOwner::decode(&b[OWNER..OWNER + OWNER_LEN]);
         Some(Event {
             kind,
@@ -743,10 +742,10 @@ impl Event {
             protocol,
             state,
             old_state,
-            local_port: LOCAL_PORT.read(b) as u16,
-            remote_port: u16::from_be(REMOTE_PORT.read(b) as u16),
-            local_addr,
-            remote_addr,
+            local_port: ends.local_port,
+            remote_port: ends.remote_port,
+            local_addr: ends.local_addr,
+            remote_addr: ends.remote_addr,
             owner,
         })
     }
@@ -925,11 +924,11 @@ mod tests {
         }
         let kernel = small_kernel(&HELPERS);
         let mut renamed = kernel.clone();
-        let at = renamed.windows(15).position(|w| w == b"inet_csk_accept").unwrap();
+        let at = renamed.windows(19).position(|w| w == b"security_sock_graft").unwrap();
         renamed[at] = b'x';
         let btf = Btf::parse(&renamed).unwrap();
         let e = assemble(&btf, Hook::Accept).unwrap_err().to_string();
-        assert!(e.contains("fexit/inet_csk_accept (inet_csk_accept)"), "{e}");
+        assert!(e.contains("fentry/security_sock_graft (security_sock_graft)"), "{e}");
         assert!(assemble(&btf, Hook::State).is_ok() && assemble(&btf, Hook::TcpClose).is_ok());
     }
 
@@ -950,10 +949,10 @@ mod tests {
         put(&mut b, OLD_STATE, &[TcpState::Established.number()]);
         put(&mut b, PROTOCOL, &[Protocol::Tcp.ipproto()]);
         put(&mut b, FAMILY, &u16::from(Family::Inet.af()).to_ne_bytes());
-        put(&mut b, LOCAL_PORT, &8080u16.to_ne_bytes());
-        put(&mut b, REMOTE_PORT, &443u16.to_be_bytes());
-        put(&mut b, LOCAL_ADDR4, &[127, 0, 0, 1]);
-        put(&mut b, REMOTE_ADDR4, &[127, 0, 0, 2]);
+        put(&mut b, ENDS.local_port, &8080u16.to_ne_bytes());
+        put(&mut b, ENDS.remote_port, &443u16.to_be_bytes());
+        put(&mut b, ENDS.local_addr4, &[127, 0, 0, 1]);
+        put(&mut b, ENDS.remote_addr4, &[127, 0, 0, 2]);
         let e = Event::decode(&b).unwrap();
         assert_eq!(
             (e.kind, e.time_ns, e.cookie, e.inode, e.netns, e.uid),

@@ -55,7 +55,7 @@ def start_tracer(test: unittest.TestCase, w: Walker) -> None:
 
 
 def attached(w: Walker) -> set:
-    """The hooks the diagnosis says attached: "fexit/inet_csk_accept", ..."""
+    """The hooks the diagnosis says attached: "fentry/security_sock_graft", ..."""
     prefix, suffix = "BPF tracer ", ": attached"
     return {line[len(prefix):-len(suffix)] for line in w.diagnose().splitlines()
             if line.startswith(prefix) and line.endswith(suffix)}
@@ -131,7 +131,7 @@ class EventsTest(unittest.TestCase):
         # The fentry/fexit hooks: their events where attached, none elsewhere.
         accepts = [e for e in ours if e.kind is EventKind.ACCEPT]
         closes = [e for e in ours if e.kind is EventKind.CLOSE]
-        want_accepts = 1 if "fexit/inet_csk_accept" in hooks else 0
+        want_accepts = 1 if "fentry/security_sock_graft" in hooks else 0
         want_closes = 3 if "fentry/tcp_close" in hooks else 0  # client, accepted end, listener
         self.assertLessEqual(len(accepts), want_accepts, accepts)
         self.assertLessEqual(len(closes), want_closes, closes)
