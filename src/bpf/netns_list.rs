@@ -199,7 +199,7 @@ mod tests {
     #[test]
     fn the_program_is_the_committed_listing() {
         let p = assemble(&Btf::parse(&small_kernel(&HELPERS)).unwrap()).unwrap();
-        check_listing(&p, "netns_list.listing", include_str!("netns_list.listing"));
+        check_listing(std::slice::from_ref(&p), "netns_list.listing", include_str!("netns_list.listing"));
     }
 
     /// On this kernel: this process's namespace and one `ip netns add`

@@ -391,7 +391,7 @@ mod tests {
     #[test]
     fn the_program_is_the_committed_listing() {
         let p = assemble(&Btf::parse(&small_kernel(&HELPERS)).unwrap()).unwrap();
-        check_listing(&p, "owner_scan.listing", include_str!("owner_scan.listing"));
+        check_listing(std::slice::from_ref(&p), "owner_scan.listing", include_str!("owner_scan.listing"));
         assert_eq!(p.attach_btf_id, 6);
     }
 

@@ -18,24 +18,28 @@ pub(super) fn check_jumps(p: &Program) {
     }
 }
 
-/// `p` as the committed listing `src/bpf/NAME` (`committed`, its
-/// `include_str!`), which `PROCSPY_BLESS=1` rewrites instead; and its
-/// encoding decodes back to it, instruction by instruction.
-pub(super) fn check_listing(p: &Program, name: &str, committed: &str) {
-    check_jumps(p);
-    let listing = p.to_string();
+/// `programs` as the committed listing `src/bpf/NAME` (`committed`, its
+/// `include_str!`), which `PROCSPY_BLESS=1` rewrites instead; each one's
+/// jumps land, and its encoding decodes back to it, instruction by
+/// instruction (map `i` encoded as `i`).
+pub(super) fn check_listing(programs: &[Program], name: &str, committed: &str) {
+    let listing: Vec<String> = programs.iter().map(Program::to_string).collect();
+    let listing = listing.join("\n");
     if std::env::var_os("PROCSPY_BLESS").is_some() {
         std::fs::write(format!("{}/src/bpf/{name}", env!("CARGO_MANIFEST_DIR")), &listing).unwrap();
     }
-    assert_eq!(listing, committed, "{name}: the program changed: PROCSPY_BLESS=1 to accept");
-    let code = p.code.encode(&[0, 1, 2, 3]);
-    let mut at = 0;
-    for &i in p.code.insns() {
-        let (back, n) = Insn::decode(&code[at..]).unwrap();
-        assert_eq!(back, i);
-        at += n;
+    assert_eq!(listing, committed, "{name}: a program changed: PROCSPY_BLESS=1 to accept");
+    for p in programs {
+        check_jumps(p);
+        let code = p.code.encode(&[0, 1, 2, 3]);
+        let mut at = 0;
+        for &i in p.code.insns() {
+            let (back, n) = Insn::decode(&code[at..]).unwrap();
+            assert_eq!(back, i);
+            at += n;
+        }
+        assert_eq!(at, code.len());
     }
-    assert_eq!(at, code.len());
 }
 
 /// A kernel's BTF cut down to what the program reads, at fixed offsets,

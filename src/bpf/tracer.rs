@@ -879,7 +879,7 @@ impl Tracer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bpf::test_kernel::{HELPERS, check_jumps, small_kernel};
+    use crate::bpf::test_kernel::{HELPERS, check_listing, small_kernel};
 
     /// Every hook's program for a fixed kernel, as annotated listings: a
     /// change to what one does shows up as a diff of `tracer.listing`.
@@ -888,26 +888,11 @@ mod tests {
     fn the_programs_are_the_committed_listing() {
         let kernel = small_kernel(&HELPERS);
         let btf = Btf::parse(&kernel).unwrap();
-        let mut listing = String::new();
-        for hook in Hook::ALL {
-            let p = assemble(&btf, hook).unwrap_or_else(|e| panic!("{}: {e}", hook.describe()));
-            check_jumps(&p);
-            // Its encoding decodes back to it, slot by slot.
-            let code = p.code.encode(&[RING, OWNERS, LOST, SELF]);
-            let mut at = 0;
-            for &i in p.code.insns() {
-                let (back, n) = Insn::decode(&code[at..]).unwrap();
-                assert_eq!(back, i);
-                at += n;
-            }
-            assert_eq!(at, code.len());
-            listing += &format!("{p}\n");
-        }
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/bpf/tracer.listing");
-        if std::env::var_os("PROCSPY_BLESS").is_some() {
-            std::fs::write(path, &listing).unwrap();
-        }
-        assert_eq!(listing, include_str!("tracer.listing"), "a program changed: PROCSPY_BLESS=1 to accept");
+        let programs: Vec<Program> = Hook::ALL
+            .iter()
+            .map(|&hook| assemble(&btf, hook).unwrap_or_else(|e| panic!("{}: {e}", hook.describe())))
+            .collect();
+        check_listing(&programs, "tracer.listing", include_str!("tracer.listing"));
     }
 
     /// A kernel without a helper every program calls refuses every hook,
