@@ -7,11 +7,12 @@ use super::Refusal;
 use super::asm::Size::{DW, H, W};
 use super::asm::{Asm, Field, Reg, Slot};
 use super::kernel::Kernel;
+use crate::procfs::Ends;
 
 /// The ends' slots: the ports at `base`, the IPv4 addresses 8 bytes on,
 /// the IPv6 ones (16 bytes each, stored in two halves) 16 bytes on.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Ends {
+pub(super) struct EndSlots {
     /// Host order.
     pub local_port: Slot,
     /// Network order.
@@ -22,20 +23,9 @@ pub(super) struct Ends {
     pub remote_addr6: [Slot; 2],
 }
 
-/// A socket's ends, read back.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Read {
-    pub local_port: u16,
-    /// Host order.
-    pub remote_port: u16,
-    /// Network order; for an IPv4 socket only the first 4 bytes are set.
-    pub local_addr: [u8; 16],
-    pub remote_addr: [u8; 16],
-}
-
-impl Ends {
+impl EndSlots {
     pub(super) const fn at(base: usize) -> Self {
-        Ends {
+        EndSlots {
             local_port: Slot::new("local_port", base, H),
             remote_port: Slot::new("remote_port", base + 2, H),
             local_addr4: Slot::new("local_addr4", base + 8, W),
@@ -80,7 +70,7 @@ impl Ends {
     }
 
     /// The decoder's part: the ends in `record`, the IPv6 addresses if `v6`.
-    pub(super) fn read(&self, record: &[u8], v6: bool) -> Read {
+    pub(super) fn read(&self, record: &[u8], v6: bool) -> Ends {
         let (mut local_addr, mut remote_addr) = ([0u8; 16], [0u8; 16]);
         if v6 {
             let addr = |half: Slot| &record[half.off..half.off + 16];
@@ -90,7 +80,7 @@ impl Ends {
             local_addr[..4].copy_from_slice(self.local_addr4.bytes(record));
             remote_addr[..4].copy_from_slice(self.remote_addr4.bytes(record));
         }
-        Read {
+        Ends {
             local_port: self.local_port.read(record) as u16,
             remote_port: u16::from_be(self.remote_port.read(record) as u16),
             local_addr,

@@ -14,7 +14,7 @@ use nix::errno::Errno;
 use super::Refusal;
 use super::asm::Size::{B, DW, H, W};
 use super::asm::{Asm, FP, Helper, Insn, R0, R1, R2, R3, R4, R6, R7, R8, R9, Reg, Size, Slot};
-use super::ends::Ends;
+use super::ends::EndSlots;
 use super::kernel::Kernel;
 use super::load::{Program, assembled_once};
 use crate::parse::btf::Btf;
@@ -43,7 +43,7 @@ const STATE: Slot = Slot::new("state", 30, B);
 /// `SOCKET`, or `TALLY` for the pass's last record.
 const KIND: Slot = Slot::new("kind", 31, B);
 /// The socket's ends; `PENDING` sits between the ports and the addresses.
-const ENDS: Ends = Ends::at(32);
+const ENDS: EndSlots = EndSlots::at(32);
 /// A TCP listener's pending connection requests.
 const PENDING: Slot = Slot::new("pending", 36, W);
 /// In the tally record: the socket fds the program passed over.
@@ -79,7 +79,6 @@ impl Record {
             return Record::Tally { passed_over: PASSED_OVER.read(b) };
         }
         let family = FAMILY.read(b) as u16;
-        let ends = ENDS.read(b, Family::of_af(family) == Some(Family::Inet6));
         Record::Socket(SockRecord {
             inode: INODE.read(b),
             pid: PID.read(b) as u32 as i32,
@@ -90,11 +89,8 @@ impl Record {
             protocol: PROTOCOL.read(b) as u16,
             sock_type: TYPE.read(b) as u16,
             state: STATE.read(b) as u8,
-            local_port: ends.local_port,
-            remote_port: ends.remote_port,
+            ends: ENDS.read(b, Family::of_af(family) == Some(Family::Inet6)),
             pending: PENDING.read(b) as u32,
-            local_addr: ends.local_addr,
-            remote_addr: ends.remote_addr,
         })
     }
 }
@@ -374,13 +370,13 @@ mod tests {
         let Record::Socket(r) = Record::decode(&b) else { panic!("a socket") };
         assert_eq!((r.inode, r.pid, r.fd, r.netns, r.uid), (77, 1234, 5, 4026531833, 1000));
         assert_eq!((r.family, r.protocol, r.sock_type, r.state, r.pending), (2, 6, 1, 10, 3));
-        assert_eq!((r.local_port, r.remote_port), (8080, 443));
-        assert_eq!(r.local_addr[..4], [127, 0, 0, 1]);
-        assert_eq!(r.local_addr[4..], [0; 12], "a v4 socket's v6 fields are not read");
-        assert_eq!(r.remote_addr[..4], [127, 0, 0, 2]);
+        assert_eq!((r.ends.local_port, r.ends.remote_port), (8080, 443));
+        assert_eq!(r.ends.local_addr[..4], [127, 0, 0, 1]);
+        assert_eq!(r.ends.local_addr[4..], [0; 12], "a v4 socket's v6 fields are not read");
+        assert_eq!(r.ends.remote_addr[..4], [127, 0, 0, 2]);
         put(&mut b, FAMILY, &10u16.to_ne_bytes());
         let Record::Socket(r) = Record::decode(&b) else { panic!("a socket") };
-        assert_eq!((r.local_addr, r.remote_addr), ([0xfe; 16], [0; 16]));
+        assert_eq!((r.ends.local_addr, r.ends.remote_addr), ([0xfe; 16], [0; 16]));
         put(&mut b, KIND, &[TALLY as u8]);
         assert_eq!(Record::decode(&b), Record::Tally { passed_over: 77 });
     }

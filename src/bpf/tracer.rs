@@ -23,11 +23,12 @@ use nix::errno::Errno;
 use super::Refusal;
 use super::asm::Size::{B, DW, H, W};
 use super::asm::{Asm, FP, Field, Helper, Insn, R0, R1, R2, R3, R4, R6, R7, R8, R9, Reg, Slot};
-use super::ends::Ends;
+use super::ends::EndSlots;
 use super::kernel::Kernel;
 use super::load::{Program, with_vmlinux};
 use crate::parse::btf::{Btf, Kind};
 use crate::parse::kernel::{Family, Protocol, TcpState};
+use crate::procfs::Ends;
 use crate::procfs::bpf_sys::{
     self, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_LRU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_RINGBUF,
     BPF_PROG_TYPE_TRACING, BPF_TRACE_FENTRY, BPF_TRACE_FEXIT, BPF_TRACE_RAW_TP, BpfMap, Ring, RingNext,
@@ -57,7 +58,7 @@ const STATE: Slot = Slot::new("state", 65, B);
 const OLD_STATE: Slot = Slot::new("old_state", 66, B);
 const PROTOCOL: Slot = Slot::new("protocol", 67, B);
 const FAMILY: Slot = Slot::new("family", 68, H);
-const ENDS: Ends = Ends::at(72);
+const ENDS: EndSlots = EndSlots::at(72);
 
 /// Below the record: a `sockaddr_in6`'s 28 bytes read from a send's
 /// `msghdr`, and the key (0) of the one-entry maps.
@@ -669,11 +670,7 @@ pub struct Event {
     pub state: u8,
     /// `State` only.
     pub old_state: u8,
-    pub local_port: u16,
-    /// Host order.
-    pub remote_port: u16,
-    pub local_addr: [u8; 16],
-    pub remote_addr: [u8; 16],
+    pub ends: Ends,
     pub owner: Option<EventOwner>,
 }
 
@@ -742,10 +739,7 @@ impl Event {
             protocol,
             state,
             old_state,
-            local_port: ends.local_port,
-            remote_port: ends.remote_port,
-            local_addr: ends.local_addr,
-            remote_addr: ends.remote_addr,
+            ends,
             owner,
         })
     }
@@ -943,8 +937,11 @@ mod tests {
             (e.kind, e.time_ns, e.cookie, e.inode, e.netns, e.uid),
             (EventKind::State, 5, 77, 9, 4026531833, 1000)
         );
-        assert_eq!((e.state, e.old_state, e.protocol, e.local_port, e.remote_port), (4, 1, Protocol::Tcp, 8080, 443));
-        assert_eq!((&e.local_addr[..4], &e.remote_addr[..4]), (&[127, 0, 0, 1][..], &[127, 0, 0, 2][..]));
+        assert_eq!(
+            (e.state, e.old_state, e.protocol, e.ends.local_port, e.ends.remote_port),
+            (4, 1, Protocol::Tcp, 8080, 443)
+        );
+        assert_eq!((&e.ends.local_addr[..4], &e.ends.remote_addr[..4]), (&[127, 0, 0, 1][..], &[127, 0, 0, 2][..]));
         let owner = e.owner.unwrap();
         assert_eq!((owner.pid, owner.start_ns, &owner.comm[..5]), (4321, 1_500_000_000, &b"curl\0"[..]));
         assert_eq!(Event::decode(&b[..EVENT_LEN - 8]), None, "a short record");
@@ -995,14 +992,14 @@ mod tests {
         // still writing reads as empty for a moment).
         let mut seen: Vec<Event> = Vec::new();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let last_ack = |e: &Event| e.state == TcpState::LastAck.number() && e.local_port == port;
+        let last_ack = |e: &Event| e.state == TcpState::LastAck.number() && e.ends.local_port == port;
         while !seen.iter().any(last_ack) && std::time::Instant::now() < deadline {
             match t.next() {
                 // A connect is traced before its port is bound: 0.
                 Next::Event(e)
-                    if [e.local_port, e.remote_port] == [0, port]
-                        || [e.local_port, e.remote_port] == [client_port, port]
-                        || e.local_port == port =>
+                    if [e.ends.local_port, e.ends.remote_port] == [0, port]
+                        || [e.ends.local_port, e.ends.remote_port] == [client_port, port]
+                        || e.ends.local_port == port =>
                 {
                     seen.push(e)
                 }
@@ -1022,11 +1019,11 @@ mod tests {
         assert_eq!(pid(listen), me);
         let connect = find(EventKind::Connect, n(TcpState::SynSent), 0).expect("connect");
         assert_eq!(connect.old_state, 0);
-        assert_eq!((pid(connect), connect.remote_port), (me, port));
+        assert_eq!((pid(connect), connect.ends.remote_port), (me, port));
         // The server's half is born in softirq: no owner until one acts on
         // it. Its birth on a clone of the listener is not reported.
         let born = find(EventKind::State, n(TcpState::Established), n(TcpState::SynRecv)).expect("the server's half");
-        assert_eq!((born.owner, born.remote_port), (None, client_port), "{born:?}");
+        assert_eq!((born.owner, born.ends.remote_port), (None, client_port), "{born:?}");
         assert!(!seen.iter().any(|e| e.state == n(TcpState::SynRecv)), "{seen:#?}");
         // A close by the library's own process names the owner learned
         // before, not the closer: the client's connect; the server's half,
@@ -1034,7 +1031,7 @@ mod tests {
         let closing = find(EventKind::State, n(TcpState::FinWait1), n(TcpState::Established)).expect("client close");
         assert_eq!(pid(closing), me);
         let last_ack = find(EventKind::State, n(TcpState::LastAck), n(TcpState::CloseWait)).expect("server close");
-        assert_eq!((pid(last_ack), last_ack.local_port), (accept_hook.then_some(me).flatten(), port));
+        assert_eq!((pid(last_ack), last_ack.ends.local_port), (accept_hook.then_some(me).flatten(), port));
         assert_eq!(find(EventKind::Accept, n(TcpState::Established), 0).map(pid), accept_hook.then_some(me));
         assert_eq!(
             seen.iter().filter(|e| e.kind == EventKind::Close && pid(e) == me).count(),

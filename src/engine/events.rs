@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 use super::connections::Connection;
 use super::ctx::Ctx;
 use super::error::Error;
-use super::owners::Socket;
+use super::owners::{Socket, line};
 use super::pace::Wait;
 use super::stats::Stats;
 use super::tables::Protocols;
 use crate::bpf::{self, EventOwner, Hook, Next, Owners, Refusal, Tracer};
-use crate::parse::kernel::{Family, Protocol};
+use crate::parse::kernel::Protocol;
 use crate::parse::tcp::Conn;
 
 /// What an event tells.
@@ -206,17 +206,7 @@ pub(super) fn owner_socket<'a>(o: &EventOwner, inode: u64, netns: u64, name: &'a
 
 /// Lends `f` the engine's event for the tracer's `e`.
 fn with_event<R>(e: &bpf::Event, f: impl FnOnce(&Event<'_>) -> R) -> R {
-    let family = Family::of_af(e.family).map_or(0, Family::version);
-    let conn = Conn {
-        inode: e.inode,
-        family,
-        state: e.state,
-        local_addr: e.local_addr,
-        remote_addr: e.remote_addr,
-        local_port: e.local_port,
-        remote_port: e.remote_port,
-        uid: e.uid,
-    };
+    let conn = line(e.inode, e.family, e.state, &e.ends, e.uid);
     let mut name = [0u8; 17];
     let owner = e.owner.map(|o| owner_socket(&o, e.inode, e.netns, &mut name));
     let kind = match e.kind {

@@ -52,10 +52,17 @@ pub struct SockRecord {
     pub protocol: u16,
     pub sock_type: u16,
     pub state: u8,
-    pub local_port: u16,
-    pub remote_port: u16,
+    pub ends: Ends,
     /// Requests (SYN_RECV) waiting on a TCP listener; 0 for other sockets.
     pub pending: u32,
+}
+
+/// A socket's two ends, as the kernel holds them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ends {
+    /// Host order.
+    pub local_port: u16,
+    pub remote_port: u16,
     /// Network order; for an IPv4 socket only the first 4 bytes are set.
     pub local_addr: [u8; 16],
     pub remote_addr: [u8; 16],

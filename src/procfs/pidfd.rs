@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sys::stat::{SFlag, fstat};
 
-use super::SockRecord;
 use super::sys;
+use super::{Ends, SockRecord};
 use crate::parse::kernel::{Family, Protocol, TcpState};
 
 /// `linux/in.h`, `linux/socket.h`, `netinet/tcp.h`, `include/net/tcp_states.h`.
@@ -260,16 +260,13 @@ impl TheirSocket<'_> {
             protocol: u16::try_from(protocol).unwrap_or(0),
             sock_type: u16::try_from(sock_type).unwrap_or(0),
             state: 0,
-            local_port: 0,
-            remote_port: 0,
+            ends: Ends::default(),
             pending: 0,
-            local_addr: [0; 16],
-            remote_addr: [0; 16],
         };
         if family != AF_INET && family != AF_INET6 {
             return Ok(r);
         }
-        (r.local_addr, r.local_port) = addr_port(&local);
+        (r.ends.local_addr, r.ends.local_port) = addr_port(&local);
         let peer = sys::socket_name(sock, true);
         r.state = match protocol {
             IPPROTO_TCP => tcp_state(sock)?,
@@ -277,7 +274,7 @@ impl TheirSocket<'_> {
             _ => TcpState::Close.number(),
         };
         match peer {
-            Ok(peer) => (r.remote_addr, r.remote_port) = addr_port(&peer),
+            Ok(peer) => (r.ends.remote_addr, r.ends.remote_port) = addr_port(&peer),
             Err(Errno::ENOTCONN)
                 if protocol != IPPROTO_TCP
                     || [TcpState::Listen, TcpState::Close].map(TcpState::number).contains(&r.state) => {}
@@ -343,7 +340,7 @@ mod tests {
         }
         let r = pidfd.socket(c.as_raw_fd(), ino(c.as_raw_fd()), &closer).unwrap().record(me, 0, 0).unwrap();
         assert_eq!(
-            (r.family, &r.local_addr[..4], r.remote_port),
+            (r.family, &r.ends.local_addr[..4], r.ends.remote_port),
             (AF_INET, &[127, 0, 0, 1][..], l.local_addr().unwrap().port())
         );
         assert_eq!(pidfd.socket(c.as_raw_fd(), 1, &closer).unwrap_err(), Errno::ESTALE);

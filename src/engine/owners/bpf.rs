@@ -14,7 +14,7 @@ use crate::engine::stats::Stats;
 use crate::parse::kernel::TcpState;
 use crate::parse::kernel::{Family, Protocol, SOCK_DGRAM, SOCK_STREAM};
 use crate::parse::tcp::Conn;
-use crate::procfs::{LINK_MAX, SockRecord};
+use crate::procfs::{Ends, LINK_MAX, SockRecord};
 
 use super::Scan;
 
@@ -33,28 +33,27 @@ impl Held {
     /// TCP sockets are hashed (in a table) in every state but CLOSE, UDP
     /// sockets once they have a local port.
     pub(in crate::engine) fn of(r: &SockRecord) -> Option<Self> {
-        let family = Family::of_af(r.family)?.version();
+        Family::of_af(r.family)?;
         let tcp = Protocol::Tcp.ipproto().into();
         let udp = Protocol::Udp.ipproto().into();
         let protocol = match (r.protocol, r.sock_type) {
             (p, SOCK_STREAM) if p == tcp && TcpState::from_u8(r.state).is_some_and(|s| s != TcpState::Close) => {
                 Protocol::Tcp
             }
-            (p, SOCK_DGRAM) if p == udp && r.local_port != 0 => Protocol::Udp,
+            (p, SOCK_DGRAM) if p == udp && r.ends.local_port != 0 => Protocol::Udp,
             _ => return None,
         };
-        let conn = Conn {
-            inode: r.inode,
-            family,
-            state: r.state,
-            local_addr: r.local_addr,
-            remote_addr: r.remote_addr,
-            local_port: r.local_port,
-            remote_port: r.remote_port,
-            uid: r.uid,
-        };
+        let conn = line(r.inode, r.family, r.state, &r.ends, r.uid);
         Some(Held { netns: r.netns, protocol, conn, pending: r.pending })
     }
+}
+
+/// The table line of a socket as the kernel described it: its inode, its
+/// family (`AF_*`; 0 for one of no family a table lists), state, ends, uid.
+pub(in crate::engine) fn line(inode: u64, af: u16, state: u8, ends: &Ends, uid: u32) -> Conn {
+    let Ends { local_port, remote_port, local_addr, remote_addr } = *ends;
+    let family = Family::of_af(af).map_or(0, Family::version);
+    Conn { inode, family, state, local_addr, remote_addr, local_port, remote_port, uid }
 }
 
 /// The BPF owner scan, loaded into `slot` at the first call. What lasts

@@ -12,8 +12,8 @@ mod fd;
 use std::ffi::CStr;
 use std::ops::ControlFlow;
 
-pub(super) use bpf::Held;
 use bpf::Others;
+pub(super) use bpf::{Held, line};
 pub(super) use fd::{Scan, scan_group};
 
 use super::ctx::{Ctx, Group, Groups, by_netns};
