@@ -1,6 +1,6 @@
 //! The assembler: registers, the instructions the programs use, their
 //! encoding (`struct bpf_insn`, `linux/bpf.h`) and decoding, forward jumps
-//! to labels (and back to a loop's head), and a listing in the kernel verifier's notation annotated with
+//! to labels, and a listing in the kernel verifier's notation annotated with
 //! the labels and, on each load and store, the field it reads or writes.
 //! Pure: it knows no kernel, no BTF and no fd (a map is an index into the
 //! fds given to `Code::encode`); a program's labels are its own enum.
@@ -392,9 +392,8 @@ pub(super) struct Field {
     pub size: Size,
 }
 
-/// Why a program could not be assembled: a label left unplaced (or not a
-/// loop's head, for `again`) or placed twice, or more instructions than a
-/// jump can span.
+/// Why a program could not be assembled: a label left unplaced or placed
+/// twice, or more instructions than a jump can span.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("jumps to {unplaced} unplaced, labels placed twice: {twice}, {slots} instructions")]
 pub(super) struct Malformed {
@@ -404,9 +403,8 @@ pub(super) struct Malformed {
 }
 
 /// A program being assembled. `L` is its labels: every jump runs forward to
-/// a label placed once after it, but `again`, which runs back to a loop's
-/// head (`place_loop`). `record_len` bytes at the top of the stack are its
-/// record.
+/// a label placed once after it. `record_len` bytes at the top of the stack
+/// are its record.
 pub(super) struct Asm<L> {
     code: Code,
     record_len: usize,
@@ -414,9 +412,6 @@ pub(super) struct Asm<L> {
     /// what the registers held when it jumped.
     pending: Vec<(usize, usize, L, Holds)>,
     placed: Vec<L>,
-    /// Loops' heads, and their slots; `again` to a label that is none.
-    loops: Vec<(L, usize)>,
-    no_loop: Vec<L>,
     /// What each register holds, for the listing of a store.
     holds: Holds,
 }
@@ -438,8 +433,7 @@ pub(super) struct Code {
 
 impl<L: Copy + PartialEq + fmt::Debug> Asm<L> {
     pub(super) fn new(record_len: usize) -> Self {
-        let (pending, placed, loops, no_loop) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        Self { code: Code::default(), record_len, pending, placed, loops, no_loop, holds: Default::default() }
+        Self { code: Code::default(), record_len, pending: Vec::new(), placed: Vec::new(), holds: Default::default() }
     }
 
     /// Appends `i` with a note for the listing (or none).
@@ -545,38 +539,15 @@ impl<L: Copy + PartialEq + fmt::Debug> Asm<L> {
         }
     }
 
-    /// Places `label` as a loop's head, which `again` jumps back to: what a
-    /// register holds there is not known.
-    pub(super) fn place_loop(&mut self, label: L) {
-        self.place(label);
-        self.loops.push((label, self.code.slots));
-        self.holds = Default::default();
-    }
-
-    /// `goto` the head of loop `to`, back; one not placed as a loop's head
-    /// before makes the program malformed.
-    pub(super) fn again(&mut self, to: L) {
-        let Some(&(_, head)) = self.loops.iter().find(|l| l.0 == to) else {
-            self.no_loop.push(to);
-            return;
-        };
-        let off = i16::try_from(head as isize - self.code.slots as isize - 1).unwrap_or(i16::MIN);
-        self.push_noted(Insn::Ja { off }, format!("-> {to:?} (again)"));
-    }
-
     /// The program, once every jump has found its label, no label is placed
     /// twice and every jump can reach.
     pub(super) fn finish(self) -> Result<Code, Malformed> {
         let twice: Vec<L> =
             self.placed.iter().enumerate().filter(|(i, l)| self.placed[..*i].contains(l)).map(|p| *p.1).collect();
-        if self.pending.is_empty()
-            && twice.is_empty()
-            && self.no_loop.is_empty()
-            && self.code.slots <= i16::MAX as usize
-        {
+        if self.pending.is_empty() && twice.is_empty() && self.code.slots <= i16::MAX as usize {
             return Ok(self.code);
         }
-        let unplaced: Vec<L> = self.pending.iter().map(|j| j.2).chain(self.no_loop).collect();
+        let unplaced: Vec<L> = self.pending.iter().map(|j| j.2).collect();
         Err(Malformed { unplaced: format!("{unplaced:?}"), twice: format!("{twice:?}"), slots: self.code.slots })
     }
 }
@@ -654,7 +625,6 @@ mod tests {
             Insn::RshImm { dst: R0, imm: 32 },
             Insn::LshImm { dst: R3, imm: 2 },
             Insn::Ja { off: 70 },
-            Insn::Ja { off: -12 },
             Insn::Call { id: 162 },
             Insn::Exit,
         ]);
@@ -743,21 +713,6 @@ mod tests {
         back.ja(L::Out);
         back.jeq(R0, 0, L::Other);
         assert!(back.finish().unwrap_err().to_string().contains("[Out, Other] unplaced"));
-        // Back only to a loop's head, placed before.
-        let mut looped = Asm::<L>::new(8);
-        looped.place_loop(L::Other);
-        looped.load_map(R1, 0, "m");
-        looped.jeq(R1, 0, L::Out);
-        looped.again(L::Other);
-        looped.place(L::Out);
-        looped.push(Insn::Exit);
-        let code = looped.finish().unwrap();
-        assert_eq!(code.insns()[2], Insn::Ja { off: -4 }, "back over itself, the jump and the map load");
-        let mut not_a_loop = Asm::<L>::new(8);
-        not_a_loop.place(L::Out);
-        not_a_loop.again(L::Out);
-        not_a_loop.again(L::Other);
-        assert!(not_a_loop.finish().unwrap_err().to_string().contains("[Out, Other] unplaced"));
     }
 
     #[test]

@@ -15,8 +15,8 @@
 //! - `ends.rs`: a socket's ports and addresses, as both programs record
 //!   them and their decoders read them back.
 //! - `owner_scan.rs`: the owner scan's `task_file` iterator and its record.
-//! - `netns_list.rs`: the kernel's list of network namespaces, walked at
-//!   the end of a `bpf_map` iterator.
+//! - `netns_list.rs`: the kernel's list of network namespaces, walked a
+//!   step per call of the owner scan's program.
 //! - `tracer.rs`: the tracer's programs on the socket hooks, their event
 //!   record, and the ring buffer they write it to.
 //!
@@ -38,7 +38,6 @@ mod tracer;
 
 use nix::errno::Errno;
 
-pub(crate) use netns_list::NetnsList;
 pub(crate) use owner_scan::{RECORD_LEN, Record, SockIter, SockRecords};
 pub(crate) use tracer::{EVENT_LEN, Event, EventKind, EventOwner, Hook, Next, Owners, Tracer};
 

@@ -17,6 +17,7 @@ use super::asm::{Asm, FP, Helper, Insn, R0, R1, R2, R3, R4, R6, R7, R8, R9, Reg,
 use super::ends::EndSlots;
 use super::kernel::Kernel;
 use super::load::{Program, assembled_once};
+use super::netns_list::{self, Labels, Walk};
 use crate::parse::btf::Btf;
 use crate::parse::kernel::{Family, Protocol, TcpState};
 use crate::procfs::bpf_sys::{self, BPF_MAP_TYPE_ARRAY, BPF_TRACE_ITER, BpfMap};
@@ -61,6 +62,11 @@ const PASSED: i32 = 0;
 const ASK_ALL: i32 = 1;
 const SK_KEPT: i16 = TALLY_KEY - 8;
 
+/// The namespace list's map (`netns_list.rs`), map 1, and its step's two
+/// stack slots, below the rest.
+const NETNS_MAP: i32 = 1;
+const WALK_SCRATCH: i16 = SK_KEPT - 8;
+
 /// One record of a pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Record {
@@ -98,6 +104,11 @@ impl Record {
 /// Where a jump goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Label {
+    /// The namespace list's step (`netns_list.rs`), and the fd after it.
+    WalkStep,
+    WalkNext,
+    WalkIncomplete,
+    Fd,
     /// The call after the last fd: the tally record.
     Stop,
     /// A socket whose sock is read.
@@ -154,6 +165,9 @@ fn assemble(btf: &Btf<'_>) -> Result<Program, Refusal> {
     let map_lookup_elem = k.helper("map_lookup_elem")?;
     let mut a = Asm::new(RECORD_LEN);
 
+    let labels =
+        Labels { done: Label::Fd, step: Label::WalkStep, next: Label::WalkNext, incomplete: Label::WalkIncomplete };
+    netns_list::step(&mut a, &k, (NETNS_MAP, R9, WALK_SCRATCH), labels)?;
     let (meta, task, fd, file) = (R6, R7, R8, R9);
     a.load(meta, R1, &ctx("meta", 8)?);
     a.load(task, R1, &ctx("task", 8)?);
@@ -278,23 +292,27 @@ fn tally_map() -> Result<BpfMap, Errno> {
     BpfMap::create(BPF_MAP_TYPE_ARRAY, 4, Size::DW.bytes() as u32, 2, c"procspy_tally")
 }
 
-/// The loaded program, linked to its iterator, and its tally map.
+/// The loaded program, linked to its iterator, its tally map and its
+/// namespace list's.
 #[derive(Debug)]
 pub struct SockIter {
     link: OwnedFd,
     tally: BpfMap,
+    walk: Walk,
 }
 
 impl SockIter {
     /// Loads the program and links it to its iterator.
     pub fn load() -> Result<Self, Refusal> {
         let program = program()?;
-        let tally = tally_map().map_err(|errno| Refusal::Sys { call: "bpf(BPF_MAP_CREATE)", errno })?;
-        let prog = program.load(&[tally.as_fd()])?;
+        let map =
+            |made: Result<BpfMap, Errno>| made.map_err(|errno| Refusal::Sys { call: "bpf(BPF_MAP_CREATE)", errno });
+        let (tally, walk) = (map(tally_map())?, Walk::new(map(netns_list::map())?));
+        let prog = program.load(&[tally.as_fd(), walk.map().as_fd()])?;
         // The link holds the program; its own fd can go.
         let link = bpf_sys::bpf_link_create(prog.as_fd(), BPF_TRACE_ITER)
             .map_err(|errno| Refusal::Sys { call: "bpf(BPF_LINK_CREATE)", errno })?;
-        Ok(Self { link, tally })
+        Ok(Self { link, tally, walk })
     }
 
     /// A fresh pass over every task's socket fds, its tally at zero;
@@ -303,7 +321,15 @@ impl SockIter {
     pub fn start(&self, ask_all: bool) -> Result<SockRecords, Errno> {
         self.tally.update(&PASSED.to_ne_bytes(), &0u64.to_ne_bytes())?;
         self.tally.update(&ASK_ALL.to_ne_bytes(), &u64::from(ask_all).to_ne_bytes())?;
+        self.walk.clear()?;
         Ok(SockRecords { fd: bpf_sys::bpf_iter_create(self.link.as_fd())?, tail_at: 0, tail_len: 0 })
+    }
+
+    /// Every network namespace's inode number into `out` (sorted), if the
+    /// last pass's walk of the kernel's list came back to where it started
+    /// (`netns_list.rs`); `buf` is scratch.
+    pub fn netns_list(&self, buf: &mut Vec<u8>, out: &mut Vec<u64>) -> Result<bool, Errno> {
+        self.walk.read(buf, out)
     }
 }
 
@@ -391,6 +417,36 @@ mod tests {
         assert_eq!(p.attach_btf_id, 6);
     }
 
+    /// On this kernel, where it runs the scan (it needs CAP_BPF and
+    /// CAP_PERFMON; the tests run as root): a pass's walk of the kernel's
+    /// list of namespaces comes back to where it started, and has this
+    /// process's namespace and one `ip netns add` made (held by its mount
+    /// alone).
+    #[test]
+    fn a_pass_lists_the_namespaces_of_this_host() {
+        use std::os::unix::fs::MetadataExt;
+        let iter = match SockIter::load() {
+            Ok(iter) => iter,
+            Err(Refusal::Unsupported(why)) if why.contains("has no") => return eprintln!("not on this kernel: {why}"),
+            Err(e) => panic!("{e}"),
+        };
+        let name = format!("procspy-list-{}", std::process::id());
+        let ip = |verb| std::process::Command::new("ip").args(["netns", verb, &name]).status().unwrap().success();
+        assert!(ip("add"));
+        let made = std::fs::metadata(format!("/run/netns/{name}")).map(|m| m.ino());
+        let mut records = iter.start(false).unwrap();
+        let mut buf = vec![0u8; 64 * RECORD_LEN];
+        while records.read(&mut buf).unwrap().is_some() {}
+        let (mut value, mut all) = (Vec::new(), Vec::new());
+        let listed = iter.netns_list(&mut value, &mut all);
+        assert!(ip("delete"));
+        assert_eq!(listed, Ok(true), "{all:?}");
+        let mine = std::fs::metadata("/proc/self/ns/net").unwrap().ino();
+        for ns in [mine, made.unwrap()] {
+            assert!(all.binary_search(&ns).is_ok(), "{ns} not in {all:?}");
+        }
+    }
+
     #[test]
     fn assembles_wherever_the_btf_has_what_it_reads() {
         let Ok(blob) = std::fs::read(VMLINUX_BTF) else {
@@ -404,7 +460,7 @@ mod tests {
             Ok(p) => {
                 assert!(has);
                 check_jumps(&p);
-                assert!((60..140).contains(&p.code.insns().len()), "{p}");
+                assert!((100..220).contains(&p.code.insns().len()), "{p}");
             }
             Err(e) => assert!(!has, "{e}"),
         }

@@ -6,14 +6,15 @@ use super::load::Program;
 use crate::parse::btf::Kind;
 use crate::parse::btf::build::{W as Word, blob};
 
-/// Every jump of `p` lands on an instruction of it, and it ends in `exit`.
+/// Every jump of `p` lands on an instruction of it, forward, and it
+/// ends in `exit`.
 pub(super) fn check_jumps(p: &Program) {
     let insns = p.code.insns();
     assert_eq!(insns.last(), Some(&Insn::Exit));
     let starts: Vec<usize> = insns.iter().scan(0, |slot, i| Some(std::mem::replace(slot, *slot + i.slots()))).collect();
     for (&at, ins) in starts.iter().zip(insns) {
         if let Insn::Ja { off } | Insn::Jmp { off, .. } = *ins {
-            assert!(starts.contains(&((at + 1).wrapping_add_signed(off.into()))), "jump at {at}: {off}");
+            assert!(off >= 0 && starts.contains(&(at + 1 + off as usize)), "jump at {at}: {off}");
         }
     }
 }
@@ -194,13 +195,12 @@ pub(super) fn small_kernel(helpers: &[(&'static str, u32)]) -> Vec<u8> {
         ("udp_destroy_sock", Kind::Func, 0, 36, &[]),                        // 43
         ("udpv6_destroy_sock", Kind::Func, 0, 36, &[]),                      // 44
         ("list_head", Kind::Struct, 2, 16, &[Name("next"), N(5), bits(0), Name("prev"), N(5), bits(8)]), // 45
-        ("bpf_iter_bpf_map", Kind::Func, 0, 0, &[]),                         // 46
-        ("bpf_iter__bpf_map", Kind::Struct, 2, 16, &[Name("meta"), N(5), bits(0), Name("map"), N(5), bits(8)]), // 47
-        ("proto_ops", Kind::Struct, 1, 200, &[Name("family"), N(23), bits(0)]), // 48
+        ("proto_ops", Kind::Struct, 1, 200, &[Name("family"), N(23), bits(0)]), // 46
     ])
 }
 
-/// The owner scan's helpers, then the tracer's, then the namespace list's.
+/// The owner scan's helpers (the namespace list's among them), then the
+/// tracer's.
 pub(super) const HELPERS: [(&str, u32); 12] = [
     ("BPF_FUNC_map_lookup_elem", 1),
     ("BPF_FUNC_probe_read_kernel", 113),

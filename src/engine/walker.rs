@@ -383,15 +383,12 @@ impl Walker {
         for (what, known) in self.ctx.root.probes().each() {
             let _ = writeln!(out, "{what}: {known}");
         }
-        let [scan, list] = match self.state.try_lock() {
+        let bpf = match self.state.try_lock() {
             Ok(state) => state.pass.owners.bpf_loaded(),
             Err(TryLockError::Poisoned(p)) => p.into_inner().pass.owners.bpf_loaded(),
-            Err(TryLockError::WouldBlock) => {
-                ["not known while a walk runs".into(), "not known while a walk runs".into()]
-            }
+            Err(TryLockError::WouldBlock) => "not known while a walk runs".into(),
         };
-        let _ = writeln!(out, "BPF owner scan (task_file iterator): {scan}");
-        let _ = writeln!(out, "BPF namespace list (bpf_map iterator): {list}");
+        let _ = writeln!(out, "BPF owner scan (task_file iterator): {bpf}");
         let hooks = match (self.started.hooks.get(), self.events.try_lock()) {
             (Some(hooks), _) => hooks.clone(),
             (None, Ok(events)) => events.describe(),

@@ -6,7 +6,7 @@
 use std::ffi::CStr;
 
 use super::{Owners, Socket};
-use crate::bpf::{NetnsList, RECORD_LEN, Record, Refusal, SockIter, SockRecords};
+use crate::bpf::{RECORD_LEN, Record, Refusal, SockIter, SockRecords};
 use crate::engine::ctx::{Ctx, Group, Groups};
 use crate::engine::error::{DiagStop, Error};
 use crate::engine::namespaces::Namespaces;
@@ -159,20 +159,6 @@ pub(super) fn index(
     Ok(())
 }
 
-/// The kernel's list of network namespaces, loaded into `slot` at the first
-/// call; `None` where it can't be used (a refusal lasts, with its reason; a
-/// failed system call is tried again at the next call).
-pub(super) fn netns_list(slot: &mut Option<Result<NetnsList, String>>) -> Option<&NetnsList> {
-    if slot.is_none() {
-        match NetnsList::load() {
-            Ok(list) => *slot = Some(Ok(list)),
-            Err(Refusal::Unsupported(why)) => *slot = Some(Err(why)),
-            Err(Refusal::Sys { .. }) => return None,
-        }
-    }
-    slot.as_ref().and_then(|l| l.as_ref().ok())
-}
-
 /// What the owner scan found of the namespaces nothing else led to: the
 /// sockets of other families than TCP's and UDP's that live in them, as the
 /// last scan that asked every socket found them, and the namespaces it
@@ -182,6 +168,9 @@ pub(super) fn netns_list(slot: &mut Option<Result<NetnsList, String>>) -> Option
 /// is found when the set of unfound namespaces changes.
 #[derive(Debug, Default)]
 pub(super) struct Others {
+    /// Whether the last scan's walk of the kernel's list stopped short:
+    /// the next scan asks every socket from the start.
+    pub short: bool,
     /// Sorted.
     looked_for: Vec<u64>,
     /// (netns, pid, fd, inode), sorted.
@@ -224,14 +213,14 @@ impl Others {
 pub(super) fn explain(
     ctx: &Ctx,
     iter: &SockIter,
-    list: &NetnsList,
     others: &mut Others,
     groups: &mut Groups,
     found: &mut Namespaces,
     stats: &mut Stats,
 ) -> Result<(), Error> {
     let o = others;
-    let listed = list.read(&mut o.buf, &mut o.list).unwrap_or(false);
+    let listed = iter.netns_list(&mut o.buf, &mut o.list).unwrap_or(false);
+    o.short = !listed;
     let unknown = |groups: &Groups, ns: &u64| groups.binary_search_by_key(ns, |g| g.netns).is_err();
     o.unfound.clear();
     if listed {

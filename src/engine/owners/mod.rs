@@ -20,7 +20,7 @@ use super::ctx::{Ctx, Group, Groups, by_netns};
 use super::error::{DiagStop, Error};
 use super::namespaces::Namespaces;
 use super::stats::Stats;
-use crate::bpf::{NetnsList, SockIter};
+use crate::bpf::SockIter;
 use crate::procfs::Known;
 
 /// One socket fd of one process.
@@ -61,12 +61,9 @@ pub(super) struct Owners {
     /// The BPF owner scan, loaded at the first pass that may use it, or
     /// why it can't be used here, where that lasts (see `bpf::sock_iter`).
     sock_iter: Option<Result<SockIter, Error>>,
-    /// The kernel's list of network namespaces, loaded with the scan where
-    /// it can be (see `bpf::netns_list`): where it is, the scan asks only
-    /// TCP and UDP sockets where they live, and the others only for the
-    /// namespaces nothing else leads to (`explain`).
-    netns_list: Option<Result<NetnsList, String>>,
-    /// Whether this pass's scan asked only TCP and UDP sockets.
+    /// Whether this pass's scan asked only TCP and UDP sockets where they
+    /// live; the others are asked only for the namespaces the kernel lists
+    /// that nothing else leads to (`explain`).
     inet_only: bool,
     others: Others,
     /// (pid, netns) of the listed pids, sorted by pid.
@@ -144,7 +141,7 @@ impl Owners {
             let before = *stats;
             self.held.get_or_insert_default().clear();
             let in_pass = |e| Error::io("BPF owner scan (task_file iterator)", e);
-            let inet_only = bpf::netns_list(&mut self.netns_list).is_some();
+            let inet_only = !self.others.short;
             let refused = match bpf::sock_iter(ctx, &mut self.sock_iter).map(|iter| iter.start(!inet_only)) {
                 Ok(Ok(records)) => match bpf::index(ctx, records, groups, scan, self, elsewhere, stats) {
                     Ok(()) => {
@@ -178,11 +175,11 @@ impl Owners {
         found: &mut Namespaces,
         stats: &mut Stats,
     ) -> Result<(), Error> {
-        let (Some(Ok(iter)), Some(Ok(list))) = (&self.sock_iter, &self.netns_list) else { return Ok(()) };
+        let Some(Ok(iter)) = &self.sock_iter else { return Ok(()) };
         if !std::mem::take(&mut self.inet_only) {
             return Ok(());
         }
-        bpf::explain(ctx, iter, list, &mut self.others, groups, found, stats)
+        bpf::explain(ctx, iter, &mut self.others, groups, found, stats)
     }
 
     /// The index from `PID/fd` of every entry of `groups`, with a tick
@@ -209,18 +206,13 @@ impl Owners {
         Ok(())
     }
 
-    /// Whether the BPF owner scan and the namespace list loaded here, or
-    /// why not, for diagnostics.
-    pub(super) fn bpf_loaded(&self) -> [String; 2] {
-        let said = |loaded: Option<Result<(), String>>| match loaded {
+    /// Whether the BPF owner scan loaded here, or why not, for diagnostics.
+    pub(super) fn bpf_loaded(&self) -> String {
+        match &self.sock_iter {
             None => "not loaded yet".into(),
-            Some(Ok(())) => Known::Yes.to_string(),
+            Some(Ok(_)) => Known::Yes.to_string(),
             Some(Err(e)) => format!("{}: {e}", Known::No),
-        };
-        [
-            said(self.sock_iter.as_ref().map(|r| r.as_ref().map(|_| ()).map_err(ToString::to_string))),
-            said(self.netns_list.as_ref().map(|r| r.as_ref().map(|_| ()).map_err(Clone::clone))),
-        ]
+        }
     }
 
     /// (inode, pid, fd) of every socket fd indexed, sorted: each socket's
