@@ -204,15 +204,18 @@ impl Others {
     }
 }
 
-/// After the namespace search of a pass whose scan asked only TCP and UDP
-/// sockets where they live: the namespaces the kernel lists that no
-/// process, mount, fd or TCP/UDP socket led to are looked for among every
-/// socket (a unix socket can hold one), by a second scan unless the last
-/// answer holds; each found joins `groups` with its sockets as ways in.
-/// Where the list can't be read whole, every socket is asked, as without it.
+/// After the namespace search of a pass the BPF scan indexed: whether its
+/// walk of the kernel's list was whole (the next scan asks every socket
+/// if not). Where this scan asked only TCP and UDP sockets where they live
+/// (`inet_only`), the namespaces the kernel lists that no process, mount,
+/// fd or TCP/UDP socket led to are looked for among every socket (a unix
+/// socket can hold one), by a second scan unless the last answer holds;
+/// each found joins `groups` with its sockets as ways in. Where the list
+/// can't be read whole, every socket is asked, as without it.
 pub(super) fn explain(
     ctx: &Ctx,
     iter: &SockIter,
+    inet_only: bool,
     others: &mut Others,
     groups: &mut Groups,
     found: &mut Namespaces,
@@ -221,6 +224,9 @@ pub(super) fn explain(
     let o = others;
     let listed = iter.netns_list(&mut o.buf, &mut o.list).unwrap_or(false);
     o.short = !listed;
+    if !inet_only {
+        return Ok(());
+    }
     let unknown = |groups: &Groups, ns: &u64| groups.binary_search_by_key(ns, |g| g.netns).is_err();
     o.unfound.clear();
     if listed {

@@ -175,11 +175,9 @@ impl Owners {
         found: &mut Namespaces,
         stats: &mut Stats,
     ) -> Result<(), Error> {
-        let Some(Ok(iter)) = &self.sock_iter else { return Ok(()) };
-        if !std::mem::take(&mut self.inet_only) {
-            return Ok(());
-        }
-        bpf::explain(ctx, iter, &mut self.others, groups, found, stats)
+        let (Some(Ok(iter)), Some(_)) = (&self.sock_iter, &self.held) else { return Ok(()) };
+        let inet_only = std::mem::take(&mut self.inet_only);
+        bpf::explain(ctx, iter, inet_only, &mut self.others, groups, found, stats)
     }
 
     /// The index from `PID/fd` of every entry of `groups`, with a tick

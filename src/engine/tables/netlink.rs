@@ -203,7 +203,11 @@ impl Netlink<'_> {
         }
         ids.clear();
         let dumped = dump_namespace(ctx, sock, netns, buf, sink, Some(ids), stats);
-        recall.replace(netns, ids.drain(..).take(if dumped.is_ok() { usize::MAX } else { 0 }));
+        // A dump cut short is not remembered.
+        if dumped.is_err() {
+            ids.clear();
+        }
+        recall.replace(netns, ids.drain(..));
         dumped
     }
 }

@@ -44,8 +44,12 @@ impl Recall {
     pub fn replace(&mut self, netns: u64, ids: impl ExactSizeIterator<Item = SockId>) {
         let lo = self.ids.partition_point(|e| e.0 < netns);
         let hi = lo + self.ids[lo..].partition_point(|e| e.0 == netns);
-        let fits = ids.len() <= NAMESPACE_MAX && self.ids.len() - (hi - lo) + ids.len() <= RECALL_MAX;
-        self.ids.splice(lo..hi, ids.filter(|_| fits).map(|id| (netns, id)));
+        if ids.len() <= NAMESPACE_MAX && self.ids.len() - (hi - lo) + ids.len() <= RECALL_MAX {
+            // An iterator of exact length: spliced in place.
+            self.ids.splice(lo..hi, ids.map(|id| (netns, id)));
+        } else {
+            self.ids.drain(lo..hi);
+        }
     }
 
     /// Forgets every namespace `keep` says is gone.
