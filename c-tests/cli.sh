@@ -707,11 +707,10 @@ stop_events() {
 }
 # up_to_3 CMD...: CMD again while it says (status 3) that an event of its
 # scenario is missing, three times at most. The kernel drops events where
-# the tracer can't keep up: its ring full (said as a lost event), or its
-# program skipped because it was already running on that CPU (the kernel
-# counts that in the program's recursion_misses; the library does not yet
-# report it). A shared host's other traffic can do either; a wrong event
-# (status 1) fails at once.
+# the tracer can't keep up: its ring full, or its program skipped because
+# it was already running on that CPU and the nested hook could not catch
+# it (each said as a lost event). A shared host's other traffic can do
+# either; a wrong event (status 1) fails at once.
 up_to_3() {
     local i rc
     for i in 1 2 3; do

@@ -118,8 +118,8 @@ func TestEventsNameTheProcessThatActed(t *testing.T) {
 		t.Fatalf("the tracer started without its state hook: %v", hooks)
 	}
 	// On a shared host other traffic can make the kernel drop events (a
-	// full ring: an EventLost; the program skipped while it already ran on
-	// that CPU: unsaid): a scenario whose events did not all come is run
+	// full ring, or the program skipped while it already ran on that CPU:
+	// an EventLost): a scenario whose events did not all come is run
 	// again, three times at most. A wrong event fails at once.
 	for attempt := 1; attempt <= 3; attempt++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")

@@ -13,6 +13,14 @@
 //! the owner learned earlier for that socket, from the owners map (keyed by
 //! socket cookie, LRU, bounded), or none; never the task it interrupted.
 //! A record the ring has no room for is counted in a per-CPU map.
+//!
+//! The kernel runs no tracing program inside itself: a state change in a
+//! softirq that interrupted the state hook's program passes that program
+//! over (`recursion_misses`). A second program on the same tracepoint, the
+//! nested hook, writes exactly those: the first marks the CPU busy while it
+//! runs, and the second writes an event only while that mark is set (the
+//! first was passed over) and counts it, so what was lost is what the
+//! kernel passed over less what the second caught.
 
 use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -58,6 +66,8 @@ const STATE: Slot = Slot::new("state", 65, B);
 const OLD_STATE: Slot = Slot::new("old_state", 66, B);
 const PROTOCOL: Slot = Slot::new("protocol", 67, B);
 const FAMILY: Slot = Slot::new("family", 68, H);
+/// 1: written by the nested hook.
+const NESTED: Slot = Slot::new("nested", 70, B);
 const ENDS: EndSlots = EndSlots::at(72);
 
 /// Below the record: a `sockaddr_in6`'s 28 bytes read from a send's
@@ -65,11 +75,18 @@ const ENDS: EndSlots = EndSlots::at(72);
 const SOCKADDR: i16 = -(EVENT_LEN as i16) - 32;
 const SOCKADDR_LEN: i32 = 28;
 const KEY: i16 = SOCKADDR - 8;
+/// The state hook's pointer to its CPU's busy mark, for its way out.
+const BUSY_AT: i16 = KEY - 8;
 
 /// The programs' maps, by index.
 const RING: i32 = 0;
 const OWNERS: i32 = 1;
-const LOST: i32 = 2;
+/// Per CPU, by key: records the ring had no room for, events the nested
+/// hook caught, and whether the state hook's program runs.
+const COUNTS: i32 = 2;
+const LOST: i32 = 0;
+const CAUGHT: i32 = 1;
+const BUSY: i32 = 2;
 /// The library's own tgid (entry 0).
 const SELF: i32 = 3;
 
@@ -119,6 +136,9 @@ impl EventKind {
 pub enum Hook {
     /// `tp_btf/inet_sock_set_state`: every TCP state change.
     State,
+    /// The same tracepoint: a state change that came while the state
+    /// hook's program ran on that CPU, which the kernel passed over.
+    Nested,
     /// `fentry/security_sock_graft`: an accept grafting its new sock onto
     /// the new socket, past any wait for a connection. Not `fexit` of
     /// `inet_csk_accept`: the kernel skips the `fexit` programs of a task
@@ -140,8 +160,10 @@ pub enum Hook {
 }
 
 impl Hook {
-    pub const ALL: [Hook; 9] = [
+    /// The state hook first: the nested one's events are those it missed.
+    pub const ALL: [Hook; 10] = [
         Hook::State,
+        Hook::Nested,
         Hook::Accept,
         Hook::TcpClose,
         Hook::UdpSend,
@@ -155,7 +177,7 @@ impl Hook {
     /// The kernel function (or tracepoint) it attaches to.
     pub fn attach_to(self) -> &'static str {
         match self {
-            Hook::State => "inet_sock_set_state",
+            Hook::State | Hook::Nested => "inet_sock_set_state",
             Hook::Accept => "security_sock_graft",
             Hook::TcpClose => "tcp_close",
             Hook::UdpSend => "udp_sendmsg",
@@ -171,6 +193,7 @@ impl Hook {
     fn name(self) -> &'static CStr {
         match self {
             Hook::State => c"procspy_state",
+            Hook::Nested => c"procspy_nested",
             Hook::Accept => c"procspy_accept",
             Hook::TcpClose => c"procspy_close",
             Hook::UdpSend => c"procspy_udp_send",
@@ -185,7 +208,7 @@ impl Hook {
     /// `tp_btf`, `fentry` or `fexit`.
     fn attach_type(self) -> u32 {
         match self {
-            Hook::State => BPF_TRACE_RAW_TP,
+            Hook::State | Hook::Nested => BPF_TRACE_RAW_TP,
             Hook::Accept | Hook::TcpClose | Hook::UdpRelease | Hook::Udp6Release => BPF_TRACE_FENTRY,
             _ => BPF_TRACE_FEXIT,
         }
@@ -198,12 +221,13 @@ impl Hook {
             BPF_TRACE_FENTRY => "fentry",
             _ => "fexit",
         };
-        format!("{how}/{}", self.attach_to())
+        let nested = if self == Hook::Nested { " (nested)" } else { "" };
+        format!("{how}/{}{nested}", self.attach_to())
     }
 
     fn protocol(self) -> Protocol {
         match self {
-            Hook::State | Hook::Accept | Hook::TcpClose => Protocol::Tcp,
+            Hook::State | Hook::Nested | Hook::Accept | Hook::TcpClose => Protocol::Tcp,
             _ => Protocol::Udp,
         }
     }
@@ -241,6 +265,8 @@ enum Label {
     SockAddr,
     Inet4,
     Out,
+    /// Out, leaving the busy mark as it is.
+    Exit,
 }
 
 /// The helpers every hook's program may call.
@@ -371,7 +397,7 @@ impl Prog<'_, '_> {
             self.a.place(Label::Closing);
             self.a.push_noted(Insn::MovImm { dst: KNOWN, imm: 1 }, "the owner may be known");
             current_tgid(&mut self.a, &self.h);
-            self.lookup_first(SELF, "self");
+            self.lookup_entry(SELF, 0, "self");
             self.a.jeq(R0, 0, Label::Acting);
             self.a.push_noted(Insn::Load { dst: R1, src: R0, off: 0, size: W }, "self[0]: the library's tgid");
             self.a.jeq(R1, tgid, Label::Learned);
@@ -416,10 +442,11 @@ impl Prog<'_, '_> {
         Ok(())
     }
 
-    /// `r0` = entry 0 of one-entry map `map`, or 0.
-    fn lookup_first(&mut self, map: i32, name: &str) {
-        self.a.push(Insn::MovImm { dst: R1, imm: 0 });
-        self.a.push_noted(Insn::Store { dst: FP, off: KEY, src: R1, size: W }, "0 -> key");
+    /// `r0` = entry `key` of array map `map` (this CPU's, of a per-CPU
+    /// one), or 0.
+    fn lookup_entry(&mut self, map: i32, key: i32, name: &str) {
+        self.a.push(Insn::MovImm { dst: R1, imm: key });
+        self.a.push_noted(Insn::Store { dst: FP, off: KEY, src: R1, size: W }, format!("{key} -> key"));
         self.a.load_map(R1, map, name);
         self.a.push(Insn::Mov { dst: R2, src: FP });
         self.a.push(Insn::AddImm { dst: R2, imm: KEY.into() });
@@ -478,16 +505,52 @@ impl Prog<'_, '_> {
         self.a.push(Insn::Mov { dst: R4, src: flags });
         self.a.call(self.h.ringbuf_output);
         self.a.jeq(R0, 0, Label::Sent);
-        self.lookup_first(LOST, "lost");
-        self.a.jeq(R0, 0, Label::Sent);
-        self.a.push(Insn::MovImm { dst: R1, imm: 1 });
-        self.a.push_noted(Insn::AtomicAdd { dst: R0, off: 0, src: R1, size: DW }, "lost += 1");
+        self.count(LOST, "lost", Label::Sent);
         self.a.place(Label::Sent);
+    }
+
+    /// `r0` = this CPU's count `key` of the counts map, or on to `none`.
+    fn lookup_count(&mut self, key: i32, name: &str, none: Label) {
+        self.lookup_entry(COUNTS, key, &format!("counts ({name})"));
+        self.a.jeq(R0, 0, none);
+    }
+
+    /// This CPU's count `key` += 1.
+    fn count(&mut self, key: i32, name: &str, none: Label) {
+        self.lookup_count(key, name, none);
+        self.a.push(Insn::MovImm { dst: R1, imm: 1 });
+        self.a.push_noted(Insn::AtomicAdd { dst: R0, off: 0, src: R1, size: DW }, format!("{name} += 1"));
+    }
+
+    /// The state hook marks its CPU busy before anything else (`ctx` kept
+    /// in `R8`), for the nested hook; the nested hook goes on only where
+    /// the mark is set, and counts what it goes on with.
+    fn busy_mark(&mut self, hook: Hook) {
+        self.a.push(Insn::Mov { dst: R8, src: R1 });
+        self.lookup_count(BUSY, "busy", Label::Exit);
+        if hook == Hook::State {
+            self.a.push_noted(Insn::Store { dst: FP, off: BUSY_AT, src: R0, size: DW }, "&busy");
+            self.a.push(Insn::MovImm { dst: R1, imm: 1 });
+            self.a.push_noted(Insn::Store { dst: R0, off: 0, src: R1, size: DW }, "1 -> busy");
+        } else {
+            self.a.push_noted(Insn::Load { dst: R1, src: R0, off: 0, size: DW }, "busy");
+            self.a.jeq(R1, 0, Label::Exit);
+            self.count(CAUGHT, "caught", Label::Exit);
+        }
+        self.a.push(Insn::Mov { dst: R1, src: R8 });
     }
 
     /// The end every way out reaches.
     fn finish(mut self, hook: Hook, attach_btf_id: u32) -> Result<Program, Refusal> {
         self.a.place(Label::Out);
+        if hook == Hook::State {
+            self.a.push_noted(Insn::Load { dst: R1, src: FP, off: BUSY_AT, size: DW }, "&busy");
+            self.a.push(Insn::MovImm { dst: R2, imm: 0 });
+            self.a.push_noted(Insn::Store { dst: R1, off: 0, src: R2, size: DW }, "0 -> busy");
+        }
+        if matches!(hook, Hook::State | Hook::Nested) {
+            self.a.place(Label::Exit);
+        }
         self.a.push(Insn::MovImm { dst: R0, imm: 0 });
         self.a.push(Insn::Exit);
         let code = self.a.finish().map_err(|e| Refusal::Unsupported(format!("{WHAT}'s program is malformed: {e}")))?;
@@ -514,14 +577,15 @@ fn assemble(btf: &Btf<'_>, hook: Hook) -> Result<Program, Refusal> {
     let k = Kernel::new(btf, WHAT);
     let what = hook.describe();
     let attach_btf_id = match hook {
-        Hook::State => k.named(Kind::Typedef, "btf_trace_inet_sock_set_state", &what)?,
+        Hook::State | Hook::Nested => k.named(Kind::Typedef, "btf_trace_inet_sock_set_state", &what)?,
         _ => k.func(hook.attach_to(), &what)?,
     };
     let params = || btf.params(attach_btf_id).ok_or_else(|| k.lacks(format_args!("prototype of {what}")));
     let mut p = Prog { k: &k, h: Helpers::of(&k)?, a: Asm::new(EVENT_LEN) };
     let (second, third) = (R7, R8);
     match hook {
-        Hook::State => {
+        Hook::State | Hook::Nested => {
+            p.busy_mark(hook);
             arg(&mut p.a, SK, 0, DW, "sk");
             arg(&mut p.a, second, 1, W, "oldstate");
             arg(&mut p.a, third, 2, W, "newstate");
@@ -547,7 +611,10 @@ fn assemble(btf: &Btf<'_>, hook: Hook) -> Result<Program, Refusal> {
     p.socket(hook.protocol())?;
     let tcp = |s: TcpState| i32::from(s.number());
     match hook {
-        Hook::State => {
+        Hook::State | Hook::Nested => {
+            if hook == Hook::Nested {
+                p.store_imm(NESTED, 1);
+            }
             p.a.store(STATE, third);
             p.a.store(OLD_STATE, second);
             p.store_imm(KIND, EventKind::State as i32);
@@ -672,6 +739,9 @@ pub struct Event {
     pub old_state: u8,
     pub ends: Ends,
     pub owner: Option<EventOwner>,
+    /// Written by the nested hook: a state change that came while the
+    /// state hook's program ran on its CPU.
+    pub nested: bool,
 }
 
 /// The process an event names.
@@ -741,6 +811,7 @@ impl Event {
             old_state,
             ends,
             owner,
+            nested: NESTED.read(b) == 1,
         })
     }
 }
@@ -768,7 +839,7 @@ struct Attached {
 pub struct Tracer {
     ring: Ring,
     ring_map: BpfMap,
-    lost: BpfMap,
+    counts: BpfMap,
     owners: Owners,
     /// Each hook: attached (its program and link) or why not.
     hooks: Vec<(Hook, Result<Attached, Refusal>)>,
@@ -794,12 +865,12 @@ impl Tracer {
             BpfMap::create(BPF_MAP_TYPE_RINGBUF, 0, 0, size, c"procspy_events").map_err(sys("bpf(BPF_MAP_CREATE)"))?;
         let owners = BpfMap::create(BPF_MAP_TYPE_LRU_HASH, 8, OWNER_LEN as u32, OWNERS_MAX, c"procspy_owners")
             .map_err(sys("bpf(BPF_MAP_CREATE)"))?;
-        let lost =
-            BpfMap::create(BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, 1, c"procspy_lost").map_err(sys("bpf(BPF_MAP_CREATE)"))?;
+        let counts = BpfMap::create(BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, BUSY as u32 + 1, c"procspy_counts")
+            .map_err(sys("bpf(BPF_MAP_CREATE)"))?;
         let me = BpfMap::create(BPF_MAP_TYPE_ARRAY, 4, 4, 1, c"procspy_self").map_err(sys("bpf(BPF_MAP_CREATE)"))?;
         me.update(&0u32.to_ne_bytes(), &std::process::id().to_ne_bytes()).map_err(sys("bpf(BPF_MAP_UPDATE_ELEM)"))?;
         let ring = Ring::map(ring_map.as_fd(), ring_size).map_err(sys("mmap of the ring buffer"))?;
-        let maps = [ring_map.as_fd(), owners.as_fd(), lost.as_fd(), me.as_fd()];
+        let maps = [ring_map.as_fd(), owners.as_fd(), counts.as_fd(), me.as_fd()];
         let mut hooks = Vec::with_capacity(programs.len());
         for (hook, program) in programs {
             let link = program.as_ref().map_err(Clone::clone).and_then(|p| {
@@ -816,7 +887,7 @@ impl Tracer {
             hooks.push((*hook, link));
         }
         let owners = Owners(Arc::new(owners));
-        Ok(Self { ring, ring_map, lost, owners, hooks, lost_seen: 0, record: [0; EVENT_LEN] })
+        Ok(Self { ring, ring_map, counts, owners, hooks, lost_seen: 0, record: [0; EVENT_LEN] })
     }
 
     /// Who acted on each socket last.
@@ -853,20 +924,31 @@ impl Tracer {
 
     /// Events lost since the last call: the ring had no room for them, or
     /// the kernel passed a program over because it was already running on
-    /// that CPU (its tracepoint fired in an interrupt that came while it ran).
+    /// that CPU (its tracepoint fired in an interrupt that came while it
+    /// ran), less those the nested hook caught.
     pub fn lost(&mut self) -> Result<u64, Errno> {
-        let mut per_cpu = vec![0u8; self.lost.lookup_len()];
-        self.lost.lookup(&0u32.to_ne_bytes(), &mut per_cpu)?;
-        let mut total =
-            per_cpu.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap_or_default())).sum::<u64>();
-        for (_, attached) in &self.hooks {
-            if let Ok(a) = attached {
-                total += bpf_sys::bpf_prog_recursion_misses(a.prog.as_fd())?;
+        // Caught before passed over: the kernel counts a pass-over before
+        // the nested hook counts its catch.
+        let caught = self.count(CAUGHT)?;
+        let mut passed_over = 0;
+        for (hook, attached) in &self.hooks {
+            // Not the nested hook's own: an event the state hook missed is
+            // counted there, whether the nested hook caught it or not.
+            if let (Ok(a), false) = (attached, *hook == Hook::Nested) {
+                passed_over += bpf_sys::bpf_prog_recursion_misses(a.prog.as_fd())?;
             }
         }
-        let new = total.wrapping_sub(self.lost_seen);
+        let total = (self.count(LOST)? + passed_over.saturating_sub(caught)).max(self.lost_seen);
+        let new = total - self.lost_seen;
         self.lost_seen = total;
         Ok(new)
+    }
+
+    /// Count `key` of the counts map, summed over CPUs.
+    fn count(&self, key: i32) -> Result<u64, Errno> {
+        let mut per_cpu = vec![0u8; self.counts.lookup_len()];
+        self.counts.lookup(&key.to_ne_bytes(), &mut per_cpu)?;
+        Ok(per_cpu.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap_or_default())).sum())
     }
 }
 
@@ -1039,5 +1121,85 @@ mod tests {
         );
         assert!(seen.iter().all(|e| e.netns > 0 && e.cookie > 0 && e.time_ns > 0 && e.protocol == Protocol::Tcp));
         assert_eq!(t.lost().unwrap(), 0);
+    }
+
+    /// Under a loopback storm, a state change in a softirq that came while
+    /// the state hook's program ran (which the kernel passes that program
+    /// over for) is written by the nested hook, once: no state change of
+    /// any socket is written twice, and where the kernel passed the state
+    /// hook over, the nested hook caught some of it.
+    #[test]
+    fn a_state_change_that_interrupts_the_program_is_caught_once() {
+        let mut t = match Tracer::start(1 << 24) {
+            Ok(t) => t,
+            Err(e) => return eprintln!("the tracer does not run here: {e}"),
+        };
+        let nested = t.hooks().any(|(h, refused)| h == Hook::Nested && refused.is_none());
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut storm: Vec<_> = (0..1)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        drop(std::net::TcpStream::connect(("127.0.0.1", port)));
+                    }
+                })
+            })
+            .collect();
+        let server = stop.clone();
+        storm.push(std::thread::spawn(move || {
+            while !server.load(std::sync::atomic::Ordering::Relaxed) {
+                drop(l.accept());
+            }
+        }));
+        let (mut ours, mut caught) = (Vec::new(), 0);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(4);
+        let mut quiet_since = None;
+        loop {
+            let storming = std::time::Instant::now() < deadline && caught < 20;
+            if !storming && !stop.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                // The server's last accept.
+                drop(std::net::TcpStream::connect(("127.0.0.1", port)));
+                quiet_since = Some(std::time::Instant::now());
+            }
+            match t.next() {
+                Next::Event(e) => {
+                    caught += usize::from(e.nested);
+                    if e.ends.local_port == port || e.ends.remote_port == port {
+                        ours.push((e.cookie, e.old_state, e.state, e.nested));
+                    }
+                }
+                Next::Dropped => panic!("a record that makes no sense"),
+                Next::Empty if quiet_since.is_some_and(|q| q.elapsed().as_millis() > 500) => break,
+                // Waiting as a caller does: the record that fills the ring
+                // to `WAKE_AT` wakes it with an interrupt, on whose way out
+                // the kernel runs the softirqs that came meanwhile, while
+                // the program runs.
+                Next::Empty => {
+                    let mut fds = [nix::poll::PollFd::new(t.fd(), nix::poll::PollFlags::POLLIN)];
+                    nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u8)).unwrap();
+                }
+            }
+        }
+        storm.into_iter().for_each(|s| s.join().unwrap());
+        let lost = t.lost().unwrap();
+        let mut changes: Vec<_> = ours.iter().map(|&(cookie, old, new, _)| (cookie, old, new)).collect();
+        let all = changes.len();
+        changes.sort_unstable();
+        changes.dedup();
+        assert_eq!(changes.len(), all, "a state change written twice");
+        let passed_over: u64 = t
+            .hooks
+            .iter()
+            .filter(|(h, _)| *h == Hook::State)
+            .map(|(_, a)| bpf_sys::bpf_prog_recursion_misses(a.as_ref().unwrap().prog.as_fd()).unwrap())
+            .sum();
+        eprintln!("{all} state changes of the storm's, {caught} caught nested, {passed_over} passed over, {lost} lost");
+        assert!(ours.len() > 1000, "a storm: {}", ours.len());
+        if nested && passed_over > 0 {
+            assert!(caught > 0, "{passed_over} passed over, none caught");
+        }
     }
 }

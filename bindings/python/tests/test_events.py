@@ -78,8 +78,8 @@ class EventsTest(unittest.TestCase):
         hooks = attached(w)
         self.assertIn("tp_btf/inet_sock_set_state", hooks)
         # On a shared host other traffic can make the kernel drop events (a
-        # full ring: a LOST event; the program skipped while it already ran
-        # on that CPU: unsaid): a scenario whose events did not all come is
+        # full ring, or the program skipped while it already ran on that
+        # CPU: a LOST event): a scenario whose events did not all come is
         # run again, three times at most. A wrong event fails at once.
         for _ in range(3):
             out = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, check=True, text=True)
