@@ -23,7 +23,7 @@ mkdir -p "$logs"
 failed=()
 limit=-max_total_time="$secs"
 [[ -n ${FUZZ_RUNS:-} ]] && limit=-runs="$FUZZ_RUNS"
-for t in parse_tcp parse_stat parse_sockstat parse_btf parse_mountinfo; do
+for t in parse_tcp parse_stat parse_sockstat parse_btf parse_mountinfo parse_diag; do
     mkdir -p "fuzz/corpus/$t"
     # The first corpus dir receives new inputs; the seeds are only read.
     cargo +nightly fuzz run "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
