@@ -278,7 +278,9 @@ static void check_walk_ends_at_first(procspy_walker *w, struct h_recs *recs, uin
     CHECK(st.processes > 0);
     CHECK(st.namespaces > 0);
     CHECK(st.elapsed_ns > 0);
-    CHECK_EQ(st.bytes_written > 0, cap > 0);
+    /* Within the buffer, none without one; none at all where the tables did
+       not fit in it and were dumped (a host with many TIME_WAITs). */
+    CHECK(cap > 0 ? st.bytes_written <= cap : st.bytes_written == 0);
     h_recs_free(recs);
 }
 

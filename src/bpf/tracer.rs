@@ -1137,29 +1137,45 @@ mod tests {
         let nested = t.hooks().any(|(h, refused)| h == Hook::Nested && refused.is_none());
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
-        // A client connecting and closing, a server accepting and closing.
+        // A client thread connects; a server thread accepts and resets,
+        // then lets the client go on: one connection at a time, so no
+        // backlog overflows on a slow host, and none left in TIME_WAIT.
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (client, server) = (stop.clone(), stop.clone());
+        let storming = stop.clone();
+        let (accepted, wait) = std::sync::mpsc::sync_channel(0);
         let storm = [
             std::thread::spawn(move || {
-                while !client.load(std::sync::atomic::Ordering::Relaxed) {
-                    drop(std::net::TcpStream::connect(("127.0.0.1", port)));
+                while !storming.load(std::sync::atomic::Ordering::Relaxed) {
+                    // A port freed by a reset may meet the reset again.
+                    let Ok(c) = std::net::TcpStream::connect(("127.0.0.1", port)) else { continue };
+                    wait.recv().unwrap();
+                    drop(c);
                 }
+                // The server's last accept, whose news nobody waits for.
+                drop(wait);
+                drop(std::net::TcpStream::connect(("127.0.0.1", port)));
             }),
             std::thread::spawn(move || {
-                while !server.load(std::sync::atomic::Ordering::Relaxed) {
-                    drop(l.accept());
+                let reset = nix::libc::linger { l_onoff: 1, l_linger: 0 };
+                loop {
+                    let (s, _) = l.accept().unwrap();
+                    nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::Linger, &reset).unwrap();
+                    drop(s);
+                    if accepted.send(()).is_err() {
+                        break;
+                    }
                 }
             }),
         ];
         let (mut ours, mut caught) = (Vec::new(), 0);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(4);
+        let start = std::time::Instant::now();
         let mut quiet_since = None;
         loop {
-            let storming = std::time::Instant::now() < deadline && caught < 20;
+            // Until 20 are caught, or 2 s and 5,000 events, or 15 s (an
+            // emulated CPU).
+            let ran = start.elapsed().as_secs();
+            let storming = caught < 20 && ran < 15 && (ran < 2 || ours.len() < 5_000);
             if !storming && !stop.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                // The server's last accept.
-                drop(std::net::TcpStream::connect(("127.0.0.1", port)));
                 quiet_since = Some(std::time::Instant::now());
             }
             match t.next() {
@@ -1196,7 +1212,7 @@ mod tests {
             .map(|(_, a)| bpf_sys::bpf_prog_recursion_misses(a.as_ref().unwrap().prog.as_fd()).unwrap())
             .sum();
         eprintln!("{all} events of the storm's, {caught} caught nested, {passed_over} passed over, {lost} lost");
-        assert!(ours.len() > 1000, "a storm: {}", ours.len());
+        assert!(ours.len() > 500, "a storm: {}", ours.len());
         if nested && passed_over > 0 {
             assert!(caught > 0, "{passed_over} passed over, none caught");
         }
