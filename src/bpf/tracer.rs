@@ -957,6 +957,12 @@ mod tests {
     use super::*;
     use crate::bpf::test_kernel::{HELPERS, check_listing, small_kernel};
 
+    /// Taken by each test that attaches a tracer: none attaches or
+    /// detaches (patching `tcp_close`'s entry) while another storms it.
+    /// Under QEMU's emulation, a 6.12 guest hit the patch's int3 after the
+    /// patch was done, and panicked.
+    static ATTACHING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     /// Every hook's program for a fixed kernel, as annotated listings: a
     /// change to what one does shows up as a diff of `tracer.listing`.
     /// `PROCSPY_BLESS=1` rewrites it.
@@ -1047,6 +1053,7 @@ mod tests {
     /// owner or none, never the peer that was running (bcc #2304).
     #[test]
     fn names_the_acting_process_and_never_the_interrupted_one() {
+        let _one = ATTACHING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         // The ring sees every test's and the host's TCP: room for bursts.
         let mut t = match Tracer::start(1 << 22) {
             Ok(t) => t,
@@ -1130,6 +1137,7 @@ mod tests {
     /// hook over, the nested hook caught some of it.
     #[test]
     fn a_state_change_that_interrupts_the_program_is_caught_once() {
+        let _one = ATTACHING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut t = match Tracer::start(1 << 24) {
             Ok(t) => t,
             Err(e) => return eprintln!("the tracer does not run here: {e}"),
