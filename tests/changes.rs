@@ -387,6 +387,51 @@ fn flash_seen_closed(new_netns: bool) -> Result<(), [u16; 2]> {
     Ok(())
 }
 
+/// A reset connection on a port that another connection's TIME_WAIT holds
+/// (on loopback a connect may take such a port for another peer) is still
+/// seen closed: its notification has lost its remote port, and the
+/// TIME_WAIT, whose remote port is another, is not it.
+#[test]
+fn a_reset_connection_on_a_time_waits_port_is_seen_closed() {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, connect, setsockopt, socket, sockopt};
+    use std::net::{SocketAddrV4, TcpListener, TcpStream};
+    let sharing = |port: u16, to: u16| {
+        let fd = socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+        setsockopt(&fd, sockopt::ReuseAddr, &true).unwrap();
+        let at = |port| SockaddrIn::from(SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port));
+        bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &at(port)).unwrap();
+        connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &at(to)).unwrap();
+        TcpStream::from(fd)
+    };
+    let here = common::proc::netns_of(std::process::id());
+    // A TIME_WAIT at `port`: its client closed first.
+    let first = TcpListener::bind("127.0.0.1:0").unwrap();
+    let c = sharing(0, first.local_addr().unwrap().port());
+    let port = c.local_addr().unwrap().port();
+    let (s, _) = first.accept().unwrap();
+    drop(c);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    drop((s, first));
+    let w = Walker::new(None).unwrap();
+    assert_eq!(changes(&w, None).0, Ok(()));
+    let (r, _, _) = changes(&w, None);
+    assert_eq!(r, Ok(()), "subscribed by now");
+    // Another connection from that port, reset at both ends.
+    let second = TcpListener::bind("127.0.0.1:0").unwrap();
+    let c = sharing(port, second.local_addr().unwrap().port());
+    let (s, _) = second.accept().unwrap();
+    for end in [&c, &s] {
+        setsockopt(end, sockopt::Linger, &nix::libc::linger { l_onoff: 1, l_linger: 0 }).unwrap();
+    }
+    drop((c, s));
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let (r, evs, _) = changes(&w, None);
+    assert_eq!(r, Ok(()));
+    let seen: Vec<Ev> = at_port(&evs, here, port).into_iter().filter(|e| e.kind == ChangeKind::SeenClosed).collect();
+    assert_eq!(seen.len(), 1, "the reset client: {evs:#?}");
+    assert_eq!((seen[0].remote_addr[..4].to_vec(), seen[0].remote_port), (vec![127, 0, 0, 1], 0), "{seen:#?}");
+}
+
 /// A connection that a call listed and that closes before the next is
 /// reported disappeared, not seen closed too: reset (its notification has
 /// lost part of its tuple) and closed gracefully (its client end lingers in

@@ -25,7 +25,7 @@
 use nix::errno::Errno;
 
 use crate::parse::diag::destroyed;
-use crate::parse::kernel::Protocol;
+use crate::parse::kernel::{Protocol, TcpState};
 use crate::parse::tcp::Conn;
 use crate::procfs::{DestroySocket, HostProc, Netns};
 
@@ -65,12 +65,16 @@ impl Closed {
     /// notification still has them. A reset socket has lost its remote port
     /// (not its remote address), and an unbound one its local address, by
     /// the time the kernel frees it; a listener never had a remote address.
+    /// A reset socket never becomes a TIME_WAIT: one listed with another
+    /// remote port is another connection from the same port (on loopback,
+    /// a new connection takes a port that another's TIME_WAIT holds).
     pub fn may_be(&self, netns: u64, protocol: Protocol, c: &Conn) -> bool {
         let d = &self.conn;
+        let reset = d.remote_port == 0 && d.remote_addr != [0; 16] && c.state != TcpState::TimeWait.number();
         (self.netns, self.protocol, d.family, d.local_port, d.remote_addr)
             == (netns, protocol, c.family, c.local_port, c.remote_addr)
             && (d.local_addr == c.local_addr || d.local_addr == [0; 16])
-            && (d.remote_port == c.remote_port || (d.remote_port == 0 && d.remote_addr != [0; 16]))
+            && (d.remote_port == c.remote_port || reset)
     }
 
     /// The order `may_be` searches in: what it compares exactly.
@@ -252,6 +256,27 @@ impl Subscriptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reset client's notification (remote port lost) is of its own
+    /// listed line, not of a TIME_WAIT another connection left on its port.
+    #[test]
+    fn a_reset_socket_is_not_another_connections_time_wait() {
+        let lo = [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let line = |remote_port, state: TcpState| Conn {
+            family: 4,
+            local_addr: lo,
+            local_port: 40968,
+            remote_addr: lo,
+            remote_port,
+            state: state.number(),
+            ..Conn::ZERO
+        };
+        let reset = Closed { netns: 1, protocol: Protocol::Tcp, conn: line(0, TcpState::Close), cookie: 9 };
+        assert!(reset.may_be(1, Protocol::Tcp, &line(43607, TcpState::Established)), "its own line");
+        assert!(!reset.may_be(1, Protocol::Tcp, &line(38467, TcpState::TimeWait)), "another's TIME_WAIT");
+        let graceful = Closed { conn: line(38467, TcpState::Close), ..reset };
+        assert!(graceful.may_be(1, Protocol::Tcp, &line(38467, TcpState::TimeWait)), "its own TIME_WAIT");
+    }
 
     #[test]
     fn a_flooding_source_takes_only_its_share() {
