@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use common::Holder;
 use common::child::{python3, script, start_until_ready};
 use procspy::engine::{Change, ChangeKind, OwnerScan, Protocols, Source};
-use procspy::{Error, Protocol, StateMask, Stats, Walker};
+use procspy::{Error, Protocol, StateMask, Stats, TcpState, Walker};
 
 const TIME_WAIT: u8 = 6;
 const MAX_FAILURES: usize = 40;
@@ -125,9 +125,11 @@ fn truth() -> Truth {
 /// as `t` in the same namespace and protocol: family, local port and remote
 /// address alike, and the local address and remote port too where the
 /// notification still has them (a reset socket loses its remote port, an
-/// unbound one its local address; a listener never had a remote address).
+/// unbound one its local address; a listener never had a remote address;
+/// a reset socket is never a TIME_WAIT).
 fn may_be(d: &Tuple, t: &Tuple) -> bool {
-    (d.0, d.2, d.3) == (t.0, t.2, t.3) && (d.1 == t.1 || d.1 == [0; 16]) && (d.4 == t.4 || (d.4 == 0 && d.3 != [0; 16]))
+    let reset = d.4 == 0 && d.3 != [0; 16] && t.5 != TcpState::TimeWait.number();
+    (d.0, d.2, d.3) == (t.0, t.2, t.3) && (d.1 == t.1 || d.1 == [0; 16]) && (d.4 == t.4 || reset)
 }
 
 /// What the mirror holds of a connection: its state and owner (pid, fd, start time).
