@@ -93,6 +93,8 @@ pub(super) enum Jmp {
     Ne,
     /// `BPF_JGT`: unsigned `>`.
     Gt,
+    /// `BPF_JSET`: `&` is not 0.
+    Set,
 }
 
 /// What a conditional jump compares its register with.
@@ -159,6 +161,11 @@ pub(super) enum Insn {
         dst: Reg,
         src: Reg,
     },
+    /// `dst -= src`
+    Sub {
+        dst: Reg,
+        src: Reg,
+    },
     /// `dst >>= imm` (unsigned)
     RshImm {
         dst: Reg,
@@ -199,12 +206,14 @@ const BPF_ATOMIC: u8 = 0xc0;
 const BPF_K: u8 = 0x00;
 const BPF_X: u8 = 0x08;
 const BPF_ADD: u8 = 0x00;
+const BPF_SUB: u8 = 0x10;
 const BPF_LSH: u8 = 0x60;
 const BPF_RSH: u8 = 0x70;
 const BPF_MOV: u8 = 0xb0;
 const BPF_JA: u8 = 0x00;
 const BPF_JEQ: u8 = 0x10;
 const BPF_JGT: u8 = 0x20;
+const BPF_JSET: u8 = 0x40;
 const BPF_JNE: u8 = 0x50;
 const BPF_CALL: u8 = 0x80;
 const BPF_EXIT: u8 = 0x90;
@@ -234,6 +243,7 @@ impl Insn {
             Jmp::Eq => BPF_JEQ,
             Jmp::Ne => BPF_JNE,
             Jmp::Gt => BPF_JGT,
+            Jmp::Set => BPF_JSET,
         };
         let (code, dst, src, off, imm) = match self {
             Insn::Load { dst, src, off, size } => (BPF_LDX | BPF_MEM | size.code(), dst.0, src.0, off, 0),
@@ -249,6 +259,7 @@ impl Insn {
             Insn::MovImm { dst, imm } => (BPF_ALU64 | BPF_MOV | BPF_K, dst.0, 0, 0, imm),
             Insn::AddImm { dst, imm } => (BPF_ALU64 | BPF_ADD | BPF_K, dst.0, 0, 0, imm),
             Insn::Add { dst, src } => (BPF_ALU64 | BPF_ADD | BPF_X, dst.0, src.0, 0, 0),
+            Insn::Sub { dst, src } => (BPF_ALU64 | BPF_SUB | BPF_X, dst.0, src.0, 0, 0),
             Insn::RshImm { dst, imm } => (BPF_ALU64 | BPF_RSH | BPF_K, dst.0, 0, 0, imm),
             Insn::LshImm { dst, imm } => (BPF_ALU64 | BPF_LSH | BPF_K, dst.0, 0, 0, imm),
             Insn::Ja { off } => (BPF_JMP | BPF_JA, 0, 0, off, 0),
@@ -293,6 +304,7 @@ impl Insn {
                 x if x == BPF_ALU64 | BPF_MOV | BPF_K => Insn::MovImm { dst, imm },
                 x if x == BPF_ALU64 | BPF_ADD | BPF_K => Insn::AddImm { dst, imm },
                 x if x == BPF_ALU64 | BPF_ADD | BPF_X => Insn::Add { dst, src },
+                x if x == BPF_ALU64 | BPF_SUB | BPF_X => Insn::Sub { dst, src },
                 x if x == BPF_ALU64 | BPF_RSH | BPF_K => Insn::RshImm { dst, imm },
                 x if x == BPF_ALU64 | BPF_LSH | BPF_K => Insn::LshImm { dst, imm },
                 x if x == BPF_JMP | BPF_JA => Insn::Ja { off },
@@ -302,6 +314,8 @@ impl Insn {
                 x if x == BPF_JMP | BPF_JNE | BPF_X => Insn::Jmp { op: Jmp::Ne, dst, src: Src::Reg(src), off },
                 x if x == BPF_JMP | BPF_JGT | BPF_K => Insn::Jmp { op: Jmp::Gt, dst, src: Src::Imm(imm), off },
                 x if x == BPF_JMP | BPF_JGT | BPF_X => Insn::Jmp { op: Jmp::Gt, dst, src: Src::Reg(src), off },
+                x if x == BPF_JMP | BPF_JSET | BPF_K => Insn::Jmp { op: Jmp::Set, dst, src: Src::Imm(imm), off },
+                x if x == BPF_JMP | BPF_JSET | BPF_X => Insn::Jmp { op: Jmp::Set, dst, src: Src::Reg(src), off },
                 x if x == BPF_JMP | BPF_CALL => Insn::Call { id: imm },
                 x if x == BPF_JMP | BPF_EXIT => Insn::Exit,
                 _ => return Err(DecodeError::Unknown(op)),
@@ -333,6 +347,7 @@ impl fmt::Display for Insn {
             Insn::MovImm { dst, imm } => write!(f, "{dst} = {imm}"),
             Insn::AddImm { dst, imm } => write!(f, "{dst} += {imm}"),
             Insn::Add { dst, src } => write!(f, "{dst} += {src}"),
+            Insn::Sub { dst, src } => write!(f, "{dst} -= {src}"),
             Insn::RshImm { dst, imm } => write!(f, "{dst} >>= {imm}"),
             Insn::LshImm { dst, imm } => write!(f, "{dst} <<= {imm}"),
             Insn::Ja { off } => write!(f, "goto pc{off:+}"),
@@ -341,6 +356,7 @@ impl fmt::Display for Insn {
                     Jmp::Eq => "==",
                     Jmp::Ne => "!=",
                     Jmp::Gt => ">",
+                    Jmp::Set => "&",
                 };
                 match src {
                     Src::Imm(imm) => write!(f, "if {dst} {op} {imm} goto pc{off:+}"),
@@ -445,6 +461,7 @@ impl<L: Copy + PartialEq + fmt::Debug> Asm<L> {
             Insn::MovImm { dst, imm } => self.holds[usize::from(dst.0)] = Some(imm.to_string()),
             Insn::AddImm { dst, .. }
             | Insn::Add { dst, .. }
+            | Insn::Sub { dst, .. }
             | Insn::RshImm { dst, .. }
             | Insn::LshImm { dst, .. }
             | Insn::LoadMap { dst, .. } => self.holds[usize::from(dst.0)] = None,
@@ -515,6 +532,10 @@ impl<L: Copy + PartialEq + fmt::Debug> Asm<L> {
     /// `if dst > src goto to` (unsigned)
     pub(super) fn jgt(&mut self, dst: Reg, src: impl Into<Src>, to: L) {
         self.jump_to(Insn::Jmp { op: Jmp::Gt, dst, src: src.into(), off: 0 }, to);
+    }
+    /// `if dst & src goto to`
+    pub(super) fn jset(&mut self, dst: Reg, src: impl Into<Src>, to: L) {
+        self.jump_to(Insn::Jmp { op: Jmp::Set, dst, src: src.into(), off: 0 }, to);
     }
 
     /// Points every jump to `label` here. A register holds here what it
@@ -622,13 +643,14 @@ mod tests {
             Insn::MovImm { dst: R0, imm: -1 },
             Insn::AddImm { dst: R2, imm: -88 },
             Insn::Add { dst: R3, src: R7 },
+            Insn::Sub { dst: R1, src: R6 },
             Insn::RshImm { dst: R0, imm: 32 },
             Insn::LshImm { dst: R3, imm: 2 },
             Insn::Ja { off: 70 },
             Insn::Call { id: 162 },
             Insn::Exit,
         ]);
-        for op in [Jmp::Eq, Jmp::Ne, Jmp::Gt] {
+        for op in [Jmp::Eq, Jmp::Ne, Jmp::Gt, Jmp::Set] {
             all.push(Insn::Jmp { op, dst: R4, src: Src::Imm(10), off: 3 });
             all.push(Insn::Jmp { op, dst: R3, src: Src::Reg(R4), off: 35 });
         }

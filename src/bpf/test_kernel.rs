@@ -83,9 +83,12 @@ pub(super) fn small_kernel(helpers: &[(&'static str, u32)]) -> Vec<u8> {
         (
             "task_struct",
             Kind::Struct,
-            6,
+            7,
             4096,
             &[
+                Name("stack"),
+                N(5),
+                bits(24),
                 Name("tgid"),
                 N(1),
                 bits(2000),
@@ -196,6 +199,7 @@ pub(super) fn small_kernel(helpers: &[(&'static str, u32)]) -> Vec<u8> {
         ("udpv6_destroy_sock", Kind::Func, 0, 36, &[]),                      // 44
         ("list_head", Kind::Struct, 2, 16, &[Name("next"), N(5), bits(0), Name("prev"), N(5), bits(8)]), // 45
         ("proto_ops", Kind::Struct, 1, 200, &[Name("family"), N(23), bits(0)]), // 46
+        ("irq_stack", Kind::Struct, 0, 16384, &[]),                          // 47
     ])
 }
 
