@@ -93,8 +93,6 @@ pub(super) enum Jmp {
     Ne,
     /// `BPF_JGT`: unsigned `>`.
     Gt,
-    /// `BPF_JSET`: `&` is not 0.
-    Set,
 }
 
 /// What a conditional jump compares its register with.
@@ -213,7 +211,6 @@ const BPF_MOV: u8 = 0xb0;
 const BPF_JA: u8 = 0x00;
 const BPF_JEQ: u8 = 0x10;
 const BPF_JGT: u8 = 0x20;
-const BPF_JSET: u8 = 0x40;
 const BPF_JNE: u8 = 0x50;
 const BPF_CALL: u8 = 0x80;
 const BPF_EXIT: u8 = 0x90;
@@ -243,7 +240,6 @@ impl Insn {
             Jmp::Eq => BPF_JEQ,
             Jmp::Ne => BPF_JNE,
             Jmp::Gt => BPF_JGT,
-            Jmp::Set => BPF_JSET,
         };
         let (code, dst, src, off, imm) = match self {
             Insn::Load { dst, src, off, size } => (BPF_LDX | BPF_MEM | size.code(), dst.0, src.0, off, 0),
@@ -314,8 +310,6 @@ impl Insn {
                 x if x == BPF_JMP | BPF_JNE | BPF_X => Insn::Jmp { op: Jmp::Ne, dst, src: Src::Reg(src), off },
                 x if x == BPF_JMP | BPF_JGT | BPF_K => Insn::Jmp { op: Jmp::Gt, dst, src: Src::Imm(imm), off },
                 x if x == BPF_JMP | BPF_JGT | BPF_X => Insn::Jmp { op: Jmp::Gt, dst, src: Src::Reg(src), off },
-                x if x == BPF_JMP | BPF_JSET | BPF_K => Insn::Jmp { op: Jmp::Set, dst, src: Src::Imm(imm), off },
-                x if x == BPF_JMP | BPF_JSET | BPF_X => Insn::Jmp { op: Jmp::Set, dst, src: Src::Reg(src), off },
                 x if x == BPF_JMP | BPF_CALL => Insn::Call { id: imm },
                 x if x == BPF_JMP | BPF_EXIT => Insn::Exit,
                 _ => return Err(DecodeError::Unknown(op)),
@@ -356,7 +350,6 @@ impl fmt::Display for Insn {
                     Jmp::Eq => "==",
                     Jmp::Ne => "!=",
                     Jmp::Gt => ">",
-                    Jmp::Set => "&",
                 };
                 match src {
                     Src::Imm(imm) => write!(f, "if {dst} {op} {imm} goto pc{off:+}"),
@@ -533,10 +526,6 @@ impl<L: Copy + PartialEq + fmt::Debug> Asm<L> {
     pub(super) fn jgt(&mut self, dst: Reg, src: impl Into<Src>, to: L) {
         self.jump_to(Insn::Jmp { op: Jmp::Gt, dst, src: src.into(), off: 0 }, to);
     }
-    /// `if dst & src goto to`
-    pub(super) fn jset(&mut self, dst: Reg, src: impl Into<Src>, to: L) {
-        self.jump_to(Insn::Jmp { op: Jmp::Set, dst, src: src.into(), off: 0 }, to);
-    }
 
     /// Points every jump to `label` here. A register holds here what it
     /// held on every way in (each jump, and the instruction before unless
@@ -650,7 +639,7 @@ mod tests {
             Insn::Call { id: 162 },
             Insn::Exit,
         ]);
-        for op in [Jmp::Eq, Jmp::Ne, Jmp::Gt, Jmp::Set] {
+        for op in [Jmp::Eq, Jmp::Ne, Jmp::Gt] {
             all.push(Insn::Jmp { op, dst: R4, src: Src::Imm(10), off: 3 });
             all.push(Insn::Jmp { op, dst: R3, src: Src::Reg(R4), off: 35 });
         }

@@ -27,10 +27,10 @@
 //!   passes the program over only for a state change that interrupted it
 //!   (in the few instructions the kernel runs around it too, where the first
 //!   mark is not set yet, or no more): so where the state hook's program
-//!   ran for a state change in an interrupt, it marks that it did, and the
+//!   ran for a state change in an interrupt, it marks which one, and the
 //!   nested hook, in the same interrupt next, takes the mark back or, not
-//!   finding it, writes the event. A program tells an interrupt by the
-//!   stack it runs on: not its task's.
+//!   finding its own there, writes the event. A program tells an interrupt
+//!   by the stack it runs on: not its task's.
 
 use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -83,27 +83,25 @@ const ENDS: EndSlots = EndSlots::at(72);
 const SOCKADDR: i16 = -(EVENT_LEN as i16) - 32;
 const SOCKADDR_LEN: i32 = 28;
 const KEY: i16 = SOCKADDR - 8;
-/// The state hook's pointer to its CPU's mark, for its way out, and what
-/// it leaves there.
+/// The state hook's pointer to its CPU's mark, for its way out.
 const MARK_AT: i16 = KEY - 8;
-const LEAVE_AT: i16 = KEY - 16;
 
 /// The programs' maps, by index.
 const RING: i32 = 0;
 const OWNERS: i32 = 1;
 /// Per CPU, by key: records the ring had no room for, events the nested
-/// hook caught, and the state hook's mark. Each value is a count (or the
-/// mark) and 8 bytes where a program turns a pointer into a number (a
-/// pointer stored in a map is loaded back as one).
+/// hook caught, and the state hook's mark. Each value is a count (or, in
+/// the mark, whether the state hook's program runs), 8 bytes where a
+/// program turns a pointer into a number (a pointer stored in a map is
+/// loaded back as one), and, in the mark, the state change in an
+/// interrupt the state hook's program ran for last (0: none).
 const COUNTS: i32 = 2;
-const COUNT_LEN: usize = 16;
+const COUNT_LEN: usize = 24;
+const SCRATCH: i16 = 8;
+const RAN_FOR: i16 = 16;
 const LOST: i32 = 0;
 const CAUGHT: i32 = 1;
 const MARK: i32 = 2;
-/// The mark's bits: the state hook's program runs on this CPU; it ran for
-/// the state change in an interrupt the nested hook is about to see.
-const RUNS: i32 = 1;
-const RAN: i32 = 2;
 /// The library's own tgid (entry 0).
 const SELF: i32 = 3;
 
@@ -544,9 +542,9 @@ impl Prog<'_, '_> {
     }
 
     /// The state hook marks its CPU before anything else (`ctx` kept in
-    /// `R8`): its program runs, and whether the state change came in an
-    /// interrupt. The nested hook goes on only where the state hook was
-    /// passed over (module docs), and counts what it goes on with.
+    /// `R8`): its program runs, and, for a state change in an interrupt,
+    /// which one it ran for. The nested hook goes on only where the state
+    /// hook was passed over (module docs), and counts what it goes on with.
     fn mark(&mut self, hook: Hook) {
         self.a.push(Insn::Mov { dst: R8, src: R1 });
         let stacks = stacks(self.k);
@@ -555,35 +553,52 @@ impl Prog<'_, '_> {
             self.a.load(R6, R0, stack);
         }
         self.lookup_count(MARK, "mark", Label::Exit);
+        let ran = R3;
         if stacks.is_some() {
-            // The tracepoint's arguments are on the stack the kernel runs
-            // on (a program's own frame may be a stack of its own).
-            self.a.push_noted(Insn::Store { dst: R0, off: 8, src: R8, size: DW }, "ctx -> counts (mark)[8]");
-            self.a.push_noted(Insn::Load { dst: R1, src: R0, off: 8, size: DW }, "ctx, a number");
+            // A pointer stored in a map is loaded back as a number. The
+            // tracepoint's arguments are on the stack the kernel runs on
+            // (a program's frame may be a stack of its own).
+            let number = |a: &mut Asm<Label>, dst: Reg, src: Reg, what: &str| {
+                a.push_noted(Insn::Store { dst: R0, off: SCRATCH, src, size: DW }, format!("{what} -> scratch"));
+                a.push_noted(Insn::Load { dst, src: R0, off: SCRATCH, size: DW }, format!("{what}, a number"));
+            };
+            number(&mut self.a, R1, R8, "ctx");
             self.a.push_noted(Insn::Sub { dst: R1, src: R6 }, "ctx - the task's stack");
+            // The state change: its sock, and 16 x old state + new state
+            // (a sock is far longer than 256 bytes).
+            let ctx = |a: &mut Asm<Label>, i: i16, size, what: &str| {
+                a.push_noted(Insn::Load { dst: R2, src: R8, off: 8 * i, size }, what.to_string());
+            };
+            ctx(&mut self.a, 0, DW, "sk");
+            number(&mut self.a, ran, R2, "sk");
+            ctx(&mut self.a, 1, W, "oldstate");
+            self.a.push(Insn::LshImm { dst: R2, imm: 4 });
+            self.a.push(Insn::Add { dst: ran, src: R2 });
+            ctx(&mut self.a, 2, W, "newstate");
+            self.a.push_noted(Insn::Add { dst: ran, src: R2 }, "the state change");
         }
         let interrupt = |a: &mut Asm<Label>, size: i32| a.jgt(R1, size - 1, Label::Interrupt);
         if hook == Hook::State {
             self.a.push_noted(Insn::Store { dst: FP, off: MARK_AT, src: R0, size: DW }, "&mark");
             if let Some((_, size)) = stacks {
-                self.a.push(Insn::MovImm { dst: R2, imm: RAN });
                 interrupt(&mut self.a, size);
+                self.a.push(Insn::MovImm { dst: ran, imm: 0 });
+                self.a.place(Label::Interrupt);
+                self.a.push_noted(Insn::Store { dst: R0, off: RAN_FOR, src: ran, size: DW }, "-> ran for");
             }
-            self.a.push(Insn::MovImm { dst: R2, imm: 0 });
-            self.a.place(Label::Interrupt);
-            self.a.push_noted(Insn::Store { dst: FP, off: LEAVE_AT, src: R2, size: DW }, "mark on the way out");
-            self.a.push(Insn::AddImm { dst: R2, imm: RUNS });
-            self.a.push_noted(Insn::Store { dst: R0, off: 0, src: R2, size: DW }, "-> mark");
+            self.a.push(Insn::MovImm { dst: R2, imm: 1 });
+            self.a.push_noted(Insn::Store { dst: R0, off: 0, src: R2, size: DW }, "1 -> runs");
         } else {
-            self.a.push_noted(Insn::Load { dst: R2, src: R0, off: 0, size: DW }, "mark");
-            self.a.jset(R2, RUNS, Label::Caught);
+            self.a.push_noted(Insn::Load { dst: R2, src: R0, off: 0, size: DW }, "runs");
+            self.a.jne(R2, 0, Label::Caught);
             if let Some((_, size)) = stacks {
-                self.a.push(Insn::MovImm { dst: R3, imm: 0 });
-                self.a.push_noted(Insn::Store { dst: R0, off: 0, src: R3, size: DW }, "0 -> mark");
+                self.a.push_noted(Insn::Load { dst: R2, src: R0, off: RAN_FOR, size: DW }, "ran for");
+                self.a.push(Insn::MovImm { dst: R4, imm: 0 });
+                self.a.push_noted(Insn::Store { dst: R0, off: RAN_FOR, src: R4, size: DW }, "0 -> ran for");
                 interrupt(&mut self.a, size);
                 self.a.ja(Label::Exit);
                 self.a.place(Label::Interrupt);
-                self.a.jset(R2, RAN, Label::Exit);
+                self.a.jeq(R2, ran, Label::Exit);
             } else {
                 self.a.ja(Label::Exit);
             }
@@ -598,8 +613,8 @@ impl Prog<'_, '_> {
         self.a.place(Label::Out);
         if hook == Hook::State {
             self.a.push_noted(Insn::Load { dst: R1, src: FP, off: MARK_AT, size: DW }, "&mark");
-            self.a.push_noted(Insn::Load { dst: R2, src: FP, off: LEAVE_AT, size: DW }, "mark on the way out");
-            self.a.push_noted(Insn::Store { dst: R1, off: 0, src: R2, size: DW }, "-> mark");
+            self.a.push(Insn::MovImm { dst: R2, imm: 0 });
+            self.a.push_noted(Insn::Store { dst: R1, off: 0, src: R2, size: DW }, "0 -> runs");
         }
         if matches!(hook, Hook::State | Hook::Nested) {
             self.a.place(Label::Exit);
@@ -999,9 +1014,10 @@ impl Tracer {
         // Caught read after passed over: the kernel counts a pass-over
         // before the nested hook, next on that CPU, counts its catch. One
         // counted a moment ago may be in flight still, its catch not yet
-        // counted: looked at again, a little later, before it is told.
+        // counted: looked at again, a little later (up to 1 ms), before it
+        // is told.
         let mut uncaught = state_passed_over.saturating_sub(self.count(CAUGHT)?);
-        for _ in 0..3 {
+        for _ in 0..10 {
             if !nested || uncaught <= self.uncaught_seen {
                 break;
             }
@@ -1300,8 +1316,10 @@ mod tests {
         let caught = t.count(CAUGHT).unwrap();
         eprintln!("{all} events of the storm's, {caught} caught nested, {passed_over} passed over, {lost} lost");
         assert!(ours.len() > 500, "a storm: {}", ours.len());
-        // Told as it went, as a caller is: no more than was lost at last.
-        assert_eq!(lost, t.count(LOST).unwrap() + passed_over.saturating_sub(caught), "{told} told while it ran");
+        // Told as it went, as a caller is: not less than was lost at last
+        // (more where a catch, in flight on another CPU, came late).
+        let uncaught = t.count(LOST).unwrap() + passed_over.saturating_sub(caught);
+        assert!(lost >= uncaught, "{lost} told, {uncaught} lost");
         // Where a program tells an interrupt by its stack, every state
         // change the kernel passed over is caught, in the few instructions
         // it runs around the program too; elsewhere, those that came while
