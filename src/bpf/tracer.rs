@@ -566,15 +566,12 @@ impl Prog<'_, '_> {
             self.a.push_noted(Insn::Sub { dst: R1, src: R6 }, "ctx - the task's stack");
             // The state change: its sock, and 16 x old state + new state
             // (a sock is far longer than 256 bytes).
-            let ctx = |a: &mut Asm<Label>, i: i16, size, what: &str| {
-                a.push_noted(Insn::Load { dst: R2, src: R8, off: 8 * i, size }, what.to_string());
-            };
-            ctx(&mut self.a, 0, DW, "sk");
+            arg_of(&mut self.a, R2, R8, 0, DW, "sk");
             number(&mut self.a, ran, R2, "sk");
-            ctx(&mut self.a, 1, W, "oldstate");
+            arg_of(&mut self.a, R2, R8, 1, W, "oldstate");
             self.a.push(Insn::LshImm { dst: R2, imm: 4 });
             self.a.push(Insn::Add { dst: ran, src: R2 });
-            ctx(&mut self.a, 2, W, "newstate");
+            arg_of(&mut self.a, R2, R8, 2, W, "newstate");
             self.a.push_noted(Insn::Add { dst: ran, src: R2 }, "the state change");
         }
         let interrupt = |a: &mut Asm<Label>, size: i32| a.jgt(R1, size - 1, Label::Interrupt);
@@ -634,10 +631,14 @@ impl Prog<'_, '_> {
     }
 }
 
-/// `ctx[i]`, the hook's `i`th argument (or, for an `fexit`, the return
-/// value after the last), `size` bytes of it.
+/// `ctx[i]` (`ctx` in `R1` unless given), the hook's `i`th argument (or,
+/// for an `fexit`, the return value after the last), `size` bytes of it.
+fn arg_of(a: &mut Asm<Label>, dst: Reg, ctx: Reg, i: u32, size: super::asm::Size, what: &str) {
+    a.push_noted(Insn::Load { dst, src: ctx, off: (8 * i) as i16, size }, what.to_string());
+}
+
 fn arg(a: &mut Asm<Label>, dst: Reg, i: u32, size: super::asm::Size, what: &str) {
-    a.push_noted(Insn::Load { dst, src: R1, off: (8 * i) as i16, size }, what.to_string());
+    arg_of(a, dst, R1, i, size, what);
 }
 
 /// The program of `hook` for the kernel `btf` describes.
