@@ -159,11 +159,6 @@ pub(super) enum Insn {
         dst: Reg,
         src: Reg,
     },
-    /// `dst -= src`
-    Sub {
-        dst: Reg,
-        src: Reg,
-    },
     /// `dst >>= imm` (unsigned)
     RshImm {
         dst: Reg,
@@ -204,7 +199,6 @@ const BPF_ATOMIC: u8 = 0xc0;
 const BPF_K: u8 = 0x00;
 const BPF_X: u8 = 0x08;
 const BPF_ADD: u8 = 0x00;
-const BPF_SUB: u8 = 0x10;
 const BPF_LSH: u8 = 0x60;
 const BPF_RSH: u8 = 0x70;
 const BPF_MOV: u8 = 0xb0;
@@ -255,7 +249,6 @@ impl Insn {
             Insn::MovImm { dst, imm } => (BPF_ALU64 | BPF_MOV | BPF_K, dst.0, 0, 0, imm),
             Insn::AddImm { dst, imm } => (BPF_ALU64 | BPF_ADD | BPF_K, dst.0, 0, 0, imm),
             Insn::Add { dst, src } => (BPF_ALU64 | BPF_ADD | BPF_X, dst.0, src.0, 0, 0),
-            Insn::Sub { dst, src } => (BPF_ALU64 | BPF_SUB | BPF_X, dst.0, src.0, 0, 0),
             Insn::RshImm { dst, imm } => (BPF_ALU64 | BPF_RSH | BPF_K, dst.0, 0, 0, imm),
             Insn::LshImm { dst, imm } => (BPF_ALU64 | BPF_LSH | BPF_K, dst.0, 0, 0, imm),
             Insn::Ja { off } => (BPF_JMP | BPF_JA, 0, 0, off, 0),
@@ -300,7 +293,6 @@ impl Insn {
                 x if x == BPF_ALU64 | BPF_MOV | BPF_K => Insn::MovImm { dst, imm },
                 x if x == BPF_ALU64 | BPF_ADD | BPF_K => Insn::AddImm { dst, imm },
                 x if x == BPF_ALU64 | BPF_ADD | BPF_X => Insn::Add { dst, src },
-                x if x == BPF_ALU64 | BPF_SUB | BPF_X => Insn::Sub { dst, src },
                 x if x == BPF_ALU64 | BPF_RSH | BPF_K => Insn::RshImm { dst, imm },
                 x if x == BPF_ALU64 | BPF_LSH | BPF_K => Insn::LshImm { dst, imm },
                 x if x == BPF_JMP | BPF_JA => Insn::Ja { off },
@@ -341,7 +333,6 @@ impl fmt::Display for Insn {
             Insn::MovImm { dst, imm } => write!(f, "{dst} = {imm}"),
             Insn::AddImm { dst, imm } => write!(f, "{dst} += {imm}"),
             Insn::Add { dst, src } => write!(f, "{dst} += {src}"),
-            Insn::Sub { dst, src } => write!(f, "{dst} -= {src}"),
             Insn::RshImm { dst, imm } => write!(f, "{dst} >>= {imm}"),
             Insn::LshImm { dst, imm } => write!(f, "{dst} <<= {imm}"),
             Insn::Ja { off } => write!(f, "goto pc{off:+}"),
@@ -454,7 +445,6 @@ impl<L: Copy + PartialEq + fmt::Debug> Asm<L> {
             Insn::MovImm { dst, imm } => self.holds[usize::from(dst.0)] = Some(imm.to_string()),
             Insn::AddImm { dst, .. }
             | Insn::Add { dst, .. }
-            | Insn::Sub { dst, .. }
             | Insn::RshImm { dst, .. }
             | Insn::LshImm { dst, .. }
             | Insn::LoadMap { dst, .. } => self.holds[usize::from(dst.0)] = None,
@@ -632,7 +622,6 @@ mod tests {
             Insn::MovImm { dst: R0, imm: -1 },
             Insn::AddImm { dst: R2, imm: -88 },
             Insn::Add { dst: R3, src: R7 },
-            Insn::Sub { dst: R1, src: R6 },
             Insn::RshImm { dst: R0, imm: 32 },
             Insn::LshImm { dst: R3, imm: 2 },
             Insn::Ja { off: 70 },

@@ -91,19 +91,24 @@ const RING: i32 = 0;
 const OWNERS: i32 = 1;
 /// Per CPU, by key: records the ring had no room for, events the nested
 /// hook caught, and the state hook's mark. Each value is a count (or, in
-/// the mark, whether the state hook's program runs), 8 bytes where a
-/// program turns a pointer into a number (a pointer stored in a map is
-/// loaded back as one), and, in the mark, the state change in an
-/// interrupt the state hook's program ran for last (0: none).
+/// the mark, whether the state hook's program runs), and, in the mark, the
+/// state change in an interrupt the state hook's program ran for last: its
+/// sock (0: none) and states.
 const COUNTS: i32 = 2;
 const COUNT_LEN: usize = 24;
-const SCRATCH: i16 = 8;
-const RAN_FOR: i16 = 16;
+const RAN_SK: i16 = 8;
+const RAN_STATES: i16 = 16;
 const LOST: i32 = 0;
 const CAUGHT: i32 = 1;
 const MARK: i32 = 2;
 /// The library's own tgid (entry 0).
 const SELF: i32 = 3;
+/// Per task, where the kernel lets a program keep something for a task
+/// (task local storage): the state change in a task the state hook's
+/// program ran for last, as the counts map's mark keeps one in an interrupt.
+const TASKS: i32 = 4;
+const TASK_MARK_LEN: u32 = 16;
+const BPF_LOCAL_STORAGE_GET_F_CREATE: i32 = 1;
 
 /// Bytes waiting in the ring at which a record wakes its reader
 /// (`BPF_RB_FORCE_WAKEUP`); the others do not (`BPF_RB_NO_WAKEUP`) and a
@@ -283,6 +288,12 @@ enum Label {
     Interrupt,
     /// The nested hook writes the state change: the state hook missed it.
     Caught,
+    /// The state hook has marked which state change it ran for.
+    Marked,
+    /// The task has no mark: its CPU's tells what it can.
+    Runs,
+    /// The nested hook compares the mark with its own state change.
+    Compare,
     Out,
     /// Out, leaving the mark as it is.
     Exit,
@@ -542,66 +553,123 @@ impl Prog<'_, '_> {
     }
 
     /// The state hook marks its CPU before anything else (`ctx` kept in
-    /// `R8`): its program runs, and, for a state change in an interrupt,
-    /// which one it ran for. The nested hook goes on only where the state
-    /// hook was passed over (module docs), and counts what it goes on with.
-    fn mark(&mut self, hook: Hook) {
+    /// `R8`): its program runs, and which state change it ran for, in an
+    /// interrupt on its CPU's mark, or (`by_task`) in a task on the task's.
+    /// The nested hook goes on only where the state hook was passed over
+    /// (module docs), and counts what it goes on with.
+    fn mark(&mut self, hook: Hook, by_task: bool) -> Result<(), Refusal> {
+        let (task, sk, states) = (R6, R7, R9);
         self.a.push(Insn::Mov { dst: R8, src: R1 });
         let stacks = stacks(self.k);
-        if let Some((stack, _)) = &stacks {
+        let by_task = match (by_task, &stacks) {
+            (false, _) => None,
+            (true, Some(_)) => Some(self.k.helper("task_storage_get")?),
+            (true, None) => {
+                return Err(self.k.lacks("struct irq_stack, to tell a task's state change from an interrupt's"));
+            }
+        };
+        if stacks.is_some() {
             self.a.call(self.h.get_current_task_btf);
-            self.a.load(R6, R0, stack);
+            self.a.push(Insn::Mov { dst: task, src: R0 });
         }
         self.lookup_count(MARK, "mark", Label::Exit);
-        let ran = R3;
-        if stacks.is_some() {
-            // A pointer stored in a map is loaded back as a number. The
-            // tracepoint's arguments are on the stack the kernel runs on
-            // (a program's frame may be a stack of its own).
-            let number = |a: &mut Asm<Label>, dst: Reg, src: Reg, what: &str| {
-                a.push_noted(Insn::Store { dst: R0, off: SCRATCH, src, size: DW }, format!("{what} -> scratch"));
-                a.push_noted(Insn::Load { dst, src: R0, off: SCRATCH, size: DW }, format!("{what}, a number"));
-            };
-            number(&mut self.a, R1, R8, "ctx");
-            self.a.push_noted(Insn::Sub { dst: R1, src: R6 }, "ctx - the task's stack");
-            // The state change: its sock, and 16 x old state + new state
-            // (a sock is far longer than 256 bytes).
-            arg_of(&mut self.a, R2, R8, 0, DW, "sk");
-            number(&mut self.a, ran, R2, "sk");
-            arg_of(&mut self.a, R2, R8, 1, W, "oldstate");
-            self.a.push(Insn::LshImm { dst: R2, imm: 4 });
-            self.a.push(Insn::Add { dst: ran, src: R2 });
-            arg_of(&mut self.a, R2, R8, 2, W, "newstate");
-            self.a.push_noted(Insn::Add { dst: ran, src: R2 }, "the state change");
-        }
-        let interrupt = |a: &mut Asm<Label>, size: i32| a.jgt(R1, size - 1, Label::Interrupt);
-        if hook == Hook::State {
-            self.a.push_noted(Insn::Store { dst: FP, off: MARK_AT, src: R0, size: DW }, "&mark");
-            if let Some((_, size)) = stacks {
-                interrupt(&mut self.a, size);
-                self.a.push(Insn::MovImm { dst: ran, imm: 0 });
-                self.a.place(Label::Interrupt);
-                self.a.push_noted(Insn::Store { dst: R0, off: RAN_FOR, src: ran, size: DW }, "-> ran for");
-            }
-            self.a.push(Insn::MovImm { dst: R2, imm: 1 });
-            self.a.push_noted(Insn::Store { dst: R0, off: 0, src: R2, size: DW }, "1 -> runs");
-        } else {
-            self.a.push_noted(Insn::Load { dst: R2, src: R0, off: 0, size: DW }, "runs");
-            self.a.jne(R2, 0, Label::Caught);
-            if let Some((_, size)) = stacks {
-                self.a.push_noted(Insn::Load { dst: R2, src: R0, off: RAN_FOR, size: DW }, "ran for");
-                self.a.push(Insn::MovImm { dst: R4, imm: 0 });
-                self.a.push_noted(Insn::Store { dst: R0, off: RAN_FOR, src: R4, size: DW }, "0 -> ran for");
-                interrupt(&mut self.a, size);
-                self.a.ja(Label::Exit);
-                self.a.place(Label::Interrupt);
-                self.a.jeq(R2, ran, Label::Exit);
+        self.a.push_noted(Insn::Store { dst: FP, off: MARK_AT, src: R0, size: DW }, "&mark");
+        let runs = |a: &mut Asm<Label>| {
+            a.push_noted(Insn::Load { dst: R4, src: R0, off: 0, size: DW }, "runs");
+            a.jne(R4, 0, Label::Caught);
+        };
+        let Some((stack, size)) = stacks else {
+            if hook == Hook::State {
+                self.set_runs();
             } else {
+                runs(&mut self.a);
                 self.a.ja(Label::Exit);
+                self.caught();
             }
-            self.a.place(Label::Caught);
-            self.count(CAUGHT, "caught", Label::Exit);
+            return Ok(());
+        };
+        // The state change: its sock, and 16 x old state + new state.
+        arg_of(&mut self.a, sk, R8, 0, DW, "sk");
+        arg_of(&mut self.a, states, R8, 1, W, "oldstate");
+        self.a.push(Insn::LshImm { dst: states, imm: 4 });
+        arg_of(&mut self.a, R2, R8, 2, W, "newstate");
+        self.a.push_noted(Insn::Add { dst: states, src: R2 }, "the states");
+        let get_task_mark = |a: &mut Asm<Label>, helper, flags| {
+            a.load_map(R1, TASKS, "task marks");
+            a.push(Insn::Mov { dst: R2, src: task });
+            a.push(Insn::MovImm { dst: R3, imm: 0 });
+            a.push(Insn::MovImm { dst: R4, imm: flags });
+            a.call(helper);
+        };
+        let clear = |a: &mut Asm<Label>, off: i16, what: &str| {
+            a.push(Insn::MovImm { dst: R4, imm: 0 });
+            a.push_noted(Insn::Store { dst: R0, off, src: R4, size: DW }, format!("0 -> {what}"));
+        };
+        if hook == Hook::Nested {
+            self.a.push_noted(Insn::Load { dst: R2, src: R0, off: RAN_SK, size: DW }, "ran for: sk");
+            self.a.push_noted(Insn::Load { dst: R3, src: R0, off: RAN_STATES, size: DW }, "ran for: states");
+            clear(&mut self.a, RAN_SK, "ran for");
         }
+        // `ctx` lies on the stack the kernel runs on (a program's frame may
+        // be a stack of its own): in an interrupt, not its task's.
+        self.a.load(R1, task, &stack);
+        self.a.jgt(R1, R8, Label::Interrupt);
+        self.a.push(Insn::AddImm { dst: R1, imm: size - 1 });
+        self.a.jgt(R8, R1, Label::Interrupt);
+        let store = |a: &mut Asm<Label>, at: i16, what: &str| {
+            a.push_noted(Insn::Store { dst: R0, off: at, src: sk, size: DW }, format!("sk -> {what}"));
+            a.push_noted(Insn::Store { dst: R0, off: at + 8, src: states, size: DW }, format!("states -> {what}"));
+        };
+        if hook == Hook::State {
+            clear(&mut self.a, RAN_SK, "ran for");
+            if let Some(helper) = by_task {
+                get_task_mark(&mut self.a, helper, BPF_LOCAL_STORAGE_GET_F_CREATE);
+                self.a.jeq(R0, 0, Label::Marked);
+                store(&mut self.a, 0, "the task's mark");
+            }
+            self.a.ja(Label::Marked);
+            self.a.place(Label::Interrupt);
+            store(&mut self.a, RAN_SK, "ran for");
+            self.a.place(Label::Marked);
+            self.a.push_noted(Insn::Load { dst: R0, src: FP, off: MARK_AT, size: DW }, "&mark");
+            self.set_runs();
+        } else {
+            // A task may move to another CPU between the two programs (from
+            // Linux 7.0, tracepoints run preemptibly): its own mark, where it
+            // has one, tells; its CPU's "runs" may be another task's.
+            if let Some(helper) = by_task {
+                get_task_mark(&mut self.a, helper, 0);
+                self.a.jeq(R0, 0, Label::Runs);
+                self.a.push_noted(Insn::Load { dst: R2, src: R0, off: 0, size: DW }, "the task's mark: sk");
+                self.a.push_noted(Insn::Load { dst: R3, src: R0, off: 8, size: DW }, "the task's mark: states");
+                clear(&mut self.a, 0, "the task's mark");
+                self.a.ja(Label::Compare);
+                self.a.place(Label::Runs);
+                self.a.push_noted(Insn::Load { dst: R0, src: FP, off: MARK_AT, size: DW }, "&mark");
+            }
+            runs(&mut self.a);
+            self.a.ja(Label::Exit);
+            self.a.place(Label::Interrupt);
+            runs(&mut self.a);
+            self.a.place(Label::Compare);
+            self.a.jne(sk, R2, Label::Caught);
+            self.a.jeq(states, R3, Label::Exit);
+            self.caught();
+        }
+        Ok(())
+    }
+
+    /// The state hook's mark (at `r0`): its program runs.
+    fn set_runs(&mut self) {
+        self.a.push(Insn::MovImm { dst: R2, imm: 1 });
+        self.a.push_noted(Insn::Store { dst: R0, off: 0, src: R2, size: DW }, "1 -> runs");
+        self.a.push(Insn::Mov { dst: R1, src: R8 });
+    }
+
+    /// `Caught`: the nested hook counts the state change it goes on with.
+    fn caught(&mut self) {
+        self.a.place(Label::Caught);
+        self.count(CAUGHT, "caught", Label::Exit);
         self.a.push(Insn::Mov { dst: R1, src: R8 });
     }
 
@@ -641,8 +709,9 @@ fn arg(a: &mut Asm<Label>, dst: Reg, i: u32, size: super::asm::Size, what: &str)
     arg_of(a, dst, R1, i, size, what);
 }
 
-/// The program of `hook` for the kernel `btf` describes.
-fn assemble(btf: &Btf<'_>, hook: Hook) -> Result<Program, Refusal> {
+/// The program of `hook` for the kernel `btf` describes; the state and
+/// nested hooks' marking each task too where `by_task`.
+fn assemble(btf: &Btf<'_>, hook: Hook, by_task: bool) -> Result<Program, Refusal> {
     let k = Kernel::new(btf, WHAT);
     let what = hook.describe();
     let attach_btf_id = match hook {
@@ -654,7 +723,7 @@ fn assemble(btf: &Btf<'_>, hook: Hook) -> Result<Program, Refusal> {
     let (second, third) = (R7, R8);
     match hook {
         Hook::State | Hook::Nested => {
-            p.mark(hook);
+            p.mark(hook, by_task)?;
             arg(&mut p.a, SK, 0, DW, "sk");
             arg(&mut p.a, second, 1, W, "oldstate");
             arg(&mut p.a, third, 2, W, "newstate");
@@ -786,15 +855,44 @@ fn stacks(k: &Kernel<'_>) -> Option<(Field, i32)> {
 /// A hook and its program, or why it has none.
 type Assembled = (Hook, Result<Program, Refusal>);
 
-/// Each hook's program, assembled once per process (the kernel's layout
+/// Each hook's program (the state and nested hooks' marking each CPU
+/// only), and the state and nested hooks' programs that mark each task
+/// too, or why there are none.
+struct Programs {
+    each: Vec<Assembled>,
+    by_task: Result<[Program; 2], Refusal>,
+}
+
+/// Each hook's programs, assembled once per process (the kernel's layout
 /// does not change under it); a failed read of its BTF is tried again.
-fn programs() -> Result<&'static [Assembled], Refusal> {
-    static PROGRAMS: OnceLock<Vec<Assembled>> = OnceLock::new();
+fn programs() -> Result<&'static Programs, Refusal> {
+    static PROGRAMS: OnceLock<Programs> = OnceLock::new();
     if let Some(built) = PROGRAMS.get() {
         return Ok(built);
     }
-    let built = with_vmlinux(WHAT, |btf| Ok(Hook::ALL.iter().map(|&h| (h, assemble(btf, h))).collect()))?;
+    let built = with_vmlinux(WHAT, |btf| {
+        let each = Hook::ALL.iter().map(|&h| (h, assemble(btf, h, false))).collect();
+        let by_task = assemble(btf, Hook::State, true).and_then(|s| Ok([s, assemble(btf, Hook::Nested, true)?]));
+        Ok(Programs { each, by_task })
+    })?;
     Ok(PROGRAMS.get_or_init(|| built))
+}
+
+/// The map of the tasks' marks. The kernel makes task local storage only
+/// with the BTF of its key (a 4-byte int) and value, so that is loaded
+/// first.
+fn task_marks() -> Result<BpfMap, Refusal> {
+    use crate::parse::btf::build::{W::N, W::Name, blob};
+    const BTF_INT_SIGNED: u32 = 1 << 24;
+    let sys = |call| move |errno| Refusal::Sys { call, errno };
+    let types = blob(&[
+        ("int", Kind::Int, 0, 4, &[N(BTF_INT_SIGNED | 32)]),   // 1
+        ("long long unsigned int", Kind::Int, 0, 8, &[N(64)]), // 2
+        ("procspy_task_mark", Kind::Struct, 2, TASK_MARK_LEN, &[Name("sk"), N(2), N(0), Name("states"), N(2), N(64)]),
+    ]);
+    let btf = bpf_sys::bpf_btf_load(&types).map_err(sys("bpf(BPF_BTF_LOAD)"))?;
+    BpfMap::create_task_storage(TASK_MARK_LEN, btf.as_fd(), (1, 3), c"procspy_tasks")
+        .map_err(sys("bpf(BPF_MAP_CREATE)"))
 }
 
 /// One event, as a program wrote it.
@@ -915,6 +1013,8 @@ pub struct Tracer {
     owners: Owners,
     /// Each hook: attached (its program and link) or why not.
     hooks: Vec<(Hook, Result<Attached, Refusal>)>,
+    /// Why the state and nested hooks mark each CPU only, if they do.
+    task_marks: Option<Refusal>,
     /// The kernel's loss count when last read, and of it the state hook's
     /// pass-overs the nested hook did not catch.
     lost_seen: u64,
@@ -932,7 +1032,7 @@ impl Tracer {
         let programs = programs()?;
         // Refused by name before any map is made: on a kernel that charges
         // maps to RLIMIT_MEMLOCK (5.10), the ring would fail first, as EPERM.
-        if let Some((_, Err(e))) = programs.iter().find(|(h, _)| *h == Hook::State) {
+        if let Some((_, Err(e))) = programs.each.iter().find(|(h, _)| *h == Hook::State) {
             return Err(e.clone());
         }
         let ring_map =
@@ -945,10 +1045,29 @@ impl Tracer {
         me.update(&0u32.to_ne_bytes(), &std::process::id().to_ne_bytes()).map_err(sys("bpf(BPF_MAP_UPDATE_ELEM)"))?;
         let ring = Ring::map(ring_map.as_fd(), ring_size).map_err(sys("mmap of the ring buffer"))?;
         let maps = [ring_map.as_fd(), owners.as_fd(), counts.as_fd(), me.as_fd()];
-        let mut hooks = Vec::with_capacity(programs.len());
-        for (hook, program) in programs {
+        // The state and nested hooks' programs that mark each task, where
+        // the kernel takes both; those that mark each CPU only where not.
+        let by_task = programs.by_task.as_ref().map_err(Clone::clone).and_then(|[state, nested]| {
+            let tasks = task_marks()?;
+            let maps = [maps[0], maps[1], maps[2], maps[3], tasks.as_fd()];
+            Ok([Some(state.load(&maps)?), Some(nested.load(&maps)?)])
+        });
+        let (mut by_task, task_marks) = match by_task {
+            Ok(loaded) => (loaded, None),
+            Err(e) => ([None, None], Some(e)),
+        };
+        let mut hooks = Vec::with_capacity(programs.each.len());
+        for (hook, program) in &programs.each {
+            let loaded = match hook {
+                Hook::State => by_task[0].take(),
+                Hook::Nested => by_task[1].take(),
+                _ => None,
+            };
             let link = program.as_ref().map_err(Clone::clone).and_then(|p| {
-                let prog = p.load(&maps)?;
+                let prog = match loaded {
+                    Some(prog) => prog,
+                    None => p.load(&maps)?,
+                };
                 let link = bpf_sys::bpf_attach_tracing(prog.as_fd())
                     .map_err(|errno| Refusal::Sys { call: "attach", errno })?;
                 Ok(Attached { prog, _link: link })
@@ -961,7 +1080,17 @@ impl Tracer {
             hooks.push((*hook, link));
         }
         let owners = Owners(Arc::new(owners));
-        Ok(Self { ring, ring_map, counts, owners, hooks, lost_seen: 0, uncaught_seen: 0, record: [0; EVENT_LEN] })
+        Ok(Self {
+            ring,
+            ring_map,
+            counts,
+            owners,
+            hooks,
+            task_marks,
+            lost_seen: 0,
+            uncaught_seen: 0,
+            record: [0; EVENT_LEN],
+        })
     }
 
     /// Who acted on each socket last.
@@ -977,6 +1106,14 @@ impl Tracer {
     /// Each hook, and why it is not attached where it is not.
     pub fn hooks(&self) -> impl Iterator<Item = (Hook, Option<&Refusal>)> {
         self.hooks.iter().map(|(h, r)| (*h, r.as_ref().err()))
+    }
+
+    /// Why the state and nested hooks' programs keep no mark per task
+    /// (and a task's state change that the state hook is passed over for,
+    /// outside an interrupt, may go uncaught on a kernel that preempts
+    /// them), if they keep none.
+    pub fn task_marks(&self) -> Option<&Refusal> {
+        self.task_marks.as_ref()
     }
 
     /// The next event, if one is waiting.
@@ -1078,9 +1215,10 @@ mod tests {
     fn the_programs_are_the_committed_listing() {
         let kernel = small_kernel(&HELPERS);
         let btf = Btf::parse(&kernel).unwrap();
-        let programs: Vec<Program> = Hook::ALL
-            .iter()
-            .map(|&hook| assemble(&btf, hook).unwrap_or_else(|e| panic!("{}: {e}", hook.describe())))
+        let each = Hook::ALL.iter().map(|&hook| (hook, false));
+        let programs: Vec<Program> = each
+            .chain([(Hook::State, true), (Hook::Nested, true)])
+            .map(|(hook, by_task)| assemble(&btf, hook, by_task).unwrap_or_else(|e| panic!("{}: {e}", hook.describe())))
             .collect();
         check_listing(&programs, "tracer.listing", include_str!("tracer.listing"));
     }
@@ -1094,17 +1232,33 @@ mod tests {
         let kernel = without("BPF_FUNC_get_current_task_btf"); // Linux 5.10
         let btf = Btf::parse(&kernel).unwrap();
         for hook in Hook::ALL {
-            let e = assemble(&btf, hook).unwrap_err().to_string();
+            let e = assemble(&btf, hook, false).unwrap_err().to_string();
             assert!(e.contains("BPF_FUNC_get_current_task_btf") && e.contains(WHAT), "{e}");
         }
+        // Marks per task: a kernel without task local storage's helper
+        // (Linux 5.10), or without a way to tell an interrupt (not x86-64).
+        let kernel = without("BPF_FUNC_task_storage_get");
+        let btf = Btf::parse(&kernel).unwrap();
+        for hook in [Hook::State, Hook::Nested] {
+            let e = assemble(&btf, hook, true).unwrap_err().to_string();
+            assert!(e.contains("BPF_FUNC_task_storage_get"), "{e}");
+            assert!(assemble(&btf, hook, false).is_ok());
+        }
+        let mut other = small_kernel(&HELPERS);
+        let at = other.windows(9).position(|w| w == b"irq_stack").unwrap();
+        other[at] = b'x';
+        let btf = Btf::parse(&other).unwrap();
+        let e = assemble(&btf, Hook::Nested, true).unwrap_err().to_string();
+        assert!(e.contains("struct irq_stack"), "{e}");
+        assert!(assemble(&btf, Hook::Nested, false).is_ok());
         let kernel = small_kernel(&HELPERS);
         let mut renamed = kernel.clone();
         let at = renamed.windows(19).position(|w| w == b"security_sock_graft").unwrap();
         renamed[at] = b'x';
         let btf = Btf::parse(&renamed).unwrap();
-        let e = assemble(&btf, Hook::Accept).unwrap_err().to_string();
+        let e = assemble(&btf, Hook::Accept, false).unwrap_err().to_string();
         assert!(e.contains("fentry/security_sock_graft (security_sock_graft)"), "{e}");
-        assert!(assemble(&btf, Hook::State).is_ok() && assemble(&btf, Hook::TcpClose).is_ok());
+        assert!(assemble(&btf, Hook::State, false).is_ok() && assemble(&btf, Hook::TcpClose, false).is_ok());
     }
 
     #[test]
@@ -1343,12 +1497,17 @@ mod tests {
         // Where a program tells an interrupt by its stack, every state
         // change the kernel passed over is caught, in the few instructions
         // it runs around the program too; elsewhere, those that came while
-        // the program ran. Unless a task can be preempted in the program's
-        // run (Linux 7.0 runs a tracepoint's programs preemptibly): then
-        // another task's state change on that CPU passes it over too,
-        // outside any interrupt, where no mark can tell.
+        // the program ran. A task preempted around the program's run
+        // (Linux 7.0 runs a tracepoint's programs preemptibly) passes it
+        // over for another task's state change on that CPU, outside any
+        // interrupt: caught where each task keeps a mark, which a kernel
+        // that offers task local storage takes.
         let by_stack = with_vmlinux(WHAT, |btf| Ok(stacks(&Kernel::new(btf, WHAT)).is_some())).unwrap();
-        if nested && by_stack && !may_preempt_in_the_kernel() {
+        let by_task = t.task_marks().is_none();
+        if let (Ok(_), Some(why)) = (&programs().unwrap().by_task, t.task_marks()) {
+            panic!("the kernel offers task local storage but refused the marks per task: {why}");
+        }
+        if nested && by_stack && (by_task || !may_preempt_in_the_kernel()) {
             assert_eq!(caught, passed_over, "passed over, caught");
         } else if nested && passed_over > 0 {
             assert!(caught > 0, "{passed_over} passed over, none caught");

@@ -184,14 +184,21 @@ impl Events {
         match &self.tracer {
             None => vec!["BPF tracer: not started (the first events call starts it)".into()],
             Some(Err(e)) => vec![format!("BPF tracer: refused: {e}")],
-            Some(Ok(t)) => t
-                .hooks()
-                .map(|(h, refused)| match refused {
-                    None => format!("BPF tracer {}: attached", h.describe()),
-                    Some(why) if h == Hook::State => format!("BPF tracer {}: {why}", h.describe()),
-                    Some(why) => format!("BPF tracer {}: not attached: {why}", h.describe()),
-                })
-                .collect(),
+            Some(Ok(t)) => {
+                let mut lines: Vec<String> = t
+                    .hooks()
+                    .map(|(h, refused)| match refused {
+                        None => format!("BPF tracer {}: attached", h.describe()),
+                        Some(why) if h == Hook::State => format!("BPF tracer {}: {why}", h.describe()),
+                        Some(why) => format!("BPF tracer {}: not attached: {why}", h.describe()),
+                    })
+                    .collect();
+                lines.push(match t.task_marks() {
+                    None => "BPF tracer marks per task: kept".into(),
+                    Some(why) => format!("BPF tracer marks per task: none, per CPU only: {why}"),
+                });
+                lines
+            }
         }
     }
 }

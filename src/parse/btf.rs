@@ -245,8 +245,8 @@ impl Btf<'_> {
     }
 }
 
-/// BTF blobs built by hand, for tests here and of the programs built from BTF.
-#[cfg(test)]
+/// BTF blobs built by hand: the types of the tracer's task map, and the
+/// kernels of tests here and of the programs built from BTF.
 pub(crate) mod build {
     use super::{HEADER_LEN, Kind, MAGIC};
 

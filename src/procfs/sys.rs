@@ -57,6 +57,7 @@ const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
+const BPF_BTF_LOAD: libc::c_long = 18;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_ITER_CREATE: libc::c_long = 33;
 pub(crate) const BPF_PROG_TYPE_TRACING: u32 = 26;
@@ -68,6 +69,9 @@ pub(crate) const BPF_MAP_TYPE_ARRAY: u32 = 2;
 pub(crate) const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
 pub(crate) const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
 pub(crate) const BPF_MAP_TYPE_RINGBUF: u32 = 27;
+const BPF_MAP_TYPE_TASK_STORAGE: u32 = 29;
+/// Local storage is made on first use: the kernel takes no other kind.
+const BPF_F_NO_PREALLOC: u32 = 1;
 
 /// `union bpf_attr` as `BPF_MAP_CREATE` reads it.
 #[repr(C)]
@@ -81,6 +85,22 @@ struct MapCreateAttr {
     inner_map_fd: u32,
     numa_node: u32,
     map_name: [u8; 16],
+    map_ifindex: u32,
+    btf_fd: u32,
+    btf_key_type_id: u32,
+    btf_value_type_id: u32,
+}
+
+/// `union bpf_attr` as `BPF_BTF_LOAD` reads it.
+#[repr(C)]
+#[derive(Default)]
+struct BtfLoadAttr {
+    btf: u64,
+    btf_log_buf: u64,
+    btf_size: u32,
+    btf_log_size: u32,
+    btf_log_level: u32,
+    _pad: u32,
 }
 
 /// `union bpf_attr` as `BPF_MAP_*_ELEM` reads it.
@@ -170,6 +190,8 @@ struct RawTracepointAttr {
 const _: () = {
     use std::mem::offset_of;
     assert!(offset_of!(MapCreateAttr, max_entries) == 12 && offset_of!(MapCreateAttr, map_name) == 28);
+    assert!(offset_of!(MapCreateAttr, btf_fd) == 48 && offset_of!(MapCreateAttr, btf_value_type_id) == 56);
+    assert!(offset_of!(BtfLoadAttr, btf_size) == 16 && offset_of!(BtfLoadAttr, btf_log_level) == 24);
     assert!(offset_of!(MapElemAttr, key) == 8 && offset_of!(MapElemAttr, value) == 16);
     assert!(offset_of!(MapElemAttr, flags) == 24);
     assert!(offset_of!(ProgLoadAttr, insns) == 8 && offset_of!(ProgLoadAttr, license) == 16);
@@ -185,6 +207,7 @@ const _: () = {
 /// One of the `bpf_attr` shapes above.
 trait Attr {}
 impl Attr for MapCreateAttr {}
+impl Attr for BtfLoadAttr {}
 impl Attr for MapElemAttr {}
 impl Attr for ProgLoadAttr {}
 impl Attr for LinkCreateAttr {}
@@ -214,9 +237,10 @@ fn bpf<A: Attr>(cmd: libc::c_long, attr: A) -> libc::c_long {
     // zeros, of which the kernel reads ATTR_LEN bytes; every pointer inside
     // it was taken by the callers below from a live borrow that outlives
     // this call, with its length beside it (the log is borrowed mutably:
-    // the kernel writes at most `log_size` bytes; a map's key and value, of
-    // the sizes the map was made with, are only read, or for a lookup
-    // written, `lookup_len` bytes; a program's info, `info_len` bytes).
+    // the kernel writes at most `log_size` bytes; a BTF blob, `btf_size`
+    // bytes, is only read; a map's key and value, of the sizes the map was
+    // made with, are only read, or for a lookup written, `lookup_len`
+    // bytes; a program's info, `info_len` bytes).
     unsafe { libc::syscall(libc::SYS_bpf, cmd, &padded as *const Padded<A>, ATTR_LEN) }
 }
 
@@ -256,6 +280,32 @@ impl BpfMap {
         };
         let fd = owned_fd(bpf(BPF_MAP_CREATE, a))?;
         Ok(Self { fd, key_size: key_size as usize, value_size: value_size as usize, lookup_len })
+    }
+
+    /// A new task local storage map (`BPF_MAP_TYPE_TASK_STORAGE`): an entry
+    /// of `value_size` bytes per task, made when a program first asks for
+    /// it with `BPF_LOCAL_STORAGE_GET_F_CREATE`, gone with the task. The
+    /// kernel takes one only with the BTF of its key (a 4-byte int) and
+    /// value: `btf`, of types `key_type` and `value_type`.
+    pub fn create_task_storage(
+        value_size: u32,
+        btf: BorrowedFd<'_>,
+        (key_type, value_type): (u32, u32),
+        name: &CStr,
+    ) -> Result<Self, Errno> {
+        let a = MapCreateAttr {
+            map_type: BPF_MAP_TYPE_TASK_STORAGE,
+            key_size: 4,
+            value_size,
+            map_flags: BPF_F_NO_PREALLOC,
+            map_name: object_name(name),
+            btf_fd: btf.as_raw_fd() as u32,
+            btf_key_type_id: key_type,
+            btf_value_type_id: value_type,
+            ..MapCreateAttr::default()
+        };
+        let fd = owned_fd(bpf(BPF_MAP_CREATE, a))?;
+        Ok(Self { fd, key_size: 4, value_size: value_size as usize, lookup_len: value_size as usize })
     }
 
     /// The entry of `key`, into `value`: the map's value, or for a per-CPU
@@ -330,6 +380,12 @@ pub fn bpf_prog_load(p: &ProgLoad<'_>, log: Option<&mut [u8]>) -> Result<OwnedFd
         a.log_buf = log.as_mut_ptr() as u64;
     }
     owned_fd(bpf(BPF_PROG_LOAD, a))
+}
+
+/// Loads BTF `blob` (types a map's keys and values are described by).
+pub fn bpf_btf_load(blob: &[u8]) -> Result<OwnedFd, Errno> {
+    let btf_size = u32::try_from(blob.len()).map_err(|_| Errno::E2BIG)?;
+    owned_fd(bpf(BPF_BTF_LOAD, BtfLoadAttr { btf: blob.as_ptr() as u64, btf_size, ..BtfLoadAttr::default() }))
 }
 
 /// A link of program `prog` by `attach_type` (for an iterator: one that
