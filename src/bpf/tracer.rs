@@ -20,7 +20,7 @@
 //! nested hook, writes exactly those, and counts them, so what was lost is
 //! what the kernel passed over less what the second caught. It runs after
 //! the state hook's program for every state change, and learns from a
-//! per-CPU mark the first leaves whether that one ran for it:
+//! mark the first leaves whether that one ran for it:
 //! - while the state hook's program runs, its mark says so: a state change
 //!   that comes then is one it was passed over for;
 //! - an interrupt's state changes do not nest in one another, and the kernel
@@ -30,7 +30,12 @@
 //!   ran for a state change in an interrupt, it marks which one, and the
 //!   nested hook, in the same interrupt next, takes the mark back or, not
 //!   finding its own there, writes the event. A program tells an interrupt
-//!   by the stack it runs on: not its task's.
+//!   by the stack it runs on: not its task's;
+//! - a task's state changes do not nest either, but a task may be preempted
+//!   around the state hook's program (Linux 7.0 runs a tracepoint's
+//!   programs preemptibly), passing it over for another task's, or move to
+//!   another CPU between the two programs: so for a task's state change the
+//!   mark is the task's own (task local storage), where the kernel has it.
 
 use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -93,11 +98,14 @@ const OWNERS: i32 = 1;
 /// hook caught, and the state hook's mark. Each value is a count (or, in
 /// the mark, whether the state hook's program runs), and, in the mark, the
 /// state change in an interrupt the state hook's program ran for last: its
-/// sock (0: none) and states.
+/// sock (0: none) and states; and the sock of a task's state change it ran
+/// for but could not mark in the task's storage (none yet, and the kernel
+/// made none).
 const COUNTS: i32 = 2;
-const COUNT_LEN: usize = 24;
+const COUNT_LEN: usize = 32;
 const RAN_SK: i16 = 8;
 const RAN_STATES: i16 = 16;
+const UNMARKED: i16 = 24;
 const LOST: i32 = 0;
 const CAUGHT: i32 = 1;
 const MARK: i32 = 2;
@@ -290,8 +298,8 @@ enum Label {
     Caught,
     /// The state hook has marked which state change it ran for.
     Marked,
-    /// The task has no mark: its CPU's tells what it can.
-    Runs,
+    /// The task has no mark: its CPU's tells.
+    Unmarked,
     /// The nested hook compares the mark with its own state change.
     Compare,
     Out,
@@ -624,8 +632,12 @@ impl Prog<'_, '_> {
             clear(&mut self.a, RAN_SK, "ran for");
             if let Some(helper) = by_task {
                 get_task_mark(&mut self.a, helper, BPF_LOCAL_STORAGE_GET_F_CREATE);
-                self.a.jeq(R0, 0, Label::Marked);
+                self.a.jeq(R0, 0, Label::Unmarked);
                 store(&mut self.a, 0, "the task's mark");
+                self.a.ja(Label::Marked);
+                self.a.place(Label::Unmarked);
+                self.a.push_noted(Insn::Load { dst: R0, src: FP, off: MARK_AT, size: DW }, "&mark");
+                self.a.push_noted(Insn::Store { dst: R0, off: UNMARKED, src: sk, size: DW }, "sk -> unmarked");
             }
             self.a.ja(Label::Marked);
             self.a.place(Label::Interrupt);
@@ -635,19 +647,25 @@ impl Prog<'_, '_> {
             self.set_runs();
         } else {
             // A task may move to another CPU between the two programs (from
-            // Linux 7.0, tracepoints run preemptibly): its own mark, where it
-            // has one, tells; its CPU's "runs" may be another task's.
+            // Linux 7.0, tracepoints run preemptibly): its own mark tells;
+            // its CPU's "runs" may be another task's. A task without one
+            // (its first state change) had its state hook passed over,
+            // unless the kernel made it none, which its CPU's mark says.
             if let Some(helper) = by_task {
                 get_task_mark(&mut self.a, helper, 0);
-                self.a.jeq(R0, 0, Label::Runs);
+                self.a.jeq(R0, 0, Label::Unmarked);
                 self.a.push_noted(Insn::Load { dst: R2, src: R0, off: 0, size: DW }, "the task's mark: sk");
                 self.a.push_noted(Insn::Load { dst: R3, src: R0, off: 8, size: DW }, "the task's mark: states");
                 clear(&mut self.a, 0, "the task's mark");
                 self.a.ja(Label::Compare);
-                self.a.place(Label::Runs);
+                self.a.place(Label::Unmarked);
                 self.a.push_noted(Insn::Load { dst: R0, src: FP, off: MARK_AT, size: DW }, "&mark");
+                self.a.push_noted(Insn::Load { dst: R2, src: R0, off: UNMARKED, size: DW }, "unmarked");
+                clear(&mut self.a, UNMARKED, "unmarked");
+                self.a.jne(sk, R2, Label::Caught);
+            } else {
+                runs(&mut self.a);
             }
-            runs(&mut self.a);
             self.a.ja(Label::Exit);
             self.a.place(Label::Interrupt);
             runs(&mut self.a);
