@@ -100,6 +100,7 @@ fn touched(len: usize) -> Vec<MaybeUninit<u8>> {
 /// processes on the host may open sockets while a soak runs.
 #[derive(Clone, Copy, Debug, Default)]
 struct Host {
+    namespaces: u64,
     processes: u64,
     sockets: u64,
     bytes: u64,
@@ -110,6 +111,7 @@ struct Host {
 
 impl Host {
     fn see(&mut self, s: &Stats) {
+        self.namespaces = self.namespaces.max(s.namespaces);
         self.processes = self.processes.max(s.processes);
         self.sockets = self.sockets.max(s.sockets);
         self.bytes = self.bytes.max(s.bytes_needed);
@@ -118,10 +120,12 @@ impl Host {
     /// Heap a walker may keep for a host grown from `self` to `later`: its
     /// pid, namespace and owner vectors, de-duplication sets, table scratch
     /// and the sockets no process holds that it remembers from a dump, each
-    /// at most doubled by a Vec's growth.
+    /// at most doubled by a Vec's growth; and what it keeps of a namespace
+    /// that appeared meanwhile (another process's, on a shared host).
     fn growth_allowance(&self, later: &Host) -> i64 {
         let d = |a: u64, b: u64| b.saturating_sub(a) as i64;
-        128 * d(self.processes, later.processes)
+        (64 << 10) * d(self.namespaces, later.namespaces)
+            + 128 * d(self.processes, later.processes)
             + 256 * d(self.sockets, later.sockets)
             + 3 * d(self.bytes, later.bytes)
             + 256 * d(self.lines, later.lines)
@@ -160,7 +164,7 @@ impl Footprint {
         let allowance = warm.growth_allowance(&run);
         println!(
             "{what}: {runs} runs in {secs:.2} s; fds {} -> {}; RSS {} -> {} KiB ({:+}); live heap {} -> {} bytes ({:+}); \
-             host {} -> {} processes, {} -> {} sockets (allowance {allowance} bytes)",
+             host {} -> {} namespaces, {} -> {} processes, {} -> {} sockets (allowance {allowance} bytes)",
             self.fds,
             after.fds,
             self.rss_kib,
@@ -169,6 +173,8 @@ impl Footprint {
             self.heap,
             after.heap,
             after.heap - self.heap,
+            warm.namespaces,
+            run.namespaces,
             warm.processes,
             run.processes,
             warm.sockets,
