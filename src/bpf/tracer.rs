@@ -36,6 +36,10 @@
 //!   programs preemptibly), passing it over for another task's, or move to
 //!   another CPU between the two programs: so for a task's state change the
 //!   mark is the task's own (task local storage), where the kernel has it.
+//!
+//! The other hooks run in tasks only; where each task keeps a mark, each
+//! has a second program (its catcher) that writes what the kernel passed
+//! the first over for, by the same per-task mark.
 
 use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -95,7 +99,7 @@ const MARK_AT: i16 = KEY - 8;
 const RING: i32 = 0;
 const OWNERS: i32 = 1;
 /// Per CPU, by key: records the ring had no room for, events the nested
-/// hook caught, and the state hook's mark. Each value is a count (or, in
+/// hook caught, the state hook's mark, and events the catchers caught. Each value is a count (or, in
 /// the mark, whether the state hook's program runs), and, in the mark, the
 /// state change in an interrupt the state hook's program ran for last: its
 /// sock (0: none) and states; and the sock of a task's state change it ran
@@ -109,6 +113,7 @@ const UNMARKED: i16 = 24;
 const LOST: i32 = 0;
 const CAUGHT: i32 = 1;
 const MARK: i32 = 2;
+const CATCHES: i32 = 3;
 /// The library's own tgid (entry 0).
 const SELF: i32 = 3;
 /// Per task, where the kernel lets a program keep something for a task
@@ -253,12 +258,31 @@ impl Hook {
         format!("{how}/{}{nested}", self.attach_to())
     }
 
+    /// What its programs' mark names besides the socket: above any state
+    /// hook's 16 x old state + new state.
+    fn tag(self) -> i32 {
+        0x100 + Hook::ALL.iter().position(|h| *h == self).unwrap_or_default() as i32
+    }
+
     fn protocol(self) -> Protocol {
         match self {
             Hook::State | Hook::Nested | Hook::Accept | Hook::TcpClose => Protocol::Tcp,
             _ => Protocol::Udp,
         }
     }
+}
+
+/// What a hook's program is to the other on its hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// It marks no task (a kernel without task local storage).
+    Alone,
+    /// It marks the task with what it ran for (the nested hook's takes the
+    /// state hook's mark back).
+    Marking,
+    /// The second program on a hook other than the state hook's: it goes
+    /// on only where the first was passed over.
+    Catcher,
 }
 
 /// Where a jump goes.
@@ -562,17 +586,17 @@ impl Prog<'_, '_> {
 
     /// The state hook marks its CPU before anything else (`ctx` kept in
     /// `R8`): its program runs, and which state change it ran for, in an
-    /// interrupt on its CPU's mark, or (`by_task`) in a task on the task's.
+    /// interrupt on its CPU's mark, or (`Marking`) in a task on the task's.
     /// The nested hook goes on only where the state hook was passed over
     /// (module docs), and counts what it goes on with.
-    fn mark(&mut self, hook: Hook, by_task: bool) -> Result<(), Refusal> {
+    fn mark(&mut self, hook: Hook, role: Role) -> Result<(), Refusal> {
         let (task, sk, states) = (R6, R7, R9);
         self.a.push(Insn::Mov { dst: R8, src: R1 });
         let stacks = stacks(self.k);
-        let by_task = match (by_task, &stacks) {
-            (false, _) => None,
-            (true, Some(_)) => Some(self.k.helper("task_storage_get")?),
-            (true, None) => {
+        let by_task = match (role, &stacks) {
+            (Role::Alone, _) => None,
+            (_, Some(_)) => Some(self.k.helper("task_storage_get")?),
+            (_, None) => {
                 return Err(self.k.lacks("struct irq_stack, to tell a task's state change from an interrupt's"));
             }
         };
@@ -592,7 +616,7 @@ impl Prog<'_, '_> {
             } else {
                 runs(&mut self.a);
                 self.a.ja(Label::Exit);
-                self.caught();
+                self.caught(CAUGHT);
             }
             return Ok(());
         };
@@ -602,21 +626,10 @@ impl Prog<'_, '_> {
         self.a.push(Insn::LshImm { dst: states, imm: 4 });
         arg_of(&mut self.a, R2, R8, 2, W, "newstate");
         self.a.push_noted(Insn::Add { dst: states, src: R2 }, "the states");
-        let get_task_mark = |a: &mut Asm<Label>, helper, flags| {
-            a.load_map(R1, TASKS, "task marks");
-            a.push(Insn::Mov { dst: R2, src: task });
-            a.push(Insn::MovImm { dst: R3, imm: 0 });
-            a.push(Insn::MovImm { dst: R4, imm: flags });
-            a.call(helper);
-        };
-        let clear = |a: &mut Asm<Label>, off: i16, what: &str| {
-            a.push(Insn::MovImm { dst: R4, imm: 0 });
-            a.push_noted(Insn::Store { dst: R0, off, src: R4, size: DW }, format!("0 -> {what}"));
-        };
         if hook == Hook::Nested {
             self.a.push_noted(Insn::Load { dst: R2, src: R0, off: RAN_SK, size: DW }, "ran for: sk");
             self.a.push_noted(Insn::Load { dst: R3, src: R0, off: RAN_STATES, size: DW }, "ran for: states");
-            clear(&mut self.a, RAN_SK, "ran for");
+            self.clear(RAN_SK, "ran for");
         }
         // `ctx` lies on the stack the kernel runs on (a program's frame may
         // be a stack of its own): in an interrupt, not its task's.
@@ -624,57 +637,125 @@ impl Prog<'_, '_> {
         self.a.jgt(R1, R8, Label::Interrupt);
         self.a.push(Insn::AddImm { dst: R1, imm: size - 1 });
         self.a.jgt(R8, R1, Label::Interrupt);
-        let store = |a: &mut Asm<Label>, at: i16, what: &str| {
-            a.push_noted(Insn::Store { dst: R0, off: at, src: sk, size: DW }, format!("sk -> {what}"));
-            a.push_noted(Insn::Store { dst: R0, off: at + 8, src: states, size: DW }, format!("states -> {what}"));
-        };
         if hook == Hook::State {
-            clear(&mut self.a, RAN_SK, "ran for");
+            self.clear(RAN_SK, "ran for");
             if let Some(helper) = by_task {
-                get_task_mark(&mut self.a, helper, BPF_LOCAL_STORAGE_GET_F_CREATE);
-                self.a.jeq(R0, 0, Label::Unmarked);
-                store(&mut self.a, 0, "the task's mark");
-                self.a.ja(Label::Marked);
-                self.a.place(Label::Unmarked);
-                self.a.push_noted(Insn::Load { dst: R0, src: FP, off: MARK_AT, size: DW }, "&mark");
-                self.a.push_noted(Insn::Store { dst: R0, off: UNMARKED, src: sk, size: DW }, "sk -> unmarked");
+                self.mark_task(helper);
             }
             self.a.ja(Label::Marked);
             self.a.place(Label::Interrupt);
-            store(&mut self.a, RAN_SK, "ran for");
+            self.store_mark(RAN_SK, "ran for");
             self.a.place(Label::Marked);
             self.a.push_noted(Insn::Load { dst: R0, src: FP, off: MARK_AT, size: DW }, "&mark");
             self.set_runs();
         } else {
             // A task may move to another CPU between the two programs (from
             // Linux 7.0, tracepoints run preemptibly): its own mark tells;
-            // its CPU's "runs" may be another task's. A task without one
-            // (its first state change) had its state hook passed over,
-            // unless the kernel made it none, which its CPU's mark says.
-            if let Some(helper) = by_task {
-                get_task_mark(&mut self.a, helper, 0);
-                self.a.jeq(R0, 0, Label::Unmarked);
-                self.a.push_noted(Insn::Load { dst: R2, src: R0, off: 0, size: DW }, "the task's mark: sk");
-                self.a.push_noted(Insn::Load { dst: R3, src: R0, off: 8, size: DW }, "the task's mark: states");
-                clear(&mut self.a, 0, "the task's mark");
-                self.a.ja(Label::Compare);
-                self.a.place(Label::Unmarked);
-                self.a.push_noted(Insn::Load { dst: R0, src: FP, off: MARK_AT, size: DW }, "&mark");
-                self.a.push_noted(Insn::Load { dst: R2, src: R0, off: UNMARKED, size: DW }, "unmarked");
-                clear(&mut self.a, UNMARKED, "unmarked");
-                self.a.jne(sk, R2, Label::Caught);
-            } else {
-                runs(&mut self.a);
+            // its CPU's "runs" may be another task's.
+            match by_task {
+                Some(helper) => self.take_task_mark(helper),
+                None => {
+                    runs(&mut self.a);
+                    self.a.ja(Label::Exit);
+                }
             }
-            self.a.ja(Label::Exit);
             self.a.place(Label::Interrupt);
             runs(&mut self.a);
-            self.a.place(Label::Compare);
-            self.a.jne(sk, R2, Label::Caught);
-            self.a.jeq(states, R3, Label::Exit);
-            self.caught();
+            self.compare_mark(CAUGHT);
         }
         Ok(())
+    }
+
+    /// The mark of a program on a hook other than the state hook's, where
+    /// each task keeps one (not `Alone`): the first program marks the task
+    /// with what it ran for (the socket, and the hook); the second (the
+    /// `Catcher`, which the kernel runs after it) goes on only where the
+    /// first was passed over (another task preempted in it on that CPU,
+    /// on a kernel that preempts in the kernel), counting what it goes on
+    /// with. These hooks run in tasks only.
+    fn hook_mark(&mut self, hook: Hook, role: Role) -> Result<(), Refusal> {
+        if role == Role::Alone {
+            return Ok(());
+        }
+        let helper = self.k.helper("task_storage_get")?;
+        self.a.push(Insn::Mov { dst: R8, src: R1 });
+        self.a.call(self.h.get_current_task_btf);
+        self.a.push(Insn::Mov { dst: R6, src: R0 });
+        arg_of(&mut self.a, R7, R8, 0, DW, "sk");
+        self.a.push_noted(Insn::MovImm { dst: R9, imm: hook.tag() }, "the hook");
+        if role == Role::Catcher {
+            self.take_task_mark(helper);
+            self.compare_mark(CATCHES);
+        } else {
+            self.mark_task(helper);
+            self.a.place(Label::Marked);
+            self.a.push(Insn::Mov { dst: R1, src: R8 });
+        }
+        Ok(())
+    }
+
+    /// `r0` = the mark of the current task (`R6`), made if `create`, or 0.
+    fn task_mark(&mut self, helper: Helper, create: bool) {
+        self.a.load_map(R1, TASKS, "task marks");
+        self.a.push(Insn::Mov { dst: R2, src: R6 });
+        self.a.push(Insn::MovImm { dst: R3, imm: 0 });
+        let flags = if create { BPF_LOCAL_STORAGE_GET_F_CREATE } else { 0 };
+        self.a.push(Insn::MovImm { dst: R4, imm: flags });
+        self.a.call(helper);
+    }
+
+    /// `*(r0 + off)` = 0.
+    fn clear(&mut self, off: i16, what: &str) {
+        self.a.push(Insn::MovImm { dst: R4, imm: 0 });
+        self.a.push_noted(Insn::Store { dst: R0, off, src: R4, size: DW }, format!("0 -> {what}"));
+    }
+
+    /// What the program runs for, its sock (`R7`) and states (`R9`), to
+    /// the mark at `r0 + at`.
+    fn store_mark(&mut self, at: i16, what: &str) {
+        self.a.push_noted(Insn::Store { dst: R0, off: at, src: R7, size: DW }, format!("sk -> {what}"));
+        self.a.push_noted(Insn::Store { dst: R0, off: at + 8, src: R9, size: DW }, format!("states -> {what}"));
+    }
+
+    /// What the program runs for to the task's mark, made if the task has
+    /// none yet; where the kernel makes none, its sock to its CPU's
+    /// `UNMARKED`. On to `Marked`, which follows.
+    fn mark_task(&mut self, helper: Helper) {
+        self.task_mark(helper, true);
+        self.a.jeq(R0, 0, Label::Unmarked);
+        self.store_mark(0, "the task's mark");
+        self.a.ja(Label::Marked);
+        self.a.place(Label::Unmarked);
+        self.lookup_count(MARK, "mark", Label::Marked);
+        self.a.push_noted(Insn::Store { dst: R0, off: UNMARKED, src: R7, size: DW }, "sk -> unmarked");
+    }
+
+    /// The task's mark taken back (`r2`, `r3`), on to `Compare`. A task
+    /// without one (its first since the tracer started) had the first
+    /// program passed over, unless the kernel made it none, which its
+    /// CPU's `UNMARKED` says: on to `Caught`, or out.
+    fn take_task_mark(&mut self, helper: Helper) {
+        self.task_mark(helper, false);
+        self.a.jeq(R0, 0, Label::Unmarked);
+        self.a.push_noted(Insn::Load { dst: R2, src: R0, off: 0, size: DW }, "the task's mark: sk");
+        self.a.push_noted(Insn::Load { dst: R3, src: R0, off: 8, size: DW }, "the task's mark: states");
+        self.clear(0, "the task's mark");
+        self.a.ja(Label::Compare);
+        self.a.place(Label::Unmarked);
+        self.lookup_count(MARK, "mark", Label::Exit);
+        self.a.push_noted(Insn::Load { dst: R2, src: R0, off: UNMARKED, size: DW }, "unmarked");
+        self.clear(UNMARKED, "unmarked");
+        self.a.jne(R7, R2, Label::Caught);
+        self.a.ja(Label::Exit);
+    }
+
+    /// `Compare`: out where the mark (`r2`, `r3`) names what this program
+    /// runs for (`R7`, `R9`); else on to `Caught`, which follows.
+    fn compare_mark(&mut self, key: i32) {
+        self.a.place(Label::Compare);
+        self.a.jne(R7, R2, Label::Caught);
+        self.a.jeq(R9, R3, Label::Exit);
+        self.caught(key);
     }
 
     /// The state hook's mark (at `r0`): its program runs.
@@ -684,22 +765,24 @@ impl Prog<'_, '_> {
         self.a.push(Insn::Mov { dst: R1, src: R8 });
     }
 
-    /// `Caught`: the nested hook counts the state change it goes on with.
-    fn caught(&mut self) {
+    /// `Caught`: the second program counts what it goes on with (the
+    /// nested hook's apart from the catchers').
+    fn caught(&mut self, key: i32) {
         self.a.place(Label::Caught);
-        self.count(CAUGHT, "caught", Label::Exit);
+        let name = if key == CAUGHT { "caught" } else { "catches" };
+        self.count(key, name, Label::Exit);
         self.a.push(Insn::Mov { dst: R1, src: R8 });
     }
 
     /// The end every way out reaches.
-    fn finish(mut self, hook: Hook, attach_btf_id: u32) -> Result<Program, Refusal> {
+    fn finish(mut self, hook: Hook, role: Role, attach_btf_id: u32) -> Result<Program, Refusal> {
         self.a.place(Label::Out);
         if hook == Hook::State {
             self.a.push_noted(Insn::Load { dst: R1, src: FP, off: MARK_AT, size: DW }, "&mark");
             self.a.push(Insn::MovImm { dst: R2, imm: 0 });
             self.a.push_noted(Insn::Store { dst: R1, off: 0, src: R2, size: DW }, "0 -> runs");
         }
-        if matches!(hook, Hook::State | Hook::Nested) {
+        if matches!(hook, Hook::State | Hook::Nested) || role == Role::Catcher {
             self.a.place(Label::Exit);
         }
         self.a.push(Insn::MovImm { dst: R0, imm: 0 });
@@ -707,7 +790,7 @@ impl Prog<'_, '_> {
         let code = self.a.finish().map_err(|e| Refusal::Unsupported(format!("{WHAT}'s program is malformed: {e}")))?;
         Ok(Program {
             what: WHAT,
-            name: hook.name(),
+            name: if role == Role::Catcher { c"procspy_catch" } else { hook.name() },
             code,
             prog_type: BPF_PROG_TYPE_TRACING,
             attach_type: hook.attach_type(),
@@ -727,9 +810,8 @@ fn arg(a: &mut Asm<Label>, dst: Reg, i: u32, size: super::asm::Size, what: &str)
     arg_of(a, dst, R1, i, size, what);
 }
 
-/// The program of `hook` for the kernel `btf` describes; the state and
-/// nested hooks' marking each task too where `by_task`.
-fn assemble(btf: &Btf<'_>, hook: Hook, by_task: bool) -> Result<Program, Refusal> {
+/// The program of `hook` for the kernel `btf` describes, in its `role`.
+fn assemble(btf: &Btf<'_>, hook: Hook, role: Role) -> Result<Program, Refusal> {
     let k = Kernel::new(btf, WHAT);
     let what = hook.describe();
     let attach_btf_id = match hook {
@@ -741,7 +823,7 @@ fn assemble(btf: &Btf<'_>, hook: Hook, by_task: bool) -> Result<Program, Refusal
     let (second, third) = (R7, R8);
     match hook {
         Hook::State | Hook::Nested => {
-            p.mark(hook, by_task)?;
+            p.mark(hook, role)?;
             arg(&mut p.a, SK, 0, DW, "sk");
             arg(&mut p.a, second, 1, W, "oldstate");
             arg(&mut p.a, third, 2, W, "newstate");
@@ -754,14 +836,19 @@ fn assemble(btf: &Btf<'_>, hook: Hook, by_task: bool) -> Result<Program, Refusal
             p.a.place(Label::Born);
         }
         Hook::UdpSend | Hook::Udp6Send => {
+            p.hook_mark(hook, role)?;
             arg(&mut p.a, SK, 0, DW, "sk");
             arg(&mut p.a, second, 1, DW, "msg");
         }
         Hook::UdpConnect | Hook::Udp6Connect => {
+            p.hook_mark(hook, role)?;
             arg(&mut p.a, SK, 0, DW, "sk");
             arg(&mut p.a, second, params()?, W, "return");
         }
-        Hook::Accept | Hook::TcpClose | Hook::UdpRelease | Hook::Udp6Release => arg(&mut p.a, SK, 0, DW, "sk"),
+        Hook::Accept | Hook::TcpClose | Hook::UdpRelease | Hook::Udp6Release => {
+            p.hook_mark(hook, role)?;
+            arg(&mut p.a, SK, 0, DW, "sk");
+        }
     }
     p.zero_record();
     p.socket(hook.protocol())?;
@@ -825,7 +912,7 @@ fn assemble(btf: &Btf<'_>, hook: Hook, by_task: bool) -> Result<Program, Refusal
             p.acting_or_learned(true)?;
         }
     }
-    p.finish(hook, attach_btf_id)
+    p.finish(hook, role, attach_btf_id)
 }
 
 /// A send's destination where it names one (`msg->msg_name`, a kernel copy
@@ -873,12 +960,13 @@ fn stacks(k: &Kernel<'_>) -> Option<(Field, i32)> {
 /// A hook and its program, or why it has none.
 type Assembled = (Hook, Result<Program, Refusal>);
 
-/// Each hook's program (the state and nested hooks' marking each CPU
-/// only), and the state and nested hooks' programs that mark each task
-/// too, or why there are none.
+/// Each hook's program, marking no task; and where each task keeps a
+/// mark, each hook's pair (but the nested hook's): the program that marks
+/// the task, and the one the kernel runs after it that takes the mark back
+/// (for the state hook, the nested hook's), or why there is none.
 struct Programs {
     each: Vec<Assembled>,
-    by_task: Result<[Program; 2], Refusal>,
+    by_task: Vec<(Hook, Result<[Program; 2], Refusal>)>,
 }
 
 /// Each hook's programs, assembled once per process (the kernel's layout
@@ -889,8 +977,16 @@ fn programs() -> Result<&'static Programs, Refusal> {
         return Ok(built);
     }
     let built = with_vmlinux(WHAT, |btf| {
-        let each = Hook::ALL.iter().map(|&h| (h, assemble(btf, h, false))).collect();
-        let by_task = assemble(btf, Hook::State, true).and_then(|s| Ok([s, assemble(btf, Hook::Nested, true)?]));
+        let each = Hook::ALL.iter().map(|&h| (h, assemble(btf, h, Role::Alone))).collect();
+        let pair = |h| {
+            let second = if h == Hook::State {
+                assemble(btf, Hook::Nested, Role::Marking)
+            } else {
+                assemble(btf, h, Role::Catcher)
+            };
+            Ok([assemble(btf, h, Role::Marking)?, second?])
+        };
+        let by_task = Hook::ALL.iter().filter(|h| **h != Hook::Nested).map(|&h| (h, pair(h))).collect();
         Ok(Programs { each, by_task })
     })?;
     Ok(PROGRAMS.get_or_init(|| built))
@@ -1021,6 +1117,9 @@ struct Attached {
     _link: OwnedFd,
 }
 
+/// A hook's two programs, loaded, until each is attached.
+type Pair = [Option<OwnedFd>; 2];
+
 /// The tracer, attached: its programs' links, its maps, its ring mapped.
 /// Dropping it detaches every program.
 #[derive(Debug)]
@@ -1033,6 +1132,12 @@ pub struct Tracer {
     hooks: Vec<(Hook, Result<Attached, Refusal>)>,
     /// Why the state and nested hooks mark each CPU only, if they do.
     task_marks: Option<Refusal>,
+    /// The second program of each other hook whose pair marks each task:
+    /// attached, or why not.
+    catchers: Vec<(Hook, Result<Attached, Refusal>)>,
+    /// What the catchers counted as caught in the check of their order,
+    /// where they ran first.
+    false_catches: u64,
     /// The kernel's loss count when last read, and of it the state hook's
     /// pass-overs the nested hook did not catch.
     lost_seen: u64,
@@ -1057,58 +1162,79 @@ impl Tracer {
             BpfMap::create(BPF_MAP_TYPE_RINGBUF, 0, 0, size, c"procspy_events").map_err(sys("bpf(BPF_MAP_CREATE)"))?;
         let owners = BpfMap::create(BPF_MAP_TYPE_LRU_HASH, 8, OWNER_LEN as u32, OWNERS_MAX, c"procspy_owners")
             .map_err(sys("bpf(BPF_MAP_CREATE)"))?;
-        let counts = BpfMap::create(BPF_MAP_TYPE_PERCPU_ARRAY, 4, COUNT_LEN as u32, MARK as u32 + 1, c"procspy_counts")
-            .map_err(sys("bpf(BPF_MAP_CREATE)"))?;
+        let counts =
+            BpfMap::create(BPF_MAP_TYPE_PERCPU_ARRAY, 4, COUNT_LEN as u32, CATCHES as u32 + 1, c"procspy_counts")
+                .map_err(sys("bpf(BPF_MAP_CREATE)"))?;
         let me = BpfMap::create(BPF_MAP_TYPE_ARRAY, 4, 4, 1, c"procspy_self").map_err(sys("bpf(BPF_MAP_CREATE)"))?;
         me.update(&0u32.to_ne_bytes(), &std::process::id().to_ne_bytes()).map_err(sys("bpf(BPF_MAP_UPDATE_ELEM)"))?;
         let ring = Ring::map(ring_map.as_fd(), ring_size).map_err(sys("mmap of the ring buffer"))?;
         let maps = [ring_map.as_fd(), owners.as_fd(), counts.as_fd(), me.as_fd()];
-        // The state and nested hooks' programs that mark each task, where
-        // the kernel takes both; those that mark each CPU only where not.
-        let by_task = programs.by_task.as_ref().map_err(Clone::clone).and_then(|[state, nested]| {
-            let tasks = task_marks()?;
-            let maps = [maps[0], maps[1], maps[2], maps[3], tasks.as_fd()];
-            Ok([Some(state.load(&maps)?), Some(nested.load(&maps)?)])
-        });
-        let (mut by_task, task_marks) = match by_task {
-            Ok(loaded) => (loaded, None),
-            Err(e) => ([None, None], Some(e)),
+        // Each hook's pair that marks each task, where the kernel takes both;
+        // its program that marks none where not.
+        let tasks = task_marks();
+        let mut pairs: Vec<(Hook, Result<Pair, Refusal>)> = programs
+            .by_task
+            .iter()
+            .map(|(hook, pair)| {
+                let loaded = tasks.as_ref().map_err(Clone::clone).and_then(|tasks| {
+                    let [first, second] = pair.as_ref().map_err(Clone::clone)?;
+                    let maps = [maps[0], maps[1], maps[2], maps[3], tasks.as_fd()];
+                    Ok([Some(first.load(&maps)?), Some(second.load(&maps)?)])
+                });
+                (*hook, loaded)
+            })
+            .collect();
+        let task_marks = pairs.iter().find(|(h, _)| *h == Hook::State).and_then(|(_, p)| p.as_ref().err().cloned());
+        let mut take = |hook, i: usize| {
+            let pair = pairs.iter_mut().find(|(h, _)| *h == hook).and_then(|(_, p)| p.as_mut().ok());
+            pair.and_then(|p| p[i].take())
         };
-        let mut hooks = Vec::with_capacity(programs.each.len());
+        let attach = |prog: OwnedFd| {
+            let link =
+                bpf_sys::bpf_attach_tracing(prog.as_fd()).map_err(|errno| Refusal::Sys { call: "attach", errno })?;
+            Ok(Attached { prog, _link: link })
+        };
+        let (mut hooks, mut catchers) = (Vec::with_capacity(programs.each.len()), Vec::new());
         for (hook, program) in &programs.each {
-            let loaded = match hook {
-                Hook::State => by_task[0].take(),
-                Hook::Nested => by_task[1].take(),
-                _ => None,
+            let (loaded, catcher) = match hook {
+                Hook::Nested => (take(Hook::State, 1), None),
+                Hook::State => (take(Hook::State, 0), None),
+                h => (take(*h, 0), take(*h, 1)),
             };
-            let link = program.as_ref().map_err(Clone::clone).and_then(|p| {
-                let prog = match loaded {
-                    Some(prog) => prog,
-                    None => p.load(&maps)?,
-                };
-                let link = bpf_sys::bpf_attach_tracing(prog.as_fd())
-                    .map_err(|errno| Refusal::Sys { call: "attach", errno })?;
-                Ok(Attached { prog, _link: link })
+            // A trampoline runs the program attached last first: the catcher
+            // goes first, to run after the program it catches for.
+            let catcher = catcher.map(attach);
+            let link = program.as_ref().map_err(Clone::clone).and_then(|p| match loaded {
+                Some(prog) => attach(prog),
+                None => attach(p.load(&maps)?),
             });
             if *hook == Hook::State
                 && let Err(e) = link
             {
                 return Err(e);
             }
+            // A catcher alone would write every event as caught.
+            if let (Some(c), Ok(_)) = (catcher, &link) {
+                catchers.push((*hook, c));
+            }
             hooks.push((*hook, link));
         }
         let owners = Owners(Arc::new(owners));
-        Ok(Self {
+        let mut t = Self {
             ring,
             ring_map,
             counts,
             owners,
             hooks,
+            catchers,
             task_marks,
+            false_catches: 0,
             lost_seen: 0,
             uncaught_seen: 0,
             record: [0; EVENT_LEN],
-        })
+        };
+        t.check_catchers_order();
+        Ok(t)
     }
 
     /// Who acted on each socket last.
@@ -1124,6 +1250,60 @@ impl Tracer {
     /// Each hook, and why it is not attached where it is not.
     pub fn hooks(&self) -> impl Iterator<Item = (Hook, Option<&Refusal>)> {
         self.hooks.iter().map(|(h, r)| (*h, r.as_ref().err()))
+    }
+
+    /// The second program on each hook other than the state hook's, where
+    /// there is one: attached, or why not.
+    pub fn catchers(&self) -> impl Iterator<Item = (Hook, Option<&Refusal>)> {
+        self.catchers.iter().map(|(h, r)| (*h, r.as_ref().err()))
+    }
+
+    /// Whether the kernel runs a hook's two programs in the order they
+    /// were attached for: the catcher after. A TCP socket closed here runs
+    /// `tcp_close`'s pair; a catcher that ran first would count a catch
+    /// with nothing passed over. Where they ran so, or where it can't be
+    /// told (`tcp_close` has no pair, the socket or a count can't be had),
+    /// every catcher is detached.
+    fn check_catchers_order(&mut self) {
+        if self.catchers.iter().all(|(_, c)| c.is_err()) {
+            return;
+        }
+        let why = match self.catchers_run_second() {
+            Ok(true) => return,
+            Ok(false) => Refusal::Unsupported("the kernel ran a hook's programs in another order than attached".into()),
+            Err(e) => e,
+        };
+        for (_, c) in &mut self.catchers {
+            if c.is_ok() {
+                *c = Err(why.clone());
+            }
+        }
+    }
+
+    /// The check of `check_catchers_order`.
+    fn catchers_run_second(&mut self) -> Result<bool, Refusal> {
+        if !self.catchers.iter().any(|(h, c)| *h == Hook::TcpClose && c.is_ok()) {
+            return Err(Refusal::Unsupported(
+                "tcp_close has no catcher to tell the order of a hook's programs by".into(),
+            ));
+        }
+        let sys = |call| move |errno| Refusal::Sys { call, errno };
+        let looked = |t: &Self| -> Result<(u64, u64), Refusal> {
+            let close = t.hooks.iter().find(|(h, _)| *h == Hook::TcpClose).and_then(|(_, a)| a.as_ref().ok());
+            let missed = close.map_or(Ok(0), |a| bpf_sys::bpf_prog_recursion_misses(a.prog.as_fd()));
+            Ok((
+                t.count(CATCHES).map_err(sys("bpf(BPF_MAP_LOOKUP_ELEM)"))?,
+                missed.map_err(sys("bpf(BPF_OBJ_GET_INFO_BY_FD)"))?,
+            ))
+        };
+        let (caught, missed) = looked(self)?;
+        drop(bpf_sys::tcp_socket().map_err(sys("socket"))?);
+        let (caught_after, missed_after) = looked(self)?;
+        if caught_after > caught && missed_after == missed {
+            self.false_catches = caught_after - caught;
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     /// Why the state and nested hooks' programs keep no mark per task
@@ -1156,30 +1336,36 @@ impl Tracer {
     /// that CPU (its tracepoint fired in an interrupt that came while it
     /// ran), less those the nested hook caught.
     pub fn lost(&mut self) -> Result<u64, Errno> {
-        let (mut passed_over, mut state_passed_over, mut nested) = (0, 0, false);
+        let (mut passed_over, mut catchable, mut nested) = (0, 0, false);
+        let caught_on = |hook| self.catchers.iter().any(|(h, c)| *h == hook && c.is_ok());
         for (hook, attached) in &self.hooks {
             let Ok(a) = attached else { continue };
             match hook {
                 // An event the state hook missed is counted there, whether
-                // the nested hook caught it or not.
+                // the nested hook caught it or not; so with a catcher.
                 Hook::Nested => nested = true,
-                Hook::State => state_passed_over += bpf_sys::bpf_prog_recursion_misses(a.prog.as_fd())?,
+                Hook::State => catchable += bpf_sys::bpf_prog_recursion_misses(a.prog.as_fd())?,
+                h if caught_on(*h) => catchable += bpf_sys::bpf_prog_recursion_misses(a.prog.as_fd())?,
                 _ => passed_over += bpf_sys::bpf_prog_recursion_misses(a.prog.as_fd())?,
             }
         }
+        let catching = nested || self.catchers.iter().any(|(_, c)| c.is_ok());
         // Caught read after passed over: the kernel counts a pass-over
         // before the nested hook, next on that CPU, counts its catch. One
         // counted a moment ago may be in flight still, its catch not yet
         // counted: looked at again, a little later (up to 1 ms), before it
         // is told.
-        let mut uncaught = state_passed_over.saturating_sub(self.count(CAUGHT)?);
+        let caught = |t: &Self| Ok::<_, Errno>(t.count(CAUGHT)? + t.count(CATCHES)?.saturating_sub(t.false_catches));
+        let uncaught = |t: &Self| Ok::<_, Errno>(catchable.saturating_sub(caught(t)?));
+        let mut uncaught_now = uncaught(self)?;
         for _ in 0..10 {
-            if !nested || uncaught <= self.uncaught_seen {
+            if !catching || uncaught_now <= self.uncaught_seen {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_micros(100));
-            uncaught = state_passed_over.saturating_sub(self.count(CAUGHT)?);
+            uncaught_now = uncaught(self)?;
         }
+        let uncaught = uncaught_now;
         self.uncaught_seen = self.uncaught_seen.max(uncaught);
         let total = (self.count(LOST)? + passed_over + uncaught).max(self.lost_seen);
         let new = total - self.lost_seen;
@@ -1207,6 +1393,19 @@ mod tests {
     /// patch was done, and panicked.
     static ATTACHING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+    /// The tracer, started under `ATTACHING`; none (said) where it does
+    /// not run here.
+    fn started(ring: usize) -> Option<(std::sync::MutexGuard<'static, ()>, Tracer)> {
+        let one = ATTACHING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match Tracer::start(ring) {
+            Ok(t) => Some((one, t)),
+            Err(e) => {
+                eprintln!("the tracer does not run here: {e}");
+                None
+            }
+        }
+    }
+
     /// Whether this kernel may preempt a task that runs in the kernel: not
     /// where its configuration (`/proc/config.gz`, `/boot/config-RELEASE`)
     /// says it preempts none or only voluntarily, and its command line
@@ -1233,10 +1432,14 @@ mod tests {
     fn the_programs_are_the_committed_listing() {
         let kernel = small_kernel(&HELPERS);
         let btf = Btf::parse(&kernel).unwrap();
-        let each = Hook::ALL.iter().map(|&hook| (hook, false));
+        let each = Hook::ALL.iter().map(|&hook| (hook, Role::Alone));
+        let by_task = Hook::ALL.iter().flat_map(|&hook| match hook {
+            Hook::State | Hook::Nested => vec![(hook, Role::Marking)],
+            _ => vec![(hook, Role::Marking), (hook, Role::Catcher)],
+        });
         let programs: Vec<Program> = each
-            .chain([(Hook::State, true), (Hook::Nested, true)])
-            .map(|(hook, by_task)| assemble(&btf, hook, by_task).unwrap_or_else(|e| panic!("{}: {e}", hook.describe())))
+            .chain(by_task)
+            .map(|(hook, role)| assemble(&btf, hook, role).unwrap_or_else(|e| panic!("{}: {e}", hook.describe())))
             .collect();
         check_listing(&programs, "tracer.listing", include_str!("tracer.listing"));
     }
@@ -1250,33 +1453,36 @@ mod tests {
         let kernel = without("BPF_FUNC_get_current_task_btf"); // Linux 5.10
         let btf = Btf::parse(&kernel).unwrap();
         for hook in Hook::ALL {
-            let e = assemble(&btf, hook, false).unwrap_err().to_string();
+            let e = assemble(&btf, hook, Role::Alone).unwrap_err().to_string();
             assert!(e.contains("BPF_FUNC_get_current_task_btf") && e.contains(WHAT), "{e}");
         }
         // Marks per task: a kernel without task local storage's helper
         // (Linux 5.10), or without a way to tell an interrupt (not x86-64).
         let kernel = without("BPF_FUNC_task_storage_get");
         let btf = Btf::parse(&kernel).unwrap();
-        for hook in [Hook::State, Hook::Nested] {
-            let e = assemble(&btf, hook, true).unwrap_err().to_string();
+        let by_task = [Hook::State, Hook::Nested, Hook::TcpClose].map(|h| (h, Role::Marking));
+        for (hook, role) in by_task.into_iter().chain([(Hook::TcpClose, Role::Catcher)]) {
+            let e = assemble(&btf, hook, role).unwrap_err().to_string();
             assert!(e.contains("BPF_FUNC_task_storage_get"), "{e}");
-            assert!(assemble(&btf, hook, false).is_ok());
+            assert!(assemble(&btf, hook, Role::Alone).is_ok());
         }
         let mut other = small_kernel(&HELPERS);
         let at = other.windows(9).position(|w| w == b"irq_stack").unwrap();
         other[at] = b'x';
         let btf = Btf::parse(&other).unwrap();
-        let e = assemble(&btf, Hook::Nested, true).unwrap_err().to_string();
+        let e = assemble(&btf, Hook::Nested, Role::Marking).unwrap_err().to_string();
         assert!(e.contains("struct irq_stack"), "{e}");
-        assert!(assemble(&btf, Hook::Nested, false).is_ok());
+        assert!(assemble(&btf, Hook::Nested, Role::Alone).is_ok());
         let kernel = small_kernel(&HELPERS);
         let mut renamed = kernel.clone();
         let at = renamed.windows(19).position(|w| w == b"security_sock_graft").unwrap();
         renamed[at] = b'x';
         let btf = Btf::parse(&renamed).unwrap();
-        let e = assemble(&btf, Hook::Accept, false).unwrap_err().to_string();
+        let e = assemble(&btf, Hook::Accept, Role::Alone).unwrap_err().to_string();
         assert!(e.contains("fentry/security_sock_graft (security_sock_graft)"), "{e}");
-        assert!(assemble(&btf, Hook::State, false).is_ok() && assemble(&btf, Hook::TcpClose, false).is_ok());
+        assert!(
+            assemble(&btf, Hook::State, Role::Alone).is_ok() && assemble(&btf, Hook::TcpClose, Role::Alone).is_ok()
+        );
     }
 
     #[test]
@@ -1410,6 +1616,29 @@ mod tests {
         assert_eq!(t.lost().unwrap(), 0);
     }
 
+    /// A kernel that ran a hook's catcher before the program it catches
+    /// for would have it write every event twice: the check at start sees
+    /// that and detaches every catcher. Made so here by attaching
+    /// `tcp_close`'s catcher again, last, so that it runs first.
+    #[test]
+    fn catchers_the_kernel_runs_first_are_detached() {
+        let Some((_one, mut t)) = started(1 << 20) else { return };
+        let Some(at) = t.catchers.iter().position(|(h, c)| *h == Hook::TcpClose && c.is_ok()) else {
+            return eprintln!("tcp_close has no catcher here");
+        };
+        let moved = Err(Refusal::Unsupported("moved".into()));
+        let Ok(Attached { prog, _link }) = std::mem::replace(&mut t.catchers[at].1, moved) else { unreachable!() };
+        drop(_link);
+        let link = bpf_sys::bpf_attach_tracing(prog.as_fd()).unwrap();
+        t.catchers[at].1 = Ok(Attached { prog, _link: link });
+        t.check_catchers_order();
+        for (hook, refused) in t.catchers() {
+            let why = refused.map(ToString::to_string).unwrap_or_default();
+            assert!(why.contains("in another order"), "{}'s catcher: {why}", hook.describe());
+        }
+        assert!(t.false_catches >= 1, "the check's own close, caught");
+    }
+
     /// Under a loopback storm, a state change in a softirq that came while
     /// the state hook's program ran (which the kernel passes that program
     /// over for) is written by the nested hook, once: no state change of
@@ -1417,11 +1646,7 @@ mod tests {
     /// hook over, the nested hook caught some of it.
     #[test]
     fn a_state_change_that_interrupts_the_program_is_caught_once() {
-        let _one = ATTACHING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut t = match Tracer::start(1 << 24) {
-            Ok(t) => t,
-            Err(e) => return eprintln!("the tracer does not run here: {e}"),
-        };
+        let Some((_one, mut t)) = started(1 << 24) else { return };
         let nested = t.hooks().any(|(h, refused)| h == Hook::Nested && refused.is_none());
         // Pairs of a client thread that connects and a server thread that
         // accepts and resets, then lets its client go on: one connection
@@ -1485,7 +1710,7 @@ mod tests {
                 // the program runs.
                 Next::Empty => {
                     told += t.lost().unwrap();
-                    caught = t.count(CAUGHT).unwrap();
+                    caught = t.count(CAUGHT).unwrap() + t.count(CATCHES).unwrap();
                     let mut fds = [nix::poll::PollFd::new(t.fd(), nix::poll::PollFlags::POLLIN)];
                     nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u8)).unwrap();
                 }
@@ -1499,14 +1724,20 @@ mod tests {
         let twice: Vec<_> = changes.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]).take(10).collect();
         changes.dedup();
         assert_eq!(changes.len(), all, "written twice (cookie, kind, old state, state): {twice:?}");
+        // What the kernel passed over of the programs a second one catches
+        // for: the state hook's, and those of the hooks with a catcher.
+        let caught_for = |h: Hook| h == Hook::State || t.catchers().any(|(c, refused)| c == h && refused.is_none());
         let passed_over: u64 = t
             .hooks
             .iter()
-            .filter(|(h, _)| *h == Hook::State)
+            .filter(|(h, a)| caught_for(*h) && a.is_ok())
             .map(|(_, a)| bpf_sys::bpf_prog_recursion_misses(a.as_ref().unwrap().prog.as_fd()).unwrap())
             .sum();
-        let caught = t.count(CAUGHT).unwrap();
-        eprintln!("{all} events of the storm's, {caught} caught nested, {passed_over} passed over, {lost} lost");
+        let caught = t.count(CAUGHT).unwrap() + t.count(CATCHES).unwrap();
+        let catchers = t.catchers().filter(|(_, refused)| refused.is_none()).count();
+        eprintln!(
+            "{all} events of the storm's, {caught} caught ({catchers} catchers), {passed_over} passed over, {lost} lost"
+        );
         assert!(ours.len() > 500, "a storm: {}", ours.len());
         // Told as it went, as a caller is: not less than was lost at last
         // (more where a catch, in flight on another CPU, came late).
@@ -1522,8 +1753,18 @@ mod tests {
         // that offers task local storage takes.
         let by_stack = with_vmlinux(WHAT, |btf| Ok(stacks(&Kernel::new(btf, WHAT)).is_some())).unwrap();
         let by_task = t.task_marks().is_none();
-        if let (Ok(_), Some(why)) = (&programs().unwrap().by_task, t.task_marks()) {
+        let offered = |h| programs().unwrap().by_task.iter().any(|(p, pair)| *p == h && pair.is_ok());
+        if let (true, Some(why)) = (offered(Hook::State), t.task_marks()) {
             panic!("the kernel offers task local storage but refused the marks per task: {why}");
+        }
+        // A hook that attached has its catcher where its pair assembled, and
+        // the kernel runs the catcher second.
+        for (hook, refused) in t.catchers() {
+            assert!(refused.is_none(), "{}'s catcher: {}", hook.describe(), refused.unwrap());
+        }
+        for (hook, _) in t.hooks().filter(|(h, r)| !matches!(h, Hook::State | Hook::Nested) && r.is_none()) {
+            let caught = t.catchers().any(|(h, _)| h == hook);
+            assert!(caught || !offered(hook), "{}: no catcher, its pair refused", hook.describe());
         }
         if nested && by_stack && (by_task || !may_preempt_in_the_kernel()) {
             assert_eq!(caught, passed_over, "passed over, caught");

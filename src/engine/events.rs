@@ -193,6 +193,10 @@ impl Events {
                         Some(why) => format!("BPF tracer {}: not attached: {why}", h.describe()),
                     })
                     .collect();
+                lines.extend(t.catchers().map(|(h, refused)| match refused {
+                    None => format!("BPF tracer {} (caught): attached", h.describe()),
+                    Some(why) => format!("BPF tracer {} (caught): not attached: {why}", h.describe()),
+                }));
                 lines.push(match t.task_marks() {
                     None => "BPF tracer marks per task: kept".into(),
                     Some(why) => format!("BPF tracer marks per task: none, per CPU only: {why}"),

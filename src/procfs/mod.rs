@@ -35,7 +35,7 @@ pub(crate) mod bpf_sys {
         BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_LRU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_RINGBUF,
         BPF_PROG_TYPE_TRACING, BPF_TRACE_FENTRY, BPF_TRACE_FEXIT, BPF_TRACE_ITER, BPF_TRACE_RAW_TP, BpfMap, ProgLoad,
         Ring, RingNext, bpf_attach_tracing, bpf_btf_load, bpf_iter_create, bpf_link_create, bpf_prog_load,
-        bpf_prog_recursion_misses,
+        bpf_prog_recursion_misses, tcp_socket,
     };
 }
 

@@ -560,6 +560,12 @@ pub fn bpf_iter_create(link: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
     owned_fd(bpf(BPF_ITER_CREATE, a))
 }
 
+/// A new IPv4 TCP socket, never connected: closing it runs `tcp_close`.
+pub fn tcp_socket() -> Result<OwnedFd, Errno> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
+    socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
+}
+
 /// Four bytes from the kernel's random pool (`getrandom(2)`).
 pub fn random_u32() -> Result<u32, Errno> {
     let mut b = [0u8; 4];
