@@ -278,7 +278,20 @@ for key in "${keys[@]}"; do
     rm -rf "$run" && mkdir -p "$run"
     cp "$suite_list" "$run/suite.list"
     echo "$commit" > "$run/commit"
-    if [ "$key" = host ]; then on_host "$run"; else boot "$key" "$run"; fi
+    if [ "$key" = host ]; then
+        on_host "$run"
+    else
+        boot "$key" "$run"
+        # A kernel that died before it reached the init ran nothing of the
+        # project's (under emulation, sid's boot now and then hits an Oops
+        # in text it is patching): booted once more, and said so.
+        if [ ! -f "$run/booted" ]; then
+            why=$(grep -m1 -o 'Oops: [^[]*\|Kernel panic[^[]*' "$run/console.log" | sed 's/ *$//' || true)
+            log "$key: the kernel died before the init (${why:-no message}): booting it once more"
+            mv "$run/console.log" "$run/console-first-boot.log"
+            boot "$key" "$run"
+        fi
+    fi
     record "$key"
     line=$(row "$key" "$run")
     if [ "$(cat "$run/exit-status" 2>/dev/null)" = 0 ]; then ok=$((ok + 1)); else bad=$((bad + 1)); fi
